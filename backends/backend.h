@@ -1,0 +1,142 @@
+/* The seam between the engine (lib/) and the I/O backends (one file per backend in backends/).
+ *
+ * Rules (DESIGN.md section 3):
+ * - An op lives in its caller's frame or object; a backend never allocates or
+ *   frees one, it only links it into its own queues through op->link.
+ * - submit() either finishes the op at once (returns EDDY_OP_DONE with
+ *   op->result set; complete is NOT called) or returns EDDY_OP_PENDING; then
+ *   op->complete(op) is called exactly once, from poll(), on the loop thread.
+ * - cancel() only asks: the op still completes once, with -ECANCELED or with
+ *   its result if it won the race. cancel() never calls complete itself.
+ * - complete never resumes a task inline; the engine only queues it.
+ * A backend never calls into task or future code. */
+#ifndef EDDY_BACKEND_H
+#define EDDY_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#ifndef _WIN32
+#include <sys/socket.h>
+#endif
+
+#include "eddy.h"
+#include "list.h"
+
+enum eddy_op_kind {
+    EDDY_OP_NONE = 0,
+    /* sockets (fd = socket) */
+    EDDY_OP_ACCEPT,   /* u.addr: addr/addrlen may be NULL; result = new fd (nonblocking, cloexec) */
+    EDDY_OP_CONNECT,  /* u.addr: addr, addrlen_value; result = 0 */
+    EDDY_OP_RECV,     /* u.io: buf, len, flags; result = bytes (0 = peer closed) */
+    EDDY_OP_SEND,     /* u.io: buf, len, flags; result = bytes sent (maybe partial) */
+    EDDY_OP_RECVMSG,  /* u.msg: msg, flags; result = bytes */
+    EDDY_OP_SENDMSG,  /* u.msg: msg, flags; result = bytes */
+    EDDY_OP_SHUTDOWN, /* u.io.flags = how */
+    EDDY_OP_CLOSE,    /* closes fd */
+    /* files (fd = file) */
+    EDDY_OP_READ,   /* u.io: buf, len, offset; result = bytes */
+    EDDY_OP_WRITE,  /* u.io: buf, len, offset; result = bytes */
+    EDDY_OP_FSYNC,  /* result = 0 */
+    EDDY_OP_OPEN,   /* u.path: path, flags, mode; result = new fd */
+    EDDY_OP_STAT,   /* u.path: path, statbuf (struct stat *); fd >= 0 and path NULL = fstat */
+    EDDY_OP_UNLINK, /* u.path: path, flags (AT_REMOVEDIR for a directory) */
+    EDDY_OP_RENAME, /* u.path: path -> path2 */
+    EDDY_OP_MKDIR,  /* u.path: path, mode */
+    /* generic */
+    EDDY_OP_WORK, /* u.work: fn(arg) run in the thread pool; result = its return */
+    EDDY_OP_KIND_COUNT
+};
+
+enum eddy_op_state {
+    EDDY_OP_STATE_IDLE = 0,
+    EDDY_OP_STATE_IN_FLIGHT,  /* submitted, pending */
+    EDDY_OP_STATE_CANCELLING, /* cancel asked, final completion still to come */
+    EDDY_OP_STATE_DONE,
+};
+
+/* Values submit() returns (or a negative code: the op was refused and
+ * result is not set; complete will not be called). */
+enum { EDDY_OP_DONE = 0, EDDY_OP_PENDING = 1 };
+
+struct eddy_op {
+    uint8_t kind;  /* enum eddy_op_kind */
+    uint8_t state; /* enum eddy_op_state, kept by the engine and the backend */
+    intptr_t fd;   /* fd, or SOCKET/HANDLE on Windows */
+    union {
+        struct {
+            void *buf;
+            size_t len;
+            int64_t offset;
+            int flags;
+        } io;
+        struct {
+            struct sockaddr *addr;
+            socklen_t *addrlen;      /* accept: in/out, may be NULL */
+            socklen_t addrlen_value; /* connect */
+        } addr;
+        struct {
+            struct msghdr *msg;
+            int flags;
+        } msg;
+        struct {
+            const char *path;
+            const char *path2;
+            int flags;
+            int mode;
+            void *statbuf;
+        } path;
+        struct {
+            intptr_t (*fn)(void *arg);
+            void *arg;
+        } work;
+    } u;
+    int64_t result;                       /* >= 0, or a negative errno-style code */
+    void (*complete)(struct eddy_op *op); /* the engine's: wakes whoever waits */
+    void *data;                           /* the engine's: who waits (a task) */
+    struct eddy__list link;               /* the backend's queues */
+    uintptr_t backend_data;               /* scratch for the backend */
+};
+
+struct eddy_backend;
+
+struct eddy_backend_ops {
+    const char *name;
+    /* Sets up b->impl. 0 or a negative code (the engine then tries the next). */
+    int (*init)(struct eddy_backend *b, const eddy_loop_options *opts);
+    void (*free)(struct eddy_backend *b);
+    /* EDDY_OP_DONE, EDDY_OP_PENDING, or a negative code (-ENOTSUP, -ENOMEM). */
+    int (*submit)(struct eddy_backend *b, struct eddy_op *op);
+    void (*cancel)(struct eddy_backend *b, struct eddy_op *op);
+    /* Flushes submissions, waits up to timeout_ns (-1 = no limit, 0 = do not
+     * block) for completions or a wake, and completes what is done. Returns the
+     * number of ops completed, or a negative code. */
+    int (*poll)(struct eddy_backend *b, int64_t timeout_ns);
+    /* The one call safe from any thread: makes a blocked poll return. */
+    int (*wake)(struct eddy_backend *b);
+    /* Whether this backend handles kind natively (else lib/ routes file ops
+     * and EDDY_OP_WORK to the thread pool). */
+    bool (*handles)(const struct eddy_backend *b, enum eddy_op_kind kind);
+};
+
+struct eddy_backend {
+    const struct eddy_backend_ops *ops;
+    void *impl;       /* the backend's own state */
+    unsigned pending; /* ops submitted and not yet completed; kept by the backend */
+};
+
+/* Probes whether a backend can initialise here: 0 or why not. */
+extern const struct eddy_backend_ops eddy__epoll_backend;
+
+/* Completes op from within poll: sets state and calls op->complete. Every
+ * backend finishes pending ops through this one helper. */
+static inline void eddy__op_finish(struct eddy_backend *b, struct eddy_op *op, int64_t result)
+{
+    op->result = result;
+    op->state = EDDY_OP_STATE_DONE;
+    b->pending--;
+    op->complete(op);
+}
+
+#endif /* EDDY_BACKEND_H */

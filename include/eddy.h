@@ -1,0 +1,315 @@
+/* eddy: asyncio's model in C -- one event loop per thread, stackful tasks that
+ * suspend at await, futures, timers, sockets and files over pluggable backends.
+ *
+ * Conventions: every call that can fail returns >= 0 on success or a negative
+ * errno-style code (-EINVAL, -ECANCELED, ...), named by eddy_strerror(). Calls
+ * marked "task-only" suspend the calling task and return -EPERM outside a task.
+ * Only eddy_call_soon_threadsafe may be called from a thread other than the
+ * loop's own. */
+#ifndef EDDY_H
+#define EDDY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#if defined(EDDY_BUILDING)
+#define EDDY_API __declspec(dllexport)
+#elif defined(EDDY_STATIC)
+#define EDDY_API
+#else
+#define EDDY_API __declspec(dllimport)
+#endif
+#elif defined(__GNUC__)
+#define EDDY_API __attribute__((visibility("default")))
+#else
+#define EDDY_API
+#endif
+
+#if defined(__GNUC__)
+#define EDDY_NODISCARD __attribute__((warn_unused_result))
+#else
+#define EDDY_NODISCARD
+#endif
+
+/* ---- errors ---------------------------------------------------------- */
+
+/* A short description of a negative error code (or "success" for 0). */
+EDDY_API const char *eddy_strerror(int err);
+/* True when a task's return value (or any intptr_t) is an error code. */
+#define EDDY_IS_ERROR(v) ((intptr_t)(v) < 0 && (intptr_t)(v) >= -4095)
+
+/* ---- loop ------------------------------------------------------------ */
+
+typedef struct eddy_loop eddy_loop;
+typedef struct eddy_timer eddy_timer;
+
+enum {
+    EDDY_LOOP_DEBUG = 1 << 0,          /* report slow tasks and unretrieved errors */
+    EDDY_LOOP_VIRTUAL_TIME = 1 << 1,   /* the clock jumps to the next deadline when idle */
+    EDDY_LOOP_NO_GUARD_PAGES = 1 << 2, /* canary-checked stacks without guard pages */
+};
+
+typedef struct eddy_loop_options {
+    const char *backend;  /* NULL or "auto", "io_uring", "epoll", "kqueue", "iocp" */
+    unsigned flags;       /* EDDY_LOOP_* */
+    size_t stack_size;    /* default task stack; 0 = library default (256 KiB) */
+    unsigned queue_depth; /* submission queue hint; 0 = default */
+} eddy_loop_options;
+
+/* Creates a loop. opts may be NULL. Returns 0, -EINVAL for bad options,
+ * -ENOENT for an unknown backend name, -ENOMEM, or the backend's error. */
+EDDY_API EDDY_NODISCARD int eddy_loop_new(eddy_loop **out, const eddy_loop_options *opts);
+/* Cancels live tasks and runs them to their end, then frees the loop. */
+EDDY_API void eddy_loop_free(eddy_loop *loop);
+/* Runs until no task, timer, callback or op is pending, or eddy_loop_stop.
+ * Returns 0, -EINVAL for NULL, -EBUSY when the loop is already running. */
+EDDY_API int eddy_loop_run(eddy_loop *loop);
+/* Makes eddy_loop_run return after the current iteration. */
+EDDY_API void eddy_loop_stop(eddy_loop *loop);
+/* The name of the backend the loop runs on ("epoll", "io_uring", ...). */
+EDDY_API const char *eddy_loop_backend(const eddy_loop *loop);
+/* The loop running on this thread, or NULL. */
+EDDY_API eddy_loop *eddy_loop_current(void);
+/* Monotonic time in ns (virtual under EDDY_LOOP_VIRTUAL_TIME); -EINVAL for NULL. */
+EDDY_API int64_t eddy_now(eddy_loop *loop);
+
+typedef void (*eddy_callback)(void *arg);
+/* Runs cb(arg) on the next iteration, after what is already queued. */
+EDDY_API EDDY_NODISCARD int eddy_call_soon(eddy_loop *loop, eddy_callback cb, void *arg);
+/* The same, callable from any thread; wakes the loop. */
+EDDY_API EDDY_NODISCARD int eddy_call_soon_threadsafe(eddy_loop *loop, eddy_callback cb, void *arg);
+/* Runs cb(arg) after delay_ns (>= 0). out == NULL: the timer frees itself after
+ * firing. out != NULL: the caller owns the handle, valid even after it fired,
+ * and releases it with eddy_timer_cancel exactly once. */
+EDDY_API EDDY_NODISCARD int eddy_call_later(eddy_loop *loop, int64_t delay_ns, eddy_callback cb,
+                                            void *arg, eddy_timer **out);
+/* Stops the timer if still pending and frees the handle. Returns 0 if it was
+ * pending, -EALREADY if it had fired already, -EINVAL for NULL. */
+EDDY_API int eddy_timer_cancel(eddy_timer *t);
+
+typedef intptr_t (*eddy_task_fn)(void *arg);
+/* asyncio.run: a new loop, main run as a task to completion, then the other
+ * tasks cancelled and run to their end, and the loop freed. Returns what
+ * eddy_task_join would for main, or the loop's creation error. */
+EDDY_API int eddy_run(eddy_task_fn main, void *arg, intptr_t *result);
+
+/* ---- futures ----------------------------------------------------------- */
+
+/* Reference counted; the creator holds one reference. Done callbacks run from
+ * the loop's ready queue, never inline in the call that completes the future. */
+typedef struct eddy_future eddy_future;
+/* A new pending future on loop (NULL = the current loop); NULL on -ENOMEM. */
+EDDY_API EDDY_NODISCARD eddy_future *eddy_future_new(eddy_loop *loop);
+EDDY_API void eddy_future_ref(eddy_future *f);
+EDDY_API void eddy_future_unref(eddy_future *f);
+/* Completes f. -EALREADY if done, -EINVAL for NULL or a task's future. */
+EDDY_API int eddy_future_set_result(eddy_future *f, intptr_t value);
+/* Fails f with err (a negative code in [-4095, -1], else -EINVAL). */
+EDDY_API int eddy_future_set_error(eddy_future *f, int err);
+/* Cancels f (outcome -ECANCELED); false if already done. On a task's future
+ * it requests the task's cancellation, as eddy_task_cancel. */
+EDDY_API bool eddy_future_cancel(eddy_future *f);
+/* True once f has a value, an error, or was cancelled. */
+EDDY_API bool eddy_future_done(const eddy_future *f);
+/* 0 and the value, f's error, -EAGAIN while pending, -EINVAL for NULL. */
+EDDY_API int eddy_future_result(const eddy_future *f, intptr_t *value);
+/* Calls cb(f, arg) from the ready queue once f is done (next iteration if it
+ * is done already). 0, -EINVAL, -ENOMEM. */
+EDDY_API EDDY_NODISCARD int eddy_future_on_done(eddy_future *f,
+                                                void (*cb)(eddy_future *f, void *arg), void *arg);
+/* Task-only: suspends until f is done; returns its outcome as
+ * eddy_future_result. If the task is cancelled meanwhile, f is cancelled too
+ * (as asyncio's await does) and -ECANCELED is returned. */
+EDDY_API int eddy_await(eddy_future *f, intptr_t *value);
+/* Task-only: eddy_await with a limit (asyncio.wait_for). When timeout_ns
+ * passes, f is cancelled (a task's future: the task is cancelled and awaited
+ * to its end) and -ETIMEDOUT is returned. timeout_ns < 0 waits forever. */
+EDDY_API int eddy_await_timeout(eddy_future *f, int64_t timeout_ns, intptr_t *value);
+
+/* ---- tasks --------------------------------------------------------------- */
+
+typedef struct eddy_task eddy_task;
+/* create_task: fn(arg) runs as a task from the next iteration on. loop NULL =
+ * the current loop. Returns a reference to join or detach; NULL on -ENOMEM, a
+ * NULL fn, or no loop. */
+EDDY_API EDDY_NODISCARD eddy_task *eddy_spawn(eddy_loop *loop, eddy_task_fn fn, void *arg);
+/* The task's future (borrowed: the task is its own future). */
+EDDY_API eddy_future *eddy_task_future(eddy_task *t);
+/* Task-only: awaits t, then drops the reference. 0 and fn's result, or the
+ * task's error (-ECANCELED for a task cancelled before it started). Outside a
+ * task, a task already done is joined without waiting; else -EPERM. */
+EDDY_API int eddy_task_join(eddy_task *t, intptr_t *result);
+/* Drops the reference; the loop frees the task when it ends. */
+EDDY_API void eddy_task_detach(eddy_task *t);
+/* Requests cancellation (sticky: the task's awaits return -ECANCELED until it
+ * ends, outside shields). False once the task is done. */
+EDDY_API bool eddy_task_cancel(eddy_task *t);
+/* The task running on this thread, or NULL. */
+EDDY_API eddy_task *eddy_task_current(void);
+/* Task-only: suspends for ns (>= 0). 0, or -ECANCELED. */
+EDDY_API int eddy_sleep(int64_t ns);
+/* Task-only: lets every other ready task run once (asyncio.sleep(0)). 0, or -ECANCELED. */
+EDDY_API int eddy_yield(void);
+/* Between begin and end, awaits of the calling task ignore its cancellation,
+ * which is delivered at the first await after the outermost end. Nests. */
+EDDY_API void eddy_shield_begin(void);
+EDDY_API void eddy_shield_end(void);
+
+/* ---- combinators and structured concurrency ------------------------------ */
+
+/* Task-only: waits for all n futures; 0, or the first error to occur (after all
+ * have finished). If the caller is cancelled, the futures still pending are
+ * cancelled and -ECANCELED returned. */
+EDDY_API int eddy_gather(eddy_future *const *fs, size_t n);
+/* Task-only: the index of the first of n futures to be done (the lowest index
+ * if several already are); -ETIMEDOUT after timeout_ns (< 0: no limit). The
+ * futures are left as they are. */
+EDDY_API int eddy_wait_any(eddy_future *const *fs, size_t n, int64_t timeout_ns);
+
+/* TaskGroup: when one child fails, the others are cancelled. */
+typedef struct eddy_group eddy_group;
+/* NULL = the current loop; NULL on -ENOMEM or no loop. */
+EDDY_API EDDY_NODISCARD eddy_group *eddy_group_new(eddy_loop *loop);
+/* Spawns a child; the pointer is borrowed, valid until eddy_group_free. NULL
+ * on -ENOMEM, a NULL argument, or a group whose wait has returned. */
+EDDY_API eddy_task *eddy_group_spawn(eddy_group *g, eddy_task_fn fn, void *arg);
+/* Task-only: waits until every child has ended; 0, or the first failure. If
+ * the caller is cancelled, the children are cancelled and awaited, and
+ * -ECANCELED is returned. */
+EDDY_API int eddy_group_wait(eddy_group *g);
+/* Frees the group. Children still alive are cancelled; called from a task,
+ * it awaits their end, otherwise they end on the loop's next iterations. */
+EDDY_API void eddy_group_free(eddy_group *g);
+
+/* ---- sockets --------------------------------------------------------------- */
+
+/* TCP, UDP and Unix stream sockets. Calls marked task-only suspend the calling
+ * task until done and return -EPERM outside a task; cancelling the task ends
+ * the call with -ECANCELED once its op has been withdrawn (docs/sockets.md).
+ * TCP sockets have TCP_NODELAY on by default, as in Go. Writes never raise
+ * SIGPIPE: a write to a closed peer returns -EPIPE. */
+typedef struct eddy_sock eddy_sock;
+struct sockaddr;
+struct sockaddr_storage;
+
+/* Task-only: a TCP listener on host:port. host NULL = every address (IPv6 and
+ * IPv4), a numeric address, or a name (resolved in the thread pool); port 0 =
+ * ephemeral (see eddy_sock_port); backlog <= 0 = SOMAXCONN. SO_REUSEADDR is set. */
+EDDY_API EDDY_NODISCARD int eddy_tcp_listen(eddy_sock **out, const char *host, uint16_t port,
+                                            int backlog);
+/* Task-only: connects to host:port. Numeric hosts are used as they are; names
+ * are resolved with getaddrinfo in the thread pool and each address is tried in
+ * turn. 0, -ECONNREFUSED, -ENXIO (no such host), -ECANCELED, ... */
+EDDY_API EDDY_NODISCARD int eddy_tcp_connect(eddy_sock **out, const char *host, uint16_t port);
+/* Task-only: waits for the next connection on listener. When the process is
+ * out of descriptors (EMFILE, ENFILE) it backs off (1 ms doubling to 100 ms)
+ * and retries rather than spin. 0, or -EINVAL, -ECANCELED, ... */
+EDDY_API EDDY_NODISCARD int eddy_accept(eddy_sock *listener, eddy_sock **out);
+/* Task-only: receives up to len (> 0) bytes. The count, 0 when the peer has
+ * closed, or -ECONNRESET, -ECANCELED, ... */
+EDDY_API EDDY_NODISCARD ssize_t eddy_recv(eddy_sock *s, void *buf, size_t len);
+/* Task-only: sends all len bytes, suspending while the socket is full. len, or
+ * an error (-EPIPE, -ECONNRESET, -ECANCELED, ...). */
+EDDY_API EDDY_NODISCARD ssize_t eddy_send(eddy_sock *s, const void *buf, size_t len);
+
+enum { EDDY_SHUT_RD = 0, EDDY_SHUT_WR = 1, EDDY_SHUT_RDWR = 2 };
+/* Task-only: shuts down reading, writing (the peer then reads 0) or both. */
+EDDY_API int eddy_sock_shutdown(eddy_sock *s, int how);
+/* Closes s and frees it. Calls pending on s in other tasks end with -ECANCELED
+ * first: in a task, close cancels them and waits (deaf to its own
+ * cancellation) until they have returned, then closes the fd. Outside a task
+ * (a callback on the socket's loop, or after the loop ended), it cancels them
+ * and returns at once; the fd is closed when the last of them has returned.
+ * Calls made once close has begun get -EBADF. 0 or the close error. */
+EDDY_API int eddy_sock_close(eddy_sock *s);
+/* The local port of a TCP or UDP socket; -EINVAL for NULL or a Unix socket. */
+EDDY_API int eddy_sock_port(const eddy_sock *s);
+/* The native descriptor (fd, or SOCKET on Windows), for setsockopt. */
+EDDY_API intptr_t eddy_sock_fd(const eddy_sock *s);
+/* Turns TCP_NODELAY on or off on a TCP socket. 0 or a negative code. */
+EDDY_API int eddy_sock_nodelay(eddy_sock *s, bool on);
+
+/* Fills out with the numeric IPv4 or IPv6 address host ("127.0.0.1", "::1",
+ * "[::1]") and port; no lookup. 0 or -EINVAL. */
+EDDY_API EDDY_NODISCARD int eddy_addr_parse(struct sockaddr_storage *out, const char *host,
+                                            uint16_t port);
+/* Task-only: a UDP socket bound to host:port (as eddy_tcp_listen: NULL = every
+ * address, port 0 = ephemeral). */
+EDDY_API EDDY_NODISCARD int eddy_udp_bind(eddy_sock **out, const char *host, uint16_t port);
+/* Task-only: sends one datagram to (an IPv4 or IPv6 address; NULL on a socket
+ * connected by other means). The bytes sent, or a negative code. */
+EDDY_API EDDY_NODISCARD ssize_t eddy_sendto(eddy_sock *s, const void *buf, size_t len,
+                                            const struct sockaddr *to);
+/* Task-only: receives one datagram (truncated to len) and, if from is not
+ * NULL, its sender (IPv4 senders on a dual-stack socket as plain IPv4). */
+EDDY_API EDDY_NODISCARD ssize_t eddy_recvfrom(eddy_sock *s, void *buf, size_t len,
+                                              struct sockaddr_storage *from);
+
+/* Task-only: a Unix stream listener at path ("@name": Linux's abstract
+ * namespace). An existing file at path gives -EADDRINUSE; close does not
+ * remove it. Accept with eddy_accept. */
+EDDY_API EDDY_NODISCARD int eddy_unix_listen(eddy_sock **out, const char *path, int backlog);
+/* Task-only: connects to the Unix stream socket at path. */
+EDDY_API EDDY_NODISCARD int eddy_unix_connect(eddy_sock **out, const char *path);
+
+/* ---- files ------------------------------------------------------------------ */
+
+/* Regular files and paths, task-only: each call suspends the calling task
+ * until done. On backends without native file I/O (epoll, kqueue) the work
+ * runs in the thread pool. A cancelled call returns -ECANCELED if the work
+ * had not started, else its result (docs/files.md). */
+typedef struct eddy_file eddy_file;
+struct stat;
+
+/* Opens path with open(2) flags (O_RDONLY, O_CREAT, ...; O_CLOEXEC is added)
+ * and mode. 0, or -ENOENT, -EACCES, ... */
+EDDY_API EDDY_NODISCARD int eddy_file_open(eddy_file **out, const char *path, int flags, int mode);
+/* Reads up to len bytes at offset (>= 0; -1 = the file's current position,
+ * which then advances). The count (short at end of file, 0 past it) or a
+ * negative code. */
+EDDY_API EDDY_NODISCARD ssize_t eddy_file_read(eddy_file *f, void *buf, size_t len,
+                                               int64_t offset);
+/* Writes all len bytes at offset (>= 0; -1 = the current position). len, or
+ * a negative code. */
+EDDY_API EDDY_NODISCARD ssize_t eddy_file_write(eddy_file *f, const void *buf, size_t len,
+                                                int64_t offset);
+/* Flushes f's data and metadata to storage (fsync). */
+EDDY_API EDDY_NODISCARD int eddy_file_sync(eddy_file *f);
+/* fstat: fills st for the open file. */
+EDDY_API EDDY_NODISCARD int eddy_file_stat(eddy_file *f, struct stat *st);
+/* The native descriptor, or -EINVAL for NULL. */
+EDDY_API intptr_t eddy_file_fd(const eddy_file *f);
+/* Waits for calls on f in other tasks to finish, closes it and frees f.
+ * Outside a task the fd is closed at once. 0 or the close error. */
+EDDY_API int eddy_file_close(eddy_file *f);
+
+/* stat(2) on path. */
+EDDY_API EDDY_NODISCARD int eddy_fs_stat(const char *path, struct stat *st);
+/* Removes a file (unlink). */
+EDDY_API EDDY_NODISCARD int eddy_fs_unlink(const char *path);
+/* Removes an empty directory. */
+EDDY_API EDDY_NODISCARD int eddy_fs_rmdir(const char *path);
+/* Renames from to to, replacing to if it exists (rename(2)). */
+EDDY_API EDDY_NODISCARD int eddy_fs_rename(const char *from, const char *to);
+/* Creates a directory with mode (before the umask). -EEXIST if it exists. */
+EDDY_API EDDY_NODISCARD int eddy_fs_mkdir(const char *path, int mode);
+
+/* ---- thread pool ------------------------------------------------------------ */
+
+/* Task-only: runs fn(arg) on a pool thread and suspends until it returns; 0
+ * and its return value in *result, -ECANCELED if the task was cancelled before
+ * a worker started it (a started call is awaited to its end, then
+ * -ECANCELED), -EPERM outside a task, -EINVAL for NULL fn. */
+EDDY_API int eddy_to_thread(intptr_t (*fn)(void *arg), void *arg, intptr_t *result);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* EDDY_H */

@@ -1,0 +1,145 @@
+/* Fibers: starting, switching and leaving execution contexts (lib/fiber.h).
+ *
+ * The switch itself is eddy__context_swap (lib/context/, one file per architecture), or
+ * swapcontext with EDDY_CONTEXT_UCONTEXT. Around every switch we tell
+ * AddressSanitizer which stack is about to run, so that it keeps checking the
+ * right frames and fake stacks; Valgrind learns about stacks in lib/stack.c
+ * and needs nothing here. */
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "fiber.h"
+
+#if defined(EDDY_ASAN) && EDDY_ASAN
+#define FIBER_ASAN 1
+#elif defined(__SANITIZE_ADDRESS__)
+#define FIBER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FIBER_ASAN 1
+#endif
+#endif
+
+#if FIBER_ASAN
+#include <sanitizer/common_interface_defs.h>
+
+/* The fiber that switched last on this thread, so that the fiber it switched
+ * to can record where its stack lies. NULL after eddy__fiber_exit: the dying
+ * fiber need not be told anything. */
+static __thread struct eddy__fiber *asan_switching_from;
+
+static void asan_start_switch(struct eddy__fiber *from, void **fake_stack_save,
+                              const struct eddy__fiber *to)
+{
+    asan_switching_from = from;
+    __sanitizer_start_switch_fiber(fake_stack_save, to->stack_lo, to->stack_size);
+}
+
+/* Runs first thing on the stack just switched to. The out parameters give the
+ * bounds of the stack we came from; for a fiber on its thread's own stack
+ * (stack_lo NULL at first) that is the only way to learn them, and they are
+ * needed to switch back to it. Every switch refreshes them, so a loop later
+ * run by another thread still describes the right stack. */
+static void asan_finish_switch(void *fake_stack_save)
+{
+    struct eddy__fiber *prev = asan_switching_from;
+    __sanitizer_finish_switch_fiber(fake_stack_save, prev ? &prev->stack_lo : NULL,
+                                    prev ? &prev->stack_size : NULL);
+}
+#else
+#define asan_start_switch(from, fake_stack_save, to) ((void)0)
+#define asan_finish_switch(fake_stack_save)          ((void)0)
+#endif
+
+/* The first function a fiber runs, on its own stack. */
+static void fiber_start(void *p)
+{
+    struct eddy__fiber *f = p;
+    asan_finish_switch(NULL);
+    f->entry(f->arg);
+    abort(); /* entry must leave with eddy__fiber_exit; there is nowhere to return to */
+}
+
+static void fiber_prepare(struct eddy__fiber *f, struct eddy__stack *s, void (*entry)(void *),
+                          void *arg)
+{
+    f->stack_lo = s->lo;
+    f->stack_size = s->size;
+    f->asan_fake_stack = NULL;
+    f->entry = entry;
+    f->arg = arg;
+}
+
+#if EDDY_CONTEXT_UCONTEXT
+
+/* makecontext passes only int arguments: the fiber pointer goes in two. */
+static void uc_start(unsigned hi, unsigned lo)
+{
+    uintptr_t p = lo;
+#if UINTPTR_MAX > 0xffffffffu
+    p |= (uintptr_t)hi << 32;
+#else
+    (void)hi;
+#endif
+    fiber_start((void *)p);
+}
+
+void eddy__fiber_init(struct eddy__fiber *f, struct eddy__stack *s, void (*entry)(void *),
+                      void *arg)
+{
+    fiber_prepare(f, s, entry, arg);
+    /* getcontext fails only where ucontext is not implemented at all. */
+    if (getcontext(&f->uc) < 0) abort();
+    f->uc.uc_stack.ss_sp = s->lo;
+    f->uc.uc_stack.ss_size = s->size;
+    f->uc.uc_stack.ss_flags = 0;
+    f->uc.uc_link = NULL;
+    uint64_t p = (uintptr_t)f;
+    makecontext(&f->uc, (void (*)(void))uc_start, 2, (unsigned)(p >> 32), (unsigned)p);
+}
+
+void eddy__fiber_switch(struct eddy__fiber *from, struct eddy__fiber *to)
+{
+    asan_start_switch(from, &from->asan_fake_stack, to);
+    swapcontext(&from->uc, &to->uc);
+    asan_finish_switch(from->asan_fake_stack);
+}
+
+_Noreturn void eddy__fiber_exit(struct eddy__fiber *from, struct eddy__fiber *to)
+{
+    (void)from;
+    /* A NULL save slot tells ASan to free this fiber's fake stack now. */
+    asan_start_switch(NULL, NULL, to);
+    setcontext(&to->uc);
+    abort();
+}
+
+#else /* assembly */
+
+void eddy__context_swap(void **save_sp, void *load_sp);
+void *eddy__context_make(void *stack_top, void (*start)(void *), void *arg);
+
+void eddy__fiber_init(struct eddy__fiber *f, struct eddy__stack *s, void (*entry)(void *),
+                      void *arg)
+{
+    fiber_prepare(f, s, entry, arg);
+    f->sp = eddy__context_make((char *)s->lo + s->size, fiber_start, f);
+}
+
+/* Without ASan this is a tail call into the assembly. */
+void eddy__fiber_switch(struct eddy__fiber *from, struct eddy__fiber *to)
+{
+    asan_start_switch(from, &from->asan_fake_stack, to);
+    eddy__context_swap(&from->sp, to->sp);
+    asan_finish_switch(from->asan_fake_stack);
+}
+
+_Noreturn void eddy__fiber_exit(struct eddy__fiber *from, struct eddy__fiber *to)
+{
+    /* A NULL save slot tells ASan to free this fiber's fake stack now. */
+    asan_start_switch(NULL, NULL, to);
+    eddy__context_swap(&from->sp, to->sp);
+    abort(); /* nobody resumes a fiber that exited */
+}
+
+#endif

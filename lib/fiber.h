@@ -1,0 +1,76 @@
+/* Fibers: a saved execution context plus the stack it runs on, and the pool
+ * that hands out task stacks. The context switch itself lives in
+ * lib/context/ (assembly for x86-64 SysV and AArch64, ucontext elsewhere or
+ * with --with-context=ucontext). AddressSanitizer and Valgrind are told about
+ * every stack and every switch. */
+#ifndef EDDY_FIBER_H
+#define EDDY_FIBER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+#if EDDY_CONTEXT_UCONTEXT
+#include <ucontext.h>
+#endif
+
+/* One task stack. [lo, lo + size) is usable; the stack grows down from
+ * lo + size. Pages are committed lazily by the kernel as the task touches them. */
+struct eddy__stack {
+    void *lo;
+    size_t size;
+    void *map; /* the whole mapping (with the guard page), or NULL when slab-allocated */
+    size_t map_size;
+    unsigned valgrind_id;
+    struct eddy__stack *next_free; /* pool link */
+};
+
+/* Reuses stacks: a released stack goes back on a free list (up to a cap) so
+ * spawning does not mmap/munmap per task. Without guard pages, stacks are
+ * carved from large slabs (one mapping for many stacks, keeping the process
+ * far below vm.max_map_count) and a canary at the low end of each stack is
+ * checked at every switch instead. */
+struct eddy__stack_pool {
+    size_t stack_size; /* usable bytes per stack, page-rounded */
+    bool guard_pages;
+    struct eddy__stack *free_list;
+    size_t free_count;
+    size_t max_free; /* cache cap */
+    void *slabs;     /* slab list (no-guard mode); freed with the pool */
+    size_t live;     /* stacks handed out and not returned */
+};
+
+int eddy__stack_pool_init(struct eddy__stack_pool *p, size_t stack_size, bool guard_pages);
+/* Unmaps every stack; all stacks must have been returned. */
+void eddy__stack_pool_destroy(struct eddy__stack_pool *p);
+/* A stack ready to run on: 0, or -ENOMEM. */
+int eddy__stack_get(struct eddy__stack_pool *p, struct eddy__stack **out);
+void eddy__stack_put(struct eddy__stack_pool *p, struct eddy__stack *s);
+/* False when the canary below a no-guard stack was overwritten (an overflow). */
+bool eddy__stack_canary_ok(const struct eddy__stack_pool *p, const struct eddy__stack *s);
+
+struct eddy__fiber {
+#if EDDY_CONTEXT_UCONTEXT
+    ucontext_t uc;
+#else
+    void *sp; /* saved stack pointer; callee-saved registers are on the stack */
+#endif
+    const void *stack_lo; /* for AddressSanitizer; NULL for a thread's own stack */
+    size_t stack_size;
+    void *asan_fake_stack;
+    void (*entry)(void *arg);
+    void *arg;
+};
+
+/* Prepares f to run entry(arg) on s at its first switch. entry must never
+ * return: it leaves with eddy__fiber_exit. */
+void eddy__fiber_init(struct eddy__fiber *f, struct eddy__stack *s, void (*entry)(void *),
+                      void *arg);
+/* Saves the running context in from and continues to. */
+void eddy__fiber_switch(struct eddy__fiber *from, struct eddy__fiber *to);
+/* The last switch out of a fiber that will never run again. */
+_Noreturn void eddy__fiber_exit(struct eddy__fiber *from, struct eddy__fiber *to);
+
+#endif /* EDDY_FIBER_H */

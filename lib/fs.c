@@ -1,0 +1,189 @@
+/* Files and paths as task-style calls: each is one op on the caller's stack
+ * run through eddy__op_run, which hands it to the backend when the backend
+ * does file I/O natively and to the thread pool otherwise (epoll, kqueue).
+ * Nothing here knows which. */
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#ifndef O_CLOEXEC
+#define O_CLOEXEC 0
+#endif
+
+struct eddy_file {
+    intptr_t fd;
+    unsigned calls;           /* calls in progress in some task */
+    bool closing;             /* eddy_file_close has begun: new calls get -EBADF */
+    struct eddy_task *closer; /* waits for calls to reach 0 */
+};
+
+/* Runs op on f, counted so that eddy_file_close can wait for it. */
+static int64_t file_run(struct eddy_file *f, struct eddy_op *op)
+{
+    if (!eddy__current_task()) return -EPERM;
+    if (!f) return -EINVAL;
+    if (f->closing) return -EBADF;
+    op->fd = f->fd;
+    f->calls++;
+    int64_t r = eddy__op_run(op);
+    if (--f->calls == 0 && f->closer) eddy__task_wake(f->closer, 0);
+    return r;
+}
+
+/* Runs a path op (no file involved). */
+static int path_run(struct eddy_op *op)
+{
+    if (!eddy__current_task()) return -EPERM;
+    if (!op->u.path.path) return -EINVAL;
+    op->fd = -1;
+    return (int)eddy__op_run(op);
+}
+
+EDDY_API int eddy_file_open(eddy_file **out, const char *path, int flags, int mode)
+{
+    if (!eddy__current_task()) return -EPERM;
+    if (!out) return -EINVAL;
+    *out = NULL;
+    if (!path || mode < 0) return -EINVAL;
+    struct eddy_file *f = calloc(1, sizeof(*f));
+    if (!f) return -ENOMEM;
+    struct eddy_op op = {.kind = EDDY_OP_OPEN, .fd = -1};
+    op.u.path.path = path;
+    op.u.path.flags = flags | O_CLOEXEC;
+    op.u.path.mode = mode;
+    /* A cancelled open that won the race still returns its fd: it is not lost. */
+    int64_t fd = eddy__op_run(&op);
+    if (fd < 0) {
+        free(f);
+        return (int)fd;
+    }
+    f->fd = fd;
+    *out = f;
+    return 0;
+}
+
+EDDY_API ssize_t eddy_file_read(eddy_file *f, void *buf, size_t len, int64_t offset)
+{
+    if (!eddy__current_task()) return -EPERM;
+    if ((!buf && len > 0) || offset < -1) return -EINVAL;
+    struct eddy_op op = {.kind = EDDY_OP_READ};
+    op.u.io.buf = buf;
+    op.u.io.len = len > SSIZE_MAX ? SSIZE_MAX : len;
+    op.u.io.offset = offset;
+    return (ssize_t)file_run(f, &op);
+}
+
+EDDY_API ssize_t eddy_file_write(eddy_file *f, const void *buf, size_t len, int64_t offset)
+{
+    if (!eddy__current_task()) return -EPERM;
+    if ((!buf && len > 0) || offset < -1 || len > SSIZE_MAX) return -EINVAL;
+    size_t done = 0;
+    do {
+        struct eddy_op op = {.kind = EDDY_OP_WRITE};
+        op.u.io.buf = (char *)buf + done;
+        op.u.io.len = len - done;
+        op.u.io.offset = offset < 0 ? -1 : offset + (int64_t)done;
+        int64_t n = file_run(f, &op);
+        if (n < 0) return (ssize_t)n;
+        if (n == 0 && len > 0) return -EIO; /* no progress: never loop forever */
+        done += (size_t)n;
+    } while (done < len);
+    return (ssize_t)done;
+}
+
+EDDY_API int eddy_file_sync(eddy_file *f)
+{
+    struct eddy_op op = {.kind = EDDY_OP_FSYNC};
+    return (int)file_run(f, &op);
+}
+
+EDDY_API int eddy_file_stat(eddy_file *f, struct stat *st)
+{
+    if (!eddy__current_task()) return -EPERM;
+    if (!st) return -EINVAL;
+    struct eddy_op op = {.kind = EDDY_OP_STAT};
+    op.u.path.statbuf = st;
+    return (int)file_run(f, &op);
+}
+
+EDDY_API intptr_t eddy_file_fd(const eddy_file *f)
+{
+    return f ? f->fd : -EINVAL;
+}
+
+EDDY_API int eddy_file_close(eddy_file *f)
+{
+    if (!f) return -EINVAL;
+    if (f->closing) return -EBADF;
+    f->closing = true;
+    struct eddy_task *t = eddy__current_task();
+    int64_t err;
+    if (!t) {
+        /* No op ever registers a file's fd with a backend that needs telling. */
+        err = close((int)f->fd) < 0 ? -errno : 0;
+    } else {
+        eddy_shield_begin(); /* a cancelled task still closes */
+        if (f->calls > 0) {
+            f->closer = t;
+            t->abort_wait = NULL;
+            t->wait_data = NULL;
+            eddy__task_suspend(t);
+            f->closer = NULL;
+        }
+        struct eddy_op op = {.kind = EDDY_OP_CLOSE, .fd = f->fd};
+        err = eddy__op_run(&op);
+        eddy_shield_end();
+    }
+    if (err == -EINTR) err = 0; /* the fd is gone either way on Linux */
+    free(f);
+    return (int)err;
+}
+
+EDDY_API int eddy_fs_stat(const char *path, struct stat *st)
+{
+    if (!eddy__current_task()) return -EPERM;
+    if (!st) return -EINVAL;
+    struct eddy_op op = {.kind = EDDY_OP_STAT};
+    op.u.path.path = path;
+    op.u.path.statbuf = st;
+    return path_run(&op);
+}
+
+EDDY_API int eddy_fs_unlink(const char *path)
+{
+    struct eddy_op op = {.kind = EDDY_OP_UNLINK};
+    op.u.path.path = path;
+    return path_run(&op);
+}
+
+EDDY_API int eddy_fs_rmdir(const char *path)
+{
+    struct eddy_op op = {.kind = EDDY_OP_UNLINK};
+    op.u.path.path = path;
+    op.u.path.flags = AT_REMOVEDIR;
+    return path_run(&op);
+}
+
+EDDY_API int eddy_fs_rename(const char *from, const char *to)
+{
+    struct eddy_op op = {.kind = EDDY_OP_RENAME};
+    op.u.path.path = from;
+    op.u.path.path2 = to;
+    if (!eddy__current_task()) return -EPERM;
+    if (!to) return -EINVAL;
+    return path_run(&op);
+}
+
+EDDY_API int eddy_fs_mkdir(const char *path, int mode)
+{
+    struct eddy_op op = {.kind = EDDY_OP_MKDIR};
+    op.u.path.path = path;
+    op.u.path.mode = mode;
+    if (!eddy__current_task()) return -EPERM;
+    if (mode < 0) return -EINVAL;
+    return path_run(&op);
+}

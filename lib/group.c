@@ -1,0 +1,321 @@
+/* Combinators (gather, wait_any, wait_for) and task groups, built on future
+ * waiters: each wait hangs a small node on every future it watches, and the
+ * task sleeps until the nodes' notifications say it may go on. */
+#include <stdlib.h>
+
+#include "internal.h"
+
+/* Up to this many waiter nodes live in the caller's frame; more are malloc'd. */
+#define LOCAL_NODES 16
+
+struct multi_wait;
+
+struct multi_node {
+    struct eddy__waiter waiter;
+    struct multi_wait *wait;
+    size_t index;
+};
+
+struct multi_wait {
+    struct eddy_task *task;
+    struct eddy_future *const *fs;
+    size_t n;
+    struct multi_node *nodes;
+    size_t remaining; /* gather: futures not done yet */
+    int first_error;  /* gather: the first error to occur */
+    ptrdiff_t winner; /* wait_any: the first index done, or -1 */
+    struct eddy_timer timer;
+};
+
+static int nodes_alloc(struct multi_wait *mw, struct multi_node *local)
+{
+    mw->nodes = mw->n <= LOCAL_NODES ? local : malloc(mw->n * sizeof(*mw->nodes));
+    return mw->nodes ? 0 : -ENOMEM;
+}
+
+static void nodes_release(struct multi_wait *mw, struct multi_node *local)
+{
+    for (size_t i = 0; i < mw->n; i++)
+        eddy__future_remove_waiter(&mw->nodes[i].waiter);
+    if (mw->nodes != local) free(mw->nodes);
+}
+
+static void nodes_attach(struct multi_wait *mw,
+                         void (*notify)(struct eddy__waiter *, struct eddy_future *))
+{
+    for (size_t i = 0; i < mw->n; i++) {
+        struct multi_node *node = &mw->nodes[i];
+        node->waiter.notify = notify;
+        node->wait = mw;
+        node->index = i;
+        eddy__list_init(&node->waiter.link);
+        if (!eddy_future_done(mw->fs[i])) eddy__future_add_waiter(mw->fs[i], &node->waiter);
+    }
+}
+
+static int check_futures(struct eddy_future *const *fs, size_t n)
+{
+    if (!fs && n) return -EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!fs[i]) return -EINVAL;
+    if (n > INT32_MAX) return -EINVAL;
+    return 0;
+}
+
+static void cancel_pending(struct eddy_future *const *fs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        eddy_future_cancel(fs[i]);
+}
+
+/* ---- gather ------------------------------------------------------------------ */
+
+static void gather_notify(struct eddy__waiter *w, struct eddy_future *f)
+{
+    struct multi_node *node = eddy__container_of(w, struct multi_node, waiter);
+    struct multi_wait *mw = node->wait;
+    int outcome = eddy__future_outcome(f, NULL);
+    if (outcome < 0 && mw->first_error == 0) mw->first_error = outcome;
+    if (--mw->remaining == 0) eddy__task_wake(mw->task, 0);
+}
+
+static void multi_abort(struct eddy_task *t)
+{
+    eddy__task_wake(t, -ECANCELED);
+}
+
+EDDY_API int eddy_gather(eddy_future *const *fs, size_t n)
+{
+    struct eddy_task *t = eddy__current_task();
+    int err = check_futures(fs, n);
+    if (err < 0) return err;
+    if (!t) return -EPERM;
+    if (eddy__task_cancelled(t)) {
+        cancel_pending(fs, n);
+        return -ECANCELED;
+    }
+    struct multi_node local[LOCAL_NODES];
+    struct multi_wait mw = {.task = t, .fs = fs, .n = n};
+    for (size_t i = 0; i < n; i++) {
+        if (!eddy_future_done(fs[i]))
+            mw.remaining++;
+        else if ((err = eddy__future_outcome(fs[i], NULL)) < 0 && mw.first_error == 0)
+            mw.first_error = err;
+    }
+    if (mw.remaining == 0) return mw.first_error;
+    if ((err = nodes_alloc(&mw, local)) < 0) return err;
+    nodes_attach(&mw, gather_notify);
+    t->abort_wait = multi_abort;
+    t->wait_data = &mw;
+    err = (int)eddy__task_suspend(t);
+    nodes_release(&mw, local);
+    if (err == -ECANCELED) {
+        cancel_pending(fs, n);
+        return err;
+    }
+    return mw.first_error;
+}
+
+/* ---- wait_any, wait_for ------------------------------------------------------ */
+
+static void any_notify(struct eddy__waiter *w, struct eddy_future *f)
+{
+    struct multi_node *node = eddy__container_of(w, struct multi_node, waiter);
+    struct multi_wait *mw = node->wait;
+    if (mw->winner < 0) mw->winner = (ptrdiff_t)node->index;
+    eddy__task_wake(mw->task, 0);
+}
+
+static void any_timeout(struct eddy_timer *timer)
+{
+    struct multi_wait *mw = eddy__container_of(timer, struct multi_wait, timer);
+    eddy__task_wake(mw->task, -ETIMEDOUT);
+}
+
+/* The index of the first future done, -ETIMEDOUT, -ECANCELED or -ENOMEM. */
+static int wait_first(struct eddy_task *t, struct eddy_future *const *fs, size_t n,
+                      int64_t timeout_ns)
+{
+    if (eddy__task_cancelled(t)) return -ECANCELED;
+    for (size_t i = 0; i < n; i++)
+        if (eddy_future_done(fs[i])) return (int)i;
+    if (timeout_ns == 0) return -ETIMEDOUT;
+    struct multi_node local[LOCAL_NODES];
+    struct multi_wait mw = {.task = t, .fs = fs, .n = n, .winner = -1};
+    int err = nodes_alloc(&mw, local);
+    if (err < 0) return err;
+    eddy__timer_init(&mw.timer, t->loop, any_timeout);
+    if (timeout_ns > 0) {
+        int64_t now = eddy__loop_update_time(t->loop);
+        err = eddy__timer_start(&mw.timer,
+                                timeout_ns > INT64_MAX - now ? INT64_MAX : now + timeout_ns);
+        if (err < 0) {
+            nodes_release(&mw, local);
+            return err;
+        }
+    }
+    nodes_attach(&mw, any_notify);
+    t->abort_wait = multi_abort;
+    t->wait_data = &mw;
+    err = (int)eddy__task_suspend(t);
+    eddy__timer_stop(&mw.timer);
+    nodes_release(&mw, local);
+    return err < 0 ? err : (int)mw.winner;
+}
+
+EDDY_API int eddy_wait_any(eddy_future *const *fs, size_t n, int64_t timeout_ns)
+{
+    struct eddy_task *t = eddy__current_task();
+    int err = check_futures(fs, n);
+    if (err < 0) return err;
+    if (n == 0) return -EINVAL;
+    if (!t) return -EPERM;
+    return wait_first(t, fs, n, timeout_ns);
+}
+
+EDDY_API int eddy_await_timeout(eddy_future *f, int64_t timeout_ns, intptr_t *value)
+{
+    struct eddy_task *t = eddy__current_task();
+    if (!f) return -EINVAL;
+    if (!t) return -EPERM;
+    if (&t->future == f) return -EINVAL;
+    if (timeout_ns < 0) return eddy_await(f, value);
+    int err = wait_first(t, &f, 1, timeout_ns);
+    if (err >= 0) return eddy__future_outcome(f, value);
+    eddy_future_cancel(f);
+    if (err == -ETIMEDOUT && f->is_task) {
+        /* wait_for: a timed-out task is cancelled and awaited to its end. */
+        eddy_shield_begin();
+        eddy__future_wait(t, f);
+        eddy_shield_end();
+        f->retrieved = true;
+    }
+    return err;
+}
+
+/* ---- task groups --------------------------------------------------------------- */
+
+struct group_child {
+    struct eddy__waiter waiter;
+    struct eddy__list link; /* eddy_group.children */
+    struct eddy_group *group;
+    struct eddy_task *task;
+};
+
+struct eddy_group {
+    struct eddy_loop *loop;
+    struct eddy__list children;
+    size_t live;
+    int first_error;
+    bool cancelling; /* the group cancelled its children */
+    bool closed;     /* wait returned: no more children */
+    struct eddy_task *waiter;
+};
+
+static void group_cancel_children(struct eddy_group *g)
+{
+    g->cancelling = true;
+    struct eddy__list *node;
+    for (node = g->children.next; node != &g->children; node = node->next)
+        eddy_task_cancel(eddy__container_of(node, struct group_child, link)->task);
+}
+
+static void group_child_notify(struct eddy__waiter *w, struct eddy_future *f)
+{
+    struct group_child *child = eddy__container_of(w, struct group_child, waiter);
+    struct eddy_group *g = child->group;
+    int outcome = eddy__future_outcome(f, NULL);
+    g->live--;
+    bool ours = outcome == -ECANCELED && g->cancelling; /* cancelled by the group itself */
+    if (outcome < 0 && !ours && g->first_error == 0) {
+        g->first_error = outcome;
+        group_cancel_children(g);
+    }
+    if (g->live == 0 && g->waiter) eddy__task_wake(g->waiter, 0);
+}
+
+EDDY_API eddy_group *eddy_group_new(eddy_loop *loop)
+{
+    if (!loop) loop = eddy_loop_current();
+    if (!loop) return NULL;
+    struct eddy_group *g = calloc(1, sizeof(*g));
+    if (!g) return NULL;
+    g->loop = loop;
+    eddy__list_init(&g->children);
+    return g;
+}
+
+EDDY_API eddy_task *eddy_group_spawn(eddy_group *g, eddy_task_fn fn, void *arg)
+{
+    if (!g || !fn || g->closed) return NULL;
+    struct group_child *child = malloc(sizeof(*child));
+    if (!child) return NULL;
+    child->task = eddy_spawn(g->loop, fn, arg);
+    if (!child->task) {
+        free(child);
+        return NULL;
+    }
+    child->group = g;
+    child->waiter.notify = group_child_notify;
+    eddy__future_add_waiter(&child->task->future, &child->waiter);
+    eddy__list_push_back(&g->children, &child->link);
+    g->live++;
+    /* A group already failing cancels newcomers too. */
+    if (g->cancelling) eddy_task_cancel(child->task);
+    return child->task;
+}
+
+/* The waiting task was cancelled: cancel the children, and go on waiting
+ * for them to end (no child outlives its group). */
+static void group_wait_abort(struct eddy_task *t)
+{
+    group_cancel_children(t->wait_data);
+}
+
+/* Waits until every child has ended; -ECANCELED if the caller was cancelled. */
+static int group_join_children(struct eddy_group *g, struct eddy_task *t)
+{
+    bool cancelled = eddy__task_cancelled(t);
+    if (cancelled) group_cancel_children(g);
+    while (g->live > 0) {
+        g->waiter = t;
+        t->abort_wait = group_wait_abort;
+        t->wait_data = g;
+        eddy__task_suspend(t);
+        g->waiter = NULL;
+    }
+    return cancelled || eddy__task_cancelled(t) ? -ECANCELED : 0;
+}
+
+EDDY_API int eddy_group_wait(eddy_group *g)
+{
+    struct eddy_task *t = eddy__current_task();
+    if (!g) return -EINVAL;
+    if (!t) return -EPERM;
+    if (g->waiter) return -EBUSY;
+    int err = group_join_children(g, t);
+    g->closed = true;
+    return err < 0 ? err : g->first_error;
+}
+
+EDDY_API void eddy_group_free(eddy_group *g)
+{
+    if (!g) return;
+    struct eddy_task *t = eddy__current_task();
+    if (g->live > 0) {
+        group_cancel_children(g);
+        if (t && t->loop == g->loop && !g->waiter) {
+            eddy_shield_begin();
+            group_join_children(g, t);
+            eddy_shield_end();
+        }
+    }
+    struct eddy__list *node;
+    while ((node = eddy__list_pop_front(&g->children))) {
+        struct group_child *child = eddy__container_of(node, struct group_child, link);
+        eddy__future_remove_waiter(&child->waiter);
+        eddy_task_detach(child->task);
+        free(child);
+    }
+    free(g);
+}

@@ -1,0 +1,229 @@
+/* The engine's internal structures and helpers, shared by lib/ files only. */
+#ifndef EDDY_INTERNAL_H
+#define EDDY_INTERNAL_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "eddy.h"
+#include "fiber.h"
+#include "list.h"
+#include "../backends/backend.h"
+
+#define EDDY__DEFAULT_STACK_SIZE (256 * 1024)
+#define EDDY__SLOW_TASK_NS       (100 * 1000 * 1000)
+
+#if defined(__GNUC__)
+#define EDDY__LIKELY(x)   __builtin_expect(!!(x), 1)
+#define EDDY__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define EDDY__LIKELY(x)   (x)
+#define EDDY__UNLIKELY(x) (x)
+#endif
+
+/* ---- ready queue --------------------------------------------------------- */
+
+/* A unit of work on the ready queue: a callback, a task to resume, a done
+ * callback to deliver. Embedded in whatever owns it. */
+struct eddy__work {
+    struct eddy__list link;
+    void (*run)(struct eddy__work *w);
+};
+
+/* ---- timers -------------------------------------------------------------- */
+
+enum {
+    EDDY__TIMER_OWNED = 1 << 0, /* the caller holds the handle (eddy_call_later out != NULL) */
+    EDDY__TIMER_FIRED = 1 << 1,
+    EDDY__TIMER_PUBLIC = 1 << 2, /* allocated by eddy_call_later */
+};
+
+struct eddy_timer {
+    int64_t deadline;  /* loop clock, ns */
+    uint64_t seq;      /* insertion order: equal deadlines fire first-in first-out */
+    size_t heap_index; /* SIZE_MAX when not in the heap */
+    struct eddy_loop *loop;
+    void (*fire)(struct eddy_timer *t); /* internal timers (sleep, timeouts) */
+    eddy_callback cb;                   /* public timers */
+    void *arg;
+    unsigned flags;
+};
+
+struct eddy__timer_heap {
+    struct eddy_timer **items;
+    size_t count, capacity;
+    uint64_t next_seq;
+};
+
+void eddy__timer_init(struct eddy_timer *t, struct eddy_loop *loop,
+                      void (*fire)(struct eddy_timer *));
+/* Arms t to fire at deadline. 0 or -ENOMEM. */
+int eddy__timer_start(struct eddy_timer *t, int64_t deadline);
+void eddy__timer_stop(struct eddy_timer *t);
+static inline bool eddy__timer_pending(const struct eddy_timer *t)
+{
+    return t->heap_index != SIZE_MAX;
+}
+/* The earliest deadline, or INT64_MAX with no timer. */
+int64_t eddy__timers_next(const struct eddy__timer_heap *h);
+/* Fires every timer due at now. */
+void eddy__timers_run(struct eddy_loop *loop, int64_t now);
+void eddy__timers_destroy(struct eddy_loop *loop);
+
+/* ---- futures ------------------------------------------------------------- */
+
+enum { EDDY__FUT_PENDING = 0, EDDY__FUT_RESULT, EDDY__FUT_ERROR, EDDY__FUT_CANCELLED };
+
+/* Someone to notify when a future is done. notify runs inline in the call that
+ * completes the future and may only queue work, never run user code. */
+struct eddy__waiter {
+    struct eddy__list link;
+    void (*notify)(struct eddy__waiter *w, struct eddy_future *f);
+};
+
+struct eddy_future {
+    struct eddy_loop *loop;
+    uint32_t refs;
+    uint8_t state;
+    bool is_task;
+    bool retrieved; /* the outcome was read (for "never retrieved" reports) */
+    intptr_t value; /* result, or the error code */
+    struct eddy__list waiters;
+};
+
+void eddy__future_init(struct eddy_future *f, struct eddy_loop *loop, bool is_task);
+/* Sets the outcome and notifies the waiters. f must be pending. */
+void eddy__future_complete(struct eddy_future *f, uint8_t state, intptr_t value);
+void eddy__future_add_waiter(struct eddy_future *f, struct eddy__waiter *w);
+static inline void eddy__future_remove_waiter(struct eddy__waiter *w)
+{
+    eddy__list_remove(&w->link);
+}
+/* The outcome as eddy_future_result gives it (f must be done). */
+int eddy__future_outcome(const struct eddy_future *f, intptr_t *value);
+/* Waits for f without reading its outcome: 0 once done, -ECANCELED if the
+ * task was cancelled first (f is then cancelled too, as asyncio's await does). */
+int eddy__future_wait(struct eddy_task *t, struct eddy_future *f);
+
+/* ---- tasks --------------------------------------------------------------- */
+
+enum {
+    EDDY__TASK_CREATED = 0, /* spawned, never run: no stack yet */
+    EDDY__TASK_RUNNING,     /* on the CPU, or ready to be resumed */
+    EDDY__TASK_SUSPENDED,   /* waiting for a wake */
+    EDDY__TASK_DONE,
+};
+
+struct eddy_task {
+    struct eddy_future future; /* first: a task is its own future */
+    struct eddy_loop *loop;
+    eddy_task_fn fn;
+    void *arg;
+    struct eddy__fiber fiber;
+    struct eddy__stack *stack;
+    struct eddy__work ready;    /* on the ready queue when runnable */
+    struct eddy__list all_link; /* loop->tasks */
+    uint8_t state;
+    bool cancel_requested;
+    bool queued; /* ready is on the ready queue */
+    unsigned shield_depth;
+    int64_t wake_result; /* what the suspended await returns */
+    /* How to abort the current wait when the task is cancelled: called once,
+     * on the loop thread; it wakes the task (or, for an op, asks the backend
+     * and lets the op's completion wake it). NULL while not waiting. */
+    void (*abort_wait)(struct eddy_task *t);
+    void *wait_data;
+};
+
+/* Suspends the running task until eddy__task_wake; returns the wake value.
+ * The caller sets t->abort_wait/wait_data first (or NULL when the wait cannot
+ * be aborted). */
+int64_t eddy__task_suspend(struct eddy_task *t);
+/* Makes a suspended task runnable; its suspend returns result. */
+void eddy__task_wake(struct eddy_task *t, int64_t result);
+/* True when an await of the running task must fail with -ECANCELED now. */
+static inline bool eddy__task_cancelled(const struct eddy_task *t)
+{
+    return t->cancel_requested && t->shield_depth == 0;
+}
+/* The running task, or NULL on the loop's own stack. */
+struct eddy_task *eddy__current_task(void);
+/* Frees a task whose last reference went (reports an unretrieved error). */
+void eddy__task_free(struct eddy_task *t);
+void eddy__task_cancel_all(struct eddy_loop *loop);
+
+/* ---- ops ----------------------------------------------------------------- */
+
+/* Task-only: submits op and waits for its final completion (the op lifetime
+ * rule: if the task is cancelled meanwhile, the op is cancelled in the backend
+ * and still awaited). Returns op->result, -ECANCELED if the op was cancelled,
+ * or a submission error. -EPERM outside a task. */
+int64_t eddy__op_run(struct eddy_op *op);
+
+/* ---- thread pool (lib/pool.c) -------------------------------------------- */
+
+struct eddy__pool;
+/* Runs op (a file op or EDDY_OP_WORK) on a worker thread; its completion comes
+ * back to loop through eddy__loop_post_completion. 0 or -ENOMEM. */
+int eddy__pool_submit(struct eddy_loop *loop, struct eddy_op *op);
+/* Removes op if no worker has started it (then completes it with -ECANCELED
+ * from the loop, not inline). */
+void eddy__pool_cancel(struct eddy_loop *loop, struct eddy_op *op);
+/* Executes a file op or EDDY_OP_WORK synchronously (worker threads). */
+int64_t eddy__op_execute_blocking(struct eddy_op *op);
+
+/* ---- loop ---------------------------------------------------------------- */
+
+struct eddy__callback;
+
+struct eddy_loop {
+    struct eddy_backend backend;
+    unsigned flags;
+    size_t stack_size;
+    bool running;
+    bool stopping;
+    bool closing;        /* eddy_loop_free drops queued work without running it */
+    int64_t now;         /* cached clock for the current iteration */
+    int64_t virtual_now; /* under EDDY_LOOP_VIRTUAL_TIME */
+
+    struct eddy__list ready; /* eddy__work */
+    struct eddy__timer_heap timers;
+    unsigned live_tasks;     /* tasks not yet done */
+    struct eddy__list tasks; /* every task not yet freed */
+    unsigned ops_in_flight;  /* ops submitted by tasks and not yet completed */
+    unsigned owned_timers;   /* public timers with a caller-held handle and not yet cancelled */
+
+    struct eddy__fiber main_fiber; /* the loop's own stack */
+    struct eddy_task *current;
+    struct eddy__stack_pool stacks;
+
+    /* call_soon_threadsafe and thread-pool completions arrive here */
+    pthread_mutex_t remote_lock;
+    struct eddy__list remote;     /* eddy__work */
+    struct eddy__list remote_ops; /* eddy_op completed by the pool, via op->link */
+    unsigned remote_pending;      /* threadsafe calls queued, not yet drained */
+    struct eddy__pool *pool;
+
+    struct eddy__callback *callback_free; /* freelist for eddy_call_soon */
+    struct eddy_task *task_free;          /* freelist of task structs */
+    size_t task_free_count;
+};
+
+void eddy__loop_schedule(struct eddy_loop *loop, struct eddy__work *w);
+/* Thread-safe: queues a completed pool op for the loop and wakes it. */
+void eddy__loop_post_completion(struct eddy_loop *loop, struct eddy_op *op);
+/* Reads the clock (virtual or monotonic) into loop->now. */
+int64_t eddy__loop_update_time(struct eddy_loop *loop);
+/* Runs one iteration; block says whether it may wait in the backend. */
+int eddy__loop_iterate(struct eddy_loop *loop, bool block);
+bool eddy__loop_alive(const struct eddy_loop *loop);
+void eddy__debug_report(struct eddy_loop *loop, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+extern __thread struct eddy_loop *eddy__thread_loop;
+
+#endif /* EDDY_INTERNAL_H */

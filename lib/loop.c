@@ -1,0 +1,372 @@
+/* The run loop: a ready queue of work, the timer heap, and one backend. An
+ * iteration waits in the backend (not at all when work is ready), takes in
+ * what other threads posted, fires due timers, then runs exactly what was
+ * ready when it began, so work queued meanwhile waits for the next one. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+__thread struct eddy_loop *eddy__thread_loop;
+
+/* Preference order for "auto". */
+static const struct eddy_backend_ops *const backends[] = {
+#if EDDY_HAVE_EPOLL
+    &eddy__epoll_backend,
+#endif
+    NULL,
+};
+
+/* Every backend eddy knows, compiled in or not, so that a name the platform
+ * lacks gets -ENOTSUP rather than -ENOENT. */
+static const char *const known_backends[] = {"io_uring", "epoll", "kqueue", "iocp"};
+
+static int backend_open(struct eddy_loop *loop, const eddy_loop_options *opts)
+{
+    const char *name = opts ? opts->backend : NULL;
+    if (!name || !*name) name = getenv("EDDY_BACKEND");
+    if (name && (!*name || strcmp(name, "auto") == 0)) name = NULL;
+    int err = -ENOENT;
+    for (size_t i = 0; backends[i]; i++) {
+        if (name && strcmp(name, backends[i]->name) != 0) continue;
+        loop->backend.ops = backends[i];
+        err = backends[i]->init(&loop->backend, opts);
+        if (err == 0 || name) return err;
+    }
+    if (!name) return err;
+    for (size_t i = 0; i < sizeof(known_backends) / sizeof(known_backends[0]); i++)
+        if (strcmp(name, known_backends[i]) == 0) return -ENOTSUP;
+    return -ENOENT;
+}
+
+static int64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t eddy__loop_update_time(struct eddy_loop *loop)
+{
+    loop->now = (loop->flags & EDDY_LOOP_VIRTUAL_TIME) ? loop->virtual_now : monotonic_ns();
+    return loop->now;
+}
+
+EDDY_API int eddy_loop_new(eddy_loop **out, const eddy_loop_options *opts)
+{
+    if (!out) return -EINVAL;
+    *out = NULL;
+    unsigned known = EDDY_LOOP_DEBUG | EDDY_LOOP_VIRTUAL_TIME | EDDY_LOOP_NO_GUARD_PAGES;
+    if (opts && (opts->flags & ~known)) return -EINVAL;
+    size_t stack_size = opts && opts->stack_size ? opts->stack_size : EDDY__DEFAULT_STACK_SIZE;
+    if (stack_size < 16 * 1024 || stack_size > ((size_t)1 << 30)) return -EINVAL;
+
+    struct eddy_loop *loop = calloc(1, sizeof(*loop));
+    if (!loop) return -ENOMEM;
+    loop->flags = opts ? opts->flags : 0;
+    loop->stack_size = stack_size;
+    eddy__list_init(&loop->ready);
+    eddy__list_init(&loop->tasks);
+    eddy__list_init(&loop->remote);
+    eddy__list_init(&loop->remote_ops);
+    int err = pthread_mutex_init(&loop->remote_lock, NULL);
+    if (err) {
+        free(loop);
+        return -err;
+    }
+    err =
+        eddy__stack_pool_init(&loop->stacks, stack_size, !(loop->flags & EDDY_LOOP_NO_GUARD_PAGES));
+    if (err == 0) {
+        err = backend_open(loop, opts);
+        if (err < 0) eddy__stack_pool_destroy(&loop->stacks);
+    }
+    if (err < 0) {
+        pthread_mutex_destroy(&loop->remote_lock);
+        free(loop);
+        return err;
+    }
+    eddy__loop_update_time(loop);
+    *out = loop;
+    return 0;
+}
+
+void eddy__loop_schedule(struct eddy_loop *loop, struct eddy__work *w)
+{
+    eddy__list_push_back(&loop->ready, &w->link);
+}
+
+bool eddy__loop_alive(const struct eddy_loop *loop)
+{
+    return loop->live_tasks || loop->timers.count || !eddy__list_empty(&loop->ready) ||
+           loop->ops_in_flight || loop->backend.pending ||
+           __atomic_load_n(&loop->remote_pending, __ATOMIC_ACQUIRE);
+}
+
+/* Takes in threadsafe callbacks and ops the thread pool finished. */
+static void drain_remote(struct eddy_loop *loop)
+{
+    if (!__atomic_load_n(&loop->remote_pending, __ATOMIC_ACQUIRE)) return;
+    struct eddy__list work, ops;
+    eddy__list_init(&work);
+    eddy__list_init(&ops);
+    pthread_mutex_lock(&loop->remote_lock);
+    eddy__list_splice(&work, &loop->remote);
+    eddy__list_splice(&ops, &loop->remote_ops);
+    __atomic_store_n(&loop->remote_pending, 0, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&loop->remote_lock);
+    eddy__list_splice(&loop->ready, &work);
+    struct eddy__list *node;
+    while ((node = eddy__list_pop_front(&ops))) {
+        struct eddy_op *op = eddy__container_of(node, struct eddy_op, link);
+        op->state = EDDY_OP_STATE_DONE;
+        op->complete(op);
+    }
+}
+
+void eddy__loop_post_completion(struct eddy_loop *loop, struct eddy_op *op)
+{
+    pthread_mutex_lock(&loop->remote_lock);
+    eddy__list_push_back(&loop->remote_ops, &op->link);
+    __atomic_store_n(&loop->remote_pending, 1, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&loop->remote_lock);
+    loop->backend.ops->wake(&loop->backend);
+}
+
+/* How long the backend may block: not at all when work is ready; else until
+ * the next deadline. Under virtual time with no I/O in flight, the clock
+ * jumps to that deadline instead of waiting for it. */
+static int64_t poll_timeout(struct eddy_loop *loop, bool block)
+{
+    if (!block || loop->stopping || !eddy__list_empty(&loop->ready)) return 0;
+    int64_t next = eddy__timers_next(&loop->timers);
+    bool io = loop->ops_in_flight || loop->backend.pending ||
+              __atomic_load_n(&loop->remote_pending, __ATOMIC_ACQUIRE);
+    if (loop->flags & EDDY_LOOP_VIRTUAL_TIME) {
+        if (next == INT64_MAX) return io || loop->live_tasks ? -1 : 0;
+        if (!io) {
+            if (next > loop->virtual_now) loop->virtual_now = next;
+            return 0;
+        }
+        return next - loop->virtual_now;
+    }
+    if (next == INT64_MAX) return -1;
+    int64_t wait = next - monotonic_ns();
+    return wait > 0 ? wait : 0;
+}
+
+int eddy__loop_iterate(struct eddy_loop *loop, bool block)
+{
+    int64_t timeout = poll_timeout(loop, block);
+    int completed = loop->backend.ops->poll(&loop->backend, timeout);
+    if (completed < 0 && completed != -EINTR) return completed;
+    /* Virtual time waited for real on I/O that did not come: jump. */
+    if ((loop->flags & EDDY_LOOP_VIRTUAL_TIME) && timeout > 0 && completed == 0)
+        loop->virtual_now += timeout;
+    drain_remote(loop);
+    eddy__timers_run(loop, eddy__loop_update_time(loop));
+
+    struct eddy__list batch;
+    eddy__list_init(&batch);
+    eddy__list_splice(&batch, &loop->ready);
+    struct eddy__list *node;
+    while ((node = eddy__list_pop_front(&batch))) {
+        struct eddy__work *w = eddy__container_of(node, struct eddy__work, link);
+        w->run(w);
+    }
+    return 0;
+}
+
+EDDY_API int eddy_loop_run(eddy_loop *loop)
+{
+    if (!loop) return -EINVAL;
+    if (loop->running || (eddy__thread_loop && eddy__thread_loop != loop)) return -EBUSY;
+    struct eddy_loop *previous = eddy__thread_loop;
+    eddy__thread_loop = loop;
+    loop->running = true;
+    int err = 0;
+    while (!loop->stopping && eddy__loop_alive(loop) && err == 0)
+        err = eddy__loop_iterate(loop, true);
+    loop->running = false;
+    loop->stopping = false;
+    eddy__thread_loop = previous;
+    return err;
+}
+
+EDDY_API void eddy_loop_stop(eddy_loop *loop)
+{
+    if (loop) loop->stopping = true;
+}
+
+EDDY_API const char *eddy_loop_backend(const eddy_loop *loop)
+{
+    return loop ? loop->backend.ops->name : NULL;
+}
+
+EDDY_API eddy_loop *eddy_loop_current(void)
+{
+    return eddy__thread_loop;
+}
+
+EDDY_API int64_t eddy_now(eddy_loop *loop)
+{
+    if (!loop) return -EINVAL;
+    return eddy__loop_update_time(loop);
+}
+
+/* Cancels the live tasks and runs the loop until they and their ops end. */
+static void loop_shutdown(struct eddy_loop *loop)
+{
+    struct eddy_loop *previous = eddy__thread_loop;
+    eddy__thread_loop = loop;
+    loop->running = true;
+    while (loop->live_tasks || loop->ops_in_flight) {
+        eddy__task_cancel_all(loop);
+        if (eddy__loop_iterate(loop, true) < 0) break;
+    }
+    loop->running = false;
+    eddy__thread_loop = previous;
+}
+
+/* ---- callbacks ------------------------------------------------------------ */
+
+struct eddy__callback {
+    struct eddy__work work;
+    struct eddy_loop *loop;
+    eddy_callback cb;
+    void *arg;
+};
+
+static void callback_run(struct eddy__work *w)
+{
+    struct eddy__callback *c = eddy__container_of(w, struct eddy__callback, work);
+    eddy_callback cb = c->cb;
+    void *arg = c->arg;
+    struct eddy_loop *loop = c->loop;
+    /* Recycle before the call: the callback may schedule another. */
+    *(struct eddy__callback **)c = loop->callback_free;
+    loop->callback_free = c;
+    if (!loop->closing) cb(arg);
+}
+
+static struct eddy__callback *callback_new(struct eddy_loop *loop, eddy_callback cb, void *arg)
+{
+    struct eddy__callback *c = loop->callback_free;
+    if (c)
+        loop->callback_free = *(struct eddy__callback **)c;
+    else if (!(c = malloc(sizeof(*c))))
+        return NULL;
+    c->work.run = callback_run;
+    c->loop = loop;
+    c->cb = cb;
+    c->arg = arg;
+    return c;
+}
+
+EDDY_API int eddy_call_soon(eddy_loop *loop, eddy_callback cb, void *arg)
+{
+    if (!loop || !cb) return -EINVAL;
+    struct eddy__callback *c = callback_new(loop, cb, arg);
+    if (!c) return -ENOMEM;
+    eddy__loop_schedule(loop, &c->work);
+    return 0;
+}
+
+/* Threadsafe callbacks are malloc'd (the freelist belongs to the loop thread)
+ * and freed by the loop after they ran. */
+static void remote_callback_run(struct eddy__work *w)
+{
+    struct eddy__callback *c = eddy__container_of(w, struct eddy__callback, work);
+    eddy_callback cb = c->cb;
+    void *arg = c->arg;
+    bool closing = c->loop->closing;
+    free(c);
+    if (!closing) cb(arg);
+}
+
+EDDY_API int eddy_call_soon_threadsafe(eddy_loop *loop, eddy_callback cb, void *arg)
+{
+    if (!loop || !cb) return -EINVAL;
+    struct eddy__callback *c = malloc(sizeof(*c));
+    if (!c) return -ENOMEM;
+    c->work.run = remote_callback_run;
+    c->loop = loop;
+    c->cb = cb;
+    c->arg = arg;
+    pthread_mutex_lock(&loop->remote_lock);
+    eddy__list_push_back(&loop->remote, &c->work.link);
+    bool was_pending = __atomic_exchange_n(&loop->remote_pending, 1, __ATOMIC_ACQ_REL);
+    pthread_mutex_unlock(&loop->remote_lock);
+    /* One wake per batch: the loop drains everything queued when it wakes. */
+    if (!was_pending) return loop->backend.ops->wake(&loop->backend);
+    return 0;
+}
+
+/* Drops queued work without running user code (the loop is being freed). */
+static void drop_ready(struct eddy_loop *loop)
+{
+    drain_remote(loop);
+    loop->closing = true;
+    struct eddy__list *node;
+    while ((node = eddy__list_pop_front(&loop->ready))) {
+        struct eddy__work *w = eddy__container_of(node, struct eddy__work, link);
+        w->run(w);
+    }
+}
+
+EDDY_API void eddy_loop_free(eddy_loop *loop)
+{
+    if (!loop || loop->running) return;
+    loop_shutdown(loop);
+    drop_ready(loop);
+    eddy__timers_destroy(loop);
+    loop->backend.ops->free(&loop->backend);
+    eddy__stack_pool_destroy(&loop->stacks);
+    struct eddy__callback *c;
+    while ((c = loop->callback_free)) {
+        loop->callback_free = *(struct eddy__callback **)c;
+        free(c);
+    }
+    pthread_mutex_destroy(&loop->remote_lock);
+    free(loop);
+}
+
+EDDY_API int eddy_run(eddy_task_fn main, void *arg, intptr_t *result)
+{
+    if (!main) return -EINVAL;
+    if (eddy__thread_loop) return -EBUSY;
+    eddy_loop *loop;
+    int err = eddy_loop_new(&loop, NULL);
+    if (err < 0) return err;
+    eddy_task *t = eddy_spawn(loop, main, arg);
+    if (!t) {
+        eddy_loop_free(loop);
+        return -ENOMEM;
+    }
+    eddy__thread_loop = loop;
+    loop->running = true;
+    while (!eddy_future_done(&t->future) && err == 0)
+        err = eddy__loop_iterate(loop, true);
+    loop->running = false;
+    eddy__thread_loop = NULL;
+    loop_shutdown(loop);
+    if (err == 0)
+        err = eddy_task_join(t, result);
+    else
+        eddy_task_detach(t);
+    eddy_loop_free(loop);
+    return err;
+}
+
+void eddy__debug_report(struct eddy_loop *loop, const char *fmt, ...)
+{
+    (void)loop;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("eddy: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}

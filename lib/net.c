@@ -1,0 +1,692 @@
+/* Sockets: TCP, UDP and Unix stream sockets as task-style calls, written once
+ * over the backend interface. Every I/O call is one op on the calling task's
+ * stack run through eddy__op_run; nothing is allocated per call.
+ *
+ * Each call in progress on a socket is linked into the socket's list of calls,
+ * so eddy_sock_close can cancel them and wait until every one has left before
+ * the fd is closed and the socket freed: no op ever names a closed (and maybe
+ * reused) fd, and no task touches a freed socket. */
+#include <arpa/inet.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0
+#endif
+
+#define ACCEPT_BACKOFF_MIN_NS (1 * 1000 * 1000)
+#define ACCEPT_BACKOFF_MAX_NS (100 * 1000 * 1000)
+
+struct eddy_sock {
+    intptr_t fd;
+    int family;           /* AF_INET, AF_INET6, AF_UNIX */
+    int type;             /* SOCK_STREAM, SOCK_DGRAM */
+    bool listening;
+    bool closing;         /* eddy_sock_close has begun: new calls get -EBADF */
+    bool close_deferred;  /* closed outside a task: the last call to leave closes */
+    struct eddy__list calls; /* struct sock_call: every call in progress */
+    struct eddy_task *closer; /* the task waiting in eddy_sock_close */
+    struct eddy_loop *loop;   /* the loop the socket was created on */
+    struct eddy_op close_op;  /* a close outside a task, completed by the backend */
+};
+
+/* The pause accept takes when the process is out of descriptors. */
+struct backoff_wait {
+    struct eddy_timer timer;
+    struct eddy_task *task;
+};
+
+/* One call in progress on a socket; lives in the calling task's frame. */
+struct sock_call {
+    struct eddy_op op;
+    struct eddy__list link; /* sock->calls */
+    struct eddy_task *task;
+};
+
+/* ---- socket objects -------------------------------------------------------- */
+
+static int sock_new(struct eddy_sock **out, int fd, int family, int type)
+{
+    struct eddy_sock *s = calloc(1, sizeof(*s));
+    if (!s) {
+        close(fd);
+        return -ENOMEM;
+    }
+    s->fd = fd;
+    s->family = family;
+    s->type = type;
+    eddy__list_init(&s->calls);
+    s->loop = eddy_loop_current();
+    *out = s;
+    return 0;
+}
+
+static int set_int_option(int fd, int level, int name, int value)
+{
+    return setsockopt(fd, level, name, &value, sizeof(value)) < 0 ? -errno : 0;
+}
+
+/* A new nonblocking, close-on-exec socket. */
+static int socket_open(int family, int type)
+{
+    int fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    if (type == SOCK_STREAM && (family == AF_INET || family == AF_INET6))
+        (void)set_int_option(fd, IPPROTO_TCP, TCP_NODELAY, 1); /* best effort, as in Go */
+    return fd;
+}
+
+/* ---- calls ------------------------------------------------------------------ */
+
+static int call_begin(struct eddy_sock *s, struct sock_call *c)
+{
+    struct eddy_task *t = eddy__current_task();
+    if (!t) return -EPERM;
+    if (!s) return -EINVAL;
+    if (s->closing) return -EBADF;
+    c->task = t;
+    eddy__list_push_back(&s->calls, &c->link);
+    return 0;
+}
+
+static void close_from_loop(struct eddy_sock *s);
+
+static void call_end(struct eddy_sock *s, struct sock_call *c)
+{
+    eddy__list_remove(&c->link);
+    if (!s->closing || !eddy__list_empty(&s->calls)) return;
+    if (s->closer)
+        eddy__task_wake(s->closer, 0);
+    else if (s->close_deferred)
+        close_from_loop(s);
+}
+
+/* Runs c->op (its kind and arguments set by the caller) on s. A call that was
+ * in progress when s began closing ends with -ECANCELED. */
+static int64_t call_op(struct eddy_sock *s, struct sock_call *c)
+{
+    if (s->closing) return -ECANCELED;
+    c->op.fd = s->fd;
+    return eddy__op_run(&c->op);
+}
+
+/* Ends a call from outside (eddy_sock_close). A call suspends only in
+ * eddy__op_run, whose abort cancels the op in the backend (the call still
+ * waits for its completion), or in accept's pause, whose abort cuts it short.
+ * A call whose op is done but which has not resumed yet sees s->closing. */
+static void call_cancel(struct sock_call *c)
+{
+    struct eddy_task *t = c->task;
+    if (t->state == EDDY__TASK_SUSPENDED && t->abort_wait) t->abort_wait(t);
+}
+
+/* ---- addresses ---------------------------------------------------------------- */
+
+static socklen_t addr_len(int family)
+{
+    switch (family) {
+    case AF_INET: return sizeof(struct sockaddr_in);
+    case AF_INET6: return sizeof(struct sockaddr_in6);
+    default: return 0;
+    }
+}
+
+/* host as a numeric IPv4 or IPv6 address ("[::1]" too); -EINVAL if it is not one. */
+static int parse_numeric(struct sockaddr_storage *ss, const char *host, uint16_t port)
+{
+    memset(ss, 0, sizeof(*ss));
+    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+    if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(port);
+        return 0;
+    }
+    char buf[INET6_ADDRSTRLEN];
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof(buf)) {
+        memcpy(buf, host + 1, n - 2);
+        buf[n - 2] = '\0';
+        host = buf;
+    }
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(port);
+        return 0;
+    }
+    return -EINVAL;
+}
+
+EDDY_API int eddy_addr_parse(struct sockaddr_storage *out, const char *host, uint16_t port)
+{
+    if (!out || !host) return -EINVAL;
+    return parse_numeric(out, host, port);
+}
+
+static int lookup_error(int rc, int saved_errno)
+{
+    switch (rc) {
+    case EAI_NONAME:
+#ifdef EAI_NODATA
+    case EAI_NODATA:
+#endif
+#ifdef EAI_ADDRFAMILY
+    case EAI_ADDRFAMILY:
+#endif
+        return -ENXIO;
+    case EAI_AGAIN: return -EAGAIN;
+    case EAI_MEMORY: return -ENOMEM;
+    case EAI_SYSTEM: return saved_errno > 0 ? -saved_errno : -EIO;
+    case EAI_FAIL: return -EIO;
+    default: return -EINVAL; /* EAI_FAMILY, EAI_SERVICE, EAI_SOCKTYPE, EAI_BADFLAGS */
+    }
+}
+
+struct resolve_request {
+    const char *host;
+    char service[8];
+    struct addrinfo hints;
+    struct addrinfo *result; /* written by the worker */
+};
+
+static intptr_t resolve_work(void *arg)
+{
+    struct resolve_request *r = arg;
+    int rc = getaddrinfo(r->host, r->service, &r->hints, &r->result);
+    if (rc != 0) {
+        r->result = NULL;
+        return lookup_error(rc, errno);
+    }
+    return 0;
+}
+
+/* getaddrinfo on a pool thread. The request stays in this frame until the op
+ * has completed, even when the task is cancelled meanwhile. */
+static int resolve(const char *host, uint16_t port, int type, int flags, struct addrinfo **out)
+{
+    struct resolve_request r = {.host = host};
+    snprintf(r.service, sizeof(r.service), "%u", (unsigned)port);
+    r.hints.ai_socktype = type;
+    r.hints.ai_flags = flags | AI_NUMERICSERV;
+    struct eddy_op op = {.kind = EDDY_OP_WORK, .fd = -1, .u.work = {resolve_work, &r}};
+    int64_t err = eddy__op_run(&op);
+    if (err < 0) {
+        if (r.result) freeaddrinfo(r.result); /* the lookup won a race with cancellation */
+        return (int)err;
+    }
+    *out = r.result;
+    return 0;
+}
+
+/* ---- closing -------------------------------------------------------------------- */
+
+static void close_op_complete(struct eddy_op *op)
+{
+    free(eddy__container_of(op, struct eddy_sock, close_op));
+}
+
+/* Closes s without a task: through the backend when its loop runs on this
+ * thread (the backend forgets the fd), else with close(2). Frees s, now or
+ * when the backend completes the close. */
+static void close_from_loop(struct eddy_sock *s)
+{
+    struct eddy_loop *loop = eddy_loop_current();
+    if (loop && loop == s->loop) {
+        s->close_op = (struct eddy_op){.kind = EDDY_OP_CLOSE, .fd = s->fd};
+        s->close_op.complete = close_op_complete;
+        s->close_op.state = EDDY_OP_STATE_IN_FLIGHT;
+        eddy__list_init(&s->close_op.link);
+        int rc = loop->backend.ops->submit(&loop->backend, &s->close_op);
+        if (rc == EDDY_OP_PENDING) return;
+        if (rc == EDDY_OP_DONE) {
+            free(s);
+            return;
+        }
+    }
+    close((int)s->fd);
+    free(s);
+}
+
+/* Task-only: closes the fd through an EDDY_OP_CLOSE op and frees s. Shielded:
+ * a cancelled task still closes. */
+static int close_in_task(struct eddy_sock *s)
+{
+    eddy_shield_begin();
+    struct eddy_op op = {.kind = EDDY_OP_CLOSE, .fd = s->fd};
+    int64_t err = eddy__op_run(&op);
+    eddy_shield_end();
+    if (err == -ENOTSUP) err = close((int)s->fd) < 0 ? -errno : 0;
+    if (err == -EINTR) err = 0; /* the fd is gone either way on Linux */
+    free(s);
+    return (int)err;
+}
+
+EDDY_API int eddy_sock_close(eddy_sock *s)
+{
+    if (!s) return -EINVAL;
+    if (s->closing) return -EBADF;
+    s->closing = true;
+    struct eddy__list *node;
+    for (node = s->calls.next; node != &s->calls; node = node->next)
+        call_cancel(eddy__container_of(node, struct sock_call, link));
+
+    struct eddy_task *t = eddy__current_task();
+    if (!t) {
+        if (eddy__list_empty(&s->calls))
+            close_from_loop(s);
+        else
+            s->close_deferred = true;
+        return 0;
+    }
+    if (!eddy__list_empty(&s->calls)) {
+        /* Wait, deaf to cancellation, for the cancelled calls to leave. */
+        s->closer = t;
+        t->abort_wait = NULL;
+        t->wait_data = NULL;
+        eddy__task_suspend(t);
+        s->closer = NULL;
+    }
+    return close_in_task(s);
+}
+
+/* ---- TCP ------------------------------------------------------------------------ */
+
+static int listen_on(struct eddy_sock **out, int family, int type, const struct sockaddr *addr,
+                     socklen_t len, int backlog, bool dual_stack)
+{
+    int fd = socket_open(family, type);
+    if (fd < 0) return fd;
+    int err = 0;
+    if (family != AF_UNIX) err = set_int_option(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+    if (err == 0 && family == AF_INET6) err = set_int_option(fd, IPPROTO_IPV6, IPV6_V6ONLY, !dual_stack);
+    if (err == 0 && bind(fd, addr, len) < 0) err = -errno;
+    if (err == 0 && type == SOCK_STREAM && listen(fd, backlog > 0 ? backlog : SOMAXCONN) < 0)
+        err = -errno;
+    if (err < 0) {
+        close(fd); /* never seen by the backend: no op ran on it */
+        return err;
+    }
+    err = sock_new(out, fd, family, type);
+    if (err == 0) (*out)->listening = type == SOCK_STREAM;
+    return err;
+}
+
+/* Binds to host:port: NULL or "" = every address, IPv6 and IPv4 where the
+ * system has IPv6, else IPv4; a numeric address; or a name, resolved in the
+ * pool, trying each address until one binds. */
+static int bind_host(struct eddy_sock **out, const char *host, uint16_t port, int type, int backlog)
+{
+    if (!host || !*host) {
+        struct sockaddr_in6 any6 = {.sin6_family = AF_INET6, .sin6_port = htons(port)};
+        any6.sin6_addr = in6addr_any;
+        int err = listen_on(out, AF_INET6, type, (struct sockaddr *)&any6, sizeof(any6), backlog,
+                            true);
+        if (err != -EAFNOSUPPORT) return err;
+        struct sockaddr_in any4 = {.sin_family = AF_INET, .sin_port = htons(port)};
+        any4.sin_addr.s_addr = htonl(INADDR_ANY);
+        return listen_on(out, AF_INET, type, (struct sockaddr *)&any4, sizeof(any4), backlog,
+                         false);
+    }
+    struct sockaddr_storage ss;
+    if (parse_numeric(&ss, host, port) == 0)
+        return listen_on(out, ss.ss_family, type, (struct sockaddr *)&ss, addr_len(ss.ss_family),
+                         backlog, false);
+    struct addrinfo *res;
+    int err = resolve(host, port, type, AI_PASSIVE, &res);
+    if (err < 0) return err;
+    err = -ENXIO;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        err = listen_on(out, ai->ai_family, type, ai->ai_addr, ai->ai_addrlen, backlog, false);
+        if (err == 0) break;
+    }
+    freeaddrinfo(res);
+    return err;
+}
+
+EDDY_API int eddy_tcp_listen(eddy_sock **out, const char *host, uint16_t port, int backlog)
+{
+    if (!eddy__current_task()) return -EPERM;
+    if (!out) return -EINVAL;
+    *out = NULL;
+    return bind_host(out, host, port, SOCK_STREAM, backlog);
+}
+
+/* Connects a new socket to addr; on failure (or cancellation) it is closed. */
+static int connect_to(struct eddy_sock **out, int family, const struct sockaddr *addr,
+                      socklen_t len)
+{
+    int fd = socket_open(family, SOCK_STREAM);
+    if (fd < 0) return fd;
+    struct eddy_sock *s;
+    int err = sock_new(&s, fd, family, SOCK_STREAM);
+    if (err < 0) return err;
+    struct sock_call c;
+    err = call_begin(s, &c);
+    if (err == 0) {
+        c.op = (struct eddy_op){.kind = EDDY_OP_CONNECT};
+        c.op.u.addr.addr = (struct sockaddr *)addr;
+        c.op.u.addr.addrlen_value = len;
+        err = (int)call_op(s, &c);
+        call_end(s, &c);
+    }
+    if (err < 0) {
+        (void)close_in_task(s);
+        return err;
+    }
+    *out = s;
+    return 0;
+}
+
+EDDY_API int eddy_tcp_connect(eddy_sock **out, const char *host, uint16_t port)
+{
+    if (!eddy__current_task()) return -EPERM;
+    if (!out) return -EINVAL;
+    *out = NULL;
+    if (!host || !*host || port == 0) return -EINVAL;
+    struct sockaddr_storage ss;
+    if (parse_numeric(&ss, host, port) == 0)
+        return connect_to(out, ss.ss_family, (struct sockaddr *)&ss, addr_len(ss.ss_family));
+    struct addrinfo *res;
+    int err = resolve(host, port, SOCK_STREAM, 0, &res);
+    if (err < 0) return err;
+    err = -ENXIO;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        err = connect_to(out, ai->ai_family, ai->ai_addr, ai->ai_addrlen);
+        if (err == 0 || err == -ECANCELED) break;
+    }
+    freeaddrinfo(res);
+    return err;
+}
+
+static void backoff_fire(struct eddy_timer *timer)
+{
+    struct backoff_wait *b = eddy__container_of(timer, struct backoff_wait, timer);
+    eddy__task_wake(b->task, 0);
+}
+
+static void backoff_abort(struct eddy_task *t)
+{
+    struct backoff_wait *b = t->wait_data;
+    eddy__timer_stop(&b->timer);
+    eddy__task_wake(t, -ECANCELED);
+}
+
+/* Sleeps ns as eddy_sleep does, but eddy_sock_close can cut it short. */
+static int accept_pause(struct sock_call *c, int64_t ns)
+{
+    struct eddy_task *t = c->task;
+    if (eddy__task_cancelled(t)) return -ECANCELED;
+    struct backoff_wait b = {.task = t};
+    eddy__timer_init(&b.timer, t->loop, backoff_fire);
+    int err = eddy__timer_start(&b.timer, eddy__loop_update_time(t->loop) + ns);
+    if (err < 0) return err;
+    t->abort_wait = backoff_abort;
+    t->wait_data = &b;
+    return (int)eddy__task_suspend(t);
+}
+
+static bool out_of_descriptors(int64_t err)
+{
+    return err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM;
+}
+
+EDDY_API int eddy_accept(eddy_sock *listener, eddy_sock **out)
+{
+    if (out) *out = NULL;
+    struct sock_call c;
+    int err = call_begin(listener, &c);
+    if (err < 0) return err;
+    int64_t fd, backoff = 0;
+    if (!out || !listener->listening) {
+        fd = -EINVAL;
+        goto done;
+    }
+    for (;;) {
+        c.op = (struct eddy_op){.kind = EDDY_OP_ACCEPT};
+        fd = call_op(listener, &c);
+        if (fd >= 0 || (fd != -ECONNABORTED && !out_of_descriptors(fd))) break;
+        if (fd == -ECONNABORTED) continue; /* that client gave up; take the next */
+        /* Out of descriptors: the pending connection stays in the backlog and
+         * the listener stays readable, so retrying at once would spin. */
+        backoff = backoff ? backoff * 2 : ACCEPT_BACKOFF_MIN_NS;
+        if (backoff > ACCEPT_BACKOFF_MAX_NS) backoff = ACCEPT_BACKOFF_MAX_NS;
+        int perr = accept_pause(&c, backoff);
+        if (perr < 0) {
+            fd = perr;
+            break;
+        }
+    }
+    if (fd >= 0) {
+        if (listener->family != AF_UNIX)
+            (void)set_int_option((int)fd, IPPROTO_TCP, TCP_NODELAY, 1);
+        err = sock_new(out, (int)fd, listener->family, SOCK_STREAM);
+        if (err < 0) fd = err;
+    }
+done:
+    call_end(listener, &c);
+    return fd < 0 ? (int)fd : 0;
+}
+
+EDDY_API ssize_t eddy_recv(eddy_sock *s, void *buf, size_t len)
+{
+    struct sock_call c;
+    int err = call_begin(s, &c);
+    if (err < 0) return err;
+    int64_t n = -EINVAL;
+    if (buf && len > 0) {
+        c.op = (struct eddy_op){.kind = EDDY_OP_RECV};
+        c.op.u.io.buf = buf;
+        c.op.u.io.len = len > SSIZE_MAX ? SSIZE_MAX : len;
+        n = call_op(s, &c);
+    }
+    call_end(s, &c);
+    return (ssize_t)n;
+}
+
+EDDY_API ssize_t eddy_send(eddy_sock *s, const void *buf, size_t len)
+{
+    struct sock_call c;
+    int err = call_begin(s, &c);
+    if (err < 0) return err;
+    if ((!buf && len > 0) || len > SSIZE_MAX) {
+        call_end(s, &c);
+        return -EINVAL;
+    }
+    size_t sent = 0;
+    while (sent < len) {
+        c.op = (struct eddy_op){.kind = EDDY_OP_SEND};
+        c.op.u.io.buf = (char *)buf + sent;
+        c.op.u.io.len = len - sent;
+        c.op.u.io.flags = MSG_NOSIGNAL;
+        int64_t n = call_op(s, &c);
+        if (n < 0) {
+            err = (int)n;
+            break;
+        }
+        sent += (size_t)n;
+    }
+    call_end(s, &c);
+    return err < 0 ? err : (ssize_t)sent;
+}
+
+EDDY_API int eddy_sock_shutdown(eddy_sock *s, int how)
+{
+    struct sock_call c;
+    int err = call_begin(s, &c);
+    if (err < 0) return err;
+    if (how != EDDY_SHUT_RD && how != EDDY_SHUT_WR && how != EDDY_SHUT_RDWR) {
+        err = -EINVAL;
+    } else {
+        c.op = (struct eddy_op){.kind = EDDY_OP_SHUTDOWN};
+        c.op.u.io.flags = how == EDDY_SHUT_RD ? SHUT_RD : how == EDDY_SHUT_WR ? SHUT_WR : SHUT_RDWR;
+        err = (int)call_op(s, &c);
+    }
+    call_end(s, &c);
+    return err;
+}
+
+EDDY_API int eddy_sock_port(const eddy_sock *s)
+{
+    if (!s) return -EINVAL;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname((int)s->fd, (struct sockaddr *)&ss, &len) < 0) return -errno;
+    if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return -EINVAL;
+}
+
+EDDY_API intptr_t eddy_sock_fd(const eddy_sock *s)
+{
+    return s ? s->fd : -EINVAL;
+}
+
+EDDY_API int eddy_sock_nodelay(eddy_sock *s, bool on)
+{
+    if (!s) return -EINVAL;
+    if (s->type != SOCK_STREAM || s->family == AF_UNIX) return -EINVAL;
+    return set_int_option((int)s->fd, IPPROTO_TCP, TCP_NODELAY, on);
+}
+
+/* ---- UDP ------------------------------------------------------------------------ */
+
+EDDY_API int eddy_udp_bind(eddy_sock **out, const char *host, uint16_t port)
+{
+    if (!eddy__current_task()) return -EPERM;
+    if (!out) return -EINVAL;
+    *out = NULL;
+    return bind_host(out, host, port, SOCK_DGRAM, 0);
+}
+
+/* An IPv4 destination for a dual-stack IPv6 socket: ::ffff:a.b.c.d. */
+static void map_v4(struct sockaddr_in6 *to, const struct sockaddr_in *from)
+{
+    memset(to, 0, sizeof(*to));
+    to->sin6_family = AF_INET6;
+    to->sin6_port = from->sin_port;
+    to->sin6_addr.s6_addr[10] = 0xff;
+    to->sin6_addr.s6_addr[11] = 0xff;
+    memcpy(&to->sin6_addr.s6_addr[12], &from->sin_addr, 4);
+}
+
+/* A v4-mapped sender on a dual-stack socket is reported as plain IPv4. */
+static void unmap_v4(struct sockaddr_storage *ss)
+{
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+    if (ss->ss_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) return;
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = sin6->sin6_port};
+    memcpy(&sin.sin_addr, &sin6->sin6_addr.s6_addr[12], 4);
+    memset(ss, 0, sizeof(*ss));
+    memcpy(ss, &sin, sizeof(sin));
+}
+
+EDDY_API ssize_t eddy_sendto(eddy_sock *s, const void *buf, size_t len,
+                             const struct sockaddr *to)
+{
+    struct sock_call c;
+    int err = call_begin(s, &c);
+    if (err < 0) return err;
+    struct sockaddr_in6 mapped;
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    if ((!buf && len > 0) || s->type != SOCK_DGRAM) {
+        err = -EINVAL;
+    } else if (to) {
+        msg.msg_name = (void *)to;
+        msg.msg_namelen = addr_len(to->sa_family);
+        if (msg.msg_namelen == 0) err = -EAFNOSUPPORT;
+        if (to->sa_family == AF_INET && s->family == AF_INET6) {
+            map_v4(&mapped, (const struct sockaddr_in *)to);
+            msg.msg_name = &mapped;
+            msg.msg_namelen = sizeof(mapped);
+        }
+    }
+    int64_t n = err;
+    if (err == 0) {
+        c.op = (struct eddy_op){.kind = EDDY_OP_SENDMSG};
+        c.op.u.msg.msg = &msg;
+        c.op.u.msg.flags = MSG_NOSIGNAL;
+        n = call_op(s, &c);
+    }
+    call_end(s, &c);
+    return (ssize_t)n;
+}
+
+EDDY_API ssize_t eddy_recvfrom(eddy_sock *s, void *buf, size_t len, struct sockaddr_storage *from)
+{
+    struct sock_call c;
+    int err = call_begin(s, &c);
+    if (err < 0) return err;
+    struct sockaddr_storage sender;
+    struct iovec iov = {.iov_base = buf, .iov_len = len};
+    struct msghdr msg = {.msg_name = &sender, .msg_namelen = sizeof(sender), .msg_iov = &iov,
+                         .msg_iovlen = 1};
+    int64_t n = -EINVAL;
+    if ((buf || len == 0) && s->type == SOCK_DGRAM) {
+        c.op = (struct eddy_op){.kind = EDDY_OP_RECVMSG};
+        c.op.u.msg.msg = &msg;
+        n = call_op(s, &c);
+    }
+    if (n >= 0 && from) {
+        memset(from, 0, sizeof(*from));
+        memcpy(from, &sender, msg.msg_namelen < sizeof(sender) ? msg.msg_namelen : sizeof(sender));
+        unmap_v4(from);
+    }
+    call_end(s, &c);
+    return (ssize_t)n;
+}
+
+/* ---- Unix stream sockets --------------------------------------------------------- */
+
+/* path as a sockaddr_un; a leading '@' names Linux's abstract namespace. */
+static int unix_address(struct sockaddr_un *sun, socklen_t *len, const char *path)
+{
+    if (!path || !*path) return -EINVAL;
+    size_t n = strlen(path);
+    if (n >= sizeof(sun->sun_path)) return -ENAMETOOLONG;
+    memset(sun, 0, sizeof(*sun));
+    sun->sun_family = AF_UNIX;
+    memcpy(sun->sun_path, path, n);
+    *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+#ifdef __linux__
+    if (path[0] == '@') {
+        sun->sun_path[0] = '\0';
+        *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+    }
+#endif
+    return 0;
+}
+
+EDDY_API int eddy_unix_listen(eddy_sock **out, const char *path, int backlog)
+{
+    if (!eddy__current_task()) return -EPERM;
+    if (!out) return -EINVAL;
+    *out = NULL;
+    struct sockaddr_un sun;
+    socklen_t len;
+    int err = unix_address(&sun, &len, path);
+    if (err < 0) return err;
+    return listen_on(out, AF_UNIX, SOCK_STREAM, (struct sockaddr *)&sun, len, backlog, false);
+}
+
+EDDY_API int eddy_unix_connect(eddy_sock **out, const char *path)
+{
+    if (!eddy__current_task()) return -EPERM;
+    if (!out) return -EINVAL;
+    *out = NULL;
+    struct sockaddr_un sun;
+    socklen_t len;
+    int err = unix_address(&sun, &len, path);
+    if (err < 0) return err;
+    return connect_to(out, AF_UNIX, (struct sockaddr *)&sun, len);
+}

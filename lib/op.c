@@ -1,0 +1,62 @@
+/* Running one op from a task: the op lives in the task's frame, so the task
+ * must not leave this function until the op's final completion, whatever
+ * happens to the task meanwhile (the op lifetime rule, DESIGN.md section 3). */
+#include "internal.h"
+
+static bool op_pooled(struct eddy_loop *loop, const struct eddy_op *op)
+{
+    return !loop->backend.ops->handles(&loop->backend, (enum eddy_op_kind)op->kind);
+}
+
+static void op_complete(struct eddy_op *op)
+{
+    struct eddy_task *t = op->data;
+    t->loop->ops_in_flight--;
+    eddy__task_wake(t, 0);
+}
+
+/* The task was cancelled: ask for the op's cancellation, and keep waiting for
+ * its completion (with -ECANCELED, or its result if it won the race). */
+static void op_abort(struct eddy_task *t)
+{
+    struct eddy_op *op = t->wait_data;
+    struct eddy_loop *loop = t->loop;
+    if (op->state != EDDY_OP_STATE_IN_FLIGHT) return;
+    op->state = EDDY_OP_STATE_CANCELLING;
+    if (op_pooled(loop, op))
+        eddy__pool_cancel(loop, op);
+    else
+        loop->backend.ops->cancel(&loop->backend, op);
+}
+
+int64_t eddy__op_run(struct eddy_op *op)
+{
+    struct eddy_task *t = eddy__current_task();
+    if (!t) return -EPERM;
+    if (eddy__task_cancelled(t)) return -ECANCELED;
+    struct eddy_loop *loop = t->loop;
+    op->state = EDDY_OP_STATE_IN_FLIGHT;
+    op->complete = op_complete;
+    op->data = t;
+    op->result = 0;
+    eddy__list_init(&op->link);
+    bool pooled = op_pooled(loop, op);
+    int status = pooled ? eddy__pool_submit(loop, op) /* 0: queued */
+                        : loop->backend.ops->submit(&loop->backend, op);
+    if (status < 0) {
+        op->state = EDDY_OP_STATE_DONE;
+        return status;
+    }
+    if (status == EDDY_OP_DONE && !pooled) {
+        op->state = EDDY_OP_STATE_DONE;
+        return op->result;
+    }
+    loop->ops_in_flight++;
+    t->abort_wait = op_abort;
+    t->wait_data = op;
+    /* Only op_complete wakes the task: abort never does, so the frame stays
+     * alive until the kernel (or the worker) is done with it. */
+    while (op->state != EDDY_OP_STATE_DONE)
+        eddy__task_suspend(t);
+    return op->result;
+}

@@ -1,0 +1,264 @@
+/* Tasks: a future whose outcome is a coroutine's return value. The coroutine
+ * runs on its own stack (lib/fiber.h); suspending switches back to the loop's
+ * stack, and the loop resumes the task when something wakes it. A task gets
+ * its stack when it first runs, so a task cancelled before it starts never
+ * costs one. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "internal.h"
+
+static int64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+struct eddy_task *eddy__current_task(void)
+{
+    struct eddy_loop *loop = eddy__thread_loop;
+    return loop ? loop->current : NULL;
+}
+
+EDDY_API eddy_task *eddy_task_current(void)
+{
+    return eddy__current_task();
+}
+
+static void task_finish(struct eddy_task *t, intptr_t value)
+{
+    uint8_t state = EDDY__FUT_RESULT;
+    if (EDDY_IS_ERROR(value)) state = value == -ECANCELED ? EDDY__FUT_CANCELLED : EDDY__FUT_ERROR;
+    t->state = EDDY__TASK_DONE;
+    t->loop->live_tasks--;
+    eddy__list_remove(&t->all_link);
+    eddy__future_complete(&t->future, state, value);
+}
+
+static void task_entry(void *arg)
+{
+    struct eddy_task *t = arg;
+    intptr_t value = t->fn(t->arg);
+    task_finish(t, value);
+    eddy__fiber_exit(&t->fiber, &t->loop->main_fiber);
+}
+
+static void check_canary(struct eddy_task *t)
+{
+    if (EDDY__UNLIKELY(!eddy__stack_canary_ok(&t->loop->stacks, t->stack))) {
+        /* Memory below the stack is already corrupt: nothing safe is left to do. */
+        fprintf(stderr, "eddy: task %p overflowed its %zu-byte stack\n", (void *)t, t->stack->size);
+        abort();
+    }
+}
+
+/* Runs t until it suspends or ends; called by the loop from the ready queue. */
+static void task_resume(struct eddy_task *t)
+{
+    struct eddy_loop *loop = t->loop;
+    if (t->state == EDDY__TASK_CREATED) {
+        if (t->cancel_requested) {
+            task_finish(t, -ECANCELED);
+            eddy_future_unref(&t->future);
+            return;
+        }
+        int err = eddy__stack_get(&loop->stacks, &t->stack);
+        if (err < 0) {
+            task_finish(t, err);
+            eddy_future_unref(&t->future);
+            return;
+        }
+        eddy__fiber_init(&t->fiber, t->stack, task_entry, t);
+    }
+    t->state = EDDY__TASK_RUNNING;
+    loop->current = t;
+    int64_t started = (loop->flags & EDDY_LOOP_DEBUG) ? monotonic_ns() : 0;
+    eddy__fiber_switch(&loop->main_fiber, &t->fiber);
+    loop->current = NULL;
+    if (loop->flags & EDDY_LOOP_DEBUG) {
+        int64_t ran = monotonic_ns() - started;
+        if (ran > EDDY__SLOW_TASK_NS)
+            eddy__debug_report(loop, "task %p ran %lld ms without awaiting", (void *)t,
+                               (long long)(ran / 1000000));
+    }
+    /* With guard pages an overflow faults as it happens; without, the canary
+     * tells at the next switch. */
+    if (loop->flags & EDDY_LOOP_NO_GUARD_PAGES) check_canary(t);
+    if (t->state == EDDY__TASK_DONE) {
+        eddy__stack_put(&loop->stacks, t->stack);
+        t->stack = NULL;
+        eddy_future_unref(&t->future); /* the loop's reference */
+    }
+}
+
+static void task_ready_run(struct eddy__work *w)
+{
+    struct eddy_task *t = eddy__container_of(w, struct eddy_task, ready);
+    t->queued = false;
+    task_resume(t);
+}
+
+/* Back to the loop's stack; returns when the loop resumes this task. */
+static int64_t task_switch_out(struct eddy_task *t)
+{
+    eddy__fiber_switch(&t->fiber, &t->loop->main_fiber);
+    return t->wake_result;
+}
+
+int64_t eddy__task_suspend(struct eddy_task *t)
+{
+    t->state = EDDY__TASK_SUSPENDED;
+    return task_switch_out(t);
+}
+
+void eddy__task_wake(struct eddy_task *t, int64_t result)
+{
+    if (t->state != EDDY__TASK_SUSPENDED) return;
+    t->state = EDDY__TASK_RUNNING;
+    t->wake_result = result;
+    t->abort_wait = NULL;
+    t->wait_data = NULL;
+    t->queued = true;
+    eddy__loop_schedule(t->loop, &t->ready);
+}
+
+EDDY_API eddy_task *eddy_spawn(eddy_loop *loop, eddy_task_fn fn, void *arg)
+{
+    if (!loop) loop = eddy_loop_current();
+    if (!loop || !fn) return NULL;
+    struct eddy_task *t = malloc(sizeof(*t));
+    if (!t) return NULL;
+    eddy__future_init(&t->future, loop, true);
+    t->future.refs = 2; /* the caller's, and the loop's until the task ends */
+    t->loop = loop;
+    t->fn = fn;
+    t->arg = arg;
+    t->stack = NULL;
+    t->ready.run = task_ready_run;
+    t->state = EDDY__TASK_CREATED;
+    t->cancel_requested = false;
+    t->queued = true;
+    t->shield_depth = 0;
+    t->wake_result = 0;
+    t->abort_wait = NULL;
+    t->wait_data = NULL;
+    eddy__list_push_back(&loop->tasks, &t->all_link);
+    loop->live_tasks++;
+    eddy__loop_schedule(loop, &t->ready);
+    return t;
+}
+
+void eddy__task_free(struct eddy_task *t)
+{
+    struct eddy_loop *loop = t->future.loop;
+    if (loop && (loop->flags & EDDY_LOOP_DEBUG) && t->future.state == EDDY__FUT_ERROR &&
+        !t->future.retrieved)
+        eddy__debug_report(loop, "task %p failed with %s (%d) and its error was never retrieved",
+                           (void *)t, eddy_strerror((int)t->future.value), (int)t->future.value);
+    free(t);
+}
+
+EDDY_API eddy_future *eddy_task_future(eddy_task *t)
+{
+    return t ? &t->future : NULL;
+}
+
+EDDY_API int eddy_task_join(eddy_task *t, intptr_t *result)
+{
+    if (!t) return -EINVAL;
+    struct eddy_task *self = eddy__current_task();
+    if (self == t) return -EINVAL;
+    int err = 0;
+    if (self)
+        err = eddy__future_wait(self, &t->future);
+    else if (t->state != EDDY__TASK_DONE)
+        return -EPERM;
+    if (err == 0) err = eddy__future_outcome(&t->future, result);
+    eddy_future_unref(&t->future);
+    return err;
+}
+
+EDDY_API void eddy_task_detach(eddy_task *t)
+{
+    if (t) eddy_future_unref(&t->future);
+}
+
+EDDY_API bool eddy_task_cancel(eddy_task *t)
+{
+    if (!t || t->state == EDDY__TASK_DONE) return false;
+    if (t->cancel_requested) return true;
+    t->cancel_requested = true;
+    if (t->state == EDDY__TASK_SUSPENDED && t->shield_depth == 0 && t->abort_wait) t->abort_wait(t);
+    return true;
+}
+
+void eddy__task_cancel_all(struct eddy_loop *loop)
+{
+    /* Cancelling may end a task not yet started only when it runs, so the
+     * list does not change under the walk. */
+    struct eddy__list *node;
+    for (node = loop->tasks.next; node != &loop->tasks; node = node->next)
+        eddy_task_cancel(eddy__container_of(node, struct eddy_task, all_link));
+}
+
+/* ---- awaits that need no future ------------------------------------------- */
+
+struct sleep_wait {
+    struct eddy_timer timer;
+    struct eddy_task *task;
+};
+
+static void sleep_fire(struct eddy_timer *timer)
+{
+    struct sleep_wait *sw = eddy__container_of(timer, struct sleep_wait, timer);
+    eddy__task_wake(sw->task, 0);
+}
+
+static void sleep_abort(struct eddy_task *t)
+{
+    struct sleep_wait *sw = t->wait_data;
+    eddy__timer_stop(&sw->timer);
+    eddy__task_wake(t, -ECANCELED);
+}
+
+EDDY_API int eddy_sleep(int64_t ns)
+{
+    struct eddy_task *t = eddy__current_task();
+    if (!t) return -EPERM;
+    if (ns < 0) return -EINVAL;
+    if (eddy__task_cancelled(t)) return -ECANCELED;
+    struct sleep_wait sw = {.task = t};
+    eddy__timer_init(&sw.timer, t->loop, sleep_fire);
+    int64_t now = eddy__loop_update_time(t->loop);
+    int err = eddy__timer_start(&sw.timer, ns > INT64_MAX - now ? INT64_MAX : now + ns);
+    if (err < 0) return err;
+    t->abort_wait = sleep_abort;
+    t->wait_data = &sw;
+    return (int)eddy__task_suspend(t);
+}
+
+EDDY_API int eddy_yield(void)
+{
+    struct eddy_task *t = eddy__current_task();
+    if (!t) return -EPERM;
+    if (eddy__task_cancelled(t)) return -ECANCELED;
+    t->wake_result = 0;
+    t->queued = true;
+    eddy__loop_schedule(t->loop, &t->ready);
+    task_switch_out(t);
+    return eddy__task_cancelled(t) ? -ECANCELED : 0;
+}
+
+EDDY_API void eddy_shield_begin(void)
+{
+    struct eddy_task *t = eddy__current_task();
+    if (t) t->shield_depth++;
+}
+
+EDDY_API void eddy_shield_end(void)
+{
+    struct eddy_task *t = eddy__current_task();
+    if (t && t->shield_depth > 0) t->shield_depth--;
+}

@@ -1,0 +1,162 @@
+/* Timers: a binary min-heap of deadlines in loop-clock nanoseconds. Each timer
+ * knows its heap slot, so stopping one is O(log n) without a search. Equal
+ * deadlines fire in the order they were armed (seq breaks ties). */
+#include <stdlib.h>
+
+#include "internal.h"
+
+static bool timer_before(const struct eddy_timer *a, const struct eddy_timer *b)
+{
+    if (a->deadline != b->deadline) return a->deadline < b->deadline;
+    return a->seq < b->seq;
+}
+
+static void heap_place(struct eddy__timer_heap *h, size_t i, struct eddy_timer *t)
+{
+    h->items[i] = t;
+    t->heap_index = i;
+}
+
+static void sift_up(struct eddy__timer_heap *h, size_t i)
+{
+    struct eddy_timer *t = h->items[i];
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!timer_before(t, h->items[parent])) break;
+        heap_place(h, i, h->items[parent]);
+        i = parent;
+    }
+    heap_place(h, i, t);
+}
+
+static void sift_down(struct eddy__timer_heap *h, size_t i)
+{
+    struct eddy_timer *t = h->items[i];
+    for (;;) {
+        size_t child = 2 * i + 1;
+        if (child >= h->count) break;
+        if (child + 1 < h->count && timer_before(h->items[child + 1], h->items[child])) child++;
+        if (!timer_before(h->items[child], t)) break;
+        heap_place(h, i, h->items[child]);
+        i = child;
+    }
+    heap_place(h, i, t);
+}
+
+void eddy__timer_init(struct eddy_timer *t, struct eddy_loop *loop,
+                      void (*fire)(struct eddy_timer *))
+{
+    t->deadline = 0;
+    t->seq = 0;
+    t->heap_index = SIZE_MAX;
+    t->loop = loop;
+    t->fire = fire;
+    t->cb = NULL;
+    t->arg = NULL;
+    t->flags = 0;
+}
+
+int eddy__timer_start(struct eddy_timer *t, int64_t deadline)
+{
+    struct eddy__timer_heap *h = &t->loop->timers;
+    if (eddy__timer_pending(t)) eddy__timer_stop(t);
+    if (h->count == h->capacity) {
+        size_t capacity = h->capacity ? h->capacity * 2 : 64;
+        struct eddy_timer **items = realloc(h->items, capacity * sizeof(*items));
+        if (!items) return -ENOMEM;
+        h->items = items;
+        h->capacity = capacity;
+    }
+    t->deadline = deadline;
+    t->seq = h->next_seq++;
+    heap_place(h, h->count++, t);
+    sift_up(h, t->heap_index);
+    return 0;
+}
+
+void eddy__timer_stop(struct eddy_timer *t)
+{
+    struct eddy__timer_heap *h = &t->loop->timers;
+    size_t i = t->heap_index;
+    if (i == SIZE_MAX) return;
+    t->heap_index = SIZE_MAX;
+    struct eddy_timer *last = h->items[--h->count];
+    if (i == h->count) return;
+    heap_place(h, i, last);
+    if (i > 0 && timer_before(last, h->items[(i - 1) / 2]))
+        sift_up(h, i);
+    else
+        sift_down(h, i);
+}
+
+int64_t eddy__timers_next(const struct eddy__timer_heap *h)
+{
+    return h->count ? h->items[0]->deadline : INT64_MAX;
+}
+
+void eddy__timers_run(struct eddy_loop *loop, int64_t now)
+{
+    struct eddy__timer_heap *h = &loop->timers;
+    while (h->count && h->items[0]->deadline <= now) {
+        struct eddy_timer *t = h->items[0];
+        eddy__timer_stop(t);
+        t->fire(t);
+    }
+}
+
+/* Frees what the loop owns; a handle its caller still holds is detached from
+ * the loop so that eddy_timer_cancel can still release it. */
+void eddy__timers_destroy(struct eddy_loop *loop)
+{
+    struct eddy__timer_heap *h = &loop->timers;
+    while (h->count) {
+        struct eddy_timer *t = h->items[h->count - 1];
+        eddy__timer_stop(t);
+        t->loop = NULL;
+        if ((t->flags & EDDY__TIMER_PUBLIC) && !(t->flags & EDDY__TIMER_OWNED)) free(t);
+    }
+    free(h->items);
+    h->items = NULL;
+    h->capacity = 0;
+}
+
+/* ---- public timers (eddy_call_later) ------------------------------------- */
+
+static void public_timer_fire(struct eddy_timer *t)
+{
+    eddy_callback cb = t->cb;
+    void *arg = t->arg;
+    t->flags |= EDDY__TIMER_FIRED;
+    if (!(t->flags & EDDY__TIMER_OWNED)) free(t);
+    cb(arg);
+}
+
+EDDY_API int eddy_call_later(eddy_loop *loop, int64_t delay_ns, eddy_callback cb, void *arg,
+                             eddy_timer **out)
+{
+    if (!loop || !cb || delay_ns < 0) return -EINVAL;
+    struct eddy_timer *t = malloc(sizeof(*t));
+    if (!t) return -ENOMEM;
+    eddy__timer_init(t, loop, public_timer_fire);
+    t->cb = cb;
+    t->arg = arg;
+    t->flags = EDDY__TIMER_PUBLIC | (out ? EDDY__TIMER_OWNED : 0);
+    int64_t now = eddy__loop_update_time(loop);
+    int64_t deadline = delay_ns > INT64_MAX - now ? INT64_MAX : now + delay_ns;
+    int err = eddy__timer_start(t, deadline);
+    if (err < 0) {
+        free(t);
+        return err;
+    }
+    if (out) *out = t;
+    return 0;
+}
+
+EDDY_API int eddy_timer_cancel(eddy_timer *t)
+{
+    if (!t || !(t->flags & EDDY__TIMER_PUBLIC)) return -EINVAL;
+    int ret = (t->flags & EDDY__TIMER_FIRED) ? -EALREADY : 0;
+    if (t->loop) eddy__timer_stop(t);
+    free(t);
+    return ret;
+}
