@@ -1,7 +1,37 @@
 #!/bin/sh
-# Runs one Criterion suite for automake's TAP driver: one TAP result per test
-# case on stdout. EDDY_TEST_WRAPPER (e.g. valgrind, set by make check-valgrind)
-# runs in front of the binary.
+# Runs one Criterion suite for automake's TAP driver, once per backend that
+# can run here (tests/backends lists them), as one TAP stream: each result is
+# named "[backend] suite::test". EDDY_TEST_BACKENDS overrides the list;
+# EDDY_TEST_WRAPPER (e.g. valgrind, from make check-valgrind) runs in front of
+# the binary. Suites that choose their backend themselves run once.
 test_binary=$1
 shift
-exec $EDDY_TEST_WRAPPER "$test_binary" --tap=/dev/stdout "$@"
+dir=$(dirname "$test_binary")
+case $(basename "$test_binary") in
+uring | backends_once) backends=default ;;
+*) backends=${EDDY_TEST_BACKENDS:-$("$dir/backends" 2>/dev/null)} ;;
+esac
+[ -n "$backends" ] || { echo "1..0 # SKIP no backend can run here"; exit 0; }
+
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+echo "TAP version 13"
+planned=0
+status=0
+for backend in $backends; do
+    if [ "$backend" = default ]; then
+        $EDDY_TEST_WRAPPER "$test_binary" --tap="$out" "$@" >&2 || status=$?
+    else
+        EDDY_BACKEND=$backend $EDDY_TEST_WRAPPER "$test_binary" --tap="$out" "$@" >&2 || status=$?
+    fi
+    n=$(sed -n 's/^1\.\.\([0-9]*\).*/\1/p' "$out" | head -n 1)
+    planned=$((planned + ${n:-0}))
+    if [ "$backend" = default ]; then
+        grep -v -e '^TAP version' -e '^1\.\.' "$out"
+    else
+        sed -e '/^TAP version/d' -e '/^1\.\./d' \
+            -e "s/^\(not ok\|ok\) - /\1 - [$backend] /" "$out"
+    fi
+done
+echo "1..$planned"
+exit $status

@@ -1,0 +1,174 @@
+/* Shared helpers for the Criterion suites: loops, running a task to its end,
+ * completing futures from timers, clocks. Tests use only the public header. */
+#ifndef EDDY_TEST_HELPERS_H
+#define EDDY_TEST_HELPERS_H
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <criterion/criterion.h>
+#include <criterion/new/assert.h>
+
+#include "eddy.h"
+
+#define NS_PER_MS   ((int64_t)1000000)
+#define NS_PER_SEC  ((int64_t)1000000000)
+#define NS_PER_HOUR (3600 * NS_PER_SEC)
+
+/* Criterion's per-test limit, in seconds: a hang fails the test instead of
+ * stalling CI. Generous, because the suite also runs under Valgrind. */
+#define TEST_TIMEOUT 120.0
+
+/* A loop with the given flags and default stack size (0 = library default). */
+static inline eddy_loop *loop_with(unsigned flags, size_t stack_size)
+{
+    eddy_loop_options opts = {.flags = flags, .stack_size = stack_size};
+    eddy_loop *loop = NULL;
+    int err = eddy_loop_new(&loop, &opts);
+    cr_assert(eq(int, err, 0), "eddy_loop_new: %s", eddy_strerror(err));
+    cr_assert(ne(ptr, loop, NULL));
+    return loop;
+}
+
+static inline eddy_loop *new_loop(void)
+{
+    return loop_with(0, 0);
+}
+
+static inline eddy_loop *new_virtual_loop(void)
+{
+    return loop_with(EDDY_LOOP_VIRTUAL_TIME, 0);
+}
+
+/* Spawns fn(arg) on loop, runs the loop until nothing is pending and joins
+ * the task: returns what eddy_task_join returns, the result in *result. */
+static inline int run_task(eddy_loop *loop, eddy_task_fn fn, void *arg, intptr_t *result)
+{
+    eddy_task *t = eddy_spawn(loop, fn, arg);
+    cr_assert(ne(ptr, t, NULL), "eddy_spawn failed");
+    int err = eddy_loop_run(loop);
+    cr_assert(eq(int, err, 0), "eddy_loop_run: %s", eddy_strerror(err));
+    cr_assert(eddy_future_done(eddy_task_future(t)), "task pending after eddy_loop_run returned");
+    return eddy_task_join(t, result);
+}
+
+/* run_task on a fresh virtual-time loop, freed afterwards. */
+static inline int run_virtual(eddy_task_fn fn, void *arg, intptr_t *result)
+{
+    eddy_loop *loop = new_virtual_loop();
+    int err = run_task(loop, fn, arg, result);
+    eddy_loop_free(loop);
+    return err;
+}
+
+/* The current loop's clock (call from a task or callback). */
+static inline int64_t loop_now(void)
+{
+    eddy_loop *loop = eddy_loop_current();
+    cr_assert(ne(ptr, loop, NULL), "no loop is running on this thread");
+    return eddy_now(loop);
+}
+
+/* Wall-clock monotonic time, independent of the loop's (virtual) clock. */
+static inline int64_t wall_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * NS_PER_SEC + ts.tv_nsec;
+}
+
+/* ---- completing futures and cancelling tasks from timers ----------------- */
+
+enum later_action { LATER_RESULT, LATER_ERROR, LATER_CANCEL_FUTURE, LATER_CANCEL_TASK };
+
+struct later {
+    enum later_action action;
+    eddy_future *future;
+    eddy_task *task;
+    intptr_t value;
+};
+
+static inline void later_fire(void *arg)
+{
+    struct later *l = arg;
+    switch (l->action) {
+    case LATER_RESULT:
+        cr_expect(eq(int, eddy_future_set_result(l->future, l->value), 0));
+        break;
+    case LATER_ERROR:
+        cr_expect(eq(int, eddy_future_set_error(l->future, (int)l->value), 0));
+        break;
+    case LATER_CANCEL_FUTURE:
+        cr_expect(eddy_future_cancel(l->future), "future already done when cancelled");
+        break;
+    case LATER_CANCEL_TASK:
+        cr_expect(eddy_task_cancel(l->task), "task already done when cancelled");
+        break;
+    }
+    if (l->future) eddy_future_unref(l->future);
+    free(l);
+}
+
+static inline void later_arm(eddy_loop *loop, int64_t delay_ns, struct later *l)
+{
+    if (!loop) loop = eddy_loop_current();
+    cr_assert(ne(ptr, loop, NULL));
+    if (l->future) eddy_future_ref(l->future); /* held until the timer fired */
+    cr_assert(eq(int, eddy_call_later(loop, delay_ns, later_fire, l, NULL), 0));
+}
+
+static inline struct later *later_new(enum later_action action)
+{
+    struct later *l = calloc(1, sizeof(*l));
+    cr_assert(ne(ptr, l, NULL));
+    l->action = action;
+    return l;
+}
+
+/* After delay_ns on loop (NULL = the current loop), completes f with value. */
+static inline void set_result_later(eddy_loop *loop, eddy_future *f, int64_t delay_ns,
+                                    intptr_t value)
+{
+    struct later *l = later_new(LATER_RESULT);
+    l->future = f;
+    l->value = value;
+    later_arm(loop, delay_ns, l);
+}
+
+/* After delay_ns, fails f with err. */
+static inline void set_error_later(eddy_loop *loop, eddy_future *f, int64_t delay_ns, int err)
+{
+    struct later *l = later_new(LATER_ERROR);
+    l->future = f;
+    l->value = err;
+    later_arm(loop, delay_ns, l);
+}
+
+/* After delay_ns, cancels t (which must not have ended by then). */
+static inline void cancel_task_later(eddy_loop *loop, eddy_task *t, int64_t delay_ns)
+{
+    struct later *l = later_new(LATER_CANCEL_TASK);
+    l->task = t;
+    later_arm(loop, delay_ns, l);
+}
+
+/* ---- task bodies used by several suites ---------------------------------- */
+
+/* Returns its argument as the task's result. */
+static inline intptr_t task_return_arg(void *arg)
+{
+    return (intptr_t)arg;
+}
+
+/* Sleeps (intptr_t)arg ns, then returns what eddy_sleep returned, or the
+ * sleep time on success. */
+static inline intptr_t task_sleep_arg(void *arg)
+{
+    int err = eddy_sleep((int64_t)(intptr_t)arg);
+    return err < 0 ? err : (intptr_t)arg;
+}
+
+#endif /* EDDY_TEST_HELPERS_H */

@@ -1,0 +1,340 @@
+/* eddy_call_later and eddy_timer_cancel: deadline order, FIFO among equal
+ * deadlines, owned handles, large counts; eddy_now. */
+#include <unistd.h>
+
+#include "helpers.h"
+
+#define MANY 100000
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static uint64_t rng_next(void)
+{
+    uint64_t x = rng_state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return rng_state = x;
+}
+
+struct fired {
+    eddy_loop *loop;
+    int *order;
+    int64_t *at;
+    int count;
+};
+
+struct shot {
+    struct fired *fired;
+    int index;
+};
+
+static void record_cb(void *arg)
+{
+    struct shot *s = arg;
+    struct fired *f = s->fired;
+    if (f->at) f->at[f->count] = eddy_now(f->loop);
+    f->order[f->count++] = s->index;
+}
+
+static void count_cb(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+Test(timers, fire_in_deadline_order, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_virtual_loop();
+    static const int64_t delays_ms[] = {30, 10, 20, 0, 25, 5};
+    enum { N = sizeof(delays_ms) / sizeof(delays_ms[0]) };
+    int order[N];
+    int64_t at[N];
+    struct fired fired = {loop, order, at, 0};
+    struct shot shots[N];
+    int64_t start = eddy_now(loop);
+    for (int i = 0; i < N; i++) {
+        shots[i] = (struct shot){&fired, i};
+        cr_assert(eq(
+            int, eddy_call_later(loop, delays_ms[i] * NS_PER_MS, record_cb, &shots[i], NULL), 0));
+    }
+    cr_assert(eq(int, eddy_loop_run(loop), 0));
+    cr_assert(eq(int, fired.count, N));
+    static const int expected[N] = {3, 5, 1, 2, 4, 0};
+    for (int i = 0; i < N; i++) {
+        cr_assert(eq(int, order[i], expected[i]), "position %d", i);
+        cr_assert(eq(i64, at[i] - start, delays_ms[expected[i]] * NS_PER_MS),
+                  "timer %d fired at the wrong virtual time", expected[i]);
+    }
+    eddy_loop_free(loop);
+}
+
+Test(timers, fire_in_deadline_order_real_clock, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    static const int64_t delays_ms[] = {60, 20, 40};
+    int order[3];
+    int64_t at[3];
+    struct fired fired = {loop, order, at, 0};
+    struct shot shots[3];
+    int64_t start = eddy_now(loop);
+    for (int i = 0; i < 3; i++) {
+        shots[i] = (struct shot){&fired, i};
+        cr_assert(eq(
+            int, eddy_call_later(loop, delays_ms[i] * NS_PER_MS, record_cb, &shots[i], NULL), 0));
+    }
+    cr_assert(eq(int, eddy_loop_run(loop), 0));
+    cr_assert(eq(int, fired.count, 3));
+    cr_assert(eq(int, order[0], 1));
+    cr_assert(eq(int, order[1], 2));
+    cr_assert(eq(int, order[2], 0));
+    for (int i = 0; i < 3; i++)
+        cr_assert(ge(i64, at[i] - start, delays_ms[order[i]] * NS_PER_MS), "timer fired early");
+    cr_assert(lt(i64, wall_ns() - start, 10 * NS_PER_SEC));
+    eddy_loop_free(loop);
+}
+
+Test(timers, equal_deadlines_fire_first_in_first_out, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_virtual_loop();
+    enum { N = 64 };
+    int order[N];
+    struct fired fired = {loop, order, NULL, 0};
+    struct shot shots[N];
+    for (int i = 0; i < N; i++) {
+        shots[i] = (struct shot){&fired, i};
+        cr_assert(eq(int, eddy_call_later(loop, 5 * NS_PER_MS, record_cb, &shots[i], NULL), 0));
+    }
+    cr_assert(eq(int, eddy_loop_run(loop), 0));
+    cr_assert(eq(int, fired.count, N));
+    for (int i = 0; i < N; i++)
+        cr_assert(eq(int, order[i], i));
+    eddy_loop_free(loop);
+}
+
+Test(timers, zero_delay_fires, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    int count = 0;
+    cr_assert(eq(int, eddy_call_later(loop, 0, count_cb, &count, NULL), 0));
+    cr_assert(eq(int, count, 0), "a timer fired inline");
+    cr_assert(eq(int, eddy_loop_run(loop), 0));
+    cr_assert(eq(int, count, 1));
+    eddy_loop_free(loop);
+}
+
+/* ---- owned handles ----------------------------------------------------------- */
+
+Test(timers, cancel_before_firing, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_virtual_loop();
+    int count = 0;
+    eddy_timer *t = NULL;
+    int64_t start = eddy_now(loop);
+    cr_assert(eq(int, eddy_call_later(loop, NS_PER_SEC, count_cb, &count, &t), 0));
+    cr_assert(ne(ptr, t, NULL));
+    cr_assert(eq(int, eddy_timer_cancel(t), 0));
+    cr_assert(eq(int, eddy_loop_run(loop), 0));
+    cr_assert(eq(int, count, 0), "a cancelled timer fired");
+    cr_assert(eq(i64, eddy_now(loop), start), "a cancelled timer still moved virtual time");
+    eddy_loop_free(loop);
+}
+
+Test(timers, cancel_after_firing, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_virtual_loop();
+    int count = 0;
+    eddy_timer *t = NULL;
+    cr_assert(eq(int, eddy_call_later(loop, NS_PER_MS, count_cb, &count, &t), 0));
+    cr_assert(eq(int, eddy_loop_run(loop), 0));
+    cr_assert(eq(int, count, 1));
+    /* The handle stays valid after firing; cancel releases it (Valgrind checks). */
+    cr_assert(eq(int, eddy_timer_cancel(t), -EALREADY));
+    eddy_loop_free(loop);
+}
+
+Test(timers, owned_timer_fires_once, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_virtual_loop();
+    int count = 0;
+    eddy_timer *t = NULL;
+    cr_assert(eq(int, eddy_call_later(loop, NS_PER_MS, count_cb, &count, &t), 0));
+    cr_assert(eq(int, eddy_loop_run(loop), 0));
+    cr_assert(eq(int, eddy_loop_run(loop), 0));
+    cr_assert(eq(int, count, 1));
+    cr_assert(eq(int, eddy_timer_cancel(t), -EALREADY));
+    eddy_loop_free(loop);
+}
+
+struct canceller {
+    eddy_timer *victim;
+    int result;
+};
+
+static void cancel_cb(void *arg)
+{
+    struct canceller *c = arg;
+    c->result = eddy_timer_cancel(c->victim);
+}
+
+Test(timers, cancel_from_another_timer, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_virtual_loop();
+    int count = 0;
+    struct canceller c = {NULL, 1};
+    int64_t start = eddy_now(loop);
+    cr_assert(eq(int, eddy_call_later(loop, 20 * NS_PER_MS, count_cb, &count, &c.victim), 0));
+    cr_assert(eq(int, eddy_call_later(loop, 10 * NS_PER_MS, cancel_cb, &c, NULL), 0));
+    cr_assert(eq(int, eddy_loop_run(loop), 0));
+    cr_assert(eq(int, c.result, 0));
+    cr_assert(eq(int, count, 0));
+    cr_assert(eq(i64, eddy_now(loop) - start, 10 * NS_PER_MS));
+    eddy_loop_free(loop);
+}
+
+struct rearm {
+    eddy_loop *loop;
+    int64_t at[3];
+    int count;
+};
+
+static void rearm_cb(void *arg)
+{
+    struct rearm *r = arg;
+    r->at[r->count++] = eddy_now(r->loop);
+    if (r->count < 3)
+        cr_assert(eq(int, eddy_call_later(r->loop, 7 * NS_PER_MS, rearm_cb, r, NULL), 0));
+}
+
+Test(timers, timer_arms_timer, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_virtual_loop();
+    struct rearm r = {loop, {0}, 0};
+    int64_t start = eddy_now(loop);
+    cr_assert(eq(int, eddy_call_later(loop, 7 * NS_PER_MS, rearm_cb, &r, NULL), 0));
+    cr_assert(eq(int, eddy_loop_run(loop), 0));
+    cr_assert(eq(int, r.count, 3));
+    for (int i = 0; i < 3; i++)
+        cr_assert(eq(i64, r.at[i] - start, (i + 1) * 7 * NS_PER_MS));
+    eddy_loop_free(loop);
+}
+
+/* ---- large counts ----------------------------------------------------------- */
+
+Test(timers, many_random_deadlines_fire_in_order, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_virtual_loop();
+    int64_t *delays = malloc(MANY * sizeof(*delays));
+    int *order = malloc(MANY * sizeof(*order));
+    int64_t *at = malloc(MANY * sizeof(*at));
+    struct shot *shots = malloc(MANY * sizeof(*shots));
+    cr_assert(delays && order && at && shots);
+    struct fired fired = {loop, order, at, 0};
+    int64_t start = eddy_now(loop);
+    for (int i = 0; i < MANY; i++) {
+        /* Few distinct values, so equal deadlines are common too. */
+        delays[i] = (int64_t)(rng_next() % 5000) * 1000;
+        shots[i] = (struct shot){&fired, i};
+        cr_assert(eq(int, eddy_call_later(loop, delays[i], record_cb, &shots[i], NULL), 0));
+    }
+    cr_assert(eq(int, eddy_loop_run(loop), 0));
+    cr_assert(eq(int, fired.count, MANY));
+    for (int i = 0; i < MANY; i++) {
+        int k = order[i];
+        cr_assert(eq(i64, at[i] - start, delays[k]), "timer %d fired at the wrong time", k);
+        if (i > 0) {
+            int prev = order[i - 1];
+            bool in_order = delays[prev] < delays[k] || (delays[prev] == delays[k] && prev < k);
+            cr_assert(in_order, "timer %d (delay %lld) fired after %d (delay %lld)", k,
+                      (long long)delays[k], prev, (long long)delays[prev]);
+        }
+    }
+    free(delays);
+    free(order);
+    free(at);
+    free(shots);
+    eddy_loop_free(loop);
+}
+
+Test(timers, many_started_then_cancelled, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_virtual_loop();
+    eddy_timer **handles = malloc(MANY * sizeof(*handles));
+    cr_assert(ne(ptr, handles, NULL));
+    int count = 0;
+    int64_t start = eddy_now(loop);
+    for (int i = 0; i < MANY; i++) {
+        int64_t delay = (int64_t)(rng_next() % 1000000) * 1000 + 1;
+        cr_assert(eq(int, eddy_call_later(loop, delay, count_cb, &count, &handles[i]), 0));
+    }
+    /* Cancel in a scrambled order, so removals hit every part of the queue. */
+    for (int i = 0; i < MANY; i++) {
+        int j = i + (int)(rng_next() % (uint64_t)(MANY - i));
+        eddy_timer *tmp = handles[i];
+        handles[i] = handles[j];
+        handles[j] = tmp;
+        cr_assert(eq(int, eddy_timer_cancel(handles[i]), 0));
+    }
+    cr_assert(eq(int, eddy_loop_run(loop), 0));
+    cr_assert(eq(int, count, 0));
+    cr_assert(eq(i64, eddy_now(loop), start));
+    free(handles);
+    eddy_loop_free(loop);
+}
+
+Test(timers, many_half_cancelled, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_virtual_loop();
+    eddy_timer **handles = malloc(MANY * sizeof(*handles));
+    int *counts = calloc(MANY, sizeof(*counts));
+    cr_assert(handles && counts);
+    for (int i = 0; i < MANY; i++) {
+        int64_t delay = (int64_t)(rng_next() % 100000) * 1000;
+        cr_assert(eq(int, eddy_call_later(loop, delay, count_cb, &counts[i], &handles[i]), 0));
+    }
+    for (int i = 1; i < MANY; i += 2)
+        cr_assert(eq(int, eddy_timer_cancel(handles[i]), 0));
+    cr_assert(eq(int, eddy_loop_run(loop), 0));
+    for (int i = 0; i < MANY; i++)
+        cr_assert(eq(int, counts[i], i % 2 == 0), "timer %d", i);
+    for (int i = 0; i < MANY; i += 2)
+        cr_assert(eq(int, eddy_timer_cancel(handles[i]), -EALREADY));
+    free(handles);
+    free(counts);
+    eddy_loop_free(loop);
+}
+
+/* ---- the clock ---------------------------------------------------------------- */
+
+Test(timers, now_is_monotonic, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    int64_t prev = eddy_now(loop);
+    cr_assert(ge(i64, prev, 0));
+    for (int i = 0; i < MANY; i++) {
+        int64_t now = eddy_now(loop);
+        cr_assert(ge(i64, now, prev), "eddy_now went backwards");
+        prev = now;
+    }
+    usleep(20 * 1000);
+    cr_assert(ge(i64, eddy_now(loop) - prev, 20 * NS_PER_MS));
+    eddy_loop_free(loop);
+}
+
+Test(timers, virtual_now_stands_still_without_timers, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_virtual_loop();
+    int64_t start = eddy_now(loop);
+    usleep(20 * 1000);
+    cr_assert(eq(i64, eddy_now(loop), start));
+    eddy_loop_free(loop);
+}
+
+Test(timers, self_freeing_timer_survives_loop_free, .timeout = TEST_TIMEOUT)
+{
+    /* A timer never fired is released by eddy_loop_free (Valgrind checks). */
+    eddy_loop *loop = new_loop();
+    int count = 0;
+    cr_assert(eq(int, eddy_call_later(loop, NS_PER_HOUR, count_cb, &count, NULL), 0));
+    eddy_loop_free(loop);
+    cr_assert(eq(int, count, 0));
+}
