@@ -217,6 +217,15 @@ static void defer_queue(struct epoll_state *ep, struct eddy__list *queue)
         defer_cancel(ep, eddy__container_of(node, struct eddy_op, link));
 }
 
+/* A new fd's number was free until now: any state kept under it belongs to a
+ * closed file (one closed without EDDY_OP_CLOSE), so forget it. */
+static void forget_stale(struct epoll_state *ep, int64_t fd)
+{
+    struct fd_state *st = fd >= 0 ? fd_lookup(ep, (int)fd) : NULL;
+    if (st && eddy__list_empty(&st->readers) && eddy__list_empty(&st->writers))
+        st->registered = false;
+}
+
 /* Retries the ops parked on queue, oldest first, until one would block. */
 static int serve_queue(struct eddy_backend *b, struct eddy__list *queue)
 {
@@ -227,6 +236,7 @@ static int serve_queue(struct eddy_backend *b, struct eddy__list *queue)
         if (result == WOULD_BLOCK) break;
         eddy__list_remove(&op->link);
         op->backend_data = 0;
+        if (op->kind == EDDY_OP_ACCEPT) forget_stale(b->impl, result);
         eddy__op_finish(b, op, result);
         completed++;
     }
@@ -268,15 +278,6 @@ static int64_t close_fd(struct epoll_state *ep, int fd)
     /* Linux releases the fd even when close is interrupted: never retry. */
     if (close(fd) < 0 && errno != EINTR) return -errno;
     return 0;
-}
-
-/* A new fd's number was free until now: any state kept under it belongs to a
- * closed file (one closed without EDDY_OP_CLOSE), so forget it. */
-static void forget_stale(struct epoll_state *ep, int64_t fd)
-{
-    struct fd_state *st = fd >= 0 ? fd_lookup(ep, (int)fd) : NULL;
-    if (st && eddy__list_empty(&st->readers) && eddy__list_empty(&st->writers))
-        st->registered = false;
 }
 
 static int park(struct eddy_backend *b, struct eddy_op *op)

@@ -14,6 +14,9 @@ __thread struct eddy_loop *eddy__thread_loop;
 
 /* Preference order for "auto". */
 static const struct eddy_backend_ops *const backends[] = {
+#if EDDY_HAVE_URING
+    &eddy__uring_backend,
+#endif
 #if EDDY_HAVE_EPOLL
     &eddy__epoll_backend,
 #endif
@@ -131,8 +134,10 @@ void eddy__loop_post_completion(struct eddy_loop *loop, struct eddy_op *op)
     pthread_mutex_lock(&loop->remote_lock);
     eddy__list_push_back(&loop->remote_ops, &op->link);
     __atomic_store_n(&loop->remote_pending, 1, __ATOMIC_RELEASE);
-    pthread_mutex_unlock(&loop->remote_lock);
+    /* Wake under the lock: once it is released the loop may take the op,
+     * finish its task and free itself (eddy_loop_free takes the lock last). */
     loop->backend.ops->wake(&loop->backend);
+    pthread_mutex_unlock(&loop->remote_lock);
 }
 
 /* How long the backend may block: not at all when work is ready; else until
@@ -298,10 +303,11 @@ EDDY_API int eddy_call_soon_threadsafe(eddy_loop *loop, eddy_callback cb, void *
     pthread_mutex_lock(&loop->remote_lock);
     eddy__list_push_back(&loop->remote, &c->work.link);
     bool was_pending = __atomic_exchange_n(&loop->remote_pending, 1, __ATOMIC_ACQ_REL);
+    /* One wake per batch: the loop drains everything queued when it wakes.
+     * Under the lock, as in eddy__loop_post_completion. */
+    int err = was_pending ? 0 : loop->backend.ops->wake(&loop->backend);
     pthread_mutex_unlock(&loop->remote_lock);
-    /* One wake per batch: the loop drains everything queued when it wakes. */
-    if (!was_pending) return loop->backend.ops->wake(&loop->backend);
-    return 0;
+    return err;
 }
 
 /* Drops queued work without running user code (the loop is being freed). */
@@ -322,6 +328,9 @@ EDDY_API void eddy_loop_free(eddy_loop *loop)
     loop_shutdown(loop);
     drop_ready(loop);
     eddy__timers_destroy(loop);
+    /* A thread that posted the last completion may still be inside wake(). */
+    pthread_mutex_lock(&loop->remote_lock);
+    pthread_mutex_unlock(&loop->remote_lock);
     loop->backend.ops->free(&loop->backend);
     eddy__stack_pool_destroy(&loop->stacks);
     struct eddy__callback *c;

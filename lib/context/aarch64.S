@@ -2,14 +2,16 @@
  *
  * A suspended context is a stack pointer; everything else it needs is on its
  * stack. Only what the ABI makes callee-saved is kept: x19-x28, the frame
- * pointer x29, the link register x30 (where the context resumes) and the low
- * halves d8-d15 of v8-v15. No signal mask is touched, so there is no syscall
- * on the way.
+ * pointer x29, the link register x30 (where the context resumes), the low
+ * halves d8-d15 of v8-v15, and the FPCR (rounding mode, flush-to-zero: the
+ * control bits that are preserved across calls, as on x86-64). No signal mask
+ * is touched, so there is no syscall on the way.
  *
  * Frame of a suspended context, from its saved stack pointer upward:
  *
  *     0   x19 x20     32  x23 x24     64  x27 x28     96  d8  d9     128  d12 d13
  *    16   x21 x22     48  x25 x26     80  x29 x30    112  d10 d11    144  d14 d15
+ *   160   FPCR, 8 unused
  *
  * C declarations (lib/fiber.c):
  *     void  eddy__context_swap(void **save_sp, void *load_sp);
@@ -32,7 +34,7 @@
  * enforced; a no-op hint on cores without it. */
 #define BTI_C hint #34
 
-#define FRAME 160
+#define FRAME 176
 
     .text
 
@@ -54,28 +56,35 @@ SYM(eddy__context_swap):
     stp x25, x26, [sp, #48]
     stp x27, x28, [sp, #64]
     stp x29, x30, [sp, #80]
-    .cfi_offset x19, -160
-    .cfi_offset x20, -152
-    .cfi_offset x21, -144
-    .cfi_offset x22, -136
-    .cfi_offset x23, -128
-    .cfi_offset x24, -120
-    .cfi_offset x25, -112
-    .cfi_offset x26, -104
-    .cfi_offset x27, -96
-    .cfi_offset x28, -88
-    .cfi_offset x29, -80
-    .cfi_offset x30, -72
+    .cfi_offset x19, -176
+    .cfi_offset x20, -168
+    .cfi_offset x21, -160
+    .cfi_offset x22, -152
+    .cfi_offset x23, -144
+    .cfi_offset x24, -136
+    .cfi_offset x25, -128
+    .cfi_offset x26, -120
+    .cfi_offset x27, -112
+    .cfi_offset x28, -104
+    .cfi_offset x29, -96
+    .cfi_offset x30, -88
     stp d8, d9, [sp, #96]
     stp d10, d11, [sp, #112]
     stp d12, d13, [sp, #128]
     stp d14, d15, [sp, #144]
+    mrs x10, fpcr
+    str x10, [sp, #160]
 
     mov x9, sp
     str x9, [x0]
     mov sp, x1
 
-    ldp d8, d9, [sp, #96]
+    /* Writing the FPCR can stall the pipeline, and the two contexts nearly
+     * always agree on it: compare first. */
+    ldr x11, [sp, #160]
+    cmp x10, x11
+    b.ne 2f
+1:  ldp d8, d9, [sp, #96]
     ldp d10, d11, [sp, #112]
     ldp d12, d13, [sp, #128]
     ldp d14, d15, [sp, #144]
@@ -85,6 +94,7 @@ SYM(eddy__context_swap):
     ldp x25, x26, [sp, #48]
     ldp x27, x28, [sp, #64]
     ldp x29, x30, [sp, #80]
+    .cfi_remember_state
     add sp, sp, #FRAME
     .cfi_def_cfa_offset 0
     .cfi_restore x19
@@ -100,13 +110,17 @@ SYM(eddy__context_swap):
     .cfi_restore x29
     .cfi_restore x30
     ret
+    .cfi_restore_state        /* out of line: the frame is as it was at label 1 */
+2:  msr fpcr, x11
+    b 1b
     .cfi_endproc
     END(eddy__context_swap)
 
 /* void *eddy__context_make(void *stack_top, void (*start)(void *), void *arg)
  * Builds the frame of a context that, on its first resumption, calls
  * start(arg) on the stack below stack_top, and returns its stack pointer.
- * start must never return. */
+ * start must never return. The new context inherits the caller's FPCR, as a
+ * new thread inherits its creator's. */
     .globl SYM(eddy__context_make)
     HIDDEN(eddy__context_make)
     FUNCTION(eddy__context_make)
@@ -127,6 +141,8 @@ SYM(eddy__context_make):
     stp xzr, xzr, [x0, #112]
     stp xzr, xzr, [x0, #128]
     stp xzr, xzr, [x0, #144]
+    mrs x9, fpcr              /* the new context inherits the creator's FPCR */
+    stp x9, xzr, [x0, #160]
     ret
     .cfi_endproc
     END(eddy__context_make)

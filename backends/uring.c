@@ -1,0 +1,618 @@
+/* The io_uring backend: a completion backend over liburing (DESIGN.md sections 2 and 6).
+ *
+ * submit() only prepares an SQE: submissions accumulate during an iteration
+ * and go to the kernel in poll(), with one io_uring_submit_and_wait per
+ * iteration. Each op's SQE carries the op itself as user_data; its CQE
+ * completes it. cancel() queues an IORING_OP_ASYNC_CANCEL keyed on the op and
+ * lets the op's own CQE finish it (-ECANCELED, or its result if it won).
+ *
+ * What the running kernel offers is probed at init, not assumed: the setup
+ * flags (SINGLE_ISSUER|DEFER_TASKRUN, else COOP_TASKRUN, else none), and the
+ * opcodes. Socket ops are required; a file opcode the kernel lacks makes
+ * handles() false for it, and lib/ sends that op to the thread pool.
+ *
+ * The ring belongs to one thread. With SINGLE_ISSUER it is created disabled
+ * and enabled by the first poll(), so a loop may be created on one thread and
+ * run on another; the ring fd is registered (a per-thread table) at the same
+ * moment. poll() from any other thread afterwards returns -EEXIST.
+ *
+ * No op is lost: a full SQ is submitted and the SQE retried; an op that still
+ * finds no room waits on a backlog that poll() drains. The CQ is four times
+ * the SQ, and the kernel keeps what does not fit (IORING_FEAT_NODROP) until
+ * poll() has made room. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "backend.h"
+
+#define DEFAULT_SQ_ENTRIES 256
+#define CQ_PER_SQ          4
+/* The kernel's own cap on one read or write (MAX_RW_COUNT); SQE lengths are 32 bits. */
+#define MAX_IO_LEN 0x7ffff000u
+
+/* user_data of the CQEs that complete no op (ops are aligned pointers). */
+#define WAKE_TAG   ((uint64_t)1)
+#define CANCEL_TAG ((uint64_t)2)
+
+/* op->backend_data: flags in the low bits, a STAT op's statx slot above them */
+enum {
+    OP_BACKLOG = 1 << 0,     /* waits on s->backlog for an SQE */
+    OP_CANCEL_WAIT = 1 << 1, /* in the kernel; its cancel waits on s->cancels for an SQE */
+    OP_DEFERRED = 1 << 2,    /* cancelled before reaching the kernel: on s->deferred */
+    OP_FLAGS = 7,
+};
+
+/* Setup flags, best first; a kernel that rejects a set (-EINVAL) gets the next. */
+static const unsigned setup_tiers[] = {
+    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED |
+        IORING_SETUP_SUBMIT_ALL,
+    IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SUBMIT_ALL,
+    0,
+};
+
+/* The socket opcodes the backend cannot do without. */
+static const unsigned char required_opcodes[] = {
+    IORING_OP_ACCEPT,  IORING_OP_CONNECT, IORING_OP_RECV,         IORING_OP_SEND,
+    IORING_OP_RECVMSG, IORING_OP_SENDMSG, IORING_OP_ASYNC_CANCEL, IORING_OP_READ,
+};
+
+/* The opcode behind each op kind that may or may not be there. */
+static const unsigned char optional_opcodes[EDDY_OP_KIND_COUNT] = {
+    [EDDY_OP_SHUTDOWN] = IORING_OP_SHUTDOWN, [EDDY_OP_CLOSE] = IORING_OP_CLOSE,
+    [EDDY_OP_READ] = IORING_OP_READ,         [EDDY_OP_WRITE] = IORING_OP_WRITE,
+    [EDDY_OP_FSYNC] = IORING_OP_FSYNC,       [EDDY_OP_OPEN] = IORING_OP_OPENAT,
+    [EDDY_OP_STAT] = IORING_OP_STATX,        [EDDY_OP_UNLINK] = IORING_OP_UNLINKAT,
+    [EDDY_OP_RENAME] = IORING_OP_RENAMEAT,   [EDDY_OP_MKDIR] = IORING_OP_MKDIRAT,
+};
+
+/* Where the kernel writes a STAT op's answer until it is copied out. */
+struct stat_slot {
+    struct statx stx;
+    struct stat_slot *next; /* freelist */
+};
+
+struct uring_state {
+    struct io_uring ring;
+    unsigned setup_flags; /* the set the kernel accepted */
+    bool bound;           /* enabled (if created disabled) and owned by a thread */
+    pthread_t owner;
+    bool native[EDDY_OP_KIND_COUNT]; /* kinds that go through the ring */
+
+    int wakefd;               /* eventfd: wake() writes, a READ kept armed in the ring drains */
+    uint64_t wake_value;      /* the armed READ's buffer */
+    bool wake_armed;          /* that READ is queued or in the kernel */
+    atomic_bool wake_pending; /* a wake was written and its CQE not yet reaped */
+
+    struct eddy__list backlog;  /* ops that found the SQ full, in arrival order */
+    struct eddy__list cancels;  /* ops whose cancel found the SQ full */
+    struct eddy__list deferred; /* ops to complete with -ECANCELED */
+    struct stat_slot *free_slots;
+};
+
+/* ---- SQEs ----------------------------------------------------------------- */
+
+/* Enables a ring created disabled and registers its fd, on the first thread
+ * that drives it; refuses any other thread afterwards. */
+static int bind_thread(struct uring_state *s)
+{
+    if (s->bound) return pthread_equal(s->owner, pthread_self()) ? 0 : -EEXIST;
+    if (s->setup_flags & IORING_SETUP_R_DISABLED) {
+        /* io_uring_enable_rings() is declared by liburing 2.3 but not exported. */
+        int err = io_uring_register(s->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0);
+        if (err < 0) return err;
+    }
+    (void)io_uring_register_ring_fd(&s->ring); /* an optimisation: older kernels lack it */
+    s->owner = pthread_self();
+    s->bound = true;
+    return 0;
+}
+
+/* A free SQE; when the SQ is full, submits what is queued and tries again.
+ * NULL if there is still no room. */
+static struct io_uring_sqe *get_sqe(struct uring_state *s)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
+    if (sqe) return sqe;
+    if (bind_thread(s) < 0 || io_uring_submit(&s->ring) <= 0) return NULL;
+    return io_uring_get_sqe(&s->ring);
+}
+
+static unsigned io_len(size_t len)
+{
+    return len > MAX_IO_LEN ? MAX_IO_LEN : (unsigned)len;
+}
+
+static struct stat_slot *op_slot(const struct eddy_op *op)
+{
+    return (struct stat_slot *)(op->backend_data & ~(uintptr_t)OP_FLAGS);
+}
+
+static void prep_stat(struct io_uring_sqe *sqe, struct eddy_op *op)
+{
+    struct statx *stx = &op_slot(op)->stx;
+    const char *path = op->u.path.path;
+    int flags = op->u.path.flags;
+    if (path)
+        io_uring_prep_statx(sqe, AT_FDCWD, path, flags, STATX_BASIC_STATS, stx);
+    else /* fstat */
+        io_uring_prep_statx(sqe, (int)op->fd, "", flags | AT_EMPTY_PATH, STATX_BASIC_STATS, stx);
+}
+
+/* Fills sqe for op. Socket writes never raise SIGPIPE, as on every backend. */
+static void prep_op(struct io_uring_sqe *sqe, struct eddy_op *op)
+{
+    int fd = (int)op->fd;
+    switch (op->kind) {
+    case EDDY_OP_ACCEPT:
+        io_uring_prep_accept(sqe, fd, op->u.addr.addr, op->u.addr.addrlen,
+                             SOCK_NONBLOCK | SOCK_CLOEXEC);
+        break;
+    case EDDY_OP_CONNECT:
+        io_uring_prep_connect(sqe, fd, op->u.addr.addr, op->u.addr.addrlen_value);
+        break;
+    case EDDY_OP_RECV:
+        io_uring_prep_recv(sqe, fd, op->u.io.buf, io_len(op->u.io.len), op->u.io.flags);
+        break;
+    case EDDY_OP_SEND:
+        io_uring_prep_send(sqe, fd, op->u.io.buf, io_len(op->u.io.len),
+                           op->u.io.flags | MSG_NOSIGNAL);
+        break;
+    case EDDY_OP_RECVMSG:
+        io_uring_prep_recvmsg(sqe, fd, op->u.msg.msg, (unsigned)op->u.msg.flags);
+        break;
+    case EDDY_OP_SENDMSG:
+        io_uring_prep_sendmsg(sqe, fd, op->u.msg.msg, (unsigned)op->u.msg.flags | MSG_NOSIGNAL);
+        break;
+    case EDDY_OP_SHUTDOWN:
+        io_uring_prep_shutdown(sqe, fd, op->u.io.flags);
+        break;
+    case EDDY_OP_CLOSE:
+        io_uring_prep_close(sqe, fd);
+        break;
+    case EDDY_OP_READ: /* offset -1: the file position (IORING_FEAT_RW_CUR_POS) */
+        io_uring_prep_read(sqe, fd, op->u.io.buf, io_len(op->u.io.len), (uint64_t)op->u.io.offset);
+        break;
+    case EDDY_OP_WRITE:
+        io_uring_prep_write(sqe, fd, op->u.io.buf, io_len(op->u.io.len), (uint64_t)op->u.io.offset);
+        break;
+    case EDDY_OP_FSYNC:
+        io_uring_prep_fsync(sqe, fd, 0);
+        break;
+    case EDDY_OP_OPEN:
+        io_uring_prep_openat(sqe, AT_FDCWD, op->u.path.path, op->u.path.flags | O_CLOEXEC,
+                             (mode_t)op->u.path.mode);
+        break;
+    case EDDY_OP_STAT:
+        prep_stat(sqe, op);
+        break;
+    case EDDY_OP_UNLINK:
+        io_uring_prep_unlinkat(sqe, AT_FDCWD, op->u.path.path, op->u.path.flags);
+        break;
+    case EDDY_OP_RENAME:
+        io_uring_prep_renameat(sqe, AT_FDCWD, op->u.path.path, AT_FDCWD, op->u.path.path2, 0);
+        break;
+    case EDDY_OP_MKDIR:
+        io_uring_prep_mkdirat(sqe, AT_FDCWD, op->u.path.path, (mode_t)op->u.path.mode);
+        break;
+    }
+    io_uring_sqe_set_data(sqe, op);
+}
+
+/* Its own CQE is of no interest: skipped on success where the kernel can. */
+static void prep_cancel(struct uring_state *s, struct io_uring_sqe *sqe, struct eddy_op *op)
+{
+    io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
+    io_uring_sqe_set_data64(sqe, CANCEL_TAG);
+    if (s->ring.features & IORING_FEAT_CQE_SKIP) sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+}
+
+/* The wake READ, blocking on the eventfd: the kernel polls it for us. */
+static void arm_wake(struct uring_state *s)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
+    if (!sqe) return; /* the next poll tries again */
+    io_uring_prep_read(sqe, s->wakefd, &s->wake_value, sizeof s->wake_value, 0);
+    io_uring_sqe_set_data64(sqe, WAKE_TAG);
+    s->wake_armed = true;
+}
+
+/* Moves what waited for room in the SQ into it, cancels first, oldest first. */
+static void flush_waiting(struct uring_state *s)
+{
+    struct io_uring_sqe *sqe;
+    while (!eddy__list_empty(&s->cancels) && (sqe = get_sqe(s))) {
+        struct eddy_op *op =
+            eddy__container_of(eddy__list_pop_front(&s->cancels), struct eddy_op, link);
+        op->backend_data &= ~(uintptr_t)OP_CANCEL_WAIT;
+        prep_cancel(s, sqe, op);
+    }
+    while (!eddy__list_empty(&s->backlog) && (sqe = get_sqe(s))) {
+        struct eddy_op *op =
+            eddy__container_of(eddy__list_pop_front(&s->backlog), struct eddy_op, link);
+        op->backend_data &= ~(uintptr_t)OP_BACKLOG;
+        prep_op(sqe, op);
+    }
+}
+
+/* ---- statx ---------------------------------------------------------------- */
+
+static struct stat_slot *slot_get(struct uring_state *s)
+{
+    struct stat_slot *slot = s->free_slots;
+    if (slot)
+        s->free_slots = slot->next;
+    else
+        slot = malloc(sizeof *slot);
+    return slot;
+}
+
+static void slot_put(struct uring_state *s, struct stat_slot *slot)
+{
+    slot->next = s->free_slots;
+    s->free_slots = slot;
+}
+
+/* The struct stat that fstatat/fstat would have filled (glibc's own statx
+ * conversion). */
+static void stat_from_statx(struct stat *st, const struct statx *x)
+{
+    memset(st, 0, sizeof *st);
+    st->st_dev = makedev(x->stx_dev_major, x->stx_dev_minor);
+    st->st_ino = x->stx_ino;
+    st->st_mode = x->stx_mode;
+    st->st_nlink = x->stx_nlink;
+    st->st_uid = x->stx_uid;
+    st->st_gid = x->stx_gid;
+    st->st_rdev = makedev(x->stx_rdev_major, x->stx_rdev_minor);
+    st->st_size = (off_t)x->stx_size;
+    st->st_blksize = (blksize_t)x->stx_blksize;
+    st->st_blocks = (blkcnt_t)x->stx_blocks;
+    st->st_atim.tv_sec = x->stx_atime.tv_sec;
+    st->st_atim.tv_nsec = x->stx_atime.tv_nsec;
+    st->st_mtim.tv_sec = x->stx_mtime.tv_sec;
+    st->st_mtim.tv_nsec = x->stx_mtime.tv_nsec;
+    st->st_ctim.tv_sec = x->stx_ctime.tv_sec;
+    st->st_ctim.tv_nsec = x->stx_ctime.tv_nsec;
+}
+
+/* ---- completing ----------------------------------------------------------- */
+
+static int finish_now(struct eddy_op *op, int64_t result)
+{
+    op->result = result;
+    op->state = EDDY_OP_STATE_DONE;
+    return EDDY_OP_DONE;
+}
+
+static void finish(struct eddy_backend *b, struct eddy_op *op, int64_t result)
+{
+    struct uring_state *s = b->impl;
+    if (op->kind == EDDY_OP_STAT) {
+        struct stat_slot *slot = op_slot(op);
+        if (result == 0) stat_from_statx(op->u.path.statbuf, &slot->stx);
+        slot_put(s, slot);
+    }
+    op->backend_data = 0;
+    eddy__op_finish(b, op, result);
+}
+
+static int complete_deferred(struct eddy_backend *b)
+{
+    struct uring_state *s = b->impl;
+    int completed = 0;
+    struct eddy__list *node;
+    while ((node = eddy__list_pop_front(&s->deferred))) {
+        finish(b, eddy__container_of(node, struct eddy_op, link), -ECANCELED);
+        completed++;
+    }
+    return completed;
+}
+
+/* One CQE: an op's completion (1), or the wake READ's, or a cancel's (0). */
+static int handle_cqe(struct eddy_backend *b, const struct io_uring_cqe *cqe)
+{
+    struct uring_state *s = b->impl;
+    uint64_t tag = io_uring_cqe_get_data64(cqe);
+    if (tag == WAKE_TAG) {
+        s->wake_armed = false;
+        atomic_store(&s->wake_pending, false);
+        return 0;
+    }
+    if (tag == CANCEL_TAG || tag == LIBURING_UDATA_TIMEOUT) return 0;
+    struct eddy_op *op = (struct eddy_op *)(uintptr_t)tag;
+    if (op->backend_data & OP_CANCEL_WAIT) eddy__list_remove(&op->link); /* too late to ask */
+    int64_t result = cqe->res;
+    /* Work the kernel had started is interrupted rather than cancelled. */
+    if (result == -EINTR && op->state == EDDY_OP_STATE_CANCELLING) result = -ECANCELED;
+    finish(b, op, result);
+    return 1;
+}
+
+/* Completes every CQE in the ring, then what the kernel held back for lack of
+ * room in it (IORING_FEAT_NODROP), until none is left. */
+static int reap(struct eddy_backend *b)
+{
+    struct uring_state *s = b->impl;
+    int completed = 0;
+    for (;;) {
+        unsigned head, seen = 0;
+        struct io_uring_cqe *cqe;
+        io_uring_for_each_cqe(&s->ring, head, cqe)
+        {
+            completed += handle_cqe(b, cqe);
+            seen++;
+        }
+        io_uring_cq_advance(&s->ring, seen);
+        if (!io_uring_cq_has_overflow(&s->ring) || io_uring_get_events(&s->ring) < 0) break;
+    }
+    return completed;
+}
+
+/* ---- the ops table -------------------------------------------------------- */
+
+static bool is_socket_kind(unsigned kind)
+{
+    return kind >= EDDY_OP_ACCEPT && kind <= EDDY_OP_CLOSE;
+}
+
+/* Socket ops always (SHUTDOWN and CLOSE by syscall if need be); file ops
+ * whose opcode the kernel has; never EDDY_OP_WORK. */
+static bool uring_handles(const struct eddy_backend *b, enum eddy_op_kind kind)
+{
+    const struct uring_state *s = b->impl;
+    return is_socket_kind(kind) || (kind < EDDY_OP_KIND_COUNT && s->native[kind]);
+}
+
+static bool uses_fd(const struct eddy_op *op)
+{
+    switch (op->kind) {
+    case EDDY_OP_OPEN:
+    case EDDY_OP_UNLINK:
+    case EDDY_OP_RENAME:
+    case EDDY_OP_MKDIR:
+        return false;
+    case EDDY_OP_STAT:
+        return op->u.path.path == NULL;
+    default:
+        return true;
+    }
+}
+
+/* SHUTDOWN and CLOSE on a kernel without their opcodes (before 5.11 and 5.6):
+ * neither blocks, so the plain syscall at once is as good. */
+static int submit_sync(struct eddy_op *op)
+{
+    int r =
+        op->kind == EDDY_OP_SHUTDOWN ? shutdown((int)op->fd, op->u.io.flags) : close((int)op->fd);
+    if (r < 0 && !(op->kind == EDDY_OP_CLOSE && errno == EINTR)) return finish_now(op, -errno);
+    return finish_now(op, 0);
+}
+
+static int uring_submit(struct eddy_backend *b, struct eddy_op *op)
+{
+    struct uring_state *s = b->impl;
+    if (!uring_handles(b, (enum eddy_op_kind)op->kind)) return -ENOTSUP;
+    if (uses_fd(op) && (op->fd < 0 || op->fd > INT_MAX)) return finish_now(op, -EBADF);
+    if (!s->native[op->kind]) return submit_sync(op);
+    op->backend_data = 0;
+    if (op->kind == EDDY_OP_STAT) {
+        struct stat_slot *slot = slot_get(s);
+        if (!slot) return -ENOMEM;
+        op->backend_data = (uintptr_t)slot;
+    }
+    b->pending++;
+    /* Behind the backlog, if there is one: ops on one fd keep their order. */
+    struct io_uring_sqe *sqe = eddy__list_empty(&s->backlog) ? get_sqe(s) : NULL;
+    if (!sqe) {
+        op->backend_data |= OP_BACKLOG;
+        eddy__list_push_back(&s->backlog, &op->link);
+        return EDDY_OP_PENDING;
+    }
+    prep_op(sqe, op);
+    return EDDY_OP_PENDING;
+}
+
+/* Only asks: the op's own completion still comes, from poll(). */
+static void uring_cancel(struct eddy_backend *b, struct eddy_op *op)
+{
+    struct uring_state *s = b->impl;
+    if (op->backend_data & OP_BACKLOG) { /* the kernel never saw it */
+        eddy__list_remove(&op->link);
+        op->backend_data = (op->backend_data & ~(uintptr_t)OP_BACKLOG) | OP_DEFERRED;
+        eddy__list_push_back(&s->deferred, &op->link);
+        return;
+    }
+    if (op->backend_data & (OP_DEFERRED | OP_CANCEL_WAIT)) return;
+    struct io_uring_sqe *sqe = get_sqe(s);
+    if (!sqe) {
+        op->backend_data |= OP_CANCEL_WAIT;
+        eddy__list_push_back(&s->cancels, &op->link);
+        return;
+    }
+    prep_cancel(s, sqe, op);
+}
+
+/* Submits, waits, and tells the kernel to run its deferred completion work
+ * (DEFER_TASKRUN posts CQEs only when we ask for events). */
+static int submit_and_wait(struct eddy_backend *b, int64_t timeout_ns)
+{
+    struct uring_state *s = b->impl;
+    if (timeout_ns == 0) {
+        if (!io_uring_sq_ready(&s->ring) && b->pending == 0) return 0;
+        return io_uring_submit_and_get_events(&s->ring);
+    }
+    if (timeout_ns < 0) return io_uring_submit_and_wait(&s->ring, 1);
+    struct __kernel_timespec ts = {.tv_sec = timeout_ns / 1000000000,
+                                   .tv_nsec = timeout_ns % 1000000000};
+    struct io_uring_cqe *cqe;
+    return io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &ts, NULL);
+}
+
+static int uring_poll(struct eddy_backend *b, int64_t timeout_ns)
+{
+    struct uring_state *s = b->impl;
+    int err = bind_thread(s);
+    if (err < 0) return err;
+    flush_waiting(s);
+    if (!s->wake_armed) arm_wake(s);
+    int completed = complete_deferred(b);
+    if (completed) timeout_ns = 0;
+    err = submit_and_wait(b, timeout_ns);
+    completed += reap(b);
+    /* A timeout, a signal, or a kernel short of room or memory for the moment
+     * only ends this wait. */
+    if (err < 0 && err != -ETIME && err != -EINTR && err != -EAGAIN && err != -EBUSY) return err;
+    return completed;
+}
+
+/* Thread-safe. Only the first wake since the last reaped one writes: a burst
+ * of wakes from other threads costs one syscall. */
+static int uring_wake(struct eddy_backend *b)
+{
+    struct uring_state *s = b->impl;
+    if (atomic_exchange(&s->wake_pending, true)) return 0;
+    if (eventfd_write(s->wakefd, 1) < 0) {
+        int err = -errno;
+        atomic_store(&s->wake_pending, false);
+        return err;
+    }
+    return 0;
+}
+
+/* Ops pending now belong to no task (lib/ has waited for those of tasks), such
+ * as a socket closed from a callback: they are run to their end rather than
+ * leaving what their completion frees. */
+static void drain(struct eddy_backend *b)
+{
+    struct uring_state *s = b->impl;
+    for (int round = 0; b->pending > 0 && round < 100; round++) {
+        if (round == 10) { /* taking long: withdraw whatever can be */
+            struct io_uring_sqe *sqe = get_sqe(s);
+            if (sqe) {
+                io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+                io_uring_sqe_set_data64(sqe, CANCEL_TAG);
+            }
+        }
+        if (uring_poll(b, 10 * 1000 * 1000) < 0) break;
+    }
+}
+
+static void state_free(struct uring_state *s)
+{
+    /* Freed from a thread that is not the ring's: the fd registration is in
+     * the owner's table, where this thread cannot drop it. */
+    if (s->bound && !pthread_equal(s->owner, pthread_self())) {
+        s->ring.int_flags = 0;
+        s->ring.enter_ring_fd = s->ring.ring_fd;
+    }
+    io_uring_queue_exit(&s->ring);
+    close(s->wakefd);
+    struct stat_slot *slot;
+    while ((slot = s->free_slots)) {
+        s->free_slots = slot->next;
+        free(slot);
+    }
+    free(s);
+}
+
+static void uring_free(struct eddy_backend *b)
+{
+    struct uring_state *s = b->impl;
+    if (!s) return;
+    if (b->pending > 0) drain(b);
+    state_free(s);
+    b->impl = NULL;
+}
+
+/* The ring, with the best setup flags the kernel accepts. */
+static int ring_setup(struct uring_state *s, const eddy_loop_options *opts)
+{
+    unsigned entries = opts && opts->queue_depth ? opts->queue_depth : DEFAULT_SQ_ENTRIES;
+    if (entries > 32768) entries = 32768;
+    int err = -EINVAL;
+    for (size_t i = 0; i < sizeof setup_tiers / sizeof setup_tiers[0]; i++) {
+        struct io_uring_params p;
+        memset(&p, 0, sizeof p);
+        p.flags = setup_tiers[i] | IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
+        p.cq_entries = entries * CQ_PER_SQ;
+        err = io_uring_queue_init_params(entries, &s->ring, &p);
+        if (err == 0) {
+            s->setup_flags = p.flags;
+            return 0;
+        }
+        if (err != -EINVAL) return err;
+    }
+    return err;
+}
+
+/* Which ops the ring does here. -ENOSYS when a required opcode is missing. */
+static int probe(struct uring_state *s)
+{
+    if (!(s->ring.features & IORING_FEAT_NODROP)) return -ENOSYS; /* before 5.5 */
+    struct io_uring_probe *p = io_uring_get_probe_ring(&s->ring);
+    if (!p) return -ENOSYS; /* before 5.6 */
+    int err = 0;
+    for (size_t i = 0; i < sizeof required_opcodes; i++)
+        if (!io_uring_opcode_supported(p, required_opcodes[i])) err = -ENOSYS;
+    for (unsigned kind = EDDY_OP_ACCEPT; kind <= EDDY_OP_SENDMSG; kind++)
+        s->native[kind] = true;
+    for (unsigned kind = EDDY_OP_SHUTDOWN; kind <= EDDY_OP_MKDIR; kind++)
+        s->native[kind] = io_uring_opcode_supported(p, optional_opcodes[kind]);
+    /* Offset -1 (the file position) needs IORING_FEAT_RW_CUR_POS. */
+    if (!(s->ring.features & IORING_FEAT_RW_CUR_POS))
+        s->native[EDDY_OP_READ] = s->native[EDDY_OP_WRITE] = false;
+    io_uring_free_probe(p);
+    return err;
+}
+
+static int uring_init(struct eddy_backend *b, const eddy_loop_options *opts)
+{
+    struct uring_state *s = calloc(1, sizeof *s);
+    if (!s) return -ENOMEM;
+    eddy__list_init(&s->backlog);
+    eddy__list_init(&s->cancels);
+    eddy__list_init(&s->deferred);
+    atomic_init(&s->wake_pending, false);
+    int err = ring_setup(s, opts);
+    if (err < 0) {
+        free(s);
+        return err;
+    }
+    /* Blocking: a nonblocking one would make the READ fail with -EAGAIN. */
+    s->wakefd = eventfd(0, EFD_CLOEXEC);
+    err = s->wakefd < 0 ? -errno : probe(s);
+    if (err < 0) {
+        if (s->wakefd >= 0) close(s->wakefd);
+        io_uring_queue_exit(&s->ring);
+        free(s);
+        return err;
+    }
+    arm_wake(s);
+    b->impl = s;
+    b->pending = 0;
+    return 0;
+}
+
+const struct eddy_backend_ops eddy__uring_backend = {
+    .name = "io_uring",
+    .init = uring_init,
+    .free = uring_free,
+    .submit = uring_submit,
+    .cancel = uring_cancel,
+    .poll = uring_poll,
+    .wake = uring_wake,
+    .handles = uring_handles,
+};

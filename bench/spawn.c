@@ -1,0 +1,200 @@
+/* bench/spawn: what a task costs.
+ *
+ *   spawn+join      a task spawns 100 000 tasks that return at once, then joins
+ *                   them all (ns per task, median of 5 runs, thread CPU time)
+ *   memory          1 000 000 tasks asleep at the same time on a loop with
+ *                   EDDY_LOOP_NO_GUARD_PAGES: resident memory per task, read
+ *                   from /proc/self/statm before spawning and once all sleep
+ *                   (page tables, which statm leaves out, shown apart)
+ *
+ * Target: <= 5 KiB of resident memory per sleeping task. This is a benchmark,
+ * not a test: it reports whether the target is met and exits 0. Only
+ * include/eddy.h is used. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "eddy.h"
+
+#define RUNS        5
+#define SPAWN_TASKS 100000
+#define SLEEP_TASKS 1000000
+#define RSS_TARGET  5120.0 /* bytes per task */
+
+static int64_t cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Resident bytes, from /proc/self/statm; -1 where there is none. */
+static long long rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f) return -1;
+    long long size, resident;
+    int n = fscanf(f, "%lld %lld", &size, &resident);
+    fclose(f);
+    return n == 2 ? resident * sysconf(_SC_PAGESIZE) : -1;
+}
+
+/* Page-table bytes (VmPTE in /proc/self/status); -1 where there is none. */
+static long long page_table_bytes(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    long long kib = -1;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmPTE: %lld kB", &kib) == 1) break;
+    fclose(f);
+    return kib < 0 ? -1 : kib * 1024;
+}
+
+/* ---- spawn + join ---------------------------------------------------------- */
+
+static eddy_task *tasks[SLEEP_TASKS];
+
+static intptr_t return_arg(void *arg)
+{
+    return (intptr_t)arg;
+}
+
+struct spawn_run {
+    double ns_per_task;
+    int err;
+};
+
+static intptr_t spawn_join_main(void *arg)
+{
+    struct spawn_run *run = arg;
+    int64_t t0 = cpu_ns();
+    for (intptr_t i = 0; i < SPAWN_TASKS; i++)
+        if (!(tasks[i] = eddy_spawn(NULL, return_arg, (void *)i))) {
+            run->err = -ENOMEM;
+            for (intptr_t j = 0; j < i; j++)
+                eddy_task_detach(tasks[j]);
+            return 0;
+        }
+    for (intptr_t i = 0; i < SPAWN_TASKS; i++) {
+        intptr_t value = -1;
+        int err = eddy_task_join(tasks[i], &value);
+        if (err < 0 || value != i) run->err = err < 0 ? err : -EIO;
+    }
+    run->ns_per_task = (double)(cpu_ns() - t0) / SPAWN_TASKS;
+    return 0;
+}
+
+/* ---- a million sleepers ------------------------------------------------------ */
+
+static intptr_t sleeper(void *arg)
+{
+    return eddy_sleep(3600 * (int64_t)1000000000); /* until cancelled */
+}
+
+struct memory_run {
+    long long rss_before, rss_asleep, pte_before, pte_asleep;
+    double spawn_ns_per_task;
+    int err;
+};
+
+static intptr_t sleepers_main(void *arg)
+{
+    struct memory_run *run = arg;
+    run->rss_before = rss_bytes();
+    run->pte_before = page_table_bytes();
+    int64_t t0 = cpu_ns();
+    size_t spawned = 0;
+    for (; spawned < SLEEP_TASKS; spawned++)
+        if (!(tasks[spawned] = eddy_spawn(NULL, sleeper, NULL))) {
+            run->err = -ENOMEM;
+            break;
+        }
+    /* The sleepers were queued before us: by the time this yield returns,
+     * every one of them has run up to its sleep. */
+    eddy_yield();
+    run->spawn_ns_per_task = (double)(cpu_ns() - t0) / SLEEP_TASKS;
+    run->rss_asleep = rss_bytes();
+    run->pte_asleep = page_table_bytes();
+    for (size_t i = 0; i < spawned; i++)
+        eddy_task_cancel(tasks[i]);
+    for (size_t i = 0; i < spawned; i++) {
+        intptr_t value;
+        int err = eddy_task_join(tasks[i], &value);
+        if (err != -ECANCELED && run->err == 0) run->err = err < 0 ? err : -EIO;
+    }
+    return 0;
+}
+
+static int run_task(const eddy_loop_options *opts, eddy_task_fn fn, void *arg)
+{
+    eddy_loop *loop;
+    int err = eddy_loop_new(&loop, opts);
+    if (err < 0) return err;
+    eddy_task *t = eddy_spawn(loop, fn, arg);
+    if (!t) {
+        eddy_loop_free(loop);
+        return -ENOMEM;
+    }
+    err = eddy_loop_run(loop);
+    if (err == 0)
+        err = eddy_task_join(t, NULL);
+    else
+        eddy_task_detach(t);
+    eddy_loop_free(loop);
+    return err;
+}
+
+int main(void)
+{
+    double spawn[RUNS];
+    for (int r = 0; r < RUNS; r++) {
+        struct spawn_run run = {0};
+        int err = run_task(NULL, spawn_join_main, &run);
+        if (err == 0) err = run.err;
+        if (err < 0) {
+            fprintf(stderr, "spawn: spawn+join run %d failed: %s\n", r, eddy_strerror(err));
+            return 1;
+        }
+        spawn[r] = run.ns_per_task;
+    }
+    qsort(spawn, RUNS, sizeof(*spawn), cmp_double);
+
+    eddy_loop_options opts = {.flags = EDDY_LOOP_NO_GUARD_PAGES};
+    struct memory_run mem = {0};
+    int err = run_task(&opts, sleepers_main, &mem);
+    if (err == 0) err = mem.err;
+    if (err < 0) {
+        fprintf(stderr, "spawn: %d sleepers failed: %s\n", SLEEP_TASKS, eddy_strerror(err));
+        return 1;
+    }
+
+    printf("task spawn, thread CPU time\n");
+    printf("  spawn+join (%d tasks)            %8.1f ns/task (median of %d)\n", SPAWN_TASKS,
+           spawn[RUNS / 2], RUNS);
+    printf("  spawn+start+sleep (%d tasks)    %8.1f ns/task\n", SLEEP_TASKS, mem.spawn_ns_per_task);
+    if (mem.rss_before < 0 || mem.rss_asleep < 0) {
+        printf("  resident memory: no /proc/self/statm here\n");
+        return 0;
+    }
+    double per_task = (double)(mem.rss_asleep - mem.rss_before) / SLEEP_TASKS;
+    printf("  resident memory, %d sleeping     %8.0f bytes/task (%.2f KiB)   target <= 5 KiB: "
+           "%s\n",
+           SLEEP_TASKS, per_task, per_task / 1024, per_task <= RSS_TARGET ? "met" : "MISSED");
+    if (mem.pte_before >= 0 && mem.pte_asleep >= 0)
+        printf("  page tables (not in RSS)            %8.0f bytes/task\n",
+               (double)(mem.pte_asleep - mem.pte_before) / SLEEP_TASKS);
+    return 0;
+}

@@ -1,0 +1,469 @@
+/* Files: a 64 MiB write/sync/read with content checks, path operations,
+ * errors from the file system, cancelling a task in a file read (queued, and
+ * running), and bad input. */
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+static char dir[64];
+
+static void make_dir(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/eddy-files-XXXXXX");
+    cr_assert(ne(ptr, mkdtemp(dir), NULL));
+}
+
+static void remove_dir(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    cr_expect(eq(int, system(cmd), 0));
+}
+
+static void path_in_dir(char *out, size_t size, const char *name)
+{
+    snprintf(out, size, "%s/%s", dir, name);
+}
+
+static int run_main(eddy_task_fn fn, void *arg)
+{
+    eddy_loop *loop = new_loop();
+    intptr_t result = -1;
+    int err = run_task(loop, fn, arg, &result);
+    eddy_loop_free(loop);
+    return err < 0 ? err : (int)result;
+}
+
+/* ---- 64 MiB ------------------------------------------------------------------ */
+
+#define BIG (64u << 20)
+#define READERS 8
+#define CHUNK (1u << 20)
+
+static unsigned char big_byte(size_t offset)
+{
+    uint32_t x = (uint32_t)(offset / 4096) * 2654435761u + (uint32_t)offset;
+    return (unsigned char)(x ^ (x >> 13));
+}
+
+struct big_reader {
+    eddy_file *f;
+    size_t start, len;
+    unsigned char *buf;
+};
+
+/* Reads its share in 1 MiB chunks and checks every byte. */
+static intptr_t big_read_part(void *arg)
+{
+    struct big_reader *r = arg;
+    for (size_t off = r->start; off < r->start + r->len; off += CHUNK) {
+        ssize_t n = eddy_file_read(r->f, r->buf, CHUNK, (int64_t)off);
+        if (n != CHUNK) return n < 0 ? n : -EIO;
+        for (size_t i = 0; i < CHUNK; i++)
+            if (r->buf[i] != big_byte(off + i)) return -EBADMSG;
+    }
+    return 0;
+}
+
+static intptr_t big_main(void *arg)
+{
+    char path[128];
+    path_in_dir(path, sizeof(path), "big");
+    unsigned char *data = malloc(BIG);
+    cr_assert(ne(ptr, data, NULL));
+    for (size_t i = 0; i < BIG; i++)
+        data[i] = big_byte(i);
+
+    eddy_file *f;
+    cr_assert(eq(int, eddy_file_open(&f, path, O_CREAT | O_TRUNC | O_RDWR, 0644), 0));
+    cr_assert(eq(sz, (size_t)eddy_file_write(f, data, BIG, 0), BIG), "one call writes it all");
+    cr_assert(eq(int, eddy_file_sync(f), 0));
+    struct stat st;
+    cr_assert(eq(int, eddy_file_stat(f, &st), 0));
+    cr_assert(eq(i64, (int64_t)st.st_size, (int64_t)BIG));
+    free(data);
+
+    /* Eight tasks read their eighth each, concurrently (the pool's workers). */
+    struct big_reader readers[READERS];
+    eddy_task *tasks[READERS];
+    for (int i = 0; i < READERS; i++) {
+        readers[i] = (struct big_reader){f, (size_t)i * (BIG / READERS), BIG / READERS,
+                                         malloc(CHUNK)};
+        tasks[i] = eddy_spawn(NULL, big_read_part, &readers[i]);
+    }
+    for (int i = 0; i < READERS; i++) {
+        intptr_t r = -1;
+        cr_assert(eq(int, eddy_task_join(tasks[i], &r), 0));
+        cr_assert(eq(int, (int)r, 0), "reader %d: %s", i, eddy_strerror((int)r));
+        free(readers[i].buf);
+    }
+
+    /* The end of the file: a short read, then 0. */
+    unsigned char tail[100];
+    cr_assert(eq(sz, (size_t)eddy_file_read(f, tail, sizeof(tail), BIG - 10), 10));
+    for (size_t i = 0; i < 10; i++)
+        cr_assert(eq(u8, tail[i], big_byte(BIG - 10 + i)));
+    cr_assert(eq(sz, (size_t)eddy_file_read(f, tail, sizeof(tail), BIG), 0));
+    cr_assert(eq(int, eddy_file_close(f), 0));
+    return 0;
+}
+
+Test(files, write_sync_read_64mib, .init = make_dir, .fini = remove_dir, .timeout = TEST_TIMEOUT)
+{
+    cr_assert(eq(int, run_main(big_main, NULL), 0));
+}
+
+/* ---- sequential I/O at the current position ------------------------------------ */
+
+static intptr_t sequential_main(void *arg)
+{
+    char path[128];
+    path_in_dir(path, sizeof(path), "seq");
+    eddy_file *f;
+    cr_assert(eq(int, eddy_file_open(&f, path, O_CREAT | O_RDWR | O_APPEND, 0600), 0));
+    cr_assert(eq(sz, (size_t)eddy_file_write(f, "hello ", 6, -1), 6));
+    cr_assert(eq(sz, (size_t)eddy_file_write(f, "world", 5, -1), 5));
+    cr_assert(eq(int, eddy_file_close(f), 0));
+
+    cr_assert(eq(int, eddy_file_open(&f, path, O_RDONLY, 0), 0));
+    char buf[16] = {0};
+    cr_assert(eq(sz, (size_t)eddy_file_read(f, buf, 6, -1), 6));
+    cr_assert(eq(sz, (size_t)eddy_file_read(f, buf + 6, 10, -1), 5), "the position advanced");
+    cr_assert(eq(str, buf, "hello world"));
+    cr_assert(eq(sz, (size_t)eddy_file_read(f, buf, 10, -1), 0));
+    cr_assert(eq(int, eddy_file_close(f), 0));
+    return 0;
+}
+
+Test(files, current_position, .init = make_dir, .fini = remove_dir, .timeout = TEST_TIMEOUT)
+{
+    cr_assert(eq(int, run_main(sequential_main, NULL), 0));
+}
+
+/* ---- paths ------------------------------------------------------------------------ */
+
+static intptr_t paths_main(void *arg)
+{
+    char sub[128], a[160], b[160];
+    path_in_dir(sub, sizeof(sub), "sub");
+    snprintf(a, sizeof(a), "%s/a", sub);
+    snprintf(b, sizeof(b), "%s/b", sub);
+    struct stat st;
+
+    cr_assert(eq(int, eddy_fs_mkdir(sub, 0755), 0));
+    cr_assert(eq(int, eddy_fs_mkdir(sub, 0755), -EEXIST));
+    cr_assert(eq(int, eddy_fs_stat(sub, &st), 0));
+    bool is_dir = S_ISDIR(st.st_mode);
+    cr_assert(is_dir);
+
+    eddy_file *f;
+    cr_assert(eq(int, eddy_file_open(&f, a, O_CREAT | O_EXCL | O_WRONLY, 0600), 0));
+    cr_assert(eq(sz, (size_t)eddy_file_write(f, "abc", 3, 0), 3));
+    cr_assert(eq(int, eddy_file_close(f), 0));
+    cr_assert(eq(int, eddy_file_open(&f, a, O_CREAT | O_EXCL | O_WRONLY, 0600), -EEXIST));
+    cr_assert(eq(int, eddy_fs_stat(a, &st), 0));
+    bool is_reg = S_ISREG(st.st_mode);
+    cr_assert(is_reg);
+    cr_assert(eq(i64, (int64_t)st.st_size, 3));
+    cr_assert(eq(int, (int)(st.st_mode & 0777), 0600));
+
+    cr_assert(eq(int, eddy_fs_rename(a, b), 0));
+    cr_assert(eq(int, eddy_fs_stat(a, &st), -ENOENT));
+    cr_assert(eq(int, eddy_fs_stat(b, &st), 0));
+    cr_assert(eq(i64, (int64_t)st.st_size, 3));
+    cr_assert(eq(int, eddy_fs_rename(a, b), -ENOENT));
+
+    cr_assert(eq(int, eddy_fs_rmdir(sub), -ENOTEMPTY));
+    cr_assert(eq(int, eddy_fs_unlink(b), 0));
+    cr_assert(eq(int, eddy_fs_unlink(b), -ENOENT));
+    cr_assert(eq(int, eddy_fs_unlink(sub), -EISDIR));
+    cr_assert(eq(int, eddy_fs_rmdir(sub), 0));
+    cr_assert(eq(int, eddy_fs_stat(sub, &st), -ENOENT));
+    return 0;
+}
+
+Test(files, stat_unlink_rename_mkdir, .init = make_dir, .fini = remove_dir,
+     .timeout = TEST_TIMEOUT)
+{
+    cr_assert(eq(int, run_main(paths_main, NULL), 0));
+}
+
+static intptr_t errors_main(void *arg)
+{
+    char missing[128], path[128];
+    path_in_dir(missing, sizeof(missing), "missing/file");
+    eddy_file *f = (eddy_file *)1;
+    cr_assert(eq(int, eddy_file_open(&f, missing, O_RDONLY, 0), -ENOENT));
+    cr_assert(eq(ptr, f, NULL));
+    cr_assert(eq(int, eddy_file_open(&f, dir, O_WRONLY, 0), -EISDIR));
+
+    path_in_dir(path, sizeof(path), "ro");
+    cr_assert(eq(int, eddy_file_open(&f, path, O_CREAT | O_RDONLY, 0600), 0));
+    cr_assert(eq(sz, (size_t)eddy_file_write(f, "x", 1, 0), (size_t)-EBADF));
+    char buf[4];
+    cr_assert(eq(sz, (size_t)eddy_file_read(f, buf, sizeof(buf), 0), 0));
+    cr_assert(eq(int, eddy_file_close(f), 0));
+    return 0;
+}
+
+Test(files, errors_from_the_file_system, .init = make_dir, .fini = remove_dir,
+     .timeout = TEST_TIMEOUT)
+{
+    cr_assert(eq(int, run_main(errors_main, NULL), 0));
+}
+
+/* ---- cancelling a task in a file read ------------------------------------------------ */
+
+struct gate {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool open;
+    int started;
+};
+
+static struct gate gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0};
+
+static intptr_t gate_wait(void *unused)
+{
+    pthread_mutex_lock(&gate.lock);
+    gate.started++;
+    while (!gate.open)
+        pthread_cond_wait(&gate.cond, &gate.lock);
+    pthread_mutex_unlock(&gate.lock);
+    return 0;
+}
+
+static int gate_started(void)
+{
+    pthread_mutex_lock(&gate.lock);
+    int n = gate.started;
+    pthread_mutex_unlock(&gate.lock);
+    return n;
+}
+
+static void gate_release(void)
+{
+    pthread_mutex_lock(&gate.lock);
+    gate.open = true;
+    pthread_cond_broadcast(&gate.cond);
+    pthread_mutex_unlock(&gate.lock);
+}
+
+static intptr_t task_block_worker(void *unused)
+{
+    return eddy_to_thread(gate_wait, NULL, NULL);
+}
+
+struct read_call {
+    eddy_file *f;
+    char buf[16];
+    int64_t offset;
+};
+
+static intptr_t task_read(void *arg)
+{
+    struct read_call *r = arg;
+    return eddy_file_read(r->f, r->buf, sizeof(r->buf), r->offset);
+}
+
+#define WORKERS 4
+
+/* Whether the loop's backend sends file reads to the thread pool (epoll,
+ * kqueue) rather than doing them natively (io_uring). */
+static bool reads_in_pool(void)
+{
+    return strcmp(eddy_loop_backend(eddy_loop_current()), "io_uring") != 0;
+}
+
+static intptr_t cancel_queued_read_main(void *arg)
+{
+    if (!reads_in_pool()) return 1; /* skipped: no read waits for a worker */
+    char path[128];
+    path_in_dir(path, sizeof(path), "data");
+    eddy_file *f;
+    cr_assert(eq(int, eddy_file_open(&f, path, O_CREAT | O_RDWR, 0600), 0));
+    cr_assert(eq(sz, (size_t)eddy_file_write(f, "0123456789abcdef", 16, 0), 16));
+
+    /* Occupy every worker, so the read waits in the queue. */
+    eddy_task *blockers[WORKERS];
+    for (int i = 0; i < WORKERS; i++)
+        blockers[i] = eddy_spawn(NULL, task_block_worker, NULL);
+    for (int i = 0; i < 5000 && gate_started() < WORKERS; i++)
+        cr_assert(eq(int, eddy_sleep(NS_PER_MS), 0));
+    cr_assert(eq(int, gate_started(), WORKERS));
+
+    struct read_call r = {.f = f};
+    memset(r.buf, '#', sizeof(r.buf));
+    eddy_task *reader = eddy_spawn(NULL, task_read, &r);
+    cr_assert(eq(int, eddy_sleep(10 * NS_PER_MS), 0));
+    cr_assert(not(eddy_future_done(eddy_task_future(reader))));
+    cr_assert(eddy_task_cancel(reader));
+    cr_assert(eq(int, eddy_task_join(reader, NULL), -ECANCELED), "withdrawn from the queue");
+    for (size_t i = 0; i < sizeof(r.buf); i++)
+        cr_assert(eq(chr, r.buf[i], '#'), "the withdrawn read wrote into its buffer");
+
+    gate_release();
+    for (int i = 0; i < WORKERS; i++)
+        cr_assert(eq(int, eddy_task_join(blockers[i], NULL), 0));
+    /* The file is unharmed and reads work again. */
+    cr_assert(eq(sz, (size_t)eddy_file_read(f, r.buf, sizeof(r.buf), 0), 16));
+    cr_assert(eq(int, memcmp(r.buf, "0123456789abcdef", 16), 0));
+    cr_assert(eq(int, eddy_file_close(f), 0));
+    return 0;
+}
+
+Test(files, cancel_task_in_read_waiting_for_a_worker, .init = make_dir, .fini = remove_dir,
+     .timeout = TEST_TIMEOUT)
+{
+    setenv("EDDY_THREADPOOL_SIZE", "4", 1);
+    int r = run_main(cancel_queued_read_main, NULL);
+    if (r == 1) cr_skip_test("file reads are native on this backend: none waits for a worker");
+    cr_assert(eq(int, r, 0));
+}
+
+/* A read from a FIFO waits until someone writes. Where the backend reads
+ * files natively (io_uring) the kernel withdraws the read: the task ends at
+ * once with -ECANCELED and nothing is consumed. In the thread pool (epoll) the
+ * read blocks a worker and cannot be stopped: the task stays, its buffer
+ * alive, until the read returns, and gets what it read. */
+static intptr_t cancel_pending_read_main(void *arg)
+{
+    char path[128];
+    path_in_dir(path, sizeof(path), "fifo");
+    cr_assert(eq(int, mkfifo(path, 0600), 0));
+    eddy_file *f;
+    cr_assert(eq(int, eddy_file_open(&f, path, O_RDWR, 0), 0)); /* O_RDWR: no wait for a peer */
+
+    struct read_call r = {.f = f, .offset = -1};
+    memset(r.buf, '#', sizeof(r.buf));
+    eddy_task *reader = eddy_spawn(NULL, task_read, &r);
+    cr_assert(eq(int, eddy_sleep(20 * NS_PER_MS), 0));
+    cr_assert(eddy_task_cancel(reader));
+    cr_assert(eq(int, eddy_sleep(50 * NS_PER_MS), 0));
+    if (reads_in_pool()) {
+        cr_assert(not(eddy_future_done(eddy_task_future(reader))),
+                  "the task ended while its read was still running");
+        cr_assert(eq(sz, (size_t)write((int)eddy_file_fd(f), "late", 4), 4));
+        intptr_t n = -1;
+        cr_assert(eq(int, eddy_task_join(reader, &n), 0));
+        cr_assert(eq(int, (int)n, 4), "the read won the race with the cancellation");
+        cr_assert(eq(int, memcmp(r.buf, "late", 4), 0));
+    } else {
+        cr_assert(eddy_future_done(eddy_task_future(reader)), "the read was not withdrawn");
+        cr_assert(eq(int, eddy_task_join(reader, NULL), -ECANCELED));
+        for (size_t i = 0; i < sizeof(r.buf); i++)
+            cr_assert(eq(chr, r.buf[i], '#'), "the withdrawn read wrote into its buffer");
+        /* Nothing was consumed: the next read gets what is written. */
+        cr_assert(eq(sz, (size_t)write((int)eddy_file_fd(f), "late", 4), 4));
+        cr_assert(eq(sz, (size_t)eddy_file_read(f, r.buf, sizeof(r.buf), -1), 4));
+        cr_assert(eq(int, memcmp(r.buf, "late", 4), 0));
+    }
+    cr_assert(eq(int, eddy_file_close(f), 0));
+    return 0;
+}
+
+Test(files, cancel_task_in_pending_read, .init = make_dir, .fini = remove_dir,
+     .timeout = TEST_TIMEOUT)
+{
+    cr_assert(eq(int, run_main(cancel_pending_read_main, NULL), 0));
+}
+
+/* ---- close waits for calls in other tasks --------------------------------------------- */
+
+static void write_done(void *arg)
+{
+    cr_expect(eq(sz, (size_t)write(*(int *)arg, "done", 4), 4));
+}
+
+static intptr_t close_waits_main(void *arg)
+{
+    char path[128];
+    path_in_dir(path, sizeof(path), "fifo");
+    cr_assert(eq(int, mkfifo(path, 0600), 0));
+    eddy_file *f;
+    cr_assert(eq(int, eddy_file_open(&f, path, O_RDWR, 0), 0));
+    int fd = (int)eddy_file_fd(f);
+    struct read_call r = {.f = f, .offset = -1};
+    eddy_task *reader = eddy_spawn(NULL, task_read, &r);
+    cr_assert(eq(int, eddy_sleep(20 * NS_PER_MS), 0));
+    /* close must not pull the fd from under the running read: it waits for
+     * the read, which a timer ends later by writing to the FIFO. */
+    cr_assert(eq(int, eddy_call_later(eddy_loop_current(), 30 * NS_PER_MS, write_done, &fd, NULL),
+                 0));
+    int64_t before = wall_ns();
+    cr_assert(eq(int, eddy_file_close(f), 0));
+    cr_assert(ge(i64, wall_ns() - before, 20 * NS_PER_MS), "close did not wait for the read");
+    cr_assert(eddy_future_done(eddy_task_future(reader)), "close returned before the read");
+    intptr_t n = -1;
+    cr_assert(eq(int, eddy_task_join(reader, &n), 0));
+    cr_assert(eq(int, (int)n, 4));
+    cr_assert(eq(int, fcntl(fd, F_GETFD), -1));
+    return 0;
+}
+
+Test(files, close_waits_for_calls_in_other_tasks, .init = make_dir, .fini = remove_dir,
+     .timeout = TEST_TIMEOUT)
+{
+    cr_assert(eq(int, run_main(close_waits_main, NULL), 0));
+}
+
+/* ---- bad input ------------------------------------------------------------------------ */
+
+static intptr_t bad_input_main(void *arg)
+{
+    char path[128], buf[4];
+    path_in_dir(path, sizeof(path), "f");
+    eddy_file *f;
+    struct stat st;
+    cr_assert(eq(int, eddy_file_open(NULL, path, O_RDONLY, 0), -EINVAL));
+    cr_assert(eq(int, eddy_file_open(&f, NULL, O_RDONLY, 0), -EINVAL));
+    cr_assert(eq(int, eddy_file_open(&f, path, O_CREAT | O_RDWR, -1), -EINVAL));
+    cr_assert(eq(int, eddy_file_open(&f, path, O_CREAT | O_RDWR, 0600), 0));
+    cr_assert(eq(sz, (size_t)eddy_file_read(NULL, buf, 4, 0), (size_t)-EINVAL));
+    cr_assert(eq(sz, (size_t)eddy_file_read(f, NULL, 4, 0), (size_t)-EINVAL));
+    cr_assert(eq(sz, (size_t)eddy_file_read(f, buf, 4, -2), (size_t)-EINVAL));
+    cr_assert(eq(sz, (size_t)eddy_file_write(NULL, buf, 4, 0), (size_t)-EINVAL));
+    cr_assert(eq(sz, (size_t)eddy_file_write(f, NULL, 4, 0), (size_t)-EINVAL));
+    cr_assert(eq(sz, (size_t)eddy_file_write(f, buf, 4, -7), (size_t)-EINVAL));
+    cr_assert(eq(sz, (size_t)eddy_file_write(f, buf, 0, 0), 0));
+    cr_assert(eq(int, eddy_file_sync(NULL), -EINVAL));
+    cr_assert(eq(int, eddy_file_stat(NULL, &st), -EINVAL));
+    cr_assert(eq(int, eddy_file_stat(f, NULL), -EINVAL));
+    cr_assert(eq(int, (int)eddy_file_fd(NULL), -EINVAL));
+    cr_assert(eq(int, eddy_file_close(NULL), -EINVAL));
+    cr_assert(eq(int, eddy_fs_stat(NULL, &st), -EINVAL));
+    cr_assert(eq(int, eddy_fs_stat(path, NULL), -EINVAL));
+    cr_assert(eq(int, eddy_fs_unlink(NULL), -EINVAL));
+    cr_assert(eq(int, eddy_fs_rmdir(NULL), -EINVAL));
+    cr_assert(eq(int, eddy_fs_rename(NULL, path), -EINVAL));
+    cr_assert(eq(int, eddy_fs_rename(path, NULL), -EINVAL));
+    cr_assert(eq(int, eddy_fs_mkdir(NULL, 0700), -EINVAL));
+    cr_assert(eq(int, eddy_fs_mkdir(path, -1), -EINVAL));
+    cr_assert(eq(int, eddy_file_close(f), 0));
+    return 0;
+}
+
+Test(files, bad_input, .init = make_dir, .fini = remove_dir, .timeout = TEST_TIMEOUT)
+{
+    cr_assert(eq(int, run_main(bad_input_main, NULL), 0));
+}
+
+Test(files, outside_a_task_is_eperm)
+{
+    eddy_file *f = NULL;
+    char buf[4];
+    struct stat st;
+    cr_assert(eq(int, eddy_file_open(&f, "/dev/null", O_RDONLY, 0), -EPERM));
+    cr_assert(eq(ptr, f, NULL));
+    cr_assert(eq(sz, (size_t)eddy_file_read(NULL, buf, 4, 0), (size_t)-EPERM));
+    cr_assert(eq(sz, (size_t)eddy_file_write(NULL, buf, 4, 0), (size_t)-EPERM));
+    cr_assert(eq(int, eddy_file_sync(NULL), -EPERM));
+    cr_assert(eq(int, eddy_fs_stat("/", &st), -EPERM));
+    cr_assert(eq(int, eddy_fs_unlink("/nonexistent"), -EPERM));
+    cr_assert(eq(int, eddy_fs_mkdir("/nonexistent", 0700), -EPERM));
+    cr_assert(eq(int, eddy_fs_rename("/a", "/b"), -EPERM));
+}

@@ -1,0 +1,927 @@
+/* Sockets: TCP echo at volume, cancellation of pending accept/recv/connect,
+ * error codes from the peer (refused, closed, reset, broken pipe), UDP and
+ * Unix round trips, close with calls pending, 10 000 connections on one loop,
+ * accept when the process is out of descriptors, and bad input. */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+/* ---- helpers ----------------------------------------------------------------- */
+
+/* A connected TCP pair over loopback: connect, then accept (the kernel
+ * completes the handshake without waiting for accept). */
+struct pair {
+    eddy_sock *listener, *client, *server;
+};
+
+static int pair_open(struct pair *p)
+{
+    int err = eddy_tcp_listen(&p->listener, "127.0.0.1", 0, 0);
+    if (err < 0) return err;
+    err = eddy_tcp_connect(&p->client, "127.0.0.1", (uint16_t)eddy_sock_port(p->listener));
+    if (err < 0) return err;
+    return eddy_accept(p->listener, &p->server);
+}
+
+static void pair_close(struct pair *p)
+{
+    if (p->client) eddy_sock_close(p->client);
+    if (p->server) eddy_sock_close(p->server);
+    if (p->listener) eddy_sock_close(p->listener);
+}
+
+/* Receives exactly len bytes; 0, -EPIPE if the peer closed first, or an error. */
+static int recv_exact(eddy_sock *s, void *buf, size_t len)
+{
+    for (size_t got = 0; got < len;) {
+        ssize_t n = eddy_recv(s, (char *)buf + got, len - got);
+        if (n == 0) return -EPIPE;
+        if (n < 0) return (int)n;
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+static int open_fd_count(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) return -1;
+    int n = 0;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+static int64_t cpu_ns(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * NS_PER_SEC +
+           (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000;
+}
+
+/* Task bodies shared by the cancellation tests. */
+struct accept_call {
+    eddy_sock *listener;
+    eddy_sock *out;
+};
+
+static intptr_t task_accept(void *arg)
+{
+    struct accept_call *a = arg;
+    return eddy_accept(a->listener, &a->out);
+}
+
+struct recv_call {
+    eddy_sock *s;
+    char buf[64];
+};
+
+static intptr_t task_recv(void *arg)
+{
+    struct recv_call *r = arg;
+    return eddy_recv(r->s, r->buf, sizeof(r->buf));
+}
+
+struct connect_call {
+    uint16_t port;
+    eddy_sock *out;
+};
+
+static intptr_t task_connect(void *arg)
+{
+    struct connect_call *c = arg;
+    return eddy_tcp_connect(&c->out, "127.0.0.1", c->port);
+}
+
+static int run_main(eddy_task_fn fn, void *arg)
+{
+    eddy_loop *loop = new_loop();
+    intptr_t result = -1;
+    int err = run_task(loop, fn, arg, &result);
+    eddy_loop_free(loop);
+    return err < 0 ? err : (int)result;
+}
+
+/* ---- 100 clients x 1 MiB echoed ------------------------------------------------ */
+
+#define ECHO_CLIENTS 100
+#define ECHO_BYTES (1 << 20)
+#define ECHO_CHUNK 16384
+
+static unsigned char pattern_byte(unsigned client, size_t offset)
+{
+    uint32_t x = (uint32_t)offset * 2654435761u + client * 40503u;
+    return (unsigned char)(x >> 24);
+}
+
+static intptr_t echo_handler(void *arg)
+{
+    eddy_sock *s = arg;
+    char buf[ECHO_CHUNK];
+    ssize_t n;
+    intptr_t total = 0;
+    while ((n = eddy_recv(s, buf, sizeof(buf))) > 0) {
+        ssize_t sent = eddy_send(s, buf, (size_t)n);
+        if (sent != n) {
+            n = sent < 0 ? sent : -EIO;
+            break;
+        }
+        total += n;
+    }
+    eddy_sock_close(s);
+    return n < 0 ? n : total;
+}
+
+struct echo_server {
+    eddy_sock *listener;
+    int clients;
+};
+
+static intptr_t echo_acceptor(void *arg)
+{
+    struct echo_server *srv = arg;
+    eddy_group *g = eddy_group_new(NULL);
+    if (!g) return -ENOMEM;
+    int err = 0;
+    for (int i = 0; i < srv->clients && err == 0; i++) {
+        eddy_sock *conn;
+        err = eddy_accept(srv->listener, &conn);
+        if (err == 0 && !eddy_group_spawn(g, echo_handler, conn)) err = -ENOMEM;
+    }
+    int wait_err = eddy_group_wait(g);
+    eddy_group_free(g);
+    return err < 0 ? err : wait_err;
+}
+
+struct echo_client {
+    uint16_t port;
+    unsigned id;
+    eddy_sock *s;
+};
+
+static intptr_t echo_client_writer(void *arg)
+{
+    struct echo_client *c = arg;
+    unsigned char buf[ECHO_CHUNK];
+    for (size_t off = 0; off < ECHO_BYTES; off += sizeof(buf)) {
+        for (size_t i = 0; i < sizeof(buf); i++)
+            buf[i] = pattern_byte(c->id, off + i);
+        ssize_t n = eddy_send(c->s, buf, sizeof(buf));
+        if (n != (ssize_t)sizeof(buf)) return n < 0 ? n : -EIO;
+    }
+    return eddy_sock_shutdown(c->s, EDDY_SHUT_WR); /* the server then reads 0 */
+}
+
+/* Sends 1 MiB from a writer task while reading the echo here (full duplex:
+ * neither side's buffers can fill up and stall the other), checking every
+ * byte, then expects the server's close. */
+static intptr_t echo_client(void *arg)
+{
+    struct echo_client *c = arg;
+    int err = eddy_tcp_connect(&c->s, "127.0.0.1", c->port);
+    if (err < 0) return err;
+    eddy_task *writer = eddy_spawn(NULL, echo_client_writer, c);
+    if (!writer) return -ENOMEM;
+    unsigned char buf[ECHO_CHUNK];
+    size_t got = 0;
+    intptr_t result = 0;
+    ssize_t n;
+    while ((n = eddy_recv(c->s, buf, sizeof(buf))) > 0) {
+        for (ssize_t i = 0; i < n; i++)
+            if (buf[i] != pattern_byte(c->id, got + (size_t)i)) result = -EBADMSG;
+        got += (size_t)n;
+    }
+    if (n < 0) result = n;
+    if (got != ECHO_BYTES && result == 0) result = -EMSGSIZE;
+    intptr_t writer_result = -1;
+    int werr = eddy_task_join(writer, &writer_result);
+    if (result == 0 && (werr < 0 || writer_result != 0)) result = werr < 0 ? werr : -EIO;
+    eddy_sock_close(c->s);
+    return result;
+}
+
+static intptr_t echo_main(void *arg)
+{
+    struct echo_server srv = {.clients = ECHO_CLIENTS};
+    int err = eddy_tcp_listen(&srv.listener, "127.0.0.1", 0, 0);
+    if (err < 0) return err;
+    eddy_task *server = eddy_spawn(NULL, echo_acceptor, &srv);
+    struct echo_client clients[ECHO_CLIENTS];
+    eddy_task *tasks[ECHO_CLIENTS];
+    for (unsigned i = 0; i < ECHO_CLIENTS; i++) {
+        clients[i] = (struct echo_client){.port = (uint16_t)eddy_sock_port(srv.listener), .id = i};
+        tasks[i] = eddy_spawn(NULL, echo_client, &clients[i]);
+    }
+    int failures = 0;
+    for (unsigned i = 0; i < ECHO_CLIENTS; i++) {
+        intptr_t r = -1;
+        int jerr = eddy_task_join(tasks[i], &r);
+        cr_expect(eq(int, jerr, 0), "client %u: %s", i, eddy_strerror(jerr));
+        cr_expect(eq(int, (int)r, 0), "client %u: %s", i, eddy_strerror((int)r));
+        failures += jerr != 0 || r != 0;
+    }
+    intptr_t r = -1;
+    int serr = eddy_task_join(server, &r);
+    cr_expect(eq(int, serr, 0), "server: %s", eddy_strerror(serr));
+    eddy_sock_close(srv.listener);
+    return failures;
+}
+
+Test(sockets, echo_100_clients_1mib, .timeout = TEST_TIMEOUT)
+{
+    cr_assert(eq(int, run_main(echo_main, NULL), 0));
+}
+
+/* ---- cancelling pending calls, then using the socket again ------------------------ */
+
+static intptr_t cancel_accept_main(void *arg)
+{
+    eddy_sock *listener, *client, *conn;
+    cr_assert(eq(int, eddy_tcp_listen(&listener, "127.0.0.1", 0, 0), 0));
+    struct accept_call a = {.listener = listener};
+    eddy_task *t = eddy_spawn(NULL, task_accept, &a);
+    cr_assert(eq(int, eddy_sleep(20 * NS_PER_MS), 0));
+    cr_assert(not(eddy_future_done(eddy_task_future(t))), "accept returned with no client");
+    cr_assert(eddy_task_cancel(t));
+    cr_assert(eq(int, eddy_task_join(t, NULL), -ECANCELED));
+    cr_assert(eq(ptr, a.out, NULL));
+
+    /* The listener still works. */
+    uint16_t port = (uint16_t)eddy_sock_port(listener);
+    cr_assert(eq(int, eddy_tcp_connect(&client, "127.0.0.1", port), 0));
+    cr_assert(eq(int, eddy_accept(listener, &conn), 0));
+    cr_assert(eq(sz, (size_t)eddy_send(client, "ping", 4), 4));
+    char buf[4];
+    cr_assert(eq(int, recv_exact(conn, buf, 4), 0));
+    cr_assert(eq(int, memcmp(buf, "ping", 4), 0));
+    eddy_sock_close(client);
+    eddy_sock_close(conn);
+    eddy_sock_close(listener);
+    return 0;
+}
+
+Test(sockets, cancel_pending_accept_then_reuse, .timeout = TEST_TIMEOUT)
+{
+    cr_assert(eq(int, run_main(cancel_accept_main, NULL), 0));
+}
+
+static intptr_t cancel_recv_main(void *arg)
+{
+    struct pair p = {0};
+    cr_assert(eq(int, pair_open(&p), 0));
+    struct recv_call r = {.s = p.server};
+    memset(r.buf, 0xAA, sizeof(r.buf));
+    eddy_task *t = eddy_spawn(NULL, task_recv, &r);
+    cr_assert(eq(int, eddy_sleep(20 * NS_PER_MS), 0));
+    cr_assert(not(eddy_future_done(eddy_task_future(t))));
+    cr_assert(eddy_task_cancel(t));
+    cr_assert(eq(int, eddy_task_join(t, NULL), -ECANCELED));
+    for (size_t i = 0; i < sizeof(r.buf); i++)
+        cr_assert(eq(u8, (uint8_t)r.buf[i], 0xAA), "the cancelled recv wrote into its buffer");
+
+    /* Nothing was lost: the next recv gets all the data. */
+    cr_assert(eq(sz, (size_t)eddy_send(p.client, "hello", 5), 5));
+    char buf[5];
+    cr_assert(eq(int, recv_exact(p.server, buf, 5), 0));
+    cr_assert(eq(int, memcmp(buf, "hello", 5), 0));
+    pair_close(&p);
+    return 0;
+}
+
+Test(sockets, cancel_pending_recv_then_reuse, .timeout = TEST_TIMEOUT)
+{
+    cr_assert(eq(int, run_main(cancel_recv_main, NULL), 0));
+}
+
+/* A listener whose accept queue is full drops new SYNs, so a connect to it
+ * stays pending (the kernel retransmits for a long while). */
+static intptr_t cancel_connect_main(void *arg)
+{
+    int raw = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sin);
+    cr_assert(eq(int, bind(raw, (struct sockaddr *)&sin, sizeof(sin)), 0));
+    cr_assert(eq(int, listen(raw, 0), 0));
+    cr_assert(eq(int, getsockname(raw, (struct sockaddr *)&sin, &len), 0));
+    int fillers[2];
+    for (int i = 0; i < 2; i++) {
+        fillers[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect(fillers[i], (struct sockaddr *)&sin, sizeof(sin));
+    }
+    cr_assert(eq(int, eddy_sleep(50 * NS_PER_MS), 0));
+
+    int fds_before = open_fd_count();
+    struct connect_call c = {.port = ntohs(sin.sin_port)};
+    eddy_task *t = eddy_spawn(NULL, task_connect, &c);
+    cr_assert(eq(int, eddy_sleep(200 * NS_PER_MS), 0));
+    cr_assert(not(eddy_future_done(eddy_task_future(t))), "connect to a full backlog finished");
+    cr_assert(eddy_task_cancel(t));
+    cr_assert(eq(int, eddy_task_join(t, NULL), -ECANCELED));
+    cr_assert(eq(ptr, c.out, NULL));
+    cr_assert(eq(int, open_fd_count(), fds_before), "the cancelled connect leaked its socket");
+
+    /* Connecting works again from the same loop. */
+    struct pair p = {0};
+    cr_assert(eq(int, pair_open(&p), 0));
+    pair_close(&p);
+    close(fillers[0]);
+    close(fillers[1]);
+    close(raw);
+    return 0;
+}
+
+Test(sockets, cancel_pending_connect_then_reconnect, .timeout = TEST_TIMEOUT)
+{
+    cr_assert(eq(int, run_main(cancel_connect_main, NULL), 0));
+}
+
+/* ---- what the peer does ------------------------------------------------------------ */
+
+static intptr_t refused_main(void *arg)
+{
+    eddy_sock *l, *s = (eddy_sock *)1;
+    cr_assert(eq(int, eddy_tcp_listen(&l, "127.0.0.1", 0, 0), 0));
+    uint16_t port = (uint16_t)eddy_sock_port(l);
+    eddy_sock_close(l); /* nothing listens there now */
+    cr_assert(eq(int, eddy_tcp_connect(&s, "127.0.0.1", port), -ECONNREFUSED));
+    cr_assert(eq(ptr, s, NULL));
+    return 0;
+}
+
+Test(sockets, refused_connect, .timeout = TEST_TIMEOUT)
+{
+    cr_assert(eq(int, run_main(refused_main, NULL), 0));
+}
+
+static intptr_t peer_close_main(void *arg)
+{
+    struct pair p = {0};
+    cr_assert(eq(int, pair_open(&p), 0));
+    cr_assert(eq(sz, (size_t)eddy_send(p.client, "bye", 3), 3));
+    eddy_sock_close(p.client);
+    p.client = NULL;
+    char buf[16];
+    cr_assert(eq(int, recv_exact(p.server, buf, 3), 0));
+    cr_assert(eq(int, memcmp(buf, "bye", 3), 0));
+    cr_assert(eq(sz, (size_t)eddy_recv(p.server, buf, sizeof(buf)), 0));
+    cr_assert(eq(sz, (size_t)eddy_recv(p.server, buf, sizeof(buf)), 0), "0 is sticky");
+    pair_close(&p);
+    return 0;
+}
+
+Test(sockets, peer_close_is_zero_byte_recv, .timeout = TEST_TIMEOUT)
+{
+    cr_assert(eq(int, run_main(peer_close_main, NULL), 0));
+}
+
+static intptr_t reset_main(void *arg)
+{
+    struct pair p = {0};
+    cr_assert(eq(int, pair_open(&p), 0));
+    struct linger lin = {.l_onoff = 1, .l_linger = 0}; /* close sends RST */
+    cr_assert(eq(int, setsockopt((int)eddy_sock_fd(p.client), SOL_SOCKET, SO_LINGER, &lin,
+                                 sizeof(lin)),
+                 0));
+    /* The reset reaches a recv already waiting. */
+    struct recv_call r = {.s = p.server};
+    eddy_task *t = eddy_spawn(NULL, task_recv, &r);
+    cr_assert(eq(int, eddy_sleep(10 * NS_PER_MS), 0));
+    eddy_sock_close(p.client);
+    p.client = NULL;
+    cr_assert(eq(int, eddy_task_join(t, NULL), -ECONNRESET));
+    pair_close(&p);
+    return 0;
+}
+
+Test(sockets, peer_reset_is_econnreset, .timeout = TEST_TIMEOUT)
+{
+    cr_assert(eq(int, run_main(reset_main, NULL), 0));
+}
+
+static intptr_t broken_pipe_main(void *arg)
+{
+    struct pair p = {0};
+    cr_assert(eq(int, pair_open(&p), 0));
+    eddy_sock_close(p.server);
+    p.server = NULL;
+    char buf[8];
+    cr_assert(eq(sz, (size_t)eddy_recv(p.client, buf, sizeof(buf)), 0), "the FIN arrived");
+    /* The first write after the peer's close is answered with RST; the next
+     * one finds the connection gone. */
+    ssize_t n = 0;
+    for (int i = 0; i < 50 && n >= 0; i++) {
+        n = eddy_send(p.client, "x", 1);
+        if (n >= 0) cr_assert(eq(int, eddy_sleep(5 * NS_PER_MS), 0));
+    }
+    cr_assert(eq(int, (int)n, -EPIPE));
+    pair_close(&p);
+    return 0;
+}
+
+Test(sockets, write_to_closed_peer_is_epipe_without_sigpipe, .timeout = TEST_TIMEOUT)
+{
+    signal(SIGPIPE, SIG_DFL); /* a SIGPIPE would kill the test */
+    cr_assert(eq(int, run_main(broken_pipe_main, NULL), 0));
+}
+
+/* ---- addresses: IPv4, IPv6, names ---------------------------------------------------- */
+
+static int round_trip(eddy_sock *listener, const char *host)
+{
+    eddy_sock *client, *conn;
+    int err = eddy_tcp_connect(&client, host, (uint16_t)eddy_sock_port(listener));
+    if (err < 0) return err;
+    err = eddy_accept(listener, &conn);
+    if (err == 0) {
+        char buf[2];
+        if (eddy_send(conn, "ok", 2) != 2 || recv_exact(client, buf, 2) != 0 ||
+            memcmp(buf, "ok", 2) != 0)
+            err = -EIO;
+        eddy_sock_close(conn);
+    }
+    eddy_sock_close(client);
+    return err;
+}
+
+static intptr_t addresses_main(void *arg)
+{
+    eddy_sock *any;
+    cr_assert(eq(int, eddy_tcp_listen(&any, NULL, 0, 16), 0), "listen on every address");
+    cr_assert(gt(int, eddy_sock_port(any), 0), "port 0 picks an ephemeral port");
+    cr_assert(eq(int, round_trip(any, "127.0.0.1"), 0));
+    cr_assert(eq(int, round_trip(any, "localhost"), 0), "names resolve in the pool");
+    int v6 = round_trip(any, "::1");
+    cr_assert(v6 == 0 || v6 == -EADDRNOTAVAIL || v6 == -ENETUNREACH || v6 == -EAFNOSUPPORT,
+              "::1: %s", eddy_strerror(v6));
+    eddy_sock_close(any);
+
+    eddy_sock *l6;
+    int err = eddy_tcp_listen(&l6, "[::1]", 0, 0);
+    if (err == 0) {
+        cr_assert(eq(int, round_trip(l6, "::1"), 0));
+        eddy_sock_close(l6);
+    }
+    eddy_sock *s;
+    err = eddy_tcp_connect(&s, "host.invalid", 80);
+    cr_assert(err == -ENXIO || err == -EAGAIN,
+              "an unknown name is -ENXIO (-EAGAIN without a resolver), not %s",
+              eddy_strerror(err));
+    return 0;
+}
+
+Test(sockets, ipv4_ipv6_and_names, .timeout = TEST_TIMEOUT)
+{
+    cr_assert(eq(int, run_main(addresses_main, NULL), 0));
+}
+
+/* ---- UDP --------------------------------------------------------------------------- */
+
+static intptr_t udp_main(void *arg)
+{
+    eddy_sock *a, *b, *any;
+    cr_assert(eq(int, eddy_udp_bind(&a, "127.0.0.1", 0), 0));
+    cr_assert(eq(int, eddy_udp_bind(&b, "127.0.0.1", 0), 0));
+    struct sockaddr_storage to, from;
+    cr_assert(eq(int, eddy_addr_parse(&to, "127.0.0.1", (uint16_t)eddy_sock_port(b)), 0));
+    cr_assert(eq(sz, (size_t)eddy_sendto(a, "ping", 4, (struct sockaddr *)&to), 4));
+    char buf[64];
+    cr_assert(eq(sz, (size_t)eddy_recvfrom(b, buf, sizeof(buf), &from), 4));
+    cr_assert(eq(int, memcmp(buf, "ping", 4), 0));
+    cr_assert(eq(int, from.ss_family, AF_INET));
+    cr_assert(eq(int, ntohs(((struct sockaddr_in *)&from)->sin_port), eddy_sock_port(a)));
+    cr_assert(eq(sz, (size_t)eddy_sendto(b, "pong", 4, (struct sockaddr *)&from), 4));
+    cr_assert(eq(sz, (size_t)eddy_recvfrom(a, buf, sizeof(buf), NULL), 4));
+    cr_assert(eq(int, memcmp(buf, "pong", 4), 0));
+
+    /* A socket bound to every address hears IPv4 and reports the sender as
+     * IPv4, and replying to that address works. */
+    cr_assert(eq(int, eddy_udp_bind(&any, NULL, 0), 0));
+    cr_assert(eq(int, eddy_addr_parse(&to, "127.0.0.1", (uint16_t)eddy_sock_port(any)), 0));
+    cr_assert(eq(sz, (size_t)eddy_sendto(a, "v4", 2, (struct sockaddr *)&to), 2));
+    cr_assert(eq(sz, (size_t)eddy_recvfrom(any, buf, sizeof(buf), &from), 2));
+    cr_assert(eq(int, from.ss_family, AF_INET));
+    cr_assert(eq(sz, (size_t)eddy_sendto(any, "ack", 3, (struct sockaddr *)&from), 3));
+    cr_assert(eq(sz, (size_t)eddy_recvfrom(a, buf, sizeof(buf), NULL), 3));
+    cr_assert(eq(int, memcmp(buf, "ack", 3), 0));
+
+    eddy_sock_close(any);
+    eddy_sock_close(a);
+    eddy_sock_close(b);
+    return 0;
+}
+
+Test(sockets, udp_round_trip, .timeout = TEST_TIMEOUT)
+{
+    cr_assert(eq(int, run_main(udp_main, NULL), 0));
+}
+
+/* ---- Unix sockets --------------------------------------------------------------------- */
+
+static int unix_round_trip(const char *path)
+{
+    eddy_sock *l, *client, *conn;
+    int err = eddy_unix_listen(&l, path, 0);
+    if (err < 0) return err;
+    cr_assert(eq(int, eddy_sock_port(l), -EINVAL), "a Unix socket has no port");
+    cr_assert(eq(int, eddy_unix_connect(&client, path), 0));
+    cr_assert(eq(int, eddy_accept(l, &conn), 0));
+    char buf[5];
+    cr_assert(eq(sz, (size_t)eddy_send(client, "hello", 5), 5));
+    cr_assert(eq(int, recv_exact(conn, buf, 5), 0));
+    cr_assert(eq(int, memcmp(buf, "hello", 5), 0));
+    cr_assert(eq(sz, (size_t)eddy_send(conn, "world", 5), 5));
+    cr_assert(eq(int, recv_exact(client, buf, 5), 0));
+    cr_assert(eq(int, memcmp(buf, "world", 5), 0));
+    eddy_sock_close(client);
+    cr_assert(eq(sz, (size_t)eddy_recv(conn, buf, sizeof(buf)), 0));
+    eddy_sock_close(conn);
+    eddy_sock_close(l);
+    return 0;
+}
+
+static intptr_t unix_main(void *arg)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/eddy-test-%d.sock", (int)getpid());
+    unlink(path);
+    cr_assert(eq(int, unix_round_trip(path), 0));
+    eddy_sock *again;
+    cr_assert(eq(int, eddy_unix_listen(&again, path, 0), -EADDRINUSE), "close leaves the file");
+    unlink(path);
+    cr_assert(eq(int, eddy_unix_connect(&again, path), -ENOENT));
+
+    snprintf(path, sizeof(path), "@eddy-test-%d", (int)getpid());
+    cr_assert(eq(int, unix_round_trip(path), 0), "the abstract namespace");
+    return 0;
+}
+
+Test(sockets, unix_round_trip, .timeout = TEST_TIMEOUT)
+{
+    cr_assert(eq(int, run_main(unix_main, NULL), 0));
+}
+
+/* ---- close with calls pending in other tasks ---------------------------------------------- */
+
+static intptr_t close_pending_main(void *arg)
+{
+    struct pair p = {0};
+    cr_assert(eq(int, pair_open(&p), 0));
+
+    struct recv_call r = {.s = p.server};
+    eddy_task *reader = eddy_spawn(NULL, task_recv, &r);
+    struct accept_call a = {.listener = p.listener};
+    eddy_task *acceptor = eddy_spawn(NULL, task_accept, &a);
+    cr_assert(eq(int, eddy_sleep(10 * NS_PER_MS), 0));
+
+    /* A call made while close waits for the pending ones is refused. */
+    struct recv_call late = {.s = p.server};
+    eddy_task *latecomer = eddy_spawn(NULL, task_recv, &late);
+    cr_assert(eq(int, eddy_sock_close(p.server), 0));
+    p.server = NULL;
+    cr_assert(eddy_future_done(eddy_task_future(reader)), "close returned before the recv ended");
+    cr_assert(eq(int, eddy_task_join(reader, NULL), -ECANCELED));
+    cr_assert(eq(int, eddy_task_join(latecomer, NULL), -EBADF));
+
+    cr_assert(eq(int, eddy_sock_close(p.listener), 0));
+    p.listener = NULL;
+    cr_assert(eq(int, eddy_task_join(acceptor, NULL), -ECANCELED));
+    cr_assert(eq(ptr, a.out, NULL));
+    pair_close(&p);
+    return 0;
+}
+
+Test(sockets, close_cancels_calls_pending_in_other_tasks, .timeout = TEST_TIMEOUT)
+{
+    cr_assert(eq(int, run_main(close_pending_main, NULL), 0));
+}
+
+static void close_callback(void *arg)
+{
+    cr_expect(eq(int, eddy_sock_close(arg), 0));
+}
+
+static intptr_t close_outside_task_main(void *arg)
+{
+    struct pair p = {0};
+    cr_assert(eq(int, pair_open(&p), 0));
+    int fd = (int)eddy_sock_fd(p.server);
+    struct recv_call r = {.s = p.server};
+    eddy_task *reader = eddy_spawn(NULL, task_recv, &r);
+    cr_assert(eq(int, eddy_sleep(10 * NS_PER_MS), 0));
+    cr_assert(eq(int, eddy_call_soon(eddy_loop_current(), close_callback, p.server), 0));
+    p.server = NULL;
+    cr_assert(eq(int, eddy_task_join(reader, NULL), -ECANCELED));
+    cr_assert(eq(int, eddy_yield(), 0));
+    cr_assert(eq(int, fcntl(fd, F_GETFD), -1), "the fd was closed after the recv ended");
+    pair_close(&p);
+    return 0;
+}
+
+Test(sockets, close_from_a_callback_cancels_pending_calls, .timeout = TEST_TIMEOUT)
+{
+    cr_assert(eq(int, run_main(close_outside_task_main, NULL), 0));
+}
+
+/* ---- 10 000 concurrent connections on one loop ---------------------------------------------- */
+
+#define MANY 10000
+
+struct many_server {
+    eddy_sock *listener;
+    int live, max_live, echoed;
+};
+
+static intptr_t many_handler(void *arg)
+{
+    void **args = arg;
+    struct many_server *srv = args[0];
+    eddy_sock *s = args[1];
+    free(args);
+    srv->live++;
+    if (srv->live > srv->max_live) srv->max_live = srv->live;
+    char buf[4];
+    int err = recv_exact(s, buf, 4);
+    if (err == 0 && eddy_send(s, buf, 4) == 4) srv->echoed++;
+    /* The client holds the connection until every client has its echo. */
+    ssize_t n = eddy_recv(s, buf, 1);
+    srv->live--;
+    eddy_sock_close(s);
+    return err < 0 ? err : n;
+}
+
+static intptr_t many_server_main(void *arg)
+{
+    struct many_server *srv = arg;
+    eddy_group *g = eddy_group_new(NULL);
+    int err = 0;
+    for (int i = 0; i < MANY && err == 0; i++) {
+        void **args = malloc(2 * sizeof(void *));
+        eddy_sock *conn;
+        err = eddy_accept(srv->listener, &conn);
+        if (err < 0) break;
+        args[0] = srv;
+        args[1] = conn;
+        if (!eddy_group_spawn(g, many_handler, args)) err = -ENOMEM;
+    }
+    int wait_err = eddy_group_wait(g);
+    eddy_group_free(g);
+    return err < 0 ? err : wait_err;
+}
+
+/* The client side, in a child process (each side needs 10 000 descriptors). */
+struct many_client {
+    uint16_t port;
+    int done;
+    eddy_future *all_echoed;
+};
+
+static intptr_t many_client_conn(void *arg)
+{
+    void **args = arg;
+    struct many_client *c = args[0];
+    eddy_sock *s = args[1];
+    free(args);
+    char buf[4];
+    int err = eddy_send(s, "ping", 4) == 4 ? recv_exact(s, buf, 4) : -EIO;
+    if (err == 0 && memcmp(buf, "ping", 4) != 0) err = -EBADMSG;
+    if (err == 0 && ++c->done == MANY) eddy_future_set_result(c->all_echoed, 0);
+    if (err == 0) err = eddy_await(c->all_echoed, NULL);
+    eddy_sock_close(s);
+    return err;
+}
+
+static intptr_t many_client_main(void *arg)
+{
+    struct many_client *c = arg;
+    c->all_echoed = eddy_future_new(NULL);
+    eddy_group *g = eddy_group_new(NULL);
+    int err = 0;
+    for (int i = 0; i < MANY && err == 0; i++) {
+        eddy_sock *s;
+        err = eddy_tcp_connect(&s, "127.0.0.1", c->port);
+        if (err < 0) break;
+        void **args = malloc(2 * sizeof(void *));
+        args[0] = c;
+        args[1] = s;
+        if (!eddy_group_spawn(g, many_client_conn, args)) err = -ENOMEM;
+    }
+    if (err < 0) eddy_future_cancel(c->all_echoed);
+    int wait_err = eddy_group_wait(g);
+    eddy_group_free(g);
+    eddy_future_unref(c->all_echoed);
+    return err < 0 ? err : wait_err;
+}
+
+static eddy_loop *lean_loop(void)
+{
+    /* 20 000 tasks: small stacks without guard pages keep the mappings few. */
+    return loop_with(EDDY_LOOP_NO_GUARD_PAGES, 64 * 1024);
+}
+
+static intptr_t many_listen(void *arg)
+{
+    return eddy_tcp_listen(arg, "127.0.0.1", 0, 4096);
+}
+
+Test(sockets, ten_thousand_concurrent_connections, .timeout = TEST_TIMEOUT)
+{
+    struct rlimit lim;
+    cr_assert(eq(int, getrlimit(RLIMIT_NOFILE, &lim), 0));
+    if (lim.rlim_max != RLIM_INFINITY && lim.rlim_max < MANY + 100)
+        cr_skip_test("RLIMIT_NOFILE hard limit %llu < %d", (unsigned long long)lim.rlim_max,
+                     MANY + 100);
+    lim.rlim_cur = lim.rlim_max == RLIM_INFINITY ? 2 * MANY + 1000 : lim.rlim_max;
+    cr_assert(eq(int, setrlimit(RLIMIT_NOFILE, &lim), 0));
+
+    eddy_loop *loop = lean_loop();
+    struct many_server srv = {0};
+    cr_assert(eq(int, run_task(loop, many_listen, &srv.listener, NULL), 0));
+    uint16_t port = (uint16_t)eddy_sock_port(srv.listener);
+
+    pid_t child = fork();
+    cr_assert(ge(int, child, 0));
+    if (child == 0) {
+        /* No loop runs in this process yet: it gets a fresh one. */
+        eddy_loop *client_loop;
+        struct many_client c = {.port = port};
+        if (eddy_loop_new(&client_loop, &(eddy_loop_options){.flags = EDDY_LOOP_NO_GUARD_PAGES,
+                                                             .stack_size = 64 * 1024}) < 0)
+            _exit(2);
+        eddy_task *t = eddy_spawn(client_loop, many_client_main, &c);
+        eddy_loop_run(client_loop);
+        intptr_t r = -1;
+        int err = eddy_task_join(t, &r);
+        _exit(err == 0 && r == 0 && c.done == MANY ? 0 : 1);
+    }
+    intptr_t result = -1;
+    int err = run_task(loop, many_server_main, &srv, &result);
+    int status = 0;
+    cr_assert(eq(int, waitpid(child, &status, 0), child));
+    cr_assert(eq(int, err, 0), "server: %s", eddy_strerror(err));
+    bool client_ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    cr_assert(client_ok, "the client process failed (status %#x)", status);
+    cr_assert(eq(int, srv.echoed, MANY));
+    cr_assert(eq(int, srv.max_live, MANY), "all connections were open at once");
+    cr_assert(eq(int, srv.live, 0));
+    cr_assert(eq(int, eddy_sock_close(srv.listener), 0), "closed outside a task, after the run");
+    eddy_loop_free(loop);
+}
+
+/* ---- accept when the process is out of descriptors ------------------------------------------ */
+
+struct emfile_accept {
+    eddy_sock *listener;
+    char buf[8];
+    ssize_t got;
+};
+
+static intptr_t emfile_acceptor(void *arg)
+{
+    struct emfile_accept *a = arg;
+    eddy_sock *conn;
+    int err = eddy_accept(a->listener, &conn);
+    if (err < 0) return err;
+    a->got = eddy_recv(conn, a->buf, 5);
+    eddy_sock_close(conn);
+    return 0;
+}
+
+static intptr_t emfile_main(void *arg)
+{
+    struct emfile_accept a = {0};
+    cr_assert(eq(int, eddy_tcp_listen(&a.listener, "127.0.0.1", 0, 0), 0));
+    eddy_task *t = eddy_spawn(NULL, emfile_acceptor, &a);
+    cr_assert(eq(int, eddy_sleep(10 * NS_PER_MS), 0)); /* the accept is pending */
+
+    /* A client socket made while descriptors remain; then none remain. */
+    int client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert(ge(int, client, 0));
+    struct rlimit orig, low;
+    cr_assert(eq(int, getrlimit(RLIMIT_NOFILE, &orig), 0));
+    int probe = dup(client);
+    close(probe);
+    low = orig;
+    low.rlim_cur = (rlim_t)probe + 8;
+    cr_assert(eq(int, setrlimit(RLIMIT_NOFILE, &low), 0));
+    int fillers[64], nfill = 0;
+    while (nfill < 64 && (fillers[nfill] = dup(client)) >= 0)
+        nfill++;
+    cr_assert(eq(int, errno, EMFILE));
+
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                              .sin_port = htons((uint16_t)eddy_sock_port(a.listener))};
+    cr_assert(eq(int, connect(client, (struct sockaddr *)&sin, sizeof(sin)), 0));
+
+    /* accept now fails with EMFILE and must back off instead of spinning. */
+    int64_t cpu_before = cpu_ns(), wall_before = wall_ns();
+    cr_assert(eq(int, eddy_sleep(300 * NS_PER_MS), 0));
+    int64_t cpu = cpu_ns() - cpu_before, wall = wall_ns() - wall_before;
+    cr_assert(not(eddy_future_done(eddy_task_future(t))), "accept gave up under EMFILE");
+    /* Backing off costs well under 1 ms of CPU here; spinning costs most of the wall time. */
+    cr_assert(lt(i64, cpu, wall / 10), "accept spun: %lld ms of CPU in %lld ms",
+              (long long)(cpu / NS_PER_MS), (long long)(wall / NS_PER_MS));
+
+    /* With descriptors available again, the waiting connection is accepted. */
+    cr_assert(eq(int, setrlimit(RLIMIT_NOFILE, &orig), 0));
+    cr_assert(eq(sz, (size_t)send(client, "hello", 5, 0), 5));
+    cr_assert(eq(int, eddy_task_join(t, NULL), 0));
+    cr_assert(eq(sz, (size_t)a.got, 5));
+    cr_assert(eq(int, memcmp(a.buf, "hello", 5), 0));
+    for (int i = 0; i < nfill; i++)
+        close(fillers[i]);
+    close(client);
+    eddy_sock_close(a.listener);
+    return 0;
+}
+
+Test(sockets, accept_backs_off_under_emfile, .timeout = TEST_TIMEOUT)
+{
+    cr_assert(eq(int, run_main(emfile_main, NULL), 0));
+}
+
+/* ---- bad input --------------------------------------------------------------------------------- */
+
+static intptr_t bad_input_main(void *arg)
+{
+    struct pair p = {0};
+    cr_assert(eq(int, pair_open(&p), 0));
+    char buf[8];
+    eddy_sock *s = NULL;
+    cr_assert(eq(int, eddy_tcp_listen(NULL, NULL, 0, 0), -EINVAL));
+    cr_assert(eq(int, eddy_tcp_connect(NULL, "127.0.0.1", 80), -EINVAL));
+    cr_assert(eq(int, eddy_tcp_connect(&s, NULL, 80), -EINVAL));
+    cr_assert(eq(int, eddy_tcp_connect(&s, "", 80), -EINVAL));
+    cr_assert(eq(int, eddy_tcp_connect(&s, "127.0.0.1", 0), -EINVAL));
+    cr_assert(eq(int, eddy_tcp_listen(&s, "not an address", 0, 0) < 0, 1));
+    cr_assert(eq(int, eddy_accept(NULL, &s), -EINVAL));
+    cr_assert(eq(int, eddy_accept(p.listener, NULL), -EINVAL));
+    cr_assert(eq(int, eddy_accept(p.client, &s), -EINVAL), "not a listener");
+    cr_assert(eq(sz, (size_t)eddy_recv(NULL, buf, 1), (size_t)-EINVAL));
+    cr_assert(eq(sz, (size_t)eddy_recv(p.client, NULL, 1), (size_t)-EINVAL));
+    cr_assert(eq(sz, (size_t)eddy_recv(p.client, buf, 0), (size_t)-EINVAL));
+    cr_assert(eq(sz, (size_t)eddy_send(NULL, buf, 1), (size_t)-EINVAL));
+    cr_assert(eq(sz, (size_t)eddy_send(p.client, NULL, 1), (size_t)-EINVAL));
+    cr_assert(eq(sz, (size_t)eddy_send(p.client, buf, 0), 0));
+    cr_assert(eq(int, eddy_sock_shutdown(p.client, 7), -EINVAL));
+    cr_assert(eq(int, eddy_sock_shutdown(NULL, EDDY_SHUT_WR), -EINVAL));
+    cr_assert(eq(sz, (size_t)eddy_sendto(p.client, "x", 1, NULL), (size_t)-EINVAL), "not UDP");
+    cr_assert(eq(sz, (size_t)eddy_recvfrom(p.client, buf, 1, NULL), (size_t)-EINVAL));
+    cr_assert(eq(int, eddy_udp_bind(NULL, NULL, 0), -EINVAL));
+    cr_assert(eq(int, eddy_sock_port(NULL), -EINVAL));
+    cr_assert(eq(int, (int)eddy_sock_fd(NULL), -EINVAL));
+    cr_assert(eq(int, eddy_sock_nodelay(NULL, true), -EINVAL));
+    cr_assert(eq(int, eddy_sock_close(NULL), -EINVAL));
+    cr_assert(eq(int, eddy_unix_listen(&s, NULL, 0), -EINVAL));
+    cr_assert(eq(int, eddy_unix_connect(&s, ""), -EINVAL));
+    char long_path[200];
+    memset(long_path, 'x', sizeof(long_path) - 1);
+    long_path[sizeof(long_path) - 1] = '\0';
+    cr_assert(eq(int, eddy_unix_connect(&s, long_path), -ENAMETOOLONG));
+    struct sockaddr_storage ss;
+    cr_assert(eq(int, eddy_addr_parse(&ss, "localhost", 1), -EINVAL), "numeric only");
+    cr_assert(eq(int, eddy_addr_parse(NULL, "127.0.0.1", 1), -EINVAL));
+    cr_assert(eq(int, eddy_addr_parse(&ss, "[::1]", 1), 0));
+    cr_assert(eq(int, ss.ss_family, AF_INET6));
+
+    /* TCP_NODELAY is on by default and can be turned off. */
+    int on = 0;
+    socklen_t len = sizeof(on);
+    getsockopt((int)eddy_sock_fd(p.client), IPPROTO_TCP, 1 /* TCP_NODELAY */, &on, &len);
+    cr_assert(eq(int, on, 1));
+    cr_assert(eq(int, eddy_sock_nodelay(p.client, false), 0));
+    getsockopt((int)eddy_sock_fd(p.client), IPPROTO_TCP, 1, &on, &len);
+    cr_assert(eq(int, on, 0));
+    pair_close(&p);
+    return 0;
+}
+
+Test(sockets, bad_input, .timeout = TEST_TIMEOUT)
+{
+    cr_assert(eq(int, run_main(bad_input_main, NULL), 0));
+}
+
+Test(sockets, outside_a_task_is_eperm)
+{
+    eddy_sock *s = NULL;
+    char buf[4];
+    cr_assert(eq(int, eddy_tcp_listen(&s, NULL, 0, 0), -EPERM));
+    cr_assert(eq(int, eddy_tcp_connect(&s, "127.0.0.1", 80), -EPERM));
+    cr_assert(eq(int, eddy_udp_bind(&s, NULL, 0), -EPERM));
+    cr_assert(eq(int, eddy_unix_listen(&s, "/tmp/x", 0), -EPERM));
+    cr_assert(eq(int, eddy_unix_connect(&s, "/tmp/x"), -EPERM));
+    cr_assert(eq(int, eddy_accept(NULL, &s), -EPERM));
+    cr_assert(eq(sz, (size_t)eddy_recv(NULL, buf, 4), (size_t)-EPERM));
+    cr_assert(eq(sz, (size_t)eddy_send(NULL, buf, 4), (size_t)-EPERM));
+    cr_assert(eq(ptr, s, NULL));
+}

@@ -1,0 +1,798 @@
+/* The io_uring backend: which backend a loop picks and how to force one; the
+ * fallback to epoll when io_uring_setup is refused (a seccomp filter); a tiny
+ * ring whose SQ fills and whose CQ overflows without losing a completion;
+ * 10 000 receives cancelled at random points while data flows, with every
+ * byte accounted for and no buffer written after its call ended; file ops
+ * done by the ring, not the thread pool; wakes from other threads; a loop
+ * created on one thread and run on another.
+ *
+ * This suite chooses its backends itself, so tests/run-tap.sh runs it once.
+ * Each test skips, saying why, when io_uring cannot run here. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "helpers.h"
+
+#if EDDY_TEST_HAVE_SECCOMP
+#include <seccomp.h>
+#endif
+
+/* Skips the test when a loop cannot run on io_uring here. */
+static void require_uring(void)
+{
+    eddy_loop_options opts = {.backend = "io_uring"};
+    eddy_loop *loop;
+    int err = eddy_loop_new(&loop, &opts);
+    if (err < 0) cr_skip_test("io_uring cannot run here: %s", eddy_strerror(err));
+    eddy_loop_free(loop);
+}
+
+static eddy_loop *uring_loop(unsigned queue_depth)
+{
+    eddy_loop_options opts = {.backend = "io_uring", .queue_depth = queue_depth};
+    eddy_loop *loop = NULL;
+    int err = eddy_loop_new(&loop, &opts);
+    cr_assert(eq(int, err, 0), "eddy_loop_new(io_uring): %s", eddy_strerror(err));
+    cr_assert(eq(str, (char *)eddy_loop_backend(loop), "io_uring"));
+    return loop;
+}
+
+/* Runs fn(arg) as a task on loop and returns its result (or join error). */
+static intptr_t run_on(eddy_loop *loop, eddy_task_fn fn, void *arg)
+{
+    intptr_t result = -1;
+    int err = run_task(loop, fn, arg, &result);
+    return err < 0 ? err : result;
+}
+
+/* xorshift64*: reproducible randomness for the races. */
+static uint64_t next_random(uint64_t *state)
+{
+    uint64_t x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* A connected TCP pair over loopback. Task-only. */
+static void tcp_pair(eddy_sock **a, eddy_sock **b)
+{
+    eddy_sock *listener;
+    cr_assert(eq(int, eddy_tcp_listen(&listener, "127.0.0.1", 0, 0), 0));
+    int port = eddy_sock_port(listener);
+    cr_assert(ge(int, port, 1));
+    cr_assert(eq(int, eddy_tcp_connect(a, "127.0.0.1", (uint16_t)port), 0));
+    cr_assert(eq(int, eddy_accept(listener, b), 0));
+    cr_assert(eq(int, eddy_sock_close(listener), 0));
+}
+
+/* ---- selection --------------------------------------------------------------- */
+
+Test(uring_selection, default_loop_picks_io_uring)
+{
+    require_uring();
+    unsetenv("EDDY_BACKEND");
+    eddy_loop *loop;
+    cr_assert(eq(int, eddy_loop_new(&loop, NULL), 0));
+    cr_assert(eq(str, (char *)eddy_loop_backend(loop), "io_uring"));
+    eddy_loop_free(loop);
+
+    eddy_loop_options automatic = {.backend = "auto"};
+    cr_assert(eq(int, eddy_loop_new(&loop, &automatic), 0));
+    cr_assert(eq(str, (char *)eddy_loop_backend(loop), "io_uring"));
+    eddy_loop_free(loop);
+}
+
+Test(uring_selection, environment_forces_a_backend)
+{
+    require_uring();
+    eddy_loop *loop;
+    setenv("EDDY_BACKEND", "epoll", 1);
+    cr_assert(eq(int, eddy_loop_new(&loop, NULL), 0));
+    cr_assert(eq(str, (char *)eddy_loop_backend(loop), "epoll"));
+    eddy_loop_free(loop);
+
+    setenv("EDDY_BACKEND", "io_uring", 1);
+    cr_assert(eq(int, eddy_loop_new(&loop, NULL), 0));
+    cr_assert(eq(str, (char *)eddy_loop_backend(loop), "io_uring"));
+    eddy_loop_free(loop);
+}
+
+Test(uring_selection, option_forces_a_backend_over_the_environment)
+{
+    require_uring();
+    eddy_loop *loop;
+    setenv("EDDY_BACKEND", "io_uring", 1);
+    eddy_loop_options epoll = {.backend = "epoll"};
+    cr_assert(eq(int, eddy_loop_new(&loop, &epoll), 0));
+    cr_assert(eq(str, (char *)eddy_loop_backend(loop), "epoll"));
+    eddy_loop_free(loop);
+
+    setenv("EDDY_BACKEND", "epoll", 1);
+    eddy_loop_options uring = {.backend = "io_uring"};
+    cr_assert(eq(int, eddy_loop_new(&loop, &uring), 0));
+    cr_assert(eq(str, (char *)eddy_loop_backend(loop), "io_uring"));
+    eddy_loop_free(loop);
+}
+
+/* ---- fallback when io_uring_setup is refused ------------------------------------ */
+
+/* Some socket traffic, to show the loop it fell back to works. */
+static intptr_t echo_once(void *arg)
+{
+    eddy_sock *a, *b;
+    tcp_pair(&a, &b);
+    char buf[8] = {0};
+    cr_assert(eq(sz, (size_t)eddy_send(a, "fallback", 8), 8));
+    cr_assert(eq(sz, (size_t)eddy_recv(b, buf, sizeof buf), 8));
+    cr_assert(eq(int, memcmp(buf, "fallback", 8), 0));
+    cr_assert(eq(int, eddy_sock_close(a), 0));
+    cr_assert(eq(int, eddy_sock_close(b), 0));
+    return 0;
+}
+
+/* With io_uring_setup failing with err: a default loop runs on epoll, a loop
+ * asking for io_uring by name (option or environment) gets err. */
+static void check_fallback(int err)
+{
+#if EDDY_TEST_HAVE_SECCOMP
+    require_uring();
+    unsetenv("EDDY_BACKEND");
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+    cr_assert(ne(ptr, ctx, NULL));
+    cr_assert(eq(int, seccomp_rule_add(ctx, SCMP_ACT_ERRNO(err), SCMP_SYS(io_uring_setup), 0), 0));
+    cr_assert(eq(int, seccomp_load(ctx), 0), "seccomp_load");
+    seccomp_release(ctx);
+
+    eddy_loop *loop;
+    eddy_loop_options uring = {.backend = "io_uring"};
+    int got = eddy_loop_new(&loop, &uring);
+    cr_assert(eq(int, got, -err), "io_uring by name: %s, expected %s", eddy_strerror(got),
+              eddy_strerror(-err));
+    cr_assert(eq(ptr, loop, NULL));
+    setenv("EDDY_BACKEND", "io_uring", 1);
+    cr_assert(eq(int, eddy_loop_new(&loop, NULL), -err),
+              "EDDY_BACKEND=io_uring does not fall back");
+    unsetenv("EDDY_BACKEND");
+
+    cr_assert(eq(int, eddy_loop_new(&loop, NULL), 0));
+    cr_assert(eq(str, (char *)eddy_loop_backend(loop), "epoll"), "the default loop fell back");
+    cr_assert(eq(int, (int)run_on(loop, echo_once, NULL), 0));
+    eddy_loop_free(loop);
+#else
+    (void)err;
+    cr_skip_test("built without libseccomp (install libseccomp-dev and reconfigure)");
+#endif
+}
+
+Test(uring_fallback, seccomp_eperm_falls_back_to_epoll)
+{
+    check_fallback(EPERM);
+}
+
+Test(uring_fallback, enosys_falls_back_to_epoll)
+{
+    check_fallback(ENOSYS);
+}
+
+Test(uring_fallback, enomem_falls_back_to_epoll)
+{
+    check_fallback(ENOMEM);
+}
+
+/* ---- a tiny ring: full SQ, CQ overflow ------------------------------------------- */
+
+#define TINY_SOCKETS 64
+#define TINY_ROUNDS  20
+
+struct tiny_reader {
+    eddy_sock *s;
+    int round;
+    char got[16];
+    ssize_t n;
+};
+
+/* Receives one message and echoes it: in the tiny ring, 64 completions land
+ * in one wait (the CQ holds 4) and 64 sends are queued in one iteration (the
+ * SQ holds 1). */
+static intptr_t tiny_echo(void *arg)
+{
+    struct tiny_reader *r = arg;
+    r->n = eddy_recv(r->s, r->got, sizeof r->got);
+    if (r->n <= 0) return r->n < 0 ? r->n : -EIO;
+    ssize_t sent = eddy_send(r->s, r->got, (size_t)r->n);
+    return sent < 0 ? sent : 0;
+}
+
+static intptr_t tiny_ring_main(void *arg)
+{
+    eddy_sock *near[TINY_SOCKETS], *far[TINY_SOCKETS];
+    for (int i = 0; i < TINY_SOCKETS; i++)
+        tcp_pair(&near[i], &far[i]);
+    struct tiny_reader readers[TINY_SOCKETS];
+    eddy_task *tasks[TINY_SOCKETS];
+    for (int round = 0; round < TINY_ROUNDS; round++) {
+        for (int i = 0; i < TINY_SOCKETS; i++) {
+            readers[i] = (struct tiny_reader){.s = far[i], .round = round};
+            tasks[i] = eddy_spawn(NULL, tiny_echo, &readers[i]);
+            cr_assert(ne(ptr, tasks[i], NULL));
+        }
+        for (int i = 0; i < 3; i++)
+            cr_assert(eq(int, eddy_yield(), 0)); /* every receive is in the kernel */
+        /* All messages at once, by plain syscalls: their completions arrive together. */
+        for (int i = 0; i < TINY_SOCKETS; i++) {
+            char msg[16];
+            int len = snprintf(msg, sizeof msg, "r%d-s%d", round, i);
+            cr_assert(
+                eq(sz, (size_t)send((int)eddy_sock_fd(near[i]), msg, (size_t)len, 0), (size_t)len));
+        }
+        for (int i = 0; i < TINY_SOCKETS; i++) {
+            intptr_t result = -1;
+            cr_assert(eq(int, eddy_task_join(tasks[i], &result), 0));
+            cr_assert(eq(int, (int)result, 0), "reader %d: %s", i, eddy_strerror((int)result));
+        }
+        for (int i = 0; i < TINY_SOCKETS; i++) {
+            char expected[16], echo[16];
+            int len = snprintf(expected, sizeof expected, "r%d-s%d", round, i);
+            cr_assert(eq(sz, (size_t)readers[i].n, (size_t)len));
+            cr_assert(eq(int, memcmp(readers[i].got, expected, (size_t)len), 0));
+            cr_assert(eq(sz, (size_t)eddy_recv(near[i], echo, sizeof echo), (size_t)len));
+            cr_assert(eq(int, memcmp(echo, expected, (size_t)len), 0));
+        }
+    }
+    for (int i = 0; i < TINY_SOCKETS; i++) {
+        cr_assert(eq(int, eddy_sock_close(near[i]), 0));
+        cr_assert(eq(int, eddy_sock_close(far[i]), 0));
+    }
+    return 0;
+}
+
+Test(uring_tiny_ring, full_sq_and_cq_overflow_lose_nothing, .timeout = TEST_TIMEOUT)
+{
+    require_uring();
+    eddy_loop *loop = uring_loop(1);
+    cr_assert(eq(int, (int)run_on(loop, tiny_ring_main, NULL), 0));
+    eddy_loop_free(loop);
+}
+
+#define TINY_FILE_READERS 128
+
+struct file_part {
+    eddy_file *f;
+    int index;
+    char buf[8];
+};
+
+static intptr_t read_part(void *arg)
+{
+    struct file_part *p = arg;
+    return eddy_file_read(p->f, p->buf, sizeof p->buf, (int64_t)p->index * 8);
+}
+
+static intptr_t tiny_file_main(void *path)
+{
+    eddy_file *f;
+    cr_assert(eq(int, eddy_file_open(&f, path, O_CREAT | O_TRUNC | O_RDWR, 0600), 0));
+    char data[TINY_FILE_READERS * 8 + 1];
+    for (int i = 0; i < TINY_FILE_READERS; i++)
+        snprintf(data + i * 8, 9, "%07d|", i);
+    cr_assert(eq(sz, (size_t)eddy_file_write(f, data, TINY_FILE_READERS * 8, 0),
+                 (size_t)TINY_FILE_READERS * 8));
+    struct file_part parts[TINY_FILE_READERS];
+    eddy_task *tasks[TINY_FILE_READERS];
+    for (int i = 0; i < TINY_FILE_READERS; i++) {
+        parts[i] = (struct file_part){.f = f, .index = i};
+        tasks[i] = eddy_spawn(NULL, read_part, &parts[i]);
+    }
+    for (int i = 0; i < TINY_FILE_READERS; i++) {
+        intptr_t n = -1;
+        cr_assert(eq(int, eddy_task_join(tasks[i], &n), 0));
+        cr_assert(eq(int, (int)n, 8));
+        cr_assert(eq(int, memcmp(parts[i].buf, data + i * 8, 8), 0), "part %d", i);
+    }
+    cr_assert(eq(int, eddy_file_close(f), 0));
+    cr_assert(eq(int, eddy_fs_unlink(path), 0));
+    return 0;
+}
+
+Test(uring_tiny_ring, concurrent_file_reads_lose_nothing, .timeout = TEST_TIMEOUT)
+{
+    require_uring();
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/eddy-uring-tiny-%d", (int)getpid());
+    eddy_loop *loop = uring_loop(2);
+    cr_assert(eq(int, (int)run_on(loop, tiny_file_main, path), 0));
+    eddy_loop_free(loop);
+}
+
+/* ---- cancellation race ------------------------------------------------------------- */
+
+#define RACE_PAIRS        50
+#define RACE_OPS_PER_PAIR 200 /* 10 000 receives in all */
+#define RACE_CHUNK        64
+#define RACE_STREAM       (RACE_OPS_PER_PAIR * 8)
+#define SENTINEL          0xFF /* never in the stream */
+
+static uint8_t stream_byte(int pair, size_t k)
+{
+    return (uint8_t)((k * 31 + (size_t)pair * 7) % 251);
+}
+
+struct race_pair {
+    int id;
+    eddy_sock *reader, *writer;
+    uint64_t rng;
+    uint8_t got[RACE_STREAM];
+    size_t got_len;
+    bool damaged;
+    unsigned unstarted, cancelled_in_flight, completed, won_after_cancel, eofs;
+};
+
+/* One receive into a buffer on this task's own stack, which is gone as soon
+ * as the task ends: the backend must be done with it by then. */
+struct race_call {
+    eddy_sock *s;
+    bool started;
+    bool damaged;
+    uint8_t out[RACE_CHUNK];
+};
+
+static intptr_t race_recv(void *arg)
+{
+    struct race_call *c = arg;
+    c->started = true;
+    uint8_t buf[RACE_CHUNK + 16];
+    memset(buf, SENTINEL, sizeof buf);
+    ssize_t n = eddy_recv(c->s, buf, RACE_CHUNK);
+    size_t valid = n > 0 ? (size_t)n : 0;
+    for (size_t i = valid; i < sizeof buf; i++)
+        if (buf[i] != SENTINEL) c->damaged = true; /* written beyond what was reported */
+    memcpy(c->out, buf, valid);
+    return n;
+}
+
+static void race_take(struct race_pair *p, const uint8_t *data, size_t n)
+{
+    cr_assert(le(sz, p->got_len + n, (size_t)RACE_STREAM), "pair %d: more bytes than sent", p->id);
+    memcpy(p->got + p->got_len, data, n);
+    p->got_len += n;
+}
+
+/* Waits for a random moment, then cancels t: before it starts, with its
+ * receive queued but not yet submitted, in the kernel, or racing the data. */
+static bool race_cancel_at_random(struct race_pair *p, eddy_task *t)
+{
+    uint64_t r = next_random(&p->rng);
+    switch (r % 6) {
+    case 0:
+        break;
+    case 1:
+    case 2:
+        for (unsigned i = 0; i < 1 + (r >> 8) % 4; i++)
+            (void)eddy_yield();
+        break;
+    case 3:
+        (void)eddy_sleep((int64_t)((r >> 8) % 50000));
+        break;
+    default:
+        return false; /* left to complete */
+    }
+    eddy_task_cancel(t);
+    return true;
+}
+
+static intptr_t race_reader(void *arg)
+{
+    struct race_pair *p = arg;
+    bool eof = false;
+    for (int op = 0; op < RACE_OPS_PER_PAIR; op++) {
+        struct race_call c = {.s = p->reader};
+        eddy_task *t = eddy_spawn(NULL, race_recv, &c);
+        cr_assert(ne(ptr, t, NULL));
+        bool cancelled = race_cancel_at_random(p, t);
+        intptr_t n = -1;
+        int err = eddy_task_join(t, &n);
+        if (c.damaged) p->damaged = true;
+        if (!c.started) {
+            cr_assert(eq(int, err, -ECANCELED));
+            p->unstarted++;
+        } else if (err == -ECANCELED) {
+            cr_assert(cancelled, "pair %d: a receive nobody cancelled was cancelled", p->id);
+            p->cancelled_in_flight++;
+        } else {
+            cr_assert(eq(int, err, 0), "pair %d: %s", p->id, eddy_strerror(err));
+            cr_assert(ge(int, (int)n, 0), "pair %d: %s", p->id, eddy_strerror((int)n));
+            race_take(p, c.out, (size_t)n);
+            eof = eof || n == 0;
+            p->eofs += n == 0;
+            p->completed++;
+            if (cancelled && n > 0) p->won_after_cancel++;
+        }
+    }
+    while (!eof) { /* what is left of the stream */
+        uint8_t buf[RACE_CHUNK];
+        ssize_t n = eddy_recv(p->reader, buf, sizeof buf);
+        cr_assert(ge(int, (int)n, 0), "pair %d: %s", p->id, eddy_strerror((int)n));
+        race_take(p, buf, (size_t)n);
+        eof = n == 0;
+    }
+    return 0;
+}
+
+static intptr_t race_writer(void *arg)
+{
+    struct race_pair *p = arg;
+    uint64_t rng = p->rng ^ 0x9E3779B97F4A7C15ULL;
+    uint8_t buf[128];
+    size_t k = 0;
+    while (k < RACE_STREAM) {
+        uint64_t r = next_random(&rng);
+        size_t n = 1 + r % 16;
+        if (n > RACE_STREAM - k) n = RACE_STREAM - k;
+        for (size_t i = 0; i < n; i++)
+            buf[i] = stream_byte(p->id, k + i);
+        cr_assert(eq(sz, (size_t)eddy_send(p->writer, buf, n), n));
+        k += n;
+        if ((r >> 16) % 8 != 0) /* the reader often finds nothing and waits */
+            (void)eddy_sleep((int64_t)((r >> 20) % 1000000));
+        else
+            (void)eddy_yield();
+    }
+    return eddy_sock_shutdown(p->writer, EDDY_SHUT_WR);
+}
+
+static intptr_t race_main(void *arg)
+{
+    struct race_pair *pairs = arg;
+    eddy_task *tasks[2 * RACE_PAIRS];
+    for (int i = 0; i < RACE_PAIRS; i++) {
+        tcp_pair(&pairs[i].writer, &pairs[i].reader);
+        tasks[2 * i] = eddy_spawn(NULL, race_reader, &pairs[i]);
+        tasks[2 * i + 1] = eddy_spawn(NULL, race_writer, &pairs[i]);
+    }
+    for (int i = 0; i < 2 * RACE_PAIRS; i++) {
+        intptr_t result = -1;
+        cr_assert(eq(int, eddy_task_join(tasks[i], &result), 0));
+        cr_assert(eq(int, (int)result, 0));
+    }
+    for (int i = 0; i < RACE_PAIRS; i++) {
+        cr_assert(eq(int, eddy_sock_close(pairs[i].reader), 0));
+        cr_assert(eq(int, eddy_sock_close(pairs[i].writer), 0));
+    }
+    return 0;
+}
+
+Test(uring_cancel, ten_thousand_receives_cancelled_at_random, .timeout = TEST_TIMEOUT)
+{
+    require_uring();
+    uint64_t seed = (uint64_t)wall_ns() | 1;
+    cr_log_info("seed %llu", (unsigned long long)seed);
+    struct race_pair *pairs = calloc(RACE_PAIRS, sizeof *pairs);
+    cr_assert(ne(ptr, pairs, NULL));
+    for (int i = 0; i < RACE_PAIRS; i++) {
+        pairs[i].id = i;
+        pairs[i].rng = seed + (uint64_t)i * 0x9E3779B97F4A7C15ULL;
+        if (!pairs[i].rng) pairs[i].rng = 1;
+    }
+    eddy_loop *loop = uring_loop(0);
+    cr_assert(eq(int, (int)run_on(loop, race_main, pairs), 0));
+    eddy_loop_free(loop);
+
+    unsigned unstarted = 0, in_flight = 0, completed = 0, won = 0, eofs = 0;
+    for (int i = 0; i < RACE_PAIRS; i++) {
+        struct race_pair *p = &pairs[i];
+        cr_assert(not(p->damaged), "pair %d: a buffer was written beyond its result", i);
+        cr_assert(eq(sz, p->got_len, (size_t)RACE_STREAM), "pair %d: bytes lost", i);
+        for (size_t k = 0; k < RACE_STREAM; k++)
+            cr_assert(eq(u8, p->got[k], stream_byte(i, k)), "pair %d: byte %zu", i, k);
+        unstarted += p->unstarted;
+        in_flight += p->cancelled_in_flight;
+        completed += p->completed;
+        won += p->won_after_cancel;
+        eofs += p->eofs;
+    }
+    cr_assert(eq(u32, unstarted + in_flight + completed, RACE_PAIRS * RACE_OPS_PER_PAIR));
+    cr_assert(ge(u32, in_flight, 1), "no receive was cancelled in flight (seed %llu)",
+              (unsigned long long)seed);
+    cr_log_info("cancelled before starting %u, in flight %u; completed %u (%u with data despite a "
+                "cancel, %u at the end of the stream)",
+                unstarted, in_flight, completed, won, eofs);
+    free(pairs);
+}
+
+/* ---- file ops go through the ring -------------------------------------------------- */
+
+/* A gate that holds the pool's only worker. */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool open, entered;
+} gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false};
+
+static intptr_t gate_hold(void *unused)
+{
+    pthread_mutex_lock(&gate.lock);
+    gate.entered = true;
+    while (!gate.open)
+        pthread_cond_wait(&gate.cond, &gate.lock);
+    pthread_mutex_unlock(&gate.lock);
+    return 7;
+}
+
+static bool gate_entered(void)
+{
+    pthread_mutex_lock(&gate.lock);
+    bool entered = gate.entered;
+    pthread_mutex_unlock(&gate.lock);
+    return entered;
+}
+
+static void gate_open(void)
+{
+    pthread_mutex_lock(&gate.lock);
+    gate.open = true;
+    pthread_cond_broadcast(&gate.cond);
+    pthread_mutex_unlock(&gate.lock);
+}
+
+static intptr_t hold_worker(void *unused)
+{
+    intptr_t v = 0;
+    int err = eddy_to_thread(gate_hold, NULL, &v);
+    return err < 0 ? err : v;
+}
+
+/* This process's threads, not counting the kernel's io_uring workers (which
+ * are named iou-wrk-* / iou-sqp-*). */
+static int user_threads(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    cr_assert(ne(ptr, d, NULL));
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char path[64], comm[32] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue; /* ended meanwhile */
+        if (!fgets(comm, sizeof comm, f)) comm[0] = '\0';
+        fclose(f);
+        if (strncmp(comm, "iou-", 4) != 0) n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static void expect_same_stat(const struct stat *a, const struct stat *b)
+{
+    cr_expect(eq(u64, (uint64_t)a->st_dev, (uint64_t)b->st_dev));
+    cr_expect(eq(u64, (uint64_t)a->st_ino, (uint64_t)b->st_ino));
+    cr_expect(eq(u32, (uint32_t)a->st_mode, (uint32_t)b->st_mode));
+    cr_expect(eq(u64, (uint64_t)a->st_nlink, (uint64_t)b->st_nlink));
+    cr_expect(eq(u32, (uint32_t)a->st_uid, (uint32_t)b->st_uid));
+    cr_expect(eq(u32, (uint32_t)a->st_gid, (uint32_t)b->st_gid));
+    cr_expect(eq(u64, (uint64_t)a->st_rdev, (uint64_t)b->st_rdev));
+    cr_expect(eq(i64, (int64_t)a->st_size, (int64_t)b->st_size));
+    cr_expect(eq(i64, (int64_t)a->st_blksize, (int64_t)b->st_blksize));
+    cr_expect(eq(i64, (int64_t)a->st_blocks, (int64_t)b->st_blocks));
+    cr_expect(eq(i64, (int64_t)a->st_mtim.tv_sec, (int64_t)b->st_mtim.tv_sec));
+    cr_expect(eq(i64, (int64_t)a->st_mtim.tv_nsec, (int64_t)b->st_mtim.tv_nsec));
+    cr_expect(eq(i64, (int64_t)a->st_ctim.tv_nsec, (int64_t)b->st_ctim.tv_nsec));
+    cr_expect(eq(i64, (int64_t)a->st_atim.tv_nsec, (int64_t)b->st_atim.tv_nsec));
+}
+
+/* Every file op, each checked against the system's own answer. */
+static intptr_t file_ops(void *dir_arg)
+{
+    const char *dir = dir_arg;
+    char path[128], moved[128], sub[128], link[128];
+    snprintf(path, sizeof path, "%s/data", dir);
+    snprintf(moved, sizeof moved, "%s/moved", dir);
+    snprintf(sub, sizeof sub, "%s/sub", dir);
+    snprintf(link, sizeof link, "%s/link", dir);
+
+    eddy_file *f;
+    cr_assert(eq(int, eddy_file_open(&f, path, O_CREAT | O_EXCL | O_RDWR, 0640), 0));
+    int flags = fcntl((int)eddy_file_fd(f), F_GETFD);
+    cr_assert(flags & FD_CLOEXEC, "O_CLOEXEC is added");
+    cr_assert(eq(sz, (size_t)eddy_file_write(f, "hello, ring", 11, -1), 11));
+    cr_assert(eq(sz, (size_t)eddy_file_write(f, "!", 1, -1), 1), "offset -1: the position");
+    cr_assert(eq(int, eddy_file_sync(f), 0));
+    char buf[32] = {0};
+    cr_assert(eq(sz, (size_t)eddy_file_read(f, buf, sizeof buf, 7), 5));
+    cr_assert(eq(int, memcmp(buf, "ring!", 5), 0));
+    cr_assert(eq(sz, (size_t)eddy_file_read(f, buf, sizeof buf, 100), 0), "past the end");
+
+    struct stat ours, theirs;
+    cr_assert(eq(int, eddy_file_stat(f, &ours), 0));
+    cr_assert(eq(int, fstat((int)eddy_file_fd(f), &theirs), 0));
+    expect_same_stat(&ours, &theirs);
+    cr_assert(eq(i64, (int64_t)ours.st_size, 12));
+
+    cr_assert(eq(int, symlink(path, link), 0));
+    cr_assert(eq(int, eddy_fs_stat(link, &ours), 0), "stat follows symlinks");
+    cr_assert(eq(int, stat(link, &theirs), 0));
+    expect_same_stat(&ours, &theirs);
+    cr_assert(eq(u32, (uint32_t)(ours.st_mode & S_IFMT), (uint32_t)S_IFREG));
+    cr_assert(eq(int, eddy_fs_stat(dir, &ours), 0));
+    cr_assert(eq(int, stat(dir, &theirs), 0));
+    expect_same_stat(&ours, &theirs);
+
+    cr_assert(eq(int, eddy_file_close(f), 0));
+    cr_assert(eq(int, eddy_fs_rename(path, moved), 0));
+    cr_assert(eq(int, eddy_fs_stat(path, &ours), -ENOENT));
+    cr_assert(eq(int, eddy_fs_mkdir(sub, 0700), 0));
+    cr_assert(eq(int, eddy_fs_mkdir(sub, 0700), -EEXIST));
+    cr_assert(eq(int, eddy_fs_stat(sub, &ours), 0));
+    cr_assert(eq(u32, (uint32_t)(ours.st_mode & S_IFMT), (uint32_t)S_IFDIR));
+    cr_assert(eq(int, eddy_fs_rmdir(sub), 0));
+    cr_assert(eq(int, eddy_file_open(&f, path, O_RDONLY, 0), -ENOENT));
+    cr_assert(eq(int, eddy_fs_unlink(link), 0));
+    cr_assert(eq(int, eddy_fs_unlink(moved), 0));
+    cr_assert(eq(int, eddy_fs_unlink(moved), -ENOENT));
+    return 0;
+}
+
+static intptr_t ring_files_main(void *dir)
+{
+    eddy_task *holder = eddy_spawn(NULL, hold_worker, NULL);
+    for (int i = 0; i < 5000 && !gate_entered(); i++)
+        cr_assert(eq(int, eddy_sleep(NS_PER_MS), 0));
+    cr_assert(gate_entered(), "the pool's worker never started");
+    int threads = user_threads();
+
+    /* Were any of these in the pool, they would queue behind the held worker. */
+    eddy_task *ops = eddy_spawn(NULL, file_ops, dir);
+    int err = eddy_await_timeout(eddy_task_future(ops), 10 * NS_PER_SEC, NULL);
+    cr_assert(eq(int, err, 0), "file ops: %s (waiting for the thread pool?)", eddy_strerror(err));
+    cr_assert(eq(int, eddy_task_join(ops, NULL), 0));
+    cr_assert(eq(int, user_threads(), threads), "no thread was started for the file ops");
+
+    gate_open();
+    intptr_t v = 0;
+    cr_assert(eq(int, eddy_task_join(holder, &v), 0));
+    cr_assert(eq(int, (int)v, 7));
+    return 0;
+}
+
+Test(uring_files, file_ops_go_through_the_ring_not_the_pool, .timeout = TEST_TIMEOUT)
+{
+    require_uring();
+    setenv("EDDY_THREADPOOL_SIZE", "1", 1);
+    char dir[64];
+    snprintf(dir, sizeof dir, "/tmp/eddy-uring-XXXXXX");
+    cr_assert(ne(ptr, mkdtemp(dir), NULL));
+    eddy_loop *loop = uring_loop(0);
+    cr_assert(eq(int, (int)run_on(loop, ring_files_main, dir), 0));
+    eddy_loop_free(loop);
+    cr_assert(eq(int, rmdir(dir), 0));
+}
+
+/* A FIFO read is withdrawn from the kernel, not waited for. */
+struct fifo_read {
+    eddy_file *f;
+    char buf[16];
+};
+
+static intptr_t fifo_read(void *arg)
+{
+    struct fifo_read *r = arg;
+    return eddy_file_read(r->f, r->buf, sizeof r->buf, -1);
+}
+
+static intptr_t cancel_fifo_main(void *path)
+{
+    cr_assert(eq(int, mkfifo(path, 0600), 0));
+    struct fifo_read r;
+    memset(r.buf, SENTINEL, sizeof r.buf);
+    cr_assert(eq(int, eddy_file_open(&r.f, path, O_RDWR, 0), 0));
+    eddy_task *t = eddy_spawn(NULL, fifo_read, &r);
+    cr_assert(eq(int, eddy_sleep(10 * NS_PER_MS), 0));
+    cr_assert(not(eddy_future_done(eddy_task_future(t))));
+    cr_assert(eddy_task_cancel(t));
+    cr_assert(eq(int, eddy_task_join(t, NULL), -ECANCELED));
+    for (size_t i = 0; i < sizeof r.buf; i++)
+        cr_assert(eq(u8, (uint8_t)r.buf[i], SENTINEL), "the cancelled read wrote");
+    /* The FIFO still works, and nothing was consumed by the cancelled read. */
+    cr_assert(eq(sz, (size_t)write((int)eddy_file_fd(r.f), "late", 4), 4));
+    char buf[8];
+    cr_assert(eq(sz, (size_t)eddy_file_read(r.f, buf, sizeof buf, -1), 4));
+    cr_assert(eq(int, memcmp(buf, "late", 4), 0));
+    cr_assert(eq(int, eddy_file_close(r.f), 0));
+    cr_assert(eq(int, eddy_fs_unlink(path), 0));
+    return 0;
+}
+
+Test(uring_files, cancelled_fifo_read_is_withdrawn, .timeout = TEST_TIMEOUT)
+{
+    require_uring();
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/eddy-uring-fifo-%d", (int)getpid());
+    eddy_loop *loop = uring_loop(0);
+    cr_assert(eq(int, (int)run_on(loop, cancel_fifo_main, path), 0));
+    eddy_loop_free(loop);
+}
+
+/* ---- threads ---------------------------------------------------------------------- */
+
+#define WAKE_THREADS 4
+#define WAKES_EACH   5000
+
+struct wake_count {
+    eddy_loop *loop;
+    atomic_int ran;
+    atomic_int failed; /* calls refused (asserting is for the test's own thread) */
+};
+
+static void count_wake(void *arg)
+{
+    struct wake_count *w = arg;
+    if (atomic_fetch_add(&w->ran, 1) + 1 == WAKE_THREADS * WAKES_EACH) eddy_loop_stop(w->loop);
+}
+
+static void *wake_thread(void *arg)
+{
+    struct wake_count *w = arg;
+    for (int i = 0; i < WAKES_EACH; i++) {
+        if (eddy_call_soon_threadsafe(w->loop, count_wake, w) < 0) atomic_fetch_add(&w->failed, 1);
+        if (i % 64 == 0) usleep(50);
+    }
+    return NULL;
+}
+
+static intptr_t wait_forever(void *arg)
+{
+    eddy_future *f = eddy_future_new(NULL);
+    int err = eddy_await(f, NULL); /* ends when the loop is freed */
+    eddy_future_unref(f);
+    return err;
+}
+
+/* The loop sleeps in the ring with nothing else to do; wakes from other
+ * threads each get it out, and the eventfd read is rearmed every time. */
+Test(uring_threads, wakes_from_other_threads, .timeout = TEST_TIMEOUT)
+{
+    require_uring();
+    struct wake_count w = {.loop = uring_loop(0)};
+    atomic_init(&w.ran, 0);
+    atomic_init(&w.failed, 0);
+    eddy_task *t = eddy_spawn(w.loop, wait_forever, NULL);
+    pthread_t threads[WAKE_THREADS];
+    for (int i = 0; i < WAKE_THREADS; i++)
+        cr_assert(eq(int, pthread_create(&threads[i], NULL, wake_thread, &w), 0));
+    cr_assert(eq(int, eddy_loop_run(w.loop), 0));
+    for (int i = 0; i < WAKE_THREADS; i++)
+        pthread_join(threads[i], NULL);
+    cr_assert(eq(int, atomic_load(&w.failed), 0));
+    cr_assert(eq(int, atomic_load(&w.ran), WAKE_THREADS *WAKES_EACH));
+    eddy_task_detach(t);
+    eddy_loop_free(w.loop);
+}
+
+static void *run_loop_thread(void *loop)
+{
+    return (void *)(intptr_t)run_on(loop, echo_once, NULL);
+}
+
+/* The ring is set up disabled and bound to the first thread that runs it. */
+Test(uring_threads, loop_created_here_runs_there, .timeout = TEST_TIMEOUT)
+{
+    require_uring();
+    eddy_loop *loop = uring_loop(0);
+    pthread_t thread;
+    cr_assert(eq(int, pthread_create(&thread, NULL, run_loop_thread, loop), 0));
+    void *result = (void *)1;
+    pthread_join(thread, &result);
+    cr_assert(eq(ptr, result, NULL));
+    eddy_loop_free(loop);
+}
