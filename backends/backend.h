@@ -118,6 +118,9 @@ struct eddy_backend_ops {
     /* Whether this backend handles kind natively (else lib/ routes file ops
      * and EDDY_OP_WORK to the thread pool). */
     bool (*handles)(const struct eddy_backend *b, enum eddy_op_kind kind);
+    /* What this initialised instance offers on this machine (its probe's
+     * answer): never more than the code does. lib/caps.c holds the static table. */
+    eddy_support (*supports)(const struct eddy_backend *b, eddy_cap cap);
 };
 
 struct eddy_backend {

@@ -435,6 +435,26 @@ static int epoll_init(struct eddy_backend *b, const eddy_loop_options *opts)
     return 0;
 }
 
+/* The same on every Linux: nothing here depends on the kernel's version. */
+static eddy_support epoll_supports(const struct eddy_backend *b, eddy_cap cap)
+{
+    switch (cap) {
+    case EDDY_CAP_TCP:
+    case EDDY_CAP_UDP:
+    case EDDY_CAP_UNIX_SOCKETS:
+    case EDDY_CAP_TIMERS: /* the loop's timers, as epoll_wait's timeout */
+    case EDDY_CAP_CANCEL:
+    case EDDY_CAP_WAKEUP: /* the eventfd */
+        return EDDY_NATIVE;
+    case EDDY_CAP_FILE_IO: /* handles() sends file ops to the thread pool */
+    case EDDY_CAP_DNS:     /* getaddrinfo in the thread pool */
+        return EDDY_EMULATED;
+    default: /* watch_fd, signals, subprocess, zero-copy send, sendfile: not
+                implemented yet; multishot ops and buffer rings: io_uring only */
+        return EDDY_NONE;
+    }
+}
+
 const struct eddy_backend_ops eddy__epoll_backend = {
     .name = "epoll",
     .init = epoll_init,
@@ -444,4 +464,5 @@ const struct eddy_backend_ops eddy__epoll_backend = {
     .poll = epoll_poll,
     .wake = epoll_wake,
     .handles = epoll_handles,
+    .supports = epoll_supports,
 };

@@ -38,6 +38,15 @@
 
 #include "backend.h"
 
+/* Memcheck cannot see what the kernel writes through the ring: each
+ * completion marks the bytes it wrote as defined. */
+#if HAVE_VALGRIND_VALGRIND_H
+#include <valgrind/memcheck.h>
+#define MARK_DEFINED(addr, len) VALGRIND_MAKE_MEM_DEFINED((addr), (len))
+#else
+#define MARK_DEFINED(addr, len) ((void)(addr), (void)(len))
+#endif
+
 #define DEFAULT_SQ_ENTRIES 256
 #define CQ_PER_SQ          4
 /* The kernel's own cap on one read or write (MAX_RW_COUNT); SQE lengths are 32 bits. */
@@ -297,9 +306,43 @@ static int finish_now(struct eddy_op *op, int64_t result)
     return EDDY_OP_DONE;
 }
 
+/* The bytes a successful op had the kernel write into the caller's memory. */
+static void mark_written(struct eddy_op *op, int64_t result)
+{
+    switch (op->kind) {
+    case EDDY_OP_RECV:
+    case EDDY_OP_READ:
+        MARK_DEFINED(op->u.io.buf, (size_t)result);
+        break;
+    case EDDY_OP_RECVMSG: {
+        struct msghdr *msg = op->u.msg.msg;
+        size_t left = (size_t)result;
+        for (size_t i = 0; i < msg->msg_iovlen && left > 0; i++) {
+            size_t n = msg->msg_iov[i].iov_len < left ? msg->msg_iov[i].iov_len : left;
+            MARK_DEFINED(msg->msg_iov[i].iov_base, n);
+            left -= n;
+        }
+        MARK_DEFINED(msg, sizeof *msg);
+        if (msg->msg_name) MARK_DEFINED(msg->msg_name, msg->msg_namelen);
+        if (msg->msg_control) MARK_DEFINED(msg->msg_control, msg->msg_controllen);
+        break;
+    }
+    case EDDY_OP_ACCEPT:
+        if (op->u.addr.addrlen) {
+            MARK_DEFINED(op->u.addr.addrlen, sizeof *op->u.addr.addrlen);
+            if (op->u.addr.addr) MARK_DEFINED(op->u.addr.addr, *op->u.addr.addrlen);
+        }
+        break;
+    case EDDY_OP_STAT:
+        MARK_DEFINED(&op_slot(op)->stx, sizeof(struct statx));
+        break;
+    }
+}
+
 static void finish(struct eddy_backend *b, struct eddy_op *op, int64_t result)
 {
     struct uring_state *s = b->impl;
+    if (result >= 0) mark_written(op, result);
     if (op->kind == EDDY_OP_STAT) {
         struct stat_slot *slot = op_slot(op);
         if (result == 0) stat_from_statx(op->u.path.statbuf, &slot->stx);
@@ -327,6 +370,7 @@ static int handle_cqe(struct eddy_backend *b, const struct io_uring_cqe *cqe)
     struct uring_state *s = b->impl;
     uint64_t tag = io_uring_cqe_get_data64(cqe);
     if (tag == WAKE_TAG) {
+        MARK_DEFINED(&s->wake_value, sizeof s->wake_value);
         s->wake_armed = false;
         atomic_store(&s->wake_pending, false);
         return 0;
@@ -606,6 +650,33 @@ static int uring_init(struct eddy_backend *b, const eddy_loop_options *opts)
     return 0;
 }
 
+/* What this ring offers, from its probe at init. Sockets, cancellation and
+ * the wake READ use opcodes init requires; file I/O is native when every file
+ * op has its opcode here, else partly in the thread pool. */
+static eddy_support uring_supports(const struct eddy_backend *b, eddy_cap cap)
+{
+    const struct uring_state *s = b->impl;
+    switch (cap) {
+    case EDDY_CAP_TCP:
+    case EDDY_CAP_UDP:
+    case EDDY_CAP_UNIX_SOCKETS:
+    case EDDY_CAP_TIMERS: /* the loop's timers, as the wait's timeout */
+    case EDDY_CAP_CANCEL:
+    case EDDY_CAP_WAKEUP:
+        return EDDY_NATIVE;
+    case EDDY_CAP_FILE_IO:
+        for (unsigned kind = EDDY_OP_READ; kind <= EDDY_OP_MKDIR; kind++)
+            if (!s->native[kind]) return EDDY_EMULATED;
+        return EDDY_NATIVE;
+    case EDDY_CAP_DNS: /* getaddrinfo in the thread pool */
+        return EDDY_EMULATED;
+    default: /* watch_fd, signals, subprocess, sendfile; multishot accept and
+                recv, buffer rings, send_zc: not implemented yet (once they are,
+                answer from the probe) */
+        return EDDY_NONE;
+    }
+}
+
 const struct eddy_backend_ops eddy__uring_backend = {
     .name = "io_uring",
     .init = uring_init,
@@ -615,4 +686,5 @@ const struct eddy_backend_ops eddy__uring_backend = {
     .poll = uring_poll,
     .wake = uring_wake,
     .handles = uring_handles,
+    .supports = uring_supports,
 };

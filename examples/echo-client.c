@@ -80,8 +80,9 @@ static intptr_t client_main(void *arg)
     free(msg);
     free(echo);
     if (i < c->count) return 1;
-    printf("echo-client: %ld messages of %zu bytes to %s:%u echoed intact in %.1f ms (backend %s)\n",
-           c->count, c->size, c->host, c->port, (double)elapsed / 1e6, eddy_loop_backend(loop));
+    printf(
+        "echo-client: %ld messages of %zu bytes to %s:%u echoed intact in %.1f ms (backend %s)\n",
+        c->count, c->size, c->host, c->port, (double)elapsed / 1e6, eddy_loop_backend(loop));
     return 0;
 }
 

@@ -309,6 +309,51 @@ EDDY_API EDDY_NODISCARD int eddy_fs_mkdir(const char *path, int mode);
  * -ECANCELED), -EPERM outside a task, -EINVAL for NULL fn. */
 EDDY_API int eddy_to_thread(intptr_t (*fn)(void *arg), void *arg, intptr_t *result);
 
+/* ---- capabilities ----------------------------------------------------------- */
+
+/* What a backend offers, per capability (docs/capabilities.md, docs/platforms.md).
+ * An op whose capability is EDDY_NONE on the loop's backend returns -ENOTSUP. */
+
+/* How a capability is offered: not at all, emulated (e.g. through the thread
+ * pool), or by the backend itself. */
+typedef enum eddy_support { EDDY_NONE = 0, EDDY_EMULATED = 1, EDDY_NATIVE = 2 } eddy_support;
+/* What a program may need. Grows at the end only, before EDDY_CAP_COUNT. */
+typedef enum eddy_cap {
+    EDDY_CAP_TCP,
+    EDDY_CAP_UDP,
+    EDDY_CAP_UNIX_SOCKETS,
+    EDDY_CAP_FILE_IO,
+    EDDY_CAP_TIMERS,
+    EDDY_CAP_CANCEL,
+    EDDY_CAP_WAKEUP,
+    EDDY_CAP_WATCH_FD,
+    EDDY_CAP_SIGNALS,
+    EDDY_CAP_SUBPROCESS,
+    EDDY_CAP_DNS,
+    EDDY_CAP_MULTISHOT_ACCEPT,
+    EDDY_CAP_MULTISHOT_RECV,
+    EDDY_CAP_BUFFER_RING,
+    EDDY_CAP_ZEROCOPY_SEND,
+    EDDY_CAP_SENDFILE,
+    EDDY_CAP_COUNT
+} eddy_cap;
+/* The capability's name, the enum's lowercase tail ("tcp", "file_io", ...);
+ * NULL for a value out of range. */
+EDDY_API const char *eddy_cap_name(eddy_cap cap);
+/* What loop's backend offers on this machine (as probed when the loop was
+ * created); EDDY_NONE for a NULL loop or a cap out of range. */
+EDDY_API eddy_support eddy_loop_supports(const eddy_loop *loop, eddy_cap cap);
+/* What the named backend offers: probed on this machine when the backend can
+ * run here, else the table's value for its platform. EDDY_NONE for bad input. */
+EDDY_API eddy_support eddy_backend_supports(const char *backend, eddy_cap cap);
+/* 0 when a loop can run on backend here, else why not: the kernel's refusal
+ * (-ENOSYS, -EPERM, -ENOMEM, ...), -ENOTSUP when not built for this platform,
+ * -ENOENT for an unknown name, -EINVAL for NULL. Probed once per process. */
+EDDY_API EDDY_NODISCARD int eddy_backend_available(const char *backend);
+/* The backends compiled in, in the order a default loop tries them: stores up
+ * to max names in names (which may be NULL) and returns how many there are. */
+EDDY_API size_t eddy_backends(const char **names, size_t max);
+
 #ifdef __cplusplus
 }
 #endif

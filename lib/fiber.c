@@ -10,14 +10,15 @@
 
 #include "fiber.h"
 
-#if defined(EDDY_ASAN) && EDDY_ASAN
-#define FIBER_ASAN 1
-#elif defined(__SANITIZE_ADDRESS__)
+#if (defined(EDDY_ASAN) && EDDY_ASAN) || defined(__SANITIZE_ADDRESS__)
 #define FIBER_ASAN 1
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
 #define FIBER_ASAN 1
 #endif
+#endif
+#ifndef FIBER_ASAN
+#define FIBER_ASAN 0
 #endif
 
 #if FIBER_ASAN

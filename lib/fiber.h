@@ -21,7 +21,7 @@
 struct eddy__stack {
     void *lo;
     size_t size;
-    void *map; /* the whole mapping (with the guard page), or NULL when slab-allocated */
+    void *map; /* the whole mapping (with the guard page), or the slab it was carved from */
     size_t map_size;
     unsigned valgrind_id;
     struct eddy__stack *next_free; /* pool link */

@@ -135,7 +135,7 @@ static void done_callback_notify(struct eddy__waiter *w, struct eddy_future *f)
 
 EDDY_API int eddy_future_on_done(eddy_future *f, void (*cb)(eddy_future *, void *), void *arg)
 {
-    if (!f || !cb) return -EINVAL;
+    if (!f || !cb || !f->loop) return -EINVAL;
     struct done_callback *dc = malloc(sizeof(*dc));
     if (!dc) return -ENOMEM;
     dc->waiter.notify = done_callback_notify;

@@ -126,7 +126,7 @@ struct eddy_task {
     struct eddy__fiber fiber;
     struct eddy__stack *stack;
     struct eddy__work ready;    /* on the ready queue when runnable */
-    struct eddy__list all_link; /* loop->tasks */
+    struct eddy__list all_link; /* loop->tasks, until the task is freed */
     uint8_t state;
     bool cancel_requested;
     bool queued; /* ready is on the ready queue */
@@ -155,6 +155,7 @@ struct eddy_task *eddy__current_task(void);
 /* Frees a task whose last reference went (reports an unretrieved error). */
 void eddy__task_free(struct eddy_task *t);
 void eddy__task_cancel_all(struct eddy_loop *loop);
+void eddy__task_forget_loop(struct eddy_loop *loop);
 
 /* ---- ops ----------------------------------------------------------------- */
 
@@ -182,6 +183,7 @@ struct eddy__callback;
 
 struct eddy_loop {
     struct eddy_backend backend;
+    uint8_t caps[EDDY_CAP_COUNT]; /* eddy_support per eddy_cap, from the backend at creation */
     unsigned flags;
     size_t stack_size;
     bool running;
@@ -190,7 +192,9 @@ struct eddy_loop {
     int64_t now;         /* cached clock for the current iteration */
     int64_t virtual_now; /* under EDDY_LOOP_VIRTUAL_TIME */
 
-    struct eddy__list ready; /* eddy__work */
+    struct eddy__list ready; /* eddy__work for the next iteration */
+    struct eddy__list batch; /* what the current iteration still has to run */
+    int64_t task_started;    /* debug mode: when the running task was resumed */
     struct eddy__timer_heap timers;
     unsigned live_tasks;     /* tasks not yet done */
     struct eddy__list tasks; /* every task not yet freed */
@@ -213,7 +217,10 @@ struct eddy_loop {
     size_t task_free_count;
 };
 
-void eddy__loop_schedule(struct eddy_loop *loop, struct eddy__work *w);
+static inline void eddy__loop_schedule(struct eddy_loop *loop, struct eddy__work *w)
+{
+    eddy__list_push_back(&loop->ready, &w->link);
+}
 /* Thread-safe: queues a completed pool op for the loop and wakes it. */
 void eddy__loop_post_completion(struct eddy_loop *loop, struct eddy_op *op);
 /* Reads the clock (virtual or monotonic) into loop->now. */
@@ -221,9 +228,16 @@ int64_t eddy__loop_update_time(struct eddy_loop *loop);
 /* Runs one iteration; block says whether it may wait in the backend. */
 int eddy__loop_iterate(struct eddy_loop *loop, bool block);
 bool eddy__loop_alive(const struct eddy_loop *loop);
+/* The compiled-in backends in preference order, NULL-terminated (lib/loop.c). */
+extern const struct eddy_backend_ops *const eddy__backends[];
+/* Fills loop->caps from its backend, less what EDDY_CAPS_DISABLE names (lib/caps.c). */
+void eddy__loop_caps_init(struct eddy_loop *loop);
 void eddy__debug_report(struct eddy_loop *loop, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-extern __thread struct eddy_loop *eddy__thread_loop;
+/* initial-exec: one load from the thread pointer, not a __tls_get_addr call
+ * per access (the variable is small enough for the static TLS surplus that
+ * dlopen'd libraries may use). */
+extern __thread struct eddy_loop *eddy__thread_loop __attribute__((tls_model("initial-exec")));
 
 #endif /* EDDY_INTERNAL_H */

@@ -10,10 +10,10 @@
 
 #include "internal.h"
 
-__thread struct eddy_loop *eddy__thread_loop;
+__thread struct eddy_loop *eddy__thread_loop __attribute__((tls_model("initial-exec")));
 
-/* Preference order for "auto". */
-static const struct eddy_backend_ops *const backends[] = {
+/* Preference order for "auto" (also eddy_backends()). */
+const struct eddy_backend_ops *const eddy__backends[] = {
 #if EDDY_HAVE_URING
     &eddy__uring_backend,
 #endif
@@ -33,10 +33,10 @@ static int backend_open(struct eddy_loop *loop, const eddy_loop_options *opts)
     if (!name || !*name) name = getenv("EDDY_BACKEND");
     if (name && (!*name || strcmp(name, "auto") == 0)) name = NULL;
     int err = -ENOENT;
-    for (size_t i = 0; backends[i]; i++) {
-        if (name && strcmp(name, backends[i]->name) != 0) continue;
-        loop->backend.ops = backends[i];
-        err = backends[i]->init(&loop->backend, opts);
+    for (size_t i = 0; eddy__backends[i]; i++) {
+        if (name && strcmp(name, eddy__backends[i]->name) != 0) continue;
+        loop->backend.ops = eddy__backends[i];
+        err = eddy__backends[i]->init(&loop->backend, opts);
         if (err == 0 || name) return err;
     }
     if (!name) return err;
@@ -72,6 +72,7 @@ EDDY_API int eddy_loop_new(eddy_loop **out, const eddy_loop_options *opts)
     loop->flags = opts ? opts->flags : 0;
     loop->stack_size = stack_size;
     eddy__list_init(&loop->ready);
+    eddy__list_init(&loop->batch);
     eddy__list_init(&loop->tasks);
     eddy__list_init(&loop->remote);
     eddy__list_init(&loop->remote_ops);
@@ -91,14 +92,10 @@ EDDY_API int eddy_loop_new(eddy_loop **out, const eddy_loop_options *opts)
         free(loop);
         return err;
     }
+    eddy__loop_caps_init(loop);
     eddy__loop_update_time(loop);
     *out = loop;
     return 0;
-}
-
-void eddy__loop_schedule(struct eddy_loop *loop, struct eddy__work *w)
-{
-    eddy__list_push_back(&loop->ready, &w->link);
 }
 
 bool eddy__loop_alive(const struct eddy_loop *loop)
@@ -165,19 +162,23 @@ static int64_t poll_timeout(struct eddy_loop *loop, bool block)
 int eddy__loop_iterate(struct eddy_loop *loop, bool block)
 {
     int64_t timeout = poll_timeout(loop, block);
-    int completed = loop->backend.ops->poll(&loop->backend, timeout);
-    if (completed < 0 && completed != -EINTR) return completed;
-    /* Virtual time waited for real on I/O that did not come: jump. */
-    if ((loop->flags & EDDY_LOOP_VIRTUAL_TIME) && timeout > 0 && completed == 0)
-        loop->virtual_now += timeout;
+    /* With work ready and no I/O in flight there is nothing to reap: skip the
+     * syscall (threadsafe posts are seen through remote_pending). */
+    if (timeout != 0 || loop->ops_in_flight || loop->backend.pending) {
+        int completed = loop->backend.ops->poll(&loop->backend, timeout);
+        if (completed < 0 && completed != -EINTR) return completed;
+        /* Virtual time waited for real on I/O that did not come: jump. */
+        if ((loop->flags & EDDY_LOOP_VIRTUAL_TIME) && timeout > 0 && completed == 0)
+            loop->virtual_now += timeout;
+    }
     drain_remote(loop);
-    eddy__timers_run(loop, eddy__loop_update_time(loop));
+    if (loop->timers.count) eddy__timers_run(loop, eddy__loop_update_time(loop));
 
-    struct eddy__list batch;
-    eddy__list_init(&batch);
-    eddy__list_splice(&batch, &loop->ready);
+    /* The batch lives in the loop: a task that suspends may take the next
+     * task from it and switch to it directly (lib/task.c). */
+    eddy__list_splice(&loop->batch, &loop->ready);
     struct eddy__list *node;
-    while ((node = eddy__list_pop_front(&batch))) {
+    while ((node = eddy__list_pop_front(&loop->batch))) {
         struct eddy__work *w = eddy__container_of(node, struct eddy__work, link);
         w->run(w);
     }
@@ -192,8 +193,12 @@ EDDY_API int eddy_loop_run(eddy_loop *loop)
     eddy__thread_loop = loop;
     loop->running = true;
     int err = 0;
-    while (!loop->stopping && eddy__loop_alive(loop) && err == 0)
+    /* A stop requested before the run still lets one iteration (that does
+     * not block) happen, as in asyncio. */
+    while (err == 0 && eddy__loop_alive(loop)) {
         err = eddy__loop_iterate(loop, true);
+        if (loop->stopping) break;
+    }
     loop->running = false;
     loop->stopping = false;
     eddy__thread_loop = previous;
@@ -327,6 +332,7 @@ EDDY_API void eddy_loop_free(eddy_loop *loop)
     if (!loop || loop->running) return;
     loop_shutdown(loop);
     drop_ready(loop);
+    eddy__task_forget_loop(loop);
     eddy__timers_destroy(loop);
     /* A thread that posted the last completion may still be inside wake(). */
     pthread_mutex_lock(&loop->remote_lock);

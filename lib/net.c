@@ -36,12 +36,12 @@
 
 struct eddy_sock {
     intptr_t fd;
-    int family;           /* AF_INET, AF_INET6, AF_UNIX */
-    int type;             /* SOCK_STREAM, SOCK_DGRAM */
+    int family; /* AF_INET, AF_INET6, AF_UNIX */
+    int type;   /* SOCK_STREAM, SOCK_DGRAM */
     bool listening;
-    bool closing;         /* eddy_sock_close has begun: new calls get -EBADF */
-    bool close_deferred;  /* closed outside a task: the last call to leave closes */
-    struct eddy__list calls; /* struct sock_call: every call in progress */
+    bool closing;             /* eddy_sock_close has begun: new calls get -EBADF */
+    bool close_deferred;      /* closed outside a task: the last call to leave closes */
+    struct eddy__list calls;  /* struct sock_call: every call in progress */
     struct eddy_task *closer; /* the task waiting in eddy_sock_close */
     struct eddy_loop *loop;   /* the loop the socket was created on */
     struct eddy_op close_op;  /* a close outside a task, completed by the backend */
@@ -142,9 +142,12 @@ static void call_cancel(struct sock_call *c)
 static socklen_t addr_len(int family)
 {
     switch (family) {
-    case AF_INET: return sizeof(struct sockaddr_in);
-    case AF_INET6: return sizeof(struct sockaddr_in6);
-    default: return 0;
+    case AF_INET:
+        return sizeof(struct sockaddr_in);
+    case AF_INET6:
+        return sizeof(struct sockaddr_in6);
+    default:
+        return 0;
     }
 }
 
@@ -191,11 +194,16 @@ static int lookup_error(int rc, int saved_errno)
     case EAI_ADDRFAMILY:
 #endif
         return -ENXIO;
-    case EAI_AGAIN: return -EAGAIN;
-    case EAI_MEMORY: return -ENOMEM;
-    case EAI_SYSTEM: return saved_errno > 0 ? -saved_errno : -EIO;
-    case EAI_FAIL: return -EIO;
-    default: return -EINVAL; /* EAI_FAMILY, EAI_SERVICE, EAI_SOCKTYPE, EAI_BADFLAGS */
+    case EAI_AGAIN:
+        return -EAGAIN;
+    case EAI_MEMORY:
+        return -ENOMEM;
+    case EAI_SYSTEM:
+        return saved_errno > 0 ? -saved_errno : -EIO;
+    case EAI_FAIL:
+        return -EIO;
+    default:
+        return -EINVAL; /* EAI_FAMILY, EAI_SERVICE, EAI_SOCKTYPE, EAI_BADFLAGS */
     }
 }
 
@@ -315,7 +323,8 @@ static int listen_on(struct eddy_sock **out, int family, int type, const struct 
     if (fd < 0) return fd;
     int err = 0;
     if (family != AF_UNIX) err = set_int_option(fd, SOL_SOCKET, SO_REUSEADDR, 1);
-    if (err == 0 && family == AF_INET6) err = set_int_option(fd, IPPROTO_IPV6, IPV6_V6ONLY, !dual_stack);
+    if (err == 0 && family == AF_INET6)
+        err = set_int_option(fd, IPPROTO_IPV6, IPV6_V6ONLY, !dual_stack);
     if (err == 0 && bind(fd, addr, len) < 0) err = -errno;
     if (err == 0 && type == SOCK_STREAM && listen(fd, backlog > 0 ? backlog : SOMAXCONN) < 0)
         err = -errno;
@@ -336,8 +345,8 @@ static int bind_host(struct eddy_sock **out, const char *host, uint16_t port, in
     if (!host || !*host) {
         struct sockaddr_in6 any6 = {.sin6_family = AF_INET6, .sin6_port = htons(port)};
         any6.sin6_addr = in6addr_any;
-        int err = listen_on(out, AF_INET6, type, (struct sockaddr *)&any6, sizeof(any6), backlog,
-                            true);
+        int err =
+            listen_on(out, AF_INET6, type, (struct sockaddr *)&any6, sizeof(any6), backlog, true);
         if (err != -EAFNOSUPPORT) return err;
         struct sockaddr_in any4 = {.sin_family = AF_INET, .sin_port = htons(port)};
         any4.sin_addr.s_addr = htonl(INADDR_ANY);
@@ -474,8 +483,7 @@ EDDY_API int eddy_accept(eddy_sock *listener, eddy_sock **out)
         }
     }
     if (fd >= 0) {
-        if (listener->family != AF_UNIX)
-            (void)set_int_option((int)fd, IPPROTO_TCP, TCP_NODELAY, 1);
+        if (listener->family != AF_UNIX) (void)set_int_option((int)fd, IPPROTO_TCP, TCP_NODELAY, 1);
         err = sock_new(out, (int)fd, listener->family, SOCK_STREAM);
         if (err < 0) fd = err;
     }
@@ -597,8 +605,7 @@ static void unmap_v4(struct sockaddr_storage *ss)
     memcpy(ss, &sin, sizeof(sin));
 }
 
-EDDY_API ssize_t eddy_sendto(eddy_sock *s, const void *buf, size_t len,
-                             const struct sockaddr *to)
+EDDY_API ssize_t eddy_sendto(eddy_sock *s, const void *buf, size_t len, const struct sockaddr *to)
 {
     struct sock_call c;
     int err = call_begin(s, &c);
@@ -636,8 +643,8 @@ EDDY_API ssize_t eddy_recvfrom(eddy_sock *s, void *buf, size_t len, struct socka
     if (err < 0) return err;
     struct sockaddr_storage sender;
     struct iovec iov = {.iov_base = buf, .iov_len = len};
-    struct msghdr msg = {.msg_name = &sender, .msg_namelen = sizeof(sender), .msg_iov = &iov,
-                         .msg_iovlen = 1};
+    struct msghdr msg = {
+        .msg_name = &sender, .msg_namelen = sizeof(sender), .msg_iov = &iov, .msg_iovlen = 1};
     int64_t n = -EINVAL;
     if ((buf || len == 0) && s->type == SOCK_DGRAM) {
         c.op = (struct eddy_op){.kind = EDDY_OP_RECVMSG};

@@ -3,6 +3,41 @@
  * happens to the task meanwhile (the op lifetime rule, DESIGN.md section 3). */
 #include "internal.h"
 
+/* The capability each op kind needs from the loop's backend; NO_CAP: none. */
+#define NO_CAP EDDY_CAP_COUNT
+static const uint8_t op_caps[EDDY_OP_KIND_COUNT] = {
+    [EDDY_OP_NONE] = NO_CAP,
+    [EDDY_OP_ACCEPT] = EDDY_CAP_TCP, /* stream ops; a Unix connect is told apart below */
+    [EDDY_OP_CONNECT] = EDDY_CAP_TCP,
+    [EDDY_OP_RECV] = EDDY_CAP_TCP,
+    [EDDY_OP_SEND] = EDDY_CAP_TCP,
+    [EDDY_OP_RECVMSG] = EDDY_CAP_UDP,
+    [EDDY_OP_SENDMSG] = EDDY_CAP_UDP,
+    [EDDY_OP_SHUTDOWN] = EDDY_CAP_TCP,
+    [EDDY_OP_CLOSE] = NO_CAP, /* whatever was opened can be closed */
+    [EDDY_OP_READ] = EDDY_CAP_FILE_IO,
+    [EDDY_OP_WRITE] = EDDY_CAP_FILE_IO,
+    [EDDY_OP_FSYNC] = EDDY_CAP_FILE_IO,
+    [EDDY_OP_OPEN] = EDDY_CAP_FILE_IO,
+    [EDDY_OP_STAT] = EDDY_CAP_FILE_IO,
+    [EDDY_OP_UNLINK] = EDDY_CAP_FILE_IO,
+    [EDDY_OP_RENAME] = EDDY_CAP_FILE_IO,
+    [EDDY_OP_MKDIR] = EDDY_CAP_FILE_IO,
+    [EDDY_OP_WORK] = NO_CAP,
+};
+_Static_assert(EDDY_OP_WORK + 1 == EDDY_OP_KIND_COUNT, "a new op kind needs its row in op_caps");
+
+/* Whether the loop's backend offers what op needs (DESIGN.md section 4). */
+static bool op_supported(const struct eddy_loop *loop, const struct eddy_op *op)
+{
+    unsigned cap = op->kind < EDDY_OP_KIND_COUNT ? op_caps[op->kind] : NO_CAP;
+#ifdef AF_UNIX
+    if (op->kind == EDDY_OP_CONNECT && op->u.addr.addr && op->u.addr.addr->sa_family == AF_UNIX)
+        cap = EDDY_CAP_UNIX_SOCKETS;
+#endif
+    return cap == NO_CAP || loop->caps[cap] != EDDY_NONE;
+}
+
 static bool op_pooled(struct eddy_loop *loop, const struct eddy_op *op)
 {
     return !loop->backend.ops->handles(&loop->backend, (enum eddy_op_kind)op->kind);
@@ -35,6 +70,7 @@ int64_t eddy__op_run(struct eddy_op *op)
     if (!t) return -EPERM;
     if (eddy__task_cancelled(t)) return -ECANCELED;
     struct eddy_loop *loop = t->loop;
+    if (EDDY__UNLIKELY(!op_supported(loop, op))) return -ENOTSUP;
     op->state = EDDY_OP_STATE_IN_FLIGHT;
     op->complete = op_complete;
     op->data = t;

@@ -20,8 +20,12 @@
  * (its first frames and its descriptor) also holds the next slot's canary:
  * a task that stays within its top page costs one page, canary included.
  *
- *     page:   |  ...      | ...                |                 |
- *     slab:   | hdr ...canary|stack ...    |desc|canary|stack ...  |desc|canary ...
+ *              |<------------------ one page ------------------>|
+ *     ... stack k: its first frames | desc k | canary k+1 | stack k+1 ...
+ *                        3968 bytes    64 B      16 B        48 B
+ *
+ * A slot's descriptor (the slab it came from in desc->map) and the slab's own
+ * header, below slot 0, are all the bookkeeping there is.
  *
  * RSS policy. A stack back in the pool keeps its pages: reusing it then costs
  * no syscall and no page fault, which is what makes spawn/join cheap. We do
@@ -53,14 +57,15 @@
 #define STACK_DEREGISTER(id)   ((void)(id))
 #endif
 
-#if defined(EDDY_ASAN) && EDDY_ASAN
-#define STACK_ASAN 1
-#elif defined(__SANITIZE_ADDRESS__)
+#if (defined(EDDY_ASAN) && EDDY_ASAN) || defined(__SANITIZE_ADDRESS__)
 #define STACK_ASAN 1
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
 #define STACK_ASAN 1
 #endif
+#endif
+#ifndef STACK_ASAN
+#define STACK_ASAN 0
 #endif
 #if STACK_ASAN
 #include <sanitizer/asan_interface.h>

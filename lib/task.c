@@ -33,15 +33,17 @@ static void task_finish(struct eddy_task *t, intptr_t value)
     if (EDDY_IS_ERROR(value)) state = value == -ECANCELED ? EDDY__FUT_CANCELLED : EDDY__FUT_ERROR;
     t->state = EDDY__TASK_DONE;
     t->loop->live_tasks--;
-    eddy__list_remove(&t->all_link);
     eddy__future_complete(&t->future, state, value);
 }
+
+static void task_leave(struct eddy_loop *loop, struct eddy_task *t);
 
 static void task_entry(void *arg)
 {
     struct eddy_task *t = arg;
     intptr_t value = t->fn(t->arg);
     task_finish(t, value);
+    task_leave(t->loop, t);
     eddy__fiber_exit(&t->fiber, &t->loop->main_fiber);
 }
 
@@ -54,7 +56,29 @@ static void check_canary(struct eddy_task *t)
     }
 }
 
-/* Runs t until it suspends or ends; called by the loop from the ready queue. */
+/* Bookkeeping as a task starts and stops running (either side of a switch). */
+static void task_enter(struct eddy_loop *loop, struct eddy_task *t)
+{
+    t->state = EDDY__TASK_RUNNING;
+    loop->current = t;
+    if (loop->flags & EDDY_LOOP_DEBUG) loop->task_started = monotonic_ns();
+}
+
+static void task_leave(struct eddy_loop *loop, struct eddy_task *t)
+{
+    if (loop->flags & EDDY_LOOP_DEBUG) {
+        int64_t ran = monotonic_ns() - loop->task_started;
+        if (ran > EDDY__SLOW_TASK_NS)
+            eddy__debug_report(loop, "task %p ran %lld ms without awaiting", (void *)t,
+                               (long long)(ran / 1000000));
+    }
+    /* With guard pages an overflow faults as it happens; without, the canary
+     * tells at the next switch. */
+    if (loop->flags & EDDY_LOOP_NO_GUARD_PAGES) check_canary(t);
+}
+
+/* Runs t until it (or a task it switched to directly) goes back to the loop's
+ * stack; called by the loop from the ready queue. */
 static void task_resume(struct eddy_task *t)
 {
     struct eddy_loop *loop = t->loop;
@@ -72,24 +96,15 @@ static void task_resume(struct eddy_task *t)
         }
         eddy__fiber_init(&t->fiber, t->stack, task_entry, t);
     }
-    t->state = EDDY__TASK_RUNNING;
-    loop->current = t;
-    int64_t started = (loop->flags & EDDY_LOOP_DEBUG) ? monotonic_ns() : 0;
+    task_enter(loop, t);
     eddy__fiber_switch(&loop->main_fiber, &t->fiber);
+    /* Back from whichever task ran last: t may have handed over to others. */
+    struct eddy_task *last = loop->current;
     loop->current = NULL;
-    if (loop->flags & EDDY_LOOP_DEBUG) {
-        int64_t ran = monotonic_ns() - started;
-        if (ran > EDDY__SLOW_TASK_NS)
-            eddy__debug_report(loop, "task %p ran %lld ms without awaiting", (void *)t,
-                               (long long)(ran / 1000000));
-    }
-    /* With guard pages an overflow faults as it happens; without, the canary
-     * tells at the next switch. */
-    if (loop->flags & EDDY_LOOP_NO_GUARD_PAGES) check_canary(t);
-    if (t->state == EDDY__TASK_DONE) {
-        eddy__stack_put(&loop->stacks, t->stack);
-        t->stack = NULL;
-        eddy_future_unref(&t->future); /* the loop's reference */
+    if (last->state == EDDY__TASK_DONE) {
+        eddy__stack_put(&loop->stacks, last->stack);
+        last->stack = NULL;
+        eddy_future_unref(&last->future); /* the loop's reference */
     }
 }
 
@@ -100,10 +115,50 @@ static void task_ready_run(struct eddy__work *w)
     task_resume(t);
 }
 
-/* Back to the loop's stack; returns when the loop resumes this task. */
+/* The next item of the batch the loop is running, if it is a task that has
+ * started already: the running task may switch straight into it, as the loop
+ * would have right after, saving a trip through the loop's stack. */
+static struct eddy_task *batch_next_task(struct eddy_loop *loop)
+{
+    struct eddy__list *node = loop->batch.next;
+    if (node == &loop->batch) return NULL;
+    struct eddy__work *w = eddy__container_of(node, struct eddy__work, link);
+    if (w->run != task_ready_run) return NULL;
+    struct eddy_task *next = eddy__container_of(w, struct eddy_task, ready);
+    if (next->state == EDDY__TASK_CREATED) return NULL;
+    eddy__list_remove(node);
+    next->queued = false;
+    return next;
+}
+
+/* True when the next iteration would only take the ready queue as its batch:
+ * nothing to poll, no timer, nothing posted by other threads, no stop. The
+ * running task may then begin it itself instead of going through the loop. */
+static bool iteration_is_trivial(const struct eddy_loop *loop)
+{
+    return !loop->stopping && !loop->ops_in_flight && !loop->backend.pending &&
+           !loop->timers.count && !__atomic_load_n(&loop->remote_pending, __ATOMIC_RELAXED);
+}
+
+/* Leaves the running task; returns when something resumes it. */
 static int64_t task_switch_out(struct eddy_task *t)
 {
-    eddy__fiber_switch(&t->fiber, &t->loop->main_fiber);
+    struct eddy_loop *loop = t->loop;
+    task_leave(loop, t);
+    struct eddy_task *next = batch_next_task(loop);
+    if (!next && eddy__list_empty(&loop->batch) && iteration_is_trivial(loop)) {
+        eddy__list_splice(&loop->batch, &loop->ready);
+        next = batch_next_task(loop);
+    }
+    if (next == t) {
+        /* A yield with nothing else ready: the task simply goes on. */
+        task_enter(loop, t);
+    } else if (next) {
+        task_enter(loop, next);
+        eddy__fiber_switch(&t->fiber, &next->fiber);
+    } else {
+        eddy__fiber_switch(&t->fiber, &loop->main_fiber);
+    }
     return t->wake_result;
 }
 
@@ -152,12 +207,25 @@ EDDY_API eddy_task *eddy_spawn(eddy_loop *loop, eddy_task_fn fn, void *arg)
 
 void eddy__task_free(struct eddy_task *t)
 {
-    struct eddy_loop *loop = t->future.loop;
+    struct eddy_loop *loop = t->future.loop; /* NULL once the loop was freed */
+    eddy__list_remove(&t->all_link);
     if (loop && (loop->flags & EDDY_LOOP_DEBUG) && t->future.state == EDDY__FUT_ERROR &&
         !t->future.retrieved)
         eddy__debug_report(loop, "task %p failed with %s (%d) and its error was never retrieved",
                            (void *)t, eddy_strerror((int)t->future.value), (int)t->future.value);
     free(t);
+}
+
+/* The loop is being freed: tasks still referenced by their callers (done,
+ * not yet joined or detached) forget it, so that dropping them later touches
+ * no freed memory. */
+void eddy__task_forget_loop(struct eddy_loop *loop)
+{
+    struct eddy__list *node;
+    while ((node = eddy__list_pop_front(&loop->tasks))) {
+        struct eddy_task *t = eddy__container_of(node, struct eddy_task, all_link);
+        t->future.loop = NULL;
+    }
 }
 
 EDDY_API eddy_future *eddy_task_future(eddy_task *t)
@@ -196,8 +264,8 @@ EDDY_API bool eddy_task_cancel(eddy_task *t)
 
 void eddy__task_cancel_all(struct eddy_loop *loop)
 {
-    /* Cancelling may end a task not yet started only when it runs, so the
-     * list does not change under the walk. */
+    /* Cancelling ends a task only when it next runs, so the list does not
+     * change under the walk; tasks already done just say false. */
     struct eddy__list *node;
     for (node = loop->tasks.next; node != &loop->tasks; node = node->next)
         eddy_task_cancel(eddy__container_of(node, struct eddy_task, all_link));

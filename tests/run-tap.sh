@@ -8,7 +8,7 @@ test_binary=$1
 shift
 dir=$(dirname "$test_binary")
 case $(basename "$test_binary") in
-uring | backends_once) backends=default ;;
+uring | caps | backends_once) backends=default ;;
 *) backends=${EDDY_TEST_BACKENDS:-$("$dir/backends" 2>/dev/null)} ;;
 esac
 [ -n "$backends" ] || { echo "1..0 # SKIP no backend can run here"; exit 0; }

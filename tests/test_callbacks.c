@@ -267,3 +267,31 @@ Test(callbacks, call_soon_from_task_runs_after_it_suspends, .timeout = TEST_TIME
     cr_assert(eq(str, tr.buf, "TL"));
     eddy_loop_free(loop);
 }
+
+static void requeue_count_cb(void *arg)
+{
+    int *count = arg;
+    (*count)++;
+    cr_assert(eq(int, eddy_call_soon(eddy_loop_current(), requeue_count_cb, count), 0));
+}
+
+/* As in asyncio: a stop requested before the run lets exactly one iteration
+ * happen, without blocking, so stop-then-run steps a loop one iteration at a
+ * time (a callback that requeues itself would otherwise run forever). */
+Test(callbacks, stop_before_run_runs_one_iteration, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    int count = 0;
+    eddy_timer *far = NULL;
+    cr_assert(eq(int, eddy_call_later(loop, NS_PER_HOUR, count_cb, &count, &far), 0));
+    cr_assert(eq(int, eddy_call_soon(loop, requeue_count_cb, &count), 0));
+    for (int step = 1; step <= 3; step++) {
+        eddy_loop_stop(loop);
+        int64_t start = wall_ns();
+        cr_assert(eq(int, eddy_loop_run(loop), 0));
+        cr_assert(lt(i64, wall_ns() - start, NS_PER_SEC), "a stopped run must not block");
+        cr_assert(eq(int, count, step));
+    }
+    cr_assert(eq(int, eddy_timer_cancel(far), 0));
+    eddy_loop_free(loop);
+}

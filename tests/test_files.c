@@ -40,9 +40,9 @@ static int run_main(eddy_task_fn fn, void *arg)
 
 /* ---- 64 MiB ------------------------------------------------------------------ */
 
-#define BIG (64u << 20)
+#define BIG     (64u << 20)
 #define READERS 8
-#define CHUNK (1u << 20)
+#define CHUNK   (1u << 20)
 
 static unsigned char big_byte(size_t offset)
 {
@@ -91,8 +91,8 @@ static intptr_t big_main(void *arg)
     struct big_reader readers[READERS];
     eddy_task *tasks[READERS];
     for (int i = 0; i < READERS; i++) {
-        readers[i] = (struct big_reader){f, (size_t)i * (BIG / READERS), BIG / READERS,
-                                         malloc(CHUNK)};
+        readers[i] =
+            (struct big_reader){f, (size_t)i * (BIG / READERS), BIG / READERS, malloc(CHUNK)};
         tasks[i] = eddy_spawn(NULL, big_read_part, &readers[i]);
     }
     for (int i = 0; i < READERS; i++) {
@@ -186,8 +186,7 @@ static intptr_t paths_main(void *arg)
     return 0;
 }
 
-Test(files, stat_unlink_rename_mkdir, .init = make_dir, .fini = remove_dir,
-     .timeout = TEST_TIMEOUT)
+Test(files, stat_unlink_rename_mkdir, .init = make_dir, .fini = remove_dir, .timeout = TEST_TIMEOUT)
 {
     cr_assert(eq(int, run_main(paths_main, NULL), 0));
 }
@@ -392,8 +391,8 @@ static intptr_t close_waits_main(void *arg)
     cr_assert(eq(int, eddy_sleep(20 * NS_PER_MS), 0));
     /* close must not pull the fd from under the running read: it waits for
      * the read, which a timer ends later by writing to the FIFO. */
-    cr_assert(eq(int, eddy_call_later(eddy_loop_current(), 30 * NS_PER_MS, write_done, &fd, NULL),
-                 0));
+    cr_assert(
+        eq(int, eddy_call_later(eddy_loop_current(), 30 * NS_PER_MS, write_done, &fd, NULL), 0));
     int64_t before = wall_ns();
     cr_assert(eq(int, eddy_file_close(f), 0));
     cr_assert(ge(i64, wall_ns() - before, 20 * NS_PER_MS), "close did not wait for the read");

@@ -89,7 +89,7 @@ static intptr_t negate(void *arg)
 }
 
 #define CALLERS 8
-#define CALLS 25
+#define CALLS   25
 
 static intptr_t caller(void *arg)
 {
@@ -114,7 +114,7 @@ static intptr_t results_main(void *arg)
         cr_assert(eq(int, eddy_task_join(tasks[i], &r), 0));
         cr_assert(eq(int, (int)r, 0), "caller %d: %s", i, eddy_strerror((int)r));
     }
-    cr_assert(eq(int, atomic_load(&off_loop_calls), CALLERS * CALLS), "fn ran off the loop thread");
+    cr_assert(eq(int, atomic_load(&off_loop_calls), CALLERS *CALLS), "fn ran off the loop thread");
 
     /* fn's value is passed through as it is, even when it looks like an error code. */
     intptr_t value = 0;
@@ -264,8 +264,7 @@ Test(pool, loops_on_several_threads, .timeout = TEST_TIMEOUT)
     for (int i = 0; i < 4; i++) {
         void *r;
         cr_assert(eq(int, pthread_join(threads[i], &r), 0));
-        cr_assert(eq(int, (int)(intptr_t)r, 0), "loop %d: %s", i,
-                  eddy_strerror((int)(intptr_t)r));
+        cr_assert(eq(int, (int)(intptr_t)r, 0), "loop %d: %s", i, eddy_strerror((int)(intptr_t)r));
     }
 }
 

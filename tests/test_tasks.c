@@ -514,3 +514,34 @@ Test(tasks, loop_free_with_task_never_started, .timeout = TEST_TIMEOUT)
     eddy_loop_free(loop);
     cr_assert(eq(int, flag, 0), "a task cancelled before it started ran anyway");
 }
+
+static intptr_t fail_with_eio(void *arg)
+{
+    (void)arg;
+    return -EIO;
+}
+
+static void never_called(eddy_future *f, void *arg)
+{
+    (void)f;
+    (void)arg;
+    cr_assert(false, "a done callback ran on a freed loop");
+}
+
+/* A task its caller still holds when the loop goes: joining or dropping it
+ * afterwards must not touch the freed loop (ASan and Valgrind would say). */
+Test(tasks, task_outlives_its_loop, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = loop_with(EDDY_LOOP_DEBUG, 0);
+    eddy_task *ok = eddy_spawn(loop, double_arg, (void *)21);
+    eddy_task *failed = eddy_spawn(loop, fail_with_eio, NULL);
+    cr_assert(ne(ptr, ok, NULL));
+    cr_assert(ne(ptr, failed, NULL));
+    cr_assert(eq(int, eddy_loop_run(loop), 0));
+    eddy_loop_free(loop);
+    intptr_t v = 0;
+    cr_assert(eq(int, eddy_task_join(ok, &v), 0));
+    cr_assert(eq(iptr, v, 42));
+    cr_assert(eq(int, eddy_future_on_done(eddy_task_future(failed), never_called, NULL), -EINVAL));
+    eddy_task_detach(failed);
+}

@@ -1,22 +1,26 @@
 /* Context switch for x86-64, System V ABI (Linux, the BSDs, macOS).
  *
  * A suspended context is a stack pointer; everything else it needs is on its
- * stack. Only what the ABI makes callee-saved is kept: rbx, rbp, r12-r15, the
- * x87 control word and the control bits of MXCSR. The caller of
- * eddy__context_swap has already saved every caller-saved register it cares
- * about, as for any call. No signal mask is touched: one loop's fibers share
- * their thread's mask, so there is no syscall on the way.
+ * stack. Only the callee-saved integer registers are kept: rbx, rbp, r12-r15.
+ * The caller of eddy__context_swap has already saved every caller-saved
+ * register it cares about, as for any call. No signal mask is touched: one
+ * loop's fibers share their thread's mask, so there is no syscall on the way.
+ *
+ * The MXCSR and x87 control word (rounding mode, exception masks) are not
+ * switched either: the fibers of a thread share its floating-point control
+ * state as they share its signal mask (docs/decisions.md). Saving and
+ * restoring them (stmxcsr/ldmxcsr, fnstcw/fldcw) measured 2.5 ns of a 5.3 ns
+ * switch on AMD Zen.
  *
  * Frame of a suspended context, from its saved stack pointer upward:
  *
- *     0   MXCSR (4 bytes), x87 control word (2 bytes), 2 unused
- *     8   r15
- *    16   r14
- *    24   r13
- *    32   r12
- *    40   rbx
- *    48   rbp
- *    56   return address
+ *     0   r15
+ *     8   r14
+ *    16   r13
+ *    24   r12
+ *    32   rbx
+ *    40   rbp
+ *    48   return address
  *
  * C declarations (lib/fiber.c):
  *     void  eddy__context_swap(void **save_sp, void *load_sp);
@@ -64,21 +68,10 @@ SYM(eddy__context_swap):
     pushq %r15
     .cfi_adjust_cfa_offset 8
     .cfi_rel_offset %r15, 0
-    subq $8, %rsp
-    .cfi_adjust_cfa_offset 8
-    stmxcsr (%rsp)
-    fnstcw 4(%rsp)
 
     movq %rsp, (%rdi)
     movq %rsi, %rsp
 
-    /* Restored unconditionally. Comparing first, to skip the reloads when
-     * both contexts agree (they nearly always do), measured slower on AMD
-     * Zen: reading back what stmxcsr just stored stalls store forwarding. */
-    ldmxcsr (%rsp)
-    fldcw 4(%rsp)
-    addq $8, %rsp
-    .cfi_adjust_cfa_offset -8
     popq %r15
     .cfi_adjust_cfa_offset -8
     .cfi_restore %r15
@@ -97,23 +90,20 @@ SYM(eddy__context_swap):
     popq %rbp
     .cfi_adjust_cfa_offset -8
     .cfi_restore %rbp
-    /* pop + jmp rather than ret: the return stack predictor would guess the
-     * caller of this call, never the other context, and pay a mispredicted
-     * return at every switch; the indirect branch predictor learns where
-     * switches go. (After a switch the new context's own returns miss the
-     * return stack either way: it holds the other context's calls.) */
-    popq %rdx
-    .cfi_adjust_cfa_offset -8
-    .cfi_register %rip, %rdx
-    jmp *%rdx
+    /* A plain ret, to keep the return stack predictor in step: every switch
+     * is made from eddy__fiber_switch, so the address it predicts (this
+     * call's return) is right, and so are the returns after it whenever the
+     * two contexts came through the same call chain (two tasks yielding to
+     * each other). A pop + jmp leaves the call's entry on the predictor's
+     * stack and makes every later return of the chain miss. */
+    ret
     .cfi_endproc
     END(eddy__context_swap)
 
 /* void *eddy__context_make(void *stack_top, void (*start)(void *), void *arg)
  * Builds the frame of a context that, on its first resumption, calls
  * start(arg) on the stack below stack_top, and returns its stack pointer.
- * start must never return. The new context inherits the caller's MXCSR and
- * x87 control word, as a new thread inherits its creator's. */
+ * start must never return. */
     .globl SYM(eddy__context_make)
     HIDDEN(eddy__context_make)
     FUNCTION(eddy__context_make)
@@ -121,18 +111,15 @@ SYM(eddy__context_swap):
 SYM(eddy__context_make):
     .cfi_startproc
     andq $-16, %rdi
-    leaq -64(%rdi), %rax
-    stmxcsr (%rax)
-    fnstcw 4(%rax)
-    movw $0, 6(%rax)
-    movq $0, 8(%rax)     /* r15 */
-    movq $0, 16(%rax)    /* r14 */
-    movq %rdx, 24(%rax)  /* r13 = arg */
-    movq %rsi, 32(%rax)  /* r12 = start */
-    movq $0, 40(%rax)    /* rbx */
-    movq $0, 48(%rax)    /* rbp = 0: frame-pointer walks end here */
+    leaq -56(%rdi), %rax
+    movq $0, 0(%rax)     /* r15 */
+    movq $0, 8(%rax)     /* r14 */
+    movq %rdx, 16(%rax)  /* r13 = arg */
+    movq %rsi, 24(%rax)  /* r12 = start */
+    movq $0, 32(%rax)    /* rbx */
+    movq $0, 40(%rax)    /* rbp = 0: frame-pointer walks end here */
     leaq .Ltrampoline_entry(%rip), %rcx
-    movq %rcx, 56(%rax)
+    movq %rcx, 48(%rax)
     ret
     .cfi_endproc
     END(eddy__context_make)

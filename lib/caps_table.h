@@ -1,0 +1,196 @@
+/* The capability table, as data: one row per backend eddy knows (compiled in
+ * here or not), one cell per eddy_cap, each native, emulated or none with a
+ * one-line note wherever it is not native. lib/caps.c answers the API from it
+ * (refined at run time by each running backend's supports() hook);
+ * tools/eddy-caps prints it, and README's table and docs/platforms.md are that
+ * output. It is a header of static data so that the tool, which links only the
+ * library's public API, prints the very notes the library was built with.
+ *
+ * Rules: every cell set (a NONE cell without a note is a cell forgotten, and
+ * tests/test_caps.c says so); rows in the order a default loop tries them;
+ * never claim what the code does not do: a feature eddy has no code for is
+ * NONE, "not implemented yet", until it has. A backend not written yet
+ * (status != NULL) keeps the cells of its design, which is what
+ * eddy_backend_supports() answers for it; docs and the tool say it is planned. */
+#ifndef EDDY_CAPS_TABLE_H
+#define EDDY_CAPS_TABLE_H
+
+#include "eddy.h"
+
+struct eddy__caps_cell {
+    eddy_support support;
+    const char *note; /* why emulated or absent, or what native means here; may be NULL if native */
+};
+
+struct eddy__caps_row {
+    const char *name;   /* as in eddy_loop_options.backend */
+    const char *where;  /* the platforms it runs on */
+    const char *family; /* completion or readiness (DESIGN.md section 2) */
+    const char *status; /* NULL once the backend is written; else what it is */
+    struct eddy__caps_cell cells[EDDY_CAP_COUNT];
+};
+
+#define CAPS_NOT_YET "not implemented yet"
+#define CAPS_POOL    "files through the thread pool"
+#define CAPS_DNS     "getaddrinfo in the thread pool"
+#define CAPS_URING   "io_uring only"
+
+static const struct eddy__caps_row eddy__caps_rows[] = {
+    {
+        .name = "io_uring",
+        .where = "Linux 5.6+",
+        .family = "completion",
+        .cells =
+            {
+                [EDDY_CAP_TCP] = {EDDY_NATIVE, NULL},
+                [EDDY_CAP_UDP] = {EDDY_NATIVE, NULL},
+                [EDDY_CAP_UNIX_SOCKETS] = {EDDY_NATIVE, NULL},
+                [EDDY_CAP_FILE_IO] =
+                    {EDDY_NATIVE, "a file opcode the running kernel lacks goes to the thread pool"},
+                [EDDY_CAP_TIMERS] = {EDDY_NATIVE, NULL},
+                [EDDY_CAP_CANCEL] = {EDDY_NATIVE, NULL},
+                [EDDY_CAP_WAKEUP] = {EDDY_NATIVE, NULL},
+                [EDDY_CAP_WATCH_FD] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_SIGNALS] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_SUBPROCESS] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_DNS] = {EDDY_EMULATED, CAPS_DNS},
+                [EDDY_CAP_MULTISHOT_ACCEPT] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_MULTISHOT_RECV] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_BUFFER_RING] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_ZEROCOPY_SEND] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_SENDFILE] = {EDDY_NONE, CAPS_NOT_YET},
+            },
+    },
+    {
+        .name = "epoll",
+        .where = "Linux",
+        .family = "readiness",
+        .cells =
+            {
+                [EDDY_CAP_TCP] = {EDDY_NATIVE, NULL},
+                [EDDY_CAP_UDP] = {EDDY_NATIVE, NULL},
+                [EDDY_CAP_UNIX_SOCKETS] = {EDDY_NATIVE, NULL},
+                [EDDY_CAP_FILE_IO] = {EDDY_EMULATED, CAPS_POOL},
+                [EDDY_CAP_TIMERS] = {EDDY_NATIVE, NULL},
+                [EDDY_CAP_CANCEL] = {EDDY_NATIVE, NULL},
+                [EDDY_CAP_WAKEUP] = {EDDY_NATIVE, NULL},
+                [EDDY_CAP_WATCH_FD] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_SIGNALS] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_SUBPROCESS] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_DNS] = {EDDY_EMULATED, CAPS_DNS},
+                [EDDY_CAP_MULTISHOT_ACCEPT] = {EDDY_NONE, CAPS_URING},
+                [EDDY_CAP_MULTISHOT_RECV] = {EDDY_NONE, CAPS_URING},
+                [EDDY_CAP_BUFFER_RING] = {EDDY_NONE, CAPS_URING},
+                [EDDY_CAP_ZEROCOPY_SEND] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_SENDFILE] = {EDDY_NONE, CAPS_NOT_YET},
+            },
+    },
+    {
+        .name = "kqueue",
+        .where = "macOS, FreeBSD, NetBSD, OpenBSD; Linux through libkqueue",
+        .family = "readiness",
+        .status = "not written yet",
+        .cells =
+            {
+                [EDDY_CAP_TCP] = {EDDY_NATIVE, NULL},
+                [EDDY_CAP_UDP] = {EDDY_NATIVE, NULL},
+                [EDDY_CAP_UNIX_SOCKETS] = {EDDY_NATIVE, NULL},
+                [EDDY_CAP_FILE_IO] = {EDDY_EMULATED, CAPS_POOL},
+                [EDDY_CAP_TIMERS] = {EDDY_NATIVE, NULL},
+                [EDDY_CAP_CANCEL] = {EDDY_NATIVE, NULL},
+                [EDDY_CAP_WAKEUP] = {EDDY_NATIVE, NULL},
+                [EDDY_CAP_WATCH_FD] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_SIGNALS] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_SUBPROCESS] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_DNS] = {EDDY_EMULATED, CAPS_DNS},
+                [EDDY_CAP_MULTISHOT_ACCEPT] = {EDDY_NONE, CAPS_URING},
+                [EDDY_CAP_MULTISHOT_RECV] = {EDDY_NONE, CAPS_URING},
+                [EDDY_CAP_BUFFER_RING] = {EDDY_NONE, CAPS_URING},
+                [EDDY_CAP_ZEROCOPY_SEND] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_SENDFILE] = {EDDY_NONE, CAPS_NOT_YET},
+            },
+    },
+    {
+        .name = "iocp",
+        .where = "Windows",
+        .family = "completion",
+        .status = "not written yet",
+        .cells =
+            {
+                [EDDY_CAP_TCP] = {EDDY_NATIVE, NULL},
+                [EDDY_CAP_UDP] = {EDDY_NATIVE, NULL},
+                [EDDY_CAP_UNIX_SOCKETS] = {EDDY_NONE, "no AF_UNIX on IOCP"},
+                [EDDY_CAP_FILE_IO] = {EDDY_NATIVE, NULL},
+                [EDDY_CAP_TIMERS] = {EDDY_NATIVE, NULL},
+                [EDDY_CAP_CANCEL] = {EDDY_NATIVE, NULL},
+                [EDDY_CAP_WAKEUP] = {EDDY_NATIVE, NULL},
+                [EDDY_CAP_WATCH_FD] = {EDDY_NONE, "no fd readiness on IOCP"},
+                [EDDY_CAP_SIGNALS] = {EDDY_NONE, "no POSIX signals on Windows"},
+                [EDDY_CAP_SUBPROCESS] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_DNS] = {EDDY_EMULATED, CAPS_DNS},
+                [EDDY_CAP_MULTISHOT_ACCEPT] = {EDDY_NONE, CAPS_URING},
+                [EDDY_CAP_MULTISHOT_RECV] = {EDDY_NONE, CAPS_URING},
+                [EDDY_CAP_BUFFER_RING] = {EDDY_NONE, CAPS_URING},
+                [EDDY_CAP_ZEROCOPY_SEND] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_SENDFILE] = {EDDY_NONE, CAPS_NOT_YET},
+            },
+    },
+};
+
+#define EDDY__CAPS_ROW_COUNT (sizeof(eddy__caps_rows) / sizeof(eddy__caps_rows[0]))
+
+/* What each capability covers, for the docs the tool prints. */
+static const char *const eddy__caps_descriptions[EDDY_CAP_COUNT] = {
+    [EDDY_CAP_TCP] = "TCP sockets: `eddy_tcp_listen`, `eddy_tcp_connect`, `eddy_accept`, "
+                     "`eddy_recv`, `eddy_send`, `eddy_sock_shutdown`",
+    [EDDY_CAP_UDP] = "UDP sockets: `eddy_udp_bind`, `eddy_sendto`, `eddy_recvfrom`",
+    [EDDY_CAP_UNIX_SOCKETS] = "Unix stream sockets: `eddy_unix_listen`, `eddy_unix_connect`",
+    [EDDY_CAP_FILE_IO] = "files and paths: `eddy_file_*`, `eddy_fs_*`",
+    [EDDY_CAP_TIMERS] = "timers, sleeps and timeouts: `eddy_call_later`, `eddy_sleep`, "
+                        "`eddy_await_timeout`",
+    [EDDY_CAP_CANCEL] = "withdrawing an op in flight when its task is cancelled",
+    [EDDY_CAP_WAKEUP] = "waking the loop from another thread: `eddy_call_soon_threadsafe`, "
+                        "thread-pool completions",
+    [EDDY_CAP_WATCH_FD] = "waiting for readiness on a descriptor eddy does not own",
+    [EDDY_CAP_SIGNALS] = "handling signals on the loop",
+    [EDDY_CAP_SUBPROCESS] = "running child processes and waiting for them",
+    [EDDY_CAP_DNS] = "host names in `eddy_tcp_connect`, `eddy_tcp_listen`, `eddy_udp_bind`",
+    [EDDY_CAP_MULTISHOT_ACCEPT] = "one submission accepting many connections",
+    [EDDY_CAP_MULTISHOT_RECV] = "one submission receiving many times",
+    [EDDY_CAP_BUFFER_RING] = "receive buffers picked by the kernel from a ring the loop provides",
+    [EDDY_CAP_ZEROCOPY_SEND] = "sends that do not copy the payload",
+    [EDDY_CAP_SENDFILE] = "file-to-socket transfer without a copy through user space",
+};
+
+/* The platforms, with their backends in the order a default loop tries them. */
+struct eddy__caps_platform {
+    const char *name;
+    const char *backends[3]; /* NULL-terminated */
+    const char *text;
+};
+
+static const struct eddy__caps_platform eddy__caps_platforms[] = {
+    {"Linux",
+     {"io_uring", "epoll", NULL},
+     "io_uring first; when the kernel or a sandbox refuses it (ENOSYS; EPERM from seccomp or "
+     "`kernel.io_uring_disabled`; ENOMEM from the memlock limit) a default loop runs on epoll, "
+     "and `eddy_backend_available(\"io_uring\")` says why. `EDDY_BACKEND` or "
+     "`eddy_loop_options.backend` picks one by name. kqueue will also build on Linux against "
+     "libkqueue, for testing."},
+    {"macOS, FreeBSD, NetBSD, OpenBSD",
+     {"kqueue", NULL},
+     "eddy does not run here until the kqueue backend is written."},
+    {"Windows",
+     {"iocp", NULL},
+     "eddy does not run here until the IOCP backend is written. By design, what Windows can "
+     "do natively works; the rest is absent."},
+};
+
+#define EDDY__CAPS_PLATFORM_COUNT (sizeof(eddy__caps_platforms) / sizeof(eddy__caps_platforms[0]))
+
+#undef CAPS_NOT_YET
+#undef CAPS_POOL
+#undef CAPS_DNS
+#undef CAPS_URING
+
+#endif /* EDDY_CAPS_TABLE_H */
