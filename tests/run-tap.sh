@@ -3,12 +3,19 @@
 # can run here (tests/backends lists them), as one TAP stream: each result is
 # named "[backend] suite::test". EDDY_TEST_BACKENDS overrides the list;
 # EDDY_TEST_WRAPPER (e.g. valgrind, from make check-valgrind) runs in front of
-# the binary. Suites that choose their backend themselves run once.
+# the binary. Suites that choose their backend themselves run once; the
+# io_uring suite is skipped when EDDY_TEST_BACKENDS leaves io_uring out.
 test_binary=$1
 shift
 dir=$(dirname "$test_binary")
 case $(basename "$test_binary") in
-uring | caps | backends_once) backends=default ;;
+uring)
+    case " ${EDDY_TEST_BACKENDS:-io_uring} " in
+    *" io_uring "*) backends=default ;;
+    *) echo "1..0 # SKIP io_uring is not in EDDY_TEST_BACKENDS"; exit 0 ;;
+    esac
+    ;;
+caps) backends=default ;;
 *) backends=${EDDY_TEST_BACKENDS:-$("$dir/backends" 2>/dev/null)} ;;
 esac
 [ -n "$backends" ] || { echo "1..0 # SKIP no backend can run here"; exit 0; }
