@@ -40,6 +40,7 @@ enum {
     EDDY__TIMER_OWNED = 1 << 0, /* the caller holds the handle (eddy_call_later out != NULL) */
     EDDY__TIMER_FIRED = 1 << 1,
     EDDY__TIMER_PUBLIC = 1 << 2, /* allocated by eddy_call_later */
+    EDDY__TIMER_DEAD = 1 << 3,   /* cancelled, left in the heap until it surfaces */
 };
 
 struct eddy_timer {
@@ -51,12 +52,16 @@ struct eddy_timer {
     eddy_callback cb;                   /* public timers */
     void *arg;
     unsigned flags;
+    struct eddy_timer *next_free; /* public timers: the loop's recycling list */
 };
 
 struct eddy__timer_heap {
     struct eddy_timer **items;
     size_t count, capacity;
+    size_t dead;       /* cancelled public timers still in items */
     uint64_t next_seq;
+    struct eddy_timer *free_list; /* recycled public timers */
+    size_t free_count;
 };
 
 void eddy__timer_init(struct eddy_timer *t, struct eddy_loop *loop,
@@ -68,8 +73,13 @@ static inline bool eddy__timer_pending(const struct eddy_timer *t)
 {
     return t->heap_index != SIZE_MAX;
 }
-/* The earliest deadline, or INT64_MAX with no timer. */
-int64_t eddy__timers_next(const struct eddy__timer_heap *h);
+/* The earliest live deadline, or INT64_MAX with no timer. */
+int64_t eddy__timers_next(struct eddy__timer_heap *h);
+/* Timers that will still fire. */
+static inline size_t eddy__timers_live(const struct eddy__timer_heap *h)
+{
+    return h->count - h->dead;
+}
 /* Fires every timer due at now. */
 void eddy__timers_run(struct eddy_loop *loop, int64_t now);
 void eddy__timers_destroy(struct eddy_loop *loop);

@@ -89,8 +89,65 @@ void eddy__timer_stop(struct eddy_timer *t)
         sift_down(h, i);
 }
 
-int64_t eddy__timers_next(const struct eddy__timer_heap *h)
+/* ---- public timers: recycled, and cancelled lazily ------------------------- */
+
+/* Cancelling a public timer only marks it dead: it leaves the heap when it
+ * surfaces at the top, or when dead timers pass half the heap and it is
+ * rebuilt, so a cancel costs O(1) and the amortised clean-up O(1) too.
+ * (Internal timers live in task frames and are always removed at once.) */
+#define TIMER_FREE_MAX 4096
+
+static void public_timer_release(struct eddy_loop *loop, struct eddy_timer *t)
 {
+    if (loop && loop->timers.free_count < TIMER_FREE_MAX) {
+        t->next_free = loop->timers.free_list;
+        loop->timers.free_list = t;
+        loop->timers.free_count++;
+    } else {
+        free(t);
+    }
+}
+
+static struct eddy_timer *public_timer_alloc(struct eddy_loop *loop)
+{
+    struct eddy_timer *t = loop->timers.free_list;
+    if (!t) return malloc(sizeof(*t));
+    loop->timers.free_list = t->next_free;
+    loop->timers.free_count--;
+    return t;
+}
+
+/* Takes a dead timer out of the heap and recycles it. */
+static void drop_dead(struct eddy_loop *loop, struct eddy_timer *t)
+{
+    eddy__timer_stop(t);
+    loop->timers.dead--;
+    public_timer_release(loop, t);
+}
+
+static void heap_rebuild_without_dead(struct eddy_loop *loop)
+{
+    struct eddy__timer_heap *h = &loop->timers;
+    size_t kept = 0;
+    for (size_t i = 0; i < h->count; i++) {
+        struct eddy_timer *t = h->items[i];
+        if (t->flags & EDDY__TIMER_DEAD) {
+            t->heap_index = SIZE_MAX;
+            public_timer_release(loop, t);
+        } else {
+            heap_place(h, kept++, t);
+        }
+    }
+    h->count = kept;
+    h->dead = 0;
+    for (size_t i = kept / 2; i-- > 0;)
+        sift_down(h, i);
+}
+
+int64_t eddy__timers_next(struct eddy__timer_heap *h)
+{
+    while (h->count && (h->items[0]->flags & EDDY__TIMER_DEAD))
+        drop_dead(h->items[0]->loop, h->items[0]);
     return h->count ? h->items[0]->deadline : INT64_MAX;
 }
 
@@ -99,6 +156,10 @@ void eddy__timers_run(struct eddy_loop *loop, int64_t now)
     struct eddy__timer_heap *h = &loop->timers;
     while (h->count && h->items[0]->deadline <= now) {
         struct eddy_timer *t = h->items[0];
+        if (t->flags & EDDY__TIMER_DEAD) {
+            drop_dead(loop, t);
+            continue;
+        }
         eddy__timer_stop(t);
         t->fire(t);
     }
@@ -113,21 +174,28 @@ void eddy__timers_destroy(struct eddy_loop *loop)
         struct eddy_timer *t = h->items[h->count - 1];
         eddy__timer_stop(t);
         t->loop = NULL;
-        if ((t->flags & EDDY__TIMER_PUBLIC) && !(t->flags & EDDY__TIMER_OWNED)) free(t);
+        if ((t->flags & EDDY__TIMER_PUBLIC) &&
+            (!(t->flags & EDDY__TIMER_OWNED) || (t->flags & EDDY__TIMER_DEAD)))
+            free(t);
     }
+    h->dead = 0;
     free(h->items);
     h->items = NULL;
     h->capacity = 0;
+    struct eddy_timer *t;
+    while ((t = h->free_list)) {
+        h->free_list = t->next_free;
+        free(t);
+    }
+    h->free_count = 0;
 }
-
-/* ---- public timers (eddy_call_later) ------------------------------------- */
 
 static void public_timer_fire(struct eddy_timer *t)
 {
     eddy_callback cb = t->cb;
     void *arg = t->arg;
     t->flags |= EDDY__TIMER_FIRED;
-    if (!(t->flags & EDDY__TIMER_OWNED)) free(t);
+    if (!(t->flags & EDDY__TIMER_OWNED)) public_timer_release(t->loop, t);
     cb(arg);
 }
 
@@ -135,7 +203,7 @@ EDDY_API int eddy_call_later(eddy_loop *loop, int64_t delay_ns, eddy_callback cb
                              eddy_timer **out)
 {
     if (!loop || !cb || delay_ns < 0) return -EINVAL;
-    struct eddy_timer *t = malloc(sizeof(*t));
+    struct eddy_timer *t = public_timer_alloc(loop);
     if (!t) return -ENOMEM;
     eddy__timer_init(t, loop, public_timer_fire);
     t->cb = cb;
@@ -145,7 +213,7 @@ EDDY_API int eddy_call_later(eddy_loop *loop, int64_t delay_ns, eddy_callback cb
     int64_t deadline = delay_ns > INT64_MAX - now ? INT64_MAX : now + delay_ns;
     int err = eddy__timer_start(t, deadline);
     if (err < 0) {
-        free(t);
+        public_timer_release(loop, t);
         return err;
     }
     if (out) *out = t;
@@ -154,9 +222,18 @@ EDDY_API int eddy_call_later(eddy_loop *loop, int64_t delay_ns, eddy_callback cb
 
 EDDY_API int eddy_timer_cancel(eddy_timer *t)
 {
-    if (!t || !(t->flags & EDDY__TIMER_PUBLIC)) return -EINVAL;
-    int ret = (t->flags & EDDY__TIMER_FIRED) ? -EALREADY : 0;
-    if (t->loop) eddy__timer_stop(t);
-    free(t);
-    return ret;
+    if (!t || !(t->flags & EDDY__TIMER_PUBLIC) || (t->flags & EDDY__TIMER_DEAD)) return -EINVAL;
+    struct eddy_loop *loop = t->loop;
+    if (t->flags & EDDY__TIMER_FIRED) {
+        public_timer_release(loop, t);
+        return -EALREADY;
+    }
+    if (!loop) { /* its loop was freed first */
+        free(t);
+        return 0;
+    }
+    t->flags |= EDDY__TIMER_DEAD;
+    struct eddy__timer_heap *h = &loop->timers;
+    if (++h->dead > 64 && h->dead * 2 > h->count) heap_rebuild_without_dead(loop);
+    return 0;
 }

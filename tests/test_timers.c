@@ -303,6 +303,52 @@ Test(timers, many_half_cancelled, .timeout = TEST_TIMEOUT)
     eddy_loop_free(loop);
 }
 
+struct ordered {
+    int64_t last_deadline;
+    int fired;
+    int out_of_order;
+};
+
+struct ordered_timer {
+    struct ordered *o;
+    int64_t deadline;
+};
+
+static void ordered_cb(void *arg)
+{
+    struct ordered_timer *ot = arg;
+    if (ot->deadline < ot->o->last_deadline) ot->o->out_of_order++;
+    ot->o->last_deadline = ot->deadline;
+    ot->o->fired++;
+}
+
+/* Cancelling most timers makes the queue drop its cancelled entries in bulk;
+ * the survivors must still fire exactly once each, in deadline order. */
+Test(timers, mostly_cancelled_survivors_fire_in_order, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_virtual_loop();
+    enum { N = 10000 };
+    eddy_timer **handles = malloc(N * sizeof(*handles));
+    struct ordered_timer *timers = malloc(N * sizeof(*timers));
+    cr_assert(handles && timers);
+    struct ordered o = {0};
+    int64_t start = eddy_now(loop);
+    for (int i = 0; i < N; i++) {
+        int64_t delay = (int64_t)(rng_next() % 1000000) * 1000;
+        timers[i] = (struct ordered_timer){&o, start + delay};
+        cr_assert(eq(int, eddy_call_later(loop, delay, ordered_cb, &timers[i], &handles[i]), 0));
+    }
+    for (int i = 0; i < N; i++)
+        if (i % 10 != 0) cr_assert(eq(int, eddy_timer_cancel(handles[i]), 0));
+    cr_assert(eq(int, eddy_loop_run(loop), 0));
+    cr_assert(eq(int, o.fired, N / 10));
+    cr_assert(eq(int, o.out_of_order, 0));
+    for (int i = 0; i < N; i += 10) cr_assert(eq(int, eddy_timer_cancel(handles[i]), -EALREADY));
+    free(handles);
+    free(timers);
+    eddy_loop_free(loop);
+}
+
 /* ---- the clock ---------------------------------------------------------------- */
 
 Test(timers, now_is_monotonic, .timeout = TEST_TIMEOUT)
