@@ -25,3 +25,22 @@ make -j"$(nproc)" >/dev/null
 
 echo "== running the demo (build/examples/demo)"
 ./examples/demo
+
+echo "== echo-server and echo-client (build/examples/): 1000 messages over TCP"
+log=$(mktemp)
+./examples/echo-server 0 1 >"$log" &
+server=$!
+port=""
+for _ in $(seq 50); do
+    port=$(sed -n 's/.*listening on port \([0-9]*\).*/\1/p' "$log")
+    [ -n "$port" ] && break
+    sleep 0.1
+done
+cat "$log"
+rm -f "$log"
+[ -n "$port" ] || { kill "$server" 2>/dev/null; echo "echo-server did not start" >&2; exit 1; }
+./examples/echo-client 127.0.0.1 "$port" 1000 64
+wait "$server"
+
+echo "== cat (build/examples/cat) of the demo's source, through the loop's file I/O"
+./examples/cat ../examples/demo.c | head -n 3

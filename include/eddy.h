@@ -274,8 +274,7 @@ EDDY_API EDDY_NODISCARD int eddy_file_open(eddy_file **out, const char *path, in
 /* Reads up to len bytes at offset (>= 0; -1 = the file's current position,
  * which then advances). The count (short at end of file, 0 past it) or a
  * negative code. */
-EDDY_API EDDY_NODISCARD ssize_t eddy_file_read(eddy_file *f, void *buf, size_t len,
-                                               int64_t offset);
+EDDY_API EDDY_NODISCARD ssize_t eddy_file_read(eddy_file *f, void *buf, size_t len, int64_t offset);
 /* Writes all len bytes at offset (>= 0; -1 = the current position). len, or
  * a negative code. */
 EDDY_API EDDY_NODISCARD ssize_t eddy_file_write(eddy_file *f, const void *buf, size_t len,

@@ -134,7 +134,12 @@ static int64_t call_op(struct eddy_sock *s, struct sock_call *c)
 static void call_cancel(struct sock_call *c)
 {
     struct eddy_task *t = c->task;
-    if (t->state == EDDY__TASK_SUSPENDED && t->abort_wait) t->abort_wait(t);
+    if (t->state != EDDY__TASK_SUSPENDED || !t->abort_wait) return;
+    /* An abort is called once: the task's own cancellation, should it come
+     * later, finds nothing left to abort. */
+    void (*abort_wait)(struct eddy_task *) = t->abort_wait;
+    t->abort_wait = NULL;
+    abort_wait(t);
 }
 
 /* ---- addresses ---------------------------------------------------------------- */
