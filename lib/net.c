@@ -374,11 +374,20 @@ static int bind_host(struct eddy_sock **out, const char *host, uint16_t port, in
     return err;
 }
 
+/* Calls that make no op (a listen, a bind) check their capability here, as
+ * eddy__op_run does for the others: -ENOTSUP when the loop's backend has none. */
+static int loop_offers(eddy_cap cap)
+{
+    return eddy_loop_supports(eddy_loop_current(), cap) == EDDY_NONE ? -ENOTSUP : 0;
+}
+
 EDDY_API int eddy_tcp_listen(eddy_sock **out, const char *host, uint16_t port, int backlog)
 {
     if (!eddy__current_task()) return -EPERM;
     if (!out) return -EINVAL;
     *out = NULL;
+    int err = loop_offers(EDDY_CAP_TCP);
+    if (err < 0) return err;
     return bind_host(out, host, port, SOCK_STREAM, backlog);
 }
 
@@ -585,6 +594,8 @@ EDDY_API int eddy_udp_bind(eddy_sock **out, const char *host, uint16_t port)
     if (!eddy__current_task()) return -EPERM;
     if (!out) return -EINVAL;
     *out = NULL;
+    int err = loop_offers(EDDY_CAP_UDP);
+    if (err < 0) return err;
     return bind_host(out, host, port, SOCK_DGRAM, 0);
 }
 
@@ -691,10 +702,11 @@ EDDY_API int eddy_unix_listen(eddy_sock **out, const char *path, int backlog)
     if (!eddy__current_task()) return -EPERM;
     if (!out) return -EINVAL;
     *out = NULL;
+    int err = loop_offers(EDDY_CAP_UNIX_SOCKETS);
+    if (err < 0) return err;
     struct sockaddr_un sun;
     socklen_t len;
-    int err = unix_address(&sun, &len, path);
-    if (err < 0) return err;
+    if ((err = unix_address(&sun, &len, path)) < 0) return err;
     return listen_on(out, AF_UNIX, SOCK_STREAM, (struct sockaddr *)&sun, len, backlog, false);
 }
 
