@@ -45,7 +45,6 @@ enum {
 
 struct eddy_timer {
     int64_t deadline;  /* loop clock, ns */
-    uint64_t seq;      /* insertion order: equal deadlines fire first-in first-out */
     size_t heap_index; /* SIZE_MAX when not in the heap */
     struct eddy_loop *loop;
     void (*fire)(struct eddy_timer *t); /* internal timers (sleep, timeouts) */
@@ -55,10 +54,17 @@ struct eddy_timer {
     struct eddy_timer *next_free; /* public timers: the loop's recycling list */
 };
 
+/* A heap slot: the timer's key beside it, so sifting never dereferences. */
+struct eddy__heap_entry {
+    int64_t deadline;
+    uint64_t seq; /* arming order: equal deadlines fire first-in first-out */
+    struct eddy_timer *timer;
+};
+
 struct eddy__timer_heap {
-    struct eddy_timer **items;
+    struct eddy__heap_entry *items;
     size_t count, capacity;
-    size_t dead;       /* cancelled public timers still in items */
+    size_t dead; /* cancelled public timers still in items */
     uint64_t next_seq;
     struct eddy_timer *free_list; /* recycled public timers */
     size_t free_count;
