@@ -21,23 +21,12 @@
 
 #include "eddy.h"
 
+#include "bench.h"
+
 #define RUNS        5
 #define SPAWN_TASKS 100000
 #define SLEEP_TASKS 1000000
 #define RSS_TARGET  5120.0 /* bytes per task */
-
-static int64_t cpu_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* Resident bytes, from /proc/self/statm; -1 where there is none. */
 static long long rss_bytes(void)
@@ -170,7 +159,6 @@ int main(void)
         }
         spawn[r] = run.ns_per_task;
     }
-    qsort(spawn, RUNS, sizeof(*spawn), cmp_double);
 
     eddy_loop_options opts = {.flags = EDDY_LOOP_NO_GUARD_PAGES};
     struct memory_run mem = {0};
@@ -183,7 +171,7 @@ int main(void)
 
     printf("task spawn, thread CPU time\n");
     printf("  spawn+join (%d tasks)            %8.1f ns/task (median of %d)\n", SPAWN_TASKS,
-           spawn[RUNS / 2], RUNS);
+           median(spawn, RUNS), RUNS);
     printf("  spawn+start+sleep (%d tasks)    %8.1f ns/task\n", SLEEP_TASKS, mem.spawn_ns_per_task);
     if (mem.rss_before < 0 || mem.rss_asleep < 0) {
         printf("  resident memory: no /proc/self/statm here\n");

@@ -28,29 +28,12 @@
 #include "eddy.h"
 #include "../lib/fiber.h"
 
+#include "bench.h"
+
 #define RUNS         5
 #define SWITCHES     20000000L /* raw switch round trips per run */
 #define YIELDS       2000000L  /* yields per task per run */
 #define SWAPCONTEXTS 1000000L  /* swapcontext round trips per run */
-
-static int64_t cpu_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, n, sizeof(*v), cmp_double);
-    return v[n / 2];
-}
 
 /* ---- raw fiber switch ---------------------------------------------------- */
 

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench.h"
 #include "eddy.h"
 #ifdef HAVE_LIBUV
 #include <uv.h>
@@ -28,13 +29,6 @@
 #define TIMERS 1000000
 
 static long fired;
-
-static int64_t cpu_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static uint64_t rng_state;
 
