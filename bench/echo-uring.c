@@ -28,8 +28,8 @@ enum { ACCEPT, RECV, SEND };
 
 struct conn {
     int fd;
-    int state;           /* RECV or SEND */
-    size_t len, sent;    /* the message being echoed */
+    int state;        /* RECV or SEND */
+    size_t len, sent; /* the message being echoed */
     char buf[BUF_SIZE];
 };
 
