@@ -9,12 +9,12 @@
 # bounded in time ($EDDY_BENCH_SECONDS per round, default 2, after 0.5 s of
 # warm-up) and in connections.
 #
-#   EDDY_BENCH_ONLY="tasks timers echo"   the sections to run (default: all)
+#   EDDY_BENCH_ONLY="tasks timers echo http files"   the sections to run (default: all)
 set -u
 srcdir=${srcdir:-.}
 ROUNDS=${EDDY_BENCH_ROUNDS:-3}
 SECS=${EDDY_BENCH_SECONDS:-2}
-ONLY=${EDDY_BENCH_ONLY:-tasks timers echo}
+ONLY=${EDDY_BENCH_ONLY:-tasks timers echo http files}
 SERVER_CPU=1
 CLIENT_CPU=0
 if [ "$(nproc)" -lt 2 ]; then
@@ -133,6 +133,172 @@ if want echo; then
     done
 fi
 
+# ---- http ---------------------------------------------------------------------
+# wrk (CPU 0) against examples/http-hello on each backend and against nginx
+# with one worker process (CPU 1, its own prefix and config under $out), both
+# answering every request with the same "Hello, World!" and the same headers.
+HTTP_CONNS="50 1000"
+HZ=$(getconf CLK_TCK 2>/dev/null || echo 100)
+NGINX=""
+for p in /usr/sbin/nginx nginx; do
+    if command -v "$p" >/dev/null 2>&1; then NGINX=$p; break; fi
+done
+
+cpu_ticks() { # utime + stime of a process (all its threads), in clock ticks
+    awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+listening() { # port: true once something listens on 127.0.0.1:port
+    awk -v p="$(printf '0100007F:%04X' "$1")" '$2 == p && $4 == "0A" { f = 1 } END { exit !f }' \
+        /proc/net/tcp
+}
+
+nginx_conf() { # port -> $out/nginx/nginx.conf
+    mkdir -p "$out/nginx"
+    cat >"$out/nginx/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $out/nginx/nginx.pid;
+error_log $out/nginx/error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    server_tokens off;
+    default_type text/plain;
+    keepalive_requests 100000000;
+    client_body_temp_path $out/nginx/body;
+    proxy_temp_path $out/nginx/proxy;
+    fastcgi_temp_path $out/nginx/fastcgi;
+    uwsgi_temp_path $out/nginx/uwsgi;
+    scgi_temp_path $out/nginx/scgi;
+    server {
+        listen 127.0.0.1:$1;
+        location / { return 200 "Hello, World!"; }
+    }
+}
+EOF
+}
+
+run_http() { # name conns port -> "requests/s CPU-ns-per-request"
+    if [ "$1" = nginx ]; then
+        nginx_conf "$3"
+        taskset -c "$SERVER_CPU" "$NGINX" -p "$out/nginx" -c "$out/nginx/nginx.conf" \
+            </dev/null >"$out/server.log" 2>&1 &
+    else
+        taskset -c "$SERVER_CPU" env EDDY_BACKEND="${1#eddy/}" ./examples/http-hello "$3" \
+            </dev/null >"$out/server.log" 2>&1 &
+    fi
+    spid=$!
+    # the process that serves: nginx's one worker, the child of its master
+    wpid=$spid
+    i=0
+    while [ $i -lt 50 ]; do
+        if [ "$1" = nginx ]; then
+            w=$(awk '{ print $1 }' "/proc/$spid/task/$spid/children" 2>/dev/null)
+            [ -n "$w" ] && wpid=$w
+        fi
+        if { [ "$1" != nginx ] || [ "$wpid" != "$spid" ]; } && listening "$3"; then break; fi
+        sleep 0.1
+        i=$((i + 1))
+    done
+    t0=$(cpu_ticks "$wpid")
+    res=$(taskset -c "$CLIENT_CPU" wrk -t1 -c"$2" -d"${SECS}s" "http://127.0.0.1:$3/" 2>&1)
+    t1=$(cpu_ticks "$wpid")
+    kill "$spid" 2>/dev/null
+    wait "$spid" 2>/dev/null
+    line=$(echo "$res" | awk -v t0="$t0" -v t1="$t1" -v hz="$HZ" '
+        / requests in / { n = $1 }
+        /^Requests\/sec:/ { r = $2 }
+        /Non-2xx|Socket errors/ { bad = 1 }
+        END { if (n > 0 && !bad) printf "%.0f %.0f\n", r, (t1 - t0) * 1e9 / hz / n; else print "- -" }')
+    if [ "$line" = "- -" ]; then
+        echo "  $1 failed: $(echo "$res" | tail -3 | tr '\n' ' ') $(head -2 "$out/server.log" | tr '\n' ' ')" >&2
+    fi
+    echo "$line"
+}
+
+http_servers=""
+if want http; then
+    if ! command -v wrk >/dev/null 2>&1 || ! [ -x ./examples/http-hello ]; then
+        missing="$missing wrk"
+    else
+        http_servers="eddy/io_uring eddy/epoll"
+        if [ -n "$NGINX" ]; then http_servers="$http_servers nginx"; else missing="$missing nginx"; fi
+        echo "== http: wrk -t1 against examples/http-hello and nginx (1 worker) on 127.0.0.1 (server CPU $SERVER_CPU, wrk CPU $CLIENT_CPU, ${SECS} s rounds)"
+        port=21000
+        r=1
+        while [ "$r" -le "$ROUNDS" ]; do
+            for conns in $HTTP_CONNS; do
+                for name in $http_servers; do
+                    port=$((port + 1))
+                    line=$(run_http "$name" "$conns" "$port")
+                    echo "  round $r $conns conns  $(printf '%-14s' "$name") $line"
+                    k=$(key "$name")
+                    echo "$line" | awk '{ print $1 }' >>"$out/http-$conns-$k-rps"
+                    echo "$line" | awk '{ print $2 }' >>"$out/http-$conns-$k-cpu"
+                done
+            done
+            r=$((r + 1))
+        done
+    fi
+fi
+
+# ---- files --------------------------------------------------------------------
+# 4 KiB random reads at queue depth 32 over a 1 GiB file (in $out, removed at
+# exit), through the page cache and with O_DIRECT: bench/files (eddy on each
+# backend, libuv) and fio's io_uring engine, all on CPU $SERVER_CPU.
+files_libs=""
+if want files; then
+    fdat="$out/files.dat"
+    avail=$(df -Pk "$out" | awk 'NR == 2 { print $4 }')
+    if [ "${avail:-0}" -lt 1200000 ]; then
+        echo "== files: left out, less than 1.2 GiB free under $out" >&2
+    elif ! [ -x ./bench/files ]; then
+        echo "== files: left out, bench/files not built" >&2
+    else
+        # written, not only allocated: reads of unwritten extents touch no disk
+        fallocate -l 1G "$fdat" 2>/dev/null || true
+        dd if=/dev/zero of="$fdat" bs=1M count=1024 conv=notrunc status=none
+        sync
+        files_libs="eddy/io_uring eddy/epoll"
+        if ./bench/files uv "$fdat" 0 0 >/dev/null 2>&1; then
+            files_libs="$files_libs libuv"
+        else
+            missing="$missing libuv"
+        fi
+        if command -v fio >/dev/null 2>&1; then files_libs="$files_libs fio"; else missing="$missing fio"; fi
+        echo "== files: 4 KiB random reads, queue depth 32, 1 GiB file (IOPS; CPU $SERVER_CPU, ${SECS} s rounds)"
+        r=1
+        while [ "$r" -le "$ROUNDS" ]; do
+            for mode in cache direct; do
+                d=0
+                [ "$mode" = direct ] && d=1
+                for name in $files_libs; do
+                    # page cache runs start from a fully cached file
+                    [ $d = 0 ] && cat "$fdat" >/dev/null
+                    case "$name" in
+                    eddy/*)
+                        iops=$(taskset -c "$SERVER_CPU" env EDDY_BACKEND="${name#eddy/}" \
+                            ./bench/files eddy "$fdat" $d "$SECS" 2>"$out/files.log") ;;
+                    libuv) iops=$(taskset -c "$SERVER_CPU" ./bench/files uv "$fdat" $d "$SECS" 2>"$out/files.log") ;;
+                    fio)
+                        # invalidate=0: fio would drop the page cache first
+                        iops=$(taskset -c "$SERVER_CPU" fio --name=r --filename="$fdat" --rw=randread \
+                            --bs=4k --iodepth=32 --ioengine=io_uring --direct=$d --invalidate=0 \
+                            --ramp_time=500ms --runtime="$SECS" --time_based --output-format=terse \
+                            --terse-version=3 2>"$out/files.log" | awk -F';' '{ print $8 }') ;;
+                    esac
+                    [ -n "$iops" ] || { iops="-"; echo "  $name failed: $(head -2 "$out/files.log")" >&2; }
+                    echo "  round $r $mode $(printf '%-14s' "$name") $iops"
+                    echo "$iops" >>"$out/files-$mode-$(key "$name")"
+                done
+            done
+            r=$((r + 1))
+        done
+        rm -f "$fdat"
+    fi
+fi
+
 # ---- the table ----------------------------------------------------------------
 echo
 echo "==== eddy benchmarks: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs, Linux $(uname -r); median of $ROUNDS"
@@ -207,6 +373,67 @@ if want echo; then
                     printf "%s: no figure\n", n }'
         done
     done
+fi
+if want http && [ -n "$http_servers" ]; then
+    echo
+    echo "HTTP: requests/s (wrk -t1) and the server's CPU time per request (utime+stime, ns)"
+    for conns in $HTTP_CONNS; do
+        ngcpu=$(median <"$out/http-$conns-nginx-cpu" 2>/dev/null)
+        ngrps=$(median <"$out/http-$conns-nginx-rps" 2>/dev/null)
+        echo "  $conns connections"
+        printf '    %-14s %12s %14s %10s\n' server "requests/s" "CPU ns/req" "vs nginx"
+        for name in $http_servers; do
+            k=$(key "$name")
+            rps=$(median <"$out/http-$conns-$k-rps" 2>/dev/null)
+            cpu=$(median <"$out/http-$conns-$k-cpu" 2>/dev/null)
+            ratio=$(awk -v a="$cpu" -v b="${ngcpu:--}" \
+                'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2fx", a / b; else print "-" }')
+            printf '    %-14s %12s %14s %10s\n' "$name" "${rps:--}" "${cpu:--}" "$ratio"
+        done
+    done
+    case " $http_servers " in *" nginx "*)
+        echo "  target: eddy's requests/s >= nginx's at <= nginx's CPU per request:"
+        for conns in $HTTP_CONNS; do
+            ngcpu=$(median <"$out/http-$conns-nginx-cpu" 2>/dev/null)
+            ngrps=$(median <"$out/http-$conns-nginx-rps" 2>/dev/null)
+            for b in io_uring epoll; do
+                rps=$(median <"$out/http-$conns-eddy_$b-rps" 2>/dev/null)
+                cpu=$(median <"$out/http-$conns-eddy_$b-cpu" 2>/dev/null)
+                awk -v r="$rps" -v c="$cpu" -v nr="$ngrps" -v nc="$ngcpu" \
+                    -v n="    eddy/$b, $conns conns" 'BEGIN {
+                    if (r + 0 > 0 && c + 0 > 0 && nr + 0 > 0 && nc + 0 > 0)
+                        printf "%s: %s (requests/s %.2fx, CPU per request %.2fx)\n", n,
+                            (r >= nr && c <= nc ? "met" : "MISSED"), r / nr, c / nc
+                    else
+                        printf "%s: no figure\n", n }'
+            done
+        done
+        ;;
+    esac
+fi
+if want files && [ -n "$files_libs" ]; then
+    echo
+    echo "Files: 4 KiB random reads, queue depth 32, 1 GiB file (IOPS)"
+    printf '  %-14s %12s %12s\n' "" "page cache" "O_DIRECT"
+    for name in $files_libs; do
+        k=$(key "$name")
+        c=$(median <"$out/files-cache-$k" 2>/dev/null)
+        d=$(median <"$out/files-direct-$k" 2>/dev/null)
+        printf '  %-14s %12s %12s\n' "$name" "${c:--}" "${d:--}"
+    done
+    case " $files_libs " in *" fio "*)
+        echo "  target: eddy/io_uring >= 90 % of fio's IOPS:"
+        for mode in cache direct; do
+            e=$(median <"$out/files-$mode-eddy_io_uring" 2>/dev/null)
+            f=$(median <"$out/files-$mode-fio" 2>/dev/null)
+            awk -v e="$e" -v f="$f" -v n="    $mode" 'BEGIN {
+                if (e + 0 > 0 && f + 0 > 0)
+                    printf "%s: %s (%.2fx)\n", n, (e >= 0.9 * f ? "met" : "MISSED"), e / f
+                else
+                    printf "%s: no figure\n", n }'
+        done
+        ;;
+    esac
 fi
 if [ -n "$missing" ]; then
     echo

@@ -1,0 +1,385 @@
+/* examples/http-hello: a small HTTP/1.1 keep-alive server on eddy.
+ *
+ *   http-hello [port]        (default 8080, bound to 127.0.0.1)
+ *
+ * Every request gets "Hello, World!" with a Content-Length (HEAD: the same
+ * headers, no body). One task per connection. The parser is incremental (a recv that ends
+ * mid-request resumes the scan where it stopped) and strict where RFC 9112 asks a server to be: a
+ * malformed request line or header gets 400 and the connection is closed, headers over 8 KiB get
+ * 431, Transfer-Encoding (bodies of unknown length) gets 501, a version other than HTTP/1.x gets
+ * 505, an HTTP/1.1 request without Host gets 400. Content-Length bodies are read and discarded.
+ * "Connection: close" is honoured; HTTP/1.0 keeps the connection only with
+ * "Connection: keep-alive". Pipelined requests are all parsed and answered in
+ * order, their responses batched into one send.
+ *
+ * EDDY_BACKEND=io_uring or epoll picks the backend. bench/bench.sh measures
+ * it with wrk against nginx. tests/test_http.c compiles this file with
+ * HTTP_HELLO_NO_MAIN to run the server in-process. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "eddy.h"
+
+#define HTTP_MAX_HEADERS  (8 * 1024) /* request line + headers, terminator included */
+#define HTTP_IN_SIZE      (16 * 1024)
+#define HTTP_OUT_SIZE     (16 * 1024)
+#define HTTP_RESPONSE_MAX 256 /* the longest response this server sends */
+
+static const char HELLO_BODY[] = "Hello, World!";
+
+/* What the parser found in one request's head. */
+struct http_req {
+    int minor;               /* HTTP/1.minor */
+    bool keep_alive;         /* after the version's default and Connection */
+    bool head;               /* HEAD: the response carries no body */
+    uint64_t content_length; /* body bytes to discard */
+};
+
+static bool is_tchar(unsigned char c)
+{
+    /* RFC 9110 token characters */
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+static bool is_digit(unsigned char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static bool span_ieq(const char *p, size_t n, const char *lit)
+{
+    return strlen(lit) == n && strncasecmp(p, lit, n) == 0;
+}
+
+/* Where the head that starts at p ends: the length up to and including the
+ * empty line (CRLF CRLF, or bare LF line ends, which RFC 9112 lets a server
+ * accept), or 0 while incomplete. *scan keeps the offset already searched,
+ * so a head that arrives in pieces is scanned once. */
+static size_t http_head_end(const char *p, size_t n, size_t *scan)
+{
+    size_t i = *scan;
+    while (i < n) {
+        const char *nl = memchr(p + i, '\n', n - i);
+        if (!nl) break;
+        size_t at = (size_t)(nl - p);
+        /* an empty line: this LF follows another LF, or CR right after LF */
+        if (at >= 1 && p[at - 1] == '\n') return at + 1;
+        if (at >= 2 && p[at - 1] == '\r' && p[at - 2] == '\n') return at + 1;
+        if (at == 0 || (at == 1 && p[0] == '\r')) return at + 1; /* empty first line */
+        i = at + 1;
+    }
+    *scan = n; /* the look-back above reaches the bytes before it */
+    return 0;
+}
+
+/* Parses the complete head p[0..n) (n from http_head_end). 0 and *req, or
+ * the status to answer with before closing: 400, 501, 505. */
+static int http_parse_head(const char *p, size_t n, struct http_req *req)
+{
+    const char *end = p + n;
+    /* the request line: method SP request-target SP HTTP-version CRLF */
+    const char *q = p;
+    while (q < end && is_tchar((unsigned char)*q))
+        q++;
+    if (q == p || q >= end || *q != ' ') return 400;
+    bool head = q - p == 4 && memcmp(p, "HEAD", 4) == 0;
+    const char *target = ++q;
+    while (q < end && (unsigned char)*q > ' ' && (unsigned char)*q < 0x7f)
+        q++;
+    if (q == target || q >= end || *q != ' ') return 400;
+    q++;
+    if (end - q < 8 || memcmp(q, "HTTP/", 5) != 0 || !is_digit((unsigned char)q[5]) ||
+        q[6] != '.' || !is_digit((unsigned char)q[7]))
+        return 400;
+    int major = q[5] - '0', minor = q[7] - '0';
+    q += 8;
+    if (q < end && *q == '\r') q++;
+    if (q >= end || *q != '\n') return 400;
+    q++;
+    if (major != 1) return 505;
+
+    req->minor = minor;
+    req->head = head;
+    req->keep_alive = minor >= 1;
+    req->content_length = 0;
+    bool have_length = false, have_host = false, conn_close = false, conn_keep = false;
+
+    /* header fields: name ":" OWS value OWS CRLF, until the empty line */
+    for (;;) {
+        if (q >= end) return 400;
+        if (*q == '\n' || (*q == '\r' && q + 1 < end && q[1] == '\n')) break;
+        const char *name = q;
+        while (q < end && is_tchar((unsigned char)*q))
+            q++;
+        /* no name, whitespace before the colon, or an obs-fold line: 400 */
+        if (q == name || q >= end || *q != ':') return 400;
+        size_t name_len = (size_t)(q - name);
+        q++;
+        while (q < end && (*q == ' ' || *q == '\t'))
+            q++;
+        const char *value = q;
+        while (q < end && *q != '\r' && *q != '\n') {
+            unsigned char c = (unsigned char)*q;
+            if ((c < ' ' && c != '\t') || c == 0x7f) return 400;
+            q++;
+        }
+        const char *vend = q;
+        if (q < end && *q == '\r') q++;
+        if (q >= end || *q != '\n') return 400;
+        q++;
+        while (vend > value && (vend[-1] == ' ' || vend[-1] == '\t'))
+            vend--;
+        size_t vlen = (size_t)(vend - value);
+
+        if (span_ieq(name, name_len, "content-length")) {
+            /* 1*DIGIT; a repeated field must carry the same value */
+            uint64_t v = 0;
+            if (vlen == 0) return 400;
+            for (size_t i = 0; i < vlen; i++) {
+                if (!is_digit((unsigned char)value[i])) return 400;
+                if (v > (UINT64_MAX - 9) / 10) return 400;
+                v = v * 10 + (uint64_t)(value[i] - '0');
+            }
+            if (have_length && v != req->content_length) return 400;
+            have_length = true;
+            req->content_length = v;
+        } else if (span_ieq(name, name_len, "transfer-encoding")) {
+            return 501;
+        } else if (span_ieq(name, name_len, "host")) {
+            if (have_host) return 400;
+            have_host = true;
+        } else if (span_ieq(name, name_len, "connection")) {
+            /* a comma-separated list of options */
+            const char *o = value;
+            while (o < vend) {
+                while (o < vend && (*o == ',' || *o == ' ' || *o == '\t'))
+                    o++;
+                const char *oe = o;
+                while (oe < vend && *oe != ',' && *oe != ' ' && *oe != '\t')
+                    oe++;
+                if (span_ieq(o, (size_t)(oe - o), "close")) conn_close = true;
+                if (span_ieq(o, (size_t)(oe - o), "keep-alive")) conn_keep = true;
+                o = oe;
+            }
+        }
+    }
+    if (minor >= 1 && !have_host) return 400;
+    if (conn_close)
+        req->keep_alive = false;
+    else if (conn_keep)
+        req->keep_alive = true;
+    return 0;
+}
+
+/* The Date header's value and the two "Hello, World!" responses, rebuilt
+ * once a second (http_refresh, at each batch of requests). */
+static __thread time_t date_when;
+static __thread char date_text[40];
+static __thread char hello[2][256]; /* [keep_alive] */
+static __thread size_t hello_len[2];
+
+static size_t http_format(char *out, size_t cap, int status, const char *reason, const char *body,
+                          bool keep_alive)
+{
+    int n = snprintf(out, cap,
+                     "HTTP/1.1 %d %s\r\nServer: eddy\r\nDate: %s\r\nContent-Type: text/plain\r\n"
+                     "Content-Length: %zu\r\nConnection: %s\r\n\r\n%s",
+                     status, reason, date_text, strlen(body), keep_alive ? "keep-alive" : "close",
+                     body);
+    return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
+}
+
+static void http_refresh(void)
+{
+    time_t now = time(NULL);
+    if (now == date_when) return;
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(date_text, sizeof(date_text), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    date_when = now;
+    for (int k = 0; k < 2; k++)
+        hello_len[k] = http_format(hello[k], sizeof(hello[k]), 200, "OK", HELLO_BODY, k);
+}
+
+/* Appends the response (200 or an error, which always closes) to out, which
+ * has HTTP_RESPONSE_MAX bytes of room; returns its length. */
+static size_t http_response(char *out, int status, bool keep_alive)
+{
+    switch (status) {
+    case 200:
+        memcpy(out, hello[keep_alive], hello_len[keep_alive]);
+        return hello_len[keep_alive];
+    case 431:
+        return http_format(out, HTTP_RESPONSE_MAX, 431, "Request Header Fields Too Large",
+                           "Request Header Fields Too Large\n", false);
+    case 501:
+        return http_format(out, HTTP_RESPONSE_MAX, 501, "Not Implemented", "Not Implemented\n",
+                           false);
+    case 505:
+        return http_format(out, HTTP_RESPONSE_MAX, 505, "HTTP Version Not Supported",
+                           "HTTP Version Not Supported\n", false);
+    default:
+        return http_format(out, HTTP_RESPONSE_MAX, 400, "Bad Request", "Bad Request\n", false);
+    }
+}
+
+static intptr_t http_drain(void *arg)
+{
+    char buf[4096];
+    while (eddy_recv(arg, buf, sizeof(buf)) > 0) {
+    }
+    return 0;
+}
+
+/* Closes after an error response: stops sending, reads what the client still
+ * sends for up to a second (so that closing with unread data does not reset
+ * the connection before the client has read the response), then closes. */
+static void http_linger_close(eddy_sock *conn)
+{
+    if (eddy_sock_shutdown(conn, EDDY_SHUT_WR) == 0) {
+        eddy_task *t = eddy_spawn(NULL, http_drain, conn);
+        if (t) {
+            eddy_await_timeout(eddy_task_future(t), 1000000000, NULL);
+            eddy_task_join(t, NULL);
+        }
+    }
+    eddy_sock_close(conn);
+}
+
+/* One connection, until the client closes, an error, or a response that
+ * closes it. arg: the eddy_sock, which this task closes. */
+static intptr_t http_hello_connection(void *arg)
+{
+    eddy_sock *conn = arg;
+    char in[HTTP_IN_SIZE];
+    char out[HTTP_OUT_SIZE];
+    size_t len = 0, start = 0, scan = 0, used = 0;
+    uint64_t discard = 0; /* body bytes still to skip */
+    bool open = true, linger = false;
+    int status = 0;
+
+    while (open) {
+        ssize_t n = eddy_recv(conn, in + len, sizeof(in) - len);
+        if (n <= 0) break;
+        len += (size_t)n;
+        http_refresh();
+        /* every complete request in the buffer, in order */
+        for (;;) {
+            if (discard) {
+                size_t take = len - start < discard ? len - start : (size_t)discard;
+                start += take;
+                discard -= take;
+                if (discard) break;
+            }
+            if (start == len) break;
+            size_t head = http_head_end(in + start, len - start, &scan);
+            if (head == 0) {
+                if (len - start >= HTTP_MAX_HEADERS) status = 431;
+                if (!status) break;
+            } else if (head > HTTP_MAX_HEADERS) {
+                status = 431;
+            }
+            struct http_req req;
+            if (!status) status = http_parse_head(in + start, head, &req);
+            if (used + HTTP_RESPONSE_MAX > sizeof(out)) {
+                if (eddy_send(conn, out, used) < 0) goto out;
+                used = 0;
+            }
+            if (status) {
+                used += http_response(out + used, status, false);
+                open = false;
+                break;
+            }
+            used += http_response(out + used, 200, req.keep_alive);
+            if (req.head) used -= sizeof(HELLO_BODY) - 1; /* the headers only */
+            start += head;
+            scan = 0;
+            discard = req.content_length;
+            if (!req.keep_alive) {
+                open = false;
+                break;
+            }
+        }
+        if (used) {
+            if (eddy_send(conn, out, used) < 0) break;
+            used = 0;
+        }
+        /* closing on our side with requests unread would reset the
+         * connection, and the client could lose the responses: linger */
+        if (!open) linger = status != 0 || start < len;
+        /* keep the unparsed rest at the front */
+        if (start == len) {
+            len = start = 0;
+        } else if (start) {
+            memmove(in, in + start, len - start);
+            len -= start;
+            start = 0;
+        }
+    }
+out:
+    if (linger)
+        http_linger_close(conn);
+    else
+        eddy_sock_close(conn);
+    return 0;
+}
+
+/* Accepts on listener (which the caller keeps and closes) until an error or
+ * cancellation, a detached task per connection. Returns the error. */
+static intptr_t http_hello_serve(void *arg)
+{
+    eddy_sock *listener = arg;
+    for (;;) {
+        eddy_sock *conn;
+        int err = eddy_accept(listener, &conn);
+        if (err < 0) return err;
+        eddy_task *t = eddy_spawn(NULL, http_hello_connection, conn);
+        if (t)
+            eddy_task_detach(t);
+        else
+            eddy_sock_close(conn);
+    }
+}
+
+#ifndef HTTP_HELLO_NO_MAIN
+static intptr_t server_main(void *arg)
+{
+    eddy_sock *listener;
+    int err = eddy_tcp_listen(&listener, "127.0.0.1", (uint16_t)(uintptr_t)arg, 0);
+    if (err < 0) {
+        fprintf(stderr, "http-hello: listen: %s\n", eddy_strerror(err));
+        return err;
+    }
+    err = (int)http_hello_serve(listener);
+    fprintf(stderr, "http-hello: accept: %s\n", eddy_strerror(err));
+    eddy_sock_close(listener);
+    return err;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 2) {
+        fprintf(stderr, "usage: %s [port]\n", argv[0]);
+        return 2;
+    }
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    int port = argc == 2 ? atoi(argv[1]) : 8080;
+    if (port <= 0 || port > 65535) {
+        fprintf(stderr, "http-hello: bad port %s\n", argv[1]);
+        return 2;
+    }
+    intptr_t result = 0;
+    int err = eddy_run(server_main, (void *)(uintptr_t)port, &result);
+    if (err < 0) fprintf(stderr, "http-hello: %s\n", eddy_strerror(err));
+    return err < 0 || result < 0 ? 1 : 0;
+}
+#endif
