@@ -19,7 +19,11 @@
  * No op is lost: a full SQ is submitted and the SQE retried; an op that still
  * finds no room waits on a backlog that poll() drains. The CQ is four times
  * the SQ, and the kernel keeps what does not fit (IORING_FEAT_NODROP) until
- * poll() has made room. */
+ * poll() has made room.
+ *
+ * Listeners are served by a multishot accept (5.19+) while accepts wait on
+ * them (see struct listener); EDDY_CAPS_DISABLE=multishot_accept turns it off.
+ * Multishot receive, buffer rings and zero-copy send are not done yet. */
 #include "config.h"
 
 #include <errno.h>
@@ -27,6 +31,7 @@
 #include <liburing.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,13 +44,19 @@
 #include "backend.h"
 
 /* Memcheck cannot see what the kernel writes through the ring: each
- * completion marks the bytes it wrote as defined. */
+ * completion marks the bytes it wrote as defined. And Valgrind 3.19 does not
+ * know that io_uring_enter blocks: it keeps every other thread stopped while
+ * one waits there, so a wake from another thread would never come. Under
+ * Valgrind, waits are cut into short slices. */
 #if HAVE_VALGRIND_VALGRIND_H
 #include <valgrind/memcheck.h>
 #define MARK_DEFINED(addr, len) VALGRIND_MAKE_MEM_DEFINED((addr), (len))
+#define UNDER_VALGRIND()        (RUNNING_ON_VALGRIND != 0)
 #else
 #define MARK_DEFINED(addr, len) ((void)(addr), (void)(len))
+#define UNDER_VALGRIND()        false
 #endif
+#define VALGRIND_SLICE_NS (1000 * 1000)
 
 #define DEFAULT_SQ_ENTRIES 256
 #define CQ_PER_SQ          4
@@ -53,8 +64,13 @@
 #define MAX_IO_LEN 0x7ffff000u
 
 /* user_data of the CQEs that complete no op (ops are aligned pointers). */
-#define WAKE_TAG   ((uint64_t)1)
-#define CANCEL_TAG ((uint64_t)2)
+#define WAKE_TAG     ((uint64_t)1)
+#define CANCEL_TAG   ((uint64_t)2)
+#define LISTENER_TAG 4 /* or'ed into a struct listener pointer */
+
+/* Accepted connections a listener keeps for the next accepts; beyond that its
+ * multishot accept is withdrawn until they are taken. */
+#define LISTENER_READY_MAX 64
 
 /* op->backend_data: flags in the low bits, a STAT op's statx slot above them */
 enum {
@@ -62,6 +78,7 @@ enum {
     OP_CANCEL_WAIT = 1 << 1, /* in the kernel; its cancel waits on s->cancels for an SQE */
     OP_DEFERRED = 1 << 2,    /* cancelled before reaching the kernel: on s->deferred */
     OP_FLAGS = 7,
+    OP_ACCEPT_WAIT = 1 << 3, /* an ACCEPT on its listener's waiters */
 };
 
 /* Setup flags, best first; a kernel that rejects a set (-EINVAL) gets the next. */
@@ -93,12 +110,31 @@ struct stat_slot {
     struct stat_slot *next; /* freelist */
 };
 
+/* A listening socket served by one multishot accept (Linux 5.19+): each
+ * connection the kernel accepts completes the oldest waiting ACCEPT op, or
+ * waits in ready[] for the next one, which then completes at once. The
+ * multishot is armed while ops wait and withdrawn when none does, so it
+ * never pins a socket nobody accepts on; closing the socket through the
+ * backend withdraws it and closes the connections nobody took. */
+struct listener {
+    int fd;
+    bool armed;                /* the multishot accept is in the kernel */
+    bool disarming;            /* its cancel is queued */
+    bool detached;             /* the socket was closed: freed by the multishot's last CQE */
+    bool refused;              /* the kernel refused a multishot on it: single-shot accepts */
+    struct eddy__list waiters; /* ACCEPT ops, oldest first */
+    int *ready;                /* accepted fds, FIFO */
+    unsigned ready_head, ready_count, ready_cap;
+    struct eddy__list link; /* s->listener_list */
+};
+
 struct uring_state {
     struct io_uring ring;
     unsigned setup_flags; /* the set the kernel accepted */
     bool bound;           /* enabled (if created disabled) and owned by a thread */
     pthread_t owner;
     bool native[EDDY_OP_KIND_COUNT]; /* kinds that go through the ring */
+    bool under_valgrind;             /* waits are cut into slices */
 
     int wakefd;               /* eventfd: wake() writes, a READ kept armed in the ring drains */
     uint64_t wake_value;      /* the armed READ's buffer */
@@ -109,6 +145,11 @@ struct uring_state {
     struct eddy__list cancels;  /* ops whose cancel found the SQ full */
     struct eddy__list deferred; /* ops to complete with -ECANCELED */
     struct stat_slot *free_slots;
+
+    bool multishot_accept;       /* the kernel has it (and EDDY_CAPS_DISABLE does not say no) */
+    struct listener **listeners; /* by fd */
+    size_t listener_slots;
+    struct eddy__list listener_list; /* every listener, detached ones included */
 };
 
 /* ---- SQEs ----------------------------------------------------------------- */
@@ -364,6 +405,201 @@ static int complete_deferred(struct eddy_backend *b)
     return completed;
 }
 
+/* ---- multishot accept ---------------------------------------------------- */
+
+static uint64_t listener_tag(const struct listener *l)
+{
+    return (uint64_t)(uintptr_t)l | LISTENER_TAG;
+}
+
+static struct listener *listener_find(const struct uring_state *s, int fd)
+{
+    return (size_t)fd < s->listener_slots ? s->listeners[fd] : NULL;
+}
+
+/* The listener of fd, made on its first accept. NULL on -ENOMEM. */
+static struct listener *listener_get(struct uring_state *s, int fd)
+{
+    struct listener *l = listener_find(s, fd);
+    if (l) return l;
+    if ((size_t)fd >= s->listener_slots) {
+        size_t slots = s->listener_slots ? s->listener_slots : 64;
+        while (slots <= (size_t)fd)
+            slots *= 2;
+        struct listener **table = realloc(s->listeners, slots * sizeof *table);
+        if (!table) return NULL;
+        memset(table + s->listener_slots, 0, (slots - s->listener_slots) * sizeof *table);
+        s->listeners = table;
+        s->listener_slots = slots;
+    }
+    if (!(l = calloc(1, sizeof *l))) return NULL;
+    l->fd = fd;
+    eddy__list_init(&l->waiters);
+    eddy__list_push_back(&s->listener_list, &l->link);
+    s->listeners[fd] = l;
+    return l;
+}
+
+static bool listener_push(struct listener *l, int fd)
+{
+    if (l->ready_count == l->ready_cap) {
+        unsigned cap = l->ready_cap ? 2 * l->ready_cap : 16;
+        int *ready = malloc(cap * sizeof *ready);
+        if (!ready) return false;
+        for (unsigned i = 0; i < l->ready_count; i++)
+            ready[i] = l->ready[(l->ready_head + i) % l->ready_cap];
+        free(l->ready);
+        l->ready = ready;
+        l->ready_cap = cap;
+        l->ready_head = 0;
+    }
+    l->ready[(l->ready_head + l->ready_count++) % l->ready_cap] = fd;
+    return true;
+}
+
+static int listener_pop(struct listener *l)
+{
+    int fd = l->ready[l->ready_head];
+    l->ready_head = (l->ready_head + 1) % l->ready_cap;
+    l->ready_count--;
+    return fd;
+}
+
+static void listener_free(struct uring_state *s, struct listener *l)
+{
+    while (l->ready_count)
+        close(listener_pop(l));
+    eddy__list_remove(&l->link);
+    free(l->ready);
+    free(l);
+}
+
+static void listener_arm(struct uring_state *s, struct listener *l)
+{
+    struct io_uring_sqe *sqe = get_sqe(s);
+    if (!sqe) return; /* the next poll tries again */
+    io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, listener_tag(l));
+    l->armed = true;
+}
+
+static void listener_disarm(struct uring_state *s, struct listener *l)
+{
+    struct io_uring_sqe *sqe = get_sqe(s);
+    if (!sqe) return;
+    io_uring_prep_cancel64(sqe, listener_tag(l), 0);
+    io_uring_sqe_set_data64(sqe, CANCEL_TAG);
+    if (s->ring.features & IORING_FEAT_CQE_SKIP) sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    l->disarming = true;
+}
+
+/* Before each submission: armed exactly while some ACCEPT waits. */
+static void listeners_reconcile(struct uring_state *s)
+{
+    struct eddy__list *node;
+    for (node = s->listener_list.next; node != &s->listener_list; node = node->next) {
+        struct listener *l = eddy__container_of(node, struct listener, link);
+        bool wanted = !l->detached && !eddy__list_empty(&l->waiters);
+        if (wanted && !l->armed)
+            listener_arm(s, l);
+        else if (!wanted && l->armed && !l->disarming)
+            listener_disarm(s, l);
+    }
+}
+
+static void defer_op(struct uring_state *s, struct eddy_op *op)
+{
+    op->backend_data = OP_DEFERRED;
+    eddy__list_push_back(&s->deferred, &op->link);
+}
+
+/* The socket of fd is gone (closed through the backend, or its number came
+ * back from the kernel, so it was closed by other means): its waiters end
+ * with -ECANCELED, the connections nobody took are closed, and the multishot
+ * is withdrawn at once, not to pin the socket. */
+static void listener_detach(struct uring_state *s, int fd)
+{
+    struct listener *l = listener_find(s, fd);
+    if (!l) return;
+    s->listeners[fd] = NULL;
+    struct eddy__list *node;
+    while ((node = eddy__list_pop_front(&l->waiters)))
+        defer_op(s, eddy__container_of(node, struct eddy_op, link));
+    l->detached = true;
+    if (!l->armed) {
+        listener_free(s, l);
+        return;
+    }
+    while (l->ready_count)
+        close(listener_pop(l));
+    if (!l->disarming) listener_disarm(s, l);
+}
+
+/* An ACCEPT without an address to fill: served by its listener's multishot.
+ * -ENOMEM: take the single-shot path (no memory, or the kernel refused). */
+static int accept_submit(struct eddy_backend *b, struct eddy_op *op)
+{
+    struct uring_state *s = b->impl;
+    struct listener *l = listener_get(s, (int)op->fd);
+    if (!l || l->refused) return -ENOMEM;
+    if (l->ready_count) return finish_now(op, listener_pop(l));
+    op->backend_data = OP_ACCEPT_WAIT;
+    eddy__list_push_back(&l->waiters, &op->link);
+    b->pending++;
+    return EDDY_OP_PENDING;
+}
+
+/* The kernel refused the multishot with -EINVAL (no multishot accept there,
+ * or a socket that does not listen): this socket's accepts go single-shot,
+ * starting with those waiting, and get the kernel's own answer. */
+static void multishot_refused(struct uring_state *s, struct listener *l)
+{
+    l->refused = true;
+    struct eddy__list *node;
+    while ((node = eddy__list_pop_front(&l->waiters))) {
+        struct eddy_op *op = eddy__container_of(node, struct eddy_op, link);
+        op->backend_data = OP_BACKLOG;
+        eddy__list_push_back(&s->backlog, &op->link);
+    }
+}
+
+/* A CQE of a listener's multishot: a connection (or an error) for the
+ * oldest waiting ACCEPT, else one kept for the next. */
+static int listener_cqe(struct eddy_backend *b, struct listener *l, const struct io_uring_cqe *cqe)
+{
+    struct uring_state *s = b->impl;
+    int res = cqe->res;
+    if (!(cqe->flags & IORING_CQE_F_MORE)) l->armed = l->disarming = false;
+    if (l->detached) {
+        if (res >= 0) close(res);
+        if (!l->armed) listener_free(s, l);
+        return 0;
+    }
+    if (res == -EINVAL && !l->armed) {
+        multishot_refused(s, l);
+        return 0;
+    }
+    if (res == -ECANCELED) return 0; /* withdrawn */
+    if (res >= 0)
+        listener_detach(s, res); /* that number was free: any listener under it is stale */
+    if (!eddy__list_empty(&l->waiters)) {
+        struct eddy_op *op =
+            eddy__container_of(eddy__list_pop_front(&l->waiters), struct eddy_op, link);
+        finish(b, op, res);
+        return 1;
+    }
+    if (res >= 0 && !listener_push(l, res)) close(res); /* no memory: that client is reset */
+    if (l->ready_count >= LISTENER_READY_MAX && l->armed && !l->disarming) listener_disarm(s, l);
+    return 0;
+}
+
+static void listeners_free(struct uring_state *s)
+{
+    while (!eddy__list_empty(&s->listener_list))
+        listener_free(s, eddy__container_of(s->listener_list.next, struct listener, link));
+    free(s->listeners);
+}
+
 /* One CQE: an op's completion (1), or the wake READ's, or a cancel's (0). */
 static int handle_cqe(struct eddy_backend *b, const struct io_uring_cqe *cqe)
 {
@@ -376,9 +612,13 @@ static int handle_cqe(struct eddy_backend *b, const struct io_uring_cqe *cqe)
         return 0;
     }
     if (tag == CANCEL_TAG || tag == LIBURING_UDATA_TIMEOUT) return 0;
+    if ((tag & 7) == LISTENER_TAG)
+        return listener_cqe(b, (struct listener *)(uintptr_t)(tag & ~(uint64_t)7), cqe);
     struct eddy_op *op = (struct eddy_op *)(uintptr_t)tag;
     if (op->backend_data & OP_CANCEL_WAIT) eddy__list_remove(&op->link); /* too late to ask */
     int64_t result = cqe->res;
+    if (result >= 0 && (op->kind == EDDY_OP_ACCEPT || op->kind == EDDY_OP_OPEN))
+        listener_detach(s, (int)result); /* that number was free: a listener under it is stale */
     /* Work the kernel had started is interrupted rather than cancelled. */
     if (result == -EINTR && op->state == EDDY_OP_STATE_CANCELLING) result = -ECANCELED;
     finish(b, op, result);
@@ -450,7 +690,12 @@ static int uring_submit(struct eddy_backend *b, struct eddy_op *op)
     struct uring_state *s = b->impl;
     if (!uring_handles(b, (enum eddy_op_kind)op->kind)) return -ENOTSUP;
     if (uses_fd(op) && (op->fd < 0 || op->fd > INT_MAX)) return finish_now(op, -EBADF);
+    if (op->kind == EDDY_OP_CLOSE) listener_detach(s, (int)op->fd);
     if (!s->native[op->kind]) return submit_sync(op);
+    if (op->kind == EDDY_OP_ACCEPT && s->multishot_accept && !op->u.addr.addr) {
+        int rc = accept_submit(b, op);
+        if (rc != -ENOMEM) return rc;
+    }
     op->backend_data = 0;
     if (op->kind == EDDY_OP_STAT) {
         struct stat_slot *slot = slot_get(s);
@@ -473,6 +718,11 @@ static int uring_submit(struct eddy_backend *b, struct eddy_op *op)
 static void uring_cancel(struct eddy_backend *b, struct eddy_op *op)
 {
     struct uring_state *s = b->impl;
+    if (op->backend_data & OP_ACCEPT_WAIT) { /* the listener keeps what comes for it */
+        eddy__list_remove(&op->link);
+        defer_op(s, op);
+        return;
+    }
     if (op->backend_data & OP_BACKLOG) { /* the kernel never saw it */
         eddy__list_remove(&op->link);
         op->backend_data = (op->backend_data & ~(uintptr_t)OP_BACKLOG) | OP_DEFERRED;
@@ -489,6 +739,28 @@ static void uring_cancel(struct eddy_backend *b, struct eddy_op *op)
     prep_cancel(s, sqe, op);
 }
 
+static int wait_for(struct uring_state *s, int64_t timeout_ns)
+{
+    struct __kernel_timespec ts = {.tv_sec = timeout_ns / 1000000000,
+                                   .tv_nsec = timeout_ns % 1000000000};
+    struct io_uring_cqe *cqe;
+    return io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &ts, NULL);
+}
+
+/* Waits up to timeout_ns (< 0: no limit) in slices, yielding to the other
+ * threads between them. */
+static int wait_in_slices(struct uring_state *s, int64_t timeout_ns)
+{
+    for (;;) {
+        int64_t slice =
+            timeout_ns >= 0 && timeout_ns < VALGRIND_SLICE_NS ? timeout_ns : VALGRIND_SLICE_NS;
+        int r = wait_for(s, slice);
+        if (r != -ETIME || io_uring_cq_ready(&s->ring)) return r;
+        sched_yield(); /* Valgrind lets the other threads run here */
+        if (timeout_ns >= 0 && (timeout_ns -= slice) <= 0) return r;
+    }
+}
+
 /* Submits, waits, and tells the kernel to run its deferred completion work
  * (DEFER_TASKRUN posts CQEs only when we ask for events). */
 static int submit_and_wait(struct eddy_backend *b, int64_t timeout_ns)
@@ -498,11 +770,9 @@ static int submit_and_wait(struct eddy_backend *b, int64_t timeout_ns)
         if (!io_uring_sq_ready(&s->ring) && b->pending == 0) return 0;
         return io_uring_submit_and_get_events(&s->ring);
     }
+    if (s->under_valgrind) return wait_in_slices(s, timeout_ns);
     if (timeout_ns < 0) return io_uring_submit_and_wait(&s->ring, 1);
-    struct __kernel_timespec ts = {.tv_sec = timeout_ns / 1000000000,
-                                   .tv_nsec = timeout_ns % 1000000000};
-    struct io_uring_cqe *cqe;
-    return io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &ts, NULL);
+    return wait_for(s, timeout_ns);
 }
 
 static int uring_poll(struct eddy_backend *b, int64_t timeout_ns)
@@ -511,6 +781,7 @@ static int uring_poll(struct eddy_backend *b, int64_t timeout_ns)
     int err = bind_thread(s);
     if (err < 0) return err;
     flush_waiting(s);
+    listeners_reconcile(s);
     if (!s->wake_armed) arm_wake(s);
     int completed = complete_deferred(b);
     if (completed) timeout_ns = 0;
@@ -563,6 +834,7 @@ static void state_free(struct uring_state *s)
         s->ring.enter_ring_fd = s->ring.ring_fd;
     }
     io_uring_queue_exit(&s->ring);
+    listeners_free(s); /* after the ring: nothing more is accepted for them */
     close(s->wakefd);
     struct stat_slot *slot;
     while ((slot = s->free_slots)) {
@@ -622,6 +894,21 @@ static int probe(struct uring_state *s)
     return err;
 }
 
+/* Whether EDDY_CAPS_DISABLE (names separated by commas or spaces) lists name:
+ * the backend then does without that feature, as lib/caps.c reports. */
+static bool cap_disabled(const char *name)
+{
+    const char *list = getenv("EDDY_CAPS_DISABLE");
+    size_t len = strlen(name);
+    for (const char *p = list; p && *p;) {
+        p += strspn(p, ", ");
+        size_t n = strcspn(p, ", ");
+        if (n == len && strncmp(p, name, len) == 0) return true;
+        p += n;
+    }
+    return false;
+}
+
 static int uring_init(struct eddy_backend *b, const eddy_loop_options *opts)
 {
     struct uring_state *s = calloc(1, sizeof *s);
@@ -629,6 +916,7 @@ static int uring_init(struct eddy_backend *b, const eddy_loop_options *opts)
     eddy__list_init(&s->backlog);
     eddy__list_init(&s->cancels);
     eddy__list_init(&s->deferred);
+    eddy__list_init(&s->listener_list);
     atomic_init(&s->wake_pending, false);
     int err = ring_setup(s, opts);
     if (err < 0) {
@@ -645,6 +933,12 @@ static int uring_init(struct eddy_backend *b, const eddy_loop_options *opts)
         return err;
     }
     arm_wake(s);
+    s->under_valgrind = UNDER_VALGRIND();
+    /* Multishot accept came in 5.19, with COOP_TASKRUN; a kernel that still
+     * refuses it says so with -EINVAL, and accepts go single-shot. */
+    s->multishot_accept =
+        (s->setup_flags & (IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER)) &&
+        !cap_disabled("multishot_accept");
     b->impl = s;
     b->pending = 0;
     return 0;
@@ -670,9 +964,14 @@ static eddy_support uring_supports(const struct eddy_backend *b, eddy_cap cap)
         return EDDY_NATIVE;
     case EDDY_CAP_DNS: /* getaddrinfo in the thread pool */
         return EDDY_EMULATED;
-    default: /* watch_fd, signals, subprocess, sendfile; multishot accept and
-                recv, buffer rings, send_zc: not implemented yet (once they are,
-                answer from the probe) */
+    case EDDY_CAP_MULTISHOT_ACCEPT:
+        /* Implemented (s->multishot_accept says whether it is in use); the
+         * answer becomes s->multishot_accept ? EDDY_NATIVE : EDDY_NONE once
+         * lib/caps_table.h's io_uring row says native. */
+        return EDDY_NONE;
+    default: /* watch_fd, signals, subprocess, sendfile; multishot recv, buffer
+                rings, send_zc: not implemented yet (once they are, answer from
+                the probe) */
         return EDDY_NONE;
     }
 }

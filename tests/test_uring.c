@@ -2,7 +2,9 @@
  * fallback to epoll when io_uring_setup is refused (a seccomp filter); a tiny
  * ring whose SQ fills and whose CQ overflows without losing a completion;
  * 10 000 receives cancelled at random points while data flows, with every
- * byte accounted for and no buffer written after its call ended; file ops
+ * byte accounted for and no buffer written after its call ended; accepts
+ * (multishot, and single-shot under EDDY_CAPS_DISABLE=multishot_accept):
+ * bursts, cancellation, closing a listener; file ops
  * done by the ring, not the thread pool; wakes from other threads; a loop
  * created on one thread and run on another.
  *
@@ -312,6 +314,247 @@ Test(uring_tiny_ring, concurrent_file_reads_lose_nothing, .timeout = TEST_TIMEOU
     eddy_loop *loop = uring_loop(2);
     cr_assert(eq(int, (int)run_on(loop, tiny_file_main, path), 0));
     eddy_loop_free(loop);
+}
+
+/* ---- accept: multishot, and single-shot with EDDY_CAPS_DISABLE ------------------ */
+
+/* Selects the accept path of the loops made from now on in this process. */
+static void accept_mode(bool multishot)
+{
+    if (multishot)
+        unsetenv("EDDY_CAPS_DISABLE");
+    else
+        setenv("EDDY_CAPS_DISABLE", "multishot_accept", 1);
+}
+
+#define BURST 200
+
+struct burst {
+    eddy_sock *listener;
+    int port;
+    int served;
+};
+
+static intptr_t burst_echo(void *arg)
+{
+    eddy_sock *conn = arg;
+    char buf[32];
+    ssize_t n = eddy_recv(conn, buf, sizeof buf);
+    if (n > 0) n = eddy_send(conn, buf, (size_t)n);
+    int err = eddy_sock_close(conn);
+    return n < 0 ? n : err;
+}
+
+/* Accepts BURST connections, one task each. */
+static intptr_t burst_acceptor(void *arg)
+{
+    struct burst *b = arg;
+    eddy_group *g = eddy_group_new(NULL);
+    for (int i = 0; i < BURST; i++) {
+        eddy_sock *conn;
+        int err = eddy_accept(b->listener, &conn);
+        if (err < 0) return err;
+        if (!eddy_group_spawn(g, burst_echo, conn)) return -ENOMEM;
+        b->served++;
+    }
+    int err = eddy_group_wait(g);
+    eddy_group_free(g);
+    return err;
+}
+
+static intptr_t burst_client(void *arg)
+{
+    struct burst *b = arg;
+    eddy_sock *s;
+    int err = eddy_tcp_connect(&s, "127.0.0.1", (uint16_t)b->port);
+    if (err < 0) return err;
+    char msg[32], buf[32];
+    int len = snprintf(msg, sizeof msg, "client %p", (void *)&s);
+    ssize_t n = eddy_send(s, msg, (size_t)len);
+    if (n == len) n = eddy_recv(s, buf, sizeof buf);
+    if (n == len && memcmp(buf, msg, (size_t)len) != 0) n = -EBADMSG;
+    err = eddy_sock_close(s);
+    return n < 0 ? n : n != len ? -EIO : err;
+}
+
+static intptr_t burst_main(void *unused)
+{
+    struct burst b = {0};
+    cr_assert(eq(int, eddy_tcp_listen(&b.listener, "127.0.0.1", 0, BURST), 0));
+    b.port = eddy_sock_port(b.listener);
+    eddy_task *acceptor = eddy_spawn(NULL, burst_acceptor, &b);
+    eddy_task *clients[BURST];
+    for (int i = 0; i < BURST; i++)
+        clients[i] = eddy_spawn(NULL, burst_client, &b);
+    for (int i = 0; i < BURST; i++) {
+        intptr_t r = -1;
+        cr_assert(eq(int, eddy_task_join(clients[i], &r), 0));
+        cr_assert(eq(int, (int)r, 0), "client %d: %s", i, eddy_strerror((int)r));
+    }
+    intptr_t r = -1;
+    cr_assert(eq(int, eddy_task_join(acceptor, &r), 0));
+    cr_assert(eq(int, (int)r, 0), "acceptor: %s", eddy_strerror((int)r));
+    cr_assert(eq(int, b.served, BURST));
+    cr_assert(eq(int, eddy_sock_close(b.listener), 0));
+    return 0;
+}
+
+static void check_burst(bool multishot, unsigned queue_depth)
+{
+    require_uring();
+    accept_mode(multishot);
+    eddy_loop *loop = uring_loop(queue_depth);
+    cr_assert(eq(int, (int)run_on(loop, burst_main, NULL), 0));
+    eddy_loop_free(loop);
+}
+
+Test(uring_accept, burst_of_connections_multishot, .timeout = TEST_TIMEOUT)
+{
+    check_burst(true, 0);
+}
+
+Test(uring_accept, burst_of_connections_single_shot, .timeout = TEST_TIMEOUT)
+{
+    check_burst(false, 0);
+}
+
+/* A CQ of 4: the kernel ends the multishot when it overflows; it is rearmed. */
+Test(uring_accept, burst_of_connections_multishot_tiny_ring, .timeout = TEST_TIMEOUT)
+{
+    check_burst(true, 1);
+}
+
+static intptr_t accept_one(void *listener)
+{
+    eddy_sock *conn;
+    int err = eddy_accept(listener, &conn);
+    if (err < 0) return err;
+    return eddy_sock_close(conn);
+}
+
+/* A cancelled accept takes no connection with it: the ones that come while
+ * nobody accepts (or while the accept is being withdrawn) go to the next. */
+static intptr_t cancelled_accept_main(void *unused)
+{
+    eddy_sock *listener;
+    cr_assert(eq(int, eddy_tcp_listen(&listener, "127.0.0.1", 0, 0), 0));
+    int port = eddy_sock_port(listener);
+    for (int round = 0; round < 50; round++) {
+        eddy_task *t = eddy_spawn(NULL, accept_one, listener);
+        for (int i = 0; i < round % 4; i++)
+            cr_assert(eq(int, eddy_yield(), 0));
+        eddy_sock *client;
+        bool early = round % 2; /* connect before the cancel: a race with it */
+        if (early) cr_assert(eq(int, eddy_tcp_connect(&client, "127.0.0.1", (uint16_t)port), 0));
+        eddy_task_cancel(t);
+        intptr_t r = -1;
+        int err = eddy_task_join(t, &r);
+        bool took_it = err == 0 && r == 0;
+        cr_assert(took_it || err == -ECANCELED, "round %d: %s", round, eddy_strerror(err));
+        cr_assert(early || !took_it, "round %d: accepted a connection nobody made", round);
+        if (!early) cr_assert(eq(int, eddy_tcp_connect(&client, "127.0.0.1", (uint16_t)port), 0));
+        if (!took_it) {
+            eddy_task *again = eddy_spawn(NULL, accept_one, listener);
+            int wait = eddy_await_timeout(eddy_task_future(again), 5 * NS_PER_SEC, NULL);
+            cr_assert(eq(int, wait, 0), "round %d: the connection was lost", round);
+            cr_assert(eq(int, eddy_task_join(again, &r), 0));
+            cr_assert(eq(int, (int)r, 0));
+        }
+        char c;
+        cr_assert(eq(sz, (size_t)eddy_recv(client, &c, 1), 0), "the server side was closed");
+        cr_assert(eq(int, eddy_sock_close(client), 0));
+    }
+    cr_assert(eq(int, eddy_sock_close(listener), 0));
+    return 0;
+}
+
+Test(uring_accept, cancelled_accept_loses_no_connection, .timeout = TEST_TIMEOUT)
+{
+    require_uring();
+    eddy_loop *loop = uring_loop(0);
+    cr_assert(eq(int, (int)run_on(loop, cancelled_accept_main, NULL), 0));
+    eddy_loop_free(loop);
+}
+
+struct connect_call {
+    int port;
+    eddy_sock *s;
+};
+
+static intptr_t connect_call(void *arg)
+{
+    struct connect_call *c = arg;
+    return eddy_tcp_connect(&c->s, "127.0.0.1", (uint16_t)c->port);
+}
+
+static intptr_t recv_end(void *client)
+{
+    char c;
+    return eddy_recv(client, &c, 1);
+}
+
+/* Closing a listener releases its port at once, even with connections the
+ * kernel accepted that nobody took: they are closed, their clients see the
+ * end. The multishot accept does not keep the socket alive. */
+static intptr_t close_listener_main(void *unused)
+{
+    eddy_sock *listener;
+    cr_assert(eq(int, eddy_tcp_listen(&listener, "127.0.0.1", 0, 0), 0));
+    int port = eddy_sock_port(listener);
+    eddy_task *acceptor = eddy_spawn(NULL, accept_one, listener);
+    cr_assert(eq(int, eddy_yield(), 0));
+    /* Connecting together, they arrive together: one is taken, the kernel
+     * accepts the others for accepts that never come. */
+    struct connect_call calls[4];
+    eddy_task *connecting[4];
+    for (int i = 0; i < 4; i++) {
+        calls[i] = (struct connect_call){.port = port};
+        connecting[i] = eddy_spawn(NULL, connect_call, &calls[i]);
+    }
+    eddy_sock *clients[4];
+    for (int i = 0; i < 4; i++) {
+        cr_assert(eq(int, eddy_task_join(connecting[i], NULL), 0));
+        clients[i] = calls[i].s;
+    }
+    intptr_t r = -1;
+    cr_assert(eq(int, eddy_task_join(acceptor, &r), 0));
+    cr_assert(eq(int, (int)r, 0));
+    cr_assert(eq(int, eddy_sleep(5 * NS_PER_MS), 0)); /* what comes, comes */
+    cr_assert(eq(int, eddy_sock_close(listener), 0));
+
+    eddy_sock *again;
+    int err = eddy_tcp_listen(&again, "127.0.0.1", (uint16_t)port, 0);
+    cr_assert(eq(int, err, 0), "listening again on the port: %s", eddy_strerror(err));
+    for (int i = 0; i < 4; i++) {
+        eddy_task *t = eddy_spawn(NULL, recv_end, clients[i]);
+        int end = eddy_await_timeout(eddy_task_future(t), 5 * NS_PER_SEC, &r);
+        cr_assert(ne(int, end, -ETIMEDOUT), "client %d never saw its end", i);
+        if (end == 0) end = (int)r;
+        cr_assert(end == 0 || end == -ECONNRESET, "client %d: %s", i, eddy_strerror(end));
+        eddy_task_detach(t);
+        cr_assert(eq(int, eddy_sock_close(clients[i]), 0));
+    }
+    cr_assert(eq(int, eddy_sock_close(again), 0));
+    return 0;
+}
+
+static void check_close_listener(bool multishot)
+{
+    require_uring();
+    accept_mode(multishot);
+    eddy_loop *loop = uring_loop(0);
+    cr_assert(eq(int, (int)run_on(loop, close_listener_main, NULL), 0));
+    eddy_loop_free(loop);
+}
+
+Test(uring_accept, closing_a_listener_frees_its_port_multishot, .timeout = TEST_TIMEOUT)
+{
+    check_close_listener(true);
+}
+
+Test(uring_accept, closing_a_listener_frees_its_port_single_shot, .timeout = TEST_TIMEOUT)
+{
+    check_close_listener(false);
 }
 
 /* ---- cancellation race ------------------------------------------------------------- */
