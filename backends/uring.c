@@ -964,11 +964,8 @@ static eddy_support uring_supports(const struct eddy_backend *b, eddy_cap cap)
         return EDDY_NATIVE;
     case EDDY_CAP_DNS: /* getaddrinfo in the thread pool */
         return EDDY_EMULATED;
-    case EDDY_CAP_MULTISHOT_ACCEPT:
-        /* Implemented (s->multishot_accept says whether it is in use); the
-         * answer becomes s->multishot_accept ? EDDY_NATIVE : EDDY_NONE once
-         * lib/caps_table.h's io_uring row says native. */
-        return EDDY_NONE;
+    case EDDY_CAP_MULTISHOT_ACCEPT: /* probed at init (Linux 5.19+) */
+        return s->multishot_accept ? EDDY_NATIVE : EDDY_NONE;
     default: /* watch_fd, signals, subprocess, sendfile; multishot recv, buffer
                 rings, send_zc: not implemented yet (once they are, answer from
                 the probe) */

@@ -470,6 +470,29 @@ static intptr_t exercise_dns(void *arg)
     return 0;
 }
 
+/* Several clients connect before the listener's task accepts them all: on
+ * io_uring one multishot submission takes them in. */
+static intptr_t exercise_multishot_accept(void *arg)
+{
+    enum { CLIENTS = 8 };
+    eddy_sock *listener, *clients[CLIENTS], *servers[CLIENTS];
+    cr_assert(eq(int, eddy_tcp_listen(&listener, "127.0.0.1", 0, CLIENTS), 0));
+    for (int i = 0; i < CLIENTS; i++)
+        cr_assert(eq(int,
+                     eddy_tcp_connect(&clients[i], "127.0.0.1", (uint16_t)eddy_sock_port(listener)),
+                     0),
+                  "%s", exercising);
+    for (int i = 0; i < CLIENTS; i++)
+        cr_assert(eq(int, eddy_accept(listener, &servers[i]), 0), "%s", exercising);
+    for (int i = 0; i < CLIENTS; i++) {
+        stream_round_trip(clients[i], servers[i]);
+        cr_assert(eq(int, eddy_sock_close(clients[i]), 0));
+        cr_assert(eq(int, eddy_sock_close(servers[i]), 0));
+    }
+    cr_assert(eq(int, eddy_sock_close(listener), 0));
+    return 0;
+}
+
 /* For each capability: a short exercise run here on every backend that
  * reports it, and the suite that tests it in depth on every backend. A
  * capability a backend starts reporting needs its row here first. */
@@ -489,6 +512,8 @@ static const struct {
     [EDDY_CAP_WAKEUP] = {exercise_wakeup, "test_threadsafe.c",
                          "Test(threadsafe, wakes_loop_blocked_without_deadline"},
     [EDDY_CAP_DNS] = {exercise_dns, "test_sockets.c", "Test(sockets, ipv4_ipv6_and_names"},
+    [EDDY_CAP_MULTISHOT_ACCEPT] = {exercise_multishot_accept, "test_uring.c",
+                                   "Test(uring_accept, burst_of_connections_multishot"},
 };
 
 /* Whether tests/<file> declares test. */
