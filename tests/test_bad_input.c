@@ -305,7 +305,7 @@ Test(bad_input, strerror, .timeout = TEST_TIMEOUT)
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
         const char *s = eddy_strerror(known[i]);
         cr_assert(ne(ptr, (void *)s, NULL), "code %d", known[i]);
-        cr_assert(gt(sz, strlen(s), 0), "code %d", known[i]);
+        cr_assert(strlen(s) > 0, "code %d", known[i]);
         if (known[i] != 0)
             cr_assert(ne(str, (char *)s, (char *)unknown), "code %d unnamed", known[i]);
     }

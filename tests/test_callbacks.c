@@ -245,7 +245,7 @@ Test(callbacks, backend_is_named, .timeout = TEST_TIMEOUT)
     eddy_loop *loop = new_loop();
     const char *name = eddy_loop_backend(loop);
     cr_assert(ne(ptr, (void *)name, NULL));
-    cr_assert(gt(sz, strlen(name), 0));
+    cr_assert(strlen(name) > 0);
     eddy_loop_free(loop);
 }
 

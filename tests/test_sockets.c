@@ -466,7 +466,7 @@ static intptr_t addresses_main(void *arg)
 {
     eddy_sock *any;
     cr_assert(eq(int, eddy_tcp_listen(&any, NULL, 0, 16), 0), "listen on every address");
-    cr_assert(gt(int, eddy_sock_port(any), 0), "port 0 picks an ephemeral port");
+    cr_assert(eddy_sock_port(any) > 0, "port 0 picks an ephemeral port");
     cr_assert(eq(int, round_trip(any, "127.0.0.1"), 0));
     cr_assert(eq(int, round_trip(any, "localhost"), 0), "names resolve in the pool");
     int v6 = round_trip(any, "::1");
