@@ -100,8 +100,8 @@ EDDY_API int eddy_loop_new(eddy_loop **out, const eddy_loop_options *opts)
 
 bool eddy__loop_alive(const struct eddy_loop *loop)
 {
-    return loop->live_tasks || eddy__timers_live(&loop->timers) || !eddy__list_empty(&loop->ready) ||
-           loop->ops_in_flight || loop->backend.pending ||
+    return loop->live_tasks || eddy__timers_live(&loop->timers) ||
+           !eddy__list_empty(&loop->ready) || loop->ops_in_flight || loop->backend.pending ||
            __atomic_load_n(&loop->remote_pending, __ATOMIC_ACQUIRE);
 }
 

@@ -343,7 +343,8 @@ Test(timers, mostly_cancelled_survivors_fire_in_order, .timeout = TEST_TIMEOUT)
     cr_assert(eq(int, eddy_loop_run(loop), 0));
     cr_assert(eq(int, o.fired, N / 10));
     cr_assert(eq(int, o.out_of_order, 0));
-    for (int i = 0; i < N; i += 10) cr_assert(eq(int, eddy_timer_cancel(handles[i]), -EALREADY));
+    for (int i = 0; i < N; i += 10)
+        cr_assert(eq(int, eddy_timer_cancel(handles[i]), -EALREADY));
     free(handles);
     free(timers);
     eddy_loop_free(loop);
