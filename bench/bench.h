@@ -4,7 +4,9 @@
 #define EDDY_BENCH_H
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <time.h>
 
 static inline int64_t cpu_ns(void)
@@ -25,6 +27,22 @@ static inline double median(double *v, int n)
 {
     qsort(v, (size_t)n, sizeof(*v), cmp_double);
     return v[n / 2];
+}
+
+/* The echo servers' start: `prog port`, with the descriptor limit raised to
+ * its hard maximum for 1000 connections. The port, or -1 after a usage line. */
+static inline int echo_server_port(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s port\n", argv[0]);
+        return -1;
+    }
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    return atoi(argv[1]);
 }
 
 #endif /* EDDY_BENCH_H */

@@ -7,9 +7,10 @@
  * picks the backend. Runs until killed. */
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/resource.h>
 
 #include "eddy.h"
+
+#include "bench.h"
 
 static intptr_t serve_connection(void *arg)
 {
@@ -48,17 +49,10 @@ static intptr_t server_main(void *arg)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s port\n", argv[0]);
-        return 2;
-    }
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
+    int port = echo_server_port(argc, argv);
+    if (port < 0) return 2;
     intptr_t result = 0;
-    int err = eddy_run(server_main, (void *)(uintptr_t)atoi(argv[1]), &result);
+    int err = eddy_run(server_main, (void *)(uintptr_t)port, &result);
     if (err < 0) fprintf(stderr, "echo-eddy: %s\n", eddy_strerror(err));
     return err < 0 ? 1 : 0;
 }

@@ -17,9 +17,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include "bench.h"
 
 #define BUF_SIZE (64 * 1024)
 #define ENTRIES  4096
@@ -128,15 +129,8 @@ static int ring_setup(void)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: echo-uring port\n");
-        return 2;
-    }
-    struct rlimit lim;
-    if (getrlimit(RLIMIT_NOFILE, &lim) == 0) {
-        lim.rlim_cur = lim.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &lim);
-    }
+    int port = echo_server_port(argc, argv);
+    if (port < 0) return 2;
     int err = ring_setup();
     if (err < 0) {
         fprintf(stderr, "echo-uring: io_uring: %s\n", strerror(-err));
@@ -146,7 +140,7 @@ int main(int argc, char **argv)
     int one = 1;
     setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     struct sockaddr_in addr = {.sin_family = AF_INET,
-                               .sin_port = htons((uint16_t)atoi(argv[1])),
+                               .sin_port = htons((uint16_t)port),
                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (bind(listener, (struct sockaddr *)&addr, sizeof addr) < 0 ||
         listen(listener, SOMAXCONN) < 0) {

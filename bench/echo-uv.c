@@ -8,8 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <uv.h>
+
+#include "bench.h"
 
 struct conn {
     uv_tcp_t tcp;
@@ -79,19 +80,12 @@ static void on_connection(uv_stream_t *server, int status)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s port\n", argv[0]);
-        return 2;
-    }
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
+    int port = echo_server_port(argc, argv);
+    if (port < 0) return 2;
     uv_loop_t *loop = uv_default_loop();
     uv_tcp_t server;
     struct sockaddr_in addr;
-    uv_ip4_addr("127.0.0.1", atoi(argv[1]), &addr);
+    uv_ip4_addr("127.0.0.1", port, &addr);
     uv_tcp_init(loop, &server);
     int err = uv_tcp_bind(&server, (const struct sockaddr *)&addr, 0);
     if (err == 0) err = uv_listen((uv_stream_t *)&server, 4096, on_connection);
