@@ -60,9 +60,18 @@ enum eddy_op_state {
  * result is not set; complete will not be called). */
 enum { EDDY_OP_DONE = 0, EDDY_OP_PENDING = 1 };
 
+/* op->flags, set by lib/ when it makes the op. */
+enum {
+    /* SEND: the peer is on another host, so the payload may go zero-copy.
+     * (A peer on this host holds a zero-copy send's buffer until it reads the
+     * bytes: two peers each sending before reading would wait on each other.) */
+    EDDY_OP_F_ZEROCOPY = 1 << 0,
+};
+
 struct eddy_op {
     uint8_t kind;  /* enum eddy_op_kind */
     uint8_t state; /* enum eddy_op_state, kept by the engine and the backend */
+    uint8_t flags; /* EDDY_OP_F_*: hints from lib/ */
     intptr_t fd;   /* fd, or SOCKET/HANDLE on Windows */
     union {
         struct {

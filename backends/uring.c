@@ -23,7 +23,19 @@
  *
  * Listeners are served by a multishot accept (5.19+) while accepts wait on
  * them (see struct listener); EDDY_CAPS_DISABLE=multishot_accept turns it off.
- * Multishot receive, buffer rings and zero-copy send are not done yet. */
+ *
+ * A SEND of ZC_MIN_DEFAULT bytes or more to a peer on another host (lib/
+ * says which: EDDY_OP_F_ZEROCOPY) goes out as IORING_OP_SEND_ZC (6.0+) where
+ * the kernel has it: its first CQE carries the result and, with
+ * IORING_CQE_F_MORE, announces a notification (IORING_CQE_F_NOTIF) that comes
+ * once the kernel no longer reads the buffer. The op completes only then: the
+ * buffer is the caller's, often on a task's stack. A socket that cannot send
+ * zero-copy (AF_UNIX: -EOPNOTSUPP) gets the op again as a plain SEND.
+ * EDDY_CAPS_DISABLE=zerocopy_send turns it off; EDDY_URING_SEND_ZC_MIN (bytes)
+ * moves the threshold and lets sends to peers on this host go zero-copy too,
+ * for tests and bench/send-zc.c (over loopback, the peer holds the buffer
+ * until it has read the bytes).
+ * Multishot receive and buffer rings are not done yet. */
 #include "config.h"
 
 #include <errno.h>
@@ -72,6 +84,10 @@
  * multishot accept is withdrawn until they are taken. */
 #define LISTENER_READY_MAX 64
 
+/* Sends of this many bytes and more go zero-copy (measured: docs/performance.md). */
+#define ZC_MIN_DEFAULT (ZC_MIN_KIB * 1024)
+#define ZC_MIN_KIB     64
+
 /* op->backend_data: flags in the low bits, a STAT op's statx slot above them */
 enum {
     OP_BACKLOG = 1 << 0,     /* waits on s->backlog for an SQE */
@@ -79,6 +95,9 @@ enum {
     OP_DEFERRED = 1 << 2,    /* cancelled before reaching the kernel: on s->deferred */
     OP_FLAGS = 7,
     OP_ACCEPT_WAIT = 1 << 3, /* an ACCEPT on its listener's waiters */
+    OP_ZC = 1 << 4,          /* a SEND that went out as SEND_ZC */
+    OP_ZC_NOTIF = 1 << 5,    /* its result is in op->result; its notification is to come */
+    OP_NO_ZC = 1 << 6,       /* a SEND retried as a plain one (the socket refused zero-copy) */
 };
 
 /* Setup flags, best first; a kernel that rejects a set (-EINVAL) gets the next. */
@@ -147,6 +166,9 @@ struct uring_state {
     struct stat_slot *free_slots;
 
     bool multishot_accept;       /* the kernel has it (and EDDY_CAPS_DISABLE does not say no) */
+    bool send_zc;                /* likewise for IORING_OP_SEND_ZC */
+    size_t zc_min;               /* sends of this many bytes and more go zero-copy */
+    bool zc_any_peer;            /* EDDY_URING_SEND_ZC_MIN: peers on this host too */
     struct listener **listeners; /* by fd */
     size_t listener_slots;
     struct eddy__list listener_list; /* every listener, detached ones included */
@@ -201,8 +223,16 @@ static void prep_stat(struct io_uring_sqe *sqe, struct eddy_op *op)
         io_uring_prep_statx(sqe, (int)op->fd, "", flags | AT_EMPTY_PATH, STATX_BASIC_STATS, stx);
 }
 
+/* Whether op, a SEND, goes out zero-copy: large, and to a peer on another
+ * host (EDDY_OP_F_ZEROCOPY) unless the threshold was set by hand. */
+static bool wants_zc(const struct uring_state *s, const struct eddy_op *op)
+{
+    return s->send_zc && op->u.io.len >= s->zc_min && !(op->backend_data & OP_NO_ZC) &&
+           ((op->flags & EDDY_OP_F_ZEROCOPY) || s->zc_any_peer);
+}
+
 /* Fills sqe for op. Socket writes never raise SIGPIPE, as on every backend. */
-static void prep_op(struct io_uring_sqe *sqe, struct eddy_op *op)
+static void prep_op(struct uring_state *s, struct io_uring_sqe *sqe, struct eddy_op *op)
 {
     int fd = (int)op->fd;
     switch (op->kind) {
@@ -217,6 +247,12 @@ static void prep_op(struct io_uring_sqe *sqe, struct eddy_op *op)
         io_uring_prep_recv(sqe, fd, op->u.io.buf, io_len(op->u.io.len), op->u.io.flags);
         break;
     case EDDY_OP_SEND:
+        if (wants_zc(s, op)) {
+            io_uring_prep_send_zc(sqe, fd, op->u.io.buf, io_len(op->u.io.len),
+                                  op->u.io.flags | MSG_NOSIGNAL, 0);
+            op->backend_data |= OP_ZC;
+            break;
+        }
         io_uring_prep_send(sqe, fd, op->u.io.buf, io_len(op->u.io.len),
                            op->u.io.flags | MSG_NOSIGNAL);
         break;
@@ -293,7 +329,7 @@ static void flush_waiting(struct uring_state *s)
         struct eddy_op *op =
             eddy__container_of(eddy__list_pop_front(&s->backlog), struct eddy_op, link);
         op->backend_data &= ~(uintptr_t)OP_BACKLOG;
-        prep_op(sqe, op);
+        prep_op(s, sqe, op);
     }
 }
 
@@ -600,6 +636,47 @@ static void listeners_free(struct uring_state *s)
     free(s->listeners);
 }
 
+/* Sends op again as a plain SEND (its socket refused zero-copy), behind
+ * the backlog if there is one. */
+static void resend_plain(struct uring_state *s, struct eddy_op *op)
+{
+    op->backend_data = OP_NO_ZC;
+    struct io_uring_sqe *sqe = eddy__list_empty(&s->backlog) ? get_sqe(s) : NULL;
+    if (!sqe) {
+        op->backend_data |= OP_BACKLOG;
+        eddy__list_push_back(&s->backlog, &op->link);
+        return;
+    }
+    prep_op(s, sqe, op);
+}
+
+/* A CQE of a SEND that went out zero-copy: its result, with IORING_CQE_F_MORE
+ * when a notification follows, or that notification. The op completes with
+ * the last of them, when the kernel no longer reads its buffer (1), and its
+ * result is kept in op->result until then (0). */
+static int zc_cqe(struct eddy_backend *b, struct eddy_op *op, const struct io_uring_cqe *cqe)
+{
+    struct uring_state *s = b->impl;
+    if (!(cqe->flags & IORING_CQE_F_NOTIF)) {
+        if (op->backend_data & OP_CANCEL_WAIT) { /* too late to ask */
+            eddy__list_remove(&op->link);
+            op->backend_data &= ~(uintptr_t)OP_CANCEL_WAIT;
+        }
+        op->result = cqe->res;
+        if (op->result == -EINTR && op->state == EDDY_OP_STATE_CANCELLING) op->result = -ECANCELED;
+        if (cqe->flags & IORING_CQE_F_MORE) {
+            op->backend_data |= OP_ZC_NOTIF;
+            return 0;
+        }
+    }
+    if (op->result == -EOPNOTSUPP && op->state != EDDY_OP_STATE_CANCELLING) {
+        resend_plain(s, op);
+        return 0;
+    }
+    finish(b, op, op->result);
+    return 1;
+}
+
 /* One CQE: an op's completion (1), or the wake READ's, or a cancel's (0). */
 static int handle_cqe(struct eddy_backend *b, const struct io_uring_cqe *cqe)
 {
@@ -615,6 +692,7 @@ static int handle_cqe(struct eddy_backend *b, const struct io_uring_cqe *cqe)
     if ((tag & 7) == LISTENER_TAG)
         return listener_cqe(b, (struct listener *)(uintptr_t)(tag & ~(uint64_t)7), cqe);
     struct eddy_op *op = (struct eddy_op *)(uintptr_t)tag;
+    if (op->backend_data & OP_ZC) return zc_cqe(b, op, cqe);
     if (op->backend_data & OP_CANCEL_WAIT) eddy__list_remove(&op->link); /* too late to ask */
     int64_t result = cqe->res;
     if (result >= 0 && (op->kind == EDDY_OP_ACCEPT || op->kind == EDDY_OP_OPEN))
@@ -710,7 +788,7 @@ static int uring_submit(struct eddy_backend *b, struct eddy_op *op)
         eddy__list_push_back(&s->backlog, &op->link);
         return EDDY_OP_PENDING;
     }
-    prep_op(sqe, op);
+    prep_op(s, sqe, op);
     return EDDY_OP_PENDING;
 }
 
@@ -729,7 +807,8 @@ static void uring_cancel(struct eddy_backend *b, struct eddy_op *op)
         eddy__list_push_back(&s->deferred, &op->link);
         return;
     }
-    if (op->backend_data & (OP_DEFERRED | OP_CANCEL_WAIT)) return;
+    /* A zero-copy send with its result in waits only for its notification. */
+    if (op->backend_data & (OP_DEFERRED | OP_CANCEL_WAIT | OP_ZC_NOTIF)) return;
     struct io_uring_sqe *sqe = get_sqe(s);
     if (!sqe) {
         op->backend_data |= OP_CANCEL_WAIT;
@@ -890,6 +969,7 @@ static int probe(struct uring_state *s)
     /* Offset -1 (the file position) needs IORING_FEAT_RW_CUR_POS. */
     if (!(s->ring.features & IORING_FEAT_RW_CUR_POS))
         s->native[EDDY_OP_READ] = s->native[EDDY_OP_WRITE] = false;
+    s->send_zc = io_uring_opcode_supported(p, IORING_OP_SEND_ZC);
     io_uring_free_probe(p);
     return err;
 }
@@ -939,6 +1019,17 @@ static int uring_init(struct eddy_backend *b, const eddy_loop_options *opts)
     s->multishot_accept =
         (s->setup_flags & (IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER)) &&
         !cap_disabled("multishot_accept");
+    s->send_zc = s->send_zc && !cap_disabled("zerocopy_send");
+    s->zc_min = ZC_MIN_DEFAULT;
+    const char *zc_min = getenv("EDDY_URING_SEND_ZC_MIN");
+    if (zc_min && *zc_min) {
+        char *end;
+        unsigned long long v = strtoull(zc_min, &end, 10);
+        if (*end == '\0' && v > 0) {
+            s->zc_min = (size_t)v;
+            s->zc_any_peer = true;
+        }
+    }
     b->impl = s;
     b->pending = 0;
     return 0;
@@ -966,9 +1057,11 @@ static eddy_support uring_supports(const struct eddy_backend *b, eddy_cap cap)
         return EDDY_EMULATED;
     case EDDY_CAP_MULTISHOT_ACCEPT: /* probed at init (Linux 5.19+) */
         return s->multishot_accept ? EDDY_NATIVE : EDDY_NONE;
+    case EDDY_CAP_ZEROCOPY_SEND: /* probed at init (Linux 6.0+) */
+        return s->send_zc ? EDDY_NATIVE : EDDY_NONE;
     default: /* watch_fd, signals, subprocess, sendfile; multishot recv, buffer
-                rings, send_zc: not implemented yet (once they are, answer from
-                the probe) */
+                rings: not implemented yet (once they are, answer from the
+                probe) */
         return EDDY_NONE;
     }
 }

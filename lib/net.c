@@ -39,6 +39,7 @@ struct eddy_sock {
     int family; /* AF_INET, AF_INET6, AF_UNIX */
     int type;   /* SOCK_STREAM, SOCK_DGRAM */
     bool listening;
+    int8_t remote_peer;       /* TCP to another host: 1; else -1; 0: not asked yet */
     bool closing;             /* eddy_sock_close has begun: new calls get -EBADF */
     bool close_deferred;      /* closed outside a task: the last call to leave closes */
     struct eddy__list calls;  /* struct sock_call: every call in progress */
@@ -522,6 +523,40 @@ EDDY_API ssize_t eddy_recv(eddy_sock *s, void *buf, size_t len)
     return (ssize_t)n;
 }
 
+/* Whether an address is this host's loopback (127/8, ::1, or 127/8 mapped in IPv6). */
+static bool is_loopback(const struct sockaddr_storage *a)
+{
+    if (a->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)a)->sin_addr.s_addr) >> 24) == 127;
+    if (a->ss_family != AF_INET6) return false;
+    const struct in6_addr *in6 = &((const struct sockaddr_in6 *)a)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(in6) || (IN6_IS_ADDR_V4MAPPED(in6) && in6->s6_addr[12] == 127);
+}
+
+/* Whether s is a TCP socket whose peer is on another host: neither loopback
+ * nor the socket's own address (a connection to one of this host's
+ * addresses has that as its source). Asked once per socket. */
+static bool peer_is_remote(eddy_sock *s)
+{
+    if (s->remote_peer == 0) {
+        struct sockaddr_storage peer, self;
+        socklen_t peer_len = sizeof peer, self_len = sizeof self;
+        bool remote = s->type == SOCK_STREAM && s->family != AF_UNIX &&
+                      getpeername((int)s->fd, (struct sockaddr *)&peer, &peer_len) == 0 &&
+                      getsockname((int)s->fd, (struct sockaddr *)&self, &self_len) == 0 &&
+                      !is_loopback(&peer) && peer.ss_family == self.ss_family;
+        if (remote && peer.ss_family == AF_INET)
+            remote = ((struct sockaddr_in *)&peer)->sin_addr.s_addr !=
+                     ((struct sockaddr_in *)&self)->sin_addr.s_addr;
+        else if (remote)
+            remote =
+                memcmp(&((struct sockaddr_in6 *)&peer)->sin6_addr,
+                       &((struct sockaddr_in6 *)&self)->sin6_addr, sizeof(struct in6_addr)) != 0;
+        s->remote_peer = remote ? 1 : -1;
+    }
+    return s->remote_peer > 0;
+}
+
 EDDY_API ssize_t eddy_send(eddy_sock *s, const void *buf, size_t len)
 {
     struct sock_call c;
@@ -531,9 +566,11 @@ EDDY_API ssize_t eddy_send(eddy_sock *s, const void *buf, size_t len)
         call_end(s, &c);
         return -EINVAL;
     }
+    bool zerocopy = peer_is_remote(s);
     size_t sent = 0;
     while (sent < len) {
         c.op = (struct eddy_op){.kind = EDDY_OP_SEND};
+        if (zerocopy) c.op.flags = EDDY_OP_F_ZEROCOPY;
         c.op.u.io.buf = (char *)buf + sent;
         c.op.u.io.len = len - sent;
         c.op.u.io.flags = MSG_NOSIGNAL;

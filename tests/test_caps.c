@@ -493,6 +493,48 @@ static intptr_t exercise_multishot_accept(void *arg)
     return 0;
 }
 
+#define ZC_SEND_LEN (256 * 1024) /* above io_uring's zero-copy threshold (64 KiB) */
+
+struct zc_send {
+    eddy_sock *sock;
+    unsigned char *buf;
+};
+
+static intptr_t send_all(void *arg)
+{
+    struct zc_send *z = arg;
+    return eddy_send(z->sock, z->buf, ZC_SEND_LEN);
+}
+
+/* A send large enough to go zero-copy on io_uring: every byte arrives, in
+ * order, and the send ends with its buffer as it was. */
+static intptr_t exercise_zerocopy_send(void *arg)
+{
+    struct sock_pair p;
+    stream_pair(&p, false);
+    unsigned char *out = malloc(ZC_SEND_LEN), *in = malloc(ZC_SEND_LEN);
+    cr_assert(out && in);
+    for (size_t i = 0; i < ZC_SEND_LEN; i++)
+        out[i] = (unsigned char)(i * 7 + i / 251);
+    struct zc_send z = {.sock = p.a, .buf = out};
+    eddy_task *sender = eddy_spawn(NULL, send_all, &z);
+    for (size_t got = 0; got < ZC_SEND_LEN;) {
+        ssize_t n = eddy_recv(p.b, in + got, ZC_SEND_LEN - got);
+        cr_assert(n > 0, "%s: recv: %zd", exercising, n);
+        got += (size_t)n;
+    }
+    intptr_t sent = -1;
+    cr_assert(eq(int, eddy_task_join(sender, &sent), 0));
+    cr_assert(eq(i64, (int64_t)sent, ZC_SEND_LEN), "%s", exercising);
+    cr_assert(eq(int, memcmp(in, out, ZC_SEND_LEN), 0), "%s: the bytes differ", exercising);
+    for (size_t i = 0; i < ZC_SEND_LEN; i++)
+        if (out[i] != (unsigned char)(i * 7 + i / 251)) cr_fatal("%s: buffer changed", exercising);
+    free(out);
+    free(in);
+    pair_close(&p);
+    return 0;
+}
+
 /* For each capability: a short exercise run here on every backend that
  * reports it, and the suite that tests it in depth on every backend. A
  * capability a backend starts reporting needs its row here first. */
@@ -514,6 +556,8 @@ static const struct {
     [EDDY_CAP_DNS] = {exercise_dns, "test_sockets.c", "Test(sockets, ipv4_ipv6_and_names"},
     [EDDY_CAP_MULTISHOT_ACCEPT] = {exercise_multishot_accept, "test_uring.c",
                                    "Test(uring_accept, burst_of_connections_multishot"},
+    [EDDY_CAP_ZEROCOPY_SEND] = {exercise_zerocopy_send, "test_uring.c",
+                                "Test(uring_send_zc, large_sends_arrive_intact"},
 };
 
 /* Whether tests/<file> declares test. */
@@ -533,6 +577,9 @@ static bool source_declares(const char *file, const char *test)
 Test(caps_exercised, every_capability_reported_here_is_exercised, .timeout = TEST_TIMEOUT)
 {
     unsetenv("EDDY_CAPS_DISABLE");
+    /* io_uring's default threshold, with loopback peers too (zero-copy is for
+     * peers on other hosts, and this one is on loopback) */
+    setenv("EDDY_URING_SEND_ZC_MIN", "65536", 1);
     const char *names[MAX_BACKENDS];
     size_t here = backends_here(names);
     for (size_t i = 0; i < here; i++) {

@@ -4,7 +4,8 @@
  * 10 000 receives cancelled at random points while data flows, with every
  * byte accounted for and no buffer written after its call ended; accepts
  * (multishot, and single-shot under EDDY_CAPS_DISABLE=multishot_accept):
- * bursts, cancellation, closing a listener; file ops
+ * bursts, cancellation, closing a listener; zero-copy sends (content,
+ * AF_UNIX's fallback, EDDY_CAPS_DISABLE, cancellation while blocked); file ops
  * done by the ring, not the thread pool; wakes from other threads; a loop
  * created on one thread and run on another.
  *
@@ -555,6 +556,315 @@ Test(uring_accept, closing_a_listener_frees_its_port_multishot, .timeout = TEST_
 Test(uring_accept, closing_a_listener_frees_its_port_single_shot, .timeout = TEST_TIMEOUT)
 {
     check_close_listener(false);
+}
+
+/* ---- zero-copy send ------------------------------------------------------------------ */
+
+/* Byte off of message msg: each message its own pattern, so a byte out of
+ * place or left over from another send shows. */
+static unsigned char zc_byte(size_t msg, size_t off)
+{
+    return (unsigned char)(msg * 31 + off * 7 + off / 253);
+}
+
+static const size_t zc_sizes[] = {
+    1, 100, 4096, 65535, 65536, 65537, 96 * 1024, 200000, 1 << 20, (3 << 20) + 17,
+};
+#define ZC_MESSAGES  (sizeof zc_sizes / sizeof zc_sizes[0])
+#define ZC_STACK_MAX (96 * 1024)
+
+/* Sends every message, the small ones from this task's stack, the others
+ * from the heap; scribbles over each buffer as soon as its send returns, so
+ * that a send that ended before the kernel let go of its buffer would put
+ * the scribbles on the wire. */
+static intptr_t zc_sender(void *arg)
+{
+    eddy_sock *s = arg;
+    unsigned char stack_buf[ZC_STACK_MAX];
+    unsigned char *heap_buf = malloc(zc_sizes[ZC_MESSAGES - 1]);
+    if (!heap_buf) return -ENOMEM;
+    intptr_t err = 0;
+    for (size_t m = 0; m < ZC_MESSAGES && err == 0; m++) {
+        size_t len = zc_sizes[m];
+        unsigned char *buf = len <= ZC_STACK_MAX ? stack_buf : heap_buf;
+        for (size_t i = 0; i < len; i++)
+            buf[i] = zc_byte(m, i);
+        ssize_t n = eddy_send(s, buf, len);
+        if (n != (ssize_t)len) err = n < 0 ? n : -EIO;
+        memset(buf, 0xee, len);
+    }
+    free(heap_buf);
+    int cerr = eddy_sock_shutdown(s, EDDY_SHUT_WR);
+    return err ? err : cerr;
+}
+
+struct zc_pair {
+    bool unix_socket;
+};
+
+static intptr_t zc_stream_main(void *arg)
+{
+    const struct zc_pair *how = arg;
+    eddy_sock *a, *b;
+    if (how->unix_socket) {
+        char path[64];
+        snprintf(path, sizeof path, "@eddy-test-uring-zc-%d", (int)getpid());
+        eddy_sock *listener;
+        cr_assert(eq(int, eddy_unix_listen(&listener, path, 1), 0));
+        cr_assert(eq(int, eddy_unix_connect(&a, path), 0));
+        cr_assert(eq(int, eddy_accept(listener, &b), 0));
+        cr_assert(eq(int, eddy_sock_close(listener), 0));
+    } else {
+        tcp_pair(&a, &b);
+    }
+    eddy_task *sender = eddy_spawn(NULL, zc_sender, a);
+    size_t total = 0;
+    for (size_t m = 0; m < ZC_MESSAGES; m++)
+        total += zc_sizes[m];
+    unsigned char *in = malloc(total + 1); /* room for a byte too many */
+    cr_assert(ne(ptr, in, NULL));
+    size_t got = 0;
+    for (;;) {
+        size_t room = total + 1 - got;
+        ssize_t n = eddy_recv(b, in + got, room < 65536 ? room : 65536);
+        cr_assert(ge(i64, (int64_t)n, 0), "recv: %s", eddy_strerror((int)n));
+        if (n == 0) break;
+        got += (size_t)n;
+        cr_assert(le(sz, got, total), "more bytes than were sent");
+    }
+    cr_assert(eq(sz, got, total));
+    size_t pos = 0;
+    for (size_t m = 0; m < ZC_MESSAGES; m++)
+        for (size_t i = 0; i < zc_sizes[m]; i++, pos++)
+            if (in[pos] != zc_byte(m, i))
+                cr_fatal("message %zu (%zu bytes), byte %zu: 0x%02x, not 0x%02x", m, zc_sizes[m], i,
+                         in[pos], zc_byte(m, i));
+    free(in);
+    intptr_t r = -1;
+    cr_assert(eq(int, eddy_task_join(sender, &r), 0));
+    cr_assert(eq(int, (int)r, 0), "sender: %s", eddy_strerror((int)r));
+    cr_assert(eq(int, eddy_sock_close(a), 0));
+    cr_assert(eq(int, eddy_sock_close(b), 0));
+    return 0;
+}
+
+/* A loop on io_uring with zero-copy sends of min bytes and more, to this
+ * host's peers too (a peer on another host is what they are for); skips
+ * where the kernel has no IORING_OP_SEND_ZC (before 6.0). */
+static eddy_loop *zc_loop(const char *min)
+{
+    require_uring();
+    unsetenv("EDDY_CAPS_DISABLE");
+    if (min)
+        setenv("EDDY_URING_SEND_ZC_MIN", min, 1);
+    else
+        unsetenv("EDDY_URING_SEND_ZC_MIN");
+    eddy_loop *loop = uring_loop(0);
+    if (eddy_loop_supports(loop, EDDY_CAP_ZEROCOPY_SEND) != EDDY_NATIVE) {
+        eddy_loop_free(loop);
+        cr_skip_test("no IORING_OP_SEND_ZC here (Linux 6.0+)");
+    }
+    return loop;
+}
+
+/* Messages from 1 byte to 3 MiB, at the default threshold (64 KiB) and with
+ * every send zero-copy: each byte arrives once, in order, and none of the
+ * scribbles made after each send returned. */
+Test(uring_send_zc, large_sends_arrive_intact, .timeout = TEST_TIMEOUT)
+{
+    static const char *const mins[] = {"65536", "1"};
+    struct zc_pair tcp = {.unix_socket = false};
+    for (size_t i = 0; i < sizeof mins / sizeof mins[0]; i++) {
+        eddy_loop *loop = zc_loop(mins[i]);
+        cr_assert(eq(int, (int)run_on(loop, zc_stream_main, &tcp), 0));
+        eddy_loop_free(loop);
+    }
+    unsetenv("EDDY_URING_SEND_ZC_MIN");
+}
+
+/* AF_UNIX refuses zero-copy (-EOPNOTSUPP): the sends go again as plain ones. */
+Test(uring_send_zc, unix_socket_falls_back_to_copying, .timeout = TEST_TIMEOUT)
+{
+    struct zc_pair unix_pair = {.unix_socket = true};
+    eddy_loop *loop = zc_loop("1");
+    cr_assert(eq(int, (int)run_on(loop, zc_stream_main, &unix_pair), 0));
+    eddy_loop_free(loop);
+    unsetenv("EDDY_URING_SEND_ZC_MIN");
+}
+
+/* EDDY_CAPS_DISABLE=zerocopy_send: the loop reports none, and sends copy. */
+Test(uring_send_zc, disabled_by_the_environment, .timeout = TEST_TIMEOUT)
+{
+    require_uring();
+    setenv("EDDY_CAPS_DISABLE", "zerocopy_send", 1);
+    eddy_loop *loop = uring_loop(0);
+    cr_assert(eq(int, (int)eddy_loop_supports(loop, EDDY_CAP_ZEROCOPY_SEND), EDDY_NONE));
+    struct zc_pair tcp = {.unix_socket = false};
+    cr_assert(eq(int, (int)run_on(loop, zc_stream_main, &tcp), 0));
+    eddy_loop_free(loop);
+    unsetenv("EDDY_CAPS_DISABLE");
+}
+
+#define ZC_BOTH_LEN (80 * 1024)
+
+struct zc_both {
+    eddy_sock *sock;
+    unsigned char *out, *in;
+};
+
+/* Sends its whole message, then reads the peer's. */
+static intptr_t zc_send_then_recv(void *arg)
+{
+    struct zc_both *z = arg;
+    ssize_t n = eddy_send(z->sock, z->out, ZC_BOTH_LEN);
+    if (n != ZC_BOTH_LEN) return n < 0 ? n : -EIO;
+    for (size_t got = 0; got < ZC_BOTH_LEN;) {
+        n = eddy_recv(z->sock, z->in + got, ZC_BOTH_LEN - got);
+        if (n <= 0) return n < 0 ? n : -EPIPE;
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+/* Both ends of a loopback connection send a large message before reading
+ * the other's. Over loopback a zero-copy send would end only once the peer
+ * has read it, and the two would wait on each other; sends to this host's
+ * peers copy, so both go through. */
+static intptr_t zc_local_main(void *unused)
+{
+    eddy_sock *a, *b;
+    tcp_pair(&a, &b);
+    struct zc_both ends[2] = {{.sock = a}, {.sock = b}};
+    eddy_task *tasks[2];
+    for (int i = 0; i < 2; i++) {
+        ends[i].out = malloc(ZC_BOTH_LEN);
+        ends[i].in = malloc(ZC_BOTH_LEN);
+        cr_assert(ends[i].out && ends[i].in);
+        for (size_t j = 0; j < ZC_BOTH_LEN; j++)
+            ends[i].out[j] = zc_byte((size_t)i, j);
+    }
+    for (int i = 0; i < 2; i++)
+        tasks[i] = eddy_spawn(NULL, zc_send_then_recv, &ends[i]);
+    for (int i = 0; i < 2; i++) {
+        intptr_t r = -1;
+        int err = eddy_await_timeout(eddy_task_future(tasks[i]), 5 * NS_PER_SEC, &r);
+        cr_assert(eq(int, err, 0), "end %d: %s (waiting on each other?)", i, eddy_strerror(err));
+        cr_assert(eq(int, (int)r, 0), "end %d: %s", i, eddy_strerror((int)r));
+        eddy_task_detach(tasks[i]);
+    }
+    cr_assert(eq(int, memcmp(ends[0].in, ends[1].out, ZC_BOTH_LEN), 0));
+    cr_assert(eq(int, memcmp(ends[1].in, ends[0].out, ZC_BOTH_LEN), 0));
+    for (int i = 0; i < 2; i++) {
+        free(ends[i].out);
+        free(ends[i].in);
+    }
+    cr_assert(eq(int, eddy_sock_close(a), 0));
+    cr_assert(eq(int, eddy_sock_close(b), 0));
+    return 0;
+}
+
+Test(uring_send_zc, local_peers_sending_first_do_not_wait_on_each_other, .timeout = TEST_TIMEOUT)
+{
+    require_uring();
+    unsetenv("EDDY_CAPS_DISABLE");
+    unsetenv("EDDY_URING_SEND_ZC_MIN");
+    eddy_loop *loop = uring_loop(0);
+    cr_assert(eq(int, (int)run_on(loop, zc_local_main, NULL), 0));
+    eddy_loop_free(loop);
+}
+
+#define ZC_CANCEL_CHUNK (128 * 1024) /* above the default threshold */
+
+struct zc_cancel {
+    eddy_sock *sock;
+    size_t sends; /* sends that returned in full */
+    bool ended;   /* the sender's eddy_send returned an error */
+    int intact;   /* 1: the stack buffer was as it was when the send ended */
+};
+
+/* Sends a 128 KiB buffer from its stack until it blocks (the peer does not
+ * read) and is cancelled; then checks its buffer. */
+static intptr_t zc_blocked_sender(void *arg)
+{
+    struct zc_cancel *c = arg;
+    unsigned char buf[ZC_CANCEL_CHUNK];
+    for (size_t i = 0; i < sizeof buf; i++)
+        buf[i] = zc_byte(1, i);
+    ssize_t n;
+    while ((n = eddy_send(c->sock, buf, sizeof buf)) == (ssize_t)sizeof buf)
+        c->sends++;
+    c->ended = true;
+    c->intact = 1;
+    for (size_t i = 0; i < sizeof buf; i++)
+        if (buf[i] != zc_byte(1, i)) c->intact = 0;
+    memset(buf, 0xee, sizeof buf); /* what the wire must never carry */
+    return n;
+}
+
+/* Reads until the end; -EBADMSG at a byte that is not the pattern's. */
+static intptr_t zc_drain(void *arg)
+{
+    eddy_sock *s = arg;
+    static unsigned char buf[65536];
+    size_t pos = 0;
+    for (;;) {
+        ssize_t n = eddy_recv(s, buf, sizeof buf);
+        if (n < 0) return n == -ECONNRESET ? (intptr_t)pos : n;
+        if (n == 0) return (intptr_t)pos;
+        for (ssize_t i = 0; i < n; i++, pos++)
+            if (buf[i] != zc_byte(1, pos % ZC_CANCEL_CHUNK)) return -EBADMSG;
+    }
+}
+
+/* A task blocked in a large zero-copy send is cancelled at random points;
+ * then the peer either reads everything (the kernel lets go of the buffer
+ * once its bytes are through) or closes (a reset drops them). The send ends
+ * once, after the kernel let go; the stack buffer is intact, and the peer
+ * got the pattern and nothing else. ASan sees no access to a dead frame. */
+static intptr_t zc_cancel_main(void *unused)
+{
+    uint64_t seed = 0x5eedf00dULL;
+    for (int round = 0; round < 20; round++) {
+        eddy_sock *a, *b;
+        tcp_pair(&a, &b);
+        struct zc_cancel c = {.sock = a};
+        eddy_task *sender = eddy_spawn(NULL, zc_blocked_sender, &c);
+        int64_t wait = (int64_t)(next_random(&seed) % 3000) * 1000; /* 0..3 ms */
+        cr_assert(eq(int, eddy_sleep(wait + 2 * NS_PER_MS), 0));    /* blocked by now */
+        cr_assert(eddy_task_cancel(sender));
+        bool drain = round % 2 == 0;
+        intptr_t got = 0;
+        if (drain) {
+            eddy_task *reader = eddy_spawn(NULL, zc_drain, b);
+            intptr_t r = -1;
+            int err = eddy_task_join(sender, &r);
+            cr_assert(err == -ECANCELED || (err == 0 && r < 0), "round %d: %s", round,
+                      eddy_strerror(err));
+            cr_assert(eq(int, eddy_sock_shutdown(a, EDDY_SHUT_WR), 0));
+            cr_assert(eq(int, eddy_task_join(reader, &got), 0));
+            cr_assert(ge(i64, (int64_t)got, 0), "round %d: drain: %s", round,
+                      eddy_strerror((int)got));
+            cr_assert(ge(u64, (uint64_t)got, (uint64_t)(c.sends * ZC_CANCEL_CHUNK)), "round %d",
+                      round);
+        } else {
+            cr_assert(eq(int, eddy_sock_close(b), 0)); /* unread bytes: a reset */
+            b = NULL;
+            int err = eddy_task_join(sender, NULL);
+            cr_assert(err == -ECANCELED || err == 0, "round %d: %s", round, eddy_strerror(err));
+        }
+        cr_assert(c.ended, "round %d: the send never ended", round);
+        cr_assert(eq(int, c.intact, 1), "round %d: the buffer changed", round);
+        cr_assert(eq(int, eddy_sock_close(a), 0));
+        if (b) cr_assert(eq(int, eddy_sock_close(b), 0));
+    }
+    return 0;
+}
+
+Test(uring_send_zc, cancelled_send_keeps_its_buffer, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = zc_loop("65536");
+    cr_assert(eq(int, (int)run_on(loop, zc_cancel_main, NULL), 0));
+    eddy_loop_free(loop);
 }
 
 /* ---- cancellation race ------------------------------------------------------------- */
