@@ -171,4 +171,18 @@ static inline intptr_t task_sleep_arg(void *arg)
     return err < 0 ? err : (intptr_t)arg;
 }
 
+/* A string of one-letter events, to check the order things ran in. */
+struct trace {
+    char buf[256];
+    size_t len;
+};
+
+static inline void trace_add(struct trace *tr, char c)
+{
+    if (tr->len + 1 < sizeof(tr->buf)) {
+        tr->buf[tr->len++] = c;
+        tr->buf[tr->len] = '\0';
+    }
+}
+
 #endif /* EDDY_TEST_HELPERS_H */

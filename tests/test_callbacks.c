@@ -2,19 +2,6 @@
  * began), eddy_loop_run's end and eddy_loop_stop. */
 #include "helpers.h"
 
-struct trace {
-    char buf[256];
-    size_t len;
-};
-
-static void trace_add(struct trace *tr, char c)
-{
-    if (tr->len + 1 < sizeof(tr->buf)) {
-        tr->buf[tr->len++] = c;
-        tr->buf[tr->len] = '\0';
-    }
-}
-
 /* ---- FIFO ------------------------------------------------------------------ */
 
 struct fifo {

@@ -4,19 +4,6 @@
 
 #define MANY 100000
 
-struct trace {
-    char buf[256];
-    size_t len;
-};
-
-static void trace_add(struct trace *tr, char c)
-{
-    if (tr->len + 1 < sizeof(tr->buf)) {
-        tr->buf[tr->len++] = c;
-        tr->buf[tr->len] = '\0';
-    }
-}
-
 /* ---- spawn and join ------------------------------------------------------ */
 
 static intptr_t double_arg(void *arg)
