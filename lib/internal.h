@@ -145,7 +145,6 @@ struct eddy_task {
     struct eddy__list all_link; /* loop->tasks, until the task is freed */
     uint8_t state;
     bool cancel_requested;
-    bool queued; /* ready is on the ready queue */
     unsigned shield_depth;
     int64_t wake_result; /* what the suspended await returns */
     /* How to abort the current wait when the task is cancelled: called once,
@@ -215,7 +214,6 @@ struct eddy_loop {
     unsigned live_tasks;     /* tasks not yet done */
     struct eddy__list tasks; /* every task not yet freed */
     unsigned ops_in_flight;  /* ops submitted by tasks and not yet completed */
-    unsigned owned_timers;   /* public timers with a caller-held handle and not yet cancelled */
 
     struct eddy__fiber main_fiber; /* the loop's own stack */
     struct eddy_task *current;
@@ -229,8 +227,6 @@ struct eddy_loop {
     struct eddy__pool *pool;
 
     struct eddy__callback *callback_free; /* freelist for eddy_call_soon */
-    struct eddy_task *task_free;          /* freelist of task structs */
-    size_t task_free_count;
 };
 
 static inline void eddy__loop_schedule(struct eddy_loop *loop, struct eddy__work *w)

@@ -111,7 +111,6 @@ static void task_resume(struct eddy_task *t)
 static void task_ready_run(struct eddy__work *w)
 {
     struct eddy_task *t = eddy__container_of(w, struct eddy_task, ready);
-    t->queued = false;
     task_resume(t);
 }
 
@@ -127,7 +126,6 @@ static struct eddy_task *batch_next_task(struct eddy_loop *loop)
     struct eddy_task *next = eddy__container_of(w, struct eddy_task, ready);
     if (next->state == EDDY__TASK_CREATED) return NULL;
     eddy__list_remove(node);
-    next->queued = false;
     return next;
 }
 
@@ -175,7 +173,6 @@ void eddy__task_wake(struct eddy_task *t, int64_t result)
     t->wake_result = result;
     t->abort_wait = NULL;
     t->wait_data = NULL;
-    t->queued = true;
     eddy__loop_schedule(t->loop, &t->ready);
 }
 
@@ -194,7 +191,6 @@ EDDY_API eddy_task *eddy_spawn(eddy_loop *loop, eddy_task_fn fn, void *arg)
     t->ready.run = task_ready_run;
     t->state = EDDY__TASK_CREATED;
     t->cancel_requested = false;
-    t->queued = true;
     t->shield_depth = 0;
     t->wake_result = 0;
     t->abort_wait = NULL;
@@ -313,7 +309,6 @@ EDDY_API int eddy_yield(void)
     if (!t) return -EPERM;
     if (eddy__task_cancelled(t)) return -ECANCELED;
     t->wake_result = 0;
-    t->queued = true;
     eddy__loop_schedule(t->loop, &t->ready);
     task_switch_out(t);
     return eddy__task_cancelled(t) ? -ECANCELED : 0;
