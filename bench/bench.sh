@@ -10,6 +10,7 @@
 # warm-up) and in connections.
 #
 #   EDDY_BENCH_ONLY="tasks timers echo http files"   the sections to run (default: all)
+#   EDDY_BENCH_ECHO="eddy/io_uring eddy/epoll liburing" the echo servers to run (default: all)
 set -u
 srcdir=${srcdir:-.}
 ROUNDS=${EDDY_BENCH_ROUNDS:-3}
@@ -86,6 +87,11 @@ if [ -n "$UVPY" ]; then
     add_server uvloop "$UVPY $srcdir/bench/echo_asyncio.py PORT uvloop"
 else
     missing="$missing uvloop"
+fi
+if [ -n "${EDDY_BENCH_ECHO:-}" ]; then
+    servers=$(echo "$servers" | while IFS='|' read -r name cmd; do
+        case " $EDDY_BENCH_ECHO " in *" $name "*) echo "$name|$cmd" ;; esac
+    done)
 fi
 CONFIGS="64:50 64:1000 16384:50 16384:1000"
 

@@ -515,6 +515,7 @@ EDDY_API ssize_t eddy_recv(eddy_sock *s, void *buf, size_t len)
     int64_t n = -EINVAL;
     if (buf && len > 0) {
         c.op = (struct eddy_op){.kind = EDDY_OP_RECV};
+        if (s->type == SOCK_STREAM) c.op.flags = EDDY_OP_F_STREAM;
         c.op.u.io.buf = buf;
         c.op.u.io.len = len > SSIZE_MAX ? SSIZE_MAX : len;
         n = call_op(s, &c);
