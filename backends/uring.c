@@ -112,11 +112,16 @@ enum {
  * RECV_BUFS_DEFAULT buffers of RECV_BUF_SIZE_DEFAULT bytes
  * (EDDY_URING_BUF_RING=<count>x<size> sets both, for tests); a socket keeps
  * at most STREAM_QUEUE_MAX of them filled for its next reads before its
- * multishot is withdrawn (measured: docs/performance.md). */
+ * multishot is withdrawn. A socket whose reads bring RECV_MULTISHOT_MAX bytes
+ * and more (on average) is read with plain RECVs: the kernel then copies
+ * straight into the caller's buffer, where a multishot costs a second copy
+ * that weighs more than the re-arming it saves (measured:
+ * docs/performance.md). */
 #define BUF_GROUP             0
 #define RECV_BUFS_DEFAULT     256
 #define RECV_BUF_SIZE_DEFAULT (16 * 1024)
 #define STREAM_QUEUE_MAX      8
+#define RECV_MULTISHOT_MAX    (8 * 1024)
 
 /* Setup flags, best first; a kernel that rejects a set (-EINVAL) gets the next. */
 static const unsigned setup_tiers[] = {
@@ -193,6 +198,7 @@ struct stream {
     bool retry;                /* on s->stream_retry: arming found no SQE */
     int end_result;            /* 0 (peer closed) or an error */
     unsigned recvs;            /* RECVs seen, up to 2 */
+    uint32_t avg;              /* bytes a read brings: a moving average */
     struct eddy_op *plain;     /* the plain RECV in the kernel, if any */
     struct eddy__list waiters; /* RECV ops, oldest first */
     int32_t q_head, q_tail;    /* queued buffers (struct buf_meta.next), -1: none */
@@ -823,7 +829,8 @@ static void stream_disarm(struct uring_state *s, struct stream *st)
 static bool stream_wants_multishot(const struct uring_state *s, const struct stream *st)
 {
     return s->multishot_recv && !st->plain_only && !st->plain_next && st->recvs >= 2 &&
-           s->bufs_held < s->buf_count && st->q_count < STREAM_QUEUE_MAX;
+           st->avg < RECV_MULTISHOT_MAX && s->bufs_held < s->buf_count &&
+           st->q_count < STREAM_QUEUE_MAX;
 }
 
 /* Sends st's oldest waiting RECV to the kernel as a plain one. */
@@ -936,12 +943,19 @@ static int stream_submit(struct eddy_backend *b, struct eddy_op *op)
     return EDDY_OP_PENDING;
 }
 
+/* Counts a read of n bytes into st's average (weight 1/4). */
+static void stream_count(struct stream *st, int64_t n)
+{
+    st->avg = (uint32_t)((3 * (uint64_t)st->avg + (uint64_t)n) / 4);
+}
+
 /* st's plain RECV has ended with result. */
 static void stream_plain_done(struct uring_state *s, struct eddy_op *op, int64_t result)
 {
     struct stream *st = stream_find(s, (int)op->fd);
     if (!st || st->plain != op) return;
     st->plain = NULL;
+    if (result > 0) stream_count(st, result);
     if (result <= 0 && result != -ECANCELED && result != -EINTR) st->plain_only = true; /* ended */
     stream_kick(s, st);
 }
@@ -967,6 +981,7 @@ static int stream_cqe(struct eddy_backend *b, struct stream *st, const struct io
     if (has_buf && res > 0) {
         MARK_DEFINED(s->bufs + (size_t)bid * s->buf_size, (size_t)res);
         stream_queue(s, st, bid, (uint32_t)res);
+        stream_count(st, res);
     } else if (has_buf) {
         buf_give_back(s, bid);
     }
@@ -980,7 +995,9 @@ static int stream_cqe(struct eddy_backend *b, struct stream *st, const struct io
         st->plain_only = true;
     }
     int completed = stream_serve(b, st);
-    if (st->q_count >= STREAM_QUEUE_MAX && st->armed && !st->disarming) stream_disarm(s, st);
+    if ((st->q_count >= STREAM_QUEUE_MAX || st->avg >= RECV_MULTISHOT_MAX) && st->armed &&
+        !st->disarming)
+        stream_disarm(s, st);
     stream_kick(s, st);
     return completed;
 }
@@ -993,7 +1010,8 @@ static void streams_retry(struct uring_state *s)
         struct stream *st = eddy__container_of(node, struct stream, retry_link);
         eddy__list_init(&st->retry_link);
         st->retry = false;
-        if (st->armed && !st->disarming && (st->detached || st->q_count >= STREAM_QUEUE_MAX))
+        if (st->armed && !st->disarming &&
+            (st->detached || st->q_count >= STREAM_QUEUE_MAX || st->avg >= RECV_MULTISHOT_MAX))
             stream_disarm(s, st);
         else
             stream_kick(s, st);

@@ -1098,6 +1098,65 @@ Test(uring_recv, cancelled_reads_keep_queued_data_and_the_end_follows_it, .timeo
     }
 }
 
+#define SIZES_BIG (512 * 1024)
+
+static intptr_t send_big(void *arg)
+{
+    eddy_sock *s = arg;
+    char *big = calloc(1, SIZES_BIG);
+    cr_assert(ne(ptr, big, NULL));
+    ssize_t n = eddy_send(s, big, SIZES_BIG);
+    free(big);
+    return n;
+}
+
+/* A socket whose reads bring 8 KiB and more is read with plain receives
+ * (bytes sent while no read waits stay in the kernel); once its reads are
+ * small again, it gets its multishot back (they are taken into the ring). */
+static intptr_t read_sizes_main(void *unused)
+{
+    eddy_sock *a, *b;
+    tcp_pair(&a, &b);
+    eddy_task *sender = eddy_spawn(NULL, send_big, a);
+    char *buf = malloc(65536);
+    cr_assert(ne(ptr, buf, NULL));
+    for (size_t got = 0; got < SIZES_BIG;) {
+        ssize_t n = eddy_recv(b, buf, 65536);
+        cr_assert(n > 0, "recv: %zd", n);
+        got += (size_t)n;
+    }
+    intptr_t sent = 0;
+    cr_assert(eq(int, eddy_task_join(sender, &sent), 0));
+    cr_assert(eq(i64, (int64_t)sent, SIZES_BIG));
+    /* A read that waits: plain, and nothing reads ahead once it is done. */
+    eddy_task *t = eddy_spawn(NULL, recv_into, b);
+    cr_assert(eq(int, eddy_yield(), 0));
+    cr_assert(eq(int, (int)eddy_send(a, "x", 1), 1));
+    intptr_t n = 0;
+    cr_assert(eq(int, eddy_task_join(t, &n), 0));
+    cr_assert(eq(int, (int)n, 1));
+    cr_assert(eq(int, (int)eddy_send(a, "0123456789", 10), 10));
+    wait_kernel_queued(b, 10);
+    for (int i = 0; i < 8; i++) {
+        cr_assert(eq(int, (int)eddy_recv(b, buf, 10), 10));
+        cr_assert(eq(int, (int)eddy_send(a, "0123456789", 10), 10));
+    }
+    wait_kernel_queued(b, 0); /* the multishot took the last ten */
+    cr_assert(eq(int, (int)eddy_recv(b, buf, 65536), 10));
+    cr_assert(eq(int, memcmp(buf, "0123456789", 10), 0));
+    free(buf);
+    cr_assert(eq(int, eddy_sock_close(a), 0));
+    cr_assert(eq(int, eddy_sock_close(b), 0));
+    return 0;
+}
+
+Test(uring_recv, large_reads_go_plain_and_small_ones_multishot, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = recv_loop(true, NULL);
+    cr_assert(eq(int, (int)run_on(loop, read_sizes_main, NULL), 0));
+    eddy_loop_free(loop);
+}
+
 #define CLOSE_PAIRS 16
 
 /* Sockets closed with their multishot armed: with bytes queued, with a read
