@@ -116,7 +116,8 @@ enum {
  * and more (on average) is read with plain RECVs: the kernel then copies
  * straight into the caller's buffer, where a multishot costs a second copy
  * that weighs more than the re-arming it saves (measured:
- * docs/performance.md). */
+ * docs/performance.md; EDDY_URING_RECV_MULTISHOT_MAX=<bytes> moves it, for
+ * benchmarks). */
 #define BUF_GROUP             0
 #define RECV_BUFS_DEFAULT     256
 #define RECV_BUF_SIZE_DEFAULT (16 * 1024)
@@ -240,6 +241,7 @@ struct uring_state {
     struct buf_meta *buf_meta;    /* by bid */
     unsigned buf_count, buf_size; /* buf_count: a power of two */
     unsigned bufs_held;           /* buffers filled and not yet given back */
+    uint32_t recv_multishot_max;  /* sockets whose reads bring more go plain */
     struct stream **streams;      /* by fd */
     size_t stream_slots;
     struct eddy__list stream_list;  /* every stream, detached ones included */
@@ -829,7 +831,7 @@ static void stream_disarm(struct uring_state *s, struct stream *st)
 static bool stream_wants_multishot(const struct uring_state *s, const struct stream *st)
 {
     return s->multishot_recv && !st->plain_only && !st->plain_next && st->recvs >= 2 &&
-           st->avg < RECV_MULTISHOT_MAX && s->bufs_held < s->buf_count &&
+           st->avg < s->recv_multishot_max && s->bufs_held < s->buf_count &&
            st->q_count < STREAM_QUEUE_MAX;
 }
 
@@ -995,7 +997,7 @@ static int stream_cqe(struct eddy_backend *b, struct stream *st, const struct io
         st->plain_only = true;
     }
     int completed = stream_serve(b, st);
-    if ((st->q_count >= STREAM_QUEUE_MAX || st->avg >= RECV_MULTISHOT_MAX) && st->armed &&
+    if ((st->q_count >= STREAM_QUEUE_MAX || st->avg >= s->recv_multishot_max) && st->armed &&
         !st->disarming)
         stream_disarm(s, st);
     stream_kick(s, st);
@@ -1011,7 +1013,7 @@ static void streams_retry(struct uring_state *s)
         eddy__list_init(&st->retry_link);
         st->retry = false;
         if (st->armed && !st->disarming &&
-            (st->detached || st->q_count >= STREAM_QUEUE_MAX || st->avg >= RECV_MULTISHOT_MAX))
+            (st->detached || st->q_count >= STREAM_QUEUE_MAX || st->avg >= s->recv_multishot_max))
             stream_disarm(s, st);
         else
             stream_kick(s, st);
@@ -1480,6 +1482,14 @@ static int uring_init(struct eddy_backend *b, const eddy_loop_options *opts)
      * when they are used, and both go when either is disabled. */
     s->multishot_recv = s->multishot_recv && !cap_disabled("multishot_recv") &&
                         !cap_disabled("buffer_ring") && buf_ring_setup(s) == 0;
+    s->recv_multishot_max = RECV_MULTISHOT_MAX;
+    const char *ms_max = getenv("EDDY_URING_RECV_MULTISHOT_MAX");
+    if (ms_max && *ms_max) {
+        char *end;
+        unsigned long long v = strtoull(ms_max, &end, 10);
+        if (*end == '\0' && v > 0)
+            s->recv_multishot_max = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+    }
     s->zc_min = ZC_MIN_DEFAULT;
     const char *zc_min = getenv("EDDY_URING_SEND_ZC_MIN");
     if (zc_min && *zc_min) {
