@@ -1098,6 +1098,49 @@ Test(uring_recv, cancelled_reads_keep_queued_data_and_the_end_follows_it, .timeo
     }
 }
 
+/* The peer resets the connection (SO_LINGER 0) after sending: the bytes
+ * first, then -ECONNRESET once, whether the multishot queued the bytes or
+ * the kernel kept them. */
+static intptr_t reset_main(void *arg)
+{
+    bool multishot = arg != NULL;
+    eddy_sock *a, *b;
+    tcp_pair(&a, &b);
+    char buf[64];
+    for (int i = 0; i < 2; i++) {
+        cr_assert(eq(int, (int)eddy_send(a, "x", 1), 1));
+        cr_assert(eq(int, (int)eddy_recv(b, buf, sizeof buf), 1));
+    }
+    eddy_task *t = eddy_spawn(NULL, recv_into, b); /* arms the multishot */
+    cr_assert(eq(int, eddy_yield(), 0));
+    cr_assert(eq(int, (int)eddy_send(a, "y", 1), 1));
+    intptr_t n = 0;
+    cr_assert(eq(int, eddy_task_join(t, &n), 0));
+    cr_assert(eq(int, (int)n, 1));
+    cr_assert(eq(int, (int)eddy_send(a, "last words", 10), 10));
+    wait_kernel_queued(b, multishot ? 0 : 10);
+    struct linger lin = {.l_onoff = 1, .l_linger = 0};
+    cr_assert(
+        eq(int, setsockopt((int)eddy_sock_fd(a), SOL_SOCKET, SO_LINGER, &lin, sizeof lin), 0));
+    cr_assert(eq(int, eddy_sock_close(a), 0));
+    cr_assert(eq(int, eddy_sleep(20 * 1000 * 1000), 0)); /* the reset arrives */
+    memset(buf, 0, sizeof buf);
+    cr_assert(eq(int, (int)eddy_recv(b, buf, sizeof buf), 10));
+    cr_assert(eq(str, buf, "last words"));
+    cr_assert(eq(int, (int)eddy_recv(b, buf, sizeof buf), -ECONNRESET));
+    cr_assert(eq(int, eddy_sock_close(b), 0));
+    return 0;
+}
+
+Test(uring_recv, reset_after_queued_data_gives_the_data_then_the_error, .timeout = TEST_TIMEOUT)
+{
+    for (int multishot = 1; multishot >= 0; multishot--) {
+        eddy_loop *loop = recv_loop(multishot, NULL);
+        cr_assert(eq(int, (int)run_on(loop, reset_main, multishot ? "" : NULL), 0));
+        eddy_loop_free(loop);
+    }
+}
+
 #define SIZES_BIG (512 * 1024)
 
 static intptr_t send_big(void *arg)
