@@ -190,6 +190,7 @@ struct buf_meta {
  * goes with the multishot's last CQE. */
 struct stream {
     int fd;
+    uint64_t serial;           /* the socket's (EDDY_OP_F_STREAM's u.io.offset) */
     bool armed;                /* the multishot is in the kernel */
     bool disarming;            /* its cancel is queued */
     bool detached;             /* the socket was closed: freed by the multishot's last CQE */
@@ -726,11 +727,16 @@ static struct stream *stream_find(const struct uring_state *s, int fd)
     return (size_t)fd < s->stream_slots ? s->streams[fd] : NULL;
 }
 
-/* The stream of fd, made on its first RECV. NULL on -ENOMEM. */
-static struct stream *stream_get(struct uring_state *s, int fd)
+static void stream_detach(struct uring_state *s, int fd);
+
+/* The stream of the socket serial under fd, made on its first RECV; one of
+ * another socket that had fd before (closed without an op) is dropped.
+ * NULL on -ENOMEM. */
+static struct stream *stream_get(struct uring_state *s, int fd, uint64_t serial)
 {
     struct stream *st = stream_find(s, fd);
-    if (st) return st;
+    if (st && st->serial == serial) return st;
+    if (st) stream_detach(s, fd);
     if ((size_t)fd >= s->stream_slots) {
         size_t slots = s->stream_slots ? s->stream_slots : 64;
         while (slots <= (size_t)fd)
@@ -743,6 +749,7 @@ static struct stream *stream_get(struct uring_state *s, int fd)
     }
     if (!(st = calloc(1, sizeof *st))) return NULL;
     st->fd = fd;
+    st->serial = serial;
     st->q_head = st->q_tail = -1;
     eddy__list_init(&st->waiters);
     eddy__list_init(&st->retry_link);
@@ -933,7 +940,7 @@ static void fd_forget(struct uring_state *s, int fd)
 static int stream_submit(struct eddy_backend *b, struct eddy_op *op)
 {
     struct uring_state *s = b->impl;
-    struct stream *st = stream_get(s, (int)op->fd);
+    struct stream *st = stream_get(s, (int)op->fd, (uint64_t)op->u.io.offset);
     if (!st) return -ENOMEM;
     if (st->recvs < 2) st->recvs++;
     if (eddy__list_empty(&st->waiters) && !st->plain && stream_has_data(st))

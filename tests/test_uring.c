@@ -1141,6 +1141,74 @@ Test(uring_recv, reset_after_queued_data_gives_the_data_then_the_error, .timeout
     }
 }
 
+struct reuse {
+    eddy_sock *a, *b;
+    intptr_t old_fd;
+};
+
+/* A pair whose connecting end (a socket the backend never saw made) reads:
+ * its multishot armed and bytes queued. */
+static intptr_t reuse_first(void *arg)
+{
+    struct reuse *r = arg;
+    tcp_pair(&r->a, &r->b);
+    char buf[16];
+    for (int i = 0; i < 2; i++) {
+        cr_assert(eq(int, (int)eddy_send(r->b, "x", 1), 1));
+        cr_assert(eq(int, (int)eddy_recv(r->a, buf, sizeof buf), 1));
+    }
+    eddy_task *t = eddy_spawn(NULL, recv_into, r->a);
+    cr_assert(eq(int, eddy_yield(), 0));
+    cr_assert(eq(int, (int)eddy_send(r->b, "y", 1), 1));
+    cr_assert(eq(int, eddy_task_join(t, NULL), 0));
+    cr_assert(eq(int, (int)eddy_send(r->b, "stale", 5), 5));
+    wait_kernel_queued(r->a, 0);
+    r->old_fd = eddy_sock_fd(r->a);
+    return 0;
+}
+
+/* New connections until one gets the old reader's number: it reads its
+ * own bytes, never those queued for the socket closed under that number. */
+static intptr_t reuse_second(void *arg)
+{
+    struct reuse *r = arg;
+    eddy_sock *a[4], *b[4];
+    int hit = -1;
+    for (int i = 0; i < 4 && hit < 0; i++) {
+        tcp_pair(&a[i], &b[i]);
+        if (eddy_sock_fd(b[i]) == r->old_fd || eddy_sock_fd(a[i]) == r->old_fd) hit = i;
+    }
+    cr_assert(ge(int, hit, 0), "fd %d was not handed out again", (int)r->old_fd);
+    eddy_sock *reader = eddy_sock_fd(b[hit]) == r->old_fd ? b[hit] : a[hit];
+    eddy_sock *writer = reader == b[hit] ? a[hit] : b[hit];
+    char buf[16] = {0};
+    cr_assert(eq(int, (int)eddy_send(writer, "fresh", 5), 5));
+    cr_assert(eq(int, (int)eddy_recv(reader, buf, sizeof buf), 5));
+    cr_assert(eq(str, buf, "fresh"));
+    cr_assert(eq(int, (int)eddy_send(writer, "again", 5), 5));
+    cr_assert(eq(int, (int)eddy_recv(reader, buf, sizeof buf), 5));
+    cr_assert(eq(str, buf, "again"));
+    for (int i = 0; i <= hit; i++) {
+        cr_assert(eq(int, eddy_sock_close(a[i]), 0));
+        cr_assert(eq(int, eddy_sock_close(b[i]), 0));
+    }
+    return 0;
+}
+
+/* A socket closed outside the loop (with close(2): the backend is not
+ * told) leaves its multishot state under its number; the next socket under
+ * that number must not inherit it (a bug found while writing this). */
+Test(uring_recv, a_reused_fd_number_does_not_inherit_queued_bytes, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = recv_loop(true, NULL);
+    struct reuse r = {0};
+    cr_assert(eq(int, (int)run_on(loop, reuse_first, &r), 0));
+    cr_assert(eq(int, eddy_sock_close(r.a), 0)); /* outside the loop */
+    cr_assert(eq(int, eddy_sock_close(r.b), 0));
+    cr_assert(eq(int, (int)run_on(loop, reuse_second, &r), 0));
+    eddy_loop_free(loop);
+}
+
 #define SIZES_BIG (512 * 1024)
 
 static intptr_t send_big(void *arg)
