@@ -1,5 +1,6 @@
-/* Shared helpers for the Criterion suites: loops, running a task to its end,
- * completing futures from timers, clocks. Tests use only the public header. */
+/* Shared helpers for the suites (Criterion, or tests/tap.c: see check.h):
+ * loops, running a task to its end, completing futures from timers, clocks.
+ * Tests use only the public header. */
 #ifndef EDDY_TEST_HELPERS_H
 #define EDDY_TEST_HELPERS_H
 
@@ -9,8 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#include <criterion/criterion.h>
-#include <criterion/new/assert.h>
+#include "check.h"
 
 #include "eddy.h"
 
