@@ -112,5 +112,6 @@ static inline int tap_cmp_str(const char *a, const char *b, enum tap_op op, cons
 #define le(type, a, b) tap_cmp_##type((a), (b), TAP_LE, #a, #b)
 #define gt(type, a, b) tap_cmp_##type((a), (b), TAP_GT, #a, #b)
 #define ge(type, a, b) tap_cmp_##type((a), (b), TAP_GE, #a, #b)
+#define not(expr) (!(expr))
 
 #endif /* EDDY_TEST_TAP_H */
