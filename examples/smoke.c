@@ -1,0 +1,329 @@
+/* A smoke test of a build, in one program that needs nothing but eddy: the
+ * loop runs, timers fire in order, tasks switch, another thread wakes the
+ * loop, TCP echoes over 127.0.0.1, UDP datagrams arrive, a file is written
+ * and read at offsets, and a cancelled receive returns -ECANCELED. It prints
+ * TAP and exits non-zero on a failure. Written to check the Windows DLL under
+ * Wine (docs/platforms.md), it runs the same everywhere. */
+#include <eddy.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#ifdef _WIN32
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#include <windows.h>
+#else
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <time.h>
+#endif
+
+#define MS (1000 * 1000LL)
+
+static int checks, failures;
+
+static void check(bool ok, const char *what, long long detail)
+{
+    checks++;
+    if (!ok) failures++;
+    printf("%s %d - %s", ok ? "ok" : "not ok", checks, what);
+    if (!ok) printf(" (got %lld)", detail);
+    printf("\n");
+    fflush(stdout);
+}
+
+static void sleep_ms(int ms)
+{
+#ifdef _WIN32
+    Sleep((DWORD)ms);
+#else
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+#endif
+}
+
+/* ---- timers ---------------------------------------------------------------- */
+
+static char fired[8];
+static size_t fired_count;
+
+static void on_timer(void *arg)
+{
+    fired[fired_count++] = *(const char *)arg;
+}
+
+static void test_timers(void)
+{
+    eddy_loop *loop;
+    int err = eddy_loop_new(&loop, NULL);
+    check(err == 0, "a loop is created", err);
+    if (err) return;
+    printf("# backend: %s\n", eddy_loop_backend(loop));
+    static const char a = 'a', b = 'b', c = 'c';
+    int64_t start = eddy_now(loop);
+    err = eddy_call_later(loop, 30 * MS, on_timer, (void *)&c, NULL);
+    err |= eddy_call_later(loop, 10 * MS, on_timer, (void *)&a, NULL);
+    err |= eddy_call_later(loop, 20 * MS, on_timer, (void *)&b, NULL);
+    check(err == 0, "timers are armed", err);
+    err = eddy_loop_run(loop);
+    int64_t elapsed = eddy_now(loop) - start;
+    check(err == 0, "the loop runs until its timers are done", err);
+    check(fired_count == 3 && memcmp(fired, "abc", 3) == 0, "timers fire in deadline order",
+          (long long)fired_count);
+    check(elapsed >= 30 * MS, "the last timer fires no earlier than 30 ms", elapsed / MS);
+    eddy_loop_free(loop);
+}
+
+/* ---- tasks ------------------------------------------------------------------- */
+
+static char trace[16];
+static size_t trace_len;
+
+static intptr_t ping(void *arg)
+{
+    for (int i = 0; i < 3; i++) {
+        trace[trace_len++] = *(const char *)arg;
+        if (eddy_yield() < 0) return -1;
+    }
+    return 7;
+}
+
+static intptr_t test_tasks(void)
+{
+    static const char p = 'p', q = 'q';
+    eddy_task *t1 = eddy_spawn(NULL, ping, (void *)&p);
+    eddy_task *t2 = eddy_spawn(NULL, ping, (void *)&q);
+    intptr_t r1 = 0, r2 = 0;
+    int e1 = eddy_task_join(t1, &r1), e2 = eddy_task_join(t2, &r2);
+    check(e1 == 0 && e2 == 0 && r1 == 7 && r2 == 7, "two tasks run to their results", e1 ? e1 : e2);
+    trace[trace_len] = '\0';
+    check(strcmp(trace, "pqpqpq") == 0, "tasks take turns at each yield", (long long)trace_len);
+    int err = eddy_sleep(5 * MS);
+    check(err == 0, "a task sleeps", err);
+    return 0;
+}
+
+/* ---- another thread ------------------------------------------------------------ */
+
+struct wake {
+    eddy_loop *loop;
+    eddy_future *done;
+};
+
+static void on_wake(void *arg)
+{
+    struct wake *w = arg;
+    (void)eddy_future_set_result(w->done, 42);
+}
+
+/* On a pool thread: wakes the loop, then stays busy well past the wait. */
+static intptr_t poke_loop(void *arg)
+{
+    struct wake *w = arg;
+    int err = eddy_call_soon_threadsafe(w->loop, on_wake, w);
+    sleep_ms(300);
+    return err;
+}
+
+static intptr_t run_poke(void *arg)
+{
+    intptr_t result = -1;
+    int err = eddy_to_thread(poke_loop, arg, &result);
+    return err < 0 ? err : result;
+}
+
+static intptr_t test_threadsafe(void)
+{
+    struct wake w = {eddy_loop_current(), eddy_future_new(NULL)};
+    eddy_task *poker = eddy_spawn(NULL, run_poke, &w);
+    intptr_t value = 0;
+    int err = eddy_await_timeout(w.done, 200 * MS, &value);
+    check(err == 0 && value == 42, "a call from another thread wakes the loop", err);
+    intptr_t result = -1;
+    err = eddy_task_join(poker, &result);
+    check(err == 0 && result == 0, "eddy_to_thread returns the thread's result",
+          err ? err : result);
+    eddy_future_unref(w.done);
+    return 0;
+}
+
+/* ---- TCP ------------------------------------------------------------------------ */
+
+#define ECHO_BYTES (256 * 1024)
+
+static intptr_t echo_server(void *arg)
+{
+    eddy_sock *listener = arg, *conn;
+    int err = eddy_accept(listener, &conn);
+    if (err < 0) return err;
+    static char buf[16384];
+    ssize_t n;
+    while ((n = eddy_recv(conn, buf, sizeof buf)) > 0)
+        if ((n = eddy_send(conn, buf, (size_t)n)) < 0) break;
+    (void)eddy_sock_close(conn);
+    return n < 0 ? n : 0;
+}
+
+static intptr_t echo_sender(void *arg)
+{
+    eddy_sock *s = ((void **)arg)[0];
+    const char *data = ((void **)arg)[1];
+    ssize_t n = eddy_send(s, data, ECHO_BYTES);
+    if (n < 0) return n;
+    return eddy_sock_shutdown(s, EDDY_SHUT_WR);
+}
+
+static intptr_t test_cancel(eddy_sock *listener, int port);
+
+static intptr_t test_tcp(void)
+{
+    eddy_sock *listener, *client;
+    int err = eddy_tcp_listen(&listener, "127.0.0.1", 0, 16);
+    check(err == 0, "a TCP listener on 127.0.0.1", err);
+    if (err) return err;
+    int port = eddy_sock_port(listener);
+    check(port > 0, "the listener has a port", port);
+    eddy_task *server = eddy_spawn(NULL, echo_server, listener);
+    err = eddy_tcp_connect(&client, "127.0.0.1", (uint16_t)port);
+    check(err == 0, "a TCP connection to it", err);
+    if (err) return err;
+    char *out = malloc(ECHO_BYTES), *in = malloc(ECHO_BYTES);
+    for (size_t i = 0; i < ECHO_BYTES; i++)
+        out[i] = (char)(i * 7 + (i >> 9));
+    void *args[2] = {client, out};
+    eddy_task *sender = eddy_spawn(NULL, echo_sender, args);
+    size_t got = 0;
+    ssize_t n = 1;
+    while (got < ECHO_BYTES && (n = eddy_recv(client, in + got, ECHO_BYTES - got)) > 0)
+        got += (size_t)n;
+    check(got == ECHO_BYTES && memcmp(in, out, ECHO_BYTES) == 0, "256 KiB echo back intact",
+          n < 0 ? n : (long long)got);
+    n = eddy_recv(client, in, 16);
+    check(n == 0, "the peer's close reads as 0", n);
+    intptr_t r = -1;
+    err = eddy_task_join(sender, &r);
+    check(err == 0 && r == 0, "the sender sent everything and shut down", err ? err : r);
+    err = eddy_task_join(server, &r);
+    check(err == 0 && r == 0, "the server ended cleanly", err ? err : r);
+    free(out);
+    free(in);
+
+    /* Cancelling a receive that waits. */
+    (void)eddy_sock_close(client);
+    return test_cancel(listener, port);
+}
+
+static intptr_t idle_recv(void *arg)
+{
+    char buf[8];
+    return eddy_recv(arg, buf, sizeof buf);
+}
+
+/* A receive on a connection whose peer sends nothing, cancelled. */
+static intptr_t test_cancel(eddy_sock *listener, int port)
+{
+    eddy_sock *idle;
+    eddy_task *server = eddy_spawn(NULL, echo_server, listener);
+    int err = eddy_tcp_connect(&idle, "127.0.0.1", (uint16_t)port);
+    check(err == 0, "a second connection", err);
+    if (err) return err;
+    eddy_task *receiver = eddy_spawn(NULL, idle_recv, idle);
+    (void)eddy_sleep(20 * MS);
+    check(eddy_task_cancel(receiver), "a task waiting in recv is cancelled", 0);
+    intptr_t r = 0;
+    err = eddy_task_join(receiver, &r);
+    check(err == -ECANCELED, "its recv returns -ECANCELED", err ? err : r);
+    err = eddy_sock_close(idle);
+    check(err == 0, "the socket closes", err);
+    err = eddy_task_join(server, &r);
+    check(err == 0 && r == 0, "its server sees the close and ends", err ? err : r);
+    (void)eddy_sock_close(listener);
+    return 0;
+}
+
+/* ---- UDP ------------------------------------------------------------------------ */
+
+static intptr_t test_udp(void)
+{
+    eddy_sock *a, *b;
+    int err = eddy_udp_bind(&a, "127.0.0.1", 0);
+    err = err ? err : eddy_udp_bind(&b, "127.0.0.1", 0);
+    check(err == 0, "two UDP sockets", err);
+    if (err) return err;
+    struct sockaddr_storage to, from;
+    err = eddy_addr_parse(&to, "127.0.0.1", (uint16_t)eddy_sock_port(b));
+    check(err == 0, "an address is parsed", err);
+    ssize_t n = eddy_sendto(a, "datagram", 8, (struct sockaddr *)&to);
+    check(n == 8, "a datagram is sent", n);
+    char buf[32];
+    n = eddy_recvfrom(b, buf, sizeof buf, &from);
+    check(n == 8 && memcmp(buf, "datagram", 8) == 0, "and received", n);
+    check(from.ss_family == AF_INET &&
+              ntohs(((struct sockaddr_in *)&from)->sin_port) == eddy_sock_port(a),
+          "from its sender", from.ss_family);
+    (void)eddy_sock_close(a);
+    (void)eddy_sock_close(b);
+    return 0;
+}
+
+/* ---- files ---------------------------------------------------------------------- */
+
+static intptr_t test_files(void)
+{
+    const char *path = "eddy-smoke.tmp";
+    eddy_file *f;
+    int err = eddy_file_open(&f, path, O_CREAT | O_RDWR | O_TRUNC, 0644);
+    check(err == 0, "a file is created", err);
+    if (err) return err;
+    ssize_t n = eddy_file_write(f, "hello", 5, 0);
+    check(n == 5, "written at offset 0", n);
+    n = eddy_file_write(f, "world", 5, 4096);
+    check(n == 5, "written at offset 4096", n);
+    char buf[16] = {0};
+    n = eddy_file_read(f, buf, 5, 4096);
+    check(n == 5 && memcmp(buf, "world", 5) == 0, "read back at 4096", n);
+    n = eddy_file_read(f, buf, 5, 0);
+    check(n == 5 && memcmp(buf, "hello", 5) == 0, "read back at 0", n);
+    n = eddy_file_read(f, buf, sizeof buf, 8192);
+    check(n == 0, "a read past the end returns 0", n);
+    n = eddy_file_read(f, buf, 3, -1);
+    ssize_t n2 = eddy_file_read(f, buf + 3, 2, -1);
+    check(n == 3 && n2 == 2 && memcmp(buf, "hello", 5) == 0, "reads at -1 follow the position", n);
+    err = eddy_file_sync(f);
+    check(err == 0, "the file syncs", err);
+    struct stat st;
+    err = eddy_file_stat(f, &st);
+    check(err == 0 && st.st_size == 4101, "its size is 4101", err ? err : (long long)st.st_size);
+    err = eddy_file_close(f);
+    check(err == 0, "the file closes", err);
+    err = eddy_fs_unlink(path);
+    check(err == 0, "and is removed", err);
+    err = eddy_file_open(&f, path, O_RDONLY, 0);
+    check(err == -ENOENT, "opening it again: -ENOENT", err);
+    return 0;
+}
+
+static intptr_t smoke_main(void *arg)
+{
+    (void)arg;
+    test_tasks();
+    test_threadsafe();
+    test_tcp();
+    test_udp();
+    test_files();
+    return 0;
+}
+
+int main(void)
+{
+    test_timers();
+    intptr_t result = -1;
+    int err = eddy_run(smoke_main, NULL, &result);
+    check(err == 0 && result == 0, "eddy_run returns the main task's result", err);
+    printf("1..%d\n", checks);
+    return failures ? 1 : 0;
+}
