@@ -307,6 +307,69 @@ static intptr_t test_files(void)
     return 0;
 }
 
+/* ---- errors and paths ------------------------------------------------------------ */
+
+static intptr_t test_edges(void)
+{
+    eddy_sock *s, *t;
+    int err = eddy_tcp_listen(&s, "127.0.0.1", 0, 0);
+    check(err == 0, "a listener for the error checks", err);
+    if (err) return err;
+    int port = eddy_sock_port(s);
+    err = eddy_tcp_listen(&t, "127.0.0.1", (uint16_t)port, 0);
+    check(err == -EADDRINUSE, "a second listener on its port: -EADDRINUSE", err);
+    (void)eddy_sock_close(s);
+    err = eddy_tcp_connect(&t, "127.0.0.1", (uint16_t)port);
+    check(err == -ECONNREFUSED, "a connection to a closed port: -ECONNREFUSED", err);
+    err = eddy_tcp_listen(&s, NULL, 0, 0);
+    check(err == 0, "a listener on every address", err);
+    if (err == 0) {
+        err = eddy_tcp_connect(&t, "localhost", (uint16_t)eddy_sock_port(s));
+        check(err == 0, "a connection to it by name (localhost)", err);
+        if (err == 0) (void)eddy_sock_close(t);
+        (void)eddy_sock_close(s);
+    }
+    err = eddy_unix_listen(&s, "eddy-smoke.sock", 0);
+    check(err == 0 || err == -ENOTSUP, "Unix sockets: there, or -ENOTSUP", err);
+    if (err == 0) {
+        (void)eddy_sock_close(s);
+        err = eddy_fs_unlink("eddy-smoke.sock");
+        check(err == 0, "its file is removed", err);
+    }
+
+    err = eddy_fs_mkdir("eddy-smoke.dir", 0755);
+    check(err == 0, "a directory is made", err);
+    err = eddy_fs_mkdir("eddy-smoke.dir", 0755);
+    check(err == -EEXIST, "again: -EEXIST", err);
+    struct stat st;
+    err = eddy_fs_stat("eddy-smoke.dir", &st);
+    check(err == 0 && S_ISDIR(st.st_mode), "stat says it is a directory", err);
+    eddy_file *f;
+    err = eddy_file_open(&f, "eddy-smoke.dir/a", O_CREAT | O_WRONLY | O_EXCL, 0644);
+    check(err == 0, "a file is created in it", err);
+    if (err == 0) {
+        ssize_t n = eddy_file_write(f, "abc", 3, -1);
+        n += eddy_file_write(f, "def", 3, -1);
+        check(n == 6, "two writes at the current position", n);
+        (void)eddy_file_close(f);
+    }
+    err = eddy_file_open(&f, "eddy-smoke.dir/a", O_CREAT | O_WRONLY | O_EXCL, 0644);
+    check(err == -EEXIST, "O_EXCL on an existing file: -EEXIST", err);
+    err = eddy_fs_rename("eddy-smoke.dir/a", "eddy-smoke.dir/b");
+    check(err == 0, "the file is renamed", err);
+    err = eddy_fs_stat("eddy-smoke.dir/b", &st);
+    check(err == 0 && S_ISREG(st.st_mode) && st.st_size == 6, "stat of the new name: 6 bytes",
+          err ? err : (long long)st.st_size);
+    err = eddy_fs_rmdir("eddy-smoke.dir");
+    check(err == -ENOTEMPTY || err == -EEXIST, "a directory with a file: not removed", err);
+    err = eddy_fs_unlink("eddy-smoke.dir/b");
+    err = err ? err : eddy_fs_rmdir("eddy-smoke.dir");
+    check(err == 0, "the file and the directory are removed", err);
+    err = eddy_fs_stat("eddy-smoke.dir", &st);
+    check(err == -ENOENT, "stat of the removed directory: -ENOENT", err);
+    return 0;
+}
+
 static intptr_t smoke_main(void *arg)
 {
     (void)arg;
@@ -315,6 +378,7 @@ static intptr_t smoke_main(void *arg)
     test_tcp();
     test_udp();
     test_files();
+    test_edges();
     return 0;
 }
 

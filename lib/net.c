@@ -376,7 +376,13 @@ static int listen_on(struct eddy_sock **out, int family, int type, const struct 
     intptr_t fd = socket_open(family, type);
     if (fd < 0) return (int)fd;
     int err = 0;
+#ifdef _WIN32
+    /* Windows' SO_REUSEADDR lets a second socket take a port in use; what it
+     * means on POSIX (rebinding past TIME_WAIT) is Windows' default. */
+    err = set_int_option(fd, SOL_SOCKET, SO_EXCLUSIVEADDRUSE, 1);
+#else
     if (family != AF_UNIX) err = set_int_option(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+#endif
     if (err == 0 && family == AF_INET6)
         err = set_int_option(fd, IPPROTO_IPV6, IPV6_V6ONLY, !dual_stack);
     if (err == 0 && bind(NATIVE(fd), addr, len) < 0) err = sock_errno();
