@@ -246,8 +246,18 @@ static int64_t op_outcome(struct iocp_state *st, struct request *r, int64_t resu
         }
         if (result >= 0) op->u.msg.msg->msg_namelen = r->addrlen;
         return result;
+    case EDDY_OP_SEND:
+    case EDDY_OP_SENDMSG:
+        /* Winsock answers every send after a reset with WSAECONNRESET (or
+         * WSAECONNABORTED); POSIX gives EPIPE, which eddy promises for a write
+         * to a closed peer. */
+        return result == -ECONNRESET || result == -ECONNABORTED ? -EPIPE : result;
     case EDDY_OP_READ:
-        return result == -EPIPE ? 0 : result; /* ERROR_BROKEN_PIPE: the writer is gone: EOF */
+        if (result == -EPIPE) return 0; /* ERROR_BROKEN_PIPE: the writer is gone: EOF */
+        /* fallthrough */
+    case EDDY_OP_WRITE:
+        /* A handle not opened for this direction: POSIX says EBADF. */
+        return result == -EACCES ? -EBADF : result;
     default:
         return result;
     }

@@ -178,6 +178,7 @@ static intptr_t echo_sender(void *arg)
 }
 
 static intptr_t test_cancel(eddy_sock *listener, int port);
+static intptr_t idle_recv(void *arg);
 
 static intptr_t test_tcp(void)
 {
@@ -362,11 +363,124 @@ static intptr_t test_edges(void)
           err ? err : (long long)st.st_size);
     err = eddy_fs_rmdir("eddy-smoke.dir");
     check(err == -ENOTEMPTY || err == -EEXIST, "a directory with a file: not removed", err);
+    err = eddy_fs_unlink("eddy-smoke.dir");
+    check(err == -EISDIR || err == -EPERM, "unlink of a directory: -EISDIR", err);
+    err = eddy_file_open(&f, "eddy-smoke.dir/b", O_RDONLY, 0);
+    if (err == 0) {
+        ssize_t n = eddy_file_write(f, "x", 1, 0);
+        check(n == -EBADF, "a write to a read-only file: -EBADF", n);
+        (void)eddy_file_close(f);
+    }
     err = eddy_fs_unlink("eddy-smoke.dir/b");
     err = err ? err : eddy_fs_rmdir("eddy-smoke.dir");
     check(err == 0, "the file and the directory are removed", err);
     err = eddy_fs_stat("eddy-smoke.dir", &st);
     check(err == -ENOENT, "stat of the removed directory: -ENOENT", err);
+    return 0;
+}
+
+/* ---- what the peer does ---------------------------------------------------------- */
+
+struct pair {
+    eddy_sock *listener, *client, *server;
+};
+
+static int pair_open(struct pair *p)
+{
+    int err = eddy_tcp_listen(&p->listener, "127.0.0.1", 0, 0);
+    if (err == 0)
+        err = eddy_tcp_connect(&p->client, "127.0.0.1", (uint16_t)eddy_sock_port(p->listener));
+    if (err == 0) err = eddy_accept(p->listener, &p->server);
+    return err;
+}
+
+static void pair_close(struct pair *p)
+{
+    if (p->client) (void)eddy_sock_close(p->client);
+    if (p->server) (void)eddy_sock_close(p->server);
+    (void)eddy_sock_close(p->listener);
+}
+
+static intptr_t do_accept(void *arg)
+{
+    eddy_sock *conn;
+    int err = eddy_accept(arg, &conn);
+    if (err == 0) (void)eddy_sock_close(conn);
+    return err;
+}
+
+static void close_in_callback(void *arg)
+{
+    int err = eddy_sock_close(arg);
+    check(err == 0, "a socket closes from a callback", err);
+}
+
+static intptr_t test_peers(void)
+{
+    struct pair p = {0};
+    int err = pair_open(&p);
+    check(err == 0, "a connected pair", err);
+    if (err) return err;
+    /* A reset reaches a waiting recv. */
+    struct linger lin = {1, 0};
+    err = setsockopt(
+#ifdef _WIN32
+        (SOCKET)eddy_sock_fd(p.client), SOL_SOCKET, SO_LINGER, (const char *)&lin, sizeof lin);
+#else
+        (int)eddy_sock_fd(p.client), SOL_SOCKET, SO_LINGER, &lin, sizeof lin);
+#endif
+    check(err == 0, "SO_LINGER 0 on the client", err);
+    eddy_task *reader = eddy_spawn(NULL, idle_recv, p.server);
+    (void)eddy_sleep(10 * MS);
+    (void)eddy_sock_close(p.client);
+    p.client = NULL;
+    intptr_t r = 0;
+    err = eddy_task_join(reader, &r);
+    check(err == -ECONNRESET, "a reset peer: -ECONNRESET", err ? err : r);
+    pair_close(&p);
+
+    /* Writes to a peer that closed end in -EPIPE. */
+    err = pair_open(&p);
+    if (err) return err;
+    (void)eddy_sock_close(p.server);
+    p.server = NULL;
+    char buf[8];
+    ssize_t n = eddy_recv(p.client, buf, sizeof buf);
+    check(n == 0, "the peer's FIN", n);
+    for (int i = 0; i < 50 && n >= 0; i++) {
+        n = eddy_send(p.client, "x", 1);
+        if (n >= 0) (void)eddy_sleep(5 * MS);
+    }
+    check(n == -EPIPE, "sending to a closed peer: -EPIPE", n);
+
+    /* Cancelling an accept; the listener accepts again after. */
+    eddy_task *acceptor = eddy_spawn(NULL, do_accept, p.listener);
+    (void)eddy_sleep(10 * MS);
+    eddy_task_cancel(acceptor);
+    err = eddy_task_join(acceptor, &r);
+    check(err == -ECANCELED, "a cancelled accept: -ECANCELED", err ? err : r);
+    acceptor = eddy_spawn(NULL, do_accept, p.listener);
+    eddy_sock *again;
+    err = eddy_tcp_connect(&again, "127.0.0.1", (uint16_t)eddy_sock_port(p.listener));
+    int err2 = eddy_task_join(acceptor, &r);
+    check(err == 0 && err2 == 0 && r == 0, "then accepts again", err ? err : err2);
+    if (err == 0) (void)eddy_sock_close(again);
+    pair_close(&p);
+
+    /* Closing from a callback cancels a recv pending in a task. */
+    err = pair_open(&p);
+    if (err) return err;
+    reader = eddy_spawn(NULL, idle_recv, p.server);
+    (void)eddy_sleep(10 * MS);
+    err = eddy_call_soon(eddy_loop_current(), close_in_callback, p.server);
+    p.server = NULL;
+    err = err ? err : eddy_task_join(reader, &r);
+    check(err == -ECANCELED, "the recv it cut short: -ECANCELED", err ? err : r);
+    pair_close(&p);
+
+    eddy_sock *s;
+    err = eddy_tcp_connect(&s, "host.invalid", 80);
+    check(err == -ENXIO || err == -EAGAIN, "an unknown host: -ENXIO (or -EAGAIN)", err);
     return 0;
 }
 
@@ -379,6 +493,7 @@ static intptr_t smoke_main(void *arg)
     test_udp();
     test_files();
     test_edges();
+    test_peers();
     return 0;
 }
 

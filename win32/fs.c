@@ -106,7 +106,13 @@ static int64_t path_op(struct eddy_op *op, const wchar_t *path, const wchar_t *p
     case EDDY_OP_UNLINK:
         if (op->u.path.flags) /* AT_REMOVEDIR */
             return RemoveDirectoryW(path) ? 0 : last_error();
-        return DeleteFileW(path) ? 0 : last_error();
+        if (DeleteFileW(path)) return 0;
+        if (GetLastError() == ERROR_ACCESS_DENIED) { /* unlink(2) on a directory: EISDIR */
+            DWORD a = GetFileAttributesW(path);
+            if (a != INVALID_FILE_ATTRIBUTES && (a & FILE_ATTRIBUTE_DIRECTORY)) return -EISDIR;
+            SetLastError(ERROR_ACCESS_DENIED);
+        }
+        return last_error();
     case EDDY_OP_RENAME:
         return MoveFileExW(path, path2, MOVEFILE_REPLACE_EXISTING) ? 0 : last_error();
     case EDDY_OP_MKDIR:
