@@ -148,6 +148,7 @@ struct eddy_backend {
 /* Probes whether a backend can initialise here: 0 or why not. */
 extern const struct eddy_backend_ops eddy__uring_backend;
 extern const struct eddy_backend_ops eddy__epoll_backend;
+extern const struct eddy_backend_ops eddy__iocp_backend;
 
 /* Completes op from within poll: sets state and calls op->complete. Every
  * backend finishes pending ops through this one helper. */

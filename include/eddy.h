@@ -13,6 +13,11 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#if defined(_MSC_VER) && !defined(_SSIZE_T_DEFINED) && !defined(_SSIZE_T_)
+typedef intptr_t ssize_t; /* MSVC has no ssize_t; mingw-w64 and POSIX do */
+#define _SSIZE_T_DEFINED
+#define _SSIZE_T_
+#endif
 
 #ifdef __cplusplus
 extern "C" {

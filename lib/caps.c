@@ -40,7 +40,7 @@ struct probe {
 };
 
 static struct probe probes[EDDY__CAPS_ROW_COUNT];
-static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
+static eddy__once probe_once = EDDY__ONCE_INIT;
 
 static bool cap_valid(eddy_cap cap)
 {
@@ -84,7 +84,7 @@ static void probe_all(void)
 
 static const struct probe *probe_of(int row)
 {
-    pthread_once(&probe_once, probe_all);
+    eddy__once_run(&probe_once, probe_all);
     return &probes[row];
 }
 

@@ -42,6 +42,48 @@ EDDY_API const char *eddy_strerror(int err)
         return "connection reset by peer";
     case EPIPE:
         return "broken pipe";
+    case ECONNABORTED:
+        return "software caused connection abort";
+    case ENOTCONN:
+        return "transport endpoint is not connected";
+    case EADDRINUSE:
+        return "address already in use";
+    case EADDRNOTAVAIL:
+        return "cannot assign requested address";
+    case EAFNOSUPPORT:
+        return "address family not supported by protocol";
+    case ENETUNREACH:
+        return "network is unreachable";
+    case EHOSTUNREACH:
+        return "no route to host";
+    case EMSGSIZE:
+        return "message too long";
+    case EINPROGRESS:
+        return "operation now in progress";
+    case EEXIST:
+        return "file exists";
+    case EACCES:
+        return "permission denied";
+    case EISDIR:
+        return "is a directory";
+    case ENOTDIR:
+        return "not a directory";
+    case ENOTEMPTY:
+        return "directory not empty";
+    case ENOSPC:
+        return "no space left on device";
+    case EMFILE:
+        return "too many open files";
+    case ENAMETOOLONG:
+        return "file name too long";
+    case EIO:
+        return "input/output error";
+    case ENXIO:
+        return "no such device or address";
+    case ENOSYS:
+        return "function not implemented";
+    case EINTR:
+        return "interrupted system call";
     default:
         return "unknown error";
     }

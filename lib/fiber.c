@@ -7,6 +7,7 @@
  * and needs nothing here. */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "fiber.h"
 
@@ -118,6 +119,30 @@ _Noreturn void eddy__fiber_exit(struct eddy__fiber *from, struct eddy__fiber *to
 #else /* assembly */
 
 void eddy__context_swap(void **save_sp, void *load_sp);
+
+#if defined(_WIN32)
+void eddy__context_entry(void);
+
+/* The first frame of a context for win32/context-x86_64.S: no saved xmm
+ * registers worth keeping, the TIB's stack fields describing s, start and
+ * its argument in r12 and r13, and a return into eddy__context_entry with
+ * the stack 16-byte aligned below the top. */
+void eddy__fiber_init(struct eddy__fiber *f, struct eddy__stack *s, void (*entry)(void *),
+                      void *arg)
+{
+    fiber_prepare(f, s, entry, arg);
+    uintptr_t top = ((uintptr_t)s->lo + s->size) & ~(uintptr_t)15;
+    uint64_t *frame = (uint64_t *)(top - 64 - 256);
+    memset(frame, 0, 256);
+    frame[20] = (uint64_t)top;                    /* StackBase */
+    frame[21] = (uint64_t)(uintptr_t)s->lo;       /* StackLimit: the lowest usable byte */
+    frame[22] = (uint64_t)(uintptr_t)s->map;      /* DeallocationStack */
+    frame[26] = (uint64_t)(uintptr_t)fiber_start; /* r12 */
+    frame[25] = (uint64_t)(uintptr_t)f;           /* r13 */
+    frame[31] = (uint64_t)(uintptr_t)eddy__context_entry;
+    f->sp = frame;
+}
+#else
 void *eddy__context_make(void *stack_top, void (*start)(void *), void *arg);
 
 void eddy__fiber_init(struct eddy__fiber *f, struct eddy__stack *s, void (*entry)(void *),
@@ -126,6 +151,7 @@ void eddy__fiber_init(struct eddy__fiber *f, struct eddy__stack *s, void (*entry
     fiber_prepare(f, s, entry, arg);
     f->sp = eddy__context_make((char *)s->lo + s->size, fiber_start, f);
 }
+#endif
 
 /* Without ASan this is a tail call into the assembly. */
 void eddy__fiber_switch(struct eddy__fiber *from, struct eddy__fiber *to)

@@ -6,12 +6,17 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#ifndef _WIN32
 #include <unistd.h>
+#endif
 
 #include "internal.h"
 
 #ifndef O_CLOEXEC
 #define O_CLOEXEC 0
+#endif
+#ifndef AT_REMOVEDIR /* Windows: EDDY_OP_UNLINK's flag for a directory, as on Linux */
+#define AT_REMOVEDIR 0x200
 #endif
 
 struct eddy_file {
@@ -19,7 +24,44 @@ struct eddy_file {
     unsigned calls;           /* calls in progress in some task */
     bool closing;             /* eddy_file_close has begun: new calls get -EBADF */
     struct eddy_task *closer; /* waits for calls to reach 0 */
+#ifdef _WIN32
+    /* An overlapped handle has no file position: offset -1 is kept here. */
+    int64_t position;
+    bool append; /* O_APPEND: writes at -1 go to the end (the backend's -1) */
+#endif
 };
+
+#ifdef _WIN32
+/* The offset an op at offset (-1: the current position) goes to. */
+static int64_t file_offset(struct eddy_file *f, int64_t offset, bool write)
+{
+    if (offset >= 0 || !f) return offset;
+    return write && f->append ? -1 : f->position;
+}
+
+static void file_advance(struct eddy_file *f, int64_t offset, int64_t done)
+{
+    if (offset < 0 && f && done > 0) f->position += done;
+}
+
+/* Closes without a task: through the loop's backend when one runs on this
+ * thread (it forgets the handle), else directly. */
+static int close_untasked(struct eddy_file *f)
+{
+    struct eddy_loop *loop = eddy_loop_current();
+    if (loop) {
+        struct eddy_op op = {.kind = EDDY_OP_CLOSE, .fd = f->fd};
+        eddy__list_init(&op.link);
+        int rc = loop->backend.ops->submit(&loop->backend, &op);
+        if (rc == EDDY_OP_DONE) return (int)op.result;
+    }
+    return CloseHandle((HANDLE)f->fd) ? 0 : eddy__win_error(GetLastError());
+}
+#else
+#define file_offset(f, offset, write) (offset)
+#define file_advance(f, offset, done) ((void)0)
+#define close_untasked(f)             (close((int)(f)->fd) < 0 ? -errno : 0)
+#endif
 
 /* Runs op on f, counted so that eddy_file_close can wait for it. */
 static int64_t file_run(struct eddy_file *f, struct eddy_op *op)
@@ -62,6 +104,9 @@ EDDY_API int eddy_file_open(eddy_file **out, const char *path, int flags, int mo
         return (int)fd;
     }
     f->fd = fd;
+#ifdef _WIN32
+    f->append = flags & O_APPEND;
+#endif
     *out = f;
     return 0;
 }
@@ -73,8 +118,10 @@ EDDY_API ssize_t eddy_file_read(eddy_file *f, void *buf, size_t len, int64_t off
     struct eddy_op op = {.kind = EDDY_OP_READ};
     op.u.io.buf = buf;
     op.u.io.len = len > SSIZE_MAX ? SSIZE_MAX : len;
-    op.u.io.offset = offset;
-    return (ssize_t)file_run(f, &op);
+    op.u.io.offset = file_offset(f, offset, false);
+    int64_t n = file_run(f, &op);
+    file_advance(f, offset, n);
+    return (ssize_t)n;
 }
 
 EDDY_API ssize_t eddy_file_write(eddy_file *f, const void *buf, size_t len, int64_t offset)
@@ -86,9 +133,10 @@ EDDY_API ssize_t eddy_file_write(eddy_file *f, const void *buf, size_t len, int6
         struct eddy_op op = {.kind = EDDY_OP_WRITE};
         op.u.io.buf = (char *)buf + done;
         op.u.io.len = len - done;
-        op.u.io.offset = offset < 0 ? -1 : offset + (int64_t)done;
+        op.u.io.offset = offset < 0 ? file_offset(f, -1, true) : offset + (int64_t)done;
         int64_t n = file_run(f, &op);
         if (n < 0) return (ssize_t)n;
+        file_advance(f, offset, n);
         if (n == 0 && len > 0) return -EIO; /* no progress: never loop forever */
         done += (size_t)n;
     } while (done < len);
@@ -124,7 +172,7 @@ EDDY_API int eddy_file_close(eddy_file *f)
     int64_t err;
     if (!t) {
         /* No op ever registers a file's fd with a backend that needs telling. */
-        err = close((int)f->fd) < 0 ? -errno : 0;
+        err = close_untasked(f);
     } else {
         eddy_shield_begin(); /* a cancelled task still closes */
         if (f->calls > 0) {

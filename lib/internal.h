@@ -3,7 +3,6 @@
 #define EDDY_INTERNAL_H
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -12,6 +11,7 @@
 #include "eddy.h"
 #include "fiber.h"
 #include "list.h"
+#include "sys.h"
 #include "../backends/backend.h"
 
 #define EDDY__DEFAULT_STACK_SIZE (256 * 1024)
@@ -252,7 +252,7 @@ struct eddy_loop {
     struct eddy__stack_pool stacks;
 
     /* call_soon_threadsafe and thread-pool completions arrive here */
-    pthread_mutex_t remote_lock;
+    eddy__mutex remote_lock;
     struct eddy__list remote;     /* eddy__work */
     struct eddy__list remote_ops; /* eddy_op completed by the pool, via op->link */
     unsigned remote_pending;      /* threadsafe calls queued, not yet drained */
@@ -282,6 +282,11 @@ void eddy__debug_report(struct eddy_loop *loop, const char *fmt, ...)
 /* initial-exec: one load from the thread pointer, not a __tls_get_addr call
  * per access (the variable is small enough for the static TLS surplus that
  * dlopen'd libraries may use). */
-extern __thread struct eddy_loop *eddy__thread_loop __attribute__((tls_model("initial-exec")));
+#ifdef _WIN32
+#define EDDY__TLS_MODEL /* PE has no TLS models */
+#else
+#define EDDY__TLS_MODEL __attribute__((tls_model("initial-exec")))
+#endif
+extern __thread struct eddy_loop *eddy__thread_loop EDDY__TLS_MODEL;
 
 #endif /* EDDY_INTERNAL_H */

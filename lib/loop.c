@@ -6,11 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "internal.h"
 
-__thread struct eddy_loop *eddy__thread_loop __attribute__((tls_model("initial-exec")));
+__thread struct eddy_loop *eddy__thread_loop EDDY__TLS_MODEL;
 
 /* Preference order for "auto" (also eddy_backends()). */
 const struct eddy_backend_ops *const eddy__backends[] = {
@@ -19,6 +18,9 @@ const struct eddy_backend_ops *const eddy__backends[] = {
 #endif
 #if EDDY_HAVE_EPOLL
     &eddy__epoll_backend,
+#endif
+#if EDDY_HAVE_IOCP
+    &eddy__iocp_backend,
 #endif
     NULL,
 };
@@ -45,16 +47,9 @@ static int backend_open(struct eddy_loop *loop, const eddy_loop_options *opts)
     return -ENOENT;
 }
 
-static int64_t monotonic_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 int64_t eddy__loop_update_time(struct eddy_loop *loop)
 {
-    loop->now = (loop->flags & EDDY_LOOP_VIRTUAL_TIME) ? loop->virtual_now : monotonic_ns();
+    loop->now = (loop->flags & EDDY_LOOP_VIRTUAL_TIME) ? loop->virtual_now : eddy__monotonic_ns();
     return loop->now;
 }
 
@@ -76,10 +71,10 @@ EDDY_API int eddy_loop_new(eddy_loop **out, const eddy_loop_options *opts)
     eddy__list_init(&loop->tasks);
     eddy__list_init(&loop->remote);
     eddy__list_init(&loop->remote_ops);
-    int err = pthread_mutex_init(&loop->remote_lock, NULL);
+    int err = eddy__mutex_init(&loop->remote_lock);
     if (err) {
         free(loop);
-        return -err;
+        return err;
     }
     err =
         eddy__stack_pool_init(&loop->stacks, stack_size, !(loop->flags & EDDY_LOOP_NO_GUARD_PAGES));
@@ -88,7 +83,7 @@ EDDY_API int eddy_loop_new(eddy_loop **out, const eddy_loop_options *opts)
         if (err < 0) eddy__stack_pool_destroy(&loop->stacks);
     }
     if (err < 0) {
-        pthread_mutex_destroy(&loop->remote_lock);
+        eddy__mutex_destroy(&loop->remote_lock);
         free(loop);
         return err;
     }
@@ -112,11 +107,11 @@ static void drain_remote(struct eddy_loop *loop)
     struct eddy__list work, ops;
     eddy__list_init(&work);
     eddy__list_init(&ops);
-    pthread_mutex_lock(&loop->remote_lock);
+    eddy__mutex_lock(&loop->remote_lock);
     eddy__list_splice(&work, &loop->remote);
     eddy__list_splice(&ops, &loop->remote_ops);
     __atomic_store_n(&loop->remote_pending, 0, __ATOMIC_RELEASE);
-    pthread_mutex_unlock(&loop->remote_lock);
+    eddy__mutex_unlock(&loop->remote_lock);
     eddy__list_splice(&loop->ready, &work);
     struct eddy__list *node;
     while ((node = eddy__list_pop_front(&ops))) {
@@ -128,13 +123,13 @@ static void drain_remote(struct eddy_loop *loop)
 
 void eddy__loop_post_completion(struct eddy_loop *loop, struct eddy_op *op)
 {
-    pthread_mutex_lock(&loop->remote_lock);
+    eddy__mutex_lock(&loop->remote_lock);
     eddy__list_push_back(&loop->remote_ops, &op->link);
     __atomic_store_n(&loop->remote_pending, 1, __ATOMIC_RELEASE);
     /* Wake under the lock: once it is released the loop may take the op,
      * finish its task and free itself (eddy_loop_free takes the lock last). */
     loop->backend.ops->wake(&loop->backend);
-    pthread_mutex_unlock(&loop->remote_lock);
+    eddy__mutex_unlock(&loop->remote_lock);
 }
 
 /* How long the backend may block: not at all when work is ready; else until
@@ -155,7 +150,7 @@ static int64_t poll_timeout(struct eddy_loop *loop, bool block)
         return next - loop->virtual_now;
     }
     if (next == INT64_MAX) return -1;
-    int64_t wait = next - monotonic_ns();
+    int64_t wait = next - eddy__monotonic_ns();
     return wait > 0 ? wait : 0;
 }
 
@@ -306,13 +301,13 @@ EDDY_API int eddy_call_soon_threadsafe(eddy_loop *loop, eddy_callback cb, void *
     c->loop = loop;
     c->cb = cb;
     c->arg = arg;
-    pthread_mutex_lock(&loop->remote_lock);
+    eddy__mutex_lock(&loop->remote_lock);
     eddy__list_push_back(&loop->remote, &c->work.link);
     bool was_pending = __atomic_exchange_n(&loop->remote_pending, 1, __ATOMIC_ACQ_REL);
     /* One wake per batch: the loop drains everything queued when it wakes.
      * Under the lock, as in eddy__loop_post_completion. */
     int err = was_pending ? 0 : loop->backend.ops->wake(&loop->backend);
-    pthread_mutex_unlock(&loop->remote_lock);
+    eddy__mutex_unlock(&loop->remote_lock);
     return err;
 }
 
@@ -336,8 +331,8 @@ EDDY_API void eddy_loop_free(eddy_loop *loop)
     eddy__task_forget_loop(loop);
     eddy__timers_destroy(loop);
     /* A thread that posted the last completion may still be inside wake(). */
-    pthread_mutex_lock(&loop->remote_lock);
-    pthread_mutex_unlock(&loop->remote_lock);
+    eddy__mutex_lock(&loop->remote_lock);
+    eddy__mutex_unlock(&loop->remote_lock);
     loop->backend.ops->free(&loop->backend);
     eddy__stack_pool_destroy(&loop->stacks);
     struct eddy__callback *c;
@@ -345,7 +340,7 @@ EDDY_API void eddy_loop_free(eddy_loop *loop)
         loop->callback_free = *(struct eddy__callback **)c;
         free(c);
     }
-    pthread_mutex_destroy(&loop->remote_lock);
+    eddy__mutex_destroy(&loop->remote_lock);
     free(loop);
 }
 

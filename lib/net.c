@@ -6,20 +6,46 @@
  * so eddy_sock_close can cancel them and wait until every one has left before
  * the fd is closed and the socket freed: no op ever names a closed (and maybe
  * reused) fd, and no task touches a freed socket. */
-#include <arpa/inet.h>
 #include <limits.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifndef _WIN32
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+#endif
 
 #include "internal.h"
+
+/* Where Winsock differs: a SOCKET is not an int, closesocket is not close,
+ * and errors come from WSAGetLastError. */
+#ifdef _WIN32
+#define NATIVE(fd) ((SOCKET)(fd))
+static int sock_errno(void)
+{
+    return eddy__win_error((unsigned long)WSAGetLastError());
+}
+static int close_native(intptr_t fd)
+{
+    return closesocket((SOCKET)fd) == 0 ? 0 : sock_errno();
+}
+#else
+#define NATIVE(fd) ((int)(fd))
+static int sock_errno(void)
+{
+    return -errno;
+}
+static int close_native(intptr_t fd)
+{
+    return close((int)fd) < 0 ? -errno : 0;
+}
+#endif
 
 /* A call links its record, which lives in the caller's frame, into the
  * socket's list and always unlinks it before returning (call_end); GCC cannot
@@ -65,11 +91,11 @@ struct sock_call {
 
 /* ---- socket objects -------------------------------------------------------- */
 
-static int sock_new(struct eddy_sock **out, int fd, int family, int type)
+static int sock_new(struct eddy_sock **out, intptr_t fd, int family, int type)
 {
     struct eddy_sock *s = calloc(1, sizeof(*s));
     if (!s) {
-        close(fd);
+        (void)close_native(fd);
         return -ENOMEM;
     }
     static _Atomic uint64_t next_serial = 1;
@@ -83,16 +109,36 @@ static int sock_new(struct eddy_sock **out, int fd, int family, int type)
     return 0;
 }
 
-static int set_int_option(int fd, int level, int name, int value)
+static int set_int_option(intptr_t fd, int level, int name, int value)
 {
-    return setsockopt(fd, level, name, &value, sizeof(value)) < 0 ? -errno : 0;
+    return setsockopt(NATIVE(fd), level, name, (const void *)&value, sizeof(value)) < 0
+               ? sock_errno()
+               : 0;
 }
 
+#ifdef _WIN32
+/* A new overlapped, non-inheritable socket (the iocp backend's kind). A UDP
+ * socket is told not to report an ICMP port-unreachable from an earlier
+ * send as a reset of its next receive. */
+static intptr_t socket_open(int family, int type)
+{
+    int err = eddy__win_startup();
+    if (err < 0) return err;
+    SOCKET fd =
+        WSASocketW(family, type, 0, NULL, 0, WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
+    if (fd == INVALID_SOCKET) return sock_errno();
+    if (type == SOCK_DGRAM) {
+        BOOL report = FALSE;
+        DWORD unused;
+        (void)WSAIoctl(fd, SIO_UDP_CONNRESET, &report, sizeof report, NULL, 0, &unused, NULL, NULL);
+    }
+#else
 /* A new nonblocking, close-on-exec socket. */
-static int socket_open(int family, int type)
+static intptr_t socket_open(int family, int type)
 {
     int fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
+#endif
     if (type == SOCK_STREAM && (family == AF_INET || family == AF_INET6))
         (void)set_int_option(fd, IPPROTO_TCP, TCP_NODELAY, 1); /* best effort, as in Go */
     return fd;
@@ -208,8 +254,10 @@ static int lookup_error(int rc, int saved_errno)
         return -EAGAIN;
     case EAI_MEMORY:
         return -ENOMEM;
+#ifdef EAI_SYSTEM
     case EAI_SYSTEM:
         return saved_errno > 0 ? -saved_errno : -EIO;
+#endif
     case EAI_FAIL:
         return -EIO;
     default:
@@ -278,7 +326,7 @@ static void close_from_loop(struct eddy_sock *s)
             return;
         }
     }
-    close((int)s->fd);
+    (void)close_native(s->fd);
     free(s);
 }
 
@@ -290,7 +338,7 @@ static int close_in_task(struct eddy_sock *s)
     struct eddy_op op = {.kind = EDDY_OP_CLOSE, .fd = s->fd};
     int64_t err = eddy__op_run(&op);
     eddy_shield_end();
-    if (err == -ENOTSUP) err = close((int)s->fd) < 0 ? -errno : 0;
+    if (err == -ENOTSUP) err = close_native(s->fd);
     if (err == -EINTR) err = 0; /* the fd is gone either way on Linux */
     free(s);
     return (int)err;
@@ -329,17 +377,24 @@ EDDY_API int eddy_sock_close(eddy_sock *s)
 static int listen_on(struct eddy_sock **out, int family, int type, const struct sockaddr *addr,
                      socklen_t len, int backlog, bool dual_stack)
 {
-    int fd = socket_open(family, type);
-    if (fd < 0) return fd;
+    intptr_t fd = socket_open(family, type);
+    if (fd < 0) return (int)fd;
     int err = 0;
+#ifdef _WIN32
+    /* Windows' SO_REUSEADDR lets a second socket take a port in use; what it
+     * means on POSIX (rebinding past TIME_WAIT) is Windows' default. */
+    err = set_int_option(fd, SOL_SOCKET, SO_EXCLUSIVEADDRUSE, 1);
+#else
     if (family != AF_UNIX) err = set_int_option(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+#endif
     if (err == 0 && family == AF_INET6)
         err = set_int_option(fd, IPPROTO_IPV6, IPV6_V6ONLY, !dual_stack);
-    if (err == 0 && bind(fd, addr, len) < 0) err = -errno;
-    if (err == 0 && type == SOCK_STREAM && listen(fd, backlog > 0 ? backlog : SOMAXCONN) < 0)
-        err = -errno;
+    if (err == 0 && bind(NATIVE(fd), addr, len) < 0) err = sock_errno();
+    if (err == 0 && type == SOCK_STREAM &&
+        listen(NATIVE(fd), backlog > 0 ? backlog : SOMAXCONN) < 0)
+        err = sock_errno();
     if (err < 0) {
-        close(fd); /* never seen by the backend: no op ran on it */
+        (void)close_native(fd); /* never seen by the backend: no op ran on it */
         return err;
     }
     err = sock_new(out, fd, family, type);
@@ -400,8 +455,8 @@ EDDY_API int eddy_tcp_listen(eddy_sock **out, const char *host, uint16_t port, i
 static int connect_to(struct eddy_sock **out, int family, const struct sockaddr *addr,
                       socklen_t len)
 {
-    int fd = socket_open(family, SOCK_STREAM);
-    if (fd < 0) return fd;
+    intptr_t fd = socket_open(family, SOCK_STREAM);
+    if (fd < 0) return (int)fd;
     struct eddy_sock *s;
     int err = sock_new(&s, fd, family, SOCK_STREAM);
     if (err < 0) return err;
@@ -502,8 +557,8 @@ EDDY_API int eddy_accept(eddy_sock *listener, eddy_sock **out)
         }
     }
     if (fd >= 0) {
-        if (listener->family != AF_UNIX) (void)set_int_option((int)fd, IPPROTO_TCP, TCP_NODELAY, 1);
-        err = sock_new(out, (int)fd, listener->family, SOCK_STREAM);
+        if (listener->family != AF_UNIX) (void)set_int_option(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+        err = sock_new(out, fd, listener->family, SOCK_STREAM);
         if (err < 0) fd = err;
     }
 done:
@@ -550,8 +605,8 @@ static bool peer_is_remote(eddy_sock *s)
         struct sockaddr_storage peer, self;
         socklen_t peer_len = sizeof peer, self_len = sizeof self;
         bool remote = s->type == SOCK_STREAM && s->family != AF_UNIX &&
-                      getpeername((int)s->fd, (struct sockaddr *)&peer, &peer_len) == 0 &&
-                      getsockname((int)s->fd, (struct sockaddr *)&self, &self_len) == 0 &&
+                      getpeername(NATIVE(s->fd), (struct sockaddr *)&peer, &peer_len) == 0 &&
+                      getsockname(NATIVE(s->fd), (struct sockaddr *)&self, &self_len) == 0 &&
                       !is_loopback(&peer) && peer.ss_family == self.ss_family;
         if (remote && peer.ss_family == AF_INET)
             remote = ((struct sockaddr_in *)&peer)->sin_addr.s_addr !=
@@ -614,7 +669,7 @@ EDDY_API int eddy_sock_port(const eddy_sock *s)
     if (!s) return -EINVAL;
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
-    if (getsockname((int)s->fd, (struct sockaddr *)&ss, &len) < 0) return -errno;
+    if (getsockname(NATIVE(s->fd), (struct sockaddr *)&ss, &len) < 0) return sock_errno();
     if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
     if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     return -EINVAL;
@@ -629,7 +684,7 @@ EDDY_API int eddy_sock_nodelay(eddy_sock *s, bool on)
 {
     if (!s) return -EINVAL;
     if (s->type != SOCK_STREAM || s->family == AF_UNIX) return -EINVAL;
-    return set_int_option((int)s->fd, IPPROTO_TCP, TCP_NODELAY, on);
+    return set_int_option(s->fd, IPPROTO_TCP, TCP_NODELAY, on);
 }
 
 /* ---- UDP ------------------------------------------------------------------------ */
@@ -714,7 +769,8 @@ EDDY_API ssize_t eddy_recvfrom(eddy_sock *s, void *buf, size_t len, struct socka
     }
     if (n >= 0 && from) {
         memset(from, 0, sizeof(*from));
-        memcpy(from, &sender, msg.msg_namelen < sizeof(sender) ? msg.msg_namelen : sizeof(sender));
+        memcpy(from, &sender,
+               (size_t)msg.msg_namelen < sizeof(sender) ? (size_t)msg.msg_namelen : sizeof(sender));
         unmap_v4(from);
     }
     call_end(s, &c);
@@ -723,6 +779,22 @@ EDDY_API ssize_t eddy_recvfrom(eddy_sock *s, void *buf, size_t len, struct socka
 
 /* ---- Unix stream sockets --------------------------------------------------------- */
 
+#ifdef _WIN32
+/* No Unix sockets on IOCP (lib/caps_table.h): -ENOTSUP, after the checks
+ * every platform makes. */
+EDDY_API int eddy_unix_listen(eddy_sock **out, const char *path, int backlog)
+{
+    if (!eddy__current_task()) return -EPERM;
+    if (!out) return -EINVAL;
+    *out = NULL;
+    return -ENOTSUP;
+}
+
+EDDY_API int eddy_unix_connect(eddy_sock **out, const char *path)
+{
+    return eddy_unix_listen(out, path, 0);
+}
+#else
 /* path as a sockaddr_un; a leading '@' names Linux's abstract namespace. */
 static int unix_address(struct sockaddr_un *sun, socklen_t *len, const char *path)
 {
@@ -766,3 +838,4 @@ EDDY_API int eddy_unix_connect(eddy_sock **out, const char *path)
     if (err < 0) return err;
     return connect_to(out, AF_UNIX, (struct sockaddr *)&sun, len);
 }
+#endif

@@ -6,13 +6,15 @@
  * FIFO queue. A finished op goes back to the loop that submitted it (kept in
  * op->backend_data) through eddy__loop_post_completion, so op->complete always
  * runs on that loop's thread. */
-#include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifndef _WIN32
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#endif
 
 #include "internal.h"
 
@@ -24,22 +26,31 @@
 #define QUEUED ((uintptr_t)1)
 
 static struct {
-    pthread_mutex_t lock;
-    pthread_cond_t work_ready;
+    eddy__mutex lock;
+    eddy__cond work_ready;
     struct eddy__list queue; /* eddy_op, through op->link */
     unsigned queued;         /* ops in queue */
     unsigned workers;        /* threads started */
     unsigned idle;           /* workers waiting for work */
     unsigned max_workers;
 } pool = {
-    .lock = PTHREAD_MUTEX_INITIALIZER,
-    .work_ready = PTHREAD_COND_INITIALIZER,
+    .lock = EDDY__MUTEX_INIT,
+    .work_ready = EDDY__COND_INIT,
     .queue = {&pool.queue, &pool.queue},
 };
 
-static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+static eddy__once pool_once = EDDY__ONCE_INIT;
 
 /* ---- running one op -------------------------------------------------------- */
+
+#ifdef _WIN32
+/* Files and paths through Windows' own calls (win32/fs.c). */
+int64_t eddy__op_execute_blocking(struct eddy_op *op)
+{
+    if (op->kind == EDDY_OP_WORK) return op->u.work.fn(op->u.work.arg);
+    return eddy__win_file_op(op);
+}
+#else
 
 #define RETRY_EINTR(r, call)                                                                       \
     do {                                                                                           \
@@ -111,6 +122,7 @@ int64_t eddy__op_execute_blocking(struct eddy_op *op)
     }
     return r < 0 ? -errno : r;
 }
+#endif
 
 /* ---- workers ---------------------------------------------------------------- */
 
@@ -119,28 +131,50 @@ static struct eddy_loop *op_loop(const struct eddy_op *op)
     return (struct eddy_loop *)(op->backend_data & ~QUEUED);
 }
 
-static void *worker_main(void *unused)
+static void worker_loop(void)
 {
-    pthread_mutex_lock(&pool.lock);
+    eddy__mutex_lock(&pool.lock);
     for (;;) {
         while (eddy__list_empty(&pool.queue)) {
             pool.idle++;
-            pthread_cond_wait(&pool.work_ready, &pool.lock);
+            eddy__cond_wait(&pool.work_ready, &pool.lock);
             pool.idle--;
         }
         struct eddy_op *op =
             eddy__container_of(eddy__list_pop_front(&pool.queue), struct eddy_op, link);
         pool.queued--;
         op->backend_data &= ~QUEUED;
-        pthread_mutex_unlock(&pool.lock);
+        eddy__mutex_unlock(&pool.lock);
 
         /* From here the op is ours alone until it is posted back; after that
          * its memory may be gone (the waiting task resumes and returns). */
         op->result = eddy__op_execute_blocking(op);
         eddy__loop_post_completion(op_loop(op), op);
 
-        pthread_mutex_lock(&pool.lock);
+        eddy__mutex_lock(&pool.lock);
     }
+}
+
+#ifdef _WIN32
+static DWORD WINAPI worker_main(void *unused)
+{
+    worker_loop();
+    return 0;
+}
+
+/* Called with pool.lock held. */
+static int start_worker(void)
+{
+    HANDLE thread = CreateThread(NULL, 0, worker_main, NULL, 0, NULL);
+    if (!thread) return eddy__win_error(GetLastError());
+    CloseHandle(thread); /* detached: workers live as long as the process */
+    pool.workers++;
+    return 0;
+}
+#else
+static void *worker_main(void *unused)
+{
+    worker_loop();
     return NULL;
 }
 
@@ -164,11 +198,13 @@ static int start_worker(void)
     pool.workers++;
     return 0;
 }
+#endif
 
 /* ---- fork ---------------------------------------------------------------- */
 
 /* The child has none of the workers: it starts afresh, lazily. Ops queued or
  * running in the parent stay the parent's. */
+#ifndef _WIN32
 static void fork_prepare(void)
 {
     pthread_mutex_lock(&pool.lock);
@@ -186,6 +222,7 @@ static void fork_child(void)
     eddy__list_init(&pool.queue);
     pool.queued = pool.workers = pool.idle = 0;
 }
+#endif
 
 static void pool_setup(void)
 {
@@ -197,15 +234,17 @@ static void pool_setup(void)
         if (*end == '\0') n = v < 1 ? 1 : v > MAX_WORKERS ? MAX_WORKERS : (unsigned)v;
     }
     pool.max_workers = n;
+#ifndef _WIN32
     pthread_atfork(fork_prepare, fork_parent, fork_child);
+#endif
 }
 
 /* ---- the internal API -------------------------------------------------------- */
 
 int eddy__pool_submit(struct eddy_loop *loop, struct eddy_op *op)
 {
-    pthread_once(&pool_once, pool_setup);
-    pthread_mutex_lock(&pool.lock);
+    eddy__once_run(&pool_once, pool_setup);
+    eddy__mutex_lock(&pool.lock);
     op->backend_data = (uintptr_t)loop | QUEUED;
     eddy__list_push_back(&pool.queue, &op->link);
     pool.queued++;
@@ -217,25 +256,25 @@ int eddy__pool_submit(struct eddy_loop *loop, struct eddy_op *op)
             eddy__list_remove(&op->link);
             pool.queued--;
             op->backend_data = 0;
-            pthread_mutex_unlock(&pool.lock);
+            eddy__mutex_unlock(&pool.lock);
             return err;
         }
     }
-    pthread_cond_signal(&pool.work_ready);
-    pthread_mutex_unlock(&pool.lock);
+    eddy__cond_signal(&pool.work_ready);
+    eddy__mutex_unlock(&pool.lock);
     return 0;
 }
 
 void eddy__pool_cancel(struct eddy_loop *loop, struct eddy_op *op)
 {
-    pthread_mutex_lock(&pool.lock);
+    eddy__mutex_lock(&pool.lock);
     bool queued = op->backend_data & QUEUED;
     if (queued) {
         eddy__list_remove(&op->link);
         pool.queued--;
         op->backend_data &= ~QUEUED;
     }
-    pthread_mutex_unlock(&pool.lock);
+    eddy__mutex_unlock(&pool.lock);
     /* A worker that took the op finishes it and posts it itself. */
     if (queued) {
         op->result = -ECANCELED;

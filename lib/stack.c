@@ -42,8 +42,12 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
+#ifdef _WIN32
+#include "../win32/win32.h"
+#else
 #include <sys/mman.h>
 #include <unistd.h>
+#endif
 
 #include "fiber.h"
 #include "list.h"
@@ -112,6 +116,40 @@ struct slab_set {
     size_t empty;            /* slabs with no live stack */
 };
 
+/* ---- pages: mmap, or VirtualAlloc on Windows -------------------------------- */
+
+#ifdef _WIN32
+static size_t page_size(void)
+{
+    static size_t cached;
+    if (!cached) {
+        SYSTEM_INFO si;
+        GetSystemInfo(&si);
+        cached = si.dwPageSize ? si.dwPageSize : 4096;
+    }
+    return cached;
+}
+
+/* Committed at once: Windows grows a thread's stack through its own guard
+ * page and the TIB's StackLimit, which a task stack does not use, so every
+ * page must be there before the task touches it. */
+static void *map_anonymous(size_t size)
+{
+    return VirtualAlloc(NULL, size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+}
+
+static void unmap(void *p, size_t size)
+{
+    (void)size;
+    VirtualFree(p, 0, MEM_RELEASE);
+}
+
+static bool install_guard(void *p, size_t size)
+{
+    DWORD old;
+    return VirtualProtect(p, size, PAGE_NOACCESS, &old) != 0;
+}
+#else
 static size_t page_size(void)
 {
     static size_t cached;
@@ -133,6 +171,20 @@ static void *map_anonymous(size_t size)
     return p;
 }
 
+static void unmap(void *p, size_t size)
+{
+    munmap(p, size);
+}
+
+static bool install_guard(void *p, size_t size)
+{
+#if defined(__linux__)
+    if (madvise(p, size, MADV_GUARD_INSTALL) == 0) return true;
+#endif
+    return mprotect(p, size, PROT_NONE) == 0;
+}
+#endif
+
 static void stack_register(struct eddy__stack *s)
 {
     s->valgrind_id = STACK_REGISTER(s->lo, (char *)s->lo + s->size);
@@ -151,12 +203,8 @@ static int guard_stack_new(struct eddy__stack_pool *p, struct eddy__stack **out)
     size_t map_size = page + p->stack_size;
     char *map = map_anonymous(map_size);
     if (!map) return -ENOMEM;
-    bool guarded = false;
-#if defined(__linux__)
-    guarded = madvise(map, page, MADV_GUARD_INSTALL) == 0;
-#endif
-    if (!guarded && mprotect(map, page, PROT_NONE) < 0) {
-        munmap(map, map_size);
+    if (!install_guard(map, page)) {
+        unmap(map, map_size);
         return -ENOMEM;
     }
     struct eddy__stack *s = (struct eddy__stack *)(map + map_size - DESC_SIZE);
@@ -173,7 +221,7 @@ static int guard_stack_new(struct eddy__stack_pool *p, struct eddy__stack **out)
 static void guard_stack_free(struct eddy__stack *s)
 {
     STACK_DEREGISTER(s->valgrind_id);
-    munmap(s->map, s->map_size);
+    unmap(s->map, s->map_size);
 }
 
 /* ---- slab mode ------------------------------------------------------------- */
@@ -235,7 +283,7 @@ static void slab_free(struct eddy__stack_pool *p, struct slab_set *set, struct s
     set->empty--;
     eddy__list_remove(&sl->all_link);
     eddy__list_remove(&sl->avail_link);
-    munmap(sl, sl->map_size);
+    unmap(sl, sl->map_size);
 }
 
 static int slab_stack_get(struct eddy__stack_pool *p, struct eddy__stack **out)

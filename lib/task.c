@@ -5,16 +5,8 @@
  * costs one. */
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "internal.h"
-
-static int64_t monotonic_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 struct eddy_task *eddy__current_task(void)
 {
@@ -61,13 +53,13 @@ static void task_enter(struct eddy_loop *loop, struct eddy_task *t)
 {
     t->state = EDDY__TASK_RUNNING;
     loop->current = t;
-    if (loop->flags & EDDY_LOOP_DEBUG) loop->task_started = monotonic_ns();
+    if (loop->flags & EDDY_LOOP_DEBUG) loop->task_started = eddy__monotonic_ns();
 }
 
 static void task_leave(struct eddy_loop *loop, struct eddy_task *t)
 {
     if (loop->flags & EDDY_LOOP_DEBUG) {
-        int64_t ran = monotonic_ns() - loop->task_started;
+        int64_t ran = eddy__monotonic_ns() - loop->task_started;
         if (ran > EDDY__SLOW_TASK_NS)
             eddy__debug_report(loop, "task %p ran %lld ms without awaiting", (void *)t,
                                (long long)(ran / 1000000));

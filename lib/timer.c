@@ -90,8 +90,8 @@ static void heap_remove(struct eddy__timer_heap *h, struct eddy_timer *t)
 #define NEAR_SHIFT 24 /* a near tick: 2^24 ns, about 16.8 ms */
 #define FAR_SHIFT  32 /* a far tick: 2^32 ns, about 4.3 s, 256 near ticks */
 #define SLOT_MASK  (EDDY__WHEEL_SLOTS - 1)
-#define NEAR       0
-#define FAR        1
+#define LEVEL_NEAR 0
+#define LEVEL_FAR  1
 
 static int64_t far_tick_now(const struct eddy__timer_wheel *w)
 {
@@ -119,7 +119,7 @@ void eddy__timers_init(struct eddy__timer_heap *h, int64_t now)
     struct eddy__timer_wheel *w = &h->wheel;
     w->tick = now >> NEAR_SHIFT;
     w->overflow_min = INT64_MAX;
-    for (int level = NEAR; level <= FAR; level++)
+    for (int level = LEVEL_NEAR; level <= LEVEL_FAR; level++)
         for (size_t i = 0; i < EDDY__WHEEL_SLOTS; i++)
             eddy__list_init(&w->slots[level][i]);
     eddy__list_init(&w->overflow);
@@ -133,21 +133,21 @@ void eddy__timers_init(struct eddy__timer_heap *h, int64_t now)
 static void timer_place(struct eddy__timer_heap *h, struct eddy_timer *t)
 {
     struct eddy__timer_wheel *w = &h->wheel;
-    int64_t near = t->deadline >> NEAR_SHIFT, far = t->deadline >> FAR_SHIFT;
+    int64_t near_tick = t->deadline >> NEAR_SHIFT, far_tick = t->deadline >> FAR_SHIFT;
     struct eddy__list *slot;
-    if (near <= w->tick) {
+    if (near_tick <= w->tick) {
         heap_push(h, t);
         return;
     }
-    if (far == far_tick_now(w)) {
-        size_t i = (size_t)near & SLOT_MASK;
-        slot = &w->slots[NEAR][i];
-        slot_mark(w, NEAR, i);
+    if (far_tick == far_tick_now(w)) {
+        size_t i = (size_t)near_tick & SLOT_MASK;
+        slot = &w->slots[LEVEL_NEAR][i];
+        slot_mark(w, LEVEL_NEAR, i);
         t->heap_index = EDDY__IN_WHEEL_NEAR;
-    } else if (far - far_tick_now(w) < EDDY__WHEEL_SLOTS) {
-        size_t i = (size_t)far & SLOT_MASK;
-        slot = &w->slots[FAR][i];
-        slot_mark(w, FAR, i);
+    } else if (far_tick - far_tick_now(w) < EDDY__WHEEL_SLOTS) {
+        size_t i = (size_t)far_tick & SLOT_MASK;
+        slot = &w->slots[LEVEL_FAR][i];
+        slot_mark(w, LEVEL_FAR, i);
         t->heap_index = EDDY__IN_WHEEL_FAR;
     } else {
         slot = &w->overflow;
@@ -168,8 +168,8 @@ static void wheel_remove(struct eddy__timer_wheel *w, struct eddy_timer *t)
         if (eddy__list_empty(&w->overflow)) w->overflow_min = INT64_MAX;
         return;
     }
-    int level = where == EDDY__IN_WHEEL_NEAR ? NEAR : FAR;
-    size_t i = (size_t)(t->deadline >> (level == NEAR ? NEAR_SHIFT : FAR_SHIFT)) & SLOT_MASK;
+    int level = where == EDDY__IN_WHEEL_NEAR ? LEVEL_NEAR : LEVEL_FAR;
+    size_t i = (size_t)(t->deadline >> (level == LEVEL_NEAR ? NEAR_SHIFT : FAR_SHIFT)) & SLOT_MASK;
     if (eddy__list_empty(&w->slots[level][i])) w->used[level][i / 64] &= ~(UINT64_C(1) << (i % 64));
 }
 
@@ -188,26 +188,26 @@ static void replace_all(struct eddy__timer_heap *h, struct eddy__list *list)
 }
 
 /* The earliest deadline the wheel may hold, and which bucket holds it
- * (level NEAR or FAR and index; level -1 for the overflow); INT64_MAX and
+ * (level LEVEL_NEAR or LEVEL_FAR and index; level -1 for the overflow); INT64_MAX and
  * no bucket when the wheel is empty. */
 static int64_t wheel_first(const struct eddy__timer_wheel *w, int *level, int *index)
 {
     *level = -1;
     *index = -1;
     if (!w->count) return INT64_MAX;
-    int i = slot_next(w, NEAR, ((size_t)w->tick & SLOT_MASK) + 1);
+    int i = slot_next(w, LEVEL_NEAR, ((size_t)w->tick & SLOT_MASK) + 1);
     if (i >= 0) {
-        *level = NEAR;
+        *level = LEVEL_NEAR;
         *index = i;
         return ((w->tick & ~(int64_t)SLOT_MASK) | i) << NEAR_SHIFT;
     }
     /* Far buckets hold the next 255 far ticks, wrapping round the array. */
     size_t from = ((size_t)far_tick_now(w) + 1) & SLOT_MASK;
-    i = slot_next(w, FAR, from);
-    if (i < 0) i = slot_next(w, FAR, 0);
+    i = slot_next(w, LEVEL_FAR, from);
+    if (i < 0) i = slot_next(w, LEVEL_FAR, 0);
     if (i >= 0) {
         int64_t ahead = (int64_t)(((size_t)i - from) & SLOT_MASK) + 1;
-        *level = FAR;
+        *level = LEVEL_FAR;
         *index = i;
         return (far_tick_now(w) + ahead) << FAR_SHIFT;
     }
@@ -227,7 +227,8 @@ static void wheel_advance(struct eddy__timer_heap *h)
     }
     /* The far level's window moved: overflow timers that now fall in it move
      * in (the whole list, rarely: it holds timers 18 minutes away or more). */
-    if (level != NEAR && (w->overflow_min >> FAR_SHIFT) - far_tick_now(w) < EDDY__WHEEL_SLOTS) {
+    if (level != LEVEL_NEAR &&
+        (w->overflow_min >> FAR_SHIFT) - far_tick_now(w) < EDDY__WHEEL_SLOTS) {
         w->overflow_min = INT64_MAX;
         replace_all(h, &w->overflow);
     }
@@ -313,7 +314,7 @@ static struct timer_slab *slab_of(struct eddy_timer *t)
 static struct eddy_timer *public_timer_alloc(struct eddy__timer_heap *h)
 {
     if (eddy__list_empty(&h->partial_slabs)) {
-        struct timer_slab *s = aligned_alloc(SLAB_SIZE, SLAB_SIZE);
+        struct timer_slab *s = eddy__aligned_alloc(SLAB_SIZE, SLAB_SIZE);
         if (!s) return NULL;
         s->owner = h;
         s->free = NULL;
@@ -342,7 +343,7 @@ static void public_timer_release(struct eddy_timer *t)
     s->free = t;
     s->used--;
     if (!h) { /* its loop is gone */
-        if (!s->used) free(s);
+        if (!s->used) eddy__aligned_free(s);
         return;
     }
     if (was_full) /* to the front: the next timers fill it again */
@@ -377,7 +378,7 @@ static void slabs_trim(struct eddy__timer_heap *h, int64_t now)
         eddy__list_remove(&s->partial);
         eddy__list_remove(&s->all);
         h->empty_slabs--;
-        free(s);
+        eddy__aligned_free(s);
     }
 }
 
@@ -469,7 +470,7 @@ void eddy__timers_destroy(struct eddy_loop *loop)
     struct eddy__timer_heap *h = &loop->timers;
     while (h->count)
         timer_detach(h->items[h->count - 1].timer);
-    for (int level = NEAR; level <= FAR; level++)
+    for (int level = LEVEL_NEAR; level <= LEVEL_FAR; level++)
         for (size_t i = 0; i < EDDY__WHEEL_SLOTS; i++)
             detach_list(&h->wheel.slots[level][i]);
     detach_list(&h->wheel.overflow);
@@ -485,7 +486,7 @@ void eddy__timers_destroy(struct eddy_loop *loop)
         if (s->used)
             s->owner = NULL;
         else
-            free(s);
+            eddy__aligned_free(s);
     }
     eddy__list_init(&h->partial_slabs);
     h->empty_slabs = 0;

@@ -1,16 +1,26 @@
-/* Shared helpers for the Criterion suites: loops, running a task to its end,
- * completing futures from timers, clocks. Tests use only the public header. */
+/* Shared helpers for the suites (Criterion, or tests/tap.c: see check.h):
+ * loops, running a task to its end, completing futures from timers, clocks.
+ * Tests use only the public header. */
 #ifndef EDDY_TEST_HELPERS_H
 #define EDDY_TEST_HELPERS_H
 
+#ifdef _WIN32
+#include <winsock2.h> /* before windows.h */
+#include <ws2tcpip.h>
+#include <windows.h>
+#endif
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifndef _WIN32
+#include <fcntl.h>
+#endif
 
-#include <criterion/criterion.h>
-#include <criterion/new/assert.h>
+#include "check.h"
 
 #include "eddy.h"
 
@@ -183,6 +193,90 @@ static inline void trace_add(struct trace *tr, char c)
         tr->buf[tr->len++] = c;
         tr->buf[tr->len] = '\0';
     }
+}
+
+/* ---- what POSIX and Windows spell differently -------------------------------- */
+
+#ifdef _WIN32
+/* The C runtime's environment, which eddy.dll reads too (the same msvcrt). */
+static inline int setenv(const char *name, const char *value, int overwrite)
+{
+    if (!overwrite && getenv(name)) return 0;
+    return _putenv_s(name, value) == 0 ? 0 : -1;
+}
+
+static inline int unsetenv(const char *name)
+{
+    return _putenv_s(name, "") == 0 ? 0 : -1;
+}
+#endif
+
+/* Whether h, from eddy_sock_fd or eddy_file_fd, still names an open
+ * descriptor (POSIX) or handle (Windows). */
+static inline bool handle_is_open(intptr_t h)
+{
+#ifdef _WIN32
+    DWORD flags;
+    return GetHandleInformation((HANDLE)h, &flags) != 0;
+#else
+    return fcntl((int)h, F_GETFD) != -1;
+#endif
+}
+
+/* Makes a new empty directory under the system's temporary directory, named
+ * after prefix; its path goes to dir (size bytes). */
+static inline void temp_dir_make(char *dir, size_t size, const char *prefix)
+{
+#ifdef _WIN32
+    char base[MAX_PATH];
+    DWORD len = GetTempPathA(sizeof(base), base);
+    cr_assert(len > 0 && len < sizeof(base), "GetTempPath: error %lu", GetLastError());
+    for (unsigned i = 0;; i++) {
+        snprintf(dir, size, "%s%s-%lu-%u", base, prefix, GetCurrentProcessId(), i);
+        if (CreateDirectoryA(dir, NULL)) return;
+        cr_assert(eq(u32, (uint32_t)GetLastError(), ERROR_ALREADY_EXISTS), "CreateDirectory %s",
+                  dir);
+    }
+#else
+    snprintf(dir, size, "/tmp/%s-XXXXXX", prefix);
+    cr_assert(ne(ptr, mkdtemp(dir), NULL));
+#endif
+}
+
+#ifdef _WIN32
+/* Deletes path and, for a directory, all it holds; true on success. */
+static inline bool remove_tree(const char *path)
+{
+    DWORD attributes = GetFileAttributesA(path);
+    if (attributes == INVALID_FILE_ATTRIBUTES) return false;
+    if (!(attributes & FILE_ATTRIBUTE_DIRECTORY)) return DeleteFileA(path) != 0;
+    char pattern[MAX_PATH], child[MAX_PATH];
+    snprintf(pattern, sizeof(pattern), "%s\\*", path);
+    WIN32_FIND_DATAA entry;
+    HANDLE find = FindFirstFileA(pattern, &entry);
+    bool ok = true;
+    if (find != INVALID_HANDLE_VALUE) {
+        do {
+            if (strcmp(entry.cFileName, ".") == 0 || strcmp(entry.cFileName, "..") == 0) continue;
+            snprintf(child, sizeof(child), "%s\\%s", path, entry.cFileName);
+            ok = remove_tree(child) && ok;
+        } while (FindNextFileA(find, &entry));
+        FindClose(find);
+    }
+    return RemoveDirectoryA(path) && ok;
+}
+#endif
+
+/* Removes what temp_dir_make made, with everything in it. */
+static inline void temp_dir_remove(const char *dir)
+{
+#ifdef _WIN32
+    cr_expect(remove_tree(dir), "removing %s: error %lu", dir, GetLastError());
+#else
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    cr_expect(eq(int, system(cmd), 0));
+#endif
 }
 
 #endif /* EDDY_TEST_HELPERS_H */

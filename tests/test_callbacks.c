@@ -188,12 +188,12 @@ Test(callbacks, stop_with_pending_timer, .timeout = TEST_TIMEOUT)
 {
     eddy_loop *loop = new_virtual_loop();
     int fired = 0;
-    eddy_timer *far = NULL;
-    cr_assert(eq(int, eddy_call_later(loop, NS_PER_HOUR, count_cb, &fired, &far), 0));
+    eddy_timer *far_timer = NULL;
+    cr_assert(eq(int, eddy_call_later(loop, NS_PER_HOUR, count_cb, &fired, &far_timer), 0));
     cr_assert(eq(int, eddy_call_later(loop, NS_PER_MS, timer_stop_cb, loop, NULL), 0));
     cr_assert(eq(int, eddy_loop_run(loop), 0));
     cr_assert(eq(int, fired, 0));
-    cr_assert(eq(int, eddy_timer_cancel(far), 0));
+    cr_assert(eq(int, eddy_timer_cancel(far_timer), 0));
     eddy_loop_free(loop);
 }
 
@@ -269,8 +269,8 @@ Test(callbacks, stop_before_run_runs_one_iteration, .timeout = TEST_TIMEOUT)
 {
     eddy_loop *loop = new_loop();
     int count = 0;
-    eddy_timer *far = NULL;
-    cr_assert(eq(int, eddy_call_later(loop, NS_PER_HOUR, count_cb, &count, &far), 0));
+    eddy_timer *far_timer = NULL;
+    cr_assert(eq(int, eddy_call_later(loop, NS_PER_HOUR, count_cb, &count, &far_timer), 0));
     cr_assert(eq(int, eddy_call_soon(loop, requeue_count_cb, &count), 0));
     for (int step = 1; step <= 3; step++) {
         eddy_loop_stop(loop);
@@ -279,6 +279,6 @@ Test(callbacks, stop_before_run_runs_one_iteration, .timeout = TEST_TIMEOUT)
         cr_assert(lt(i64, wall_ns() - start, NS_PER_SEC), "a stopped run must not block");
         cr_assert(eq(int, count, step));
     }
-    cr_assert(eq(int, eddy_timer_cancel(far), 0));
+    cr_assert(eq(int, eddy_timer_cancel(far_timer), 0));
     eddy_loop_free(loop);
 }

@@ -9,19 +9,16 @@
 
 #include "helpers.h"
 
-static char dir[64];
+static char dir[200];
 
 static void make_dir(void)
 {
-    snprintf(dir, sizeof(dir), "/tmp/eddy-files-XXXXXX");
-    cr_assert(ne(ptr, mkdtemp(dir), NULL));
+    temp_dir_make(dir, sizeof(dir), "eddy-files");
 }
 
 static void remove_dir(void)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    cr_expect(eq(int, system(cmd), 0));
+    temp_dir_remove(dir);
 }
 
 static void path_in_dir(char *out, size_t size, const char *name)
@@ -71,7 +68,7 @@ static intptr_t big_read_part(void *arg)
 
 static intptr_t big_main(void *arg)
 {
-    char path[128];
+    char path[256];
     path_in_dir(path, sizeof(path), "big");
     unsigned char *data = malloc(BIG);
     cr_assert(ne(ptr, data, NULL));
@@ -121,7 +118,7 @@ Test(files, write_sync_read_64mib, .init = make_dir, .fini = remove_dir, .timeou
 
 static intptr_t sequential_main(void *arg)
 {
-    char path[128];
+    char path[256];
     path_in_dir(path, sizeof(path), "seq");
     eddy_file *f;
     cr_assert(eq(int, eddy_file_open(&f, path, O_CREAT | O_RDWR | O_APPEND, 0600), 0));
@@ -148,7 +145,7 @@ Test(files, current_position, .init = make_dir, .fini = remove_dir, .timeout = T
 
 static intptr_t paths_main(void *arg)
 {
-    char sub[128], a[160], b[160];
+    char sub[256], a[280], b[280];
     path_in_dir(sub, sizeof(sub), "sub");
     snprintf(a, sizeof(a), "%s/a", sub);
     snprintf(b, sizeof(b), "%s/b", sub);
@@ -169,7 +166,12 @@ static intptr_t paths_main(void *arg)
     bool is_reg = S_ISREG(st.st_mode);
     cr_assert(is_reg);
     cr_assert(eq(i64, (int64_t)st.st_size, 3));
+#ifdef _WIN32
+    /* No POSIX permissions on Windows: a file is writable or read-only. */
+    cr_assert(eq(int, (int)(st.st_mode & 0200), 0200));
+#else
     cr_assert(eq(int, (int)(st.st_mode & 0777), 0600));
+#endif
 
     cr_assert(eq(int, eddy_fs_rename(a, b), 0));
     cr_assert(eq(int, eddy_fs_stat(a, &st), -ENOENT));
@@ -193,7 +195,7 @@ Test(files, stat_unlink_rename_mkdir, .init = make_dir, .fini = remove_dir, .tim
 
 static intptr_t errors_main(void *arg)
 {
-    char missing[128], path[128];
+    char missing[256], path[256];
     path_in_dir(missing, sizeof(missing), "missing/file");
     eddy_file *f = (eddy_file *)1;
     cr_assert(eq(int, eddy_file_open(&f, missing, O_RDONLY, 0), -ENOENT));
@@ -272,16 +274,17 @@ static intptr_t task_read(void *arg)
 #define WORKERS 4
 
 /* Whether the loop's backend sends file reads to the thread pool (epoll,
- * kqueue) rather than doing them natively (io_uring). */
+ * kqueue) rather than doing them natively (io_uring, IOCP). */
 static bool reads_in_pool(void)
 {
-    return strcmp(eddy_loop_backend(eddy_loop_current()), "io_uring") != 0;
+    const char *backend = eddy_loop_backend(eddy_loop_current());
+    return strcmp(backend, "io_uring") != 0 && strcmp(backend, "iocp") != 0;
 }
 
 static intptr_t cancel_queued_read_main(void *arg)
 {
     if (!reads_in_pool()) return 1; /* skipped: no read waits for a worker */
-    char path[128];
+    char path[256];
     path_in_dir(path, sizeof(path), "data");
     eddy_file *f;
     cr_assert(eq(int, eddy_file_open(&f, path, O_CREAT | O_RDWR, 0600), 0));
@@ -324,18 +327,63 @@ Test(files, cancel_task_in_read_waiting_for_a_worker, .init = make_dir, .fini = 
     cr_assert(eq(int, r, 0));
 }
 
-/* A read from a FIFO waits until someone writes. Where the backend reads
- * files natively (io_uring) the kernel withdraws the read: the task ends at
- * once with -ECANCELED and nothing is consumed. In the thread pool (epoll) the
- * read blocks a worker and cannot be stopped: the task stays, its buffer
- * alive, until the read returns, and gets what it read. */
-static intptr_t cancel_pending_read_main(void *arg)
+/* A file whose reads wait until someone writes: a FIFO, which eddy opens
+ * O_RDWR (no wait for a peer) and the test writes through the same fd; on
+ * Windows a named pipe, whose client end eddy opens and whose server end the
+ * test holds and writes. */
+struct waiting_file {
+    eddy_file *f;
+    intptr_t fd;
+#ifdef _WIN32
+    HANDLE server;
+#endif
+};
+
+static void waiting_file_open(struct waiting_file *w)
 {
-    char path[128];
+    char path[256];
+#ifdef _WIN32
+    static unsigned serial;
+    snprintf(path, sizeof(path), "\\\\.\\pipe\\eddy-files-%lu-%u", GetCurrentProcessId(), serial++);
+    w->server = CreateNamedPipeA(path, PIPE_ACCESS_DUPLEX, PIPE_TYPE_BYTE, 1, 4096, 4096, 0, NULL);
+    cr_assert(w->server != INVALID_HANDLE_VALUE, "CreateNamedPipe: error %lu", GetLastError());
+#else
     path_in_dir(path, sizeof(path), "fifo");
     cr_assert(eq(int, mkfifo(path, 0600), 0));
-    eddy_file *f;
-    cr_assert(eq(int, eddy_file_open(&f, path, O_RDWR, 0), 0)); /* O_RDWR: no wait for a peer */
+#endif
+    cr_assert(eq(int, eddy_file_open(&w->f, path, O_RDWR, 0), 0));
+    w->fd = eddy_file_fd(w->f);
+}
+
+/* Writes to it from outside eddy, as another program would. */
+static ssize_t waiting_file_write(struct waiting_file *w, const char *data, size_t len)
+{
+#ifdef _WIN32
+    DWORD n;
+    return WriteFile(w->server, data, (DWORD)len, &n, NULL) ? (ssize_t)n : -1;
+#else
+    return write((int)w->fd, data, len);
+#endif
+}
+
+/* What eddy_file_close leaves to the test. */
+static void waiting_file_release(struct waiting_file *w)
+{
+#ifdef _WIN32
+    CloseHandle(w->server);
+#endif
+}
+
+/* A read from a FIFO waits until someone writes. Where the backend reads
+ * files natively (io_uring, IOCP) the kernel withdraws the read: the task
+ * ends at once with -ECANCELED and nothing is consumed. In the thread pool
+ * (epoll) the read blocks a worker and cannot be stopped: the task stays, its
+ * buffer alive, until the read returns, and gets what it read. */
+static intptr_t cancel_pending_read_main(void *arg)
+{
+    struct waiting_file w;
+    waiting_file_open(&w);
+    eddy_file *f = w.f;
 
     struct read_call r = {.f = f, .offset = -1};
     memset(r.buf, '#', sizeof(r.buf));
@@ -346,7 +394,7 @@ static intptr_t cancel_pending_read_main(void *arg)
     if (reads_in_pool()) {
         cr_assert(not(eddy_future_done(eddy_task_future(reader))),
                   "the task ended while its read was still running");
-        cr_assert(eq(sz, (size_t)write((int)eddy_file_fd(f), "late", 4), 4));
+        cr_assert(eq(sz, (size_t)waiting_file_write(&w, "late", 4), 4));
         intptr_t n = -1;
         cr_assert(eq(int, eddy_task_join(reader, &n), 0));
         cr_assert(eq(int, (int)n, 4), "the read won the race with the cancellation");
@@ -357,11 +405,12 @@ static intptr_t cancel_pending_read_main(void *arg)
         for (size_t i = 0; i < sizeof(r.buf); i++)
             cr_assert(eq(chr, r.buf[i], '#'), "the withdrawn read wrote into its buffer");
         /* Nothing was consumed: the next read gets what is written. */
-        cr_assert(eq(sz, (size_t)write((int)eddy_file_fd(f), "late", 4), 4));
+        cr_assert(eq(sz, (size_t)waiting_file_write(&w, "late", 4), 4));
         cr_assert(eq(sz, (size_t)eddy_file_read(f, r.buf, sizeof(r.buf), -1), 4));
         cr_assert(eq(int, memcmp(r.buf, "late", 4), 0));
     }
     cr_assert(eq(int, eddy_file_close(f), 0));
+    waiting_file_release(&w);
     return 0;
 }
 
@@ -375,24 +424,21 @@ Test(files, cancel_task_in_pending_read, .init = make_dir, .fini = remove_dir,
 
 static void write_done(void *arg)
 {
-    cr_expect(eq(sz, (size_t)write(*(int *)arg, "done", 4), 4));
+    cr_expect(eq(sz, (size_t)waiting_file_write(arg, "done", 4), 4));
 }
 
 static intptr_t close_waits_main(void *arg)
 {
-    char path[128];
-    path_in_dir(path, sizeof(path), "fifo");
-    cr_assert(eq(int, mkfifo(path, 0600), 0));
-    eddy_file *f;
-    cr_assert(eq(int, eddy_file_open(&f, path, O_RDWR, 0), 0));
-    int fd = (int)eddy_file_fd(f);
+    struct waiting_file w;
+    waiting_file_open(&w);
+    eddy_file *f = w.f;
     struct read_call r = {.f = f, .offset = -1};
     eddy_task *reader = eddy_spawn(NULL, task_read, &r);
     cr_assert(eq(int, eddy_sleep(20 * NS_PER_MS), 0));
     /* close must not pull the fd from under the running read: it waits for
      * the read, which a timer ends later by writing to the FIFO. */
     cr_assert(
-        eq(int, eddy_call_later(eddy_loop_current(), 30 * NS_PER_MS, write_done, &fd, NULL), 0));
+        eq(int, eddy_call_later(eddy_loop_current(), 30 * NS_PER_MS, write_done, &w, NULL), 0));
     int64_t before = wall_ns();
     cr_assert(eq(int, eddy_file_close(f), 0));
     cr_assert(ge(i64, wall_ns() - before, 20 * NS_PER_MS), "close did not wait for the read");
@@ -400,7 +446,8 @@ static intptr_t close_waits_main(void *arg)
     intptr_t n = -1;
     cr_assert(eq(int, eddy_task_join(reader, &n), 0));
     cr_assert(eq(int, (int)n, 4));
-    cr_assert(eq(int, fcntl(fd, F_GETFD), -1));
+    cr_assert(not(handle_is_open(w.fd)));
+    waiting_file_release(&w);
     return 0;
 }
 
@@ -414,7 +461,7 @@ Test(files, close_waits_for_calls_in_other_tasks, .init = make_dir, .fini = remo
 
 static intptr_t bad_input_main(void *arg)
 {
-    char path[128], buf[4];
+    char path[256], buf[4];
     path_in_dir(path, sizeof(path), "f");
     eddy_file *f;
     struct stat st;

@@ -150,9 +150,10 @@ static void check_prompt_wake(unsigned flags, int64_t far_timer_ns)
     w.woken = eddy_future_new(w.loop);
     cr_assert(ne(ptr, w.woken, NULL));
     int far_fired = 0;
-    eddy_timer *far = NULL;
+    eddy_timer *far_timer = NULL;
     if (far_timer_ns > 0)
-        cr_assert(eq(int, eddy_call_later(w.loop, far_timer_ns, never_cb, &far_fired, &far), 0));
+        cr_assert(
+            eq(int, eddy_call_later(w.loop, far_timer_ns, never_cb, &far_fired, &far_timer), 0));
     int64_t start = wall_ns();
     eddy_task *t = eddy_spawn(w.loop, wait_for_wake, &w);
     cr_assert(ne(ptr, t, NULL));
@@ -160,7 +161,7 @@ static void check_prompt_wake(unsigned flags, int64_t far_timer_ns)
     cr_assert(eq(int, pthread_join(w.thread, NULL), 0));
     cr_assert(eq(int, w.post_result, 0));
     cr_assert(eq(int, eddy_task_join(t, NULL), 0));
-    if (far) cr_assert(eq(int, eddy_timer_cancel(far), 0), "the far timer fired");
+    if (far_timer) cr_assert(eq(int, eddy_timer_cancel(far_timer), 0), "the far timer fired");
     cr_assert(eq(int, far_fired, 0));
     int64_t posted = __atomic_load_n(&w.posted_at, __ATOMIC_SEQ_CST);
     cr_assert(ge(i64, w.ran_at, posted));
