@@ -209,6 +209,32 @@ struct stream {
     struct eddy__list retry_link; /* s->stream_retry */
 };
 
+/* Per-fd state (listeners, streams), found by fd: a table that grows to fit. */
+struct fd_table {
+    void **slots;
+    size_t size;
+};
+
+static void *fd_table_get(const struct fd_table *t, int fd)
+{
+    return (size_t)fd < t->size ? t->slots[fd] : NULL;
+}
+
+/* Makes room for fd (new slots NULL); false without memory. */
+static bool fd_table_fit(struct fd_table *t, int fd)
+{
+    if ((size_t)fd < t->size) return true;
+    size_t size = t->size ? t->size : 64;
+    while (size <= (size_t)fd)
+        size *= 2;
+    void **slots = realloc(t->slots, size * sizeof *slots);
+    if (!slots) return false;
+    memset(slots + t->size, 0, (size - t->size) * sizeof *slots);
+    t->slots = slots;
+    t->size = size;
+    return true;
+}
+
 struct uring_state {
     struct io_uring ring;
     unsigned setup_flags; /* the set the kernel accepted */
@@ -227,24 +253,22 @@ struct uring_state {
     struct eddy__list deferred; /* ops to complete with -ECANCELED */
     struct stat_slot *free_slots;
 
-    bool multishot_accept;       /* the kernel has it (and EDDY_CAPS_DISABLE does not say no) */
-    bool send_zc;                /* likewise for IORING_OP_SEND_ZC */
-    size_t zc_min;               /* sends of this many bytes and more go zero-copy */
-    bool zc_any_peer;            /* EDDY_URING_SEND_ZC_MIN: peers on this host too */
-    struct listener **listeners; /* by fd */
-    size_t listener_slots;
+    bool multishot_accept;           /* the kernel has it (and EDDY_CAPS_DISABLE does not say no) */
+    bool send_zc;                    /* likewise for IORING_OP_SEND_ZC */
+    size_t zc_min;                   /* sends of this many bytes and more go zero-copy */
+    bool zc_any_peer;                /* EDDY_URING_SEND_ZC_MIN: peers on this host too */
+    struct fd_table listeners;       /* struct listener *, by fd */
     struct eddy__list listener_list; /* every listener, detached ones included */
 
-    bool multishot_recv;          /* the kernel has it, the buffer ring is registered */
-    struct io_uring_buf_ring *br; /* the buffer ring (NULL: none) */
-    size_t br_map_len;            /* its mapping: the ring, then the buffers */
-    char *bufs;                   /* buffer bid at bufs + bid * buf_size */
-    struct buf_meta *buf_meta;    /* by bid */
-    unsigned buf_count, buf_size; /* buf_count: a power of two */
-    unsigned bufs_held;           /* buffers filled and not yet given back */
-    uint32_t recv_multishot_max;  /* sockets whose reads bring more go plain */
-    struct stream **streams;      /* by fd */
-    size_t stream_slots;
+    bool multishot_recv;            /* the kernel has it, the buffer ring is registered */
+    struct io_uring_buf_ring *br;   /* the buffer ring (NULL: none) */
+    size_t br_map_len;              /* its mapping: the ring, then the buffers */
+    char *bufs;                     /* buffer bid at bufs + bid * buf_size */
+    struct buf_meta *buf_meta;      /* by bid */
+    unsigned buf_count, buf_size;   /* buf_count: a power of two */
+    unsigned bufs_held;             /* buffers filled and not yet given back */
+    uint32_t recv_multishot_max;    /* sockets whose reads bring more go plain */
+    struct fd_table streams;        /* struct stream *, by fd */
     struct eddy__list stream_list;  /* every stream, detached ones included */
     struct eddy__list stream_retry; /* streams to arm once there is room in the SQ */
 };
@@ -528,7 +552,7 @@ static uint64_t listener_tag(const struct listener *l)
 
 static struct listener *listener_find(const struct uring_state *s, int fd)
 {
-    return (size_t)fd < s->listener_slots ? s->listeners[fd] : NULL;
+    return fd_table_get(&s->listeners, fd);
 }
 
 /* The listener of fd, made on its first accept. NULL on -ENOMEM. */
@@ -536,21 +560,11 @@ static struct listener *listener_get(struct uring_state *s, int fd)
 {
     struct listener *l = listener_find(s, fd);
     if (l) return l;
-    if ((size_t)fd >= s->listener_slots) {
-        size_t slots = s->listener_slots ? s->listener_slots : 64;
-        while (slots <= (size_t)fd)
-            slots *= 2;
-        struct listener **table = realloc(s->listeners, slots * sizeof *table);
-        if (!table) return NULL;
-        memset(table + s->listener_slots, 0, (slots - s->listener_slots) * sizeof *table);
-        s->listeners = table;
-        s->listener_slots = slots;
-    }
-    if (!(l = calloc(1, sizeof *l))) return NULL;
+    if (!fd_table_fit(&s->listeners, fd) || !(l = calloc(1, sizeof *l))) return NULL;
     l->fd = fd;
     eddy__list_init(&l->waiters);
     eddy__list_push_back(&s->listener_list, &l->link);
-    s->listeners[fd] = l;
+    s->listeners.slots[fd] = l;
     return l;
 }
 
@@ -635,7 +649,7 @@ static void listener_detach(struct uring_state *s, int fd)
 {
     struct listener *l = listener_find(s, fd);
     if (!l) return;
-    s->listeners[fd] = NULL;
+    s->listeners.slots[fd] = NULL;
     struct eddy__list *node;
     while ((node = eddy__list_pop_front(&l->waiters)))
         defer_op(s, eddy__container_of(node, struct eddy_op, link));
@@ -712,7 +726,7 @@ static void listeners_free(struct uring_state *s)
 {
     while (!eddy__list_empty(&s->listener_list))
         listener_free(s, eddy__container_of(s->listener_list.next, struct listener, link));
-    free(s->listeners);
+    free(s->listeners.slots);
 }
 
 /* ---- multishot receive ---------------------------------------------------- */
@@ -724,7 +738,7 @@ static uint64_t stream_tag(const struct stream *st)
 
 static struct stream *stream_find(const struct uring_state *s, int fd)
 {
-    return (size_t)fd < s->stream_slots ? s->streams[fd] : NULL;
+    return fd_table_get(&s->streams, fd);
 }
 
 static void stream_detach(struct uring_state *s, int fd);
@@ -737,24 +751,14 @@ static struct stream *stream_get(struct uring_state *s, int fd, uint64_t serial)
     struct stream *st = stream_find(s, fd);
     if (st && st->serial == serial) return st;
     if (st) stream_detach(s, fd);
-    if ((size_t)fd >= s->stream_slots) {
-        size_t slots = s->stream_slots ? s->stream_slots : 64;
-        while (slots <= (size_t)fd)
-            slots *= 2;
-        struct stream **table = realloc(s->streams, slots * sizeof *table);
-        if (!table) return NULL;
-        memset(table + s->stream_slots, 0, (slots - s->stream_slots) * sizeof *table);
-        s->streams = table;
-        s->stream_slots = slots;
-    }
-    if (!(st = calloc(1, sizeof *st))) return NULL;
+    if (!fd_table_fit(&s->streams, fd) || !(st = calloc(1, sizeof *st))) return NULL;
     st->fd = fd;
     st->serial = serial;
     st->q_head = st->q_tail = -1;
     eddy__list_init(&st->waiters);
     eddy__list_init(&st->retry_link);
     eddy__list_push_back(&s->stream_list, &st->link);
-    s->streams[fd] = st;
+    s->streams.slots[fd] = st;
     return st;
 }
 
@@ -912,7 +916,7 @@ static void stream_detach(struct uring_state *s, int fd)
 {
     struct stream *st = stream_find(s, fd);
     if (!st) return;
-    s->streams[fd] = NULL;
+    s->streams.slots[fd] = NULL;
     struct eddy__list *node;
     while ((node = eddy__list_pop_front(&st->waiters)))
         defer_op(s, eddy__container_of(node, struct eddy_op, link));
@@ -1032,7 +1036,7 @@ static void streams_free(struct uring_state *s)
 {
     while (!eddy__list_empty(&s->stream_list))
         stream_free(s, eddy__container_of(s->stream_list.next, struct stream, link));
-    free(s->streams);
+    free(s->streams.slots);
     free(s->buf_meta);
     if (s->br) munmap(s->br, s->br_map_len);
 }
