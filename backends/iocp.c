@@ -269,6 +269,9 @@ static int64_t overlapped_error(struct request *r)
     DWORD bytes, flags;
     if (is_socket_kind(r->op->kind)) {
         if (WSAGetOverlappedResult((SOCKET)r->op->fd, &r->ov, &bytes, FALSE, &flags)) return bytes;
+        /* The socket was closed under the op (eddy waits for its calls
+         * before closing, so only a close behind its back does this). */
+        if (WSAGetLastError() == WSAENOTSOCK) return -ECANCELED;
         return wsa_error();
     }
     if (GetOverlappedResult((HANDLE)r->op->fd, &r->ov, &bytes, FALSE)) return bytes;
