@@ -263,9 +263,48 @@ static int64_t op_outcome(struct iocp_state *st, struct request *r, int64_t resu
     }
 }
 
+/* The failure status (an NTSTATUS) of a dequeued op, for the codes sockets
+ * and files meet most: read straight from the OVERLAPPED, as Winsock's own
+ * translation is not complete everywhere (Wine turns a failed accept's
+ * STATUS_TOO_MANY_OPENED_FILES into WSAEINVAL). 1: not one of these. */
+static int64_t status_error(uint32_t status)
+{
+    switch (status) {
+    case 0xC0000120: /* STATUS_CANCELLED */
+        return -ECANCELED;
+    case 0xC0000011: /* STATUS_END_OF_FILE */
+        return 0;
+    case 0xC000011F: /* STATUS_TOO_MANY_OPENED_FILES */
+        return -EMFILE;
+    case 0xC0000017: /* STATUS_NO_MEMORY */
+    case 0xC000009A: /* STATUS_INSUFFICIENT_RESOURCES */
+        return -ENOMEM;
+    case 0xC0000236: /* STATUS_CONNECTION_REFUSED */
+        return -ECONNREFUSED;
+    case 0xC000020D: /* STATUS_CONNECTION_RESET */
+    case 0xC000013B: /* STATUS_LOCAL_DISCONNECT */
+    case 0xC000013C: /* STATUS_REMOTE_DISCONNECT */
+        return -ECONNRESET;
+    case 0xC0000241: /* STATUS_CONNECTION_ABORTED */
+        return -ECONNABORTED;
+    case 0xC00000B5: /* STATUS_IO_TIMEOUT */
+        return -ETIMEDOUT;
+    case 0xC000023C: /* STATUS_NETWORK_UNREACHABLE */
+        return -ENETUNREACH;
+    case 0xC000023D: /* STATUS_HOST_UNREACHABLE */
+        return -EHOSTUNREACH;
+    case 0xC000014B: /* STATUS_PIPE_BROKEN */
+        return -EPIPE;
+    default:
+        return 1;
+    }
+}
+
 /* The error of a finished overlapped op, as a negative code. */
 static int64_t overlapped_error(struct request *r)
 {
+    int64_t known = status_error((uint32_t)r->ov.Internal);
+    if (known <= 0) return known;
     DWORD bytes, flags;
     if (is_socket_kind(r->op->kind)) {
         if (WSAGetOverlappedResult((SOCKET)r->op->fd, &r->ov, &bytes, FALSE, &flags)) return bytes;
