@@ -57,8 +57,10 @@ struct request {
     char addresses[2 * ADDR_SLOT]; /* ACCEPT: local, then remote address */
 };
 
-/* What the backend remembers about a handle it associated with its port. */
-enum { HANDLE_SKIPS_ON_SUCCESS = 1 };
+/* What the backend remembers about a handle it associated with its port:
+ * whether a success skips the port, and a listener's address family (in
+ * the bits from FAMILY_SHIFT up), which each accept's new socket needs. */
+enum { HANDLE_SKIPS_ON_SUCCESS = 1, FAMILY_SHIFT = 8 };
 
 struct handle_slot {
     uintptr_t handle; /* 0: empty; TOMBSTONE: removed */
@@ -150,18 +152,30 @@ static bool socket_is_ifs(SOCKET s)
  * negative code. A handle that refuses with ERROR_INVALID_PARAMETER is
  * associated already (closed and reused without our knowing, or handed to us
  * associated): its completions come wherever they were going. */
+static unsigned listener_family(uintptr_t h)
+{
+    struct sockaddr_storage self;
+    int len = sizeof self;
+    if (getsockname((SOCKET)h, (struct sockaddr *)&self, &len) != 0) return 0;
+    return (unsigned)self.ss_family << FAMILY_SHIFT;
+}
+
 static int handle_adopt(struct iocp_state *st, struct eddy_op *op)
 {
     uintptr_t h = (uintptr_t)op->fd;
     struct handle_slot *slot = handle_find(st, h);
-    if (slot) return (int)slot->flags;
-    unsigned flags = 0;
+    if (slot) {
+        if (op->kind == EDDY_OP_ACCEPT && !(slot->flags >> FAMILY_SHIFT))
+            slot->flags |= listener_family(h);
+        return (int)slot->flags;
+    }
+    unsigned flags = op->kind == EDDY_OP_ACCEPT ? listener_family(h) : 0;
     if (CreateIoCompletionPort((HANDLE)h, st->port, 0, 0)) {
         bool skip = is_socket_kind(op->kind) ? socket_is_ifs((SOCKET)h) : true;
         if (skip &&
             SetFileCompletionNotificationModes((HANDLE)h, FILE_SKIP_COMPLETION_PORT_ON_SUCCESS |
                                                               FILE_SKIP_SET_EVENT_ON_HANDLE))
-            flags = HANDLE_SKIPS_ON_SUCCESS;
+            flags |= HANDLE_SKIPS_ON_SUCCESS;
     } else if (GetLastError() != ERROR_INVALID_PARAMETER) {
         return eddy__win_error(GetLastError());
     }
@@ -357,11 +371,10 @@ static int start_accept(struct eddy_backend *b, struct request *r, int flags)
 {
     struct iocp_state *st = b->impl;
     SOCKET listener = (SOCKET)r->op->fd;
-    struct sockaddr_storage self;
-    int self_len = sizeof self;
-    if (getsockname(listener, (struct sockaddr *)&self, &self_len) != 0)
-        return started(b, r, flags, false, 0, (DWORD)WSAGetLastError());
-    r->accepted = WSASocketW(self.ss_family, SOCK_STREAM, IPPROTO_TCP, NULL, 0,
+    int family = flags >> FAMILY_SHIFT;
+    if (!family) /* getsockname failed: not a bound socket */
+        return started(b, r, flags, false, 0, WSAEINVAL);
+    r->accepted = WSASocketW(family, SOCK_STREAM, IPPROTO_TCP, NULL, 0,
                              WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
     if (r->accepted == INVALID_SOCKET) {
         int64_t err = wsa_error();
