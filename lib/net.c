@@ -7,6 +7,7 @@
  * the fd is closed and the socket freed: no op ever names a closed (and maybe
  * reused) fd, and no task touches a freed socket. */
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -84,11 +85,27 @@ static int set_int_option(int fd, int level, int name, int value)
     return setsockopt(fd, level, name, &value, sizeof(value)) < 0 ? -errno : 0;
 }
 
-/* A new nonblocking, close-on-exec socket. */
+/* A new nonblocking, close-on-exec socket (and without SIGPIPE where sends
+ * cannot say MSG_NOSIGNAL). */
 static int socket_open(int family, int type)
 {
+#ifdef SOCK_NONBLOCK
     int fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
+#else /* macOS */
+    int fd = socket(family, type, 0);
+    if (fd < 0) return -errno;
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 ||
+        fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+#endif
+#if MSG_NOSIGNAL == 0 && defined(SO_NOSIGPIPE)
+    (void)set_int_option(fd, SOL_SOCKET, SO_NOSIGPIPE, 1);
+#endif
     if (type == SOCK_STREAM && (family == AF_INET || family == AF_INET6))
         (void)set_int_option(fd, IPPROTO_TCP, TCP_NODELAY, 1); /* best effort, as in Go */
     return fd;
