@@ -21,9 +21,9 @@
  * under libkqueue; we retry the syscall instead); re-adding a knote to change
  * its flags (libkqueue keeps the flags of the first add, so each knote is
  * added once, with EV_CLEAR, and never re-added); EV_RECEIPT (libkqueue
- * returns receipts only with some other event, so a receipt-only call could
- * block forever: errors come back as EV_ERROR entries of the poll, whose
- * event list has room for one per change). */
+ * returns receipts, and errors, only with some other event, so a
+ * receipt-only call could block forever: no receipts are asked for, and
+ * under libkqueue changes are applied apart, see apply_changes). */
 #include "config.h"
 
 #include <errno.h>
@@ -42,7 +42,7 @@
 #define WAKE_IDENT         0 /* EVFILT_USER's ident: its own namespace, not an fd */
 
 #if !defined(EVFILT_USER) && !defined(EDDY_KQUEUE_WAKE_PIPE)
-#define EDDY_KQUEUE_WAKE_PIPE 1 /* e.g. OpenBSD before 7.6 */
+#define EDDY_KQUEUE_WAKE_PIPE 1 /* a system without EVFILT_USER */
 #endif
 
 struct kq_state {
@@ -188,7 +188,9 @@ static int wake_send(struct kq_state *kq)
 static void wake_drain(struct kq_state *kq)
 {
     char buf[64];
-    while (read(kq->wake_pipe[0], buf, sizeof buf) > 0 || errno == EINTR) {
+    for (;;) {
+        ssize_t r = read(kq->wake_pipe[0], buf, sizeof buf);
+        if (r <= 0 && !(r < 0 && errno == EINTR)) break; /* empty (EAGAIN), or an error */
     }
 }
 
@@ -243,6 +245,18 @@ static int kq_wake(struct eddy_backend *b)
 
 /* ---- polling -------------------------------------------------------------- */
 
+/* The arm change failed with err (an errno value): the ops parked in its
+ * direction complete with it. */
+static int arm_failed(struct eddy_backend *b, const struct kevent *change, int err)
+{
+    struct kq_state *kq = b->impl;
+    struct eddy__rd_fd *st = eddy__rd_fd_lookup(&kq->rd, (intptr_t)change->ident);
+    if (!st || (change->filter != EVFILT_READ && change->filter != EVFILT_WRITE)) return 0;
+    bool input = change->filter == EVFILT_READ;
+    st->armed &= (uint8_t) ~(input ? EDDY__RD_ARMED_IN : EDDY__RD_ARMED_OUT);
+    return eddy__rd_fail(b, st, input, -err);
+}
+
 /* wake_pending is cleared after the drain: a wake arriving in between skips
  * its send, but what it announced was queued before, and the loop looks at
  * its queues after this poll returns. */
@@ -254,15 +268,11 @@ static int handle_event(struct eddy_backend *b, const struct kevent *ev)
         atomic_store(&kq->wake_pending, false);
         return 0;
     }
-    if (ev->filter != EVFILT_READ && ev->filter != EVFILT_WRITE) return 0;
+    if (ev->flags & EV_ERROR)
+        return ev->data ? arm_failed(b, ev, (int)ev->data) : 0; /* 0: a receipt */
     struct eddy__rd_fd *st = eddy__rd_fd_lookup(&kq->rd, (intptr_t)ev->ident);
-    if (!st) return 0;
+    if (!st || (ev->filter != EVFILT_READ && ev->filter != EVFILT_WRITE)) return 0;
     bool input = ev->filter == EVFILT_READ;
-    if (ev->flags & EV_ERROR) {
-        if (ev->data == 0) return 0; /* a receipt: we ask for none */
-        st->armed &= (uint8_t) ~(input ? EDDY__RD_ARMED_IN : EDDY__RD_ARMED_OUT);
-        return eddy__rd_fail(b, st, input, -(int)ev->data);
-    }
     /* EV_EOF included: the syscall reports the end or the error, but under
      * libkqueue the error only comes in fflags (it read SO_ERROR to fill it
      * in, which cleared it from the socket). */
@@ -293,26 +303,48 @@ static int kq_wait(struct eddy_backend *b, const struct timespec *timeout, int *
     return n;
 }
 
+#if EDDY_KQUEUE_LIBKQUEUE
+/* libkqueue puts a failed change's error in the event list, but returns it
+ * only along with some ready event: the ops the arm was for could wait
+ * forever. So the changes go in by themselves, with no event list: libkqueue
+ * then fails the call at the first change it cannot apply, and the changes
+ * are applied again one by one (adding a knote that exists changes nothing)
+ * to learn which. Returns how many ops completed. */
+static int apply_changes(struct eddy_backend *b)
+{
+    struct kq_state *kq = b->impl;
+    struct timespec zero = {0, 0};
+    int completed = 0;
+    if (kevent(kq->kqfd, kq->changes, kq->change_count, NULL, 0, &zero) < 0) {
+        for (int i = 0; i < kq->change_count; i++) {
+            struct kevent *change = &kq->changes[i];
+            if (kevent(kq->kqfd, change, 1, NULL, 0, &zero) == 0) continue;
+            /* libkqueue says EFAULT for every add it refuses: a closed fd
+             * is told apart by asking the fd. */
+            int err = errno;
+            if (err == EFAULT && fcntl((int)change->ident, F_GETFD) < 0) err = errno;
+            completed += arm_failed(b, change, err);
+        }
+    }
+    kq->change_count = 0;
+    return completed;
+}
+#endif
+
 static int kq_poll(struct eddy_backend *b, int64_t timeout_ns)
 {
     struct kq_state *kq = b->impl;
-    if (eddy__rd_has_deferred(&kq->rd)) timeout_ns = 0;
-    struct timespec ts = {0, 0};
-    int completed = 0, n = 0;
+    int completed = 0;
 #if EDDY_KQUEUE_LIBKQUEUE
-    /* A kernel kqueue returns at once when a change fails; libkqueue reports
-     * the error only along with other events, or when the wait times out, so
-     * the ops the failed arm was for could wait forever. Changes go in first,
-     * without waiting; if that brought anything, this poll is done. */
-    if (kq->change_count && timeout_ns != 0) n = kq_wait(b, &ts, &completed);
+    if (kq->change_count) completed = apply_changes(b);
 #endif
-    if (n == 0) {
-        if (timeout_ns >= 0) {
-            ts.tv_sec = (time_t)(timeout_ns / 1000000000);
-            ts.tv_nsec = (long)(timeout_ns % 1000000000);
-        }
-        n = kq_wait(b, timeout_ns >= 0 ? &ts : NULL, &completed);
+    if (completed || eddy__rd_has_deferred(&kq->rd)) timeout_ns = 0;
+    struct timespec ts;
+    if (timeout_ns >= 0) {
+        ts.tv_sec = (time_t)(timeout_ns / 1000000000);
+        ts.tv_nsec = (long)(timeout_ns % 1000000000);
     }
+    int n = kq_wait(b, timeout_ns >= 0 ? &ts : NULL, &completed);
     if (n < 0) return n;
     return completed + eddy__rd_complete_deferred(b);
 }

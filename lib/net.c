@@ -345,7 +345,12 @@ static int listen_on(struct eddy_sock **out, int family, int type, const struct 
     int fd = socket_open(family, type);
     if (fd < 0) return fd;
     int err = 0;
-    if (family != AF_UNIX) err = set_int_option(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+    /* SO_REUSEADDR lets a listener rebind while old connections linger in
+     * TIME_WAIT. Not on datagram sockets: there it lets two sockets share a
+     * port (Linux even hands one ephemeral port to two), and only one of them
+     * gets what is sent to it. */
+    if (family != AF_UNIX && type == SOCK_STREAM)
+        err = set_int_option(fd, SOL_SOCKET, SO_REUSEADDR, 1);
     if (err == 0 && family == AF_INET6)
         err = set_int_option(fd, IPPROTO_IPV6, IPV6_V6ONLY, !dual_stack);
     if (err == 0 && bind(fd, addr, len) < 0) err = -errno;

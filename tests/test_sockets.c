@@ -533,6 +533,36 @@ Test(sockets, udp_round_trip, .timeout = TEST_TIMEOUT)
     cr_assert(eq(int, run_main(udp_main, NULL), 0));
 }
 
+/* Each UDP socket bound to port 0 gets a port of its own. (With SO_REUSEADDR
+ * on datagram sockets, Linux could hand one ephemeral port to two of them,
+ * and a datagram sent to it reached only the last one bound.) */
+#define UDP_SOCKETS 500
+
+static intptr_t udp_ports_main(void *arg)
+{
+    static eddy_sock *socks[UDP_SOCKETS];
+    static int ports[UDP_SOCKETS];
+    int bound = 0, err = 0;
+    for (; bound < UDP_SOCKETS; bound++) {
+        if ((err = eddy_udp_bind(&socks[bound], "127.0.0.1", 0)) < 0) break;
+        ports[bound] = eddy_sock_port(socks[bound]);
+    }
+    cr_assert(eq(int, err, 0), "bind %d: %s", bound, eddy_strerror(err));
+    int shared = 0;
+    for (int i = 0; i < UDP_SOCKETS; i++)
+        for (int j = i + 1; j < UDP_SOCKETS; j++)
+            shared += ports[i] == ports[j];
+    for (int i = 0; i < UDP_SOCKETS; i++)
+        eddy_sock_close(socks[i]);
+    cr_assert(eq(int, shared, 0), "%d pairs of UDP sockets share a port", shared);
+    return 0;
+}
+
+Test(sockets, udp_sockets_on_port_zero_get_ports_of_their_own, .timeout = TEST_TIMEOUT)
+{
+    cr_assert(eq(int, run_main(udp_ports_main, NULL), 0));
+}
+
 /* ---- Unix sockets --------------------------------------------------------------------- */
 
 static int unix_round_trip(const char *path)
