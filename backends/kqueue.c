@@ -23,7 +23,11 @@
  * added once, with EV_CLEAR, and never re-added); EV_RECEIPT (libkqueue
  * returns receipts, and errors, only with some other event, so a
  * receipt-only call could block forever: no receipts are asked for, and
- * under libkqueue changes are applied apart, see apply_changes). */
+ * under libkqueue changes are applied apart, see apply_changes). Other
+ * libkqueue differences are worked around where they bite: SO_ERROR read to
+ * fill in fflags (handle_event), events dropped when the list overflows
+ * (kq_wait), knotes kept after a close (kq_disarm); docs/platforms.md lists
+ * them all. */
 #include "config.h"
 
 #include <errno.h>
