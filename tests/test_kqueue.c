@@ -1,7 +1,8 @@
 /* What only the kqueue backend does; the behaviour suites run on it like on
  * every backend, these look at its own paths: the changelist, applied in the
  * next poll, growing past the event list; an arm the kernel refuses
- * completing its op. Skipped where kqueue cannot run.
+ * completing its op; more readiness than the event list holds (which
+ * libkqueue would drop). Skipped where kqueue cannot run.
  *
  * This suite chooses its backend itself, so tests/run-tap.sh runs it once. */
 #include <stdio.h>
@@ -135,6 +136,67 @@ Test(kqueue, arm_refused_in_the_poll_completes_the_op, .timeout = TEST_TIMEOUT)
     eddy_loop *loop = kqueue_loop(0);
     intptr_t result = -1;
     cr_assert(eq(int, run_task(loop, refused_arm_main, NULL, &result), 0));
+    cr_assert(eq(i64, (int64_t)result, 0));
+    eddy_loop_free(loop);
+}
+
+/* ---- a full event list ------------------------------------------------------------------ */
+
+#define PAIRS 32 /* sockets watched both ways, against an event list of 4 */
+
+struct pair_reader {
+    eddy_sock *sock;
+    char byte;
+    ssize_t got;
+};
+
+static intptr_t read_one_byte(void *arg)
+{
+    struct pair_reader *r = arg;
+    r->got = eddy_recv(r->sock, &r->byte, 1);
+    return r->got < 0 ? r->got : 0;
+}
+
+/* Each client socket is watched for output (its connect waited) and for
+ * input (a receive waits), then every one becomes readable at once. Under
+ * libkqueue each readiness then comes as two kevents, more than the event
+ * list holds: none of the receives may be forgotten. */
+static intptr_t full_event_list_main(void *arg)
+{
+    static struct pair_reader readers[PAIRS];
+    eddy_sock *listener, *servers[PAIRS];
+    eddy_task *tasks[PAIRS];
+    cr_assert(eq(int, eddy_tcp_listen(&listener, "127.0.0.1", 0, PAIRS), 0));
+    uint16_t port = (uint16_t)eddy_sock_port(listener);
+    for (int i = 0; i < PAIRS; i++) {
+        readers[i] = (struct pair_reader){.got = -1};
+        cr_assert(eq(int, eddy_tcp_connect(&readers[i].sock, "127.0.0.1", port), 0));
+        cr_assert(eq(int, eddy_accept(listener, &servers[i]), 0));
+    }
+    for (int i = 0; i < PAIRS; i++)
+        cr_assert(ne(ptr, tasks[i] = eddy_spawn(NULL, read_one_byte, &readers[i]), NULL));
+    cr_assert(eq(int, eddy_yield(), 0));
+    cr_assert(eq(int, eddy_yield(), 0));
+    for (int i = 0; i < PAIRS; i++) {
+        char byte = (char)('a' + i % 26);
+        cr_assert(eq(sz, (size_t)eddy_send(servers[i], &byte, 1), 1));
+    }
+    for (int i = 0; i < PAIRS; i++) {
+        cr_assert(eq(int, eddy_task_join(tasks[i], NULL), 0), "reader %d", i);
+        cr_assert(eq(sz, (size_t)readers[i].got, 1), "reader %d", i);
+        cr_assert(eq(int, readers[i].byte, 'a' + i % 26), "reader %d", i);
+        cr_assert(eq(int, eddy_sock_close(readers[i].sock), 0));
+        cr_assert(eq(int, eddy_sock_close(servers[i]), 0));
+    }
+    cr_assert(eq(int, eddy_sock_close(listener), 0));
+    return 0;
+}
+
+Test(kqueue, readiness_beyond_a_full_event_list_is_not_lost, .timeout = 20)
+{
+    eddy_loop *loop = kqueue_loop(4);
+    intptr_t result = -1;
+    cr_assert(eq(int, run_task(loop, full_event_list_main, NULL, &result), 0));
     cr_assert(eq(i64, (int64_t)result, 0));
     eddy_loop_free(loop);
 }
