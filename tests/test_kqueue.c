@@ -192,7 +192,7 @@ static intptr_t full_event_list_main(void *arg)
     return 0;
 }
 
-Test(kqueue, readiness_beyond_a_full_event_list_is_not_lost, .timeout = 20)
+Test(kqueue, readiness_beyond_a_full_event_list_is_not_lost, .timeout = TEST_TIMEOUT)
 {
     eddy_loop *loop = kqueue_loop(4);
     intptr_t result = -1;
