@@ -145,10 +145,11 @@ struct eddy_backend {
     unsigned pending; /* ops submitted and not yet completed; kept by the backend */
 };
 
-/* Probes whether a backend can initialise here: 0 or why not. */
+/* The backends, one file each in backends/ (lib/loop.c lists the ones built). */
 extern const struct eddy_backend_ops eddy__uring_backend;
 extern const struct eddy_backend_ops eddy__epoll_backend;
 extern const struct eddy_backend_ops eddy__iocp_backend;
+extern const struct eddy_backend_ops eddy__kqueue_backend;
 
 /* Completes op from within poll: sets state and calls op->complete. Every
  * backend finishes pending ops through this one helper. */

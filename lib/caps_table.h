@@ -95,7 +95,6 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
         .name = "kqueue",
         .where = "macOS, FreeBSD, NetBSD, OpenBSD; Linux through libkqueue",
         .family = "readiness",
-        .status = "not written yet",
         .cells =
             {
                 [EDDY_CAP_TCP] = {EDDY_NATIVE, NULL},
@@ -106,8 +105,10 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_CANCEL] = {EDDY_NATIVE, NULL},
                 [EDDY_CAP_WAKEUP] = {EDDY_NATIVE, NULL},
                 [EDDY_CAP_WATCH_FD] = {EDDY_NONE, CAPS_NOT_YET},
-                [EDDY_CAP_SIGNALS] = {EDDY_NONE, CAPS_NOT_YET},
-                [EDDY_CAP_SUBPROCESS] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_SIGNALS] = {EDDY_NONE,
+                                      "not implemented yet; kqueue offers EVFILT_SIGNAL for it"},
+                [EDDY_CAP_SUBPROCESS] = {EDDY_NONE,
+                                         "not implemented yet; kqueue offers EVFILT_PROC for it"},
                 [EDDY_CAP_DNS] = {EDDY_EMULATED, CAPS_DNS},
                 [EDDY_CAP_MULTISHOT_ACCEPT] = {EDDY_NONE, CAPS_URING},
                 [EDDY_CAP_MULTISHOT_RECV] = {EDDY_NONE, CAPS_URING},
@@ -182,11 +183,12 @@ static const struct eddy__caps_platform eddy__caps_platforms[] = {
      "io_uring first; when the kernel or a sandbox refuses it (ENOSYS; EPERM from seccomp or "
      "`kernel.io_uring_disabled`; ENOMEM from the memlock limit) a default loop runs on epoll, "
      "and `eddy_backend_available(\"io_uring\")` says why. `EDDY_BACKEND` or "
-     "`eddy_loop_options.backend` picks one by name. kqueue will also build on Linux against "
-     "libkqueue, for testing."},
+     "`eddy_loop_options.backend` picks one by name. The kqueue backend also builds on Linux "
+     "against libkqueue (`--with-kqueue`), to test it there: a loop runs on it only when asked "
+     "by name, never by default."},
     {"macOS, FreeBSD, NetBSD, OpenBSD",
      {"kqueue", NULL},
-     "eddy does not run here until the kqueue backend is written."},
+     "kqueue is the one backend, built by default."},
     {"Windows",
      {"iocp", NULL},
      "`./configure --host=x86_64-w64-mingw32 && make` builds `libeddy-0.dll` with its import "

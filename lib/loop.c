@@ -19,11 +19,24 @@ const struct eddy_backend_ops *const eddy__backends[] = {
 #if EDDY_HAVE_EPOLL
     &eddy__epoll_backend,
 #endif
+#if EDDY_HAVE_KQUEUE
+    &eddy__kqueue_backend,
+#endif
 #if EDDY_HAVE_IOCP
     &eddy__iocp_backend,
 #endif
     NULL,
 };
+
+/* Whether "auto" may choose ops. kqueue through libkqueue (Linux) is there to
+ * test the backend, not to serve: a loop runs on it only when asked by name. */
+static bool auto_tries(const struct eddy_backend_ops *ops)
+{
+#if EDDY_KQUEUE_LIBKQUEUE
+    if (ops == &eddy__kqueue_backend) return false;
+#endif
+    return true;
+}
 
 /* Every backend eddy knows, compiled in or not, so that a name the platform
  * lacks gets -ENOTSUP rather than -ENOENT. */
@@ -36,7 +49,8 @@ static int backend_open(struct eddy_loop *loop, const eddy_loop_options *opts)
     if (name && (!*name || strcmp(name, "auto") == 0)) name = NULL;
     int err = -ENOENT;
     for (size_t i = 0; eddy__backends[i]; i++) {
-        if (name && strcmp(name, eddy__backends[i]->name) != 0) continue;
+        if (name ? strcmp(name, eddy__backends[i]->name) != 0 : !auto_tries(eddy__backends[i]))
+            continue;
         loop->backend.ops = eddy__backends[i];
         err = eddy__backends[i]->init(&loop->backend, opts);
         if (err == 0 || name) return err;

@@ -13,6 +13,7 @@
 #include <string.h>
 #ifndef _WIN32
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -133,11 +134,27 @@ static intptr_t socket_open(int family, int type)
         (void)WSAIoctl(fd, SIO_UDP_CONNRESET, &report, sizeof report, NULL, 0, &unused, NULL, NULL);
     }
 #else
-/* A new nonblocking, close-on-exec socket. */
+/* A new nonblocking, close-on-exec socket (and without SIGPIPE where sends
+ * cannot say MSG_NOSIGNAL). */
 static intptr_t socket_open(int family, int type)
 {
+#ifdef SOCK_NONBLOCK
     int fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
+#else /* macOS */
+    int fd = socket(family, type, 0);
+    if (fd < 0) return -errno;
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 ||
+        fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+#endif
+#if MSG_NOSIGNAL == 0 && defined(SO_NOSIGPIPE)
+    (void)set_int_option(fd, SOL_SOCKET, SO_NOSIGPIPE, 1);
+#endif
 #endif
     if (type == SOCK_STREAM && (family == AF_INET || family == AF_INET6))
         (void)set_int_option(fd, IPPROTO_TCP, TCP_NODELAY, 1); /* best effort, as in Go */
@@ -385,7 +402,12 @@ static int listen_on(struct eddy_sock **out, int family, int type, const struct 
      * means on POSIX (rebinding past TIME_WAIT) is Windows' default. */
     err = set_int_option(fd, SOL_SOCKET, SO_EXCLUSIVEADDRUSE, 1);
 #else
-    if (family != AF_UNIX) err = set_int_option(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+    /* SO_REUSEADDR lets a listener rebind while old connections linger in
+     * TIME_WAIT. Not on datagram sockets: there it lets two sockets share a
+     * port (Linux even hands one ephemeral port to two), and only one of them
+     * gets what is sent to it. */
+    if (family != AF_UNIX && type == SOCK_STREAM)
+        err = set_int_option(fd, SOL_SOCKET, SO_REUSEADDR, 1);
 #endif
     if (err == 0 && family == AF_INET6)
         err = set_int_option(fd, IPPROTO_IPV6, IPV6_V6ONLY, !dual_stack);

@@ -4,9 +4,10 @@
 # named "[backend] suite::test". EDDY_TEST_BACKENDS overrides the list;
 # EDDY_TEST_WRAPPER (e.g. valgrind, from make check-valgrind) runs in front of
 # the binary. Suites that choose their backend themselves run once; the
-# io_uring suite is skipped when EDDY_TEST_BACKENDS leaves io_uring out.
-# LeakSanitizer reports when a test's process exits, after Criterion has
-# counted the test as passed: a report in the output is one more failure.
+# io_uring and kqueue suites are skipped when EDDY_TEST_BACKENDS leaves their
+# backend out. LeakSanitizer reports when a test's process exits, after
+# Criterion has counted the test as passed: a report in the output is one
+# more failure.
 test_binary=$1
 shift
 dir=$(dirname "$test_binary")
@@ -15,6 +16,12 @@ uring)
     case " ${EDDY_TEST_BACKENDS:-io_uring} " in
     *" io_uring "*) backends=default ;;
     *) echo "1..0 # SKIP io_uring is not in EDDY_TEST_BACKENDS"; exit 0 ;;
+    esac
+    ;;
+kqueue)
+    case " ${EDDY_TEST_BACKENDS:-kqueue} " in
+    *" kqueue "*) backends=default ;;
+    *) echo "1..0 # SKIP kqueue is not in EDDY_TEST_BACKENDS"; exit 0 ;;
     esac
     ;;
 caps) backends=default ;;

@@ -97,14 +97,18 @@ static int raw_getsockopt(intptr_t fd, int level, int name, void *value, socklen
 typedef int raw_sock;
 #define raw_close close
 
+/* No SOCK_NONBLOCK in socket()'s type: macOS has none. */
 static raw_sock raw_socket(bool nonblocking)
 {
-    return socket(AF_INET, SOCK_STREAM | (nonblocking ? SOCK_NONBLOCK : 0), 0);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd >= 0 && nonblocking) cr_assert(eq(int, fcntl(fd, F_SETFL, O_NONBLOCK), 0));
+    return fd;
 }
 
 static int open_fd_count(void)
 {
     DIR *d = opendir("/proc/self/fd");
+    if (!d) d = opendir("/dev/fd"); /* macOS, the BSDs */
     if (!d) return -1;
     int n = 0;
     while (readdir(d))
@@ -588,6 +592,36 @@ Test(sockets, udp_round_trip, .timeout = TEST_TIMEOUT)
     cr_assert(eq(int, run_main(udp_main, NULL), 0));
 }
 
+/* Each UDP socket bound to port 0 gets a port of its own. (With SO_REUSEADDR
+ * on datagram sockets, Linux could hand one ephemeral port to two of them,
+ * and a datagram sent to it reached only the last one bound.) */
+#define UDP_SOCKETS 500
+
+static intptr_t udp_ports_main(void *arg)
+{
+    static eddy_sock *socks[UDP_SOCKETS];
+    static int ports[UDP_SOCKETS];
+    int bound = 0, err = 0;
+    for (; bound < UDP_SOCKETS; bound++) {
+        if ((err = eddy_udp_bind(&socks[bound], "127.0.0.1", 0)) < 0) break;
+        ports[bound] = eddy_sock_port(socks[bound]);
+    }
+    cr_assert(eq(int, err, 0), "bind %d: %s", bound, eddy_strerror(err));
+    int shared = 0;
+    for (int i = 0; i < UDP_SOCKETS; i++)
+        for (int j = i + 1; j < UDP_SOCKETS; j++)
+            shared += ports[i] == ports[j];
+    for (int i = 0; i < UDP_SOCKETS; i++)
+        eddy_sock_close(socks[i]);
+    cr_assert(eq(int, shared, 0), "%d pairs of UDP sockets share a port", shared);
+    return 0;
+}
+
+Test(sockets, udp_sockets_on_port_zero_get_ports_of_their_own, .timeout = TEST_TIMEOUT)
+{
+    cr_assert(eq(int, run_main(udp_ports_main, NULL), 0));
+}
+
 /* ---- Unix sockets --------------------------------------------------------------------- */
 
 #ifdef _WIN32
@@ -933,8 +967,9 @@ static intptr_t emfile_main(void *arg)
     cr_assert(eq(int, eddy_sleep(10 * NS_PER_MS), 0)); /* the accept is pending */
 
     /* A client socket made while descriptors remain; then none remain. */
-    int client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int client = socket(AF_INET, SOCK_STREAM, 0);
     cr_assert(ge(int, client, 0));
+    cr_assert(eq(int, fcntl(client, F_SETFD, FD_CLOEXEC), 0));
     struct rlimit orig, low;
     cr_assert(eq(int, getrlimit(RLIMIT_NOFILE, &orig), 0));
     int probe = dup(client);
