@@ -57,8 +57,10 @@ struct request {
     char addresses[2 * ADDR_SLOT]; /* ACCEPT: local, then remote address */
 };
 
-/* What the backend remembers about a handle it associated with its port. */
-enum { HANDLE_SKIPS_ON_SUCCESS = 1 };
+/* What the backend remembers about a handle it associated with its port:
+ * whether a success skips the port, and a listener's address family (in
+ * the bits from FAMILY_SHIFT up), which each accept's new socket needs. */
+enum { HANDLE_SKIPS_ON_SUCCESS = 1, FAMILY_SHIFT = 8 };
 
 struct handle_slot {
     uintptr_t handle; /* 0: empty; TOMBSTONE: removed */
@@ -150,18 +152,30 @@ static bool socket_is_ifs(SOCKET s)
  * negative code. A handle that refuses with ERROR_INVALID_PARAMETER is
  * associated already (closed and reused without our knowing, or handed to us
  * associated): its completions come wherever they were going. */
+static unsigned listener_family(uintptr_t h)
+{
+    struct sockaddr_storage self;
+    int len = sizeof self;
+    if (getsockname((SOCKET)h, (struct sockaddr *)&self, &len) != 0) return 0;
+    return (unsigned)self.ss_family << FAMILY_SHIFT;
+}
+
 static int handle_adopt(struct iocp_state *st, struct eddy_op *op)
 {
     uintptr_t h = (uintptr_t)op->fd;
     struct handle_slot *slot = handle_find(st, h);
-    if (slot) return (int)slot->flags;
-    unsigned flags = 0;
+    if (slot) {
+        if (op->kind == EDDY_OP_ACCEPT && !(slot->flags >> FAMILY_SHIFT))
+            slot->flags |= listener_family(h);
+        return (int)slot->flags;
+    }
+    unsigned flags = op->kind == EDDY_OP_ACCEPT ? listener_family(h) : 0;
     if (CreateIoCompletionPort((HANDLE)h, st->port, 0, 0)) {
         bool skip = is_socket_kind(op->kind) ? socket_is_ifs((SOCKET)h) : true;
         if (skip &&
             SetFileCompletionNotificationModes((HANDLE)h, FILE_SKIP_COMPLETION_PORT_ON_SUCCESS |
                                                               FILE_SKIP_SET_EVENT_ON_HANDLE))
-            flags = HANDLE_SKIPS_ON_SUCCESS;
+            flags |= HANDLE_SKIPS_ON_SUCCESS;
     } else if (GetLastError() != ERROR_INVALID_PARAMETER) {
         return eddy__win_error(GetLastError());
     }
@@ -263,12 +277,54 @@ static int64_t op_outcome(struct iocp_state *st, struct request *r, int64_t resu
     }
 }
 
+/* The failure status (an NTSTATUS) of a dequeued op, for the codes sockets
+ * and files meet most: read straight from the OVERLAPPED, as Winsock's own
+ * translation is not complete everywhere (Wine turns a failed accept's
+ * STATUS_TOO_MANY_OPENED_FILES into WSAEINVAL). 1: not one of these. */
+static int64_t status_error(uint32_t status)
+{
+    switch (status) {
+    case 0xC0000120: /* STATUS_CANCELLED */
+        return -ECANCELED;
+    case 0xC0000011: /* STATUS_END_OF_FILE */
+        return 0;
+    case 0xC000011F: /* STATUS_TOO_MANY_OPENED_FILES */
+        return -EMFILE;
+    case 0xC0000017: /* STATUS_NO_MEMORY */
+    case 0xC000009A: /* STATUS_INSUFFICIENT_RESOURCES */
+        return -ENOMEM;
+    case 0xC0000236: /* STATUS_CONNECTION_REFUSED */
+        return -ECONNREFUSED;
+    case 0xC000020D: /* STATUS_CONNECTION_RESET */
+    case 0xC000013B: /* STATUS_LOCAL_DISCONNECT */
+    case 0xC000013C: /* STATUS_REMOTE_DISCONNECT */
+        return -ECONNRESET;
+    case 0xC0000241: /* STATUS_CONNECTION_ABORTED */
+        return -ECONNABORTED;
+    case 0xC00000B5: /* STATUS_IO_TIMEOUT */
+        return -ETIMEDOUT;
+    case 0xC000023C: /* STATUS_NETWORK_UNREACHABLE */
+        return -ENETUNREACH;
+    case 0xC000023D: /* STATUS_HOST_UNREACHABLE */
+        return -EHOSTUNREACH;
+    case 0xC000014B: /* STATUS_PIPE_BROKEN */
+        return -EPIPE;
+    default:
+        return 1;
+    }
+}
+
 /* The error of a finished overlapped op, as a negative code. */
 static int64_t overlapped_error(struct request *r)
 {
+    int64_t known = status_error((uint32_t)r->ov.Internal);
+    if (known <= 0) return known;
     DWORD bytes, flags;
     if (is_socket_kind(r->op->kind)) {
         if (WSAGetOverlappedResult((SOCKET)r->op->fd, &r->ov, &bytes, FALSE, &flags)) return bytes;
+        /* The socket was closed under the op (eddy waits for its calls
+         * before closing, so only a close behind its back does this). */
+        if (WSAGetLastError() == WSAENOTSOCK) return -ECANCELED;
         return wsa_error();
     }
     if (GetOverlappedResult((HANDLE)r->op->fd, &r->ov, &bytes, FALSE)) return bytes;
@@ -315,11 +371,10 @@ static int start_accept(struct eddy_backend *b, struct request *r, int flags)
 {
     struct iocp_state *st = b->impl;
     SOCKET listener = (SOCKET)r->op->fd;
-    struct sockaddr_storage self;
-    int self_len = sizeof self;
-    if (getsockname(listener, (struct sockaddr *)&self, &self_len) != 0)
-        return started(b, r, flags, false, 0, (DWORD)WSAGetLastError());
-    r->accepted = WSASocketW(self.ss_family, SOCK_STREAM, IPPROTO_TCP, NULL, 0,
+    int family = flags >> FAMILY_SHIFT;
+    if (!family) /* getsockname failed: not a bound socket */
+        return started(b, r, flags, false, 0, WSAEINVAL);
+    r->accepted = WSASocketW(family, SOCK_STREAM, IPPROTO_TCP, NULL, 0,
                              WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
     if (r->accepted == INVALID_SOCKET) {
         int64_t err = wsa_error();

@@ -2,8 +2,9 @@
  * loop runs, timers fire in order, tasks switch, another thread wakes the
  * loop, TCP echoes over 127.0.0.1, UDP datagrams arrive, a file is written
  * and read at offsets, and a cancelled receive returns -ECANCELED. It prints
- * TAP and exits non-zero on a failure. Written to check the Windows DLL under
- * Wine (docs/platforms.md), it runs the same everywhere. */
+ * TAP and exits non-zero on a failure. With --emfile (under a low `ulimit
+ * -n`), it checks that accept backs off when descriptors run out. Written to check the Windows DLL
+ * under Wine (docs/platforms.md), it runs the same everywhere. */
 #include <eddy.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -497,8 +498,66 @@ static intptr_t smoke_main(void *arg)
     return 0;
 }
 
-int main(void)
+/* ---- out of descriptors (run under `ulimit -n 300`) -------------------------------- */
+
+#define HOLD_MAX 4096
+
+struct holder {
+    eddy_sock *listener;
+    eddy_sock *held[HOLD_MAX];
+    int count;
+};
+
+/* Accepts and keeps every connection; returns only on an error. */
+static intptr_t hold_all(void *arg)
 {
+    struct holder *h = arg;
+    while (h->count < HOLD_MAX) {
+        int err = eddy_accept(h->listener, &h->held[h->count]);
+        if (err < 0) return err;
+        h->count++;
+    }
+    return 0;
+}
+
+/* Connects until the process runs out of descriptors: the listener's
+ * accept must then back off and wait (as eddy_accept promises), not fail. */
+static intptr_t emfile_main(void *arg)
+{
+    static struct holder h;
+    static eddy_sock *clients[HOLD_MAX];
+    int err = eddy_tcp_listen(&h.listener, "127.0.0.1", 0, 0);
+    check(err == 0, "a listener", err);
+    if (err) return err;
+    eddy_task *server = eddy_spawn(NULL, hold_all, &h);
+    int n = 0;
+    while (n < HOLD_MAX && (err = eddy_tcp_connect(&clients[n], "127.0.0.1",
+                                                   (uint16_t)eddy_sock_port(h.listener))) == 0)
+        n++;
+    check(err == -EMFILE || err == -ENFILE || err == -ENOBUFS,
+          "connecting until descriptors run out: -EMFILE", err);
+    printf("# %d connections made, %d accepted\n", n, h.count);
+    intptr_t r = 0;
+    err = eddy_await_timeout(eddy_task_future(server), 300 * MS, &r);
+    check(err == -ETIMEDOUT, "the accept loop backs off instead of failing", err ? err : r);
+    (void)eddy_task_join(server, &r);
+    for (int i = 0; i < n; i++)
+        (void)eddy_sock_close(clients[i]);
+    for (int i = 0; i < h.count; i++)
+        (void)eddy_sock_close(h.held[i]);
+    (void)eddy_sock_close(h.listener);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--emfile") == 0) {
+        intptr_t result = -1;
+        int err = eddy_run(emfile_main, NULL, &result);
+        check(err == 0 && result == 0, "eddy_run returns the main task's result", err);
+        printf("1..%d\n", checks);
+        return failures ? 1 : 0;
+    }
     test_timers();
     intptr_t result = -1;
     int err = eddy_run(smoke_main, NULL, &result);

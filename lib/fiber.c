@@ -133,8 +133,8 @@ void eddy__fiber_init(struct eddy__fiber *f, struct eddy__stack *s, void (*entry
     fiber_prepare(f, s, entry, arg);
     uintptr_t top = ((uintptr_t)s->lo + s->size) & ~(uintptr_t)15;
     uint64_t *frame = (uint64_t *)(top - 64 - 256);
-    memset(frame, 0, 256);
-    frame[20] = (uint64_t)top;                    /* StackBase */
+    memset(frame, 0, 256 + 64); /* above the frame: a null return address ends stack walks */
+    frame[20] = (uint64_t)top;  /* StackBase */
     frame[21] = (uint64_t)(uintptr_t)s->lo;       /* StackLimit: the lowest usable byte */
     frame[22] = (uint64_t)(uintptr_t)s->map;      /* DeallocationStack */
     frame[26] = (uint64_t)(uintptr_t)fiber_start; /* r12 */

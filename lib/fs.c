@@ -171,7 +171,7 @@ EDDY_API int eddy_file_close(eddy_file *f)
     struct eddy_task *t = eddy__current_task();
     int64_t err;
     if (!t) {
-        /* No op ever registers a file's fd with a backend that needs telling. */
+        /* POSIX: no backend keeps state on a file's fd; Windows: the loop's port does. */
         err = close_untasked(f);
     } else {
         eddy_shield_begin(); /* a cancelled task still closes */

@@ -101,12 +101,19 @@ eddy__context_swap:
 /* The first code a new context runs: its frame (lib/fiber.c) holds the
  * start function in r12 and its argument in r13, and returns here with rsp
  * 16-byte aligned. The callee gets its 32 bytes of shadow space, as the
- * ABI requires of every call. */
+ * ABI requires of every call. The unwind info says this function's caller
+ * returns to the word just above the shadow space, which lib/fiber.c
+ * zeroes: stack walks (exception dispatch, CaptureStackBackTrace,
+ * debuggers) end here, at the task's base, instead of wandering off. */
     .globl eddy__context_entry
     .def eddy__context_entry; .scl 2; .type 32; .endef
     .p2align 4
 eddy__context_entry:
+    .seh_proc eddy__context_entry
     subq $32, %rsp
+    .seh_stackalloc 32
+    .seh_endprologue
     movq %r13, %rcx
     callq *%r12
     ud2                  /* start returned: it must not */
+    .seh_endproc
