@@ -66,6 +66,13 @@ enum {
      * (A peer on this host holds a zero-copy send's buffer until it reads the
      * bytes: two peers each sending before reading would wait on each other.) */
     EDDY_OP_F_ZEROCOPY = 1 << 0,
+    /* RECV: the socket is a byte stream (TCP, Unix stream), so the backend
+     * may read ahead into buffers of its own and hand the bytes to the next
+     * RECVs in order (io_uring's multishot receive). u.io.offset then holds
+     * the socket's serial number, unique in the process: what the backend
+     * keeps under the fd belongs to that socket only (a socket closed
+     * without an op leaves its number to the next one). */
+    EDDY_OP_F_STREAM = 1 << 1,
 };
 
 struct eddy_op {

@@ -35,7 +35,11 @@
  * moves the threshold and lets sends to peers on this host go zero-copy too,
  * for tests and bench/send-zc.c (over loopback, the peer holds the buffer
  * until it has read the bytes).
- * Multishot receive and buffer rings are not done yet. */
+ *
+ * A stream socket read in a loop gets a multishot receive into the loop's
+ * provided-buffer ring (6.0+; see struct stream): its bytes are copied out
+ * by the next eddy_recv, without a system call when they came before it.
+ * EDDY_CAPS_DISABLE=multishot_recv (or buffer_ring) turns it off. */
 #include "config.h"
 
 #include <errno.h>
@@ -48,6 +52,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -79,6 +84,7 @@
 #define WAKE_TAG     ((uint64_t)1)
 #define CANCEL_TAG   ((uint64_t)2)
 #define LISTENER_TAG 4 /* or'ed into a struct listener pointer */
+#define STREAM_TAG   6 /* or'ed into a struct stream pointer */
 
 /* Accepted connections a listener keeps for the next accepts; beyond that its
  * multishot accept is withdrawn until they are taken. */
@@ -98,7 +104,25 @@ enum {
     OP_ZC = 1 << 4,          /* a SEND that went out as SEND_ZC */
     OP_ZC_NOTIF = 1 << 5,    /* its result is in op->result; its notification is to come */
     OP_NO_ZC = 1 << 6,       /* a SEND retried as a plain one (the socket refused zero-copy) */
+    OP_RECV_WAIT = 1 << 7,   /* a RECV on its stream's waiters */
+    OP_RECV_PLAIN = 1 << 8,  /* a RECV its stream sent to the kernel as a plain one */
 };
+
+/* Multishot receive: the loop's buffer ring (group BUF_GROUP) has
+ * RECV_BUFS_DEFAULT buffers of RECV_BUF_SIZE_DEFAULT bytes
+ * (EDDY_URING_BUF_RING=<count>x<size> sets both, for tests); a socket keeps
+ * at most STREAM_QUEUE_MAX of them filled for its next reads before its
+ * multishot is withdrawn. A socket whose reads bring RECV_MULTISHOT_MAX bytes
+ * and more (on average) is read with plain RECVs: the kernel then copies
+ * straight into the caller's buffer, where a multishot costs a second copy
+ * that weighs more than the re-arming it saves (measured:
+ * docs/performance.md; EDDY_URING_RECV_MULTISHOT_MAX=<bytes> moves it, for
+ * benchmarks). */
+#define BUF_GROUP             0
+#define RECV_BUFS_DEFAULT     256
+#define RECV_BUF_SIZE_DEFAULT (16 * 1024)
+#define STREAM_QUEUE_MAX      8
+#define RECV_MULTISHOT_MAX    (8 * 1024)
 
 /* Setup flags, best first; a kernel that rejects a set (-EINVAL) gets the next. */
 static const unsigned setup_tiers[] = {
@@ -147,6 +171,70 @@ struct listener {
     struct eddy__list link; /* s->listener_list */
 };
 
+/* What one buffer of the ring holds while a socket keeps it: bytes [off, len)
+ * are still to be read; next is the socket's next buffer (-1: none). */
+struct buf_meta {
+    uint32_t len, off;
+    int32_t next;
+};
+
+/* A stream socket read through the ring (EDDY_OP_F_STREAM). Its RECVs wait
+ * here in arrival order and are served one way at a time, so that bytes
+ * keep their order: by a multishot receive into the loop's buffer ring
+ * (once the socket is read in a loop: from its second RECV), whose
+ * completions fill the oldest waiting RECV or, when none waits, stay queued
+ * here for the next RECV to copy out without a system call; or, when the
+ * multishot cannot be used (no buffers, refused, the stream ended), by one
+ * plain RECV at a time. Never both at once. Closing the socket through the
+ * backend withdraws the multishot and gives its buffers back; the struct
+ * goes with the multishot's last CQE. */
+struct stream {
+    int fd;
+    uint64_t serial;           /* the socket's (EDDY_OP_F_STREAM's u.io.offset) */
+    bool armed;                /* the multishot is in the kernel */
+    bool disarming;            /* its cancel is queued */
+    bool detached;             /* the socket was closed: freed by the multishot's last CQE */
+    bool plain_only;           /* refused, or the stream ended: plain RECVs from now on */
+    bool plain_next;           /* the ring ran dry (-ENOBUFS): the next RECV goes plain */
+    bool has_end;              /* end_result follows the queued bytes */
+    bool retry;                /* on s->stream_retry: arming found no SQE */
+    int end_result;            /* 0 (peer closed) or an error */
+    unsigned recvs;            /* RECVs seen, up to 2 */
+    uint32_t avg;              /* bytes a read brings: a moving average */
+    struct eddy_op *plain;     /* the plain RECV in the kernel, if any */
+    struct eddy__list waiters; /* RECV ops, oldest first */
+    int32_t q_head, q_tail;    /* queued buffers (struct buf_meta.next), -1: none */
+    unsigned q_count;
+    struct eddy__list link;       /* s->stream_list */
+    struct eddy__list retry_link; /* s->stream_retry */
+};
+
+/* Per-fd state (listeners, streams), found by fd: a table that grows to fit. */
+struct fd_table {
+    void **slots;
+    size_t size;
+};
+
+static void *fd_table_get(const struct fd_table *t, int fd)
+{
+    return (size_t)fd < t->size ? t->slots[fd] : NULL;
+}
+
+/* Makes room for fd (new slots NULL); false without memory. */
+static bool fd_table_fit(struct fd_table *t, int fd)
+{
+    if ((size_t)fd < t->size) return true;
+    size_t size = t->size ? t->size : 64;
+    while (size <= (size_t)fd)
+        size *= 2;
+    void **slots = realloc(t->slots, size * sizeof *slots);
+    if (!slots) return false;
+    memset(slots + t->size, 0, (size - t->size) * sizeof *slots);
+    t->slots = slots;
+    t->size = size;
+    return true;
+}
+
 struct uring_state {
     struct io_uring ring;
     unsigned setup_flags; /* the set the kernel accepted */
@@ -165,13 +253,24 @@ struct uring_state {
     struct eddy__list deferred; /* ops to complete with -ECANCELED */
     struct stat_slot *free_slots;
 
-    bool multishot_accept;       /* the kernel has it (and EDDY_CAPS_DISABLE does not say no) */
-    bool send_zc;                /* likewise for IORING_OP_SEND_ZC */
-    size_t zc_min;               /* sends of this many bytes and more go zero-copy */
-    bool zc_any_peer;            /* EDDY_URING_SEND_ZC_MIN: peers on this host too */
-    struct listener **listeners; /* by fd */
-    size_t listener_slots;
+    bool multishot_accept;           /* the kernel has it (and EDDY_CAPS_DISABLE does not say no) */
+    bool send_zc;                    /* likewise for IORING_OP_SEND_ZC */
+    size_t zc_min;                   /* sends of this many bytes and more go zero-copy */
+    bool zc_any_peer;                /* EDDY_URING_SEND_ZC_MIN: peers on this host too */
+    struct fd_table listeners;       /* struct listener *, by fd */
     struct eddy__list listener_list; /* every listener, detached ones included */
+
+    bool multishot_recv;            /* the kernel has it, the buffer ring is registered */
+    struct io_uring_buf_ring *br;   /* the buffer ring (NULL: none) */
+    size_t br_map_len;              /* its mapping: the ring, then the buffers */
+    char *bufs;                     /* buffer bid at bufs + bid * buf_size */
+    struct buf_meta *buf_meta;      /* by bid */
+    unsigned buf_count, buf_size;   /* buf_count: a power of two */
+    unsigned bufs_held;             /* buffers filled and not yet given back */
+    uint32_t recv_multishot_max;    /* sockets whose reads bring more go plain */
+    struct fd_table streams;        /* struct stream *, by fd */
+    struct eddy__list stream_list;  /* every stream, detached ones included */
+    struct eddy__list stream_retry; /* streams to arm once there is room in the SQ */
 };
 
 /* ---- SQEs ----------------------------------------------------------------- */
@@ -416,10 +515,13 @@ static void mark_written(struct eddy_op *op, int64_t result)
     }
 }
 
+static void stream_plain_done(struct uring_state *s, struct eddy_op *op, int64_t result);
+
 static void finish(struct eddy_backend *b, struct eddy_op *op, int64_t result)
 {
     struct uring_state *s = b->impl;
     if (result >= 0) mark_written(op, result);
+    if (op->backend_data & OP_RECV_PLAIN) stream_plain_done(s, op, result);
     if (op->kind == EDDY_OP_STAT) {
         struct stat_slot *slot = op_slot(op);
         if (result == 0) stat_from_statx(op->u.path.statbuf, &slot->stx);
@@ -450,7 +552,7 @@ static uint64_t listener_tag(const struct listener *l)
 
 static struct listener *listener_find(const struct uring_state *s, int fd)
 {
-    return (size_t)fd < s->listener_slots ? s->listeners[fd] : NULL;
+    return fd_table_get(&s->listeners, fd);
 }
 
 /* The listener of fd, made on its first accept. NULL on -ENOMEM. */
@@ -458,21 +560,11 @@ static struct listener *listener_get(struct uring_state *s, int fd)
 {
     struct listener *l = listener_find(s, fd);
     if (l) return l;
-    if ((size_t)fd >= s->listener_slots) {
-        size_t slots = s->listener_slots ? s->listener_slots : 64;
-        while (slots <= (size_t)fd)
-            slots *= 2;
-        struct listener **table = realloc(s->listeners, slots * sizeof *table);
-        if (!table) return NULL;
-        memset(table + s->listener_slots, 0, (slots - s->listener_slots) * sizeof *table);
-        s->listeners = table;
-        s->listener_slots = slots;
-    }
-    if (!(l = calloc(1, sizeof *l))) return NULL;
+    if (!fd_table_fit(&s->listeners, fd) || !(l = calloc(1, sizeof *l))) return NULL;
     l->fd = fd;
     eddy__list_init(&l->waiters);
     eddy__list_push_back(&s->listener_list, &l->link);
-    s->listeners[fd] = l;
+    s->listeners.slots[fd] = l;
     return l;
 }
 
@@ -557,7 +649,7 @@ static void listener_detach(struct uring_state *s, int fd)
 {
     struct listener *l = listener_find(s, fd);
     if (!l) return;
-    s->listeners[fd] = NULL;
+    s->listeners.slots[fd] = NULL;
     struct eddy__list *node;
     while ((node = eddy__list_pop_front(&l->waiters)))
         defer_op(s, eddy__container_of(node, struct eddy_op, link));
@@ -599,6 +691,8 @@ static void multishot_refused(struct uring_state *s, struct listener *l)
     }
 }
 
+static void fd_forget(struct uring_state *s, int fd);
+
 /* A CQE of a listener's multishot: a connection (or an error) for the
  * oldest waiting ACCEPT, else one kept for the next. */
 static int listener_cqe(struct eddy_backend *b, struct listener *l, const struct io_uring_cqe *cqe)
@@ -616,8 +710,7 @@ static int listener_cqe(struct eddy_backend *b, struct listener *l, const struct
         return 0;
     }
     if (res == -ECANCELED) return 0; /* withdrawn */
-    if (res >= 0)
-        listener_detach(s, res); /* that number was free: any listener under it is stale */
+    if (res >= 0) fd_forget(s, res); /* that number was free: what was kept under it is stale */
     if (!eddy__list_empty(&l->waiters)) {
         struct eddy_op *op =
             eddy__container_of(eddy__list_pop_front(&l->waiters), struct eddy_op, link);
@@ -633,7 +726,369 @@ static void listeners_free(struct uring_state *s)
 {
     while (!eddy__list_empty(&s->listener_list))
         listener_free(s, eddy__container_of(s->listener_list.next, struct listener, link));
-    free(s->listeners);
+    free(s->listeners.slots);
+}
+
+/* ---- multishot receive ---------------------------------------------------- */
+
+static uint64_t stream_tag(const struct stream *st)
+{
+    return (uint64_t)(uintptr_t)st | STREAM_TAG;
+}
+
+static struct stream *stream_find(const struct uring_state *s, int fd)
+{
+    return fd_table_get(&s->streams, fd);
+}
+
+static void stream_detach(struct uring_state *s, int fd);
+
+/* The stream of the socket serial under fd, made on its first RECV; one of
+ * another socket that had fd before (closed without an op) is dropped.
+ * NULL on -ENOMEM. */
+static struct stream *stream_get(struct uring_state *s, int fd, uint64_t serial)
+{
+    struct stream *st = stream_find(s, fd);
+    if (st && st->serial == serial) return st;
+    if (st) stream_detach(s, fd);
+    if (!fd_table_fit(&s->streams, fd) || !(st = calloc(1, sizeof *st))) return NULL;
+    st->fd = fd;
+    st->serial = serial;
+    st->q_head = st->q_tail = -1;
+    eddy__list_init(&st->waiters);
+    eddy__list_init(&st->retry_link);
+    eddy__list_push_back(&s->stream_list, &st->link);
+    s->streams.slots[fd] = st;
+    return st;
+}
+
+/* Gives buffer bid back to the kernel. */
+static void buf_give_back(struct uring_state *s, unsigned bid)
+{
+    io_uring_buf_ring_add(s->br, s->bufs + (size_t)bid * s->buf_size, s->buf_size,
+                          (unsigned short)bid, io_uring_buf_ring_mask(s->buf_count), 0);
+    io_uring_buf_ring_advance(s->br, 1);
+    s->bufs_held--;
+}
+
+static void stream_queue(struct uring_state *s, struct stream *st, unsigned bid, uint32_t len)
+{
+    struct buf_meta *m = &s->buf_meta[bid];
+    m->len = len;
+    m->off = 0;
+    m->next = -1;
+    if (st->q_tail >= 0)
+        s->buf_meta[st->q_tail].next = (int32_t)bid;
+    else
+        st->q_head = (int32_t)bid;
+    st->q_tail = (int32_t)bid;
+    st->q_count++;
+}
+
+static void stream_pop(struct uring_state *s, struct stream *st)
+{
+    unsigned bid = (unsigned)st->q_head;
+    st->q_head = s->buf_meta[bid].next;
+    if (st->q_head < 0) st->q_tail = -1;
+    st->q_count--;
+    buf_give_back(s, bid);
+}
+
+/* What a RECV gets from the queue: as many queued bytes as fit in its
+ * buffer, else the end of the stream. The queue must hold something. */
+static int64_t stream_take(struct uring_state *s, struct stream *st, struct eddy_op *op)
+{
+    char *dst = op->u.io.buf;
+    size_t want = op->u.io.len, got = 0;
+    while (got < want && st->q_head >= 0) {
+        struct buf_meta *m = &s->buf_meta[st->q_head];
+        size_t n = m->len - m->off;
+        if (n > want - got) n = want - got;
+        memcpy(dst + got, s->bufs + (size_t)st->q_head * s->buf_size + m->off, n);
+        m->off += (uint32_t)n;
+        got += n;
+        if (m->off == m->len) stream_pop(s, st);
+    }
+    if (got > 0) return (int64_t)got;
+    st->has_end = false; /* told once; the RECVs after it ask the kernel */
+    return st->end_result;
+}
+
+static bool stream_has_data(const struct stream *st)
+{
+    return st->q_head >= 0 || st->has_end;
+}
+
+static void stream_retry_later(struct uring_state *s, struct stream *st)
+{
+    if (!st->retry) eddy__list_push_back(&s->stream_retry, &st->retry_link);
+    st->retry = true;
+}
+
+static void stream_disarm(struct uring_state *s, struct stream *st)
+{
+    struct io_uring_sqe *sqe = get_sqe(s);
+    if (!sqe) {
+        stream_retry_later(s, st);
+        return;
+    }
+    io_uring_prep_cancel64(sqe, stream_tag(st), 0);
+    io_uring_sqe_set_data64(sqe, CANCEL_TAG);
+    if (s->ring.features & IORING_FEAT_CQE_SKIP) sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    st->disarming = true;
+}
+
+/* Whether st's next reads may go through its multishot. */
+static bool stream_wants_multishot(const struct uring_state *s, const struct stream *st)
+{
+    return s->multishot_recv && !st->plain_only && !st->plain_next && st->recvs >= 2 &&
+           st->avg < s->recv_multishot_max && s->bufs_held < s->buf_count &&
+           st->q_count < STREAM_QUEUE_MAX;
+}
+
+/* Sends st's oldest waiting RECV to the kernel as a plain one. */
+static void stream_send_plain(struct uring_state *s, struct stream *st)
+{
+    struct eddy_op *op =
+        eddy__container_of(eddy__list_pop_front(&st->waiters), struct eddy_op, link);
+    st->plain = op;
+    st->plain_next = false;
+    op->backend_data = OP_RECV_PLAIN;
+    struct io_uring_sqe *sqe = eddy__list_empty(&s->backlog) ? get_sqe(s) : NULL;
+    if (!sqe) {
+        op->backend_data |= OP_BACKLOG;
+        eddy__list_push_back(&s->backlog, &op->link);
+        return;
+    }
+    prep_op(s, sqe, op);
+}
+
+/* After any change to st: RECVs wait with nothing queued, and neither the
+ * multishot nor a plain RECV is in the kernel: start one of them. */
+static void stream_kick(struct uring_state *s, struct stream *st)
+{
+    if (st->detached || eddy__list_empty(&st->waiters) || stream_has_data(st)) return;
+    if (st->armed || st->plain) return;
+    if (!stream_wants_multishot(s, st)) {
+        stream_send_plain(s, st);
+        return;
+    }
+    struct io_uring_sqe *sqe = get_sqe(s);
+    if (!sqe) {
+        stream_retry_later(s, st);
+        return;
+    }
+    io_uring_prep_recv_multishot(sqe, st->fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = BUF_GROUP;
+    io_uring_sqe_set_data64(sqe, stream_tag(st));
+    st->armed = true;
+}
+
+/* Completes the waiting RECVs that the queue can serve. */
+static int stream_serve(struct eddy_backend *b, struct stream *st)
+{
+    struct uring_state *s = b->impl;
+    int completed = 0;
+    while (!eddy__list_empty(&st->waiters) && stream_has_data(st)) {
+        struct eddy_op *op =
+            eddy__container_of(eddy__list_pop_front(&st->waiters), struct eddy_op, link);
+        op->backend_data = 0;
+        finish(b, op, stream_take(s, st, op));
+        completed++;
+    }
+    return completed;
+}
+
+static void stream_free(struct uring_state *s, struct stream *st)
+{
+    while (st->q_head >= 0)
+        stream_pop(s, st);
+    eddy__list_remove(&st->link);
+    eddy__list_remove(&st->retry_link);
+    free(st);
+}
+
+/* The socket of fd is gone (closed through the backend, or its number came
+ * back from the kernel): its waiting RECVs end with -ECANCELED, its buffers
+ * go back to the ring, and its multishot is withdrawn. */
+static void stream_detach(struct uring_state *s, int fd)
+{
+    struct stream *st = stream_find(s, fd);
+    if (!st) return;
+    s->streams.slots[fd] = NULL;
+    struct eddy__list *node;
+    while ((node = eddy__list_pop_front(&st->waiters)))
+        defer_op(s, eddy__container_of(node, struct eddy_op, link));
+    st->detached = true;
+    st->plain = NULL; /* it completes on its own; nothing of st is left to it */
+    if (!st->armed) {
+        stream_free(s, st);
+        return;
+    }
+    while (st->q_head >= 0)
+        stream_pop(s, st);
+    if (!st->disarming) stream_disarm(s, st);
+}
+
+/* Whatever the backend kept under fd's number is stale or going. */
+static void fd_forget(struct uring_state *s, int fd)
+{
+    listener_detach(s, fd);
+    stream_detach(s, fd);
+}
+
+/* A RECV on a stream socket. Bytes already queued are copied out at once,
+ * without a system call; else the op waits for the multishot or its plain
+ * RECV. -ENOMEM: take the ordinary path. */
+static int stream_submit(struct eddy_backend *b, struct eddy_op *op)
+{
+    struct uring_state *s = b->impl;
+    struct stream *st = stream_get(s, (int)op->fd, (uint64_t)op->u.io.offset);
+    if (!st) return -ENOMEM;
+    if (st->recvs < 2) st->recvs++;
+    if (eddy__list_empty(&st->waiters) && !st->plain && stream_has_data(st))
+        return finish_now(op, stream_take(s, st, op));
+    op->backend_data = OP_RECV_WAIT;
+    eddy__list_push_back(&st->waiters, &op->link);
+    b->pending++;
+    stream_kick(s, st);
+    return EDDY_OP_PENDING;
+}
+
+/* Counts a read of n bytes into st's average (weight 1/4). */
+static void stream_count(struct stream *st, int64_t n)
+{
+    st->avg = (uint32_t)((3 * (uint64_t)st->avg + (uint64_t)n) / 4);
+}
+
+/* st's plain RECV has ended with result. */
+static void stream_plain_done(struct uring_state *s, struct eddy_op *op, int64_t result)
+{
+    struct stream *st = stream_find(s, (int)op->fd);
+    if (!st || st->plain != op) return;
+    st->plain = NULL;
+    if (result > 0) stream_count(st, result);
+    if (result <= 0 && result != -ECANCELED && result != -EINTR) st->plain_only = true; /* ended */
+    stream_kick(s, st);
+}
+
+/* A CQE of a stream's multishot: bytes in a buffer of the ring, for the
+ * oldest waiting RECV or queued for the next; the end of the stream or an
+ * error, after the queued bytes; or the end of the multishot (withdrawn,
+ * the ring ran dry, refused), after which the next RECV re-arms it or goes
+ * plain. */
+static int stream_cqe(struct eddy_backend *b, struct stream *st, const struct io_uring_cqe *cqe)
+{
+    struct uring_state *s = b->impl;
+    int res = cqe->res;
+    bool has_buf = cqe->flags & IORING_CQE_F_BUFFER;
+    unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+    if (!(cqe->flags & IORING_CQE_F_MORE)) st->armed = st->disarming = false;
+    if (has_buf) s->bufs_held++;
+    if (st->detached) {
+        if (has_buf) buf_give_back(s, bid);
+        if (!st->armed) stream_free(s, st);
+        return 0;
+    }
+    if (has_buf && res > 0) {
+        MARK_DEFINED(s->bufs + (size_t)bid * s->buf_size, (size_t)res);
+        stream_queue(s, st, bid, (uint32_t)res);
+        stream_count(st, res);
+    } else if (has_buf) {
+        buf_give_back(s, bid);
+    }
+    if (res == -ENOBUFS) {
+        st->plain_next = true;
+    } else if (res == -EINVAL && !st->armed && !has_buf) {
+        st->plain_only = true; /* refused */
+    } else if (res <= 0 && res != -ECANCELED && res != -EINTR && !st->has_end) {
+        st->has_end = true;
+        st->end_result = res;
+        st->plain_only = true;
+    }
+    int completed = stream_serve(b, st);
+    if ((st->q_count >= STREAM_QUEUE_MAX || st->avg >= s->recv_multishot_max) && st->armed &&
+        !st->disarming)
+        stream_disarm(s, st);
+    stream_kick(s, st);
+    return completed;
+}
+
+/* Arms, or withdraws, what found no room in the SQ before. */
+static void streams_retry(struct uring_state *s)
+{
+    struct eddy__list *node;
+    while ((node = eddy__list_pop_front(&s->stream_retry))) {
+        struct stream *st = eddy__container_of(node, struct stream, retry_link);
+        eddy__list_init(&st->retry_link);
+        st->retry = false;
+        if (st->armed && !st->disarming &&
+            (st->detached || st->q_count >= STREAM_QUEUE_MAX || st->avg >= s->recv_multishot_max))
+            stream_disarm(s, st);
+        else
+            stream_kick(s, st);
+        if (st->retry) break; /* still no room */
+    }
+}
+
+static void streams_free(struct uring_state *s)
+{
+    while (!eddy__list_empty(&s->stream_list))
+        stream_free(s, eddy__container_of(s->stream_list.next, struct stream, link));
+    free(s->streams.slots);
+    free(s->buf_meta);
+    if (s->br) munmap(s->br, s->br_map_len);
+}
+
+/* The buffer ring, registered as group BUF_GROUP: 0, or why not (the
+ * kernel has none before 5.19). */
+static int buf_ring_setup(struct uring_state *s)
+{
+    unsigned count = RECV_BUFS_DEFAULT, size = RECV_BUF_SIZE_DEFAULT;
+    const char *knob = getenv("EDDY_URING_BUF_RING");
+    if (knob && *knob) {
+        char *x, *end;
+        unsigned long c = strtoul(knob, &x, 10), z = *x == 'x' ? strtoul(x + 1, &end, 10) : 0;
+        if (z && *end == '\0' && c >= 1 && c <= 32768 && (c & (c - 1)) == 0 && z <= (1u << 20)) {
+            count = (unsigned)c;
+            size = (unsigned)z;
+        }
+    }
+    long page = sysconf(_SC_PAGESIZE);
+    size_t ring_len =
+        (count * sizeof(struct io_uring_buf) + (size_t)page - 1) & ~((size_t)page - 1);
+    size_t len = ring_len + (size_t)count * size;
+    void *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED) return -errno;
+    s->buf_meta = calloc(count, sizeof *s->buf_meta);
+    if (!s->buf_meta) {
+        munmap(map, len);
+        return -ENOMEM;
+    }
+    struct io_uring_buf_reg reg;
+    memset(&reg, 0, sizeof reg);
+    reg.ring_addr = (uint64_t)(uintptr_t)map;
+    reg.ring_entries = count;
+    reg.bgid = BUF_GROUP;
+    int err = io_uring_register_buf_ring(&s->ring, &reg, 0);
+    if (err < 0) {
+        free(s->buf_meta);
+        s->buf_meta = NULL;
+        munmap(map, len);
+        return err;
+    }
+    s->br = map;
+    s->br_map_len = len;
+    s->bufs = (char *)map + ring_len;
+    s->buf_count = count;
+    s->buf_size = size;
+    io_uring_buf_ring_init(s->br);
+    for (unsigned bid = 0; bid < count; bid++)
+        io_uring_buf_ring_add(s->br, s->bufs + (size_t)bid * size, size, (unsigned short)bid,
+                              io_uring_buf_ring_mask(count), (int)bid);
+    io_uring_buf_ring_advance(s->br, (int)count);
+    return 0;
 }
 
 /* Sends op again as a plain SEND (its socket refused zero-copy), behind
@@ -691,12 +1146,14 @@ static int handle_cqe(struct eddy_backend *b, const struct io_uring_cqe *cqe)
     if (tag == CANCEL_TAG || tag == LIBURING_UDATA_TIMEOUT) return 0;
     if ((tag & 7) == LISTENER_TAG)
         return listener_cqe(b, (struct listener *)(uintptr_t)(tag & ~(uint64_t)7), cqe);
+    if ((tag & 7) == STREAM_TAG)
+        return stream_cqe(b, (struct stream *)(uintptr_t)(tag & ~(uint64_t)7), cqe);
     struct eddy_op *op = (struct eddy_op *)(uintptr_t)tag;
     if (op->backend_data & OP_ZC) return zc_cqe(b, op, cqe);
     if (op->backend_data & OP_CANCEL_WAIT) eddy__list_remove(&op->link); /* too late to ask */
     int64_t result = cqe->res;
     if (result >= 0 && (op->kind == EDDY_OP_ACCEPT || op->kind == EDDY_OP_OPEN))
-        listener_detach(s, (int)result); /* that number was free: a listener under it is stale */
+        fd_forget(s, (int)result); /* that number was free: what was kept under it is stale */
     /* Work the kernel had started is interrupted rather than cancelled. */
     if (result == -EINTR && op->state == EDDY_OP_STATE_CANCELLING) result = -ECANCELED;
     finish(b, op, result);
@@ -768,10 +1225,15 @@ static int uring_submit(struct eddy_backend *b, struct eddy_op *op)
     struct uring_state *s = b->impl;
     if (!uring_handles(b, (enum eddy_op_kind)op->kind)) return -ENOTSUP;
     if (uses_fd(op) && (op->fd < 0 || op->fd > INT_MAX)) return finish_now(op, -EBADF);
-    if (op->kind == EDDY_OP_CLOSE) listener_detach(s, (int)op->fd);
+    if (op->kind == EDDY_OP_CLOSE) fd_forget(s, (int)op->fd);
     if (!s->native[op->kind]) return submit_sync(op);
     if (op->kind == EDDY_OP_ACCEPT && s->multishot_accept && !op->u.addr.addr) {
         int rc = accept_submit(b, op);
+        if (rc != -ENOMEM) return rc;
+    }
+    if (op->kind == EDDY_OP_RECV && s->multishot_recv && (op->flags & EDDY_OP_F_STREAM) &&
+        op->u.io.flags == 0) {
+        int rc = stream_submit(b, op);
         if (rc != -ENOMEM) return rc;
     }
     op->backend_data = 0;
@@ -796,7 +1258,8 @@ static int uring_submit(struct eddy_backend *b, struct eddy_op *op)
 static void uring_cancel(struct eddy_backend *b, struct eddy_op *op)
 {
     struct uring_state *s = b->impl;
-    if (op->backend_data & OP_ACCEPT_WAIT) { /* the listener keeps what comes for it */
+    /* The listener or the stream keeps what comes for it. */
+    if (op->backend_data & (OP_ACCEPT_WAIT | OP_RECV_WAIT)) {
         eddy__list_remove(&op->link);
         defer_op(s, op);
         return;
@@ -861,6 +1324,7 @@ static int uring_poll(struct eddy_backend *b, int64_t timeout_ns)
     if (err < 0) return err;
     flush_waiting(s);
     listeners_reconcile(s);
+    if (!eddy__list_empty(&s->stream_retry)) streams_retry(s);
     if (!s->wake_armed) arm_wake(s);
     int completed = complete_deferred(b);
     if (completed) timeout_ns = 0;
@@ -914,6 +1378,7 @@ static void state_free(struct uring_state *s)
     }
     io_uring_queue_exit(&s->ring);
     listeners_free(s); /* after the ring: nothing more is accepted for them */
+    streams_free(s);   /* nor received */
     close(s->wakefd);
     struct stat_slot *slot;
     while ((slot = s->free_slots)) {
@@ -970,6 +1435,8 @@ static int probe(struct uring_state *s)
     if (!(s->ring.features & IORING_FEAT_RW_CUR_POS))
         s->native[EDDY_OP_READ] = s->native[EDDY_OP_WRITE] = false;
     s->send_zc = io_uring_opcode_supported(p, IORING_OP_SEND_ZC);
+    /* Multishot receive has no opcode of its own; it came in 6.0 with SEND_ZC. */
+    s->multishot_recv = s->send_zc;
     io_uring_free_probe(p);
     return err;
 }
@@ -997,6 +1464,8 @@ static int uring_init(struct eddy_backend *b, const eddy_loop_options *opts)
     eddy__list_init(&s->cancels);
     eddy__list_init(&s->deferred);
     eddy__list_init(&s->listener_list);
+    eddy__list_init(&s->stream_list);
+    eddy__list_init(&s->stream_retry);
     atomic_init(&s->wake_pending, false);
     int err = ring_setup(s, opts);
     if (err < 0) {
@@ -1020,6 +1489,18 @@ static int uring_init(struct eddy_backend *b, const eddy_loop_options *opts)
         (s->setup_flags & (IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER)) &&
         !cap_disabled("multishot_accept");
     s->send_zc = s->send_zc && !cap_disabled("zerocopy_send");
+    /* The buffer ring (5.19+) serves multishot receives only: it is set up
+     * when they are used, and both go when either is disabled. */
+    s->multishot_recv = s->multishot_recv && !cap_disabled("multishot_recv") &&
+                        !cap_disabled("buffer_ring") && buf_ring_setup(s) == 0;
+    s->recv_multishot_max = RECV_MULTISHOT_MAX;
+    const char *ms_max = getenv("EDDY_URING_RECV_MULTISHOT_MAX");
+    if (ms_max && *ms_max) {
+        char *end;
+        unsigned long long v = strtoull(ms_max, &end, 10);
+        if (*end == '\0' && v > 0)
+            s->recv_multishot_max = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+    }
     s->zc_min = ZC_MIN_DEFAULT;
     const char *zc_min = getenv("EDDY_URING_SEND_ZC_MIN");
     if (zc_min && *zc_min) {
@@ -1059,9 +1540,11 @@ static eddy_support uring_supports(const struct eddy_backend *b, eddy_cap cap)
         return s->multishot_accept ? EDDY_NATIVE : EDDY_NONE;
     case EDDY_CAP_ZEROCOPY_SEND: /* probed at init (Linux 6.0+) */
         return s->send_zc ? EDDY_NATIVE : EDDY_NONE;
-    default: /* watch_fd, signals, subprocess, sendfile; multishot recv, buffer
-                rings: not implemented yet (once they are, answer from the
-                probe) */
+    case EDDY_CAP_MULTISHOT_RECV: /* probed at init (Linux 6.0+) */
+        return s->multishot_recv ? EDDY_NATIVE : EDDY_NONE;
+    case EDDY_CAP_BUFFER_RING: /* registered at init (Linux 5.19+), for multishot receives */
+        return s->br ? EDDY_NATIVE : EDDY_NONE;
+    default: /* watch_fd, signals, subprocess, sendfile: not implemented yet */
         return EDDY_NONE;
     }
 }

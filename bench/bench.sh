@@ -10,6 +10,8 @@
 # warm-up) and in connections.
 #
 #   EDDY_BENCH_ONLY="tasks timers echo http files"   the sections to run (default: all)
+#   EDDY_BENCH_ECHO="eddy/io_uring eddy/epoll liburing" the echo servers to run (default: all)
+#   EDDY_BENCH_FILES_DIR=DIR   where the files section puts its 1 GiB file (default: a temporary dir)
 set -u
 srcdir=${srcdir:-.}
 ROUNDS=${EDDY_BENCH_ROUNDS:-3}
@@ -49,10 +51,11 @@ if want timers; then
     r=1
     while [ "$r" -le "$ROUNDS" ]; do
         for lib in $libs; do
-            line=$(taskset -c "$SERVER_CPU" ./bench/timers "$lib") || line="- -"
+            line=$(taskset -c "$SERVER_CPU" ./bench/timers "$lib") || line="- - -"
             echo "  round $r $lib: $line"
             echo "$line" | awk '{ print $1 }' >>"$out/timer-cancel-$lib"
             echo "$line" | awk '{ print $2 }' >>"$out/timer-fire-$lib"
+            echo "$line" | awk '{ print $3 }' >>"$out/timer-cold-$lib"
         done
         r=$((r + 1))
     done
@@ -86,6 +89,11 @@ if [ -n "$UVPY" ]; then
     add_server uvloop "$UVPY $srcdir/bench/echo_asyncio.py PORT uvloop"
 else
     missing="$missing uvloop"
+fi
+if [ -n "${EDDY_BENCH_ECHO:-}" ]; then
+    servers=$(echo "$servers" | while IFS='|' read -r name cmd; do
+        case " $EDDY_BENCH_ECHO " in *" $name "*) echo "$name|$cmd" ;; esac
+    done)
 fi
 CONFIGS="64:50 64:1000 16384:50 16384:1000"
 
@@ -244,15 +252,18 @@ if want http; then
 fi
 
 # ---- files --------------------------------------------------------------------
-# 4 KiB random reads at queue depth 32 over a 1 GiB file (in $out, removed at
-# exit), through the page cache and with O_DIRECT: bench/files (eddy on each
-# backend, libuv) and fio's io_uring engine, all on CPU $SERVER_CPU.
+# 4 KiB random reads at queue depth 32 over a 1 GiB file (in $out, or in
+# $EDDY_BENCH_FILES_DIR: see docs/performance.md for a RAM-backed disk; removed
+# at exit), through the page cache and with O_DIRECT: bench/files (eddy on
+# each backend, libuv) and fio's io_uring engine, all on CPU $SERVER_CPU.
 files_libs=""
 if want files; then
-    fdat="$out/files.dat"
-    avail=$(df -Pk "$out" | awk 'NR == 2 { print $4 }')
-    if [ "${avail:-0}" -lt 1200000 ]; then
-        echo "== files: left out, less than 1.2 GiB free under $out" >&2
+    fdir=${EDDY_BENCH_FILES_DIR:-$out}
+    fdat="$fdir/eddy-bench-files.dat"
+    [ "$fdir" = "$out" ] || trap 'rm -rf "$out" "$fdat"' EXIT
+    avail=$(df -Pk "$fdir" | awk 'NR == 2 { print $4 }')
+    if [ "${avail:-0}" -lt 1100000 ]; then
+        echo "== files: left out, less than 1.1 GiB free under $fdir" >&2
     elif ! [ -x ./bench/files ]; then
         echo "== files: left out, bench/files not built" >&2
     else
@@ -310,15 +321,16 @@ if want tasks && [ -s "$out/switch" ]; then
 fi
 if want timers; then
     echo
-    echo "Timers: 1 000 000 timers (thread CPU ns per timer)"
-    printf '  %-8s %16s %16s\n' "" "start+cancel" "start+fire"
+    echo "Timers: 1 000 000 timers (thread CPU ns per timer; cold = first round, page faults included)"
+    printf '  %-8s %16s %16s %20s\n' "" "start+cancel" "start+fire" "start+cancel cold"
     for lib in eddy uv; do
         [ -s "$out/timer-cancel-$lib" ] || continue
         c=$(median <"$out/timer-cancel-$lib")
         f=$(median <"$out/timer-fire-$lib")
+        k=$(median <"$out/timer-cold-$lib")
         name=$lib
         [ "$lib" = uv ] && name=libuv
-        printf '  %-8s %16s %16s\n' "$name" "$c" "$f"
+        printf '  %-8s %16s %16s %20s\n' "$name" "$c" "$f" "$k"
         echo "$c" >"$out/timer-median-$lib"
     done
     c=$(cat "$out/timer-median-eddy" 2>/dev/null)
@@ -333,13 +345,13 @@ if want echo; then
     for cfg in $CONFIGS; do
         size=${cfg%%:*}
         conns=${cfg##*:}
-        uvcpu=$(median <"$out/echo-$size-$conns-libuv-cpu" 2>/dev/null)
+        uvcpu=$( { median <"$out/echo-$size-$conns-libuv-cpu"; } 2>/dev/null)
         echo "  $size B messages, $conns connections"
         printf '    %-14s %12s %14s %10s\n' server "round trips/s" "CPU ns/trip" "vs libuv"
         echo "$servers" | while IFS='|' read -r name cmd; do
             k=$(key "$name")
-            rps=$(median <"$out/echo-$size-$conns-$k-rps" 2>/dev/null)
-            cpu=$(median <"$out/echo-$size-$conns-$k-cpu" 2>/dev/null)
+            rps=$( { median <"$out/echo-$size-$conns-$k-rps"; } 2>/dev/null)
+            cpu=$( { median <"$out/echo-$size-$conns-$k-cpu"; } 2>/dev/null)
             ratio=$(awk -v a="$cpu" -v b="${uvcpu:--}" \
                 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2fx", a / b; else print "-" }')
             printf '    %-14s %12s %14s %10s\n' "$name" "${rps:--}" "${cpu:--}" "$ratio"
@@ -350,8 +362,8 @@ if want echo; then
         for cfg in $CONFIGS; do
             size=${cfg%%:*}
             conns=${cfg##*:}
-            base=$(median <"$out/echo-$size-$conns-liburing-cpu" 2>/dev/null)
-            cpu=$(median <"$out/echo-$size-$conns-eddy_io_uring-cpu" 2>/dev/null)
+            base=$( { median <"$out/echo-$size-$conns-liburing-cpu"; } 2>/dev/null)
+            cpu=$( { median <"$out/echo-$size-$conns-eddy_io_uring-cpu"; } 2>/dev/null)
             awk -v a="$cpu" -v u="${base:--}" -v n="    $size B x $conns" 'BEGIN {
                 if (a + 0 > 0 && u + 0 > 0)
                     printf "%s: %s (%.2fx)\n", n, (a <= 1.05 * u ? "met" : "MISSED"), a / u
@@ -359,13 +371,23 @@ if want echo; then
                     printf "%s: no figure\n", n }'
         done
     fi
+    echo "  target: eddy/io_uring's CPU per round trip at 1000 connections <= 0.75x eddy/epoll's:"
+    for size in 64 16384; do
+        ep=$( { median <"$out/echo-$size-1000-eddy_epoll-cpu"; } 2>/dev/null)
+        cpu=$( { median <"$out/echo-$size-1000-eddy_io_uring-cpu"; } 2>/dev/null)
+        awk -v a="$cpu" -v e="${ep:--}" -v n="    $size B x 1000" 'BEGIN {
+            if (a + 0 > 0 && e + 0 > 0)
+                printf "%s: %s (%.2fx)\n", n, (a <= 0.75 * e ? "met" : "MISSED"), a / e
+            else
+                printf "%s: no figure\n", n }'
+    done
     echo "  target: eddy's CPU per round trip <= 0.6x libuv's:"
     for cfg in $CONFIGS; do
         size=${cfg%%:*}
         conns=${cfg##*:}
-        uvcpu=$(median <"$out/echo-$size-$conns-libuv-cpu" 2>/dev/null)
+        uvcpu=$( { median <"$out/echo-$size-$conns-libuv-cpu"; } 2>/dev/null)
         for b in io_uring epoll; do
-            cpu=$(median <"$out/echo-$size-$conns-eddy_$b-cpu" 2>/dev/null)
+            cpu=$( { median <"$out/echo-$size-$conns-eddy_$b-cpu"; } 2>/dev/null)
             awk -v a="$cpu" -v u="${uvcpu:--}" -v n="    eddy/$b, $size B x $conns" 'BEGIN {
                 if (a + 0 > 0 && u + 0 > 0)
                     printf "%s: %s (%.2fx)\n", n, (a <= 0.6 * u ? "met" : "MISSED"), a / u
@@ -378,14 +400,14 @@ if want http && [ -n "$http_servers" ]; then
     echo
     echo "HTTP: requests/s (wrk -t1) and the server's CPU time per request (utime+stime, ns)"
     for conns in $HTTP_CONNS; do
-        ngcpu=$(median <"$out/http-$conns-nginx-cpu" 2>/dev/null)
-        ngrps=$(median <"$out/http-$conns-nginx-rps" 2>/dev/null)
+        ngcpu=$( { median <"$out/http-$conns-nginx-cpu"; } 2>/dev/null)
+        ngrps=$( { median <"$out/http-$conns-nginx-rps"; } 2>/dev/null)
         echo "  $conns connections"
         printf '    %-14s %12s %14s %10s\n' server "requests/s" "CPU ns/req" "vs nginx"
         for name in $http_servers; do
             k=$(key "$name")
-            rps=$(median <"$out/http-$conns-$k-rps" 2>/dev/null)
-            cpu=$(median <"$out/http-$conns-$k-cpu" 2>/dev/null)
+            rps=$( { median <"$out/http-$conns-$k-rps"; } 2>/dev/null)
+            cpu=$( { median <"$out/http-$conns-$k-cpu"; } 2>/dev/null)
             ratio=$(awk -v a="$cpu" -v b="${ngcpu:--}" \
                 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2fx", a / b; else print "-" }')
             printf '    %-14s %12s %14s %10s\n' "$name" "${rps:--}" "${cpu:--}" "$ratio"
@@ -394,11 +416,11 @@ if want http && [ -n "$http_servers" ]; then
     case " $http_servers " in *" nginx "*)
         echo "  target: eddy's requests/s >= nginx's at <= nginx's CPU per request:"
         for conns in $HTTP_CONNS; do
-            ngcpu=$(median <"$out/http-$conns-nginx-cpu" 2>/dev/null)
-            ngrps=$(median <"$out/http-$conns-nginx-rps" 2>/dev/null)
+            ngcpu=$( { median <"$out/http-$conns-nginx-cpu"; } 2>/dev/null)
+            ngrps=$( { median <"$out/http-$conns-nginx-rps"; } 2>/dev/null)
             for b in io_uring epoll; do
-                rps=$(median <"$out/http-$conns-eddy_$b-rps" 2>/dev/null)
-                cpu=$(median <"$out/http-$conns-eddy_$b-cpu" 2>/dev/null)
+                rps=$( { median <"$out/http-$conns-eddy_$b-rps"; } 2>/dev/null)
+                cpu=$( { median <"$out/http-$conns-eddy_$b-cpu"; } 2>/dev/null)
                 awk -v r="$rps" -v c="$cpu" -v nr="$ngrps" -v nc="$ngcpu" \
                     -v n="    eddy/$b, $conns conns" 'BEGIN {
                     if (r + 0 > 0 && c + 0 > 0 && nr + 0 > 0 && nc + 0 > 0)
@@ -417,15 +439,15 @@ if want files && [ -n "$files_libs" ]; then
     printf '  %-14s %12s %12s\n' "" "page cache" "O_DIRECT"
     for name in $files_libs; do
         k=$(key "$name")
-        c=$(median <"$out/files-cache-$k" 2>/dev/null)
-        d=$(median <"$out/files-direct-$k" 2>/dev/null)
+        c=$( { median <"$out/files-cache-$k"; } 2>/dev/null)
+        d=$( { median <"$out/files-direct-$k"; } 2>/dev/null)
         printf '  %-14s %12s %12s\n' "$name" "${c:--}" "${d:--}"
     done
     case " $files_libs " in *" fio "*)
         echo "  target: eddy/io_uring >= 90 % of fio's IOPS:"
         for mode in cache direct; do
-            e=$(median <"$out/files-$mode-eddy_io_uring" 2>/dev/null)
-            f=$(median <"$out/files-$mode-fio" 2>/dev/null)
+            e=$( { median <"$out/files-$mode-eddy_io_uring"; } 2>/dev/null)
+            f=$( { median <"$out/files-$mode-fio"; } 2>/dev/null)
             awk -v e="$e" -v f="$f" -v n="    $mode" 'BEGIN {
                 if (e + 0 > 0 && f + 0 > 0)
                     printf "%s: %s (%.2fx)\n", n, (e >= 0.9 * f ? "met" : "MISSED"), e / f

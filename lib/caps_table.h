@@ -56,8 +56,12 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_DNS] = {EDDY_EMULATED, CAPS_DNS},
                 [EDDY_CAP_MULTISHOT_ACCEPT] = {EDDY_NATIVE,
                                                "Linux 5.19+; armed while an accept waits"},
-                [EDDY_CAP_MULTISHOT_RECV] = {EDDY_NONE, CAPS_NOT_YET},
-                [EDDY_CAP_BUFFER_RING] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_MULTISHOT_RECV] = {EDDY_NATIVE,
+                                             "Linux 6.0+; stream sockets read in a loop; "
+                                             "`eddy_recv` copies out"},
+                [EDDY_CAP_BUFFER_RING] = {EDDY_NATIVE,
+                                          "Linux 5.19+; the loop's receive buffers, for "
+                                          "multishot receives"},
                 [EDDY_CAP_ZEROCOPY_SEND] = {EDDY_NATIVE,
                                             "Linux 6.0+; sends of 64 KiB and more to other hosts"},
                 [EDDY_CAP_SENDFILE] = {EDDY_NONE, CAPS_NOT_YET},

@@ -44,21 +44,45 @@ enum {
 };
 
 struct eddy_timer {
-    int64_t deadline;  /* loop clock, ns */
-    size_t heap_index; /* SIZE_MAX when not in the heap */
+    int64_t deadline;    /* loop clock, ns */
+    uint32_t heap_index; /* UINT32_MAX when not armed; EDDY__IN_WHEEL_* in the wheel */
+    uint32_t flags;      /* EDDY__TIMER_* */
+    uint64_t seq;        /* arming order: equal deadlines fire first-in first-out */
+    union {
+        struct eddy__list link;       /* armed in the wheel: its bucket */
+        struct eddy_timer *next_free; /* public timers: their slab's free list */
+    };
     struct eddy_loop *loop;
-    void (*fire)(struct eddy_timer *t); /* internal timers (sleep, timeouts) */
-    eddy_callback cb;                   /* public timers */
-    void *arg;
-    unsigned flags;
-    struct eddy_timer *next_free; /* public timers: the loop's recycling list */
+    union {
+        void (*fire)(struct eddy_timer *t); /* internal timers (sleep, timeouts) */
+        eddy_callback cb;                   /* public timers (EDDY__TIMER_PUBLIC) */
+    };
+    void *arg; /* public timers */
 };
 
 /* A heap slot: the timer's key beside it, so sifting never dereferences. */
 struct eddy__heap_entry {
     int64_t deadline;
-    uint64_t seq; /* arming order: equal deadlines fire first-in first-out */
+    uint64_t seq;
     struct eddy_timer *timer;
+};
+
+/* Where an armed timer that is not in the heap is (its heap_index). */
+#define EDDY__IN_WHEEL_NEAR     (UINT32_MAX - 1)
+#define EDDY__IN_WHEEL_FAR      (UINT32_MAX - 2)
+#define EDDY__IN_WHEEL_OVERFLOW (UINT32_MAX - 3)
+#define EDDY__WHEEL_SLOTS       256
+
+/* Timers not due soon wait in a two-level wheel of unsorted buckets, where
+ * arming and stopping are O(1); they reach the heap when theirs is the
+ * earliest bucket (lib/timer.c). */
+struct eddy__timer_wheel {
+    int64_t tick;         /* near ticks (2^24 ns) up to this one are in the heap */
+    size_t count;         /* timers in buckets or in overflow */
+    int64_t overflow_min; /* no overflow deadline is earlier; INT64_MAX when empty */
+    uint64_t used[2][EDDY__WHEEL_SLOTS / 64]; /* non-empty buckets, near and far */
+    struct eddy__list slots[2][EDDY__WHEEL_SLOTS];
+    struct eddy__list overflow;
 };
 
 struct eddy__timer_heap {
@@ -66,10 +90,13 @@ struct eddy__timer_heap {
     size_t count, capacity;
     size_t dead; /* cancelled public timers still in items */
     uint64_t next_seq;
-    struct eddy_timer *free_list; /* recycled public timers */
-    size_t free_count;
+    struct eddy__list slabs, partial_slabs; /* public timers' memory (lib/timer.c) */
+    size_t empty_slabs;
+    int64_t trim_at; /* when spare empty slabs go; 0 = none waiting */
+    struct eddy__timer_wheel wheel;
 };
 
+void eddy__timers_init(struct eddy__timer_heap *h, int64_t now);
 void eddy__timer_init(struct eddy_timer *t, struct eddy_loop *loop,
                       void (*fire)(struct eddy_timer *));
 /* Arms t to fire at deadline. 0 or -ENOMEM. */
@@ -77,16 +104,21 @@ int eddy__timer_start(struct eddy_timer *t, int64_t deadline);
 void eddy__timer_stop(struct eddy_timer *t);
 static inline bool eddy__timer_pending(const struct eddy_timer *t)
 {
-    return t->heap_index != SIZE_MAX;
+    return t->heap_index != UINT32_MAX;
 }
 /* The earliest live deadline, or INT64_MAX with no timer. */
 int64_t eddy__timers_next(struct eddy__timer_heap *h);
 /* Timers that will still fire. */
 static inline size_t eddy__timers_live(const struct eddy__timer_heap *h)
 {
-    return h->count - h->dead;
+    return h->count - h->dead + h->wheel.count;
 }
-/* Fires every timer due at now. */
+/* Any timer armed, live or cancelled-but-not-yet-dropped. */
+static inline bool eddy__timers_any(const struct eddy__timer_heap *h)
+{
+    return h->count || h->wheel.count;
+}
+/* Fires every timer due at now; returns spare timer memory after a while. */
 void eddy__timers_run(struct eddy_loop *loop, int64_t now);
 void eddy__timers_destroy(struct eddy_loop *loop);
 

@@ -88,7 +88,7 @@ EDDY_API int eddy_loop_new(eddy_loop **out, const eddy_loop_options *opts)
         return err;
     }
     eddy__loop_caps_init(loop);
-    eddy__loop_update_time(loop);
+    eddy__timers_init(&loop->timers, eddy__loop_update_time(loop));
     *out = loop;
     return 0;
 }
@@ -167,7 +167,8 @@ int eddy__loop_iterate(struct eddy_loop *loop, bool block)
             loop->virtual_now += timeout;
     }
     drain_remote(loop);
-    if (loop->timers.count) eddy__timers_run(loop, eddy__loop_update_time(loop));
+    if (eddy__timers_any(&loop->timers) || loop->timers.empty_slabs > 1)
+        eddy__timers_run(loop, eddy__loop_update_time(loop));
 
     /* The batch lives in the loop: a task that suspends may take the next
      * task from it and switch to it directly (lib/task.c). */

@@ -7,6 +7,7 @@
  * the fd is closed and the socket freed: no op ever names a closed (and maybe
  * reused) fd, and no task touches a freed socket. */
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,7 @@ struct eddy_sock {
     int family; /* AF_INET, AF_INET6, AF_UNIX */
     int type;   /* SOCK_STREAM, SOCK_DGRAM */
     bool listening;
+    uint64_t serial;          /* unique in the process (EDDY_OP_F_STREAM) */
     int8_t remote_peer;       /* TCP to another host: 1; else -1; 0: not asked yet */
     bool closing;             /* eddy_sock_close has begun: new calls get -EBADF */
     bool close_deferred;      /* closed outside a task: the last call to leave closes */
@@ -96,7 +98,9 @@ static int sock_new(struct eddy_sock **out, intptr_t fd, int family, int type)
         (void)close_native(fd);
         return -ENOMEM;
     }
+    static _Atomic uint64_t next_serial = 1;
     s->fd = fd;
+    s->serial = atomic_fetch_add_explicit(&next_serial, 1, memory_order_relaxed);
     s->family = family;
     s->type = type;
     eddy__list_init(&s->calls);
@@ -570,6 +574,10 @@ EDDY_API ssize_t eddy_recv(eddy_sock *s, void *buf, size_t len)
     int64_t n = -EINVAL;
     if (buf && len > 0) {
         c.op = (struct eddy_op){.kind = EDDY_OP_RECV};
+        if (s->type == SOCK_STREAM) {
+            c.op.flags = EDDY_OP_F_STREAM;
+            c.op.u.io.offset = (int64_t)s->serial;
+        }
         c.op.u.io.buf = buf;
         c.op.u.io.len = len > SSIZE_MAX ? SSIZE_MAX : len;
         n = call_op(s, &c);

@@ -1,6 +1,6 @@
 /* The few operating-system services lib/ needs that POSIX and Windows spell
- * differently: a lock, a condition variable, a once-only initialiser and the
- * monotonic clock. On POSIX they are pthreads and clock_gettime, unchanged;
+ * differently: a lock, a condition variable, a once-only initialiser, the
+ * monotonic clock and aligned memory. On POSIX they are pthreads and clock_gettime, unchanged;
  * on Windows, SRW locks, condition variables, InitOnce and the performance
  * counter (win32/), so eddy.dll needs no pthreads emulation DLL. */
 #ifndef EDDY_SYS_H
@@ -47,9 +47,19 @@ static inline void eddy__cond_signal(eddy__cond *c)
 void eddy__once_run(eddy__once *once, void (*fn)(void));
 /* Monotonic nanoseconds (QueryPerformanceCounter). */
 int64_t eddy__monotonic_ns(void);
+/* msvcrt has no aligned_alloc; its aligned blocks have their own free. */
+static inline void *eddy__aligned_alloc(size_t alignment, size_t size)
+{
+    return _aligned_malloc(size, alignment);
+}
+static inline void eddy__aligned_free(void *p)
+{
+    _aligned_free(p);
+}
 
 #else /* POSIX */
 #include <pthread.h>
+#include <stdlib.h>
 #include <time.h>
 
 typedef pthread_mutex_t eddy__mutex;
@@ -92,6 +102,14 @@ static inline int64_t eddy__monotonic_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+static inline void *eddy__aligned_alloc(size_t alignment, size_t size)
+{
+    return aligned_alloc(alignment, size);
+}
+static inline void eddy__aligned_free(void *p)
+{
+    free(p);
 }
 #endif
 

@@ -127,7 +127,8 @@ static struct eddy_task *batch_next_task(struct eddy_loop *loop)
 static bool iteration_is_trivial(const struct eddy_loop *loop)
 {
     return !loop->stopping && !loop->ops_in_flight && !loop->backend.pending &&
-           !loop->timers.count && !__atomic_load_n(&loop->remote_pending, __ATOMIC_RELAXED);
+           !eddy__timers_any(&loop->timers) &&
+           !__atomic_load_n(&loop->remote_pending, __ATOMIC_RELAXED);
 }
 
 /* Leaves the running task; returns when something resumes it. */

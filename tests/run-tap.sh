@@ -5,6 +5,8 @@
 # EDDY_TEST_WRAPPER (e.g. valgrind, from make check-valgrind) runs in front of
 # the binary. Suites that choose their backend themselves run once; the
 # io_uring suite is skipped when EDDY_TEST_BACKENDS leaves io_uring out.
+# LeakSanitizer reports when a test's process exits, after Criterion has
+# counted the test as passed: a report in the output is one more failure.
 test_binary=$1
 shift
 dir=$(dirname "$test_binary")
@@ -21,16 +23,19 @@ esac
 [ -n "$backends" ] || { echo "1..0 # SKIP no backend can run here"; exit 0; }
 
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+err=$(mktemp)
+trap 'rm -f "$out" "$err"' EXIT
 echo "TAP version 13"
 planned=0
 status=0
 for backend in $backends; do
     if [ "$backend" = default ]; then
-        $EDDY_TEST_WRAPPER "$test_binary" --tap="$out" "$@" >&2 || status=$?
+        $EDDY_TEST_WRAPPER "$test_binary" --tap="$out" "$@" 2>"$err" >&2 || status=$?
     else
-        EDDY_BACKEND=$backend $EDDY_TEST_WRAPPER "$test_binary" --tap="$out" "$@" >&2 || status=$?
+        EDDY_BACKEND=$backend $EDDY_TEST_WRAPPER "$test_binary" --tap="$out" "$@" 2>"$err" >&2 ||
+            status=$?
     fi
+    cat "$err" >&2
     n=$(sed -n 's/^1\.\.\([0-9]*\).*/\1/p' "$out" | head -n 1)
     planned=$((planned + ${n:-0}))
     if [ "$backend" = default ]; then
@@ -38,6 +43,10 @@ for backend in $backends; do
     else
         sed -e '/^TAP version/d' -e '/^1\.\./d' \
             -e "s/^\(not ok\|ok\) - /\1 - [$backend] /" "$out"
+    fi
+    if grep -q 'ERROR: LeakSanitizer' "$err"; then
+        planned=$((planned + 1))
+        echo "not ok - [$backend] $(basename "$test_binary"): LeakSanitizer reported leaks (see above in the log)"
     fi
 done
 echo "1..$planned"

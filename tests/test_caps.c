@@ -496,6 +496,33 @@ static intptr_t exercise_multishot_accept(void *arg)
     return 0;
 }
 
+/* A stream read in a loop, on TCP and on a Unix socket: on io_uring its
+ * reads go through a multishot receive into the loop's buffer ring, and
+ * bytes that come while no read waits are queued for the next one. */
+static intptr_t exercise_multishot_recv(void *arg)
+{
+    for (int unix_socket = 0; unix_socket <= 1; unix_socket++) {
+        struct sock_pair p;
+        stream_pair(&p, unix_socket);
+        char buf[16];
+        for (int round = 0; round < 4; round++) {
+            cr_assert(eq(sz, (size_t)eddy_send(p.a, "multi", 5), 5), "%s: send", exercising);
+            cr_assert(eq(sz, (size_t)eddy_send(p.a, "shot", 4), 4), "%s: send", exercising);
+            cr_assert(eq(int, eddy_sleep(1000 * 1000), 0)); /* both come before the read */
+            size_t got = 0;
+            while (got < 9) {
+                ssize_t n = eddy_recv(p.b, buf + got, sizeof buf - got);
+                cr_assert(n > 0, "%s: recv: %s", exercising, n < 0 ? eddy_strerror((int)n) : "end");
+                got += (size_t)n;
+            }
+            cr_assert(eq(int, memcmp(buf, "multishot", 9), 0), "%s: bytes", exercising);
+        }
+        stream_round_trip(p.a, p.b);
+        pair_close(&p);
+    }
+    return 0;
+}
+
 #define ZC_SEND_LEN (256 * 1024) /* above io_uring's zero-copy threshold (64 KiB) */
 
 struct zc_send {
@@ -559,6 +586,10 @@ static const struct {
     [EDDY_CAP_DNS] = {exercise_dns, "test_sockets.c", "Test(sockets, ipv4_ipv6_and_names"},
     [EDDY_CAP_MULTISHOT_ACCEPT] = {exercise_multishot_accept, "test_uring.c",
                                    "Test(uring_accept, burst_of_connections_multishot"},
+    [EDDY_CAP_MULTISHOT_RECV] = {exercise_multishot_recv, "test_uring.c",
+                                 "Test(uring_recv, small_pieces_and_one_big_piece_arrive_in_order"},
+    [EDDY_CAP_BUFFER_RING] = {exercise_multishot_recv, "test_uring.c",
+                              "Test(uring_recv, slow_readers_and_a_tiny_buffer_ring_lose_nothing"},
     [EDDY_CAP_ZEROCOPY_SEND] = {exercise_zerocopy_send, "test_uring.c",
                                 "Test(uring_send_zc, large_sends_arrive_intact"},
 };

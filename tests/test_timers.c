@@ -385,3 +385,143 @@ Test(timers, self_freeing_timer_survives_loop_free, .timeout = TEST_TIMEOUT)
     eddy_loop_free(loop);
     cr_assert(eq(int, count, 0));
 }
+
+/* ---- the wheel: timers far from due, moved towards the heap as time passes */
+
+enum { ARMED, CANCELLED, FIRED };
+
+struct model {
+    eddy_loop *loop;
+    int n;
+    int64_t start;
+    int64_t *delays;
+    eddy_timer **handles;
+    int *state;
+    int *order;
+    int64_t *at;
+    int fired;
+};
+
+struct model_shot {
+    struct model *m;
+    int index;
+};
+
+/* Fires timer index; cancels one other timer still armed, so that timers are
+ * also cancelled wherever the wheel holds them when time has moved on. */
+static void model_cb(void *arg)
+{
+    struct model_shot *s = arg;
+    struct model *m = s->m;
+    cr_assert(eq(int, m->state[s->index], ARMED), "timer %d fired but was not armed", s->index);
+    m->state[s->index] = FIRED;
+    m->at[m->fired] = eddy_now(m->loop);
+    m->order[m->fired++] = s->index;
+    int victim = (int)(rng_next() % (uint64_t)m->n);
+    if (m->state[victim] == ARMED) {
+        cr_assert(eq(int, eddy_timer_cancel(m->handles[victim]), 0));
+        m->state[victim] = CANCELLED;
+    }
+}
+
+/* Delays around every boundary of the timer structures (multiples of 2^24
+ * and 2^32 ns, and past 2^40 ns, about 18 minutes), and plain random ones. */
+static int64_t model_delay(void)
+{
+    static const int64_t units[] = {1, 1 << 24, (int64_t)1 << 32, (int64_t)1 << 40};
+    int64_t unit = units[rng_next() % 4];
+    switch (rng_next() % 4) {
+    case 0:
+        return (int64_t)(rng_next() % 4) * unit; /* on a boundary */
+    case 1:
+        return (int64_t)(rng_next() % 300 + 1) * unit - 1; /* just before one */
+    case 2:
+        return (int64_t)(rng_next() % (uint64_t)(unit * 300)); /* anywhere below */
+    default:
+        return (int64_t)(rng_next() % 1000) * NS_PER_SEC / 10; /* 0.1 s steps: ties */
+    }
+}
+
+Test(timers, wheel_levels_fire_in_deadline_order, .timeout = TEST_TIMEOUT)
+{
+    enum { N = 20000 };
+    struct model m = {.loop = new_virtual_loop(), .n = N};
+    m.delays = malloc(N * sizeof(*m.delays));
+    m.handles = malloc(N * sizeof(*m.handles));
+    m.state = malloc(N * sizeof(*m.state));
+    m.order = malloc(N * sizeof(*m.order));
+    m.at = malloc(N * sizeof(*m.at));
+    struct model_shot *shots = malloc(N * sizeof(*shots));
+    cr_assert(m.delays && m.handles && m.state && m.order && m.at && shots);
+    m.start = eddy_now(m.loop);
+    for (int i = 0; i < N; i++) {
+        m.delays[i] = model_delay();
+        m.state[i] = ARMED;
+        shots[i] = (struct model_shot){&m, i};
+        cr_assert(
+            eq(int, eddy_call_later(m.loop, m.delays[i], model_cb, &shots[i], &m.handles[i]), 0));
+    }
+    for (int i = 0; i < N; i += 3) { /* a third cancelled before anything runs */
+        cr_assert(eq(int, eddy_timer_cancel(m.handles[i]), 0));
+        m.state[i] = CANCELLED;
+    }
+    cr_assert(eq(int, eddy_loop_run(m.loop), 0));
+    int armed = 0;
+    for (int i = 0; i < N; i++)
+        armed += m.state[i] == ARMED;
+    cr_assert(eq(int, armed, 0), "%d timers never fired", armed);
+    for (int i = 0; i < m.fired; i++) {
+        int k = m.order[i];
+        cr_assert(eq(i64, m.at[i] - m.start, m.delays[k]), "timer %d fired at the wrong time", k);
+        if (i > 0) {
+            int prev = m.order[i - 1];
+            bool in_order =
+                m.delays[prev] < m.delays[k] || (m.delays[prev] == m.delays[k] && prev < k);
+            cr_assert(in_order, "timer %d (delay %lld) fired after %d (delay %lld)", k,
+                      (long long)m.delays[k], prev, (long long)m.delays[prev]);
+        }
+    }
+    for (int i = 0; i < N; i++)
+        if (m.state[i] == FIRED) cr_assert(eq(int, eddy_timer_cancel(m.handles[i]), -EALREADY));
+    cr_assert(m.fired > N / 3, "only %d timers fired", m.fired);
+    free(m.delays);
+    free(m.handles);
+    free(m.state);
+    free(m.order);
+    free(m.at);
+    free(shots);
+    eddy_loop_free(m.loop);
+}
+
+Test(timers, cancelled_far_timers_let_the_loop_end, .timeout = TEST_TIMEOUT)
+{
+    /* Real clock: were a cancelled timer still waited for, this would hang. */
+    eddy_loop *loop = new_loop();
+    eddy_timer *t[3];
+    int count = 0;
+    cr_assert(eq(int, eddy_call_later(loop, NS_PER_SEC, count_cb, &count, &t[0]), 0));
+    cr_assert(eq(int, eddy_call_later(loop, NS_PER_HOUR, count_cb, &count, &t[1]), 0));
+    cr_assert(eq(int, eddy_call_later(loop, 100 * NS_PER_HOUR, count_cb, &count, &t[2]), 0));
+    for (int i = 0; i < 3; i++)
+        cr_assert(eq(int, eddy_timer_cancel(t[i]), 0));
+    cr_assert(eq(int, eddy_loop_run(loop), 0));
+    cr_assert(eq(int, count, 0));
+    eddy_loop_free(loop);
+}
+
+Test(timers, fired_handle_released_after_loop_free, .timeout = TEST_TIMEOUT)
+{
+    /* The handle outlives its loop; releasing it must not touch the loop
+     * (AddressSanitizer saw a use after free here). */
+    eddy_loop *loop = new_virtual_loop();
+    eddy_timer *fired, *armed;
+    int count = 0;
+    cr_assert(eq(int, eddy_call_later(loop, NS_PER_MS, count_cb, &count, &fired), 0));
+    cr_assert(eq(int, eddy_loop_run(loop), 0));
+    cr_assert(eq(int, count, 1));
+    cr_assert(eq(int, eddy_call_later(loop, NS_PER_HOUR, count_cb, &count, &armed), 0));
+    eddy_loop_free(loop);
+    cr_assert(eq(int, eddy_timer_cancel(fired), -EALREADY));
+    cr_assert(eq(int, eddy_timer_cancel(armed), 0));
+    cr_assert(eq(int, count, 1));
+}

@@ -4,7 +4,11 @@
  * 10 000 receives cancelled at random points while data flows, with every
  * byte accounted for and no buffer written after its call ended; accepts
  * (multishot, and single-shot under EDDY_CAPS_DISABLE=multishot_accept):
- * bursts, cancellation, closing a listener; zero-copy sends (content,
+ * bursts, cancellation, closing a listener; multishot receives (order of
+ * bytes in many pieces and one big one, a buffer ring that runs dry,
+ * cancelled reads with data queued, the end after queued data, closing a
+ * socket with its multishot armed, and the cancellation race through them);
+ * zero-copy sends (content,
  * AF_UNIX's fallback, EDDY_CAPS_DISABLE, cancellation while blocked); file ops
  * done by the ring, not the thread pool; wakes from other threads; a loop
  * created on one thread and run on another.
@@ -16,6 +20,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -867,6 +872,454 @@ Test(uring_send_zc, cancelled_send_keeps_its_buffer, .timeout = TEST_TIMEOUT)
     eddy_loop_free(loop);
 }
 
+/* ---- multishot receive ------------------------------------------------------------ */
+
+/* A loop on io_uring whose stream sockets are read through a multishot
+ * receive into a buffer ring of ring ("<count>x<size>"; NULL: the default),
+ * or, multishot false, with plain receives (EDDY_CAPS_DISABLE). Skips where
+ * the kernel has no multishot receive (before 6.0). */
+static eddy_loop *recv_loop(bool multishot, const char *ring)
+{
+    require_uring();
+    if (multishot)
+        unsetenv("EDDY_CAPS_DISABLE");
+    else
+        setenv("EDDY_CAPS_DISABLE", "multishot_recv", 1);
+    if (ring)
+        setenv("EDDY_URING_BUF_RING", ring, 1);
+    else
+        unsetenv("EDDY_URING_BUF_RING");
+    eddy_loop *loop = uring_loop(0);
+    unsetenv("EDDY_CAPS_DISABLE");
+    unsetenv("EDDY_URING_BUF_RING");
+    eddy_support want = multishot ? EDDY_NATIVE : EDDY_NONE;
+    if (multishot && eddy_loop_supports(loop, EDDY_CAP_MULTISHOT_RECV) != EDDY_NATIVE) {
+        eddy_loop_free(loop);
+        cr_skip_test("no multishot receive here (Linux 6.0+)");
+    }
+    cr_assert(eq(int, (int)eddy_loop_supports(loop, EDDY_CAP_MULTISHOT_RECV), (int)want));
+    cr_assert(eq(int, (int)eddy_loop_supports(loop, EDDY_CAP_BUFFER_RING), (int)want));
+    return loop;
+}
+
+/* Bytes the kernel still holds for s (not yet taken by a receive). */
+static int kernel_queued(eddy_sock *s)
+{
+    int n = -1;
+    cr_assert(eq(int, ioctl((int)eddy_sock_fd(s), FIONREAD, &n), 0));
+    return n;
+}
+
+/* Lets the loop run until the kernel holds want bytes for s (at most 2 s). */
+static void wait_kernel_queued(eddy_sock *s, int want)
+{
+    for (int i = 0; i < 2000 && kernel_queued(s) != want; i++)
+        cr_assert(eq(int, eddy_sleep(1000 * 1000), 0));
+    cr_assert(eq(int, kernel_queued(s), want));
+}
+
+static uint8_t piece_byte(size_t k)
+{
+    return (uint8_t)(k * 131 + k / 4093);
+}
+
+#define PIECES_SMALL (64 * 1024) /* in pieces of 1 to 100 bytes */
+#define PIECES_BIG   (1024 * 1024)
+#define PIECES_TOTAL (PIECES_SMALL + PIECES_BIG)
+
+struct pieces {
+    eddy_sock *writer, *reader;
+    uint64_t rng;
+    unsigned slow; /* the reader sleeps before one read in slow (0: never) */
+};
+
+static intptr_t pieces_writer(void *arg)
+{
+    struct pieces *p = arg;
+    uint64_t rng = p->rng ^ 0x51ED27;
+    uint8_t small[100];
+    size_t k = 0;
+    while (k < PIECES_SMALL) {
+        size_t n = 1 + next_random(&rng) % sizeof small;
+        if (n > PIECES_SMALL - k) n = PIECES_SMALL - k;
+        for (size_t i = 0; i < n; i++)
+            small[i] = piece_byte(k + i);
+        cr_assert(eq(sz, (size_t)eddy_send(p->writer, small, n), n));
+        k += n;
+        if (next_random(&rng) % 4 == 0) (void)eddy_yield();
+    }
+    uint8_t *big = malloc(PIECES_BIG);
+    cr_assert(ne(ptr, big, NULL));
+    for (size_t i = 0; i < PIECES_BIG; i++)
+        big[i] = piece_byte(k + i);
+    cr_assert(eq(sz, (size_t)eddy_send(p->writer, big, PIECES_BIG), (size_t)PIECES_BIG));
+    free(big);
+    return eddy_sock_shutdown(p->writer, EDDY_SHUT_WR);
+}
+
+/* Reads the stream to its end in reads of random sizes, sleeping now and
+ * then so that bytes arrive with no read waiting; checks every byte. */
+static intptr_t pieces_reader(void *arg)
+{
+    struct pieces *p = arg;
+    static const size_t sizes[] = {1, 7, 64, 100, 512, 4096, 16384, 65536};
+    uint8_t *buf = malloc(65536);
+    cr_assert(ne(ptr, buf, NULL));
+    size_t k = 0;
+    for (;;) {
+        uint64_t r = next_random(&p->rng);
+        if (p->slow && r % p->slow == 0) (void)eddy_sleep((int64_t)((r >> 8) % 300000));
+        size_t len = sizes[(r >> 32) % (sizeof sizes / sizeof sizes[0])];
+        ssize_t n = eddy_recv(p->reader, buf, len);
+        cr_assert(ge(int, (int)n, 0), "recv: %s", eddy_strerror((int)n));
+        if (n == 0) break;
+        cr_assert(le(sz, (size_t)n, len));
+        cr_assert(le(sz, k + (size_t)n, (size_t)PIECES_TOTAL), "more bytes than sent");
+        for (ssize_t i = 0; i < n; i++)
+            if (buf[i] != piece_byte(k + (size_t)i))
+                cr_fatal("byte %zu: 0x%02x, not 0x%02x", k + (size_t)i, buf[i],
+                         piece_byte(k + (size_t)i));
+        k += (size_t)n;
+    }
+    cr_assert(eq(sz, k, (size_t)PIECES_TOTAL), "bytes lost");
+    cr_assert(eq(int, (int)eddy_recv(p->reader, buf, 16), 0), "the end is told again");
+    free(buf);
+    return 0;
+}
+
+#define PIECE_PAIRS 6
+
+/* PIECE_PAIRS connections at once, each read as pieces_reader does. */
+static intptr_t pieces_main(void *arg)
+{
+    unsigned slow = (unsigned)(uintptr_t)arg;
+    struct pieces p[PIECE_PAIRS];
+    eddy_task *tasks[2 * PIECE_PAIRS];
+    for (int i = 0; i < PIECE_PAIRS; i++) {
+        p[i] = (struct pieces){.rng = (uint64_t)wall_ns() * 2654435761u + (uint64_t)i + 1,
+                               .slow = slow};
+        tcp_pair(&p[i].writer, &p[i].reader);
+        tasks[2 * i] = eddy_spawn(NULL, pieces_reader, &p[i]);
+        tasks[2 * i + 1] = eddy_spawn(NULL, pieces_writer, &p[i]);
+    }
+    for (int i = 0; i < 2 * PIECE_PAIRS; i++) {
+        intptr_t r = -1;
+        cr_assert(eq(int, eddy_task_join(tasks[i], &r), 0));
+        cr_assert(eq(int, (int)r, 0), "task %d: %s", i, eddy_strerror((int)r));
+    }
+    for (int i = 0; i < PIECE_PAIRS; i++) {
+        cr_assert(eq(int, eddy_sock_close(p[i].reader), 0));
+        cr_assert(eq(int, eddy_sock_close(p[i].writer), 0));
+    }
+    return 0;
+}
+
+/* 64 KiB in pieces of 1 to 100 bytes, then 1 MiB in one send, on six
+ * connections at once: every byte arrives once and in order, with reads of
+ * 1 byte to 64 KiB, through the multishot and without it. */
+Test(uring_recv, small_pieces_and_one_big_piece_arrive_in_order, .timeout = TEST_TIMEOUT)
+{
+    for (int multishot = 1; multishot >= 0; multishot--) {
+        eddy_loop *loop = recv_loop(multishot, NULL);
+        cr_assert(eq(int, (int)run_on(loop, pieces_main, (void *)(uintptr_t)0), 0));
+        cr_assert(eq(int, (int)run_on(loop, pieces_main, (void *)(uintptr_t)3), 0));
+        eddy_loop_free(loop);
+    }
+}
+
+/* A ring of 4 buffers of 512 bytes shared by six connections whose readers
+ * sleep between reads: it runs dry again and again (-ENOBUFS ends the
+ * multishots), and no byte is lost or reordered. */
+Test(uring_recv, slow_readers_and_a_tiny_buffer_ring_lose_nothing, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = recv_loop(true, "4x512");
+    cr_assert(eq(int, (int)run_on(loop, pieces_main, (void *)(uintptr_t)2), 0));
+    eddy_loop_free(loop);
+}
+
+static intptr_t recv_into(void *arg)
+{
+    char buf[64];
+    return eddy_recv(arg, buf, sizeof buf);
+}
+
+/* Data the multishot took from the kernel while no read waited stays queued
+ * through cancelled reads, and reaches the next read. */
+static intptr_t queued_cancel_main(void *arg)
+{
+    bool multishot = arg != NULL;
+    eddy_sock *a, *b;
+    tcp_pair(&a, &b);
+    char buf[64];
+    /* Two reads: the socket is read in a loop, and gets its multishot. */
+    for (int i = 0; i < 2; i++) {
+        cr_assert(eq(int, (int)eddy_send(a, "x", 1), 1));
+        cr_assert(eq(int, (int)eddy_recv(b, buf, sizeof buf), 1));
+    }
+    /* A read cancelled while it waits... */
+    eddy_task *t = eddy_spawn(NULL, recv_into, b);
+    cr_assert(eq(int, eddy_yield(), 0));
+    cr_assert(eddy_task_cancel(t));
+    cr_assert(eq(int, eddy_task_join(t, NULL), -ECANCELED));
+    /* ...then bytes come with no read waiting: taken into the ring (the
+     * kernel keeps none), or left in the kernel without the multishot. */
+    cr_assert(eq(int, (int)eddy_send(a, "hello", 5), 5));
+    cr_assert(eq(int, (int)eddy_send(a, " world", 6), 6));
+    wait_kernel_queued(b, multishot ? 0 : 11);
+    /* A read cancelled before it starts, and one timed out: none takes them. */
+    t = eddy_spawn(NULL, recv_into, b);
+    cr_assert(eddy_task_cancel(t));
+    cr_assert(eq(int, eddy_task_join(t, NULL), -ECANCELED));
+    /* All of it, in one read, in order. */
+    memset(buf, 0, sizeof buf);
+    cr_assert(eq(int, (int)eddy_recv(b, buf, sizeof buf), 11));
+    cr_assert(eq(str, buf, "hello world"));
+    /* Bytes queued, then the end of the stream: the bytes, then 0, twice. */
+    cr_assert(eq(int, (int)eddy_send(a, "bye", 3), 3));
+    cr_assert(eq(int, eddy_sock_shutdown(a, EDDY_SHUT_WR), 0));
+    wait_kernel_queued(b, multishot ? 0 : 3);
+    memset(buf, 0, sizeof buf);
+    cr_assert(eq(int, (int)eddy_recv(b, buf, 2), 2));
+    cr_assert(eq(int, (int)eddy_recv(b, buf + 2, sizeof buf - 2), 1));
+    cr_assert(eq(str, buf, "bye"));
+    cr_assert(eq(int, (int)eddy_recv(b, buf, sizeof buf), 0));
+    cr_assert(eq(int, (int)eddy_recv(b, buf, sizeof buf), 0));
+    cr_assert(eq(int, eddy_sock_close(a), 0));
+    cr_assert(eq(int, eddy_sock_close(b), 0));
+    return 0;
+}
+
+Test(uring_recv, cancelled_reads_keep_queued_data_and_the_end_follows_it, .timeout = TEST_TIMEOUT)
+{
+    for (int multishot = 1; multishot >= 0; multishot--) {
+        eddy_loop *loop = recv_loop(multishot, NULL);
+        cr_assert(eq(int, (int)run_on(loop, queued_cancel_main, multishot ? "" : NULL), 0));
+        eddy_loop_free(loop);
+    }
+}
+
+/* The peer resets the connection (SO_LINGER 0) after sending: the bytes
+ * first, then -ECONNRESET once, whether the multishot queued the bytes or
+ * the kernel kept them. */
+static intptr_t reset_main(void *arg)
+{
+    bool multishot = arg != NULL;
+    eddy_sock *a, *b;
+    tcp_pair(&a, &b);
+    char buf[64];
+    for (int i = 0; i < 2; i++) {
+        cr_assert(eq(int, (int)eddy_send(a, "x", 1), 1));
+        cr_assert(eq(int, (int)eddy_recv(b, buf, sizeof buf), 1));
+    }
+    eddy_task *t = eddy_spawn(NULL, recv_into, b); /* arms the multishot */
+    cr_assert(eq(int, eddy_yield(), 0));
+    cr_assert(eq(int, (int)eddy_send(a, "y", 1), 1));
+    intptr_t n = 0;
+    cr_assert(eq(int, eddy_task_join(t, &n), 0));
+    cr_assert(eq(int, (int)n, 1));
+    cr_assert(eq(int, (int)eddy_send(a, "last words", 10), 10));
+    wait_kernel_queued(b, multishot ? 0 : 10);
+    struct linger lin = {.l_onoff = 1, .l_linger = 0};
+    cr_assert(
+        eq(int, setsockopt((int)eddy_sock_fd(a), SOL_SOCKET, SO_LINGER, &lin, sizeof lin), 0));
+    cr_assert(eq(int, eddy_sock_close(a), 0));
+    cr_assert(eq(int, eddy_sleep(20 * 1000 * 1000), 0)); /* the reset arrives */
+    memset(buf, 0, sizeof buf);
+    cr_assert(eq(int, (int)eddy_recv(b, buf, sizeof buf), 10));
+    cr_assert(eq(str, buf, "last words"));
+    cr_assert(eq(int, (int)eddy_recv(b, buf, sizeof buf), -ECONNRESET));
+    cr_assert(eq(int, eddy_sock_close(b), 0));
+    return 0;
+}
+
+Test(uring_recv, reset_after_queued_data_gives_the_data_then_the_error, .timeout = TEST_TIMEOUT)
+{
+    for (int multishot = 1; multishot >= 0; multishot--) {
+        eddy_loop *loop = recv_loop(multishot, NULL);
+        cr_assert(eq(int, (int)run_on(loop, reset_main, multishot ? "" : NULL), 0));
+        eddy_loop_free(loop);
+    }
+}
+
+struct reuse {
+    eddy_sock *a, *b;
+    intptr_t old_fd;
+};
+
+/* A pair whose connecting end (a socket the backend never saw made) reads:
+ * its multishot armed and bytes queued. */
+static intptr_t reuse_first(void *arg)
+{
+    struct reuse *r = arg;
+    tcp_pair(&r->a, &r->b);
+    char buf[16];
+    for (int i = 0; i < 2; i++) {
+        cr_assert(eq(int, (int)eddy_send(r->b, "x", 1), 1));
+        cr_assert(eq(int, (int)eddy_recv(r->a, buf, sizeof buf), 1));
+    }
+    eddy_task *t = eddy_spawn(NULL, recv_into, r->a);
+    cr_assert(eq(int, eddy_yield(), 0));
+    cr_assert(eq(int, (int)eddy_send(r->b, "y", 1), 1));
+    cr_assert(eq(int, eddy_task_join(t, NULL), 0));
+    cr_assert(eq(int, (int)eddy_send(r->b, "stale", 5), 5));
+    wait_kernel_queued(r->a, 0);
+    r->old_fd = eddy_sock_fd(r->a);
+    return 0;
+}
+
+/* New connections until one gets the old reader's number: it reads its
+ * own bytes, never those queued for the socket closed under that number. */
+static intptr_t reuse_second(void *arg)
+{
+    struct reuse *r = arg;
+    eddy_sock *a[4], *b[4];
+    int hit = -1;
+    for (int i = 0; i < 4 && hit < 0; i++) {
+        tcp_pair(&a[i], &b[i]);
+        if (eddy_sock_fd(b[i]) == r->old_fd || eddy_sock_fd(a[i]) == r->old_fd) hit = i;
+    }
+    cr_assert(ge(int, hit, 0), "fd %d was not handed out again", (int)r->old_fd);
+    eddy_sock *reader = eddy_sock_fd(b[hit]) == r->old_fd ? b[hit] : a[hit];
+    eddy_sock *writer = reader == b[hit] ? a[hit] : b[hit];
+    char buf[16] = {0};
+    cr_assert(eq(int, (int)eddy_send(writer, "fresh", 5), 5));
+    cr_assert(eq(int, (int)eddy_recv(reader, buf, sizeof buf), 5));
+    cr_assert(eq(str, buf, "fresh"));
+    cr_assert(eq(int, (int)eddy_send(writer, "again", 5), 5));
+    cr_assert(eq(int, (int)eddy_recv(reader, buf, sizeof buf), 5));
+    cr_assert(eq(str, buf, "again"));
+    for (int i = 0; i <= hit; i++) {
+        cr_assert(eq(int, eddy_sock_close(a[i]), 0));
+        cr_assert(eq(int, eddy_sock_close(b[i]), 0));
+    }
+    return 0;
+}
+
+/* A socket closed outside the loop (with close(2): the backend is not
+ * told) leaves its multishot state under its number; the next socket under
+ * that number must not inherit it (a bug found while writing this). */
+Test(uring_recv, a_reused_fd_number_does_not_inherit_queued_bytes, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = recv_loop(true, NULL);
+    struct reuse r = {0};
+    cr_assert(eq(int, (int)run_on(loop, reuse_first, &r), 0));
+    cr_assert(eq(int, eddy_sock_close(r.a), 0)); /* outside the loop */
+    cr_assert(eq(int, eddy_sock_close(r.b), 0));
+    cr_assert(eq(int, (int)run_on(loop, reuse_second, &r), 0));
+    eddy_loop_free(loop);
+}
+
+#define SIZES_BIG (512 * 1024)
+
+static intptr_t send_big(void *arg)
+{
+    eddy_sock *s = arg;
+    char *big = calloc(1, SIZES_BIG);
+    cr_assert(ne(ptr, big, NULL));
+    ssize_t n = eddy_send(s, big, SIZES_BIG);
+    free(big);
+    return n;
+}
+
+/* A socket whose reads bring 8 KiB and more is read with plain receives
+ * (bytes sent while no read waits stay in the kernel); once its reads are
+ * small again, it gets its multishot back (they are taken into the ring). */
+static intptr_t read_sizes_main(void *unused)
+{
+    eddy_sock *a, *b;
+    tcp_pair(&a, &b);
+    eddy_task *sender = eddy_spawn(NULL, send_big, a);
+    char *buf = malloc(65536);
+    cr_assert(ne(ptr, buf, NULL));
+    for (size_t got = 0; got < SIZES_BIG;) {
+        ssize_t n = eddy_recv(b, buf, 65536);
+        cr_assert(n > 0, "recv: %zd", n);
+        got += (size_t)n;
+    }
+    intptr_t sent = 0;
+    cr_assert(eq(int, eddy_task_join(sender, &sent), 0));
+    cr_assert(eq(i64, (int64_t)sent, SIZES_BIG));
+    /* A read that waits: plain, and nothing reads ahead once it is done. */
+    eddy_task *t = eddy_spawn(NULL, recv_into, b);
+    cr_assert(eq(int, eddy_yield(), 0));
+    cr_assert(eq(int, (int)eddy_send(a, "x", 1), 1));
+    intptr_t n = 0;
+    cr_assert(eq(int, eddy_task_join(t, &n), 0));
+    cr_assert(eq(int, (int)n, 1));
+    cr_assert(eq(int, (int)eddy_send(a, "0123456789", 10), 10));
+    wait_kernel_queued(b, 10);
+    for (int i = 0; i < 8; i++) {
+        cr_assert(eq(int, (int)eddy_recv(b, buf, 10), 10));
+        cr_assert(eq(int, (int)eddy_send(a, "0123456789", 10), 10));
+    }
+    wait_kernel_queued(b, 0); /* the multishot took the last ten */
+    cr_assert(eq(int, (int)eddy_recv(b, buf, 65536), 10));
+    cr_assert(eq(int, memcmp(buf, "0123456789", 10), 0));
+    free(buf);
+    cr_assert(eq(int, eddy_sock_close(a), 0));
+    cr_assert(eq(int, eddy_sock_close(b), 0));
+    return 0;
+}
+
+Test(uring_recv, large_reads_go_plain_and_small_ones_multishot, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = recv_loop(true, NULL);
+    cr_assert(eq(int, (int)run_on(loop, read_sizes_main, NULL), 0));
+    eddy_loop_free(loop);
+}
+
+#define CLOSE_PAIRS 16
+
+/* Sockets closed with their multishot armed: with bytes queued, with a read
+ * waiting in another task, with both ends; the peer then sees the
+ * connection closed (no multishot keeps the socket alive), and the loop
+ * frees everything (ASan: no leak). */
+static intptr_t close_armed_main(void *arg)
+{
+    eddy_sock **left = arg;
+    eddy_sock *a[CLOSE_PAIRS], *b[CLOSE_PAIRS];
+    eddy_task *waiting[CLOSE_PAIRS] = {0};
+    char buf[64];
+    for (int i = 0; i < CLOSE_PAIRS; i++) {
+        tcp_pair(&a[i], &b[i]);
+        for (int j = 0; j < 2; j++) {
+            cr_assert(eq(int, (int)eddy_send(a[i], "ab", 2), 2));
+            cr_assert(eq(int, (int)eddy_recv(b[i], buf, sizeof buf), 2));
+        }
+        if (i % 2 == 0) cr_assert(eq(int, (int)eddy_send(a[i], "queued", 6), 6));
+        if (i % 4 == 1) waiting[i] = eddy_spawn(NULL, recv_into, b[i]);
+    }
+    cr_assert(eq(int, eddy_sleep(20 * 1000 * 1000), 0));
+    for (int i = 0; i < CLOSE_PAIRS; i++)
+        cr_assert(eq(int, eddy_sock_close(b[i]), 0));
+    for (int i = 0; i < CLOSE_PAIRS; i++) {
+        if (waiting[i]) cr_assert(eq(int, eddy_task_join(waiting[i], NULL), -ECANCELED));
+        ssize_t n = eddy_recv(a[i], buf, sizeof buf); /* the peer's close */
+        cr_assert(n == 0 || n == -ECONNRESET, "pair %d: %zd", i, n);
+        cr_assert(eq(int, eddy_sock_close(a[i]), 0));
+    }
+    /* And a pair left open, its multishot armed and bytes queued, when the
+     * loop stops: closed from outside the loop, then the loop is freed. */
+    tcp_pair(&left[0], &left[1]);
+    for (int j = 0; j < 2; j++) {
+        cr_assert(eq(int, (int)eddy_send(left[0], "cd", 2), 2));
+        cr_assert(eq(int, (int)eddy_recv(left[1], buf, sizeof buf), 2));
+    }
+    cr_assert(eq(int, (int)eddy_send(left[0], "left", 4), 4));
+    wait_kernel_queued(left[1], 0);
+    return 0;
+}
+
+Test(uring_recv, closing_sockets_with_a_multishot_armed_leaks_nothing, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = recv_loop(true, NULL);
+    eddy_sock *left[2];
+    cr_assert(eq(int, (int)run_on(loop, close_armed_main, left), 0));
+    cr_assert(eq(int, eddy_sock_close(left[0]), 0));
+    cr_assert(eq(int, eddy_sock_close(left[1]), 0));
+    eddy_loop_free(loop);
+}
+
 /* ---- cancellation race ------------------------------------------------------------- */
 
 #define RACE_PAIRS        50
@@ -1024,9 +1477,9 @@ static intptr_t race_main(void *arg)
     return 0;
 }
 
-Test(uring_cancel, ten_thousand_receives_cancelled_at_random, .timeout = TEST_TIMEOUT)
+/* recv_mode: 0 plain receives, 1 multishot, 2 multishot with a tiny ring. */
+static void check_race(int recv_mode)
 {
-    require_uring();
     uint64_t seed = (uint64_t)wall_ns() | 1;
     cr_log_info("seed %llu", (unsigned long long)seed);
     struct race_pair *pairs = calloc(RACE_PAIRS, sizeof *pairs);
@@ -1036,7 +1489,7 @@ Test(uring_cancel, ten_thousand_receives_cancelled_at_random, .timeout = TEST_TI
         pairs[i].rng = seed + (uint64_t)i * 0x9E3779B97F4A7C15ULL;
         if (!pairs[i].rng) pairs[i].rng = 1;
     }
-    eddy_loop *loop = uring_loop(0);
+    eddy_loop *loop = recv_loop(recv_mode > 0, recv_mode == 2 ? "8x64" : NULL);
     cr_assert(eq(int, (int)run_on(loop, race_main, pairs), 0));
     eddy_loop_free(loop);
 
@@ -1060,6 +1513,21 @@ Test(uring_cancel, ten_thousand_receives_cancelled_at_random, .timeout = TEST_TI
                 "cancel, %u at the end of the stream)",
                 unstarted, in_flight, completed, won, eofs);
     free(pairs);
+}
+
+Test(uring_cancel, ten_thousand_receives_cancelled_at_random, .timeout = TEST_TIMEOUT)
+{
+    check_race(0);
+}
+
+Test(uring_cancel, ten_thousand_receives_cancelled_at_random_multishot, .timeout = TEST_TIMEOUT)
+{
+    check_race(1);
+}
+
+Test(uring_cancel, ten_thousand_receives_cancelled_at_random_tiny_ring, .timeout = TEST_TIMEOUT)
+{
+    check_race(2);
 }
 
 /* ---- file ops go through the ring -------------------------------------------------- */
