@@ -223,16 +223,29 @@ static inline bool handle_is_open(intptr_t h)
 #endif
 }
 
-/* Makes a new empty directory under the system's temporary directory, named
- * after prefix; its path goes to dir (size bytes). */
-static inline void temp_dir_make(char *dir, size_t size, const char *prefix)
+/* The path of name in the system's temporary directory (/tmp, or Windows'
+ * GetTempPath), in out (size bytes). */
+static inline void temp_path(char *out, size_t size, const char *name)
 {
 #ifdef _WIN32
     char base[MAX_PATH];
     DWORD len = GetTempPathA(sizeof(base), base);
     cr_assert(len > 0 && len < sizeof(base), "GetTempPath: error %lu", GetLastError());
+    snprintf(out, size, "%s%s", base, name);
+#else
+    snprintf(out, size, "/tmp/%s", name);
+#endif
+}
+
+/* Makes a new empty directory under the system's temporary directory, named
+ * after prefix; its path goes to dir (size bytes). */
+static inline void temp_dir_make(char *dir, size_t size, const char *prefix)
+{
+#ifdef _WIN32
     for (unsigned i = 0;; i++) {
-        snprintf(dir, size, "%s%s-%lu-%u", base, prefix, GetCurrentProcessId(), i);
+        char name[100];
+        snprintf(name, sizeof(name), "%s-%lu-%u", prefix, GetCurrentProcessId(), i);
+        temp_path(dir, size, name);
         if (CreateDirectoryA(dir, NULL)) return;
         cr_assert(eq(u32, (uint32_t)GetLastError(), ERROR_ALREADY_EXISTS), "CreateDirectory %s",
                   dir);

@@ -24,7 +24,7 @@ kqueue)
     *) echo "1..0 # SKIP kqueue is not in EDDY_TEST_BACKENDS"; exit 0 ;;
     esac
     ;;
-caps) backends=default ;;
+caps | tap-caps) backends=default ;;
 *) backends=${EDDY_TEST_BACKENDS:-$("$dir/backends" 2>/dev/null)} ;;
 esac
 [ -n "$backends" ] || { echo "1..0 # SKIP no backend can run here"; exit 0; }

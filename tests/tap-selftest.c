@@ -61,6 +61,12 @@ Test(selftest, fatal)
     cr_fatal("fatal %d", 42);
 }
 
+/* A message of several lines stays diagnostics: no line of it is a result. */
+Test(selftest, message_of_two_lines)
+{
+    cr_assert(0, "first line\nok - not a result");
+}
+
 Test(selftest, skips)
 {
     cr_skip_test("not here: %d", 7);

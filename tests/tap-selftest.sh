@@ -28,7 +28,7 @@ lacks() { ! grep -qF -e "$1" "$out"; }
 
 check "exits 1 when a test failed" test "$status" = 1
 check "TAP version 13 first" test "$(head -n 1 "$out")" = "TAP version 13"
-check "plan of 12 tests" has "1..12"
+check "plan of 13 tests" has "1..13"
 check "no carriage returns" lacks "$(printf '\r')"
 check "passing matchers" has "ok - selftest::passes"
 check "failed assert" has "not ok - selftest::assert_fails"
@@ -43,6 +43,9 @@ check "false expression" has "not ok - selftest::a_false_expression_fails"
 check "false expression printed" has_prefix "# .*: assertion failed: 1 + 1 == 3$"
 check "cr_fatal" has "not ok - selftest::fatal"
 check "cr_fatal message" has_prefix "# .*: fatal 42$"
+check "two-line message" has "not ok - selftest::message_of_two_lines"
+check "its first line" has_prefix "# .*: assertion failed: 0: first line$"
+check "its second line is a comment" has "# ok - not a result"
 check "skip with reason" has "ok - selftest::skips # SKIP not here: 7"
 check "timeout" has "not ok - selftest::times_out # timed out after 0.5 s"
 check "crash" has_prefix "not ok - selftest::crashes # "
@@ -54,7 +57,7 @@ check "init then fini" has "# fini ran after state 2"
 check "init and fini passing" has "ok - selftest::init_and_fini"
 check "fini after a failure" has "# fini ran after state 3"
 check "failure with fini" has "not ok - selftest::fini_after_a_failure"
-check "12 results" test "$(grep -c '^\(not \)\{0,1\}ok - ' "$out")" = 12
+check "13 results" test "$(grep -c '^\(not \)\{0,1\}ok - ' "$out")" = 13
 echo "1..$n"
 if [ "$failed" = 1 ]; then
     echo "# output of $bin:"

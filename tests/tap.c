@@ -5,9 +5,9 @@
  *   prints TAP version 13 on stdout (or FILE). Each test runs in a child:
  *   fork() on POSIX, the same program with `--child suite/name` on Windows.
  *   Result lines are `ok - suite::name`, unnumbered as Criterion's, so that
- *   tests/run-tap.sh can merge runs. The child prints its own result line and exits with
- * TAP_EXIT_PRINTED or TAP_EXIT_FAILED; any other end (crash, exit(), timeout) is reported by the
- *   parent as `not ok`. */
+ *   tests/run-tap.sh can merge runs. The child prints its own result line
+ *   and exits with TAP_EXIT_PRINTED or TAP_EXIT_FAILED; any other end (a
+ *   crash, exit(), a timeout) is reported by the parent as `not ok`. */
 #include "tap.h"
 
 #include <stdarg.h>
@@ -29,7 +29,7 @@ enum { TAP_EXIT_PRINTED = 42, TAP_EXIT_FAILED = 43 };
 
 static struct tap_test *tests;       /* sorted by line */
 static struct tap_test *current;     /* the test this child runs */
-static volatile int current_failed;  /* a cr_expect failed */
+static volatile int current_failed;  /* an assertion or expectation failed */
 static volatile int result_printed;  /* the result line is out */
 static _Thread_local char note[512]; /* the last false matcher's operands */
 #ifdef _WIN32
@@ -110,15 +110,32 @@ static void __attribute__((noreturn)) finish(const char *directive)
     _exit(current_failed ? TAP_EXIT_FAILED : TAP_EXIT_PRINTED);
 }
 
+/* Formats a message as diagnostics: every line it has starts with "# ", so
+ * that none is taken for a result. Drops the one leading space of the
+ * caller's format (see tap.h). */
+static void format_comment(char *out, size_t size, const char *fmt, va_list ap)
+{
+    char text[1024];
+    vsnprintf(text, sizeof(text), fmt, ap);
+    size_t n = 0;
+    for (const char *c = text[0] == ' ' ? text + 1 : text; *c && n + 4 < size; c++) {
+        out[n++] = *c;
+        if (*c == '\n') {
+            out[n++] = '#';
+            out[n++] = ' ';
+        }
+    }
+    out[n] = '\0';
+}
+
 void tap_fail(int fatal, const char *file, int line, const char *expr, const char *fmt, ...)
 {
-    char message[512];
+    char text[1200];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(message, sizeof(message), fmt, ap);
+    format_comment(text, sizeof(text), fmt, ap);
     va_end(ap);
-    const char *text = message[0] == ' ' ? message + 1 : message;
-    char report[1600]; /* one write, as other threads may print too */
+    char report[2400]; /* one write, as other threads may print too */
     if (expr)
         snprintf(report, sizeof(report), "# %s:%d: assertion failed: %s%s%s\n%s", file, line, expr,
                  *text ? ": " : "", text, note);
@@ -138,18 +155,20 @@ void tap_skip(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(message, sizeof(message), fmt, ap);
     va_end(ap);
+    for (char *c = message; *c; c++) /* the reason is on the result line */
+        if (*c == '\n') *c = ' ';
     snprintf(directive, sizeof(directive), " # SKIP%s", message);
     finish(directive);
 }
 
 void tap_log(const char *fmt, ...)
 {
-    char message[512];
+    char text[1200];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(message, sizeof(message), fmt, ap);
+    format_comment(text, sizeof(text), fmt, ap);
     va_end(ap);
-    printf("#%s\n", message);
+    printf("# %s\n", text);
     fflush(stdout);
 }
 

@@ -41,7 +41,12 @@ void tap_register(struct tap_test *t);
     }                                                                                              \
     static void tap_fn_##Suite##_##Name(void)
 
+/* mingw-w64: the C99 printf of __USE_MINGW_ANSI_STDIO (the build defines it). */
+#ifdef _WIN32
+#define TAP_PRINTF(f, a) __attribute__((format(gnu_printf, f, a)))
+#else
 #define TAP_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#endif
 
 /* The message is the caller's format after one space, so that an assertion
  * without a message passes " " rather than an empty format. */
