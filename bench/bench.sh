@@ -36,6 +36,15 @@ median() { # median of the numbers on stdin, one per line
 
 want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
 
+# Prints "LABEL: met|MISSED (ratio)": met when VALUE <= LIMIT x BASE.
+at_most() { # label value base limit
+    awk -v n="$1" -v a="${2:--}" -v u="${3:--}" -v k="$4" 'BEGIN {
+        if (a + 0 > 0 && u + 0 > 0)
+            printf "%s: %s (%.2fx)\n", n, (a <= k * u ? "met" : "MISSED"), a / u
+        else
+            printf "%s: no figure\n", n }'
+}
+
 # ---- tasks --------------------------------------------------------------------
 if want tasks; then
     echo "== tasks (bench/switch, bench/spawn; CPU $SERVER_CPU)"
@@ -364,22 +373,14 @@ if want echo; then
             conns=${cfg##*:}
             base=$( { median <"$out/echo-$size-$conns-liburing-cpu"; } 2>/dev/null)
             cpu=$( { median <"$out/echo-$size-$conns-eddy_io_uring-cpu"; } 2>/dev/null)
-            awk -v a="$cpu" -v u="${base:--}" -v n="    $size B x $conns" 'BEGIN {
-                if (a + 0 > 0 && u + 0 > 0)
-                    printf "%s: %s (%.2fx)\n", n, (a <= 1.05 * u ? "met" : "MISSED"), a / u
-                else
-                    printf "%s: no figure\n", n }'
+            at_most "    $size B x $conns" "$cpu" "$base" 1.05
         done
     fi
     echo "  target: eddy/io_uring's CPU per round trip at 1000 connections <= 0.75x eddy/epoll's:"
     for size in 64 16384; do
         ep=$( { median <"$out/echo-$size-1000-eddy_epoll-cpu"; } 2>/dev/null)
         cpu=$( { median <"$out/echo-$size-1000-eddy_io_uring-cpu"; } 2>/dev/null)
-        awk -v a="$cpu" -v e="${ep:--}" -v n="    $size B x 1000" 'BEGIN {
-            if (a + 0 > 0 && e + 0 > 0)
-                printf "%s: %s (%.2fx)\n", n, (a <= 0.75 * e ? "met" : "MISSED"), a / e
-            else
-                printf "%s: no figure\n", n }'
+        at_most "    $size B x 1000" "$cpu" "$ep" 0.75
     done
     echo "  target: eddy's CPU per round trip <= 0.6x libuv's:"
     for cfg in $CONFIGS; do
@@ -388,11 +389,7 @@ if want echo; then
         uvcpu=$( { median <"$out/echo-$size-$conns-libuv-cpu"; } 2>/dev/null)
         for b in io_uring epoll; do
             cpu=$( { median <"$out/echo-$size-$conns-eddy_$b-cpu"; } 2>/dev/null)
-            awk -v a="$cpu" -v u="${uvcpu:--}" -v n="    eddy/$b, $size B x $conns" 'BEGIN {
-                if (a + 0 > 0 && u + 0 > 0)
-                    printf "%s: %s (%.2fx)\n", n, (a <= 0.6 * u ? "met" : "MISSED"), a / u
-                else
-                    printf "%s: no figure\n", n }'
+            at_most "    eddy/$b, $size B x $conns" "$cpu" "$uvcpu" 0.6
         done
     done
 fi
