@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Quick start, step 1: installs what eddy needs to build and test (Debian 12
 # packages), builds it in ./build, and runs the demo.
 set -eu

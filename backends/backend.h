@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The seam between the engine (lib/) and the I/O backends (one file per backend in backends/).
  *
  * Rules (DESIGN.md section 3):

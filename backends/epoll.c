@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The epoll backend: completions emulated over readiness (readiness.h holds
  * the emulation: fast path, per-fd queues, cancellation).
  *

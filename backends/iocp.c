@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The IOCP backend (Windows): a completion backend, as io_uring is
  * (DESIGN.md section 2).
  *

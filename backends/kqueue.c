@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The kqueue backend (macOS, the BSDs; Linux through libkqueue): completions
  * emulated over readiness, as on epoll (readiness.h holds the emulation: fast
  * path, per-fd queues, cancellation).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Completions over readiness: the fast path, the per-fd queues of parked ops
  * and the deferred list (readiness.h). Nothing here knows epoll or kqueue. */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Completions over readiness, shared by the readiness backends (epoll.c,
  * kqueue.c; DESIGN.md section 2).
  *

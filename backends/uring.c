@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The io_uring backend: a completion backend over liburing (DESIGN.md sections 2 and 6).
  *
  * submit() only prepares an SQE: submissions accumulate during an iteration

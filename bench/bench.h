@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Helpers shared by the benchmarks: this thread's CPU clock (other processes
  * on a shared machine do not count) and medians. */
 #ifndef EDDY_BENCH_H

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # bench/bench.sh: what `make bench` runs, from the build directory, once the
 # programs of bench/ are built. Prints the figures as they come, then one table.
 #

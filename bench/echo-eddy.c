@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench/echo-eddy: the eddy echo server of `make bench`.
  *
  *   echo-eddy port

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench/echo-ev: the libev echo server of `make bench`.
  *
  *   echo-ev port

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench/echo-event: the libevent echo server of `make bench`.
  *
  *   echo-event port

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench/echo-load: the load generator every echo server is measured with.
  *
  *   echo-load port connections size seconds server-pid

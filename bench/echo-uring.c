@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench/echo-uring: a bare liburing echo server, the floor eddy/io_uring is
  * measured against (issue 4: within 5 % of it).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench/echo-uv: the libuv echo server of `make bench`.
  *
  *   echo-uv port

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """bench/echo_asyncio.py: the Python echo servers of `make bench`.
 
     python3 echo_asyncio.py port [uvloop]

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench/files: 4 KiB random reads at queue depth 32 over a file, in IOPS.
  *
  *   files eddy|uv path direct seconds

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # bench/install-peers.sh: installs what `make bench` compares eddy against,
 # from Debian packages only. Run as root (or with sudo); then re-run configure
 # so that it finds the libraries.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench/send-zc: where zero-copy sends start to pay, on io_uring.
  *
  * For each send size from 1 KiB to 1 MiB, one task eddy_send()s TOTAL bytes

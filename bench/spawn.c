@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench/spawn: what a task costs.
  *
  *   spawn+join      a task spawns 100 000 tasks that return at once, then joins

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench/switch: what a task switch costs.
  *
  *   raw switch      eddy__fiber_switch between two fibers, no loop (ns per switch)

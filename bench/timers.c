@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench/timers: what a timer costs, eddy (eddy_call_later) or libuv (uv_timer).
  *
  *   timers eddy|uv

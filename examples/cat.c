@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* cat: copies files to stdout, reading them through the loop.
  *
  *   cat FILE...

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A tour of eddy in one program: tasks that sleep and yield, a timer
  * callback, a task group, a timeout, and the backend the loop picked. */
 #include <eddy.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* echo-client: sends messages to an echo server and checks every byte that
  * comes back.
  *

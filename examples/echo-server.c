@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* echo-server: a TCP echo server, one task per connection.
  *
  *   echo-server [port [connections]]

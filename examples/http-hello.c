@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* examples/http-hello: a small HTTP/1.1 keep-alive server on eddy.
  *
  *   http-hello [port]        (default 8080, bound to 127.0.0.1)

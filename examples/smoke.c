@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A smoke test of a build, in one program that needs nothing but eddy: the
  * loop runs, timers fire in order, tasks switch, another thread wakes the
  * loop, TCP echoes over 127.0.0.1, UDP datagrams arrive, a file is written

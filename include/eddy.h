@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* eddy: asyncio's model in C -- one event loop per thread, stackful tasks that
  * suspend at await, futures, timers, sockets and files over pluggable backends.
  *
@@ -42,6 +43,22 @@ extern "C" {
 #else
 #define EDDY_NODISCARD
 #endif
+
+/* ---- version ---------------------------------------------------------- */
+
+/* The version of the header a program was compiled with; configure.ac reads
+ * the release number from these three lines. eddy_version() gives the
+ * library's own at run time, to compare with EDDY_VERSION_HEX. */
+#define EDDY_VERSION_MAJOR 0
+#define EDDY_VERSION_MINOR 1
+#define EDDY_VERSION_PATCH 0
+#define EDDY_VERSION_HEX                                                                           \
+    ((EDDY_VERSION_MAJOR << 16) | (EDDY_VERSION_MINOR << 8) | EDDY_VERSION_PATCH)
+
+/* The running library's version as EDDY_VERSION_HEX encodes it (0x000100 for 0.1.0). */
+EDDY_API unsigned eddy_version(void);
+/* The running library's version as "MAJOR.MINOR.PATCH". */
+EDDY_API const char *eddy_version_string(void);
 
 /* ---- errors ---------------------------------------------------------- */
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The capability table, as data: one row per backend eddy knows (compiled in
  * here or not), one cell per eddy_cap, each native, emulated or none with a
  * one-line note wherever it is not native. lib/caps.c answers the API from it

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Error names. eddy's codes are negative errno values on every platform (the
  * Windows backend maps its own codes onto them), so one table serves all. */
 #include <string.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fibers: starting, switching and leaving execution contexts (lib/fiber.h).
  *
  * The switch itself is eddy__context_swap (lib/context/, one file per architecture), or

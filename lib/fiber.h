@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fibers: a saved execution context plus the stack it runs on, and the pool
  * that hands out task stacks. The context switch itself lives in
  * lib/context/ (assembly for x86-64 SysV and AArch64, ucontext elsewhere or

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Files and paths as task-style calls: each is one op on the caller's stack
  * run through eddy__op_run, which hands it to the backend when the backend
  * does file I/O natively and to the thread pool otherwise (epoll, kqueue).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Futures: pending -> done with a value, an error, or cancelled. Completion
  * notifies waiters inline, but a waiter only queues work (a task to resume,
  * a done callback to run), so user code never runs inside the setter. */

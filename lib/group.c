@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Combinators (gather, wait_any, wait_for) and task groups, built on future
  * waiters: each wait hangs a small node on every future it watches, and the
  * task sleeps until the nodes' notifications say it may go on. */

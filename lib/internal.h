@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The engine's internal structures and helpers, shared by lib/ files only. */
 #ifndef EDDY_INTERNAL_H
 #define EDDY_INTERNAL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Intrusive circular doubly-linked lists: O(1) insert and removal, no
  * allocation. A node that is in no list points at itself. */
 #ifndef EDDY_LIST_H

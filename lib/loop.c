@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The run loop: a ready queue of work, the timer heap, and one backend. An
  * iteration waits in the backend (not at all when work is ready), takes in
  * what other threads posted, fires due timers, then runs exactly what was

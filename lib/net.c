@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Sockets: TCP, UDP and Unix stream sockets as task-style calls, written once
  * over the backend interface. Every I/O call is one op on the calling task's
  * stack run through eddy__op_run; nothing is allocated per call.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Running one op from a task: the op lives in the task's frame, so the task
  * must not leave this function until the op's final completion, whatever
  * happens to the task meanwhile (the op lifetime rule, DESIGN.md section 3). */

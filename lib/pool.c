@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The thread pool: file ops where the backend has no native path, and
  * eddy_to_thread (asyncio.to_thread).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Task stacks (lib/fiber.h): mmap'd, committed page by page as a task
  * touches them, and pooled so that spawning a task is not a syscall.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The few operating-system services lib/ needs that POSIX and Windows spell
  * differently: a lock, a condition variable, a once-only initialiser, the
  * monotonic clock and aligned memory. On POSIX they are pthreads and clock_gettime, unchanged;

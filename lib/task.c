@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Tasks: a future whose outcome is a coroutine's return value. The coroutine
  * runs on its own stack (lib/fiber.h); suspending switches back to the loop's
  * stack, and the loop resumes the task when something wakes it. A task gets

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Timers: a 4-ary min-heap of the deadlines due soon, in loop-clock
  * nanoseconds, and a two-level wheel of unsorted buckets for the rest.
  *

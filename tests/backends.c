@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Prints the backends a loop can run on here, one name a line, in the
  * library's preference order; tests/run-tap.sh runs the behaviour suites once
  * on each. Backends that cannot run here are listed on stderr with why. */

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # README.md's capability table and docs/platforms.md are tools/eddy-caps output:
 # the table between the two markers in README.md must be `eddy-caps --static`;
 # docs/platforms.md must begin with `eddy-caps --platforms` and its end marker

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The test framework: Criterion where it is packaged, else (Windows, or
  * -DEDDY_TEST_TAP to prove it on POSIX) the TAP runner of tap.h, which
  * provides the same names: Test(), cr_assert(), cr_expect(), the matchers

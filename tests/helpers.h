@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Shared helpers for the suites (Criterion, or tests/tap.c: see check.h):
  * loops, running a task to its end, completing futures from timers, clocks.
  * Tests use only the public header. */

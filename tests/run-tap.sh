@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Runs one Criterion suite for automake's TAP driver, once per backend that
 # can run here (tests/backends lists them), as one TAP stream: each result is
 # named "[backend] suite::test". EDDY_TEST_BACKENDS overrides the list;

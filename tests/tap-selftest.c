@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The TAP runner's own test: passing and failing assertions, skips, a
  * timeout, a crash, a failure on another thread, .init and .fini.
  * tests/tap-selftest.sh runs it and checks its output line by line, so the

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Checks the TAP runner (tests/tap.c) through tests/tap-selftest, whose tests
 # pass, fail, skip, time out and crash on purpose: every result line and
 # diagnostic it must print, and what it must not. Prints TAP.

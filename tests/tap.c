@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The TAP runner of tap.h: registry, assertions and main().
  *
  * Usage: suite [--list] [--filter GLOB] [--tap[=FILE]]

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A small TAP runner behind Criterion's names, for hosts without Criterion
  * (mingw-w64 under Wine). Test files include check.h, which picks Criterion or
  * this header; defining EDDY_TEST_TAP selects it on POSIX too, so `make check`

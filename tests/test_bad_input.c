@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Bad arguments get -EINVAL (or NULL/false where documented), task-only calls
  * outside a task get -EPERM, never a crash. */
 #include "helpers.h"

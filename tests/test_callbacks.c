@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* eddy_call_soon, the iteration rule (run what was ready when the iteration
  * began), eddy_loop_run's end and eddy_loop_stop. */
 #include "helpers.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Cancellation: sticky, shields, before start, while awaiting a future, with
  * an op in flight on a pool thread, and on tasks already done. */
 #include <pthread.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The capability table and its API: the table is complete (every capability
  * named, every cell set, a note wherever a cell is not native, for every
  * backend); every capability a backend reports native or emulated here is

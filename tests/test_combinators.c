@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* eddy_gather and eddy_wait_any, under virtual time. */
 #include "helpers.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* EDDY_LOOP_DEBUG reports: a task running too long without awaiting, and a
  * failed task dropped without anyone retrieving its error. Without the flag,
  * nothing is printed. stderr is captured in a temporary file. */

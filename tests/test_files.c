@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Files: a 64 MiB write/sync/read with content checks, path operations,
  * errors from the file system, cancelling a task in a file read (queued, and
  * running), and bad input. */

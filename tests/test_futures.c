@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Futures: outcomes, deferred done callbacks, reference counting, awaiting. */
 #include "helpers.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Task groups (asyncio.TaskGroup): success, first failure cancels the rest,
  * nested spawns, cancellation of the waiter, freeing with live children. */
 #include "helpers.h"

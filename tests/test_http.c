@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* examples/http-hello: its parser on its own, and the server run in-process
  * on an ephemeral port against a raw TCP client:
  * a simple GET, keep-alive, pipelining, requests split over several writes,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* What only the kqueue backend does; the behaviour suites run on it like on
  * every backend, these look at its own paths: the changelist, applied in the
  * next poll, growing past the event list; an arm the kernel refuses

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The thread pool through eddy_to_thread: results (including values that look
  * like error codes), cancellation before a worker starts the call and while
  * it runs, EDDY_THREADPOOL_SIZE read once at first use, loops on several

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Sockets: TCP echo at volume, cancellation of pending accept/recv/connect,
  * error codes from the peer (refused, closed, reset, broken pipe), UDP and
  * Unix round trips, close with calls pending, 10 000 connections on one loop,

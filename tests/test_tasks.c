@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Tasks: spawn and join, outcomes, awaiting from nested C calls, stacks,
  * scheduling, eddy_run and the endings of loops with live tasks. */
 #include "helpers.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* eddy_call_soon_threadsafe: delivery from many threads, exactly once and in
  * each thread's order, and prompt wake-ups of a loop blocked in its backend. */
 #include <pthread.h>

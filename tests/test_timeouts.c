@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* eddy_await_timeout (asyncio.wait_for) and eddy_wait_any's limit, all under
  * virtual time, so elapsed times are exact. */
 #include "helpers.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* eddy_call_later and eddy_timer_cancel: deadline order, FIFO among equal
  * deadlines, owned handles, large counts; eddy_now. */
 #include <unistd.h>

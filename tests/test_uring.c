@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The io_uring backend: which backend a loop picks and how to force one; the
  * fallback to epoll when io_uring_setup is refused (a seccomp filter); a tiny
  * ring whose SQ fills and whose CQ overflows without losing a completion;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* EDDY_LOOP_VIRTUAL_TIME: the clock jumps to the next deadline when idle, so
  * long sleeps take no wall time and runs are deterministic. */
 #include "helpers.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* eddy-caps: what each backend supports (DESIGN.md section 6).
  *
  *   eddy-caps              the capability table, with the columns of the backends
@@ -7,6 +8,7 @@
  *   eddy-caps --platforms  docs/platforms.md: per platform, what works, what is
  *                          emulated and how, what is absent
  *   eddy-caps --json       all of it, for programs
+ *   eddy-caps --version    the library's release number
  *
  * Support levels come from the public API; the notes and platform texts from
  * the table the library was built with (lib/caps_table.h, static data). */
@@ -377,11 +379,12 @@ static void print_json(void)
 
 static int usage(FILE *out, int status)
 {
-    fprintf(out, "usage: eddy-caps [--static | --platforms | --json]\n"
+    fprintf(out, "usage: eddy-caps [--static | --platforms | --json | --version]\n"
                  "  (none)       the capability table probed here, and the backends available\n"
                  "  --static     the table alone, the same on every machine (README.md)\n"
                  "  --platforms  what each platform offers (docs/platforms.md)\n"
-                 "  --json       all of it as JSON\n");
+                 "  --json       all of it as JSON\n"
+                 "  --version    the library's version (and the header's, if they differ)\n");
     return status;
 }
 
@@ -398,6 +401,11 @@ int main(int argc, char **argv)
         print_platforms();
     } else if (strcmp(mode, "--json") == 0) {
         print_json();
+    } else if (strcmp(mode, "--version") == 0) {
+        printf("eddy-caps (eddy) %s\n", eddy_version_string());
+        if (eddy_version() != EDDY_VERSION_HEX)
+            printf("built against the eddy %d.%d.%d header\n", EDDY_VERSION_MAJOR,
+                   EDDY_VERSION_MINOR, EDDY_VERSION_PATCH);
     } else if (strcmp(mode, "--help") == 0 || strcmp(mode, "-h") == 0) {
         return usage(stdout, 0);
     } else {

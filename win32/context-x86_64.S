@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Context switch for x86-64 Windows (the Microsoft x64 ABI), the counterpart
  * of lib/context/x86_64-sysv.S.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Windows and Winsock error codes as eddy's negative errno-style codes
  * (DESIGN.md section 4: "Windows maps its errors onto the same codes"). A
  * code with no closer match becomes -EIO. */

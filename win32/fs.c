@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* File and path ops with blocking Windows calls, run by the thread pool's
  * workers (lib/pool.c): open, fsync, stat, unlink, rmdir, rename, mkdir.
  * Reads and writes are the iocp backend's own (overlapped, at an offset).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The operating-system services of lib/sys.h on Windows, and Winsock's
  * start-up. */
 #include <errno.h>

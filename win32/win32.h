@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Windows-only support shared by lib/ and backends/iocp.c (DESIGN.md section
  * 1, win32/): the Windows headers in the order Winsock needs, the POSIX socket
  * names eddy's code uses, and the helpers in the win32/ sources. Included only when

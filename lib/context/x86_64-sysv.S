@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Context switch for x86-64, System V ABI (Linux, the BSDs, macOS).
  *
  * A suspended context is a stack pointer; everything else it needs is on its
