@@ -26,8 +26,12 @@ struct eddy__caps_cell {
 struct eddy__caps_row {
     const char *name;   /* as in eddy_loop_options.backend */
     const char *where;  /* the platforms it runs on */
-    const char *family; /* completion or readiness (DESIGN.md section 2) */
+    const char *family; /* completion or readiness (docs/design.md, "Layers") */
     const char *status; /* NULL once the backend is written; else what it is */
+    /* How to build it on the platform the table was compiled for, when it can
+     * run there but a build may leave it out; NULL where it is always built
+     * or cannot be built at all. */
+    const char *build;
     struct eddy__caps_cell cells[EDDY_CAP_COUNT];
 };
 
@@ -36,11 +40,26 @@ struct eddy__caps_row {
 #define CAPS_DNS     "getaddrinfo in the thread pool"
 #define CAPS_URING   "io_uring only"
 
+/* The backends a build may leave out on the platform at hand: eddy-caps
+ * says how to build them instead of "not built for this platform". */
+#if defined(__linux__)
+#define CAPS_BUILD_URING                                                                           \
+    "configure with liburing installed (Debian: liburing-dev), without --without-liburing"
+#define CAPS_BUILD_KQUEUE "configure --with-kqueue, against libkqueue (docs/platforms.md)"
+#elif defined(__APPLE__) || defined(__FreeBSD__) || defined(__NetBSD__) || defined(__OpenBSD__)
+#define CAPS_BUILD_URING  NULL
+#define CAPS_BUILD_KQUEUE "configure without --without-kqueue"
+#else
+#define CAPS_BUILD_URING  NULL
+#define CAPS_BUILD_KQUEUE NULL
+#endif
+
 static const struct eddy__caps_row eddy__caps_rows[] = {
     {
         .name = "io_uring",
         .where = "Linux 5.6+",
         .family = "completion",
+        .build = CAPS_BUILD_URING,
         .cells =
             {
                 [EDDY_CAP_TCP] = {EDDY_NATIVE, NULL},
@@ -96,6 +115,7 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
         .name = "kqueue",
         .where = "macOS, FreeBSD, NetBSD, OpenBSD; Linux through libkqueue",
         .family = "readiness",
+        .build = CAPS_BUILD_KQUEUE,
         .cells =
             {
                 [EDDY_CAP_TCP] = {EDDY_NATIVE, NULL},
@@ -207,5 +227,7 @@ static const struct eddy__caps_platform eddy__caps_platforms[] = {
 #undef CAPS_POOL
 #undef CAPS_DNS
 #undef CAPS_URING
+#undef CAPS_BUILD_URING
+#undef CAPS_BUILD_KQUEUE
 
 #endif /* EDDY_CAPS_TABLE_H */

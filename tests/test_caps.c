@@ -706,6 +706,50 @@ Test(caps_enotsup, unknown_names_in_the_variable_are_ignored)
     unsetenv("EDDY_CAPS_DISABLE");
 }
 
+/* ---- eddy-caps ------------------------------------------------------------------------- */
+
+#ifdef __linux__
+/* What the built eddy-caps prints with no argument. */
+static const char *eddy_caps_output(void)
+{
+    FILE *tool = popen(EDDY_TEST_BUILDDIR "/tools/eddy-caps", "r");
+    cr_assert(ne(ptr, tool, NULL));
+    static char out[1 << 16];
+    size_t n = fread(out, 1, sizeof out - 1, tool);
+    out[n] = '\0';
+    cr_assert(eq(int, pclose(tool), 0), "eddy-caps failed:\n%s", out);
+    return out;
+}
+#endif
+
+/* A backend this platform can run but the build left out (kqueue on Linux
+ * without --with-kqueue) is not "not built for this platform": the tool says
+ * how to build it. */
+Test(caps_tool, says_how_to_build_a_backend_left_out, .timeout = TEST_TIMEOUT)
+{
+#ifdef __linux__
+    static const struct {
+        const char *name, *how;
+    } buildable[] = {
+        {"kqueue", "- kqueue: not built; to build it, configure --with-kqueue, against libkqueue"},
+        {"io_uring", "- io_uring: not built; to build it, configure with liburing installed"},
+    };
+    const char *out = eddy_caps_output();
+    size_t checked = 0;
+    for (size_t i = 0; i < sizeof buildable / sizeof buildable[0]; i++) {
+        if (eddy_backend_available(buildable[i].name) != -ENOTSUP) continue;
+        cr_assert(strstr(out, buildable[i].how) != NULL, "eddy-caps does not say \"%s\":\n%s",
+                  buildable[i].how, out);
+        checked++;
+    }
+    cr_assert(strstr(out, "- iocp: not built for this platform\n") != NULL,
+              "eddy-caps does not say iocp is not for Linux:\n%s", out);
+    if (checked == 0) cr_skip_test("kqueue and io_uring are both built in (iocp checked)");
+#else
+    cr_skip_test("what a build may leave out is checked on Linux");
+#endif
+}
+
 /* ---- a refused backend ------------------------------------------------------------------ */
 
 /* With io_uring_setup failing with err (a seccomp filter installed before
@@ -737,12 +781,7 @@ static void check_refusal(int err, const char *err_name)
     cr_assert(eq(str, (char *)eddy_loop_backend(loop), "epoll"));
     eddy_loop_free(loop);
 
-    FILE *tool = popen(EDDY_TEST_BUILDDIR "/tools/eddy-caps", "r");
-    cr_assert(ne(ptr, tool, NULL));
-    static char out[1 << 16];
-    size_t n = fread(out, 1, sizeof out - 1, tool);
-    out[n] = '\0';
-    cr_assert(eq(int, pclose(tool), 0), "eddy-caps failed:\n%s", out);
+    const char *out = eddy_caps_output();
     char expected[128];
     snprintf(expected, sizeof expected, "Default loop: epoll (io_uring: refused (%s), using epoll)",
              err_name);

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* eddy-caps: what each backend supports (DESIGN.md section 6).
+/* eddy-caps: what each backend supports (docs/design.md, "Backends and the capability table").
  *
  *   eddy-caps              the capability table, with the columns of the backends
  *                          that run here probed on this machine, then which
@@ -77,8 +77,12 @@ static bool compiled_in(const char *name)
 /* Why a backend cannot run here, in words. */
 static void print_unavailable(const struct eddy__caps_row *row, int err)
 {
-    if (err == -ENOTSUP)
-        printf("%s", row->status ? row->status : "not built for this platform");
+    if (err == -ENOTSUP && row->status)
+        printf("%s", row->status);
+    else if (err == -ENOTSUP && row->build)
+        printf("not built; to build it, %s", row->build);
+    else if (err == -ENOTSUP)
+        printf("not built for this platform");
     else
         printf("refused (%s: %s)", error_name(err), eddy_strerror(err));
 }
@@ -331,6 +335,8 @@ static void json_backend(const struct eddy__caps_row *row)
            row->status ? "false" : "true", compiled_in(row->name) ? "true" : "false",
            err == 0 ? "true" : "false");
     json_string(err == 0 ? NULL : error_name(err));
+    printf(", \"build\": ");
+    json_string(compiled_in(row->name) ? NULL : row->build);
     printf(",\n     \"table\": ");
     json_levels(row, false);
     printf(",\n     \"here\": ");
