@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The seam between the engine (lib/) and the I/O backends (one file per backend in backends/).
  *
- * Rules (DESIGN.md section 3):
+ * Rules (docs/design.md, "The backend seam"):
  * - An op lives in its caller's frame or object; a backend never allocates or
  *   frees one, it only links it into its own queues through op->link.
  * - submit() either finishes the op at once (returns EDDY_OP_DONE with

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The IOCP backend (Windows): a completion backend, as io_uring is
- * (DESIGN.md section 2).
+ * (docs/design.md, "Layers").
  *
  * Every socket and file an op runs on is associated with the loop's
  * completion port the first time, and each op is started as overlapped I/O:

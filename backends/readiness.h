@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Completions over readiness, shared by the readiness backends (epoll.c,
- * kqueue.c; DESIGN.md section 2).
+ * kqueue.c; docs/design.md, "Layers").
  *
  * submit tries the syscall at once (the fast path); only when it would block
  * is the op parked on its fd's reader or writer queue, and the backend asked,

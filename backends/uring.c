@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The io_uring backend: a completion backend over liburing (DESIGN.md sections 2 and 6).
+/* The io_uring backend: a completion backend over liburing (docs/design.md,
+ * "Layers" and "Backends and the capability table").
  *
  * submit() only prepares an SQE: submissions accumulate during an iteration
  * and go to the kernel in poll(), with one io_uring_submit_and_wait per

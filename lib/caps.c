@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The capability API (DESIGN.md sections 4 and 6) over the table in
+/* The capability API (docs/design.md, "Backends and the capability table") over the table in
  * caps_table.h. For a backend compiled in and able to run here, the answer is
  * its running instance's: each such backend is initialised once per process,
  * asked through its supports() hook, and freed at once. For the others (not

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Running one op from a task: the op lives in the task's frame, so the task
  * must not leave this function until the op's final completion, whatever
- * happens to the task meanwhile (the op lifetime rule, DESIGN.md section 3). */
+ * happens to the task meanwhile (the op lifetime rule, docs/design.md, "The op
+ * and its lifetime"). */
 #include "internal.h"
 
 /* The capability each op kind needs from the loop's backend; NO_CAP: none. */
@@ -28,7 +29,8 @@ static const uint8_t op_caps[EDDY_OP_KIND_COUNT] = {
 };
 _Static_assert(EDDY_OP_WORK + 1 == EDDY_OP_KIND_COUNT, "a new op kind needs its row in op_caps");
 
-/* Whether the loop's backend offers what op needs (DESIGN.md section 4). */
+/* Whether the loop's backend offers what op needs (docs/design.md, "Backends
+ * and the capability table"). */
 static bool op_supported(const struct eddy_loop *loop, const struct eddy_op *op)
 {
     unsigned cap = op->kind < EDDY_OP_KIND_COUNT ? op_caps[op->kind] : NO_CAP;

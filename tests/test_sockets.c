@@ -632,7 +632,8 @@ Test(sockets, udp_sockets_on_port_zero_get_ports_of_their_own, .timeout = TEST_T
 /* ---- Unix sockets --------------------------------------------------------------------- */
 
 #ifdef _WIN32
-/* IOCP has no Unix sockets (DESIGN.md, section 6): the calls say so. */
+/* IOCP has no Unix sockets (docs/design.md, "Backends and the capability
+ * table"): the calls say so. */
 static intptr_t unix_main(void *arg)
 {
     eddy_sock *s = (eddy_sock *)1;

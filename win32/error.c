@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Windows and Winsock error codes as eddy's negative errno-style codes
- * (DESIGN.md section 4: "Windows maps its errors onto the same codes"). A
+ * (docs/design.md, "The public API": Windows errors are mapped onto the
+ * same codes). A
  * code with no closer match becomes -EIO. */
 #include <errno.h>
 

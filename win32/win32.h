@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Windows-only support shared by lib/ and backends/iocp.c (DESIGN.md section
- * 1, win32/): the Windows headers in the order Winsock needs, the POSIX socket
+/* Windows-only support shared by lib/ and backends/iocp.c (docs/design.md,
+ * "Layout": win32/): the Windows headers in the order Winsock needs, the POSIX socket
  * names eddy's code uses, and the helpers in the win32/ sources. Included only when
  * _WIN32 is defined. */
 #ifndef EDDY_WIN32_H
