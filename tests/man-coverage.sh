@@ -3,16 +3,19 @@
 # Every function the built library exports has a man page name, and every
 # name a man3 page lists (its NAME section, man/names.sh) is an exported
 # function whose prototype, as include/eddy.h declares it, is in that page's
-# SYNOPSIS. Prints TAP for make check; runs from the build directory, with
-# srcdir pointing at the sources and EDDY_MAN3_SCD listing the man3 sources
-# the build installs (Makefile.am's MAN3_SCD).
+# SYNOPSIS; every page is built from a source the build knows, and renders
+# without a warning. Prints TAP for make check; runs from the build
+# directory, with srcdir pointing at the sources and EDDY_MAN_SCD listing the
+# page sources the build installs (Makefile.am's MAN_SCD).
 srcdir=${srcdir:-.}
 lib=.libs/libeddy.so
 skip() { echo "1..0 # SKIP $*"; exit 0; }
 case ${EXEEXT-} in .exe) skip "a Windows build (no ELF dynamic symbols to read)" ;; esac
 command -v nm >/dev/null 2>&1 || skip "nm is not installed"
 [ -f "$lib" ] || skip "no $lib (a static-only or non-ELF build)"
-[ -n "${EDDY_MAN3_SCD-}" ] || { echo "Bail out! EDDY_MAN3_SCD is not set (run through make check)"; exit 99; }
+[ -n "${EDDY_MAN_SCD-}" ] || { echo "Bail out! EDDY_MAN_SCD is not set (run through make check)"; exit 99; }
+# shellcheck disable=SC2086,SC2116 # one space between the names
+listed=$(echo $EDDY_MAN_SCD)
 
 tmp=$(mktemp -d) || exit 99
 trap 'rm -rf "$tmp"' EXIT
@@ -23,7 +26,9 @@ awk '$2 == "T" && $3 ~ /^eddy_/ { sub(/@.*/, "", $3); print $3 }' "$tmp/nm" | so
 [ -s "$tmp/exported" ] || { echo "Bail out! $lib exports no eddy_ function"; exit 99; }
 
 pages=
-for f in $EDDY_MAN3_SCD; do pages="$pages $srcdir/$f"; done
+for f in $listed; do
+    case $f in *.3.scd) pages="$pages $srcdir/$f" ;; esac
+done
 # shellcheck disable=SC2086
 $SHELL "$srcdir/man/names.sh" $pages >"$tmp/names" || { echo "Bail out! man/names.sh failed"; exit 99; }
 awk '{ print $1 }' "$tmp/names" | sort -u >"$tmp/named"
@@ -61,7 +66,7 @@ synopsis() {
         }' "$1"
 }
 
-echo "1..4"
+echo "1..5"
 status=0
 report() { # number, description, file of offenders (empty: ok)
     if [ -s "$3" ]; then
@@ -92,10 +97,27 @@ report 3 "each page's SYNOPSIS has the prototype include/eddy.h declares for eve
     "$tmp/missing"
 
 : >"$tmp/unlisted"
-# shellcheck disable=SC2086,SC2116 # one space between the names
-listed=$(echo $EDDY_MAN3_SCD)
-for f in "$srcdir"/man/*.3.scd; do
-    case " $listed " in *" man/${f##*/} "*) ;; *) echo "${f#"$srcdir"/} is not in MAN3_SCD (Makefile.am)" >>"$tmp/unlisted" ;; esac
+for f in "$srcdir"/man/*.scd; do
+    case " $listed " in
+    *" man/${f##*/} "*) ;;
+    *) echo "${f#"$srcdir"/} is not in MAN_SCD (Makefile.am)" >>"$tmp/unlisted" ;;
+    esac
 done
-report 4 "every man/*.3.scd is built and installed (Makefile.am's MAN3_SCD)" "$tmp/unlisted"
+report 4 "every man/*.scd is built and installed (Makefile.am's MAN_SCD)" "$tmp/unlisted"
+
+# The generated pages, as man shows them: groff's warnings (a line it cannot
+# break, an unknown macro) go to stderr.
+if command -v man >/dev/null 2>&1; then
+    : >"$tmp/warnings"
+    for f in $listed; do
+        page=${f%.scd}
+        [ -f "$page" ] || page=$srcdir/$page
+        MANWIDTH=80 man --warnings -l "$page" >/dev/null 2>"$tmp/stderr" ||
+            echo "$page: man exited with $?" >>"$tmp/warnings"
+        sed "s|^|$page: |" "$tmp/stderr" >>"$tmp/warnings"
+    done
+    report 5 "every page renders without a warning (MANWIDTH=80 man --warnings -l)" "$tmp/warnings"
+else
+    echo "ok 5 # SKIP man is not installed"
+fi
 exit $status
