@@ -42,7 +42,7 @@ awk '
     collecting && /;/ {
         collecting = 0
         sub(/;.*/, "", proto)
-        gsub(/EDDY_API |EDDY_NODISCARD /, "", proto)
+        gsub(/EDDY_[A-Z_]+ /, "", proto) # EDDY_API, EDDY_NODISCARD
         $0 = proto
         '"$normalise"'
         name = $0
