@@ -662,3 +662,51 @@ Test(timeout_scopes, now_null_is_the_current_loop, .timeout = TEST_TIMEOUT)
     intptr_t v = 0;
     cr_assert(eq(int, run_virtual(now_null_task, NULL, &v), 0));
 }
+
+/* ---- a scope over socket calls, on each backend's own I/O ---- */
+
+struct scoped_recv {
+    ssize_t cut;    /* the recv the deadline cut short */
+    int ended;      /* its scope's end */
+    ssize_t later;  /* a recv after the scope, once the peer has sent */
+    int64_t cut_ns; /* wall time the first recv took */
+    char byte;
+};
+
+static intptr_t scoped_recv_task(void *arg)
+{
+    struct scoped_recv *r = arg;
+    eddy_sock *listener = NULL, *client = NULL, *server = NULL;
+    cr_assert(eq(int, eddy_tcp_listen(&listener, "127.0.0.1", 0, 0), 0));
+    cr_assert(
+        eq(int, eddy_tcp_connect(&client, "127.0.0.1", (uint16_t)eddy_sock_port(listener)), 0));
+    cr_assert(eq(int, eddy_accept(listener, &server), 0));
+    eddy_timeout scope;
+    cr_assert(eq(int, eddy_timeout_begin(&scope, 50 * MS), 0));
+    int64_t start = wall_ns();
+    r->cut = eddy_recv(server, &r->byte, 1);
+    r->cut_ns = wall_ns() - start;
+    r->ended = eddy_timeout_end(&scope);
+    /* The connection is intact: a byte sent now is the next one received. */
+    cr_assert(eq(sz, (size_t)eddy_send(client, "x", 1), 1));
+    r->later = eddy_recv(server, &r->byte, 1);
+    eddy_sock_close(client);
+    eddy_sock_close(server);
+    eddy_sock_close(listener);
+    return 0;
+}
+
+Test(timeout_scopes, deadline_cuts_a_recv_short, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    struct scoped_recv r = {1, 1, 0, 0, 0};
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, scoped_recv_task, &r, &v), 0));
+    cr_assert(eq(sz, (size_t)r.cut, (size_t)-ECANCELED));
+    cr_assert(eq(int, r.ended, -ETIMEDOUT));
+    cr_assert(ge(i64, r.cut_ns, 45 * MS));
+    cr_assert(lt(i64, r.cut_ns, 5 * NS_PER_SEC));
+    cr_assert(eq(sz, (size_t)r.later, 1));
+    cr_assert(eq(chr, r.byte, 'x'));
+    eddy_loop_free(loop);
+}
