@@ -99,7 +99,8 @@ EDDY_API void eddy_loop_stop(eddy_loop *loop);
 EDDY_API const char *eddy_loop_backend(const eddy_loop *loop);
 /* The loop running on this thread, or NULL. */
 EDDY_API eddy_loop *eddy_loop_current(void);
-/* Monotonic time in ns (virtual under EDDY_LOOP_VIRTUAL_TIME); -EINVAL for NULL. */
+/* Monotonic time in ns (virtual under EDDY_LOOP_VIRTUAL_TIME). loop NULL = the
+ * current loop; -EINVAL when there is none. */
 EDDY_API int64_t eddy_now(eddy_loop *loop);
 
 typedef void (*eddy_callback)(void *arg);
@@ -150,9 +151,11 @@ EDDY_API EDDY_NODISCARD int eddy_future_on_done(eddy_future *f,
  * eddy_future_result. If the task is cancelled meanwhile, f is cancelled too
  * (as asyncio's await does) and -ECANCELED is returned. */
 EDDY_API int eddy_await(eddy_future *f, intptr_t *value);
-/* Task-only: eddy_await with a limit (asyncio.wait_for). When timeout_ns
- * passes, f is cancelled (a task's future: the task is cancelled and awaited
- * to its end) and -ETIMEDOUT is returned. timeout_ns < 0 waits forever. */
+/* Task-only: eddy_await with a limit (asyncio.wait_for), inside a timeout
+ * scope. When timeout_ns passes, f is cancelled (a task's future: the task is
+ * cancelled and awaited to its end) and -ETIMEDOUT is returned; an enclosing
+ * scope's expiry or the caller's cancellation gives -ECANCELED instead.
+ * timeout_ns < 0 waits forever. */
 EDDY_API int eddy_await_timeout(eddy_future *f, int64_t timeout_ns, intptr_t *value);
 
 /* ---- tasks --------------------------------------------------------------- */
@@ -183,6 +186,39 @@ EDDY_API int eddy_yield(void);
  * which is delivered at the first await after the outermost end. Nests. */
 EDDY_API void eddy_shield_begin(void);
 EDDY_API void eddy_shield_end(void);
+
+/* ---- timeout scopes ------------------------------------------------------------ */
+
+/* asyncio.timeout / Trio's fail_after: a deadline over a whole block of awaits.
+ * Declare one on the stack, begin it, await as usual, end it:
+ *
+ *     eddy_timeout scope;
+ *     eddy_timeout_begin(&scope, 2 * 1000000000LL);
+ *     ssize_t n = eddy_recv(s, buf, sizeof buf);   (-ECANCELED once it expires)
+ *     int err = eddy_timeout_end(&scope);          (-ETIMEDOUT if it expired)
+ *
+ * Once the deadline passes, every await of the task inside the scope returns
+ * -ECANCELED (sticky, as a cancellation) until the scope ends. Scopes nest and
+ * end in the reverse order of their beginning; awaits inside a shield begun
+ * within the scope ignore its expiry, and a scope begun inside a shield works.
+ * The fields are private; the type is complete so that it can live on the stack. */
+typedef struct eddy_timeout {
+    uint64_t opaque_[14];
+} eddy_timeout;
+/* Task-only: begins a scope whose deadline is timeout_ns from now (< 0: none
+ * yet, see _reschedule). 0, -EPERM outside a task, -EINVAL for NULL, -ENOMEM. */
+EDDY_API EDDY_NODISCARD int eddy_timeout_begin(eddy_timeout *t, int64_t timeout_ns);
+/* Moves the deadline to deadline_ns on the eddy_now clock (< 0: none; in the
+ * past: it expires on the next iteration). -EALREADY once it has expired,
+ * -EINVAL for a scope that is not active, -EPERM from another task. */
+EDDY_API EDDY_NODISCARD int eddy_timeout_reschedule(eddy_timeout *t, int64_t deadline_ns);
+/* Ends the innermost scope: -ETIMEDOUT if its deadline fired (and neither an
+ * enclosing scope's deadline nor eddy_task_cancel also applies), -ECANCELED
+ * if the task is cancelled or an enclosing scope expired, else 0. -EINVAL for a
+ * scope that is not the calling task's innermost, -EPERM outside a task. */
+EDDY_API int eddy_timeout_end(eddy_timeout *t);
+/* True once the scope's deadline has fired (also after it ended). */
+EDDY_API bool eddy_timeout_expired(const eddy_timeout *t);
 
 /* ---- combinators and structured concurrency ------------------------------ */
 

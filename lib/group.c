@@ -181,17 +181,21 @@ EDDY_API int eddy_await_timeout(eddy_future *f, int64_t timeout_ns, intptr_t *va
     if (!t) return -EPERM;
     if (&t->future == f) return -EINVAL;
     if (timeout_ns < 0) return eddy_await(f, value);
-    int err = wait_first(t, &f, 1, timeout_ns);
-    if (err >= 0) return eddy__future_outcome(f, value);
-    eddy_future_cancel(f);
-    if (err == -ETIMEDOUT && f->is_task) {
-        /* wait_for: a timed-out task is cancelled and awaited to its end. */
+    eddy_timeout scope;
+    int err = eddy_timeout_begin(&scope, timeout_ns);
+    if (err < 0) return err;
+    err = eddy__future_wait(t, f); /* cut short: f is cancelled too */
+    if (err < 0 && f->is_task && eddy_timeout_expired(&scope)) {
+        /* wait_for: a timed-out task is awaited to its end. */
         eddy_shield_begin();
         eddy__future_wait(t, f);
         eddy_shield_end();
         f->retrieved = true;
     }
-    return err;
+    int ended = eddy_timeout_end(&scope);
+    if (ended < 0) return ended;
+    if (err < 0) return err;
+    return eddy__future_outcome(f, value);
 }
 
 /* ---- task groups --------------------------------------------------------------- */

@@ -160,6 +160,8 @@ int eddy__future_wait(struct eddy_task *t, struct eddy_future *f);
 
 /* ---- tasks --------------------------------------------------------------- */
 
+struct eddy__scope;
+
 enum {
     EDDY__TASK_CREATED = 0, /* spawned, never run: no stack yet */
     EDDY__TASK_RUNNING,     /* on the CPU, or ready to be resumed */
@@ -179,7 +181,13 @@ struct eddy_task {
     uint8_t state;
     bool cancel_requested;
     unsigned shield_depth;
-    int64_t wake_result; /* what the suspended await returns */
+    /* Awaits fail with -ECANCELED while shield_depth <= cancel_level: 0 once
+     * the task is cancelled, a timeout scope's shield depth once that scope
+     * has expired (lib/timeout.c), -1 while nothing cancels the task. */
+    int cancel_level;
+    struct eddy__scope *scope;     /* innermost timeout scope, or NULL */
+    struct eddy_timer scope_timer; /* armed at the earliest deadline of the open scopes */
+    int64_t wake_result;           /* what the suspended await returns */
     /* How to abort the current wait when the task is cancelled: called once,
      * on the loop thread; it wakes the task (or, for an op, asks the backend
      * and lets the op's completion wake it). NULL while not waiting. */
@@ -196,8 +204,15 @@ void eddy__task_wake(struct eddy_task *t, int64_t result);
 /* True when an await of the running task must fail with -ECANCELED now. */
 static inline bool eddy__task_cancelled(const struct eddy_task *t)
 {
-    return t->cancel_requested && t->shield_depth == 0;
+    return (int)t->shield_depth <= t->cancel_level;
 }
+/* Aborts t's current wait if t is suspended in one and cancelled at its
+ * shield depth; a wait is aborted at most once. */
+void eddy__task_abort_wait(struct eddy_task *t);
+/* The scope timer's callback (lib/timeout.c). */
+void eddy__scope_timer_fire(struct eddy_timer *timer);
+/* A task ends with scopes still open: forgets them (lib/timeout.c). */
+void eddy__scopes_abandon(struct eddy_task *t);
 /* The running task, or NULL on the loop's own stack. */
 struct eddy_task *eddy__current_task(void);
 /* Frees a task whose last reference went (reports an unretrieved error). */

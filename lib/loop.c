@@ -233,6 +233,7 @@ EDDY_API eddy_loop *eddy_loop_current(void)
 
 EDDY_API int64_t eddy_now(eddy_loop *loop)
 {
+    if (!loop) loop = eddy__thread_loop;
     if (!loop) return -EINVAL;
     return eddy__loop_update_time(loop);
 }

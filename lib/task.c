@@ -22,6 +22,7 @@ EDDY_API eddy_task *eddy_task_current(void)
 
 static void task_finish(struct eddy_task *t, intptr_t value)
 {
+    if (EDDY__UNLIKELY(t->scope != NULL)) eddy__scopes_abandon(t);
     uint8_t state = EDDY__FUT_RESULT;
     if (EDDY_IS_ERROR(value)) state = value == -ECANCELED ? EDDY__FUT_CANCELLED : EDDY__FUT_ERROR;
     t->state = EDDY__TASK_DONE;
@@ -186,6 +187,9 @@ EDDY_API eddy_task *eddy_spawn(eddy_loop *loop, eddy_task_fn fn, void *arg)
     t->state = EDDY__TASK_CREATED;
     t->cancel_requested = false;
     t->shield_depth = 0;
+    t->cancel_level = -1;
+    t->scope = NULL;
+    eddy__timer_init(&t->scope_timer, loop, eddy__scope_timer_fire);
     t->wake_result = 0;
     t->abort_wait = NULL;
     t->wait_data = NULL;
@@ -248,8 +252,17 @@ EDDY_API bool eddy_task_cancel(eddy_task *t)
     if (!t || t->state == EDDY__TASK_DONE) return false;
     if (t->cancel_requested) return true;
     t->cancel_requested = true;
-    if (t->state == EDDY__TASK_SUSPENDED && t->shield_depth == 0 && t->abort_wait) t->abort_wait(t);
+    if (t->cancel_level < 0) t->cancel_level = 0;
+    eddy__task_abort_wait(t);
     return true;
+}
+
+void eddy__task_abort_wait(struct eddy_task *t)
+{
+    if (t->state != EDDY__TASK_SUSPENDED || !t->abort_wait || !eddy__task_cancelled(t)) return;
+    void (*abort_wait)(struct eddy_task *) = t->abort_wait;
+    t->abort_wait = NULL;
+    abort_wait(t);
 }
 
 void eddy__task_cancel_all(struct eddy_loop *loop)
