@@ -47,6 +47,9 @@ enum eddy_op_kind {
     EDDY_OP_MKDIR,  /* u.path: path, mode */
     /* generic */
     EDDY_OP_WORK, /* u.work: fn(arg) run in the thread pool; result = its return */
+    /* any descriptor, eddy's or not (fd = it) */
+    EDDY_OP_POLL, /* u.io.flags = EDDY_READABLE or EDDY_WRITABLE; result = that bit once the fd
+                     is ready that way (or has an error or hang-up to report), -EBADF, ... */
     EDDY_OP_KIND_COUNT
 };
 

@@ -175,12 +175,13 @@ static eddy_support epoll_supports(const struct eddy_backend *b, eddy_cap cap)
     case EDDY_CAP_UNIX_SOCKETS:
     case EDDY_CAP_TIMERS: /* the loop's timers, as epoll_wait's timeout */
     case EDDY_CAP_CANCEL:
-    case EDDY_CAP_WAKEUP: /* the eventfd */
+    case EDDY_CAP_WAKEUP:   /* the eventfd */
+    case EDDY_CAP_WATCH_FD: /* the same readiness as eddy's own sockets */
         return EDDY_NATIVE;
     case EDDY_CAP_FILE_IO: /* handles() sends file ops to the thread pool */
     case EDDY_CAP_DNS:     /* getaddrinfo in the thread pool */
         return EDDY_EMULATED;
-    default: /* watch_fd, signals, subprocess, zero-copy send, sendfile: not
+    default: /* signals, subprocess, zero-copy send, sendfile: not
                 implemented yet; multishot ops and buffer rings: io_uring only */
         return EDDY_NONE;
     }

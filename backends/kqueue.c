@@ -413,12 +413,13 @@ static eddy_support kq_supports(const struct eddy_backend *b, eddy_cap cap)
     case EDDY_CAP_UNIX_SOCKETS:
     case EDDY_CAP_TIMERS: /* the loop's timers, as kevent's timeout */
     case EDDY_CAP_CANCEL:
-    case EDDY_CAP_WAKEUP: /* EVFILT_USER */
+    case EDDY_CAP_WAKEUP:   /* EVFILT_USER */
+    case EDDY_CAP_WATCH_FD: /* the same readiness as eddy's own sockets */
         return EDDY_NATIVE;
     case EDDY_CAP_FILE_IO: /* handles() sends file ops to the thread pool */
     case EDDY_CAP_DNS:     /* getaddrinfo in the thread pool */
         return EDDY_EMULATED;
-    default: /* watch_fd, signals (EVFILT_SIGNAL is there for it), subprocess
+    default: /* signals (EVFILT_SIGNAL is there for it), subprocess
                 (EVFILT_PROC), zero-copy send, sendfile: not implemented yet;
                 multishot ops and buffer rings: io_uring only */
         return EDDY_NONE;

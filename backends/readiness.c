@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -35,9 +36,11 @@ enum {
         (r) = (call);                                                                              \
     } while ((r) < 0 && errno == EINTR)
 
-static bool waits_for_input(unsigned kind)
+static bool waits_for_input(const struct eddy_op *op)
 {
-    return kind == EDDY_OP_ACCEPT || kind == EDDY_OP_RECV || kind == EDDY_OP_RECVMSG;
+    unsigned kind = op->kind;
+    return kind == EDDY_OP_ACCEPT || kind == EDDY_OP_RECV || kind == EDDY_OP_RECVMSG ||
+           (kind == EDDY_OP_POLL && op->u.io.flags == EDDY_READABLE);
 }
 
 static int64_t syscall_result(ssize_t r)
@@ -113,6 +116,21 @@ static int64_t try_connect(struct eddy_op *op)
     return -errno;
 }
 
+/* Whether a descriptor eddy may know nothing about is ready now: someone
+ * else reads it, so a readiness report seen earlier proves nothing. An error
+ * or hang-up counts as ready: the owner's next call reports it. */
+static int64_t try_poll(struct eddy_op *op)
+{
+    short want = op->u.io.flags == EDDY_READABLE ? POLLIN : POLLOUT;
+    struct pollfd p = {.fd = (int)op->fd, .events = want};
+    int r;
+    RETRY_EINTR(r, poll(&p, 1, 0));
+    if (r < 0) return -errno;
+    if (p.revents & POLLNVAL) return -EBADF;
+    if (p.revents & (want | POLLERR | POLLHUP)) return op->u.io.flags;
+    return WOULD_BLOCK;
+}
+
 /* One attempt at a socket op: its result, or WOULD_BLOCK. MSG_DONTWAIT keeps a
  * socket left in blocking mode from stalling the loop; MSG_NOSIGNAL turns
  * SIGPIPE into -EPIPE. */
@@ -141,6 +159,8 @@ static int64_t try_op(struct eddy_op *op)
     case EDDY_OP_SHUTDOWN:
         RETRY_EINTR(r, shutdown(fd, op->u.io.flags));
         return r < 0 ? -errno : 0;
+    case EDDY_OP_POLL:
+        return try_poll(op);
     default:
         return -ENOTSUP;
     }
@@ -154,6 +174,8 @@ static int64_t attempt(struct eddy__rd_fd *st, struct eddy_op *op)
 {
     int64_t result = try_op(op);
     if (!st || !st->error) return result;
+    /* A poll only says "look": the error stays for the call that follows. */
+    if (op->kind == EDDY_OP_POLL) return result == WOULD_BLOCK ? op->u.io.flags : result;
     bool nothing = result == WOULD_BLOCK ||
                    (result == 0 && (op->kind == EDDY_OP_RECV || op->kind == EDDY_OP_RECVMSG));
     if (nothing) result = -st->error;
@@ -300,7 +322,7 @@ int eddy__rd_complete_deferred(struct eddy_backend *b)
 
 bool eddy__rd_handles(enum eddy_op_kind kind)
 {
-    return kind >= EDDY_OP_ACCEPT && kind <= EDDY_OP_CLOSE;
+    return (kind >= EDDY_OP_ACCEPT && kind <= EDDY_OP_CLOSE) || kind == EDDY_OP_POLL;
 }
 
 /* Stops watching fd before closing it (the number may be reused at once);
@@ -327,10 +349,12 @@ static int park(struct eddy_backend *b, struct eddy_op *op)
 {
     struct eddy__readiness *rd = b->impl;
     int fd = (int)op->fd;
-    bool input = waits_for_input(op->kind);
+    bool input = waits_for_input(op);
     if ((size_t)fd >= rd->fd_count && fd_table_grow(rd, fd) < 0) return -ENOMEM;
     struct eddy__rd_fd *st = &rd->fds[fd];
-    if (!(st->armed & (input ? EDDY__RD_ARMED_IN : EDDY__RD_ARMED_OUT))) {
+    /* A foreign descriptor may have been closed and its number reused behind
+     * eddy's back, which the backend forgets silently: a poll always arms. */
+    if (op->kind == EDDY_OP_POLL || !(st->armed & (input ? EDDY__RD_ARMED_IN : EDDY__RD_ARMED_OUT))) {
         int err = rd->hooks->arm(b, fd, st, input);
         if (err < 0) return finish_now(op, err);
     }
@@ -352,7 +376,7 @@ int eddy__rd_submit(struct eddy_backend *b, struct eddy_op *op)
 
     /* Ops already parked in this direction go first: arrival order. */
     struct eddy__rd_fd *st = eddy__rd_fd_lookup(rd, op->fd);
-    if (!st || eddy__list_empty(queue_of(st, waits_for_input(op->kind)))) {
+    if (!st || eddy__list_empty(queue_of(st, waits_for_input(op)))) {
         int64_t result = attempt(st, op);
         if (result != WOULD_BLOCK) {
             if (op->kind == EDDY_OP_ACCEPT) forget_stale(rd, result);

@@ -48,6 +48,7 @@
 #include <fcntl.h>
 #include <liburing.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -394,6 +395,9 @@ static void prep_op(struct uring_state *s, struct io_uring_sqe *sqe, struct eddy
     case EDDY_OP_MKDIR:
         io_uring_prep_mkdirat(sqe, AT_FDCWD, op->u.path.path, (mode_t)op->u.path.mode);
         break;
+    case EDDY_OP_POLL: /* one-shot: a watch re-arms it after each report (level-triggered) */
+        io_uring_prep_poll_add(sqe, fd, op->u.io.flags == EDDY_READABLE ? POLLIN : POLLOUT);
+        break;
     }
     io_uring_sqe_set_data(sqe, op);
 }
@@ -523,6 +527,8 @@ static void finish(struct eddy_backend *b, struct eddy_op *op, int64_t result)
 {
     struct uring_state *s = b->impl;
     if (result >= 0) mark_written(op, result);
+    if (op->kind == EDDY_OP_POLL && result > 0) /* revents: any of them means "look" */
+        result = (result & POLLNVAL) ? -EBADF : op->u.io.flags;
     if (op->backend_data & OP_RECV_PLAIN) stream_plain_done(s, op, result);
     if (op->kind == EDDY_OP_STAT) {
         struct stat_slot *slot = op_slot(op);
@@ -1433,6 +1439,7 @@ static int probe(struct uring_state *s)
         s->native[kind] = true;
     for (unsigned kind = EDDY_OP_SHUTDOWN; kind <= EDDY_OP_MKDIR; kind++)
         s->native[kind] = io_uring_opcode_supported(p, optional_opcodes[kind]);
+    s->native[EDDY_OP_POLL] = io_uring_opcode_supported(p, IORING_OP_POLL_ADD);
     /* Offset -1 (the file position) needs IORING_FEAT_RW_CUR_POS. */
     if (!(s->ring.features & IORING_FEAT_RW_CUR_POS))
         s->native[EDDY_OP_READ] = s->native[EDDY_OP_WRITE] = false;
@@ -1546,7 +1553,9 @@ static eddy_support uring_supports(const struct eddy_backend *b, eddy_cap cap)
         return s->multishot_recv ? EDDY_NATIVE : EDDY_NONE;
     case EDDY_CAP_BUFFER_RING: /* registered at init (Linux 5.19+), for multishot receives */
         return s->br ? EDDY_NATIVE : EDDY_NONE;
-    default: /* watch_fd, signals, subprocess, sendfile: not implemented yet */
+    case EDDY_CAP_WATCH_FD: /* IORING_OP_POLL_ADD, there since 5.1 */
+        return s->native[EDDY_OP_POLL] ? EDDY_NATIVE : EDDY_NONE;
+    default: /* signals, subprocess, sendfile: not implemented yet */
         return EDDY_NONE;
     }
 }

@@ -358,6 +358,41 @@ EDDY_API EDDY_NODISCARD int eddy_fs_rename(const char *from, const char *to);
 /* Creates a directory with mode (before the umask). -EEXIST if it exists. */
 EDDY_API EDDY_NODISCARD int eddy_fs_mkdir(const char *path, int mode);
 
+/* ---- descriptors eddy does not own -------------------------------------------- */
+
+/* Readiness of a descriptor that belongs to someone else (a library such as
+ * libcurl, c-ares or libpq, a tty, a pipe end): asyncio's add_reader and
+ * add_writer, libuv's uv_poll. An error or hang-up on the descriptor counts as
+ * ready: the owner's next call on it reports the condition. Stop waiting
+ * before the descriptor is closed (docs/loop.md). Windows' IOCP backend has no
+ * readiness to offer: -ENOTSUP there (capability watch_fd). */
+enum { EDDY_READABLE = 1, EDDY_WRITABLE = 2 };
+
+/* Task-only: waits until fd is readable (or writable). 0 when it is,
+ * -ETIMEDOUT after timeout_ns (< 0: no limit), -ECANCELED, -EBADF for a
+ * descriptor that is not open, -ENOTSUP where the backend cannot watch. */
+EDDY_API int eddy_wait_readable(intptr_t fd, int64_t timeout_ns);
+EDDY_API int eddy_wait_writable(intptr_t fd, int64_t timeout_ns);
+
+/* A watch calls cb(w, revents, arg) from the loop (never inline) whenever fd
+ * is ready in one of events (EDDY_READABLE | EDDY_WRITABLE), again at every
+ * iteration while it stays so (level-triggered). A started watch keeps
+ * eddy_loop_run running; eddy_loop_free stops the watches left. */
+typedef struct eddy_watch eddy_watch;
+/* Starts watching fd on loop (NULL = the current loop). 0, -EINVAL (bad
+ * events, NULL cb or no loop), -EBADF, -EEXIST when fd is watched already on
+ * that loop, -ENOTSUP, -ENOMEM. */
+EDDY_API EDDY_NODISCARD int eddy_watch_start(eddy_watch **out, eddy_loop *loop, intptr_t fd,
+                                             unsigned events,
+                                             void (*cb)(eddy_watch *w, unsigned revents,
+                                                        void *arg),
+                                             void *arg);
+/* Changes what is watched (0 pauses the watch). 0 or -EINVAL. */
+EDDY_API int eddy_watch_update(eddy_watch *w, unsigned events);
+/* Stops the watch and frees it (callable from its own callback); no callback
+ * follows. 0, or -EINVAL for NULL. */
+EDDY_API int eddy_watch_stop(eddy_watch *w);
+
 /* ---- thread pool ------------------------------------------------------------ */
 
 /* Task-only: runs fn(arg) on a pool thread and suspends until it returns; 0

@@ -275,6 +275,7 @@ struct eddy_loop {
     struct eddy__pool *pool;
 
     struct eddy__callback *callback_free; /* freelist for eddy_call_soon */
+    struct eddy__list watches;            /* eddy_watch, while started (lib/watch.c) */
 };
 
 static inline void eddy__loop_schedule(struct eddy_loop *loop, struct eddy__work *w)
@@ -283,6 +284,8 @@ static inline void eddy__loop_schedule(struct eddy_loop *loop, struct eddy__work
 }
 /* Thread-safe: queues a completed pool op for the loop and wakes it. */
 void eddy__loop_post_completion(struct eddy_loop *loop, struct eddy_op *op);
+/* Stops every watch of a loop being freed (lib/watch.c). */
+void eddy__watches_stop_all(struct eddy_loop *loop);
 /* Reads the clock (virtual or monotonic) into loop->now. */
 int64_t eddy__loop_update_time(struct eddy_loop *loop);
 /* Runs one iteration; block says whether it may wait in the backend. */

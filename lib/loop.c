@@ -86,6 +86,7 @@ EDDY_API int eddy_loop_new(eddy_loop **out, const eddy_loop_options *opts)
     eddy__list_init(&loop->tasks);
     eddy__list_init(&loop->remote);
     eddy__list_init(&loop->remote_ops);
+    eddy__list_init(&loop->watches);
     int err = eddy__mutex_init(&loop->remote_lock);
     if (err) {
         free(loop);
@@ -342,6 +343,7 @@ static void drop_ready(struct eddy_loop *loop)
 EDDY_API void eddy_loop_free(eddy_loop *loop)
 {
     if (!loop || loop->running) return;
+    eddy__watches_stop_all(loop);
     loop_shutdown(loop);
     drop_ready(loop);
     eddy__task_forget_loop(loop);

@@ -451,6 +451,33 @@ static void *post_later(void *arg)
 
 /* The loop waits with no deadline and no I/O; only the other thread's post
  * can end the wait. */
+/* A descriptor made without eddy, ready to read: waited on, then watched. */
+static void count_watch(eddy_watch *w, unsigned revents, void *arg)
+{
+    *(unsigned *)arg |= revents;
+    cr_assert(eq(int, eddy_watch_stop(w), 0));
+}
+
+static intptr_t exercise_watch_fd(void *arg)
+{
+#ifdef _WIN32
+    cr_fatal("%s: no readiness on Windows", exercising);
+#else
+    int fds[2];
+    cr_assert(eq(int, pipe(fds), 0));
+    cr_assert(eq(int, (int)write(fds[1], "w", 1), 1));
+    cr_assert(eq(int, eddy_wait_readable(fds[0], NS_PER_SEC), 0), "%s", exercising);
+    unsigned seen = 0;
+    eddy_watch *w;
+    cr_assert(eq(int, eddy_watch_start(&w, NULL, fds[0], EDDY_READABLE, count_watch, &seen), 0));
+    cr_assert(eq(int, eddy_sleep(NS_PER_MS), 0));
+    cr_assert(eq(u32, seen, EDDY_READABLE), "%s", exercising);
+    close(fds[0]);
+    close(fds[1]);
+#endif
+    return 0;
+}
+
 static intptr_t exercise_wakeup(void *arg)
 {
     struct wake w = {.loop = eddy_loop_current()};
@@ -591,6 +618,8 @@ static const struct {
     [EDDY_CAP_WAKEUP] = {exercise_wakeup, "test_threadsafe.c",
                          "Test(threadsafe, wakes_loop_blocked_without_deadline"},
     [EDDY_CAP_DNS] = {exercise_dns, "test_sockets.c", "Test(sockets, ipv4_ipv6_and_names"},
+    [EDDY_CAP_WATCH_FD] = {exercise_watch_fd, "test_watch.c",
+                           "Test(watch, callback_each_time_data_comes"},
     [EDDY_CAP_MULTISHOT_ACCEPT] = {exercise_multishot_accept, "test_uring.c",
                                    "Test(uring_accept, burst_of_connections_multishot"},
     [EDDY_CAP_MULTISHOT_RECV] = {exercise_multishot_recv, "test_uring.c",
