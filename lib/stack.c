@@ -104,12 +104,20 @@
 #else
 #define FAULT_HANDLER 0
 #endif
-#if FAULT_HANDLER && (defined(__APPLE__) || defined(__FreeBSD__) || defined(__NetBSD__) ||         \
-                      (defined(__GLIBC__) && __GLIBC_PREREQ(2, 34)))
-#include <dlfcn.h> /* dladdr, in libc there */
+/* dladdr names a task's function in reports where libc has it (glibc
+ * before 2.34 keeps it in libdl, which eddy does not link). */
+#if defined(__GLIBC__) && defined(__GLIBC_PREREQ)
+#if __GLIBC_PREREQ(2, 34)
 #define HAVE_DLADDR_IN_LIBC 1
-#else
+#endif
+#elif defined(__APPLE__) || defined(__FreeBSD__) || defined(__NetBSD__)
+#define HAVE_DLADDR_IN_LIBC 1
+#endif
+#ifndef HAVE_DLADDR_IN_LIBC
 #define HAVE_DLADDR_IN_LIBC 0
+#endif
+#if HAVE_DLADDR_IN_LIBC
+#include <dlfcn.h>
 #endif
 
 #if !defined(MAP_ANONYMOUS) && defined(MAP_ANON)
