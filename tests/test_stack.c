@@ -124,14 +124,22 @@ static intptr_t neighbour(void *arg)
     return 0;
 }
 
-static void big_frame_body(void)
+/* In the child: runs first and, if given, second, started in that order,
+ * on a loop with these flags and stack size. */
+static void run_tasks(eddy_task_fn first, eddy_task_fn second, unsigned flags, size_t stack_size)
 {
     eddy_loop *loop;
-    if (eddy_loop_new(&loop, NULL) < 0) _exit(2);
-    eddy_task_detach(eddy_spawn(loop, overflow_300k, NULL));
-    eddy_task_detach(eddy_spawn(loop, neighbour, NULL));
+    eddy_loop_options opts = {.flags = flags, .stack_size = stack_size};
+    if (eddy_loop_new(&loop, &opts) < 0) _exit(2);
+    eddy_task_detach(eddy_spawn(loop, first, NULL));
+    if (second) eddy_task_detach(eddy_spawn(loop, second, NULL));
     eddy_loop_run(loop);
     eddy_loop_free(loop);
+}
+
+static void big_frame_body(void)
+{
+    run_tasks(overflow_300k, neighbour, 0, 0);
 }
 
 Test(stack_overflow, frame_larger_than_the_stack_is_caught, .timeout = TEST_TIMEOUT)
@@ -160,11 +168,7 @@ static intptr_t bad_pointer(void *arg)
 
 static void bad_pointer_body(void)
 {
-    eddy_loop *loop;
-    if (eddy_loop_new(&loop, NULL) < 0) _exit(2);
-    eddy_task_detach(eddy_spawn(loop, bad_pointer, NULL));
-    eddy_loop_run(loop);
-    eddy_loop_free(loop);
+    run_tasks(bad_pointer, NULL, 0, 0);
 }
 
 Test(stack_overflow, other_faults_kill_as_before, .timeout = TEST_TIMEOUT)
@@ -183,15 +187,20 @@ static void programs_handler(int sig)
     _exit(7);
 }
 
-/* The program's handler, installed before any loop ran, still gets the
- * faults that are not overflows. */
-static void chained_body(void)
+static void install_programs_handler(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = programs_handler;
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGSEGV, &sa, NULL) < 0) _exit(2);
+}
+
+/* The program's handler, installed before any loop ran, still gets the
+ * faults that are not overflows. */
+static void chained_body(void)
+{
+    install_programs_handler();
     bad_pointer_body();
 }
 
@@ -208,11 +217,7 @@ Test(stack_overflow, other_faults_reach_the_programs_handler, .timeout = TEST_TI
  * as one, and kills: the program's handler is for its own faults. */
 static void chained_overflow_body(void)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = programs_handler;
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGSEGV, &sa, NULL) < 0) _exit(2);
+    install_programs_handler();
     big_frame_body();
 }
 
@@ -253,13 +258,7 @@ intptr_t overflow_steps(void *arg)
 
 static void no_guard_body(void)
 {
-    eddy_loop *loop;
-    eddy_loop_options opts = {.flags = EDDY_LOOP_NO_GUARD_PAGES, .stack_size = STACK_64K};
-    if (eddy_loop_new(&loop, &opts) < 0) _exit(2);
-    eddy_task_detach(eddy_spawn(loop, neighbour, NULL));
-    eddy_task_detach(eddy_spawn(loop, overflow_steps, NULL));
-    eddy_loop_run(loop);
-    eddy_loop_free(loop);
+    run_tasks(neighbour, overflow_steps, EDDY_LOOP_NO_GUARD_PAGES, STACK_64K);
     say("the loop ended\n");
 }
 
