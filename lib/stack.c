@@ -15,7 +15,7 @@
  * up to 1 MiB fault in the guard, wherever the stack pointer was. Where the
  * kernel has MADV_GUARD_INSTALL (Linux 6.13) the guard is a marker in the
  * page table and the stack stays a single VMA, which adjacent stacks can
- * share (the markers cost about 2 KiB of page tables per stack); elsewhere,
+ * share (page tables then come to about 2.5 KiB per stack); elsewhere,
  * and under strict overcommit (vm.overcommit_memory=2, where a writable
  * mapping is charged even with MAP_NORESERVE), the whole region is mapped
  * PROT_NONE and the stack made writable: two VMAs per stack, whatever the
