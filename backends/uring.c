@@ -1426,6 +1426,17 @@ static int ring_setup(struct uring_state *s, const eddy_loop_options *opts)
     return err;
 }
 
+/* Whether io_uring_enter, which every poll() needs, is allowed: some seccomp
+ * profiles allow io_uring_setup and deny enter, and a loop on that ring would
+ * fail its first poll with every task cancelled. Submitting nothing and
+ * waiting for nothing asks the kernel only; a ring still disabled (enabled by
+ * the first poll) answers -EBADFD, which a kernel that ran the call gives. */
+static int probe_enter(struct uring_state *s)
+{
+    int ret = io_uring_enter((unsigned)s->ring.ring_fd, 0, 0, 0, NULL);
+    return ret == 0 || ret == -EBADFD ? 0 : ret;
+}
+
 /* Which ops the ring does here. -ENOSYS when a required opcode is missing. */
 static int probe(struct uring_state *s)
 {
@@ -1477,6 +1488,7 @@ static int uring_init(struct eddy_backend *b, const eddy_loop_options *opts)
     eddy__list_init(&s->stream_retry);
     atomic_init(&s->wake_pending, false);
     int err = ring_setup(s, opts);
+    if (err == 0 && (err = probe_enter(s)) < 0) io_uring_queue_exit(&s->ring);
     if (err < 0) {
         free(s);
         return err;

@@ -22,25 +22,31 @@
 struct eddy__stack {
     void *lo;
     size_t size;
-    void *map; /* the whole mapping (with the guard page), or the slab it was carved from */
-    size_t map_size;
+    void *map;       /* the whole mapping (guard region first), or the slab it was carved from */
+    size_t map_size; /* 0 for a slab's stack */
     unsigned valgrind_id;
     struct eddy__stack *next_free; /* pool link */
+    /* For overflow reports: the number of the task running on it (its
+     * loop's Nth to start) and its entry function (named with dladdr). */
+    uint64_t number;
+    const void *owner;
 };
 
 /* Reuses stacks: a released stack goes back on a free list (up to a cap) so
- * spawning does not mmap/munmap per task. Without guard pages, stacks are
- * carved from large slabs (one mapping for many stacks, keeping the process
- * far below vm.max_map_count) and a canary at the low end of each stack is
- * checked at every switch instead. */
+ * spawning does not mmap/munmap per task. Each has a guard region below it
+ * (address space only) whose faults are reported as overflows. Without guard
+ * pages, stacks are carved from large slabs (one mapping for many stacks,
+ * keeping the process far below vm.max_map_count) and a canary region at the
+ * low end of each stack is checked at every switch instead. */
 struct eddy__stack_pool {
     size_t stack_size; /* usable bytes per stack, page-rounded */
     bool guard_pages;
     struct eddy__stack *free_list;
     size_t free_count;
-    size_t max_free; /* cache cap */
-    void *slabs;     /* slab list (no-guard mode); freed with the pool */
-    size_t live;     /* stacks handed out and not returned */
+    size_t max_free;  /* cache cap */
+    void *slabs;      /* slab list (no-guard mode); freed with the pool */
+    size_t live;      /* stacks handed out and not returned */
+    uint64_t started; /* stacks handed out ever: numbers tasks in reports */
 };
 
 int eddy__stack_pool_init(struct eddy__stack_pool *p, size_t stack_size, bool guard_pages);
@@ -51,6 +57,22 @@ int eddy__stack_get(struct eddy__stack_pool *p, struct eddy__stack **out);
 void eddy__stack_put(struct eddy__stack_pool *p, struct eddy__stack *s);
 /* False when the canary below a no-guard stack was overwritten (an overflow). */
 bool eddy__stack_canary_ok(const struct eddy__stack_pool *p, const struct eddy__stack *s);
+/* Says on stderr that the task on s overflowed it, and aborts. */
+_Noreturn void eddy__stack_overflowed(const struct eddy__stack *s);
+
+/* Makes this thread ready to report a task's stack overflow: the process's
+ * SIGSEGV/SIGBUS handler installed, and an alternate signal stack for the
+ * thread. Cheap after the first call on a thread. */
+void eddy__stack_thread_setup(void);
+#ifdef _WIN32
+extern __thread bool eddy__stack_thread_ready;
+#else
+extern __thread bool eddy__stack_thread_ready __attribute__((tls_model("initial-exec")));
+#endif
+static inline void eddy__stack_thread_prepare(void)
+{
+    if (!eddy__stack_thread_ready) eddy__stack_thread_setup();
+}
 
 struct eddy__fiber {
 #if EDDY_CONTEXT_UCONTEXT

@@ -43,11 +43,9 @@ static void task_entry(void *arg)
 
 static void check_canary(struct eddy_task *t)
 {
-    if (EDDY__UNLIKELY(!eddy__stack_canary_ok(&t->loop->stacks, t->stack))) {
-        /* Memory below the stack is already corrupt: nothing safe is left to do. */
-        fprintf(stderr, "eddy: task %p overflowed its %zu-byte stack\n", (void *)t, t->stack->size);
-        abort();
-    }
+    /* Memory below the stack is already corrupt: nothing safe is left to do. */
+    if (EDDY__UNLIKELY(!eddy__stack_canary_ok(&t->loop->stacks, t->stack)))
+        eddy__stack_overflowed(t->stack);
 }
 
 /* Bookkeeping as a task starts and stops running (either side of a switch). */
@@ -88,8 +86,10 @@ static void task_resume(struct eddy_task *t)
             eddy_future_unref(&t->future);
             return;
         }
+        t->stack->owner = (const void *)(uintptr_t)t->fn; /* names it in overflow reports */
         eddy__fiber_init(&t->fiber, t->stack, task_entry, t);
     }
+    eddy__stack_thread_prepare();
     task_enter(loop, t);
     eddy__fiber_switch(&loop->main_fiber, &t->fiber);
     /* Back from whichever task ran last: t may have handed over to others. */

@@ -781,10 +781,11 @@ Test(caps_tool, says_how_to_build_a_backend_left_out, .timeout = TEST_TIMEOUT)
 
 /* ---- a refused backend ------------------------------------------------------------------ */
 
-/* With io_uring_setup failing with err (a seccomp filter installed before
- * anything probed): the API reports err, answers from the table, and
- * eddy-caps says the default loop fell back to epoll and why. */
-static void check_refusal(int err, const char *err_name)
+/* With io_uring_setup (or, deny_enter, only io_uring_enter) failing with err
+ * (a seccomp filter installed before anything probed): the API reports err,
+ * answers from the table, and eddy-caps says the default loop fell back to
+ * epoll and why. */
+static void check_refusal(int err, const char *err_name, bool deny_enter)
 {
 #if EDDY_TEST_HAVE_SECCOMP && EDDY_HAVE_URING && EDDY_HAVE_EPOLL
     unsetenv("EDDY_BACKEND");
@@ -796,7 +797,8 @@ static void check_refusal(int err, const char *err_name)
 
     scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
     cr_assert(ne(ptr, ctx, NULL));
-    cr_assert(eq(int, seccomp_rule_add(ctx, SCMP_ACT_ERRNO(err), SCMP_SYS(io_uring_setup), 0), 0));
+    int nr = deny_enter ? SCMP_SYS(io_uring_enter) : SCMP_SYS(io_uring_setup);
+    cr_assert(eq(int, seccomp_rule_add(ctx, SCMP_ACT_ERRNO(err), nr, 0), 0));
     cr_assert(eq(int, seccomp_load(ctx), 0), "seccomp_load");
     seccomp_release(ctx);
 
@@ -820,6 +822,7 @@ static void check_refusal(int err, const char *err_name)
 #else
     (void)err;
     (void)err_name;
+    (void)deny_enter;
 #ifdef _WIN32
     cr_skip_test("io_uring, epoll and seccomp are Linux's");
 #else
@@ -830,10 +833,16 @@ static void check_refusal(int err, const char *err_name)
 
 Test(caps_refused, seccomp_eperm_is_reported, .timeout = TEST_TIMEOUT)
 {
-    check_refusal(EPERM, "EPERM");
+    check_refusal(EPERM, "EPERM", false);
 }
 
 Test(caps_refused, enosys_is_reported, .timeout = TEST_TIMEOUT)
 {
-    check_refusal(ENOSYS, "ENOSYS");
+    check_refusal(ENOSYS, "ENOSYS", false);
+}
+
+/* A profile that allows io_uring_setup but denies io_uring_enter. */
+Test(caps_refused, enter_refused_is_reported, .timeout = TEST_TIMEOUT)
+{
+    check_refusal(EPERM, "EPERM", true);
 }

@@ -149,16 +149,18 @@ static intptr_t echo_once(void *arg)
     return 0;
 }
 
-/* With io_uring_setup failing with err: a default loop runs on epoll, a loop
- * asking for io_uring by name (option or environment) gets err. */
-static void check_fallback(int err)
+/* With io_uring_setup (or, deny_enter, only io_uring_enter) failing with err:
+ * a default loop runs on epoll, a loop asking for io_uring by name (option or
+ * environment) gets err. */
+static void check_fallback(int err, bool deny_enter)
 {
 #if EDDY_TEST_HAVE_SECCOMP
     require_uring();
     unsetenv("EDDY_BACKEND");
     scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
     cr_assert(ne(ptr, ctx, NULL));
-    cr_assert(eq(int, seccomp_rule_add(ctx, SCMP_ACT_ERRNO(err), SCMP_SYS(io_uring_setup), 0), 0));
+    int nr = deny_enter ? SCMP_SYS(io_uring_enter) : SCMP_SYS(io_uring_setup);
+    cr_assert(eq(int, seccomp_rule_add(ctx, SCMP_ACT_ERRNO(err), nr, 0), 0));
     cr_assert(eq(int, seccomp_load(ctx), 0), "seccomp_load");
     seccomp_release(ctx);
 
@@ -179,23 +181,24 @@ static void check_fallback(int err)
     eddy_loop_free(loop);
 #else
     (void)err;
+    (void)deny_enter;
     cr_skip_test("built without libseccomp (install libseccomp-dev and reconfigure)");
 #endif
 }
 
 Test(uring_fallback, seccomp_eperm_falls_back_to_epoll)
 {
-    check_fallback(EPERM);
+    check_fallback(EPERM, false);
 }
 
 Test(uring_fallback, enosys_falls_back_to_epoll)
 {
-    check_fallback(ENOSYS);
+    check_fallback(ENOSYS, false);
 }
 
 Test(uring_fallback, enomem_falls_back_to_epoll)
 {
-    check_fallback(ENOMEM);
+    check_fallback(ENOMEM, false);
 }
 
 /* ---- a tiny ring: full SQ, CQ overflow ------------------------------------------- */
@@ -1817,4 +1820,11 @@ Test(uring_threads, loop_created_here_runs_there, .timeout = TEST_TIMEOUT)
     pthread_join(thread, &result);
     cr_assert(eq(ptr, result, NULL));
     eddy_loop_free(loop);
+}
+
+/* Some seccomp profiles allow io_uring_setup and deny io_uring_enter: the
+ * backend probes enter at init, so the default loop still falls back. */
+Test(uring_fallback, enter_refused_falls_back_to_epoll, .timeout = TEST_TIMEOUT)
+{
+    check_fallback(EPERM, true);
 }

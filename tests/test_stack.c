@@ -1,0 +1,312 @@
+/* SPDX-License-Identifier: MIT */
+/* Task stack overflows (docs/tasks.md, "Stacks and overflow"): a frame far
+ * larger than a page lands in the guard region below the stack and the
+ * process dies of SIGSEGV naming the task; without guard pages, frames that
+ * step over the old 16-byte canary are caught by the canary region. Faults
+ * that are not overflows reach the program's own handler, or kill as before.
+ *
+ * Each case runs in a child process (fork) whose stderr the test reads. POSIX
+ * only; skipped under Valgrind (which replaces the fault path), and the cases
+ * about faults under AddressSanitizer too (its own SEGV handler reports them,
+ * and eddy installs none). The
+ * task functions are not static so that dladdr finds their names (the suite
+ * is linked with -export-dynamic). */
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "helpers.h"
+
+#if HAVE_VALGRIND_VALGRIND_H
+#include <valgrind/valgrind.h>
+#endif
+#ifndef RUNNING_ON_VALGRIND
+#define RUNNING_ON_VALGRIND 0
+#endif
+
+#define STACK_64K (64 * 1024)
+
+static void require_native_stacks(void)
+{
+    if (RUNNING_ON_VALGRIND) cr_skip_test("Valgrind replaces the fault path");
+}
+
+static void require_fault_reports(void)
+{
+#if defined(EDDY_ASAN) && EDDY_ASAN
+    cr_skip_test("AddressSanitizer reports faults itself: eddy installs no handler under it");
+#endif
+    require_native_stacks();
+}
+
+struct child_outcome {
+    int status;
+    char err[4096]; /* what the child wrote to stderr */
+};
+
+/* Runs body() in a child process with stderr captured. */
+static void run_child(void (*body)(void), struct child_outcome *out)
+{
+    int fds[2];
+    cr_assert(eq(int, pipe(fds), 0));
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert(ge(int, pid, 0));
+    if (pid == 0) {
+        close(fds[0]);
+        dup2(fds[1], 2);
+        body();
+        _exit(0);
+    }
+    close(fds[1]);
+    size_t len = 0;
+    ssize_t n;
+    while ((n = read(fds[0], out->err + len, sizeof out->err - 1 - len)) > 0)
+        len += (size_t)n;
+    out->err[len] = '\0';
+    close(fds[0]);
+    cr_assert(eq(int, waitpid(pid, &out->status, 0), pid));
+}
+
+static bool died_of(int status, int sig)
+{
+    return WIFSIGNALED(status) && WTERMSIG(status) == sig;
+}
+
+static bool exited_with(int status, int code)
+{
+    return WIFEXITED(status) && WEXITSTATUS(status) == code;
+}
+
+static void say(const char *s)
+{
+    ssize_t n = write(2, s, strlen(s));
+    (void)n;
+}
+
+/* ---- guard region -------------------------------------------------------------------- */
+
+/* 300 KiB, more than the whole 256 KiB stack: touched from its lowest byte
+ * up, as a memset would, so the first write is the one furthest below. */
+__attribute__((noinline)) static void touch_300k(void)
+{
+    volatile char big[300 * 1024];
+    for (size_t i = 0; i < sizeof big; i += 256)
+        big[i] = (char)i;
+}
+
+/* Started first: its stack is mapped before (above) the neighbour's. */
+intptr_t overflow_300k(void *arg)
+{
+    (void)arg;
+    eddy_yield(); /* the neighbour starts and fills its marks */
+    touch_300k();
+    say("overflow_300k returned\n");
+    return 0;
+}
+
+/* Fills its own stack with marks, lets the other task run, then checks. */
+static intptr_t neighbour(void *arg)
+{
+    (void)arg;
+    volatile char marks[8192];
+    for (size_t i = 0; i < sizeof marks; i++)
+        marks[i] = 0x5a;
+    eddy_yield();
+    eddy_yield();
+    for (size_t i = 0; i < sizeof marks; i++)
+        if (marks[i] != 0x5a) {
+            say("neighbour corrupted\n");
+            _exit(3);
+        }
+    say("neighbour intact\n");
+    return 0;
+}
+
+/* In the child: runs first and, if given, second, started in that order,
+ * on a loop with these flags and stack size. */
+static void run_tasks(eddy_task_fn first, eddy_task_fn second, unsigned flags, size_t stack_size)
+{
+    eddy_loop *loop;
+    eddy_loop_options opts = {.flags = flags, .stack_size = stack_size};
+    if (eddy_loop_new(&loop, &opts) < 0) _exit(2);
+    eddy_task_detach(eddy_spawn(loop, first, NULL));
+    if (second) eddy_task_detach(eddy_spawn(loop, second, NULL));
+    eddy_loop_run(loop);
+    eddy_loop_free(loop);
+}
+
+static void big_frame_body(void)
+{
+    run_tasks(overflow_300k, neighbour, 0, 0);
+}
+
+Test(stack_overflow, frame_larger_than_the_stack_is_caught, .timeout = TEST_TIMEOUT)
+{
+    require_fault_reports();
+    struct child_outcome out;
+    run_child(big_frame_body, &out);
+    cr_assert(died_of(out.status, SIGSEGV),
+              "the child did not die of SIGSEGV (status %#x); stderr:\n%s", out.status, out.err);
+    cr_assert(ne(ptr, strstr(out.err, "eddy: task 1 (overflow_300k) overflowed its stack"), NULL),
+              "stderr does not name the task:\n%s", out.err);
+    cr_assert(eq(ptr, strstr(out.err, "neighbour"), NULL), "the neighbour ran on:\n%s", out.err);
+    cr_assert(eq(ptr, strstr(out.err, "returned"), NULL));
+}
+
+/* ---- faults that are not overflows ----------------------------------------------------- */
+
+static intptr_t bad_pointer(void *arg)
+{
+    (void)arg;
+    volatile int *p = (volatile int *)(uintptr_t)64;
+    *p = 1;
+    say("bad_pointer survived\n");
+    return 0;
+}
+
+static void bad_pointer_body(void)
+{
+    run_tasks(bad_pointer, NULL, 0, 0);
+}
+
+Test(stack_overflow, other_faults_kill_as_before, .timeout = TEST_TIMEOUT)
+{
+    require_fault_reports();
+    struct child_outcome out;
+    run_child(bad_pointer_body, &out);
+    cr_assert(died_of(out.status, SIGSEGV), "status %#x; stderr:\n%s", out.status, out.err);
+    cr_assert(eq(str, out.err, ""), "a plain fault was reported as something else");
+}
+
+static void programs_handler(int sig)
+{
+    (void)sig;
+    say("the program's handler\n");
+    _exit(7);
+}
+
+static void install_programs_handler(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = programs_handler;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGSEGV, &sa, NULL) < 0) _exit(2);
+}
+
+/* The program's handler, installed before any loop ran, still gets the
+ * faults that are not overflows. */
+static void chained_body(void)
+{
+    install_programs_handler();
+    bad_pointer_body();
+}
+
+Test(stack_overflow, other_faults_reach_the_programs_handler, .timeout = TEST_TIMEOUT)
+{
+    require_fault_reports();
+    struct child_outcome out;
+    run_child(chained_body, &out);
+    cr_assert(exited_with(out.status, 7), "status %#x; stderr:\n%s", out.status, out.err);
+    cr_assert(eq(str, out.err, "the program's handler\n"));
+}
+
+/* An overflow after the program installed its handler is still reported
+ * as one, and kills: the program's handler is for its own faults. */
+static void chained_overflow_body(void)
+{
+    install_programs_handler();
+    big_frame_body();
+}
+
+Test(stack_overflow, overflow_is_reported_despite_the_programs_handler, .timeout = TEST_TIMEOUT)
+{
+    require_fault_reports();
+    struct child_outcome out;
+    run_child(chained_overflow_body, &out);
+    cr_assert(died_of(out.status, SIGSEGV), "status %#x; stderr:\n%s", out.status, out.err);
+    cr_assert(ne(ptr, strstr(out.err, "eddy: task 1 (overflow_300k) overflowed its stack"), NULL),
+              "stderr:\n%s", out.err);
+}
+
+/* ---- without guard pages: the canary region ---------------------------------------------- */
+
+/* A 530-byte frame that writes only near its bottom: a run of them steps
+ * over anything narrower between two writes, as the old 16-byte canary was. */
+__attribute__((noinline)) static int step_530(uintptr_t stop)
+{
+    volatile char frame[512];
+    frame[0] = 1;
+    if ((uintptr_t)&frame[0] <= stop) return frame[0];
+    return step_530(stop) + frame[0]; /* not a tail call */
+}
+
+/* Started second: its slot lies right above the neighbour's, whose top
+ * (descriptor and first frames) the descent runs into. */
+intptr_t overflow_steps(void *arg)
+{
+    (void)arg;
+    char here;
+    eddy_yield();
+    /* About 2 KiB below the bottom of this 64 KiB stack. */
+    uintptr_t stop = (uintptr_t)&here - STACK_64K - 1024;
+    step_530(stop);
+    return 0;
+}
+
+static void no_guard_body(void)
+{
+    run_tasks(neighbour, overflow_steps, EDDY_LOOP_NO_GUARD_PAGES, STACK_64K);
+    say("the loop ended\n");
+}
+
+Test(stack_overflow, no_guard_canary_catches_530_byte_frames, .timeout = TEST_TIMEOUT)
+{
+    require_native_stacks();
+    struct child_outcome out;
+    run_child(no_guard_body, &out);
+    cr_assert(died_of(out.status, SIGABRT), "the child did not abort (status %#x); stderr:\n%s",
+              out.status, out.err);
+    cr_assert(ne(ptr, strstr(out.err, "eddy: task 2 (overflow_steps) overflowed its stack"), NULL),
+              "stderr does not name the task:\n%s", out.err);
+    cr_assert(eq(ptr, strstr(out.err, "neighbour"), NULL), "the neighbour ran on:\n%s", out.err);
+}
+
+/* A task that uses its stack down to a few hundred bytes above the bottom
+ * is no overflow. */
+__attribute__((noinline)) static int use_stack(uintptr_t stop)
+{
+    volatile char frame[256];
+    for (size_t i = 0; i < sizeof frame; i++)
+        frame[i] = (char)i;
+    if ((uintptr_t)&frame[0] <= stop) return frame[1];
+    return use_stack(stop) + frame[1];
+}
+
+static intptr_t deep_but_within(void *arg)
+{
+    (void)arg;
+    char here;
+    /* 48 KiB of a 64 KiB stack, with yields between (canary checks). */
+    for (int i = 0; i < 3; i++) {
+        use_stack((uintptr_t)&here - 48 * 1024);
+        eddy_yield();
+    }
+    return 42;
+}
+
+Test(stack_overflow, no_guard_deep_use_within_the_stack_is_fine, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = loop_with(EDDY_LOOP_NO_GUARD_PAGES, STACK_64K);
+    intptr_t result = 0;
+    eddy_task *a = eddy_spawn(loop, deep_but_within, NULL);
+    eddy_task *b = eddy_spawn(loop, deep_but_within, NULL);
+    cr_assert(eq(int, eddy_loop_run(loop), 0));
+    cr_assert(eq(int, eddy_task_join(a, &result), 0));
+    cr_assert(eq(iptr, result, 42));
+    cr_assert(eq(int, eddy_task_join(b, &result), 0));
+    cr_assert(eq(iptr, result, 42));
+    eddy_loop_free(loop);
+}
