@@ -268,35 +268,24 @@ static int finish_server(eddy_task *server, int err)
     return err ? err : serr;
 }
 
-static intptr_t phase_tcp(void *arg)
+/* arg: 0 for TCP over loopback, 1 for a Unix socket (abstract name). */
+static intptr_t phase_stream(void *arg)
 {
-    (void)arg;
-    eddy_sock *listener = NULL, *client = NULL;
-    eddy_task *server = NULL;
-    int err = 0;
-    TRY(eddy_tcp_listen(&listener, "127.0.0.1", 0, 0));
-    uint16_t port = (uint16_t)eddy_sock_port(listener);
-    TRYP(server = eddy_spawn(NULL, echo_once, listener));
-    TRY(eddy_tcp_connect(&client, "127.0.0.1", port));
-    TRY(echo_client(client));
-out:
-    if (client) eddy_sock_close(client);
-    if (server) err = finish_server(server, err);
-    if (listener) eddy_sock_close(listener);
-    return err;
-}
-
-static intptr_t phase_unix(void *arg)
-{
-    (void)arg;
+    bool unix_socket = arg != NULL;
     eddy_sock *listener = NULL, *client = NULL;
     eddy_task *server = NULL;
     int err = 0;
     char path[64];
     snprintf(path, sizeof(path), "@eddy-faults-%d", (int)getpid());
-    TRY(eddy_unix_listen(&listener, path, 0));
+    if (unix_socket)
+        TRY(eddy_unix_listen(&listener, path, 0));
+    else
+        TRY(eddy_tcp_listen(&listener, "127.0.0.1", 0, 0));
     TRYP(server = eddy_spawn(NULL, echo_once, listener));
-    TRY(eddy_unix_connect(&client, path));
+    if (unix_socket)
+        TRY(eddy_unix_connect(&client, path));
+    else
+        TRY(eddy_tcp_connect(&client, "127.0.0.1", (uint16_t)eddy_sock_port(listener)));
     TRY(echo_client(client));
 out:
     if (client) eddy_sock_close(client);
@@ -377,10 +366,11 @@ out:
 static const struct {
     const char *name;
     eddy_task_fn fn;
+    void *arg;
 } phases[] = {
-    {"tasks", phase_tasks}, {"futures", phase_futures}, {"groups", phase_groups},
-    {"tcp", phase_tcp},     {"unix", phase_unix},       {"udp", phase_udp},
-    {"files", phase_files},
+    {"tasks", phase_tasks, NULL}, {"futures", phase_futures, NULL},  {"groups", phase_groups, NULL},
+    {"tcp", phase_stream, NULL},  {"unix", phase_stream, (void *)1}, {"udp", phase_udp, NULL},
+    {"files", phase_files, NULL},
 };
 
 static void fail(const char *what)
@@ -402,7 +392,7 @@ static intptr_t run_phases(void *arg)
     (void)arg;
     for (size_t i = 0; i < sizeof(phases) / sizeof(phases[0]); i++) {
         phase = phases[i].name;
-        eddy_task *t = eddy_spawn(NULL, phases[i].fn, NULL);
+        eddy_task *t = eddy_spawn(NULL, phases[i].fn, phases[i].arg);
         if (!t) {
             note(-ENOMEM, "eddy_spawn(phase)");
         } else {
