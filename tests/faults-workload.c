@@ -3,7 +3,8 @@
  * (tests/faults-sweep.sh) runs once per allocation, with tests/faults-shim.so
  * failing that one. It touches tasks, timers, callbacks, futures, gather,
  * wait_any, await_timeout, groups, TCP, UDP and Unix sockets over loopback,
- * files and the thread pool, each phase in its own task awaited with a time
+ * a name resolved in the pool, a callback queued from another thread, files
+ * and the thread pool, each phase in its own task awaited with a time
  * limit (a hang fails), then, on the same loop, a follow-up (a task, a timer,
  * a future) that must succeed: the loop stays usable.
  *
@@ -15,6 +16,8 @@
  * with the reasons on stderr. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -294,6 +297,58 @@ out:
     return err;
 }
 
+/* A name resolved in the pool (localhost: ::1, refused, then 127.0.0.1). */
+static intptr_t phase_dns(void *arg)
+{
+    (void)arg;
+    eddy_sock *listener = NULL, *client = NULL;
+    int err = 0;
+    TRY(eddy_tcp_listen(&listener, "127.0.0.1", 0, 0));
+    TRY(eddy_tcp_connect(&client, "localhost", (uint16_t)eddy_sock_port(listener)));
+out:
+    if (client) eddy_sock_close(client);
+    if (listener) eddy_sock_close(listener);
+    return err;
+}
+
+struct remote {
+    eddy_loop *loop;
+    int err;        /* eddy_call_soon_threadsafe's answer */
+    atomic_int ran; /* set by the callback, on the loop */
+};
+
+static void remote_cb(void *arg)
+{
+    atomic_store(&((struct remote *)arg)->ran, 1);
+}
+
+static void *remote_thread(void *arg)
+{
+    struct remote *r = arg;
+    r->err = eddy_call_soon_threadsafe(r->loop, remote_cb, r);
+    return NULL;
+}
+
+/* A callback queued from another thread. */
+static intptr_t phase_threadsafe(void *arg)
+{
+    (void)arg;
+    struct remote r = {.loop = eddy_loop_current()};
+    pthread_t thread;
+    int err = 0;
+    if (pthread_create(&thread, NULL, remote_thread, &r) != 0) {
+        fprintf(stderr, "faults-workload: pthread_create failed\n");
+        exit(1);
+    }
+    pthread_join(thread, NULL);
+    TRY(r.err);
+    for (int i = 0; i < 1000 && !atomic_load(&r.ran); i++)
+        TRY(eddy_sleep(1 * MS));
+    EXPECT(atomic_load(&r.ran), -ETIMEDOUT);
+out:
+    return err;
+}
+
 static intptr_t phase_udp(void *arg)
 {
     (void)arg;
@@ -368,9 +423,17 @@ static const struct {
     eddy_task_fn fn;
     void *arg;
 } phases[] = {
-    {"tasks", phase_tasks, NULL}, {"futures", phase_futures, NULL},  {"groups", phase_groups, NULL},
-    {"tcp", phase_stream, NULL},  {"unix", phase_stream, (void *)1}, {"udp", phase_udp, NULL},
+    /* clang-format off */
+    {"tasks", phase_tasks, NULL},
+    {"futures", phase_futures, NULL},
+    {"groups", phase_groups, NULL},
+    {"tcp", phase_stream, NULL},
+    {"unix", phase_stream, (void *)1},
+    {"dns", phase_dns, NULL},
+    {"threadsafe", phase_threadsafe, NULL},
+    {"udp", phase_udp, NULL},
     {"files", phase_files, NULL},
+    /* clang-format on */
 };
 
 static void fail(const char *what)
