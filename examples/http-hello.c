@@ -18,8 +18,9 @@
  * (slowloris): a request head must arrive whole within header_seconds
  * (-H, default 10) of its first byte, or of the connection's opening for the
  * first request; a kept-alive connection waits at most idle_seconds (-I,
- * default 60) for its next request, and a response or a body that makes no
- * progress for that long also ends it. When a deadline passes, a timer
+ * default 60) for its next request, and the same limit bounds the sending of
+ * each batch of responses and each wait for more of a body. When a deadline
+ * passes, a timer
  * cancels the connection's task, whose recv or send then returns
  * -ECANCELED, and the connection is closed. 0 turns a deadline off.
  *
@@ -427,10 +428,12 @@ static intptr_t http_hello_serve(void *arg)
         int err = eddy_accept(srv->listener, &sock);
         if (err < 0) return err;
         struct http_conn *c = calloc(1, sizeof(*c));
-        eddy_task *t = c ? eddy_spawn(NULL, http_hello_connection, c) : NULL;
-        if (t) {
+        if (c) {
             c->server = srv;
             c->sock = sock;
+        }
+        eddy_task *t = c ? eddy_spawn(NULL, http_hello_connection, c) : NULL;
+        if (t) {
             eddy_task_detach(t);
         } else {
             free(c);

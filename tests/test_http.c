@@ -122,7 +122,9 @@ static intptr_t client_main(void *arg)
     eddy_sock *listener = NULL, *client = NULL;
     int err = eddy_tcp_listen(&listener, "127.0.0.1", 0, 0);
     if (err < 0) return err;
-    struct http_server srv = {listener, 10 * NS_PER_SEC, 60 * NS_PER_SEC};
+    /* static: the connections' tasks may outlive this frame */
+    static struct http_server srv;
+    srv = (struct http_server){listener, 10 * NS_PER_SEC, 60 * NS_PER_SEC};
     eddy_task *server = eddy_spawn(NULL, http_hello_serve, &srv);
     if (!server) return -ENOMEM;
     err = eddy_tcp_connect(&client, "127.0.0.1", (uint16_t)eddy_sock_port(listener));
@@ -349,7 +351,8 @@ static intptr_t deadline_main(void *arg)
     eddy_sock *listener = NULL, *client = NULL;
     int err = eddy_tcp_listen(&listener, "127.0.0.1", 0, 0);
     if (err < 0) return err;
-    struct http_server srv = {listener, SHORT_DEADLINE, SHORT_DEADLINE};
+    static struct http_server srv; /* the connections' tasks may outlive this frame */
+    srv = (struct http_server){listener, SHORT_DEADLINE, SHORT_DEADLINE};
     eddy_task *server = eddy_spawn(NULL, http_hello_serve, &srv);
     if (!server) return -ENOMEM;
     int64_t start = loop_now();
