@@ -7,15 +7,17 @@
 # RSS (VmRSS in /proc/PID/status) and open descriptors (/proc/PID/fd) are
 # read after the first round, which warms its caches (task stacks, buffers),
 # and after the last: descriptors must be back to the same count, and RSS may
-# grow by at most SOAK_RSS_SLACK_KB (default 2048). The defaults (4 rounds of
-# 3000 connections x 16 KiB, a few seconds) see a server that keeps 300 bytes
-# per connection; make soak SOAK_CONNS=2000 SOAK_BYTES=1048576 is the big run
-# of docs/reliability.md. Prints TAP; run from the build directory.
-conns=${SOAK_CONNS:-3000}
-bytes=${SOAK_BYTES:-16384}
+# grow by at most SOAK_RSS_SLACK_KB (default 4096: io_uring's receive buffer
+# ring alone, 4 MiB, may take several rounds to be touched whole). The
+# defaults (6 rounds of 5000 connections x 8 KiB, a few seconds) see a server
+# that keeps 300 bytes per connection; make soak SOAK_CONNS=2000
+# SOAK_BYTES=1048576 is the big run of docs/reliability.md. Prints TAP; run
+# from the build directory.
+conns=${SOAK_CONNS:-5000}
+bytes=${SOAK_BYTES:-8192}
 concurrency=${SOAK_CONCURRENCY:-100}
-rounds=${SOAK_ROUNDS:-4}
-slack=${SOAK_RSS_SLACK_KB:-2048}
+rounds=${SOAK_ROUNDS:-6}
+slack=${SOAK_RSS_SLACK_KB:-4096}
 server=${SOAK_SERVER:-examples/echo-server}
 client=${SOAK_CLIENT:-tests/soak}
 echo "TAP version 13"
@@ -24,6 +26,12 @@ echo "TAP version 13"
 backends=${SOAK_BACKENDS:-$(tests/backends 2>/dev/null | tr ' ' '\n' | grep -E '^(io_uring|epoll)$')}
 [ -n "$backends" ] || { echo "1..0 # SKIP neither io_uring nor epoll runs here"; exit 0; }
 
+# Under AddressSanitizer freed memory sits in its quarantine: RSS says
+# nothing about leaks there (LeakSanitizer does, in make check-faults).
+check_rss=yes
+case $(nm -D "$server" "$(dirname "$server")/.libs/$(basename "$server")" 2>/dev/null) in
+*__asan_init*) check_rss=no ;;
+esac
 out=$(mktemp)
 trap 'rm -f "$out"; [ -n "$pid" ] && kill "$pid" 2>/dev/null' EXIT
 rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
@@ -87,10 +95,11 @@ for backend in $backends; do
     elif [ "$fds2" -ne "$fds0" ] || [ "$fds1" -ne "$fds0" ]; then
         echo "not ok $i - [$backend] descriptors: $fds0 at start, $fds1 after round 1, $fds2 at the end"
         failed=$((failed + 1))
-    elif [ $((rss2 - rss1)) -gt "$slack" ]; then
+    elif [ $check_rss = yes ] && [ $((rss2 - rss1)) -gt "$slack" ]; then
         echo "not ok $i - [$backend] RSS grew by $((rss2 - rss1)) kB after the first round (limit $slack kB)"
         failed=$((failed + 1))
     else
+        [ $check_rss = yes ] || figures="$figures (RSS not checked: AddressSanitizer build)"
         echo "ok $i - [$backend] $rounds rounds of $conns connections x $bytes bytes echoed intact; $figures"
     fi
     kill "$pid" 2>/dev/null
