@@ -17,16 +17,24 @@
 struct server {
     unsigned port;
     long max_connections; /* 0 = forever */
+    long live;            /* connections being served */
+};
+
+struct connection {
+    struct server *srv;
+    eddy_sock *sock;
 };
 
 static intptr_t serve_connection(void *arg)
 {
-    eddy_sock *conn = arg;
+    struct connection *c = arg;
     char buf[64 * 1024];
     ssize_t n;
-    while ((n = eddy_recv(conn, buf, sizeof(buf))) > 0)
-        if (eddy_send(conn, buf, (size_t)n) < 0) break;
-    eddy_sock_close(conn);
+    while ((n = eddy_recv(c->sock, buf, sizeof(buf))) > 0)
+        if (eddy_send(c->sock, buf, (size_t)n) < 0) break;
+    eddy_sock_close(c->sock);
+    c->srv->live--;
+    free(c);
     return 0;
 }
 
@@ -43,24 +51,35 @@ static intptr_t server_main(void *arg)
            eddy_loop_backend(eddy_loop_current()));
     fflush(stdout);
 
-    eddy_group *connections = eddy_group_new(NULL);
-    if (!connections) {
-        eddy_sock_close(listener);
-        return -ENOMEM;
-    }
+    /* A task per connection, detached: the loop frees each one when it
+     * ends. (A task group would keep every child until the group is freed:
+     * memory that grows with each connection a long-running server takes.) */
     for (long served = 0; srv->max_connections == 0 || served < srv->max_connections; served++) {
-        eddy_sock *conn;
-        err = eddy_accept(listener, &conn);
-        if (err < 0) {
-            fprintf(stderr, "echo-server: accept: %s\n", eddy_strerror(err));
+        struct connection *c = malloc(sizeof(*c));
+        if (!c) {
+            err = -ENOMEM;
             break;
         }
-        if (!eddy_group_spawn(connections, serve_connection, conn)) eddy_sock_close(conn);
+        c->srv = srv;
+        err = eddy_accept(listener, &c->sock);
+        if (err < 0) {
+            fprintf(stderr, "echo-server: accept: %s\n", eddy_strerror(err));
+            free(c);
+            break;
+        }
+        eddy_task *t = eddy_spawn(NULL, serve_connection, c);
+        if (!t) {
+            eddy_sock_close(c->sock);
+            free(c);
+            continue;
+        }
+        srv->live++;
+        eddy_task_detach(t);
     }
     eddy_sock_close(listener);
-    int wait_err = eddy_group_wait(connections); /* let the last clients finish */
-    eddy_group_free(connections);
-    return err < 0 ? err : wait_err;
+    while (srv->live > 0) /* let the last clients finish */
+        eddy_sleep(10 * 1000 * 1000);
+    return err;
 }
 
 int main(int argc, char **argv)

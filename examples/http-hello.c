@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* examples/http-hello: a small HTTP/1.1 keep-alive server on eddy.
  *
- *   http-hello [port]        (default 8080, bound to 127.0.0.1)
+ *   http-hello [-H header_seconds] [-I idle_seconds] [port]
  *
+ * Listens on 127.0.0.1:port (default 8080).
  * Every request gets "Hello, World!" with a Content-Length (HEAD: the same
  * headers, no body). One task per connection. The parser is incremental (a recv that ends
  * mid-request resumes the scan where it stopped) and strict where RFC 9112 asks a server to be: a
@@ -13,9 +14,20 @@
  * "Connection: keep-alive". Pipelined requests are all parsed and answered in
  * order, their responses batched into one send.
  *
+ * Deadlines, so that slow or silent clients cannot hold every descriptor
+ * (slowloris): a request head must arrive whole within header_seconds
+ * (-H, default 10) of its first byte, or of the connection's opening for the
+ * first request; a kept-alive connection waits at most idle_seconds (-I,
+ * default 60) for its next request, and the same limit bounds the sending of
+ * each batch of responses and each wait for more of a body. When a deadline
+ * passes, a timer
+ * cancels the connection's task, whose recv or send then returns
+ * -ECANCELED, and the connection is closed. 0 turns a deadline off.
+ *
  * EDDY_BACKEND=io_uring or epoll picks the backend. bench/bench.sh measures
  * it with wrk against nginx. tests/test_http.c compiles this file with
  * HTTP_HELLO_NO_MAIN to run the server in-process. */
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +41,7 @@
 #define HTTP_IN_SIZE      (16 * 1024)
 #define HTTP_OUT_SIZE     (16 * 1024)
 #define HTTP_RESPONSE_MAX 256 /* the longest response this server sends */
+#define HTTP_NS_PER_SEC   1000000000LL
 
 static const char HELLO_BODY[] = "Hello, World!";
 
@@ -252,11 +265,68 @@ static void http_linger_close(eddy_sock *conn)
     eddy_sock_close(conn);
 }
 
-/* One connection, until the client closes, an error, or a response that
- * closes it. arg: the eddy_sock, which this task closes. */
+/* The server: its listener and its deadlines (ns; 0 = none). */
+struct http_server {
+    eddy_sock *listener;
+    int64_t header_timeout; /* a request head must arrive within this */
+    int64_t idle_timeout;   /* between requests, and for a stalled send or body */
+};
+
+/* What a connection waits for, each with its own deadline. */
+enum http_wait { HTTP_WAIT_HEAD, HTTP_WAIT_BODY, HTTP_WAIT_IDLE };
+
+struct http_conn {
+    const struct http_server *server;
+    eddy_sock *sock;
+    eddy_task *task;
+    int64_t expires;   /* when the current wait must end (eddy_now's clock); 0: never */
+    eddy_timer *timer; /* pending, or NULL */
+    int64_t timer_at;  /* when it fires */
+};
+
+/* Deadlines are lazy: moving one later (each request does) costs no timer
+ * operation; the pending timer, when it fires, sets itself again for the
+ * rest, or cancels the connection's task, whose recv or send then returns
+ * -ECANCELED. */
+static void http_timer_fired(void *arg)
+{
+    struct http_conn *c = arg;
+    eddy_loop *loop = eddy_loop_current();
+    eddy_timer_cancel(c->timer); /* it fired: this releases the handle */
+    c->timer = NULL;
+    if (!c->expires) return;
+    int64_t left = c->expires - eddy_now(loop);
+    if (left > 0 && eddy_call_later(loop, left, http_timer_fired, c, &c->timer) == 0) {
+        c->timer_at = c->expires;
+        return;
+    }
+    eddy_task_cancel(c->task); /* passed (or no timer could wait for it) */
+}
+
+/* The connection's current wait must end within ns from now (0: no limit).
+ * -ENOMEM when no timer can be made: the caller closes rather than wait
+ * without a deadline. */
+static int http_deadline(struct http_conn *c, int64_t ns)
+{
+    eddy_loop *loop = eddy_loop_current();
+    c->expires = ns > 0 ? eddy_now(loop) + ns : 0;
+    if (c->timer && (!c->expires || c->timer_at <= c->expires)) return 0; /* it will do */
+    if (c->timer) eddy_timer_cancel(c->timer);
+    c->timer = NULL;
+    if (!c->expires) return 0;
+    c->timer_at = c->expires;
+    return eddy_call_later(loop, ns, http_timer_fired, c, &c->timer);
+}
+
+/* One connection, until the client closes, an error, a deadline, or a
+ * response that closes it. arg: a malloc'd http_conn, which this task
+ * frees, and whose socket it closes. */
 static intptr_t http_hello_connection(void *arg)
 {
-    eddy_sock *conn = arg;
+    struct http_conn *c = arg;
+    eddy_sock *conn = c->sock;
+    const struct http_server *srv = c->server;
+    enum http_wait wait = HTTP_WAIT_HEAD; /* the first request's head */
     char in[HTTP_IN_SIZE];
     char out[HTTP_OUT_SIZE];
     size_t len = 0, start = 0, scan = 0, used = 0;
@@ -264,11 +334,14 @@ static intptr_t http_hello_connection(void *arg)
     bool open = true, linger = false;
     int status = 0;
 
+    c->task = eddy_task_current();
+    if (http_deadline(c, srv->header_timeout) < 0) open = false;
     while (open) {
         ssize_t n = eddy_recv(conn, in + len, sizeof(in) - len);
         if (n <= 0) break;
         len += (size_t)n;
         http_refresh();
+        int served = 0; /* requests answered from this recv */
         /* every complete request in the buffer, in order */
         for (;;) {
             if (discard) {
@@ -297,6 +370,7 @@ static intptr_t http_hello_connection(void *arg)
                 break;
             }
             used += http_response(out + used, 200, req.keep_alive);
+            served++;
             if (req.head) used -= sizeof(HELLO_BODY) - 1; /* the headers only */
             start += head;
             scan = 0;
@@ -306,6 +380,17 @@ static intptr_t http_hello_connection(void *arg)
                 break;
             }
         }
+        /* What comes next, and its deadline, which also bounds the send
+         * below: the next request (idle), a body, or a head begun. A head's
+         * deadline runs from its first byte; the others from now. */
+        enum http_wait next = discard       ? HTTP_WAIT_BODY
+                              : start < len ? HTTP_WAIT_HEAD
+                                            : HTTP_WAIT_IDLE;
+        if (next != HTTP_WAIT_HEAD || wait != HTTP_WAIT_HEAD || served) {
+            int64_t limit = next == HTTP_WAIT_HEAD ? srv->header_timeout : srv->idle_timeout;
+            if (http_deadline(c, limit) < 0) open = false;
+        }
+        wait = next;
         if (used) {
             if (eddy_send(conn, out, used) < 0) break;
             used = 0;
@@ -323,49 +408,86 @@ static intptr_t http_hello_connection(void *arg)
         }
     }
 out:
+    http_deadline(c, 0);
+    if (c->timer) eddy_timer_cancel(c->timer);
     if (linger)
         http_linger_close(conn);
     else
         eddy_sock_close(conn);
+    free(c);
     return 0;
 }
 
-/* Accepts on listener (which the caller keeps and closes) until an error or
- * cancellation, a detached task per connection. Returns the error. */
+/* Accepts on server->listener (which the caller keeps and closes) until an
+ * error or cancellation, a detached task per connection. Returns the error. */
 static intptr_t http_hello_serve(void *arg)
 {
-    eddy_sock *listener = arg;
+    const struct http_server *srv = arg;
     for (;;) {
-        eddy_sock *conn;
-        int err = eddy_accept(listener, &conn);
+        eddy_sock *sock;
+        int err = eddy_accept(srv->listener, &sock);
         if (err < 0) return err;
-        eddy_task *t = eddy_spawn(NULL, http_hello_connection, conn);
-        if (t)
+        struct http_conn *c = calloc(1, sizeof(*c));
+        if (c) {
+            c->server = srv;
+            c->sock = sock;
+        }
+        eddy_task *t = c ? eddy_spawn(NULL, http_hello_connection, c) : NULL;
+        if (t) {
             eddy_task_detach(t);
-        else
-            eddy_sock_close(conn);
+        } else {
+            free(c);
+            eddy_sock_close(sock);
+        }
     }
 }
 
 #ifndef HTTP_HELLO_NO_MAIN
+struct http_main {
+    uint16_t port;
+    struct http_server server;
+};
+
 static intptr_t server_main(void *arg)
 {
-    eddy_sock *listener;
-    int err = eddy_tcp_listen(&listener, "127.0.0.1", (uint16_t)(uintptr_t)arg, 0);
+    struct http_main *m = arg;
+    int err = eddy_tcp_listen(&m->server.listener, "127.0.0.1", m->port, 0);
     if (err < 0) {
         fprintf(stderr, "http-hello: listen: %s\n", eddy_strerror(err));
         return err;
     }
-    err = (int)http_hello_serve(listener);
+    err = (int)http_hello_serve(&m->server);
     fprintf(stderr, "http-hello: accept: %s\n", eddy_strerror(err));
-    eddy_sock_close(listener);
+    eddy_sock_close(m->server.listener);
     return err;
+}
+
+/* Seconds (a decimal, >= 0) as ns; -1 if s is not one. */
+static int64_t parse_seconds(const char *s)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || !(v >= 0 && v <= 1e6)) return -1;
+    return (int64_t)(v * HTTP_NS_PER_SEC);
 }
 
 int main(int argc, char **argv)
 {
-    if (argc > 2) {
-        fprintf(stderr, "usage: %s [port]\n", argv[0]);
+    struct http_main m = {
+        .server = {.header_timeout = 10 * HTTP_NS_PER_SEC, .idle_timeout = 60 * HTTP_NS_PER_SEC}};
+    const char *usage = "usage: %s [-H header_seconds] [-I idle_seconds] [port]\n";
+    int opt;
+    while ((opt = getopt(argc, argv, "H:I:")) != -1) {
+        int64_t *limit = opt == 'H'   ? &m.server.header_timeout
+                         : opt == 'I' ? &m.server.idle_timeout
+                                      : NULL;
+        if (!limit || (*limit = parse_seconds(optarg)) < 0) {
+            fprintf(stderr, usage, argv[0]);
+            return 2;
+        }
+    }
+    if (argc - optind > 1) {
+        fprintf(stderr, usage, argv[0]);
         return 2;
     }
     struct rlimit rl;
@@ -373,13 +495,14 @@ int main(int argc, char **argv)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    int port = argc == 2 ? atoi(argv[1]) : 8080;
+    int port = optind < argc ? atoi(argv[optind]) : 8080;
     if (port <= 0 || port > 65535) {
-        fprintf(stderr, "http-hello: bad port %s\n", argv[1]);
+        fprintf(stderr, "http-hello: bad port %s\n", argv[optind]);
         return 2;
     }
+    m.port = (uint16_t)port;
     intptr_t result = 0;
-    int err = eddy_run(server_main, (void *)(uintptr_t)port, &result);
+    int err = eddy_run(server_main, &m, &result);
     if (err < 0) fprintf(stderr, "http-hello: %s\n", eddy_strerror(err));
     return err < 0 || result < 0 ? 1 : 0;
 }

@@ -151,7 +151,8 @@ static int wait_first(struct eddy_task *t, struct eddy_future *const *fs, size_t
         err = eddy__timer_start(&mw.timer,
                                 timeout_ns > INT64_MAX - now ? INT64_MAX : now + timeout_ns);
         if (err < 0) {
-            nodes_release(&mw, local);
+            /* the nodes are not attached yet: nothing to unlink */
+            if (mw.nodes != local) free(mw.nodes);
             return err;
         }
     }

@@ -2,11 +2,21 @@
 /* examples/http-hello: its parser on its own, and the server run in-process
  * on an ephemeral port against a raw TCP client:
  * a simple GET, keep-alive, pipelining, requests split over several writes,
- * bodies, HTTP/1.0, and the error answers (400, 431, 501, 505) which close. */
+ * bodies, HTTP/1.0, the error answers (400, 431, 501, 505) which close, and
+ * the header and idle deadlines, slowloris at a low descriptor limit included. */
 #define HTTP_HELLO_NO_MAIN
 #include "../examples/http-hello.c"
 
 #include "helpers.h"
+
+#ifndef _WIN32
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#endif
 
 /* ---- the parser --------------------------------------------------------- */
 
@@ -112,7 +122,10 @@ static intptr_t client_main(void *arg)
     eddy_sock *listener = NULL, *client = NULL;
     int err = eddy_tcp_listen(&listener, "127.0.0.1", 0, 0);
     if (err < 0) return err;
-    eddy_task *server = eddy_spawn(NULL, http_hello_serve, listener);
+    /* static: the connections' tasks may outlive this frame */
+    static struct http_server srv;
+    srv = (struct http_server){listener, 10 * NS_PER_SEC, 60 * NS_PER_SEC};
+    eddy_task *server = eddy_spawn(NULL, http_hello_serve, &srv);
     if (!server) return -ENOMEM;
     err = eddy_tcp_connect(&client, "127.0.0.1", (uint16_t)eddy_sock_port(listener));
     for (const struct step *s = c->steps; err == 0 && s->data; s++) {
@@ -319,3 +332,213 @@ Test(http, pipelined_good_then_bad, .timeout = TEST_TIMEOUT)
     const struct step steps[] = {{"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /\r\n\r\n", 0}, {NULL, 0}};
     run_case(steps, true, check_ok_then_400);
 }
+
+/* ---- deadlines ------------------------------------------------------------ */
+
+#define SHORT_DEADLINE (300 * NS_PER_MS)
+
+struct deadline_case {
+    const char *first;    /* sent at once (NULL: nothing) */
+    int keep_alive_every; /* > 0: then a GET every this many ms, ten times */
+    int64_t until_eof_ns; /* how long the server took to close (-1: it did not) */
+    int responses;
+    int err;
+};
+
+static intptr_t deadline_main(void *arg)
+{
+    struct deadline_case *dc = arg;
+    eddy_sock *listener = NULL, *client = NULL;
+    int err = eddy_tcp_listen(&listener, "127.0.0.1", 0, 0);
+    if (err < 0) return err;
+    static struct http_server srv; /* the connections' tasks may outlive this frame */
+    srv = (struct http_server){listener, SHORT_DEADLINE, SHORT_DEADLINE};
+    eddy_task *server = eddy_spawn(NULL, http_hello_serve, &srv);
+    if (!server) return -ENOMEM;
+    int64_t start = loop_now();
+    err = eddy_tcp_connect(&client, "127.0.0.1", (uint16_t)eddy_sock_port(listener));
+    if (err == 0 && dc->first) err = (int)eddy_send(client, dc->first, strlen(dc->first));
+    /* requests at intervals shorter than the idle deadline keep the
+     * connection open for several deadlines in all */
+    for (int i = 0; err >= 0 && i < (dc->keep_alive_every > 0 ? 10 : 0); i++) {
+        char buf[1024];
+        ssize_t n = eddy_recv(client, buf, sizeof(buf));
+        if (n <= 0) break;
+        dc->responses++;
+        err = eddy_sleep(dc->keep_alive_every * NS_PER_MS);
+        if (err == 0) err = (int)eddy_send(client, GET, strlen(GET));
+    }
+    dc->until_eof_ns = -1;
+    while (err >= 0) {
+        char buf[1024];
+        ssize_t n = eddy_recv(client, buf, sizeof(buf));
+        if (n < 0) err = (int)n;
+        if (n <= 0) break;
+        dc->responses++;
+    }
+    if (err >= 0) {
+        err = 0;
+        dc->until_eof_ns = loop_now() - start;
+    }
+    if (client) eddy_sock_close(client);
+    eddy_task_cancel(server);
+    eddy_task_join(server, NULL);
+    eddy_sock_close(listener);
+    return err;
+}
+
+static void run_deadline_case(struct deadline_case *dc)
+{
+    eddy_loop *loop = new_loop();
+    intptr_t result = 0;
+    int err = run_task(loop, deadline_main, dc, &result);
+    const char *backend = eddy_loop_backend(loop);
+    eddy_loop_free(loop);
+    cr_assert(eq(int, err, 0), "%s: %s", backend, eddy_strerror(err));
+    cr_assert(eq(int, (int)result, 0), "%s: %s", backend, eddy_strerror((int)result));
+}
+
+Test(http, header_deadline_closes_a_slow_head, .timeout = TEST_TIMEOUT)
+{
+    /* half a request, then nothing: closed once the header deadline passes */
+    struct deadline_case dc = {.first = "GET / HTTP/1.1\r\nHost: a\r\n"};
+    run_deadline_case(&dc);
+    cr_expect(eq(int, dc.responses, 0));
+    cr_expect(ge(i64, dc.until_eof_ns, SHORT_DEADLINE - 20 * NS_PER_MS));
+    cr_expect(lt(i64, dc.until_eof_ns, SHORT_DEADLINE + 2 * NS_PER_SEC));
+}
+
+Test(http, header_deadline_for_a_silent_connection, .timeout = TEST_TIMEOUT)
+{
+    struct deadline_case dc = {.first = NULL};
+    run_deadline_case(&dc);
+    cr_expect(ge(i64, dc.until_eof_ns, SHORT_DEADLINE - 20 * NS_PER_MS));
+    cr_expect(lt(i64, dc.until_eof_ns, SHORT_DEADLINE + 2 * NS_PER_SEC));
+}
+
+Test(http, idle_deadline_closes_a_kept_alive_connection, .timeout = TEST_TIMEOUT)
+{
+    /* one request answered, then idle: closed after the idle deadline */
+    struct deadline_case dc = {.first = GET};
+    run_deadline_case(&dc);
+    cr_expect(eq(int, dc.responses >= 1, 1));
+    cr_expect(ge(i64, dc.until_eof_ns, SHORT_DEADLINE - 20 * NS_PER_MS));
+    cr_expect(lt(i64, dc.until_eof_ns, SHORT_DEADLINE + 2 * NS_PER_SEC));
+}
+
+Test(http, busy_connection_outlives_its_deadlines, .timeout = TEST_TIMEOUT)
+{
+    /* a request every 100 ms for over a second: each one moves the idle
+     * deadline; the connection ends only once the requests stop */
+    struct deadline_case dc = {.first = GET, .keep_alive_every = 100};
+    run_deadline_case(&dc);
+    cr_expect(ge(int, dc.responses, 11), "%d responses", dc.responses);
+    cr_expect(ge(i64, dc.until_eof_ns, 1000 * NS_PER_MS));
+}
+
+#ifndef _WIN32
+/* The server in a child process whose descriptor limit is FD_LIMIT: it
+ * writes its port to fd, then serves until killed. */
+#define FD_LIMIT     64
+#define SLOW_CLIENTS 100
+
+static intptr_t limited_server_main(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    eddy_sock *listener;
+    int err = eddy_tcp_listen(&listener, "127.0.0.1", 0, 0);
+    if (err < 0) return err;
+    uint16_t port = (uint16_t)eddy_sock_port(listener);
+    if (write(fd, &port, sizeof(port)) != sizeof(port)) return -EIO;
+    close(fd);
+    struct http_server srv = {listener, SHORT_DEADLINE, SHORT_DEADLINE};
+    return http_hello_serve(&srv);
+}
+
+static void limited_server(int fd)
+{
+    struct rlimit rl = {FD_LIMIT, FD_LIMIT};
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0) _exit(3);
+    eddy_loop *loop;
+    if (eddy_loop_new(&loop, NULL) < 0) _exit(4);
+    eddy_task *t = eddy_spawn(loop, limited_server_main, (void *)(intptr_t)fd);
+    if (!t) _exit(5);
+    eddy_loop_run(loop);
+    _exit(6);
+}
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * NS_PER_SEC + ts.tv_nsec;
+}
+
+static int tcp_to(uint16_t port)
+{
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (s >= 0 && connect(s, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
+        close(s);
+        s = -1;
+    }
+    return s;
+}
+
+Test(http, slowloris_at_a_low_descriptor_limit, .timeout = TEST_TIMEOUT)
+{
+    /* More slow clients (half a head each, then nothing) than the server
+     * has descriptors: those it accepted hold them until the header
+     * deadline closes them, the others wait in the backlog. A real request
+     * made after them all is still answered, within a few deadlines. */
+    int pipefd[2];
+    cr_assert(eq(int, pipe(pipefd), 0));
+    pid_t pid = fork();
+    cr_assert(ge(int, pid, 0));
+    if (pid == 0) {
+        close(pipefd[0]);
+        limited_server(pipefd[1]);
+    }
+    close(pipefd[1]);
+    uint16_t port = 0;
+    cr_assert(eq(int, (int)read(pipefd[0], &port, sizeof(port)), (int)sizeof(port)));
+    close(pipefd[0]);
+
+    static const char half[] = "GET / HTTP/1.1\r\nHost: a\r\n";
+    int slow[SLOW_CLIENTS];
+    for (int i = 0; i < SLOW_CLIENTS; i++) {
+        slow[i] = tcp_to(port);
+        cr_assert(ge(int, slow[i], 0), "slow client %d: %s", i, strerror(errno));
+        cr_assert(eq(int, (int)send(slow[i], half, sizeof(half) - 1, MSG_NOSIGNAL),
+                     (int)sizeof(half) - 1));
+    }
+
+    int64_t start = mono_ns();
+    int real = tcp_to(port);
+    cr_assert(ge(int, real, 0));
+    cr_assert(eq(int, (int)send(real, GET_CLOSE, strlen(GET_CLOSE), MSG_NOSIGNAL),
+                 (int)strlen(GET_CLOSE)));
+    /* (SLOW_CLIENTS / FD_LIMIT + 1) deadlines, and a margin */
+    int64_t limit = (SLOW_CLIENTS / FD_LIMIT + 1) * SHORT_DEADLINE + 2 * NS_PER_SEC;
+    char got[4096];
+    size_t len = 0;
+    while (len < sizeof(got) - 1 && mono_ns() - start < limit) {
+        struct pollfd p = {.fd = real, .events = POLLIN};
+        if (poll(&p, 1, 50) <= 0) continue;
+        ssize_t n = recv(real, got + len, sizeof(got) - 1 - len, 0);
+        if (n <= 0) break;
+        len += (size_t)n;
+    }
+    got[len] = 0;
+    int64_t took = mono_ns() - start;
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    close(real);
+    for (int i = 0; i < SLOW_CLIENTS; i++)
+        close(slow[i]);
+    cr_expect(ne(ptr, strstr(got, "HTTP/1.1 200 OK\r\n"), NULL),
+              "no answer in %.1f s (limit %.1f s): %s", (double)took / 1e9, (double)limit / 1e9,
+              got);
+}
+#endif
