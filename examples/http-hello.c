@@ -19,10 +19,10 @@
  * (-H, default 10) of its first byte, or of the connection's opening for the
  * first request; a kept-alive connection waits at most idle_seconds (-I,
  * default 60) for its next request, and the same limit bounds the sending of
- * each batch of responses and each wait for more of a body. When a deadline
- * passes, a timer
- * cancels the connection's task, whose recv or send then returns
- * -ECANCELED, and the connection is closed. 0 turns a deadline off.
+ * each batch of responses and each wait for more of a body. One timeout
+ * scope per connection carries the deadline of its current wait: when it
+ * passes, the recv or send returns -ECANCELED and the connection is closed.
+ * 0 turns a deadline off.
  *
  * EDDY_BACKEND=io_uring or epoll picks the backend. bench/bench.sh measures
  * it with wrk against nginx. tests/test_http.c compiles this file with
@@ -242,25 +242,18 @@ static size_t http_response(char *out, int status, bool keep_alive)
     }
 }
 
-static intptr_t http_drain(void *arg)
-{
-    char buf[4096];
-    while (eddy_recv(arg, buf, sizeof(buf)) > 0) {
-    }
-    return 0;
-}
-
 /* Closes after an error response: stops sending, reads what the client still
  * sends for up to a second (so that closing with unread data does not reset
  * the connection before the client has read the response), then closes. */
 static void http_linger_close(eddy_sock *conn)
 {
-    if (eddy_sock_shutdown(conn, EDDY_SHUT_WR) == 0) {
-        eddy_task *t = eddy_spawn(NULL, http_drain, conn);
-        if (t) {
-            eddy_await_timeout(eddy_task_future(t), 1000000000, NULL);
-            eddy_task_join(t, NULL);
+    eddy_timeout scope;
+    if (eddy_sock_shutdown(conn, EDDY_SHUT_WR) == 0 &&
+        eddy_timeout_begin(&scope, 1000000000) == 0) {
+        char buf[4096];
+        while (eddy_recv(conn, buf, sizeof(buf)) > 0) {
         }
+        (void)eddy_timeout_end(&scope);
     }
     eddy_sock_close(conn);
 }
@@ -278,44 +271,15 @@ enum http_wait { HTTP_WAIT_HEAD, HTTP_WAIT_BODY, HTTP_WAIT_IDLE };
 struct http_conn {
     const struct http_server *server;
     eddy_sock *sock;
-    eddy_task *task;
-    int64_t expires;   /* when the current wait must end (eddy_now's clock); 0: never */
-    eddy_timer *timer; /* pending, or NULL */
-    int64_t timer_at;  /* when it fires */
 };
 
-/* Deadlines are lazy: moving one later (each request does) costs no timer
- * operation; the pending timer, when it fires, sets itself again for the
- * rest, or cancels the connection's task, whose recv or send then returns
- * -ECANCELED. */
-static void http_timer_fired(void *arg)
-{
-    struct http_conn *c = arg;
-    eddy_loop *loop = eddy_loop_current();
-    eddy_timer_cancel(c->timer); /* it fired: this releases the handle */
-    c->timer = NULL;
-    if (!c->expires) return;
-    int64_t left = c->expires - eddy_now(loop);
-    if (left > 0 && eddy_call_later(loop, left, http_timer_fired, c, &c->timer) == 0) {
-        c->timer_at = c->expires;
-        return;
-    }
-    eddy_task_cancel(c->task); /* passed (or no timer could wait for it) */
-}
-
 /* The connection's current wait must end within ns from now (0: no limit).
- * -ENOMEM when no timer can be made: the caller closes rather than wait
- * without a deadline. */
-static int http_deadline(struct http_conn *c, int64_t ns)
+ * Moving the scope's deadline later, as each request does, costs no timer
+ * operation. */
+static void http_deadline(eddy_timeout *scope, int64_t ns)
 {
-    eddy_loop *loop = eddy_loop_current();
-    c->expires = ns > 0 ? eddy_now(loop) + ns : 0;
-    if (c->timer && (!c->expires || c->timer_at <= c->expires)) return 0; /* it will do */
-    if (c->timer) eddy_timer_cancel(c->timer);
-    c->timer = NULL;
-    if (!c->expires) return 0;
-    c->timer_at = c->expires;
-    return eddy_call_later(loop, ns, http_timer_fired, c, &c->timer);
+    /* -EALREADY once the scope expired: the connection is ending anyway */
+    (void)eddy_timeout_reschedule(scope, ns > 0 ? eddy_now(NULL) + ns : -1);
 }
 
 /* One connection, until the client closes, an error, a deadline, or a
@@ -334,8 +298,12 @@ static intptr_t http_hello_connection(void *arg)
     bool open = true, linger = false;
     int status = 0;
 
-    c->task = eddy_task_current();
-    if (http_deadline(c, srv->header_timeout) < 0) open = false;
+    /* Every await below is bounded by the scope's deadline: when it passes,
+     * the recv or send returns -ECANCELED and the connection closes. */
+    eddy_timeout scope;
+    bool scoped =
+        eddy_timeout_begin(&scope, srv->header_timeout > 0 ? srv->header_timeout : -1) == 0;
+    if (!scoped) open = false; /* no memory for a deadline: close rather than wait without one */
     while (open) {
         ssize_t n = eddy_recv(conn, in + len, sizeof(in) - len);
         if (n <= 0) break;
@@ -387,8 +355,7 @@ static intptr_t http_hello_connection(void *arg)
                               : start < len ? HTTP_WAIT_HEAD
                                             : HTTP_WAIT_IDLE;
         if (next != HTTP_WAIT_HEAD || wait != HTTP_WAIT_HEAD || served) {
-            int64_t limit = next == HTTP_WAIT_HEAD ? srv->header_timeout : srv->idle_timeout;
-            if (http_deadline(c, limit) < 0) open = false;
+            http_deadline(&scope, next == HTTP_WAIT_HEAD ? srv->header_timeout : srv->idle_timeout);
         }
         wait = next;
         if (used) {
@@ -408,8 +375,7 @@ static intptr_t http_hello_connection(void *arg)
         }
     }
 out:
-    http_deadline(c, 0);
-    if (c->timer) eddy_timer_cancel(c->timer);
+    if (scoped) (void)eddy_timeout_end(&scope); /* the linger below has its own limit */
     if (linger)
         http_linger_close(conn);
     else

@@ -47,7 +47,11 @@ static int cancel_level(const struct eddy_task *task)
     return level;
 }
 
-/* Arms the task's scope timer at the earliest deadline still to come. */
+/* Arms the task's scope timer at the earliest deadline still to come. A
+ * timer already due no later is left as it is: it re-arms itself when it
+ * fires early, so moving a deadline later (a server's per-request deadline)
+ * costs no timer operation. With no deadline left it stops, so that it does
+ * not keep the loop alive. */
 static int rearm(struct eddy_task *task)
 {
     int64_t earliest = INT64_MAX;
@@ -57,7 +61,7 @@ static int rearm(struct eddy_task *task)
         eddy__timer_stop(&task->scope_timer);
         return 0;
     }
-    if (eddy__timer_pending(&task->scope_timer) && task->scope_timer.deadline == earliest) return 0;
+    if (eddy__timer_pending(&task->scope_timer) && task->scope_timer.deadline <= earliest) return 0;
     eddy__timer_stop(&task->scope_timer);
     return eddy__timer_start(&task->scope_timer, earliest);
 }
