@@ -102,15 +102,31 @@ enum {
     EDDY_LOOP_NO_GUARD_PAGES = 1 << 2, /* canary-checked stacks without guard pages */
 };
 
+/* Option structs grow by their size (docs/decisions.md, ABI): each begins
+ * with size_t size, which says how much of it the caller laid out. 0 means
+ * the first published layout, so `eddy_loop_options o = {.backend = "epoll"}`
+ * keeps working in every release; EDDY_LOOP_OPTIONS_INIT(...) sets size to
+ * the layout compiled against, which fields added in later releases need to
+ * be read. A library older than the caller's header gets a larger size: the
+ * fields it does not know must be 0 (else -EINVAL), and it reads no byte
+ * past size. Fields are only ever added at the end, with no padding. */
 typedef struct eddy_loop_options {
+    size_t size;          /* sizeof(eddy_loop_options), or 0: the first layout (these fields) */
     const char *backend;  /* NULL or "auto", "io_uring", "epoll", "kqueue", "iocp" */
-    unsigned flags;       /* EDDY_LOOP_* */
     size_t stack_size;    /* default task stack; 0 = library default (256 KiB) */
+    unsigned flags;       /* EDDY_LOOP_* */
     unsigned queue_depth; /* submission queue hint; 0 = default */
 } eddy_loop_options;
 
-/* Creates a loop. opts may be NULL. Returns 0, -EINVAL for bad options,
- * -ENOENT for an unknown backend name, -ENOMEM, or the backend's error. */
+/* An initialiser with size set: EDDY_LOOP_OPTIONS_INIT(.backend = "epoll"). */
+#define EDDY_LOOP_OPTIONS_INIT(...)                                                                \
+    {                                                                                              \
+        .size = sizeof(eddy_loop_options), __VA_ARGS__                                             \
+    }
+
+/* Creates a loop. opts may be NULL. Returns 0, -EINVAL for bad options (a
+ * size that is no layout's, options this library does not know), -ENOENT
+ * for an unknown backend name, -ENOMEM, or the backend's error. */
 EDDY_MUST_USE EDDY_API int eddy_loop_new(eddy_loop **out, const eddy_loop_options *opts);
 /* Cancels live tasks and runs them to their end, then frees the loop. */
 EDDY_API void eddy_loop_free(eddy_loop *loop);
