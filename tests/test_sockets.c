@@ -931,9 +931,7 @@ static intptr_t order_writer(void *arg)
 
 static intptr_t send_order_main(void *arg)
 {
-#ifdef _WIN32
-    cr_skip_test("the socket is filled with a non-blocking send()");
-#else
+#ifndef _WIN32
     struct pair p = {0};
     cr_assert(eq(int, pair_open(&p), 0));
     int small = 4096;
@@ -980,6 +978,9 @@ static intptr_t send_order_main(void *arg)
 
 Test(sockets, tcp_senders_are_served_in_arrival_order, .timeout = TEST_TIMEOUT)
 {
+#ifdef _WIN32
+    cr_skip_test("the socket is filled with a non-blocking send()");
+#endif
     cr_assert(eq(int, run_main(send_order_main, NULL), 0));
 }
 
