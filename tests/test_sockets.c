@@ -864,7 +864,7 @@ static void recv_order(bool udp, int cancel, const char *disable)
     char *saved = was ? strdup(was) : NULL;
     if (disable) setenv("EDDY_CAPS_DISABLE", disable, 1);
 #else
-    if (disable) cr_skip_test("EDDY_CAPS_DISABLE is set from the environment on Windows");
+    (void)disable; /* what it turns off is io_uring's */
 #endif
     struct order o = {.udp = udp, .cancel = cancel};
     eddy_loop *loop = new_loop();
