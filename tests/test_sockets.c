@@ -855,26 +855,34 @@ static intptr_t recv_order_main(void *arg)
     return 0;
 }
 
-/* Runs recv_order_main on a loop made with EDDY_CAPS_DISABLE=disable (NULL:
- * as the environment says). */
-static void recv_order(bool udp, int cancel, const char *disable)
+/* A new loop made with the environment variable var set to value (NULL:
+ * as the environment says); what it sets is io_uring's (Windows: ignored). */
+static eddy_loop *loop_under(const char *var, const char *value)
 {
 #ifndef _WIN32
-    const char *was = getenv("EDDY_CAPS_DISABLE");
+    const char *was = getenv(var);
     char *saved = was ? strdup(was) : NULL;
-    if (disable) setenv("EDDY_CAPS_DISABLE", disable, 1);
+    if (value) setenv(var, value, 1);
 #else
-    (void)disable; /* what it turns off is io_uring's */
+    (void)var;
+    (void)value;
 #endif
-    struct order o = {.udp = udp, .cancel = cancel};
     eddy_loop *loop = new_loop();
 #ifndef _WIN32
     if (saved)
-        setenv("EDDY_CAPS_DISABLE", saved, 1);
-    else if (disable)
-        unsetenv("EDDY_CAPS_DISABLE");
+        setenv(var, saved, 1);
+    else if (value)
+        unsetenv(var);
     free(saved);
 #endif
+    return loop;
+}
+
+/* Runs recv_order_main on a loop made with EDDY_CAPS_DISABLE=disable. */
+static void recv_order(bool udp, int cancel, const char *disable)
+{
+    struct order o = {.udp = udp, .cancel = cancel};
+    eddy_loop *loop = loop_under("EDDY_CAPS_DISABLE", disable);
     intptr_t result = -1;
     cr_assert(eq(int, run_task(loop, recv_order_main, &o, &result), 0));
     cr_assert(eq(int, (int)result, 0));
@@ -976,12 +984,29 @@ static intptr_t send_order_main(void *arg)
     return 0;
 }
 
-Test(sockets, tcp_senders_are_served_in_arrival_order, .timeout = TEST_TIMEOUT)
+static void send_order(const char *zc_min)
 {
 #ifdef _WIN32
     cr_skip_test("the socket is filled with a non-blocking send()");
 #endif
-    cr_assert(eq(int, run_main(send_order_main, NULL), 0));
+    eddy_loop *loop = loop_under("EDDY_URING_SEND_ZC_MIN", zc_min);
+    intptr_t result = -1;
+    cr_assert(eq(int, run_task(loop, send_order_main, NULL, &result), 0));
+    cr_assert(eq(int, (int)result, 0));
+    eddy_loop_free(loop);
+}
+
+Test(sockets, tcp_senders_are_served_in_arrival_order, .timeout = TEST_TIMEOUT)
+{
+    send_order(NULL);
+}
+
+/* On io_uring each message goes out zero-copy (over loopback too): the next
+ * send may go once the previous one's bytes are in the socket, before its
+ * notification. */
+Test(sockets, tcp_zero_copy_senders_are_served_in_arrival_order, .timeout = TEST_TIMEOUT)
+{
+    send_order("1");
 }
 
 /* ---- 10 000 concurrent connections on one loop ---------------------------------------------- */
