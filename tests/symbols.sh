@@ -43,7 +43,7 @@ sed 's/^[[:space:]]*//; s/^global:[[:space:]]*//; s/^local:[[:space:]]*//; s/[[:
 grep -o 'EDDY_API[^(]*(' "$header" | sed 's/($//; s/.*[ *]//' | grep '^eddy_' | sort -u \
     >"$tmp/declared"
 
-echo 1..5
+echo 1..6
 n=0
 check() { # status, description (the failure's details in $tmp/log)
     n=$((n + 1))
@@ -72,3 +72,17 @@ check $? "lib/eddy.map lists each function include/eddy.h declares, once"
 uniq -d "$tmp/listed" >"$tmp/log"
 [ ! -s "$tmp/log" ]
 check $? "no function is in two nodes of lib/eddy.map"
+
+# A program built against the library binds each eddy_ function it calls to
+# its version (tools/eddy-caps, linked against the shared library).
+prog=tools/.libs/eddy-caps
+if [ -f "$prog" ]; then
+    readelf --dyn-syms -W "$prog" >"$tmp/prog" || { echo "Bail out! readelf $prog failed"; exit 99; }
+    awk '$7 == "UND" && $8 ~ /^eddy_/ && $8 !~ /@EDDY_[0-9]/' "$tmp/prog" >"$tmp/log"
+    grep -q 'UND eddy_.*@EDDY_[0-9]' "$tmp/prog" || echo "no versioned eddy_ symbol" >>"$tmp/log"
+    [ ! -s "$tmp/log" ]
+    check $? "$prog calls versioned symbols (eddy_...@EDDY_x.y)"
+else
+    n=$((n + 1))
+    echo "ok $n - a program calls versioned symbols # SKIP no $prog (a static build?)"
+fi
