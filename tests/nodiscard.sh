@@ -101,7 +101,7 @@ done
 # GCC and Clang warn about an unused result in their default C too.
 $cc -dM -E "$tmp/empty.c" 2>/dev/null | grep -q '__GNUC__' && gnuc=yes || gnuc=no
 
-echo 1..7
+echo 1..8
 n=0
 result() { # ok?, description, [skip reason]
     n=$((n + 1))
@@ -111,10 +111,14 @@ result() { # ok?, description, [skip reason]
         echo "ok $n - $2"
     else
         echo "not ok $n - $2"
-        sed 's/^/# /' "$tmp/log"
+        head -n 30 "$tmp/log" | sed 's/^/# /'
     fi
 }
 
+# [[nodiscard]] may not follow EDDY_API's GNU attribute or __declspec.
+grep -n 'EDDY_API[[:space:]]*EDDY_\(NODISCARD\|MUST_USE\)' "$header" >"$tmp/log"
+[ ! -s "$tmp/log" ]
+result $? "EDDY_NODISCARD and EDDY_MUST_USE come before EDDY_API"
 diff "$tmp/nodiscard.want" "$tmp/nodiscard.have" >"$tmp/log"
 result $? "every EDDY_NODISCARD function is dropped with (void) below"
 diff "$tmp/must_use.want" "$tmp/must_use.have" >"$tmp/log"
