@@ -1,7 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # EDDY_NODISCARD and EDDY_MUST_USE (include/eddy.h), compiled with -Wall
-# -Werror by the compiler that built eddy (CC): a (void) cast silences every
+# -Wextra -pedantic -Werror by the compiler that built eddy (CC), so that no
+# C23 attribute syntax leaks into older modes: a (void) cast silences every
 # EDDY_NODISCARD result, in the compiler's default C and in C23 (C2x) where
 # it has it, and every EDDY_MUST_USE one in C23; a new handle or the error of
 # the call that makes one, left unused, still warns, where the compiler can
@@ -87,7 +88,7 @@ calls "$tmp/must_use_bare.c" >"$tmp/must_use.have"
 compile() { # file, extra flags...
     file=$1
     shift
-    $cc -I"$srcdir/include" -Wall -Werror "$@" -c "$file" -o "$tmp/out.o" >"$tmp/log" 2>&1
+    $cc -I"$srcdir/include" -Wall -Wextra -pedantic -Werror "$@" -c "$file" -o "$tmp/out.o" >"$tmp/log" 2>&1
 }
 
 # C23 as the compiler spells it, if it has it.
