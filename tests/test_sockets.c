@@ -917,6 +917,74 @@ Test(sockets, tcp_receiver_cancelled_in_the_queue_takes_nothing, .timeout = TEST
     recv_order(false, 2, "multishot_recv");
 }
 
+/* Tasks accepting on one listener get the connections in the order they
+ * began to wait, with the multishot accept (Linux 5.19+) and without. */
+struct order_acceptor {
+    eddy_sock *listener;
+    int *served;
+    int index, got; /* got: the serving order, or an error */
+    eddy_sock *conn;
+};
+
+static intptr_t order_acceptor(void *arg)
+{
+    struct order_acceptor *a = arg;
+    int err = eddy_accept(a->listener, &a->conn);
+    a->got = err < 0 ? err : (*a->served)++;
+    return err;
+}
+
+static intptr_t accept_order_main(void *arg)
+{
+    int served = 0;
+    eddy_sock *listener = NULL, *clients[ORDER_TASKS] = {0};
+    cr_assert(eq(int, eddy_tcp_listen(&listener, "127.0.0.1", 0, 0), 0));
+    struct order_acceptor acceptors[ORDER_TASKS];
+    eddy_task *tasks[ORDER_TASKS];
+    for (int i = 0; i < ORDER_TASKS; i++) {
+        acceptors[i] = (struct order_acceptor){.listener = listener, .served = &served, .index = i};
+        tasks[i] = eddy_spawn(NULL, order_acceptor, &acceptors[i]);
+        cr_assert(ne(ptr, tasks[i], NULL));
+        for (int k = 0; k < 3; k++)
+            cr_assert(eq(int, eddy_yield(), 0));
+    }
+    for (int i = 0; i < ORDER_TASKS; i++) {
+        cr_assert(eq(int,
+                     eddy_tcp_connect(&clients[i], "127.0.0.1", (uint16_t)eddy_sock_port(listener)),
+                     0));
+        for (int k = 0; k < 10000 && served <= i; k++)
+            cr_assert(eq(int, eddy_sleep(NS_PER_MS), 0));
+    }
+    for (int i = 0; i < ORDER_TASKS; i++) {
+        cr_expect(eq(int, eddy_task_join(tasks[i], NULL), 0));
+        cr_expect(eq(int, acceptors[i].got, i), "acceptor %d (in start order) was served %d", i,
+                  acceptors[i].got);
+        if (acceptors[i].conn) eddy_sock_close(acceptors[i].conn);
+        if (clients[i]) eddy_sock_close(clients[i]);
+    }
+    eddy_sock_close(listener);
+    return 0;
+}
+
+static void accept_order(const char *disable)
+{
+    eddy_loop *loop = loop_under("EDDY_CAPS_DISABLE", disable);
+    intptr_t result = -1;
+    cr_assert(eq(int, run_task(loop, accept_order_main, NULL, &result), 0));
+    cr_assert(eq(int, (int)result, 0));
+    eddy_loop_free(loop);
+}
+
+Test(sockets, acceptors_are_served_in_arrival_order, .timeout = TEST_TIMEOUT)
+{
+    accept_order(NULL);
+}
+
+Test(sockets, acceptors_without_multishot_are_served_in_arrival_order, .timeout = TEST_TIMEOUT)
+{
+    accept_order("multishot_accept");
+}
+
 /* Senders that wait on one full socket send in the order they began: the
  * socket is filled (with small buffers) behind eddy's back, then
  * ORDER_TASKS tasks each send a message of their own, one after the other;
