@@ -41,7 +41,11 @@
  * A stream socket read in a loop gets a multishot receive into the loop's
  * provided-buffer ring (6.0+; see struct stream): its bytes are copied out
  * by the next eddy_recv, without a system call when they came before it.
- * EDDY_CAPS_DISABLE=multishot_recv (or buffer_ring) turns it off. */
+ * EDDY_CAPS_DISABLE=multishot_recv (or buffer_ring) turns it off.
+ *
+ * The kernel wakes the ops waiting on one socket newest first: a socket has
+ * at most one read and one write in the kernel, the others waiting in
+ * arrival order behind them (see struct lanes). */
 #include "config.h"
 
 #include <errno.h>
@@ -109,6 +113,7 @@ enum {
     OP_NO_ZC = 1 << 6,       /* a SEND retried as a plain one (the socket refused zero-copy) */
     OP_RECV_WAIT = 1 << 7,   /* a RECV on its stream's waiters */
     OP_RECV_PLAIN = 1 << 8,  /* a RECV its stream sent to the kernel as a plain one */
+    OP_LANE_WAIT = 1 << 9,   /* a socket read or write behind another (struct lanes) */
 };
 
 /* Multishot receive: the loop's buffer ring (group BUF_GROUP) has
@@ -212,7 +217,21 @@ struct stream {
     struct eddy__list retry_link; /* s->stream_retry */
 };
 
-/* Per-fd state (listeners, streams), found by fd: a table that grows to fit. */
+/* A socket's reads (RECV, RECVMSG) that no multishot serves, and its writes
+ * (SEND, SENDMSG), go to the kernel one at a time in each direction; the
+ * ops behind wait here, oldest first. The kernel wakes the ops waiting on a
+ * socket newest first, so two of them in it at once would be served out of
+ * arrival order (docs/sockets.md promises that order). Made on a socket's
+ * first such op, freed when it is closed through the backend (or its number
+ * comes back from the kernel). */
+enum { LANE_READ, LANE_WRITE };
+
+struct lanes {
+    struct eddy_op *head[2];      /* the op in the kernel (or on the backlog), by direction */
+    struct eddy__list waiting[2]; /* the ops behind it, oldest first */
+};
+
+/* Per-fd state (listeners, streams, lanes), found by fd: a table that grows to fit. */
 struct fd_table {
     void **slots;
     size_t size;
@@ -274,6 +293,8 @@ struct uring_state {
     struct fd_table streams;        /* struct stream *, by fd */
     struct eddy__list stream_list;  /* every stream, detached ones included */
     struct eddy__list stream_retry; /* streams to arm once there is room in the SQ */
+
+    struct fd_table lanes; /* struct lanes *, by fd */
 };
 
 /* ---- SQEs ----------------------------------------------------------------- */
@@ -438,6 +459,19 @@ static void flush_waiting(struct uring_state *s)
     }
 }
 
+/* Sends op to the kernel, behind the backlog if there is one: ops on one fd
+ * keep their order. */
+static void send_op(struct uring_state *s, struct eddy_op *op)
+{
+    struct io_uring_sqe *sqe = eddy__list_empty(&s->backlog) ? get_sqe(s) : NULL;
+    if (!sqe) {
+        op->backend_data |= OP_BACKLOG;
+        eddy__list_push_back(&s->backlog, &op->link);
+        return;
+    }
+    prep_op(s, sqe, op);
+}
+
 /* ---- statx ---------------------------------------------------------------- */
 
 static struct stat_slot *slot_get(struct uring_state *s)
@@ -522,6 +556,7 @@ static void mark_written(struct eddy_op *op, int64_t result)
 }
 
 static void stream_plain_done(struct uring_state *s, struct eddy_op *op, int64_t result);
+static void lane_done(struct uring_state *s, struct eddy_op *op);
 
 static void finish(struct eddy_backend *b, struct eddy_op *op, int64_t result)
 {
@@ -530,6 +565,7 @@ static void finish(struct eddy_backend *b, struct eddy_op *op, int64_t result)
     if (op->kind == EDDY_OP_POLL && result > 0) /* revents: any of them means "look" */
         result = (result & POLLNVAL) ? -EBADF : op->u.io.flags;
     if (op->backend_data & OP_RECV_PLAIN) stream_plain_done(s, op, result);
+    lane_done(s, op);
     if (op->kind == EDDY_OP_STAT) {
         struct stat_slot *slot = op_slot(op);
         if (result == 0) stat_from_statx(op->u.path.statbuf, &slot->stx);
@@ -750,6 +786,7 @@ static struct stream *stream_find(const struct uring_state *s, int fd)
 }
 
 static void stream_detach(struct uring_state *s, int fd);
+static void lanes_detach(struct uring_state *s, int fd);
 
 /* The stream of the socket serial under fd, made on its first RECV; one of
  * another socket that had fd before (closed without an op) is dropped.
@@ -862,13 +899,7 @@ static void stream_send_plain(struct uring_state *s, struct stream *st)
     st->plain = op;
     st->plain_next = false;
     op->backend_data = OP_RECV_PLAIN;
-    struct io_uring_sqe *sqe = eddy__list_empty(&s->backlog) ? get_sqe(s) : NULL;
-    if (!sqe) {
-        op->backend_data |= OP_BACKLOG;
-        eddy__list_push_back(&s->backlog, &op->link);
-        return;
-    }
-    prep_op(s, sqe, op);
+    send_op(s, op);
 }
 
 /* After any change to st: RECVs wait with nothing queued, and neither the
@@ -944,6 +975,7 @@ static void fd_forget(struct uring_state *s, int fd)
 {
     listener_detach(s, fd);
     stream_detach(s, fd);
+    lanes_detach(s, fd);
 }
 
 /* A RECV on a stream socket. Bytes already queued are copied out at once,
@@ -1104,13 +1136,7 @@ static int buf_ring_setup(struct uring_state *s)
 static void resend_plain(struct uring_state *s, struct eddy_op *op)
 {
     op->backend_data = OP_NO_ZC;
-    struct io_uring_sqe *sqe = eddy__list_empty(&s->backlog) ? get_sqe(s) : NULL;
-    if (!sqe) {
-        op->backend_data |= OP_BACKLOG;
-        eddy__list_push_back(&s->backlog, &op->link);
-        return;
-    }
-    prep_op(s, sqe, op);
+    send_op(s, op);
 }
 
 /* A CQE of a SEND that went out zero-copy: its result, with IORING_CQE_F_MORE
@@ -1129,6 +1155,7 @@ static int zc_cqe(struct eddy_backend *b, struct eddy_op *op, const struct io_ur
         if (op->result == -EINTR && op->state == EDDY_OP_STATE_CANCELLING) op->result = -ECANCELED;
         if (cqe->flags & IORING_CQE_F_MORE) {
             op->backend_data |= OP_ZC_NOTIF;
+            lane_done(s, op); /* its bytes are in the socket: the next send may go */
             return 0;
         }
     }
@@ -1186,6 +1213,82 @@ static int reap(struct eddy_backend *b)
         if (!io_uring_cq_has_overflow(&s->ring) || io_uring_get_events(&s->ring) < 0) break;
     }
     return completed;
+}
+
+/* ---- one read and one write per socket in the kernel ---------------------- */
+
+/* The lane an op goes down (LANE_READ, LANE_WRITE), or -1: none. */
+static int lane_dir(const struct eddy_op *op)
+{
+    switch (op->kind) {
+    case EDDY_OP_RECV:
+    case EDDY_OP_RECVMSG:
+        return LANE_READ;
+    case EDDY_OP_SEND:
+    case EDDY_OP_SENDMSG:
+        return LANE_WRITE;
+    default:
+        return -1;
+    }
+}
+
+/* Whether op, a socket read or write, may go to the kernel now (and is its
+ * lane's head from now on); false: it waits behind the head. Without
+ * memory for the lanes it goes at once, unordered. */
+static bool lane_enter(struct uring_state *s, struct eddy_op *op, int dir)
+{
+    int fd = (int)op->fd;
+    struct lanes *l = fd_table_get(&s->lanes, fd);
+    if (!l) {
+        if (!fd_table_fit(&s->lanes, fd) || !(l = calloc(1, sizeof *l))) return true;
+        eddy__list_init(&l->waiting[LANE_READ]);
+        eddy__list_init(&l->waiting[LANE_WRITE]);
+        s->lanes.slots[fd] = l;
+    }
+    if (!l->head[dir]) {
+        l->head[dir] = op;
+        return true;
+    }
+    op->backend_data = OP_LANE_WAIT;
+    eddy__list_push_back(&l->waiting[dir], &op->link);
+    return false;
+}
+
+/* op has ended (or, a zero-copy send, no longer needs to go first): if it
+ * was its lane's head, the oldest op behind it goes to the kernel. */
+static void lane_done(struct uring_state *s, struct eddy_op *op)
+{
+    int dir = lane_dir(op);
+    if (dir < 0) return;
+    struct lanes *l = fd_table_get(&s->lanes, (int)op->fd);
+    if (!l || l->head[dir] != op) return;
+    struct eddy__list *node = eddy__list_pop_front(&l->waiting[dir]);
+    l->head[dir] = node ? eddy__container_of(node, struct eddy_op, link) : NULL;
+    if (!node) return;
+    l->head[dir]->backend_data = 0;
+    send_op(s, l->head[dir]);
+}
+
+/* The socket of fd is gone: the ops waiting in its lanes end with
+ * -ECANCELED; those in the kernel end on their own. */
+static void lanes_detach(struct uring_state *s, int fd)
+{
+    struct lanes *l = fd_table_get(&s->lanes, fd);
+    if (!l) return;
+    s->lanes.slots[fd] = NULL;
+    for (int dir = LANE_READ; dir <= LANE_WRITE; dir++) {
+        struct eddy__list *node;
+        while ((node = eddy__list_pop_front(&l->waiting[dir])))
+            defer_op(s, eddy__container_of(node, struct eddy_op, link));
+    }
+    free(l);
+}
+
+static void lanes_free(struct uring_state *s)
+{
+    for (size_t fd = 0; fd < s->lanes.size; fd++)
+        free(s->lanes.slots[fd]);
+    free(s->lanes.slots);
 }
 
 /* ---- the ops table -------------------------------------------------------- */
@@ -1251,14 +1354,8 @@ static int uring_submit(struct eddy_backend *b, struct eddy_op *op)
         op->backend_data = (uintptr_t)slot;
     }
     b->pending++;
-    /* Behind the backlog, if there is one: ops on one fd keep their order. */
-    struct io_uring_sqe *sqe = eddy__list_empty(&s->backlog) ? get_sqe(s) : NULL;
-    if (!sqe) {
-        op->backend_data |= OP_BACKLOG;
-        eddy__list_push_back(&s->backlog, &op->link);
-        return EDDY_OP_PENDING;
-    }
-    prep_op(s, sqe, op);
+    int dir = lane_dir(op);
+    if (dir < 0 || lane_enter(s, op, dir)) send_op(s, op);
     return EDDY_OP_PENDING;
 }
 
@@ -1266,8 +1363,8 @@ static int uring_submit(struct eddy_backend *b, struct eddy_op *op)
 static void uring_cancel(struct eddy_backend *b, struct eddy_op *op)
 {
     struct uring_state *s = b->impl;
-    /* The listener or the stream keeps what comes for it. */
-    if (op->backend_data & (OP_ACCEPT_WAIT | OP_RECV_WAIT)) {
+    /* The listener, the stream or the lane keeps what comes for it. */
+    if (op->backend_data & (OP_ACCEPT_WAIT | OP_RECV_WAIT | OP_LANE_WAIT)) {
         eddy__list_remove(&op->link);
         defer_op(s, op);
         return;
@@ -1387,6 +1484,7 @@ static void state_free(struct uring_state *s)
     io_uring_queue_exit(&s->ring);
     listeners_free(s); /* after the ring: nothing more is accepted for them */
     streams_free(s);   /* nor received */
+    lanes_free(s);
     close(s->wakefd);
     struct stat_slot *slot;
     while ((slot = s->free_slots)) {

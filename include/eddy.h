@@ -38,10 +38,34 @@ extern "C" {
 #define EDDY_API
 #endif
 
-#if defined(__GNUC__)
+/* EDDY_NODISCARD marks a result to check that a caller may still drop with
+ * a (void) cast (a cleanup path: a last send, a sync); EDDY_MUST_USE one
+ * that is never right to drop (a new handle or allocation, or the error of
+ * the call that makes one). Both are C23's (and C++17's) [[nodiscard]],
+ * which (void) silences. Before C23, GCC's warn_unused_result does not give
+ * way to (void): EDDY_NODISCARD is then nothing under GCC (Clang's, which
+ * does give way, stays), and only EDDY_MUST_USE keeps it. Both go before
+ * EDDY_API. */
+#if defined(__cplusplus) && __cplusplus >= 201703L
+#define EDDY__STD_NODISCARD 1
+#elif !defined(__cplusplus) && defined(__STDC_VERSION__) && __STDC_VERSION__ > 201710L &&          \
+    defined(__has_c_attribute)
+#if __has_c_attribute(nodiscard)
+#define EDDY__STD_NODISCARD 1
+#endif
+#endif
+#if defined(EDDY__STD_NODISCARD)
+#define EDDY_NODISCARD [[nodiscard]]
+#define EDDY_MUST_USE  [[nodiscard]]
+#elif defined(__clang__)
 #define EDDY_NODISCARD __attribute__((warn_unused_result))
+#define EDDY_MUST_USE  __attribute__((warn_unused_result))
+#elif defined(__GNUC__)
+#define EDDY_NODISCARD
+#define EDDY_MUST_USE __attribute__((warn_unused_result))
 #else
 #define EDDY_NODISCARD
+#define EDDY_MUST_USE
 #endif
 
 /* ---- version ---------------------------------------------------------- */
@@ -78,16 +102,32 @@ enum {
     EDDY_LOOP_NO_GUARD_PAGES = 1 << 2, /* canary-checked stacks without guard pages */
 };
 
+/* Option structs grow by their size (docs/decisions.md, ABI): each begins
+ * with size_t size, which says how much of it the caller laid out. 0 means
+ * the first published layout, so `eddy_loop_options o = {.backend = "epoll"}`
+ * keeps working in every release; EDDY_LOOP_OPTIONS_INIT(...) sets size to
+ * the layout compiled against, which fields added in later releases need to
+ * be read. A library older than the caller's header gets a larger size: the
+ * fields it does not know must be 0 (else -EINVAL), and it reads no byte
+ * past size. Fields are only ever added at the end, with no padding. */
 typedef struct eddy_loop_options {
+    size_t size;          /* sizeof(eddy_loop_options), or 0: the first layout (these fields) */
     const char *backend;  /* NULL or "auto", "io_uring", "epoll", "kqueue", "iocp" */
-    unsigned flags;       /* EDDY_LOOP_* */
     size_t stack_size;    /* default task stack; 0 = library default (256 KiB) */
+    unsigned flags;       /* EDDY_LOOP_* */
     unsigned queue_depth; /* submission queue hint; 0 = default */
 } eddy_loop_options;
 
-/* Creates a loop. opts may be NULL. Returns 0, -EINVAL for bad options,
- * -ENOENT for an unknown backend name, -ENOMEM, or the backend's error. */
-EDDY_API EDDY_NODISCARD int eddy_loop_new(eddy_loop **out, const eddy_loop_options *opts);
+/* An initialiser with size set: EDDY_LOOP_OPTIONS_INIT(.backend = "epoll"). */
+#define EDDY_LOOP_OPTIONS_INIT(...)                                                                \
+    {                                                                                              \
+        .size = sizeof(eddy_loop_options), __VA_ARGS__                                             \
+    }
+
+/* Creates a loop. opts may be NULL. Returns 0, -EINVAL for bad options (a
+ * size that is no layout's, options this library does not know), -ENOENT
+ * for an unknown backend name, -ENOMEM, or the backend's error. */
+EDDY_MUST_USE EDDY_API int eddy_loop_new(eddy_loop **out, const eddy_loop_options *opts);
 /* Cancels live tasks and runs them to their end, then frees the loop. */
 EDDY_API void eddy_loop_free(eddy_loop *loop);
 /* Runs until no task, timer, callback or op is pending, or eddy_loop_stop.
@@ -105,13 +145,13 @@ EDDY_API int64_t eddy_now(eddy_loop *loop);
 
 typedef void (*eddy_callback)(void *arg);
 /* Runs cb(arg) on the next iteration, after what is already queued. */
-EDDY_API EDDY_NODISCARD int eddy_call_soon(eddy_loop *loop, eddy_callback cb, void *arg);
+EDDY_NODISCARD EDDY_API int eddy_call_soon(eddy_loop *loop, eddy_callback cb, void *arg);
 /* The same, callable from any thread; wakes the loop. */
-EDDY_API EDDY_NODISCARD int eddy_call_soon_threadsafe(eddy_loop *loop, eddy_callback cb, void *arg);
+EDDY_NODISCARD EDDY_API int eddy_call_soon_threadsafe(eddy_loop *loop, eddy_callback cb, void *arg);
 /* Runs cb(arg) after delay_ns (>= 0). out == NULL: the timer frees itself after
  * firing. out != NULL: the caller owns the handle, valid even after it fired,
  * and releases it with eddy_timer_cancel exactly once. */
-EDDY_API EDDY_NODISCARD int eddy_call_later(eddy_loop *loop, int64_t delay_ns, eddy_callback cb,
+EDDY_NODISCARD EDDY_API int eddy_call_later(eddy_loop *loop, int64_t delay_ns, eddy_callback cb,
                                             void *arg, eddy_timer **out);
 /* Stops the timer if still pending and frees the handle. Returns 0 if it was
  * pending, -EALREADY if it had fired already, -EINVAL for NULL. */
@@ -129,7 +169,7 @@ EDDY_API int eddy_run(eddy_task_fn main, void *arg, intptr_t *result);
  * the loop's ready queue, never inline in the call that completes the future. */
 typedef struct eddy_future eddy_future;
 /* A new pending future on loop (NULL = the current loop); NULL on -ENOMEM. */
-EDDY_API EDDY_NODISCARD eddy_future *eddy_future_new(eddy_loop *loop);
+EDDY_MUST_USE EDDY_API eddy_future *eddy_future_new(eddy_loop *loop);
 EDDY_API void eddy_future_ref(eddy_future *f);
 EDDY_API void eddy_future_unref(eddy_future *f);
 /* Completes f. -EALREADY if done, -EINVAL for NULL or a task's future. */
@@ -145,7 +185,7 @@ EDDY_API bool eddy_future_done(const eddy_future *f);
 EDDY_API int eddy_future_result(const eddy_future *f, intptr_t *value);
 /* Calls cb(f, arg) from the ready queue once f is done (next iteration if it
  * is done already). 0, -EINVAL, -ENOMEM. */
-EDDY_API EDDY_NODISCARD int eddy_future_on_done(eddy_future *f,
+EDDY_NODISCARD EDDY_API int eddy_future_on_done(eddy_future *f,
                                                 void (*cb)(eddy_future *f, void *arg), void *arg);
 /* Task-only: suspends until f is done; returns its outcome as
  * eddy_future_result. If the task is cancelled meanwhile, f is cancelled too
@@ -164,7 +204,7 @@ typedef struct eddy_task eddy_task;
 /* create_task: fn(arg) runs as a task from the next iteration on. loop NULL =
  * the current loop. Returns a reference to join or detach; NULL on -ENOMEM, a
  * NULL fn, or no loop. */
-EDDY_API EDDY_NODISCARD eddy_task *eddy_spawn(eddy_loop *loop, eddy_task_fn fn, void *arg);
+EDDY_MUST_USE EDDY_API eddy_task *eddy_spawn(eddy_loop *loop, eddy_task_fn fn, void *arg);
 /* The task's future (borrowed: the task is its own future). */
 EDDY_API eddy_future *eddy_task_future(eddy_task *t);
 /* Task-only: awaits t, then drops the reference. 0 and fn's result, or the
@@ -234,7 +274,7 @@ EDDY_API int eddy_wait_any(eddy_future *const *fs, size_t n, int64_t timeout_ns)
 /* TaskGroup: when one child fails, the others are cancelled. */
 typedef struct eddy_group eddy_group;
 /* NULL = the current loop; NULL on -ENOMEM or no loop. */
-EDDY_API EDDY_NODISCARD eddy_group *eddy_group_new(eddy_loop *loop);
+EDDY_MUST_USE EDDY_API eddy_group *eddy_group_new(eddy_loop *loop);
 /* Spawns a child; the pointer is borrowed, valid until eddy_group_free. NULL
  * on -ENOMEM, a NULL argument, or a group whose wait has returned. */
 EDDY_API eddy_task *eddy_group_spawn(eddy_group *g, eddy_task_fn fn, void *arg);
@@ -260,22 +300,22 @@ struct sockaddr_storage;
 /* Task-only: a TCP listener on host:port. host NULL = every address (IPv6 and
  * IPv4), a numeric address, or a name (resolved in the thread pool); port 0 =
  * ephemeral (see eddy_sock_port); backlog <= 0 = SOMAXCONN. SO_REUSEADDR is set. */
-EDDY_API EDDY_NODISCARD int eddy_tcp_listen(eddy_sock **out, const char *host, uint16_t port,
-                                            int backlog);
+EDDY_MUST_USE EDDY_API int eddy_tcp_listen(eddy_sock **out, const char *host, uint16_t port,
+                                           int backlog);
 /* Task-only: connects to host:port. Numeric hosts are used as they are; names
  * are resolved with getaddrinfo in the thread pool and each address is tried in
  * turn. 0, -ECONNREFUSED, -ENXIO (no such host), -ECANCELED, ... */
-EDDY_API EDDY_NODISCARD int eddy_tcp_connect(eddy_sock **out, const char *host, uint16_t port);
+EDDY_MUST_USE EDDY_API int eddy_tcp_connect(eddy_sock **out, const char *host, uint16_t port);
 /* Task-only: waits for the next connection on listener. When the process is
  * out of descriptors (EMFILE, ENFILE) it backs off (1 ms doubling to 100 ms)
  * and retries rather than spin. 0, or -EINVAL, -ECANCELED, ... */
-EDDY_API EDDY_NODISCARD int eddy_accept(eddy_sock *listener, eddy_sock **out);
+EDDY_MUST_USE EDDY_API int eddy_accept(eddy_sock *listener, eddy_sock **out);
 /* Task-only: receives up to len (> 0) bytes. The count, 0 when the peer has
  * closed, or -ECONNRESET, -ECANCELED, ... */
-EDDY_API EDDY_NODISCARD ssize_t eddy_recv(eddy_sock *s, void *buf, size_t len);
+EDDY_NODISCARD EDDY_API ssize_t eddy_recv(eddy_sock *s, void *buf, size_t len);
 /* Task-only: sends all len bytes, suspending while the socket is full. len, or
  * an error (-EPIPE, -ECONNRESET, -ECANCELED, ...). */
-EDDY_API EDDY_NODISCARD ssize_t eddy_send(eddy_sock *s, const void *buf, size_t len);
+EDDY_NODISCARD EDDY_API ssize_t eddy_send(eddy_sock *s, const void *buf, size_t len);
 
 enum { EDDY_SHUT_RD = 0, EDDY_SHUT_WR = 1, EDDY_SHUT_RDWR = 2 };
 /* Task-only: shuts down reading, writing (the peer then reads 0) or both. */
@@ -296,26 +336,26 @@ EDDY_API int eddy_sock_nodelay(eddy_sock *s, bool on);
 
 /* Fills out with the numeric IPv4 or IPv6 address host ("127.0.0.1", "::1",
  * "[::1]") and port; no lookup. 0 or -EINVAL. */
-EDDY_API EDDY_NODISCARD int eddy_addr_parse(struct sockaddr_storage *out, const char *host,
+EDDY_NODISCARD EDDY_API int eddy_addr_parse(struct sockaddr_storage *out, const char *host,
                                             uint16_t port);
 /* Task-only: a UDP socket bound to host:port (as eddy_tcp_listen: NULL = every
  * address, port 0 = ephemeral). */
-EDDY_API EDDY_NODISCARD int eddy_udp_bind(eddy_sock **out, const char *host, uint16_t port);
+EDDY_MUST_USE EDDY_API int eddy_udp_bind(eddy_sock **out, const char *host, uint16_t port);
 /* Task-only: sends one datagram to (an IPv4 or IPv6 address; NULL on a socket
  * connected by other means). The bytes sent, or a negative code. */
-EDDY_API EDDY_NODISCARD ssize_t eddy_sendto(eddy_sock *s, const void *buf, size_t len,
+EDDY_NODISCARD EDDY_API ssize_t eddy_sendto(eddy_sock *s, const void *buf, size_t len,
                                             const struct sockaddr *to);
 /* Task-only: receives one datagram (truncated to len) and, if from is not
  * NULL, its sender (IPv4 senders on a dual-stack socket as plain IPv4). */
-EDDY_API EDDY_NODISCARD ssize_t eddy_recvfrom(eddy_sock *s, void *buf, size_t len,
+EDDY_NODISCARD EDDY_API ssize_t eddy_recvfrom(eddy_sock *s, void *buf, size_t len,
                                               struct sockaddr_storage *from);
 
 /* Task-only: a Unix stream listener at path ("@name": Linux's abstract
  * namespace). An existing file at path gives -EADDRINUSE; close does not
  * remove it. Accept with eddy_accept. */
-EDDY_API EDDY_NODISCARD int eddy_unix_listen(eddy_sock **out, const char *path, int backlog);
+EDDY_MUST_USE EDDY_API int eddy_unix_listen(eddy_sock **out, const char *path, int backlog);
 /* Task-only: connects to the Unix stream socket at path. */
-EDDY_API EDDY_NODISCARD int eddy_unix_connect(eddy_sock **out, const char *path);
+EDDY_MUST_USE EDDY_API int eddy_unix_connect(eddy_sock **out, const char *path);
 
 /* ---- files ------------------------------------------------------------------ */
 
@@ -328,19 +368,19 @@ struct stat;
 
 /* Opens path with open(2) flags (O_RDONLY, O_CREAT, ...; O_CLOEXEC is added)
  * and mode. 0, or -ENOENT, -EACCES, ... */
-EDDY_API EDDY_NODISCARD int eddy_file_open(eddy_file **out, const char *path, int flags, int mode);
+EDDY_MUST_USE EDDY_API int eddy_file_open(eddy_file **out, const char *path, int flags, int mode);
 /* Reads up to len bytes at offset (>= 0; -1 = the file's current position,
  * which then advances). The count (short at end of file, 0 past it) or a
  * negative code. */
-EDDY_API EDDY_NODISCARD ssize_t eddy_file_read(eddy_file *f, void *buf, size_t len, int64_t offset);
+EDDY_NODISCARD EDDY_API ssize_t eddy_file_read(eddy_file *f, void *buf, size_t len, int64_t offset);
 /* Writes all len bytes at offset (>= 0; -1 = the current position). len, or
  * a negative code. */
-EDDY_API EDDY_NODISCARD ssize_t eddy_file_write(eddy_file *f, const void *buf, size_t len,
+EDDY_NODISCARD EDDY_API ssize_t eddy_file_write(eddy_file *f, const void *buf, size_t len,
                                                 int64_t offset);
 /* Flushes f's data and metadata to storage (fsync). */
-EDDY_API EDDY_NODISCARD int eddy_file_sync(eddy_file *f);
+EDDY_NODISCARD EDDY_API int eddy_file_sync(eddy_file *f);
 /* fstat: fills st for the open file. */
-EDDY_API EDDY_NODISCARD int eddy_file_stat(eddy_file *f, struct stat *st);
+EDDY_NODISCARD EDDY_API int eddy_file_stat(eddy_file *f, struct stat *st);
 /* The native descriptor, or -EINVAL for NULL. */
 EDDY_API intptr_t eddy_file_fd(const eddy_file *f);
 /* Waits for calls on f in other tasks to finish, closes it and frees f.
@@ -348,15 +388,15 @@ EDDY_API intptr_t eddy_file_fd(const eddy_file *f);
 EDDY_API int eddy_file_close(eddy_file *f);
 
 /* stat(2) on path. */
-EDDY_API EDDY_NODISCARD int eddy_fs_stat(const char *path, struct stat *st);
+EDDY_NODISCARD EDDY_API int eddy_fs_stat(const char *path, struct stat *st);
 /* Removes a file (unlink). */
-EDDY_API EDDY_NODISCARD int eddy_fs_unlink(const char *path);
+EDDY_API int eddy_fs_unlink(const char *path);
 /* Removes an empty directory. */
-EDDY_API EDDY_NODISCARD int eddy_fs_rmdir(const char *path);
+EDDY_API int eddy_fs_rmdir(const char *path);
 /* Renames from to to, replacing to if it exists (rename(2)). */
-EDDY_API EDDY_NODISCARD int eddy_fs_rename(const char *from, const char *to);
+EDDY_NODISCARD EDDY_API int eddy_fs_rename(const char *from, const char *to);
 /* Creates a directory with mode (before the umask). -EEXIST if it exists. */
-EDDY_API EDDY_NODISCARD int eddy_fs_mkdir(const char *path, int mode);
+EDDY_NODISCARD EDDY_API int eddy_fs_mkdir(const char *path, int mode);
 
 /* ---- descriptors eddy does not own -------------------------------------------- */
 
@@ -441,7 +481,7 @@ EDDY_API eddy_support eddy_backend_supports(const char *backend, eddy_cap cap);
 /* 0 when a loop can run on backend here, else why not: the kernel's refusal
  * (-ENOSYS, -EPERM, -ENOMEM, ...), -ENOTSUP when not built for this platform,
  * -ENOENT for an unknown name, -EINVAL for NULL. Probed once per process. */
-EDDY_API EDDY_NODISCARD int eddy_backend_available(const char *backend);
+EDDY_MUST_USE EDDY_API int eddy_backend_available(const char *backend);
 /* The backends compiled in, in the order a default loop tries them: stores up
  * to max names in names (which may be NULL) and returns how many there are. */
 EDDY_API size_t eddy_backends(const char **names, size_t max);

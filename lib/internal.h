@@ -242,6 +242,14 @@ int64_t eddy__op_execute_blocking(struct eddy_op *op);
 
 /* ---- loop ---------------------------------------------------------------- */
 
+/* Reads a caller's options struct (led by size_t size; 0 = layouts[0], the
+ * first published layout) into dst, this library's layout (the last of
+ * layouts, dst_size bytes): what the caller's layout lacks is 0. -EINVAL for
+ * a size that is no layout's, or a later one whose fields this library does
+ * not know are not all 0. Reads no byte of src past its size. */
+int eddy__options_read(void *dst, size_t dst_size, const void *src, const size_t *layouts,
+                       size_t n_layouts);
+
 struct eddy__callback;
 
 struct eddy_loop {

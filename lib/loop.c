@@ -68,10 +68,52 @@ int64_t eddy__loop_update_time(struct eddy_loop *loop)
     return loop->now;
 }
 
-EDDY_API int eddy_loop_new(eddy_loop **out, const eddy_loop_options *opts)
+/* The largest options struct a caller may pass: beyond it, a size is
+ * garbage rather than a layout from a later release. */
+#define OPTIONS_SIZE_MAX 4096
+
+int eddy__options_read(void *dst, size_t dst_size, const void *src, const size_t *layouts,
+                       size_t n_layouts)
+{
+    size_t size;
+    memcpy(&size, src, sizeof size);
+    if (size == 0) size = layouts[0];
+    bool known = false;
+    for (size_t i = 0; i < n_layouts; i++)
+        known = known || size == layouts[i];
+    /* A later release's layout: larger, and a whole struct led by a size_t. */
+    bool later = size > dst_size && size <= OPTIONS_SIZE_MAX && size % _Alignof(size_t) == 0;
+    if (!known && !later) return -EINVAL;
+    const unsigned char *tail = (const unsigned char *)src + dst_size;
+    for (size_t i = 0; later && i < size - dst_size; i++)
+        if (tail[i]) return -EINVAL; /* an option this library does not know */
+    memset(dst, 0, dst_size);
+    memcpy(dst, src, size < dst_size ? size : dst_size);
+    memcpy(dst, &dst_size, sizeof dst_size);
+    return 0;
+}
+
+/* eddy_loop_options' layouts, oldest first: the size each release's header
+ * gave it (0 from the caller means the first). A release that adds fields
+ * adds the offset of the end of its last one. */
+static const size_t loop_options_layouts[] = {
+    offsetof(eddy_loop_options, queue_depth) + sizeof(unsigned), /* 0.1 */
+};
+_Static_assert(sizeof(eddy_loop_options) ==
+                   offsetof(eddy_loop_options, queue_depth) + sizeof(unsigned),
+               "eddy_loop_options: the last layout is the header's, with no tail padding");
+
+EDDY_API int eddy_loop_new(eddy_loop **out, const eddy_loop_options *user_opts)
 {
     if (!out) return -EINVAL;
     *out = NULL;
+    eddy_loop_options copy, *opts = NULL;
+    if (user_opts) {
+        int err = eddy__options_read(&copy, sizeof copy, user_opts, loop_options_layouts,
+                                     sizeof loop_options_layouts / sizeof loop_options_layouts[0]);
+        if (err < 0) return err;
+        opts = &copy;
+    }
     unsigned known = EDDY_LOOP_DEBUG | EDDY_LOOP_VIRTUAL_TIME | EDDY_LOOP_NO_GUARD_PAGES;
     if (opts && (opts->flags & ~known)) return -EINVAL;
     size_t stack_size = opts && opts->stack_size ? opts->stack_size : EDDY__DEFAULT_STACK_SIZE;

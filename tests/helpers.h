@@ -36,7 +36,7 @@
 /* A loop with the given flags and default stack size (0 = library default). */
 static inline eddy_loop *loop_with(unsigned flags, size_t stack_size)
 {
-    eddy_loop_options opts = {.flags = flags, .stack_size = stack_size};
+    eddy_loop_options opts = EDDY_LOOP_OPTIONS_INIT(.flags = flags, .stack_size = stack_size);
     eddy_loop *loop = NULL;
     int err = eddy_loop_new(&loop, &opts);
     cr_assert(eq(int, err, 0), "eddy_loop_new: %s", eddy_strerror(err));

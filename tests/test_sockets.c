@@ -758,6 +758,326 @@ Test(sockets, close_from_a_callback_cancels_pending_calls, .timeout = TEST_TIMEO
     cr_assert(eq(int, run_main(close_outside_task_main, NULL), 0));
 }
 
+/* ---- arrival order of concurrent receivers and senders on one socket ----------------- */
+
+/* Receivers that wait on one socket are served in the order they began
+ * waiting: one message per receiver, sent one at a time, goes to the oldest
+ * receiver still waiting. (io_uring served them newest first once: the
+ * kernel wakes a socket's waiters last-come first.) */
+#define ORDER_TASKS 4
+
+struct order {
+    bool udp;
+    int cancel;           /* the receiver cancelled before any message is sent, or -1 */
+    eddy_sock *sock;      /* the socket the receivers share */
+    int got[ORDER_TASKS]; /* the message each receiver got, by start order; -1 none */
+    int served;           /* receivers done */
+};
+
+struct order_reader {
+    struct order *o;
+    int index;
+};
+
+static intptr_t order_reader(void *arg)
+{
+    struct order_reader *r = arg;
+    char c = 0;
+    ssize_t n = r->o->udp ? eddy_recvfrom(r->o->sock, &c, 1, NULL) : eddy_recv(r->o->sock, &c, 1);
+    r->o->got[r->index] = n == 1 ? c - '0' : (int)n;
+    r->o->served++;
+    return n == 1 ? 0 : n < 0 ? n : -EIO;
+}
+
+/* Waits (up to 10 s) until n receivers are done. */
+static bool order_wait_served(const struct order *o, int n)
+{
+    for (int i = 0; i < 10000 && o->served < n; i++)
+        if (eddy_sleep(NS_PER_MS) < 0) break;
+    return o->served >= n;
+}
+
+static intptr_t recv_order_main(void *arg)
+{
+    struct order *o = arg;
+    struct pair p = {0};
+    eddy_sock *tx = NULL;
+    struct sockaddr_storage to;
+    if (o->udp) {
+        cr_assert(eq(int, eddy_udp_bind(&tx, "127.0.0.1", 0), 0));
+        cr_assert(eq(int, eddy_udp_bind(&o->sock, "127.0.0.1", 0), 0));
+        cr_assert(eq(int, eddy_addr_parse(&to, "127.0.0.1", (uint16_t)eddy_sock_port(o->sock)), 0));
+    } else {
+        cr_assert(eq(int, pair_open(&p), 0));
+        o->sock = p.server;
+        tx = p.client;
+    }
+    struct order_reader readers[ORDER_TASKS];
+    eddy_task *tasks[ORDER_TASKS];
+    for (int i = 0; i < ORDER_TASKS; i++) {
+        readers[i] = (struct order_reader){.o = o, .index = i};
+        o->got[i] = -1;
+        tasks[i] = eddy_spawn(NULL, order_reader, &readers[i]);
+        cr_assert(ne(ptr, tasks[i], NULL));
+        /* It starts, submits its receive, and the backend hands it on. */
+        for (int k = 0; k < 3; k++)
+            cr_assert(eq(int, eddy_yield(), 0));
+    }
+    if (o->cancel >= 0) {
+        cr_assert(eddy_task_cancel(tasks[o->cancel]));
+        cr_assert(order_wait_served(o, 1));
+    }
+    /* Message k goes to the k-th receiver still waiting. */
+    int messages = o->cancel >= 0 ? ORDER_TASKS - 1 : ORDER_TASKS;
+    for (int i = 0; i < messages; i++) {
+        char c = (char)('0' + i);
+        ssize_t n = o->udp ? eddy_sendto(tx, &c, 1, (struct sockaddr *)&to) : eddy_send(tx, &c, 1);
+        cr_assert(eq(sz, (size_t)n, 1));
+        cr_assert(order_wait_served(o, i + 1 + (o->cancel >= 0)), "message %d reached no receiver",
+                  i);
+    }
+    for (int i = 0, k = 0; i < ORDER_TASKS; i++) {
+        if (i == o->cancel) {
+            cr_expect(eq(int, eddy_task_join(tasks[i], NULL), -ECANCELED));
+            cr_expect(eq(int, o->got[i], -ECANCELED));
+            continue;
+        }
+        cr_expect(eq(int, eddy_task_join(tasks[i], NULL), 0));
+        cr_expect(eq(int, o->got[i], k), "receiver %d (in start order) got message %d", i,
+                  o->got[i]);
+        k++;
+    }
+    if (o->udp) {
+        eddy_sock_close(tx);
+        eddy_sock_close(o->sock);
+    } else {
+        pair_close(&p);
+    }
+    return 0;
+}
+
+/* A new loop made with the environment variable var set to value (NULL:
+ * as the environment says); what it sets is io_uring's (Windows: ignored). */
+static eddy_loop *loop_under(const char *var, const char *value)
+{
+#ifndef _WIN32
+    const char *was = getenv(var);
+    char *saved = was ? strdup(was) : NULL;
+    if (value) setenv(var, value, 1);
+#else
+    (void)var;
+    (void)value;
+#endif
+    eddy_loop *loop = new_loop();
+#ifndef _WIN32
+    if (saved)
+        setenv(var, saved, 1);
+    else if (value)
+        unsetenv(var);
+    free(saved);
+#endif
+    return loop;
+}
+
+/* Runs recv_order_main on a loop made with EDDY_CAPS_DISABLE=disable. */
+static void recv_order(bool udp, int cancel, const char *disable)
+{
+    struct order o = {.udp = udp, .cancel = cancel};
+    eddy_loop *loop = loop_under("EDDY_CAPS_DISABLE", disable);
+    intptr_t result = -1;
+    cr_assert(eq(int, run_task(loop, recv_order_main, &o, &result), 0));
+    cr_assert(eq(int, (int)result, 0));
+    eddy_loop_free(loop);
+}
+
+Test(sockets, udp_receivers_are_served_in_arrival_order, .timeout = TEST_TIMEOUT)
+{
+    recv_order(true, -1, NULL);
+}
+
+/* A receiver cancelled while others wait behind it loses its place, and
+ * takes nothing. */
+Test(sockets, udp_receiver_cancelled_in_the_queue_takes_nothing, .timeout = TEST_TIMEOUT)
+{
+    recv_order(true, 1, NULL);
+}
+
+Test(sockets, tcp_receivers_are_served_in_arrival_order, .timeout = TEST_TIMEOUT)
+{
+    recv_order(false, -1, NULL);
+}
+
+/* As on io_uring before Linux 6.0: one plain receive per eddy_recv. */
+Test(sockets, tcp_receivers_without_multishot_are_served_in_arrival_order, .timeout = TEST_TIMEOUT)
+{
+    recv_order(false, -1, "multishot_recv");
+}
+
+Test(sockets, tcp_receiver_cancelled_in_the_queue_takes_nothing, .timeout = TEST_TIMEOUT)
+{
+    recv_order(false, 2, "multishot_recv");
+}
+
+/* Tasks accepting on one listener get the connections in the order they
+ * began to wait, with the multishot accept (Linux 5.19+) and without. */
+struct order_acceptor {
+    eddy_sock *listener;
+    int *served;
+    int index, got; /* got: the serving order, or an error */
+    eddy_sock *conn;
+};
+
+static intptr_t order_acceptor(void *arg)
+{
+    struct order_acceptor *a = arg;
+    int err = eddy_accept(a->listener, &a->conn);
+    a->got = err < 0 ? err : (*a->served)++;
+    return err;
+}
+
+static intptr_t accept_order_main(void *arg)
+{
+    int served = 0;
+    eddy_sock *listener = NULL, *clients[ORDER_TASKS] = {0};
+    cr_assert(eq(int, eddy_tcp_listen(&listener, "127.0.0.1", 0, 0), 0));
+    struct order_acceptor acceptors[ORDER_TASKS];
+    eddy_task *tasks[ORDER_TASKS];
+    for (int i = 0; i < ORDER_TASKS; i++) {
+        acceptors[i] = (struct order_acceptor){.listener = listener, .served = &served, .index = i};
+        tasks[i] = eddy_spawn(NULL, order_acceptor, &acceptors[i]);
+        cr_assert(ne(ptr, tasks[i], NULL));
+        for (int k = 0; k < 3; k++)
+            cr_assert(eq(int, eddy_yield(), 0));
+    }
+    for (int i = 0; i < ORDER_TASKS; i++) {
+        cr_assert(eq(int,
+                     eddy_tcp_connect(&clients[i], "127.0.0.1", (uint16_t)eddy_sock_port(listener)),
+                     0));
+        for (int k = 0; k < 10000 && served <= i; k++)
+            cr_assert(eq(int, eddy_sleep(NS_PER_MS), 0));
+    }
+    for (int i = 0; i < ORDER_TASKS; i++) {
+        cr_expect(eq(int, eddy_task_join(tasks[i], NULL), 0));
+        cr_expect(eq(int, acceptors[i].got, i), "acceptor %d (in start order) was served %d", i,
+                  acceptors[i].got);
+        if (acceptors[i].conn) eddy_sock_close(acceptors[i].conn);
+        if (clients[i]) eddy_sock_close(clients[i]);
+    }
+    eddy_sock_close(listener);
+    return 0;
+}
+
+static void accept_order(const char *disable)
+{
+    eddy_loop *loop = loop_under("EDDY_CAPS_DISABLE", disable);
+    intptr_t result = -1;
+    cr_assert(eq(int, run_task(loop, accept_order_main, NULL, &result), 0));
+    cr_assert(eq(int, (int)result, 0));
+    eddy_loop_free(loop);
+}
+
+Test(sockets, acceptors_are_served_in_arrival_order, .timeout = TEST_TIMEOUT)
+{
+    accept_order(NULL);
+}
+
+Test(sockets, acceptors_without_multishot_are_served_in_arrival_order, .timeout = TEST_TIMEOUT)
+{
+    accept_order("multishot_accept");
+}
+
+/* Senders that wait on one full socket send in the order they began: the
+ * socket is filled (with small buffers) behind eddy's back, then
+ * ORDER_TASKS tasks each send a message of their own, one after the other;
+ * the peer reads them in that order. */
+#define ORDER_MESSAGE 100
+
+struct order_writer {
+    eddy_sock *s;
+    int index;
+};
+
+static intptr_t order_writer(void *arg)
+{
+    struct order_writer *w = arg;
+    char msg[ORDER_MESSAGE];
+    memset(msg, '0' + w->index, sizeof msg);
+    ssize_t n = eddy_send(w->s, msg, sizeof msg);
+    return n == (ssize_t)sizeof msg ? 0 : -EIO;
+}
+
+static intptr_t send_order_main(void *arg)
+{
+#ifndef _WIN32
+    struct pair p = {0};
+    cr_assert(eq(int, pair_open(&p), 0));
+    int small = 4096;
+    int tx = (int)eddy_sock_fd(p.client), rx = (int)eddy_sock_fd(p.server);
+    cr_assert(eq(int, setsockopt(tx, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0));
+    cr_assert(eq(int, setsockopt(rx, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0));
+    static char filler[1 << 16];
+    memset(filler, 'f', sizeof filler);
+    size_t filled = 0;
+    for (;;) {
+        ssize_t n = send(tx, filler, sizeof filler, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0) break;
+        filled += (size_t)n;
+    }
+    cr_assert(eq(int, errno, EAGAIN), "filling the socket: %s", strerror(errno));
+    cr_assert(gt(sz, filled, 0));
+
+    struct order_writer writers[ORDER_TASKS];
+    eddy_task *tasks[ORDER_TASKS];
+    for (int i = 0; i < ORDER_TASKS; i++) {
+        writers[i] = (struct order_writer){.s = p.client, .index = i};
+        tasks[i] = eddy_spawn(NULL, order_writer, &writers[i]);
+        cr_assert(ne(ptr, tasks[i], NULL));
+        for (int k = 0; k < 3; k++)
+            cr_assert(eq(int, eddy_yield(), 0));
+    }
+    size_t total = filled + ORDER_TASKS * ORDER_MESSAGE;
+    char *got = malloc(total);
+    cr_assert(ne(ptr, got, NULL));
+    cr_assert(eq(int, recv_exact(p.server, got, total), 0));
+    for (int i = 0; i < ORDER_TASKS; i++)
+        cr_expect(eq(int, eddy_task_join(tasks[i], NULL), 0));
+    for (size_t i = 0; i < filled; i++)
+        cr_assert(eq(int, got[i], 'f'), "byte %zu of the filler", i);
+    for (int i = 0; i < ORDER_TASKS; i++)
+        cr_expect(eq(int, got[filled + (size_t)i * ORDER_MESSAGE], '0' + i),
+                  "message %d (in start order) is sender %c's", i,
+                  got[filled + (size_t)i * ORDER_MESSAGE]);
+    free(got);
+    pair_close(&p);
+#endif
+    return 0;
+}
+
+static void send_order(const char *zc_min)
+{
+#ifdef _WIN32
+    cr_skip_test("the socket is filled with a non-blocking send()");
+#endif
+    eddy_loop *loop = loop_under("EDDY_URING_SEND_ZC_MIN", zc_min);
+    intptr_t result = -1;
+    cr_assert(eq(int, run_task(loop, send_order_main, NULL, &result), 0));
+    cr_assert(eq(int, (int)result, 0));
+    eddy_loop_free(loop);
+}
+
+Test(sockets, tcp_senders_are_served_in_arrival_order, .timeout = TEST_TIMEOUT)
+{
+    send_order(NULL);
+}
+
+/* On io_uring each message goes out zero-copy (over loopback too): the next
+ * send may go once the previous one's bytes are in the socket, before its
+ * notification. */
+Test(sockets, tcp_zero_copy_senders_are_served_in_arrival_order, .timeout = TEST_TIMEOUT)
+{
+    send_order("1");
+}
+
 /* ---- 10 000 concurrent connections on one loop ---------------------------------------------- */
 
 #ifdef _WIN32
