@@ -247,11 +247,11 @@ typedef struct eddy_timeout {
 } eddy_timeout;
 /* Task-only: begins a scope whose deadline is timeout_ns from now (< 0: none
  * yet, see _reschedule). 0, -EPERM outside a task, -EINVAL for NULL, -ENOMEM. */
-EDDY_API EDDY_NODISCARD int eddy_timeout_begin(eddy_timeout *t, int64_t timeout_ns);
+EDDY_NODISCARD EDDY_API int eddy_timeout_begin(eddy_timeout *t, int64_t timeout_ns);
 /* Moves the deadline to deadline_ns on the eddy_now clock (< 0: none; in the
  * past: it expires on the next iteration). -EALREADY once it has expired,
  * -EINVAL for a scope that is not active, -EPERM from another task. */
-EDDY_API EDDY_NODISCARD int eddy_timeout_reschedule(eddy_timeout *t, int64_t deadline_ns);
+EDDY_NODISCARD EDDY_API int eddy_timeout_reschedule(eddy_timeout *t, int64_t deadline_ns);
 /* Ends the innermost scope: -ETIMEDOUT if its deadline fired (and neither an
  * enclosing scope's deadline nor eddy_task_cancel also applies), -ECANCELED
  * if the task is cancelled or an enclosing scope expired, else 0. -EINVAL for a
@@ -422,11 +422,10 @@ typedef struct eddy_watch eddy_watch;
 /* Starts watching fd on loop (NULL = the current loop). 0, -EINVAL (bad
  * events, NULL cb or no loop), -EBADF, -EEXIST when fd is watched already on
  * that loop, -ENOTSUP, -ENOMEM. */
-EDDY_API EDDY_NODISCARD int eddy_watch_start(eddy_watch **out, eddy_loop *loop, intptr_t fd,
-                                             unsigned events,
-                                             void (*cb)(eddy_watch *w, unsigned revents,
-                                                        void *arg),
-                                             void *arg);
+EDDY_MUST_USE EDDY_API int eddy_watch_start(eddy_watch **out, eddy_loop *loop, intptr_t fd,
+                                            unsigned events,
+                                            void (*cb)(eddy_watch *w, unsigned revents, void *arg),
+                                            void *arg);
 /* Changes what is watched (0 pauses the watch). 0 or -EINVAL. */
 EDDY_API int eddy_watch_update(eddy_watch *w, unsigned events);
 /* Stops the watch and frees it (callable from its own callback); no callback

@@ -43,6 +43,8 @@ void drop(eddy_loop *loop, eddy_sock *s, eddy_file *f, eddy_future *fut, char *b
     (void)eddy_fs_stat(buf, 0);
     (void)eddy_fs_rename(buf, buf);
     (void)eddy_fs_mkdir(buf, 0);
+    (void)eddy_timeout_begin(0, 0);
+    (void)eddy_timeout_reschedule(0, 0);
 }
 EOF
 
@@ -59,7 +61,8 @@ must_use_calls='
     eddy_unix_listen(&s, "x", 0);
     eddy_unix_connect(&s, "x");
     eddy_file_open(&f, "x", 0, 0);
-    eddy_backend_available("epoll");'
+    eddy_backend_available("epoll");
+    eddy_watch_start(&w, loop, 0, 0, 0, 0);'
 must_use_count=$(printf '%s\n' "$must_use_calls" | grep -c 'eddy_')
 for kind in void bare; do
     {
@@ -67,6 +70,7 @@ for kind in void bare; do
         echo 'void use(eddy_loop *loop, eddy_sock *s, eddy_file *f);'
         echo 'void use(eddy_loop *loop, eddy_sock *s, eddy_file *f)'
         echo '{'
+        echo '    eddy_watch *w;'
         if [ $kind = void ]; then
             printf '%s\n' "$must_use_calls" | sed 's/^    eddy_/    (void)eddy_/'
         else
