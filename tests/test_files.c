@@ -323,6 +323,7 @@ Test(files, cancel_task_in_read_waiting_for_a_worker, .init = make_dir, .fini = 
      .timeout = TEST_TIMEOUT)
 {
     setenv("EDDY_THREADPOOL_SIZE", "4", 1);
+    setenv("EDDY_THREADPOOL_MAX", "4", 1); /* no growth: the read stays queued */
     int r = run_main(cancel_queued_read_main, NULL);
     if (r == 1) cr_skip_test("file reads are native on this backend: none waits for a worker");
     cr_assert(eq(int, r, 0));
