@@ -6,6 +6,9 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#ifndef _WIN32
+#include <termios.h>
+#endif
 #include <unistd.h>
 
 #include "helpers.h"
@@ -529,6 +532,49 @@ Test(files, fifo_write_without_reader_is_epipe, .init = make_dir, .fini = remove
 {
     cr_assert(eq(int, run_main(fifo_epipe_main, NULL), 0));
 }
+/* A terminal is read as a FIFO is: cancellable, and what the other side of
+ * the pseudo-terminal writes arrives. */
+static intptr_t terminal_main(void *arg)
+{
+    int master = posix_openpt(O_RDWR | O_NOCTTY);
+    if (master < 0) return 1;
+    cr_assert(eq(int, grantpt(master), 0));
+    cr_assert(eq(int, unlockpt(master), 0));
+    eddy_file *f;
+    cr_assert(eq(int, eddy_file_open(&f, ptsname(master), O_RDWR | O_NOCTTY, 0), 0));
+    struct termios raw;
+    cr_assert(eq(int, tcgetattr((int)eddy_file_fd(f), &raw), 0));
+    cfmakeraw(&raw);
+    cr_assert(eq(int, tcsetattr((int)eddy_file_fd(f), TCSANOW, &raw), 0));
+
+    struct read_call r = {.f = f, .offset = -1};
+    memset(r.buf, '#', sizeof(r.buf));
+    eddy_task *reader = eddy_spawn(NULL, task_read, &r);
+    cr_assert(eq(int, eddy_sleep(20 * NS_PER_MS), 0));
+    cr_assert(eddy_task_cancel(reader));
+    cr_assert(eq(int, eddy_sleep(50 * NS_PER_MS), 0));
+    cr_assert(eddy_future_done(eddy_task_future(reader)), "the read was not withdrawn");
+    cr_assert(eq(int, eddy_task_join(reader, NULL), -ECANCELED));
+
+    cr_assert(eq(sz, (size_t)write(master, "tty", 3), 3));
+    cr_assert(eq(sz, (size_t)eddy_file_read(f, r.buf, sizeof(r.buf), -1), 3));
+    cr_assert(eq(int, memcmp(r.buf, "tty", 3), 0));
+    cr_assert(eq(sz, (size_t)eddy_file_write(f, "out", 3, -1), 3));
+    char buf[8];
+    cr_assert(eq(sz, (size_t)read(master, buf, sizeof(buf)), 3));
+    cr_assert(eq(int, memcmp(buf, "out", 3), 0));
+    cr_assert(eq(int, eddy_file_close(f), 0));
+    close(master);
+    return 0;
+}
+
+Test(files, terminal_read_is_cancellable, .timeout = TEST_TIMEOUT)
+{
+    int r = run_main(terminal_main, NULL);
+    if (r == 1) cr_skip_test("no pseudo-terminal here: %s", strerror(errno));
+    cr_assert(eq(int, r, 0));
+}
+
 #endif
 
 /* ---- close waits for calls in other tasks --------------------------------------------- */
