@@ -429,6 +429,7 @@ static intptr_t timeout_pending_read_main(void *arg)
     cr_assert(ge(i64, took, 90 * NS_PER_MS));
     cr_assert(lt(i64, took, 300 * NS_PER_MS), "a 100 ms timeout fired after %lld ms",
               (long long)(took / NS_PER_MS));
+    cr_assert(eq(int, eddy_task_join(reader, NULL), -ECANCELED));
     cr_assert(eq(int, eddy_file_close(w.f), 0));
     waiting_file_release(&w);
     return 0;
