@@ -339,8 +339,8 @@ static bool wants_zc(const struct uring_state *s, const struct eddy_op *op)
  * stream ignores. A write to a FIFO whose reader is gone raises SIGPIPE in
  * the thread that runs it; IOSQE_ASYNC runs it in an io-wq worker, which
  * ignores signals, rather than in the loop's thread, where the signal would
- * kill the process. (If the reader goes while the write waits for room, the
- * retry may still run in the loop's thread: docs/files.md.) */
+ * kill the process; a retry once the pipe has room goes back there too
+ * (tests/test_files.c checks both). */
 static void prep_pipe(struct io_uring_sqe *sqe, struct eddy_op *op)
 {
     if (op->kind == EDDY_OP_RECV)

@@ -71,12 +71,17 @@ static int close_untasked(struct eddy_file *f)
 
 /* Whether fd is a FIFO or a terminal: files whose reads and writes wait for
  * another party. Other character devices (/dev/null, /dev/urandom) answer at
- * once, and some cannot be polled: they stay with the ordinary file path. */
+ * once, and some cannot be polled: they stay with the ordinary file path, as
+ * terminals do on macOS, whose kqueue cannot watch them. */
 static bool is_pipe(int fd)
 {
     struct stat st;
     if (fstat(fd, &st) < 0) return false;
+#ifdef __APPLE__
+    return S_ISFIFO(st.st_mode);
+#else
     return S_ISFIFO(st.st_mode) || (S_ISCHR(st.st_mode) && isatty(fd));
+#endif
 }
 
 /* Sends a read or write on a FIFO or a terminal where it can be cancelled.
@@ -157,6 +162,9 @@ EDDY_API int eddy_file_open(eddy_file **out, const char *path, int flags, int mo
     f->append = flags & O_APPEND;
 #else
     f->pipe = is_pipe((int)fd);
+    /* O_NONBLOCK only spares the open its wait for a peer: pipe_route sets
+     * the mode each backend needs. */
+    f->nonblocking = f->pipe && (flags & O_NONBLOCK);
 #endif
     *out = f;
     return 0;
