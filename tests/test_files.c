@@ -568,6 +568,7 @@ Test(files, fifo_write_without_reader_is_epipe, .init = make_dir, .fini = remove
 {
     cr_assert(eq(int, run_main(fifo_epipe_main, NULL), 0));
 }
+
 /* A terminal is read as a FIFO is: cancellable, and what the other side of
  * the pseudo-terminal writes arrives. */
 static intptr_t terminal_main(void *arg)
