@@ -77,6 +77,11 @@ enum {
      * keeps under the fd belongs to that socket only (a socket closed
      * without an op leaves its number to the next one). */
     EDDY_OP_F_STREAM = 1 << 1,
+    /* READ, WRITE (offset -1), or RECV, SEND from lib/fs.c on a backend
+     * without native file I/O: fd is a FIFO or a terminal, not a socket.
+     * RECV and SEND then mean read(2) and write(2) once the fd is ready (it
+     * is O_NONBLOCK). A write must never raise SIGPIPE: -EPIPE instead. */
+    EDDY_OP_F_PIPE = 1 << 2,
 };
 
 struct eddy_op {

@@ -7,6 +7,9 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -131,9 +134,33 @@ static int64_t try_poll(struct eddy_op *op)
     return WOULD_BLOCK;
 }
 
+/* write(2) to a pipe without SIGPIPE: a FIFO whose reader is gone gives
+ * EPIPE and no signal. SIGPIPE is blocked in this thread around the write;
+ * the one the write raised (directed at this thread, so pending here) is
+ * taken back before the mask is restored, unless one was pending before. */
+static ssize_t write_nosigpipe(int fd, const void *buf, size_t len)
+{
+    sigset_t pipe_only, old, pending;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
+    bool was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+    ssize_t r;
+    RETRY_EINTR(r, write(fd, buf, len));
+    int err = errno;
+    int sig;
+    if (r < 0 && err == EPIPE && !was_pending && sigpending(&pending) == 0 &&
+        sigismember(&pending, SIGPIPE))
+        sigwait(&pipe_only, &sig);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = err;
+    return r;
+}
+
 /* One attempt at a socket op: its result, or WOULD_BLOCK. MSG_DONTWAIT keeps a
  * socket left in blocking mode from stalling the loop; MSG_NOSIGNAL turns
- * SIGPIPE into -EPIPE. */
+ * SIGPIPE into -EPIPE. EDDY_OP_F_PIPE: RECV and SEND on a non-blocking FIFO
+ * or terminal, through read and write. */
 static int64_t try_op(struct eddy_op *op)
 {
     int fd = (int)op->fd;
@@ -144,9 +171,16 @@ static int64_t try_op(struct eddy_op *op)
     case EDDY_OP_CONNECT:
         return try_connect(op);
     case EDDY_OP_RECV:
-        RETRY_EINTR(r, recv(fd, op->u.io.buf, op->u.io.len, op->u.io.flags | MSG_DONTWAIT));
+        if (op->flags & EDDY_OP_F_PIPE)
+            RETRY_EINTR(r, read(fd, op->u.io.buf, op->u.io.len));
+        else
+            RETRY_EINTR(r, recv(fd, op->u.io.buf, op->u.io.len, op->u.io.flags | MSG_DONTWAIT));
         break;
     case EDDY_OP_SEND:
+        if (op->flags & EDDY_OP_F_PIPE) {
+            r = write_nosigpipe(fd, op->u.io.buf, op->u.io.len);
+            break;
+        }
         RETRY_EINTR(
             r, send(fd, op->u.io.buf, op->u.io.len, op->u.io.flags | MSG_DONTWAIT | MSG_NOSIGNAL));
         break;

@@ -8,6 +8,9 @@
  * sees readiness it calls eddy__rd_serve, which retries the parked ops of that
  * direction in arrival order until one would block again.
  *
+ * RECV and SEND marked EDDY_OP_F_PIPE are read and write on a FIFO or a
+ * terminal that lib/fs.c made non-blocking: they park as socket ops do.
+ *
  * Completions happen only inside the backend's poll: cancelled ops, and ops
  * still parked on an fd being closed, wait on a deferred list that
  * eddy__rd_complete_deferred completes with -ECANCELED. File ops and

@@ -354,6 +354,23 @@ static bool wants_zc(const struct uring_state *s, const struct eddy_op *op)
            ((op->flags & EDDY_OP_F_ZEROCOPY) || s->zc_any_peer);
 }
 
+/* A read or write on a FIFO or a terminal (EDDY_OP_F_PIPE). lib/fs.c sends
+ * RECV and SEND only where READ and WRITE are not native here (a kernel
+ * without IORING_FEAT_RW_CUR_POS): read and write at offset 0, which a
+ * stream ignores. A write to a FIFO whose reader is gone raises SIGPIPE in
+ * the thread that runs it; IOSQE_ASYNC runs it in an io-wq worker, which
+ * ignores signals, rather than in the loop's thread, where the signal would
+ * kill the process; a retry once the pipe has room goes back there too
+ * (tests/test_files.c checks both). */
+static void prep_pipe(struct io_uring_sqe *sqe, struct eddy_op *op)
+{
+    if (op->kind == EDDY_OP_RECV)
+        io_uring_prep_read(sqe, (int)op->fd, op->u.io.buf, io_len(op->u.io.len), 0);
+    else if (op->kind == EDDY_OP_SEND)
+        io_uring_prep_write(sqe, (int)op->fd, op->u.io.buf, io_len(op->u.io.len), 0);
+    if (op->kind == EDDY_OP_SEND || op->kind == EDDY_OP_WRITE) sqe->flags |= IOSQE_ASYNC;
+}
+
 /* Fills sqe for op. Socket writes never raise SIGPIPE, as on every backend. */
 static void prep_op(struct uring_state *s, struct io_uring_sqe *sqe, struct eddy_op *op)
 {
@@ -420,6 +437,7 @@ static void prep_op(struct uring_state *s, struct io_uring_sqe *sqe, struct eddy
         io_uring_prep_poll_add(sqe, fd, op->u.io.flags == EDDY_READABLE ? POLLIN : POLLOUT);
         break;
     }
+    if (op->flags & EDDY_OP_F_PIPE) prep_pipe(sqe, op);
     io_uring_sqe_set_data(sqe, op);
 }
 

@@ -25,6 +25,12 @@ struct eddy_file {
     unsigned calls;           /* calls in progress in some task */
     bool closing;             /* eddy_file_close has begun: new calls get -EBADF */
     struct eddy_task *closer; /* waits for calls to reach 0 */
+#ifndef _WIN32
+    /* A FIFO or a terminal: no offset, and reads and writes may wait for a
+     * peer for ever, so they must stay cancellable (pipe_route). */
+    bool pipe;
+    bool nonblocking; /* eddy set O_NONBLOCK on it */
+#endif
 #ifdef _WIN32
     /* An overlapped handle has no file position: offset -1 is kept here. */
     int64_t position;
@@ -62,6 +68,47 @@ static int close_untasked(struct eddy_file *f)
 #define file_offset(f, offset, write) (offset)
 #define file_advance(f, offset, done) ((void)0)
 #define close_untasked(f)             (close((int)(f)->fd) < 0 ? -errno : 0)
+
+/* Whether fd is a FIFO or a terminal: files whose reads and writes wait for
+ * another party. Other character devices (/dev/null, /dev/urandom) answer at
+ * once, and some cannot be polled: they stay with the ordinary file path, as
+ * terminals do on macOS, whose kqueue cannot watch them. */
+static bool is_pipe(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0) return false;
+#ifdef __APPLE__
+    return S_ISFIFO(st.st_mode);
+#else
+    return S_ISFIFO(st.st_mode) || (S_ISCHR(st.st_mode) && isatty(fd));
+#endif
+}
+
+/* Sends a read or write on a FIFO or a terminal where it can be cancelled.
+ * A backend that reads files natively (io_uring) takes it as it is. A
+ * readiness backend (epoll, kqueue) would run it blocking in the thread
+ * pool, where nothing can stop it: there it becomes a non-blocking RECV or
+ * SEND marked EDDY_OP_F_PIPE (read/write once the fd is ready). Returns 0
+ * or a negative code. */
+static int pipe_route(struct eddy_file *f, struct eddy_op *op)
+{
+    if (op->u.io.offset >= 0) return -ESPIPE; /* as pread and pwrite say */
+    op->flags |= EDDY_OP_F_PIPE;
+    struct eddy_backend *b = &eddy__current_task()->loop->backend;
+    bool readiness =
+        !b->ops->handles(b, (enum eddy_op_kind)op->kind) && b->ops->handles(b, EDDY_OP_RECV);
+    if (readiness) op->kind = op->kind == EDDY_OP_READ ? EDDY_OP_RECV : EDDY_OP_SEND;
+    /* io_uring waits on a blocking pipe itself (and answers -EAGAIN on a
+     * non-blocking one); readiness needs O_NONBLOCK. */
+    if (readiness != f->nonblocking) {
+        int flags = fcntl((int)f->fd, F_GETFL);
+        if (flags < 0) return -errno;
+        flags = readiness ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;
+        if (fcntl((int)f->fd, F_SETFL, flags) < 0) return -errno;
+        f->nonblocking = readiness;
+    }
+    return 0;
+}
 #endif
 
 /* Runs op on f, counted so that eddy_file_close can wait for it. */
@@ -70,6 +117,12 @@ static int64_t file_run(struct eddy_file *f, struct eddy_op *op)
     if (!eddy__current_task()) return -EPERM;
     if (!f) return -EINVAL;
     if (f->closing) return -EBADF;
+#ifndef _WIN32
+    if (f->pipe && (op->kind == EDDY_OP_READ || op->kind == EDDY_OP_WRITE)) {
+        int err = pipe_route(f, op);
+        if (err < 0) return err;
+    }
+#endif
     op->fd = f->fd;
     f->calls++;
     int64_t r = eddy__op_run(op);
@@ -107,6 +160,11 @@ EDDY_API int eddy_file_open(eddy_file **out, const char *path, int flags, int mo
     f->fd = fd;
 #ifdef _WIN32
     f->append = flags & O_APPEND;
+#else
+    f->pipe = is_pipe((int)fd);
+    /* O_NONBLOCK only spares the open its wait for a peer: pipe_route sets
+     * the mode each backend needs. */
+    f->nonblocking = f->pipe && (flags & O_NONBLOCK);
 #endif
     *out = f;
     return 0;

@@ -2,11 +2,21 @@
 /* The thread pool: file ops where the backend has no native path, and
  * eddy_to_thread (asyncio.to_thread).
  *
- * One pool per process, shared by every loop. Workers are started on demand,
- * up to a fixed count (EDDY_THREADPOOL_SIZE, default 4), and take ops from one
- * FIFO queue. A finished op goes back to the loop that submitted it (kept in
+ * One pool per process, shared by every loop. Workers take ops from one FIFO
+ * queue. A finished op goes back to the loop that submitted it (kept in
  * op->backend_data) through eddy__loop_post_completion, so op->complete always
- * runs on that loop's thread. */
+ * runs on that loop's thread.
+ *
+ * Sizing (docs/files.md): up to the base count (EDDY_THREADPOOL_SIZE, default
+ * 4) workers start as soon as work waits for one, and stay. Past it the pool
+ * grows only while it is stalled, as Go's runtime adds a thread when every
+ * other one is stuck in a syscall: a monitor thread, awake only while work
+ * waits and no worker is idle, starts one more worker each time the queue
+ * has not moved for STALL_NS, up to EDDY_THREADPOOL_MAX (default 64). Fast
+ * ops (a cached pread takes microseconds) keep the queue moving, so a burst
+ * of them does not grow the pool; four slow eddy_to_thread calls delay
+ * everything else by about STALL_NS, not by their whole length. Workers
+ * beyond the base exit after EDDY_THREADPOOL_IDLE_MS (default 10 s) idle. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,13 +24,21 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #endif
 
 #include "internal.h"
 
-#define DEFAULT_WORKERS 4
-#define MAX_WORKERS     1024
+#define DEFAULT_WORKERS     4
+#define DEFAULT_MAX_WORKERS 64
+#define MAX_WORKERS         1024
+#define DEFAULT_IDLE_MS     10000
+#define MAX_IDLE_MS         (24 * 3600 * 1000)
+/* How long the queue may stand still, every worker busy, before the monitor
+ * adds one: far above a file op's cost (microseconds when cached, a few
+ * milliseconds from a disk), far below what a user notices. */
+#define STALL_NS (10 * (int64_t)1000000)
 
 /* Set in op->backend_data (beside the loop pointer, which is aligned) while
  * the op waits in the queue; cleared when a worker takes it. */
@@ -29,14 +47,20 @@
 static struct {
     eddy__mutex lock;
     eddy__cond work_ready;
+    eddy__cond monitor_wake;
     struct eddy__list queue; /* eddy_op, through op->link */
     unsigned queued;         /* ops in queue */
-    unsigned workers;        /* threads started */
+    unsigned workers;        /* threads started and not exited */
     unsigned idle;           /* workers waiting for work */
+    unsigned base;           /* workers that never exit */
     unsigned max_workers;
+    uint64_t taken;       /* ops ever taken from the queue: the monitor watches it move */
+    bool monitor_running; /* the monitor thread exists */
+    int64_t idle_ns;      /* how long a worker beyond the base waits for work */
 } pool = {
     .lock = EDDY__MUTEX_INIT,
     .work_ready = EDDY__COND_INIT,
+    .monitor_wake = EDDY__COND_INIT,
     .queue = {&pool.queue, &pool.queue},
 };
 
@@ -132,18 +156,55 @@ static struct eddy_loop *op_loop(const struct eddy_op *op)
     return (struct eddy_loop *)(op->backend_data & ~QUEUED);
 }
 
+/* Waits on c (holding pool.lock) until signalled or about ns have passed.
+ * Callers look at the monotonic clock themselves: a wake may be spurious, and
+ * the system clock POSIX measures the wait on may jump. */
+static void cond_wait_ns(eddy__cond *c, int64_t ns)
+{
+#ifdef _WIN32
+    int64_t ms = (ns + 999999) / 1000000;
+    SleepConditionVariableSRW(c, &pool.lock, ms > 0x7ffffffe ? 0x7ffffffe : (DWORD)ms, 0);
+#else
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t nsec = ts.tv_nsec + ns % 1000000000;
+    ts.tv_sec += (time_t)(ns / 1000000000 + nsec / 1000000000);
+    ts.tv_nsec = (long)(nsec % 1000000000);
+    pthread_cond_timedwait(c, &pool.lock, &ts);
+#endif
+}
+
+/* Waits for work, holding pool.lock. False: this worker, beyond the base,
+ * was idle for pool.idle_ns and must exit (it is no longer counted). */
+static bool wait_for_work(void)
+{
+    int64_t since = eddy__monotonic_ns();
+    while (eddy__list_empty(&pool.queue)) {
+        pool.idle++;
+        if (pool.workers <= pool.base) {
+            eddy__cond_wait(&pool.work_ready, &pool.lock);
+        } else {
+            int64_t left = since + pool.idle_ns - eddy__monotonic_ns();
+            if (left > 0) cond_wait_ns(&pool.work_ready, left);
+        }
+        pool.idle--;
+        if (eddy__list_empty(&pool.queue) && pool.workers > pool.base &&
+            eddy__monotonic_ns() - since >= pool.idle_ns) {
+            pool.workers--;
+            return false;
+        }
+    }
+    return true;
+}
+
 static void worker_loop(void)
 {
     eddy__mutex_lock(&pool.lock);
-    for (;;) {
-        while (eddy__list_empty(&pool.queue)) {
-            pool.idle++;
-            eddy__cond_wait(&pool.work_ready, &pool.lock);
-            pool.idle--;
-        }
+    while (wait_for_work()) {
         struct eddy_op *op =
             eddy__container_of(eddy__list_pop_front(&pool.queue), struct eddy_op, link);
         pool.queued--;
+        pool.taken++;
         op->backend_data &= ~QUEUED;
         eddy__mutex_unlock(&pool.lock);
 
@@ -154,35 +215,80 @@ static void worker_loop(void)
 
         eddy__mutex_lock(&pool.lock);
     }
+    eddy__mutex_unlock(&pool.lock);
+}
+
+/* Work waits that no idle worker will take, and the pool may still grow. */
+static bool pool_saturated(void)
+{
+    return pool.queued > pool.idle && pool.workers >= pool.base && pool.workers < pool.max_workers;
+}
+
+static int start_thread(bool monitor);
+
+/* The monitor: while the pool is saturated, adds a worker each time the
+ * queue has stood still for STALL_NS. Exits after pool.idle_ns with nothing
+ * to watch; pool_submit starts it again. */
+static void monitor_loop(void)
+{
+    eddy__mutex_lock(&pool.lock);
+    int64_t since = eddy__monotonic_ns();
+    for (;;) {
+        if (!pool_saturated()) {
+            int64_t left = since + pool.idle_ns - eddy__monotonic_ns();
+            if (left <= 0) break;
+            cond_wait_ns(&pool.monitor_wake, left);
+            continue;
+        }
+        uint64_t taken = pool.taken;
+        int64_t deadline = eddy__monotonic_ns() + STALL_NS, left;
+        while ((left = deadline - eddy__monotonic_ns()) > 0)
+            cond_wait_ns(&pool.monitor_wake, left);
+        /* A failed start is tried again after the next STALL_NS. */
+        if (pool_saturated() && pool.taken == taken) (void)start_thread(false);
+        since = eddy__monotonic_ns();
+    }
+    pool.monitor_running = false;
+    eddy__mutex_unlock(&pool.lock);
 }
 
 #ifdef _WIN32
-static DWORD WINAPI worker_main(void *unused)
+static DWORD WINAPI worker_main(void *monitor)
 {
-    worker_loop();
+    if (monitor)
+        monitor_loop();
+    else
+        worker_loop();
     return 0;
 }
 
-/* Called with pool.lock held. */
-static int start_worker(void)
+/* Starts a worker (or the monitor). Called with pool.lock held. */
+static int start_thread(bool monitor)
 {
-    HANDLE thread = CreateThread(NULL, 0, worker_main, NULL, 0, NULL);
+    HANDLE thread = CreateThread(NULL, 0, worker_main, monitor ? &pool : NULL, 0, NULL);
     if (!thread) return eddy__win_error(GetLastError());
-    CloseHandle(thread); /* detached: workers live as long as the process */
-    pool.workers++;
+    CloseHandle(thread); /* detached */
+    if (monitor)
+        pool.monitor_running = true;
+    else
+        pool.workers++;
     return 0;
 }
 #else
-static void *worker_main(void *unused)
+static void *worker_main(void *monitor)
 {
-    worker_loop();
+    if (monitor)
+        monitor_loop();
+    else
+        worker_loop();
     return NULL;
 }
 
-/* Starts one worker with every signal blocked, so that signals are delivered
- * to the loop threads. Blocking them around pthread_create leaves no window
- * in which the new thread could take one. Called with pool.lock held. */
-static int start_worker(void)
+/* Starts a worker (or the monitor) with every signal blocked, so that
+ * signals are delivered to the loop threads. Blocking them around
+ * pthread_create leaves no window in which the new thread could take one.
+ * Called with pool.lock held. */
+static int start_thread(bool monitor)
 {
     sigset_t all, old;
     sigfillset(&all);
@@ -192,11 +298,14 @@ static int start_worker(void)
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     pthread_t thread;
-    err = pthread_create(&thread, &attr, worker_main, NULL);
+    err = pthread_create(&thread, &attr, worker_main, monitor ? &pool : NULL);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
     if (err) return err == EAGAIN ? -EAGAIN : -ENOMEM;
-    pool.workers++;
+    if (monitor)
+        pool.monitor_running = true;
+    else
+        pool.workers++;
     return 0;
 }
 #endif
@@ -220,21 +329,32 @@ static void fork_child(void)
 {
     pthread_mutex_init(&pool.lock, NULL);
     pthread_cond_init(&pool.work_ready, NULL);
+    pthread_cond_init(&pool.monitor_wake, NULL);
     eddy__list_init(&pool.queue);
     pool.queued = pool.workers = pool.idle = 0;
+    pool.monitor_running = false;
 }
 #endif
 
+/* A count from the environment, clamped to [lo, hi]; fallback if unset or
+ * not a number. */
+static long env_count(const char *name, long fallback, long lo, long hi)
+{
+    const char *env = getenv(name);
+    if (!env || !*env) return fallback;
+    char *end;
+    long v = strtol(env, &end, 10);
+    if (*end != '\0') return fallback;
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
 static void pool_setup(void)
 {
-    unsigned n = DEFAULT_WORKERS;
-    const char *env = getenv("EDDY_THREADPOOL_SIZE");
-    if (env && *env) {
-        char *end;
-        long v = strtol(env, &end, 10);
-        if (*end == '\0') n = v < 1 ? 1 : v > MAX_WORKERS ? MAX_WORKERS : (unsigned)v;
-    }
-    pool.max_workers = n;
+    pool.base = (unsigned)env_count("EDDY_THREADPOOL_SIZE", DEFAULT_WORKERS, 1, MAX_WORKERS);
+    long max = DEFAULT_MAX_WORKERS > pool.base ? DEFAULT_MAX_WORKERS : pool.base;
+    pool.max_workers = (unsigned)env_count("EDDY_THREADPOOL_MAX", max, pool.base, MAX_WORKERS);
+    pool.idle_ns =
+        env_count("EDDY_THREADPOOL_IDLE_MS", DEFAULT_IDLE_MS, 1, MAX_IDLE_MS) * (int64_t)1000000;
 #ifndef _WIN32
     pthread_atfork(fork_prepare, fork_parent, fork_child);
 #endif
@@ -251,8 +371,8 @@ int eddy__pool_submit(struct eddy_loop *loop, struct eddy_op *op)
     pool.queued++;
     /* Start a worker when the idle ones cannot cover the queue. Failing is
      * fatal to this op only when no worker exists to take it later. */
-    if (pool.queued > pool.idle && pool.workers < pool.max_workers) {
-        int err = start_worker();
+    if (pool.queued > pool.idle && pool.workers < pool.base) {
+        int err = start_thread(false);
         if (err && pool.workers == 0) {
             eddy__list_remove(&op->link);
             pool.queued--;
@@ -260,6 +380,13 @@ int eddy__pool_submit(struct eddy_loop *loop, struct eddy_op *op)
             eddy__mutex_unlock(&pool.lock);
             return err;
         }
+    } else if (pool_saturated()) {
+        /* Past the base, the monitor decides. Without it (no thread could be
+         * started) the pool keeps the size it has. */
+        if (pool.monitor_running)
+            eddy__cond_signal(&pool.monitor_wake);
+        else
+            (void)start_thread(true);
     }
     eddy__cond_signal(&pool.work_ready);
     eddy__mutex_unlock(&pool.lock);

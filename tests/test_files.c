@@ -6,6 +6,9 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#ifndef _WIN32
+#include <termios.h>
+#endif
 #include <unistd.h>
 
 #include "helpers.h"
@@ -323,6 +326,7 @@ Test(files, cancel_task_in_read_waiting_for_a_worker, .init = make_dir, .fini = 
      .timeout = TEST_TIMEOUT)
 {
     setenv("EDDY_THREADPOOL_SIZE", "4", 1);
+    setenv("EDDY_THREADPOOL_MAX", "4", 1); /* no growth: the read stays queued */
     int r = run_main(cancel_queued_read_main, NULL);
     if (r == 1) cr_skip_test("file reads are native on this backend: none waits for a worker");
     cr_assert(eq(int, r, 0));
@@ -375,41 +379,36 @@ static void waiting_file_release(struct waiting_file *w)
 #endif
 }
 
-/* A read from a FIFO waits until someone writes. Where the backend reads
- * files natively (io_uring, IOCP) the kernel withdraws the read: the task
- * ends at once with -ECANCELED and nothing is consumed. In the thread pool
- * (epoll) the read blocks a worker and cannot be stopped: the task stays, its
- * buffer alive, until the read returns, and gets what it read. */
-static intptr_t cancel_pending_read_main(void *arg)
+/* A read from a FIFO waits until someone writes, and is withdrawn when its
+ * task is cancelled, on every backend: the kernel's (io_uring, IOCP), or
+ * readiness (epoll, kqueue), where the FIFO is read non-blocking once it is
+ * ready rather than in the thread pool, where nothing could stop the read.
+ * The task ends at once with -ECANCELED and nothing is consumed. */
+static void assert_read_withdrawn(eddy_file *f)
 {
-    struct waiting_file w;
-    waiting_file_open(&w);
-    eddy_file *f = w.f;
-
     struct read_call r = {.f = f, .offset = -1};
     memset(r.buf, '#', sizeof(r.buf));
     eddy_task *reader = eddy_spawn(NULL, task_read, &r);
     cr_assert(eq(int, eddy_sleep(20 * NS_PER_MS), 0));
     cr_assert(eddy_task_cancel(reader));
     cr_assert(eq(int, eddy_sleep(50 * NS_PER_MS), 0));
-    if (reads_in_pool()) {
-        cr_assert(not(eddy_future_done(eddy_task_future(reader))),
-                  "the task ended while its read was still running");
-        cr_assert(eq(sz, (size_t)waiting_file_write(&w, "late", 4), 4));
-        intptr_t n = -1;
-        cr_assert(eq(int, eddy_task_join(reader, &n), 0));
-        cr_assert(eq(int, (int)n, 4), "the read won the race with the cancellation");
-        cr_assert(eq(int, memcmp(r.buf, "late", 4), 0));
-    } else {
-        cr_assert(eddy_future_done(eddy_task_future(reader)), "the read was not withdrawn");
-        cr_assert(eq(int, eddy_task_join(reader, NULL), -ECANCELED));
-        for (size_t i = 0; i < sizeof(r.buf); i++)
-            cr_assert(eq(chr, r.buf[i], '#'), "the withdrawn read wrote into its buffer");
-        /* Nothing was consumed: the next read gets what is written. */
-        cr_assert(eq(sz, (size_t)waiting_file_write(&w, "late", 4), 4));
-        cr_assert(eq(sz, (size_t)eddy_file_read(f, r.buf, sizeof(r.buf), -1), 4));
-        cr_assert(eq(int, memcmp(r.buf, "late", 4), 0));
-    }
+    cr_assert(eddy_future_done(eddy_task_future(reader)), "the read was not withdrawn");
+    cr_assert(eq(int, eddy_task_join(reader, NULL), -ECANCELED));
+    for (size_t i = 0; i < sizeof(r.buf); i++)
+        cr_assert(eq(chr, r.buf[i], '#'), "the withdrawn read wrote into its buffer");
+}
+
+static intptr_t cancel_pending_read_main(void *arg)
+{
+    struct waiting_file w;
+    waiting_file_open(&w);
+    eddy_file *f = w.f;
+    assert_read_withdrawn(f);
+    /* Nothing was consumed: the next read gets what is written. */
+    char buf[16];
+    cr_assert(eq(sz, (size_t)waiting_file_write(&w, "late", 4), 4));
+    cr_assert(eq(sz, (size_t)eddy_file_read(f, buf, sizeof(buf), -1), 4));
+    cr_assert(eq(int, memcmp(buf, "late", 4), 0));
     cr_assert(eq(int, eddy_file_close(f), 0));
     waiting_file_release(&w);
     return 0;
@@ -420,6 +419,192 @@ Test(files, cancel_task_in_pending_read, .init = make_dir, .fini = remove_dir,
 {
     cr_assert(eq(int, run_main(cancel_pending_read_main, NULL), 0));
 }
+
+/* A timeout around a FIFO read that nothing answers fires on time. */
+static intptr_t timeout_pending_read_main(void *arg)
+{
+    struct waiting_file w;
+    waiting_file_open(&w);
+    struct read_call r = {.f = w.f, .offset = -1};
+    eddy_task *reader = eddy_spawn(NULL, task_read, &r);
+    int64_t before = wall_ns();
+    cr_assert(
+        eq(int, eddy_await_timeout(eddy_task_future(reader), 100 * NS_PER_MS, NULL), -ETIMEDOUT));
+    int64_t took = wall_ns() - before;
+    cr_assert(ge(i64, took, 90 * NS_PER_MS));
+    cr_assert(lt(i64, took, 300 * NS_PER_MS), "a 100 ms timeout fired after %lld ms",
+              (long long)(took / NS_PER_MS));
+    cr_assert(eq(int, eddy_task_join(reader, NULL), -ECANCELED));
+    cr_assert(eq(int, eddy_file_close(w.f), 0));
+    waiting_file_release(&w);
+    return 0;
+}
+
+Test(files, timeout_on_pending_read_fires_on_time, .init = make_dir, .fini = remove_dir,
+     .timeout = TEST_TIMEOUT)
+{
+    cr_assert(eq(int, run_main(timeout_pending_read_main, NULL), 0));
+}
+
+#ifndef _WIN32
+/* Another thread opens the FIFO for writing (which waits for our reader),
+ * writes in two steps, and closes it: eddy reads it all, then the end. */
+static void *fifo_writer_thread(void *path)
+{
+    int fd = open(path, O_WRONLY);
+    if (fd < 0) return (void *)(intptr_t)-errno;
+    usleep(30 * 1000);
+    ssize_t a = write(fd, "hello ", 6);
+    usleep(30 * 1000);
+    ssize_t b = write(fd, "fifo", 4);
+    close(fd);
+    return (void *)(intptr_t)(a == 6 && b == 4 ? 0 : -EIO);
+}
+
+static intptr_t fifo_from_thread_main(void *arg)
+{
+    char path[256];
+    path_in_dir(path, sizeof(path), "fifo");
+    cr_assert(eq(int, mkfifo(path, 0600), 0));
+    pthread_t writer;
+    cr_assert(eq(int, pthread_create(&writer, NULL, fifo_writer_thread, path), 0));
+    eddy_file *f;
+    cr_assert(eq(int, eddy_file_open(&f, path, O_RDONLY, 0), 0));
+    char buf[32];
+    size_t got = 0;
+    ssize_t n;
+    while ((n = eddy_file_read(f, buf + got, sizeof(buf) - got, -1)) > 0)
+        got += (size_t)n;
+    cr_assert(eq(sz, (size_t)n, 0), "the end of the FIFO: %s", eddy_strerror((int)n));
+    cr_assert(eq(sz, got, 10));
+    cr_assert(eq(int, memcmp(buf, "hello fifo", 10), 0));
+    void *rc;
+    cr_assert(eq(int, pthread_join(writer, &rc), 0));
+    cr_assert(eq(int, (int)(intptr_t)rc, 0));
+    /* A FIFO has no offset: as pread says. */
+    cr_assert(eq(sz, (size_t)eddy_file_read(f, buf, sizeof(buf), 0), (size_t)-ESPIPE));
+    cr_assert(eq(sz, (size_t)eddy_file_write(f, buf, 1, 5), (size_t)-ESPIPE));
+    cr_assert(eq(int, eddy_file_close(f), 0));
+    return 0;
+}
+
+Test(files, fifo_reads_what_another_thread_writes, .init = make_dir, .fini = remove_dir,
+     .timeout = TEST_TIMEOUT)
+{
+    cr_assert(eq(int, run_main(fifo_from_thread_main, NULL), 0));
+}
+
+/* O_NONBLOCK spares the open its wait for a writer; the reads still wait
+ * for data rather than fail with -EAGAIN. */
+static intptr_t fifo_nonblocking_open_main(void *arg)
+{
+    char path[256];
+    path_in_dir(path, sizeof(path), "fifo");
+    cr_assert(eq(int, mkfifo(path, 0600), 0));
+    eddy_file *f;
+    cr_assert(eq(int, eddy_file_open(&f, path, O_RDONLY | O_NONBLOCK, 0), 0));
+    int writer = open(path, O_WRONLY | O_NONBLOCK);
+    cr_assert(ge(int, writer, 0));
+    struct read_call r = {.f = f, .offset = -1};
+    eddy_task *reader = eddy_spawn(NULL, task_read, &r);
+    cr_assert(eq(int, eddy_sleep(20 * NS_PER_MS), 0));
+    cr_assert(not(eddy_future_done(eddy_task_future(reader))), "the read did not wait");
+    cr_assert(eq(sz, (size_t)write(writer, "now", 3), 3));
+    intptr_t n = -1;
+    cr_assert(eq(int, eddy_task_join(reader, &n), 0));
+    cr_assert(eq(int, (int)n, 3), "%s", eddy_strerror((int)n));
+    close(writer);
+    cr_assert(eq(int, eddy_file_close(f), 0));
+    return 0;
+}
+
+Test(files, fifo_opened_nonblocking_reads_wait, .init = make_dir, .fini = remove_dir,
+     .timeout = TEST_TIMEOUT)
+{
+    cr_assert(eq(int, run_main(fifo_nonblocking_open_main, NULL), 0));
+}
+
+/* A write to a FIFO whose reader is gone gives -EPIPE, never SIGPIPE (which
+ * would end the test's process): with the reader gone before the write, and
+ * while a large write waits for room. */
+static int fifo_reader_fd = -1;
+
+static void close_fifo_reader(void *arg)
+{
+    close(fifo_reader_fd);
+}
+
+static intptr_t fifo_epipe_main(void *arg)
+{
+    char path[256];
+    path_in_dir(path, sizeof(path), "fifo");
+    cr_assert(eq(int, mkfifo(path, 0600), 0));
+    static char big[1 << 20];
+    for (int round = 0; round < 2; round++) {
+        fifo_reader_fd = open(path, O_RDONLY | O_NONBLOCK);
+        cr_assert(ge(int, fifo_reader_fd, 0));
+        eddy_file *f;
+        cr_assert(eq(int, eddy_file_open(&f, path, O_WRONLY, 0), 0));
+        ssize_t n;
+        if (round == 0) {
+            close(fifo_reader_fd);
+            n = eddy_file_write(f, "x", 1, -1);
+        } else {
+            /* The FIFO fills (64 KiB), the write waits; the reader goes. */
+            cr_assert(eq(
+                int,
+                eddy_call_later(eddy_loop_current(), 50 * NS_PER_MS, close_fifo_reader, NULL, NULL),
+                0));
+            n = eddy_file_write(f, big, sizeof(big), -1);
+        }
+        cr_assert(eq(sz, (size_t)n, (size_t)-EPIPE), "round %d: %s", round, eddy_strerror((int)n));
+        cr_assert(eq(int, eddy_file_close(f), 0));
+    }
+    return 0;
+}
+
+Test(files, fifo_write_without_reader_is_epipe, .init = make_dir, .fini = remove_dir,
+     .timeout = TEST_TIMEOUT)
+{
+    cr_assert(eq(int, run_main(fifo_epipe_main, NULL), 0));
+}
+
+/* A terminal is read as a FIFO is: cancellable, and what the other side of
+ * the pseudo-terminal writes arrives. */
+static intptr_t terminal_main(void *arg)
+{
+    int master = posix_openpt(O_RDWR | O_NOCTTY);
+    if (master < 0) return 1;
+    cr_assert(eq(int, grantpt(master), 0));
+    cr_assert(eq(int, unlockpt(master), 0));
+    eddy_file *f;
+    cr_assert(eq(int, eddy_file_open(&f, ptsname(master), O_RDWR | O_NOCTTY, 0), 0));
+    struct termios raw;
+    cr_assert(eq(int, tcgetattr((int)eddy_file_fd(f), &raw), 0));
+    cfmakeraw(&raw);
+    cr_assert(eq(int, tcsetattr((int)eddy_file_fd(f), TCSANOW, &raw), 0));
+
+    assert_read_withdrawn(f);
+    char buf[16];
+    cr_assert(eq(sz, (size_t)write(master, "tty", 3), 3));
+    cr_assert(eq(sz, (size_t)eddy_file_read(f, buf, sizeof(buf), -1), 3));
+    cr_assert(eq(int, memcmp(buf, "tty", 3), 0));
+    cr_assert(eq(sz, (size_t)eddy_file_write(f, "out", 3, -1), 3));
+    cr_assert(eq(sz, (size_t)read(master, buf, sizeof(buf)), 3));
+    cr_assert(eq(int, memcmp(buf, "out", 3), 0));
+    cr_assert(eq(int, eddy_file_close(f), 0));
+    close(master);
+    return 0;
+}
+
+Test(files, terminal_read_is_cancellable, .timeout = TEST_TIMEOUT)
+{
+    int r = run_main(terminal_main, NULL);
+    if (r == 1) cr_skip_test("no pseudo-terminal here: %s", strerror(errno));
+    cr_assert(eq(int, r, 0));
+}
+
+#endif
 
 /* ---- close waits for calls in other tasks --------------------------------------------- */
 

@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* The thread pool through eddy_to_thread: results (including values that look
  * like error codes), cancellation before a worker starts the call and while
- * it runs, EDDY_THREADPOOL_SIZE read once at first use, loops on several
- * threads sharing the pool, and bad input. Each Criterion test runs in its
- * own process, so each starts with a fresh pool. */
+ * it runs, EDDY_THREADPOOL_SIZE read once at first use, growth past it while
+ * every worker is blocked (bounded by EDDY_THREADPOOL_MAX, the extra workers
+ * leaving when idle), loops on several threads sharing the pool, and bad
+ * input. Each Criterion test runs in its own process, so each starts with a
+ * fresh pool. */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <unistd.h>
@@ -178,6 +181,7 @@ static intptr_t cancel_queued_main(void *arg)
 Test(pool, cancel_before_start, .timeout = TEST_TIMEOUT)
 {
     unsetenv("EDDY_THREADPOOL_SIZE");
+    setenv("EDDY_THREADPOOL_MAX", "4", 1); /* no growth: the fifth call stays queued */
     cr_assert(eq(int, run_main(cancel_queued_main, NULL), 0));
 }
 
@@ -236,6 +240,7 @@ static intptr_t pool_size_main(void *arg)
 Test(pool, size_from_environment_at_first_use, .timeout = TEST_TIMEOUT)
 {
     setenv("EDDY_THREADPOOL_SIZE", "2", 1);
+    setenv("EDDY_THREADPOOL_MAX", "2", 1);
     cr_assert(eq(int, run_main(pool_size_main, NULL), 0));
 }
 
@@ -247,7 +252,149 @@ static intptr_t six_calls_workers_seen(void *arg)
 Test(pool, default_size_is_four, .timeout = TEST_TIMEOUT)
 {
     unsetenv("EDDY_THREADPOOL_SIZE");
+    setenv("EDDY_THREADPOOL_MAX", "1", 1); /* below the base: the base wins */
     cr_assert(eq(int, run_main(six_calls_workers_seen, NULL), 4));
+}
+
+/* ---- growth past the base ------------------------------------------------------------------ */
+
+static intptr_t sleep_2s(void *arg)
+{
+    struct timespec ts = {2, 0};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+    return 0;
+}
+
+static intptr_t task_sleep_2s(void *arg)
+{
+    return eddy_to_thread(sleep_2s, NULL, NULL);
+}
+
+static intptr_t blockers_do_not_stall_main(void *arg)
+{
+    /* A small file for the file read (on epoll it goes to the pool too). */
+    char path[] = "/tmp/eddy-pool-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(ge(int, fd, 0));
+    cr_assert(eq(sz, (size_t)write(fd, "abc", 3), 3));
+    close(fd);
+    eddy_file *f;
+    cr_assert(eq(int, eddy_file_open(&f, path, O_RDONLY, 0), 0));
+    unlink(path);
+
+    /* As many 2 s calls as the pool has base workers: all of them blocked. */
+    eddy_task *sleepers[DEFAULT_WORKERS];
+    for (int i = 0; i < DEFAULT_WORKERS; i++)
+        sleepers[i] = eddy_spawn(NULL, task_sleep_2s, NULL);
+    cr_assert(eq(int, eddy_sleep(50 * NS_PER_MS), 0)); /* they have started */
+
+    int64_t before = wall_ns();
+    intptr_t v = -1;
+    cr_assert(eq(int, eddy_to_thread(square, (void *)5, &v), 0));
+    cr_assert(eq(int, (int)v, 25));
+    int64_t call_ns = wall_ns() - before;
+    char buf[8];
+    before = wall_ns();
+    cr_assert(eq(sz, (size_t)eddy_file_read(f, buf, sizeof buf, 0), 3));
+    int64_t read_ns = wall_ns() - before;
+    cr_assert(lt(i64, call_ns, 500 * NS_PER_MS), "a call waited %lld ms behind blocked workers",
+              (long long)(call_ns / NS_PER_MS));
+    cr_assert(lt(i64, read_ns, 500 * NS_PER_MS), "a read waited %lld ms behind blocked workers",
+              (long long)(read_ns / NS_PER_MS));
+    for (int i = 0; i < DEFAULT_WORKERS; i++)
+        cr_assert(eq(int, eddy_task_join(sleepers[i], NULL), 0));
+    cr_assert(eq(int, eddy_file_close(f), 0));
+    return 0;
+}
+
+Test(pool, blocked_workers_do_not_stall_other_calls, .timeout = TEST_TIMEOUT)
+{
+    unsetenv("EDDY_THREADPOOL_SIZE");
+    unsetenv("EDDY_THREADPOOL_MAX");
+    cr_assert(eq(int, run_main(blockers_do_not_stall_main, NULL), 0));
+}
+
+static intptr_t six_calls_three_workers(void *arg)
+{
+    return workers_seen(6, 3);
+}
+
+Test(pool, growth_stops_at_the_maximum, .timeout = TEST_TIMEOUT)
+{
+    setenv("EDDY_THREADPOOL_SIZE", "2", 1);
+    setenv("EDDY_THREADPOOL_MAX", "3", 1);
+    /* workers_seen waits 100 ms past the third: ten times the stall delay. */
+    cr_assert(eq(int, run_main(six_calls_three_workers, NULL), 3));
+}
+
+/* Whether the calling thread ran a call before: a mark in its thread-local storage. */
+static _Thread_local bool thread_seen;
+static atomic_int calls_on_old_threads;
+
+static intptr_t gate_wait_mark(void *arg)
+{
+    if (thread_seen) atomic_fetch_add(&calls_on_old_threads, 1);
+    thread_seen = true;
+    return gate_wait(arg);
+}
+
+static intptr_t task_gate_mark(void *arg)
+{
+    return eddy_to_thread(gate_wait_mark, NULL, NULL);
+}
+
+/* Runs n blocking calls at once, all on their own workers; returns how many
+ * ran on a thread that had run one before. */
+static int round_of_calls(int n)
+{
+    gate_set(false);
+    pthread_mutex_lock(&gate.lock);
+    gate.started = gate.finished = 0;
+    pthread_mutex_unlock(&gate.lock);
+    atomic_store(&calls_on_old_threads, 0);
+    eddy_task *tasks[8];
+    for (int i = 0; i < n; i++)
+        tasks[i] = eddy_spawn(NULL, task_gate_mark, NULL);
+    cr_assert(wait_started(n), "%d calls did not all start", n);
+    gate_set(true);
+    for (int i = 0; i < n; i++)
+        cr_assert(eq(int, eddy_task_join(tasks[i], NULL), 0));
+    return atomic_load(&calls_on_old_threads);
+}
+
+/* The process's thread count (Linux), or -1. */
+static int thread_count(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[128];
+    int n = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "Threads: %d", &n) == 1) break;
+    fclose(f);
+    return n;
+}
+
+static intptr_t extra_workers_exit_main(void *arg)
+{
+    int threads = thread_count();
+    cr_assert(eq(int, round_of_calls(4), 0));
+    /* One base worker and three extra ones exist. Idle 100 ms, the extra
+     * ones (and the monitor) go. */
+    cr_assert(eq(int, eddy_sleep(600 * NS_PER_MS), 0));
+    if (threads >= 0)
+        cr_assert(le(int, thread_count(), threads + 1), "only the base worker is left");
+    cr_assert(eq(int, round_of_calls(4), 1), "the base worker stays, new threads for the rest");
+    return 0;
+}
+
+Test(pool, extra_workers_exit_when_idle, .timeout = TEST_TIMEOUT)
+{
+    setenv("EDDY_THREADPOOL_SIZE", "1", 1);
+    setenv("EDDY_THREADPOOL_MAX", "4", 1);
+    setenv("EDDY_THREADPOOL_IDLE_MS", "100", 1);
+    cr_assert(eq(int, run_main(extra_workers_exit_main, NULL), 0));
 }
 
 /* ---- several loops share the pool --------------------------------------------------------- */
