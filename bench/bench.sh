@@ -51,6 +51,7 @@ if want tasks; then
     echo "== tasks (bench/switch, bench/spawn; CPU $SERVER_CPU)"
     taskset -c "$SERVER_CPU" ./bench/switch | tee "$out/switch"
     taskset -c "$SERVER_CPU" ./bench/spawn | tee "$out/spawn"
+    taskset -c "$SERVER_CPU" ./bench/sync "$srcdir" | tee "$out/sync"
 fi
 
 # ---- timers -------------------------------------------------------------------
@@ -328,6 +329,7 @@ if want tasks && [ -s "$out/switch" ]; then
     echo "Tasks (thread CPU time, median of 5 inside each program)"
     grep -E 'raw fiber switch|eddy_yield round trip|timer pending|swapcontext round trip' "$out/switch"
     grep -E 'spawn\+join|spawn\+start\+sleep|resident memory,|page tables' "$out/spawn"
+    [ -s "$out/sync" ] && cat "$out/sync"
 fi
 if want timers; then
     echo
