@@ -270,6 +270,7 @@ static intptr_t get_cancelled_after_chosen(void *arg)
     cr_expect(eq(int, g[2].result, 0));
     cr_expect(eq(iptr, g[2].item, 'x'));
     /* With nobody waiting, the item stays in the queue. */
+    qjoin(&g[0], 1);
     qstart(getter, &g[0], c, 'A', 0);
     settle();
     cr_assert(eq(int, eddy_queue_put(c->q, 'y'), 0));
