@@ -47,16 +47,6 @@ static void settle(void)
         cr_assert(eq(int, eddy_yield(), 0));
 }
 
-static intptr_t run_scenario(eddy_task_fn fn, struct ctx *c)
-{
-    eddy_loop *loop = new_virtual_loop();
-    intptr_t v = -1;
-    int err = run_task(loop, fn, c, &v);
-    eddy_loop_free(loop);
-    cr_assert(eq(int, err, 0), "scenario: %s", eddy_strerror(err));
-    return v;
-}
-
 static void ctx_init(struct ctx *c)
 {
     memset(c, 0, sizeof(*c));
@@ -74,6 +64,24 @@ static void ctx_free(struct ctx *c)
     eddy_event_free(c->event);
     eddy_sem_free(c->sem);
     eddy_barrier_free(c->barrier);
+}
+
+static void run_in_loop(eddy_task_fn fn, struct ctx *c)
+{
+    eddy_loop *loop = new_virtual_loop();
+    int err = run_task(loop, fn, c, NULL);
+    eddy_loop_free(loop);
+    cr_assert(eq(int, err, 0), "scenario: %s", eddy_strerror(err));
+}
+
+/* Runs fn as the main task of a virtual-time loop, with a fresh ctx (an
+ * object fn frees, it sets to NULL). */
+static void run_scenario(eddy_task_fn fn)
+{
+    struct ctx c;
+    ctx_init(&c);
+    run_in_loop(fn, &c);
+    ctx_free(&c);
 }
 
 /* ---- lock ------------------------------------------------------------------------ */
@@ -110,10 +118,7 @@ static intptr_t lock_fifo(void *arg)
 
 Test(sync, lock_serves_waiters_in_arrival_order, .timeout = TEST_TIMEOUT)
 {
-    struct ctx c;
-    ctx_init(&c);
-    run_scenario(lock_fifo, &c);
-    ctx_free(&c);
+    run_scenario(lock_fifo);
 }
 
 /* bpo-27585: the lock is handed to A, and A (then B) is cancelled before it
@@ -140,10 +145,7 @@ static intptr_t lock_cancel_after_chosen(void *arg)
 
 Test(sync, lock_cancelled_after_hand_off_passes_it_on, .timeout = TEST_TIMEOUT)
 {
-    struct ctx c;
-    ctx_init(&c);
-    run_scenario(lock_cancel_after_chosen, &c);
-    ctx_free(&c);
+    run_scenario(lock_cancel_after_chosen);
 }
 
 /* anyio #1145: the head waiter is cancelled and the lock released in the
@@ -168,10 +170,7 @@ static intptr_t lock_cancel_head_then_release(void *arg)
 
 Test(sync, lock_cancelled_head_does_not_strand_the_next, .timeout = TEST_TIMEOUT)
 {
-    struct ctx c;
-    ctx_init(&c);
-    run_scenario(lock_cancel_head_then_release, &c);
-    ctx_free(&c);
+    run_scenario(lock_cancel_head_then_release);
 }
 
 /* Cancelled before it waits: -ECANCELED at once, even with the lock free. */
@@ -210,10 +209,7 @@ static intptr_t cancel_before_main(void *arg)
 
 Test(sync, cancelled_task_waits_for_nothing, .timeout = TEST_TIMEOUT)
 {
-    struct ctx c;
-    ctx_init(&c);
-    run_scenario(cancel_before_main, &c);
-    ctx_free(&c);
+    run_scenario(cancel_before_main);
 }
 
 static intptr_t release_by_other(void *arg)
@@ -237,7 +233,7 @@ Test(sync, lock_misuse_is_refused, .timeout = TEST_TIMEOUT)
 {
     struct ctx c;
     ctx_init(&c);
-    run_scenario(lock_misuse_main, &c);
+    run_in_loop(lock_misuse_main, &c);
     /* Outside a task: waits are refused, try_acquire and release work. */
     cr_expect(eq(int, eddy_lock_acquire(c.lock), -EPERM));
     cr_expect(eq(int, eddy_lock_try_acquire(c.lock), 0));
@@ -317,10 +313,7 @@ static intptr_t free_with_waiters(void *arg)
 
 Test(sync, freeing_wakes_waiters_with_ecanceled, .timeout = TEST_TIMEOUT)
 {
-    struct ctx c;
-    ctx_init(&c);
-    run_scenario(free_with_waiters, &c);
-    eddy_cond_free(c.cond);
+    run_scenario(free_with_waiters);
 }
 
 static intptr_t free_cond_with_waiters(void *arg)
@@ -344,10 +337,7 @@ static intptr_t free_cond_with_waiters(void *arg)
 
 Test(sync, freeing_a_condition_returns_its_waiters_the_lock, .timeout = TEST_TIMEOUT)
 {
-    struct ctx c;
-    ctx_init(&c);
-    run_scenario(free_cond_with_waiters, &c);
-    ctx_free(&c);
+    run_scenario(free_cond_with_waiters);
 }
 
 /* ---- event ------------------------------------------------------------------------------ */
@@ -379,10 +369,7 @@ static intptr_t event_main(void *arg)
 
 Test(sync, event_wakes_all_and_cancels_cleanly, .timeout = TEST_TIMEOUT)
 {
-    struct ctx c;
-    ctx_init(&c);
-    run_scenario(event_main, &c);
-    ctx_free(&c);
+    run_scenario(event_main);
 }
 
 /* ---- condition ---------------------------------------------------------------------------- */
@@ -410,10 +397,7 @@ static intptr_t cond_fifo(void *arg)
 
 Test(sync, cond_notifies_in_arrival_order, .timeout = TEST_TIMEOUT)
 {
-    struct ctx c;
-    ctx_init(&c);
-    run_scenario(cond_fifo, &c);
-    ctx_free(&c);
+    run_scenario(cond_fifo);
 }
 
 /* cpython #111693: A is notified, then cancelled before it runs: the
@@ -449,10 +433,7 @@ static intptr_t cond_cancel_after_notify(void *arg)
 
 Test(sync, cond_cancelled_after_notify_passes_the_wakeup, .timeout = TEST_TIMEOUT)
 {
-    struct ctx c;
-    ctx_init(&c);
-    run_scenario(cond_cancel_after_notify, &c);
-    ctx_free(&c);
+    run_scenario(cond_cancel_after_notify);
 }
 
 static intptr_t cond_cancel_while_waiting(void *arg)
@@ -478,10 +459,7 @@ static intptr_t cond_cancel_while_waiting(void *arg)
 
 Test(sync, cond_cancelled_while_waiting_reacquires_the_lock, .timeout = TEST_TIMEOUT)
 {
-    struct ctx c;
-    ctx_init(&c);
-    run_scenario(cond_cancel_while_waiting, &c);
-    ctx_free(&c);
+    run_scenario(cond_cancel_while_waiting);
 }
 
 /* ---- semaphore ----------------------------------------------------------------------------- */
@@ -506,10 +484,7 @@ static intptr_t sem_fifo(void *arg)
 
 Test(sync, sem_serves_waiters_in_arrival_order, .timeout = TEST_TIMEOUT)
 {
-    struct ctx c;
-    ctx_init(&c);
-    run_scenario(sem_fifo, &c);
-    ctx_free(&c);
+    run_scenario(sem_fifo);
 }
 
 /* cpython #90155: with two waiters on a semaphore at 0, cancelling the first
@@ -543,10 +518,7 @@ static intptr_t sem_cancel_races(void *arg)
 
 Test(sync, sem_cancelled_waiters_do_not_strand_others, .timeout = TEST_TIMEOUT)
 {
-    struct ctx c;
-    ctx_init(&c);
-    run_scenario(sem_cancel_races, &c);
-    ctx_free(&c);
+    run_scenario(sem_cancel_races);
 }
 
 /* cpython #90155, the hang: with one permit, the holder cancels the one
@@ -570,10 +542,7 @@ static intptr_t sem_holder_cancels_waiter(void *arg)
 
 Test(sync, sem_holder_cancelling_a_waiter_keeps_the_permit, .timeout = TEST_TIMEOUT)
 {
-    struct ctx c;
-    ctx_init(&c);
-    run_scenario(sem_holder_cancels_waiter, &c);
-    ctx_free(&c);
+    run_scenario(sem_holder_cancels_waiter);
 }
 
 Test(sync, sem_bounds_and_bad_input, .timeout = TEST_TIMEOUT)
@@ -679,10 +648,7 @@ static intptr_t barrier_main(void *arg)
 
 Test(sync, barrier_indices_abort_and_reset, .timeout = TEST_TIMEOUT)
 {
-    struct ctx c;
-    ctx_init(&c);
-    run_scenario(barrier_main, &c);
-    ctx_free(&c);
+    run_scenario(barrier_main);
 }
 
 /* ---- bad input ------------------------------------------------------------------------------ */
@@ -769,8 +735,5 @@ static intptr_t timed_cancel(void *arg)
 
 Test(sync, waiter_cancelled_by_a_timer, .timeout = TEST_TIMEOUT)
 {
-    struct ctx c;
-    ctx_init(&c);
-    run_scenario(timed_cancel, &c);
-    ctx_free(&c);
+    run_scenario(timed_cancel);
 }
