@@ -527,7 +527,7 @@ Test(queue, freeing_wakes_waiters_with_ecanceled, .timeout = TEST_TIMEOUT)
 
 /* ---- stress --------------------------------------------------------------------------- */
 
-/* 1 000 000 items through a queue of 64 between 4 producers and 4
+/* 1 000 000 items through a queue of 8 between 4 producers and 4
  * consumers, while the main task cancels one of them at random every few
  * turns (while it waits, after it was chosen, or before it started) and
  * starts another in its place. A producer whose put is cancelled hands the
@@ -535,6 +535,7 @@ Test(queue, freeing_wakes_waiters_with_ecanceled, .timeout = TEST_TIMEOUT)
  * once. */
 #define STRESS_ITEMS   1000000
 #define STRESS_WORKERS 4
+#define STRESS_MAXSIZE 8
 
 struct stress {
     eddy_queue *q;
@@ -545,24 +546,42 @@ struct stress {
     long got, duplicates, cancelled_puts, cancelled_gets;
 };
 
+/* The next item to put (false when all were put), and back if not put. */
+static bool stress_pick(struct stress *s, intptr_t *item)
+{
+    if (s->nreturned)
+        *item = s->returned[--s->nreturned];
+    else if (s->next < STRESS_ITEMS)
+        *item = s->next++;
+    else
+        return false;
+    return true;
+}
+
+static void stress_unpick(struct stress *s, intptr_t item)
+{
+    s->returned[s->nreturned++] = item;
+}
+
+static void stress_record(struct stress *s, intptr_t item)
+{
+    if (s->seen[item]++) s->duplicates++;
+    s->got++;
+}
+
 static intptr_t stress_producer(void *arg)
 {
     struct stress *s = arg;
-    for (;;) {
-        intptr_t item;
-        if (s->nreturned)
-            item = s->returned[--s->nreturned];
-        else if (s->next < STRESS_ITEMS)
-            item = s->next++;
-        else
-            return 0;
+    intptr_t item;
+    while (stress_pick(s, &item)) {
         int err = eddy_queue_put(s->q, item);
         if (err < 0) {
-            s->returned[s->nreturned++] = item;
+            stress_unpick(s, item);
             s->cancelled_puts++;
             return err;
         }
     }
+    return 0;
 }
 
 static intptr_t stress_consumer(void *arg)
@@ -573,8 +592,20 @@ static intptr_t stress_consumer(void *arg)
         int err = eddy_queue_get(s->q, &item);
         if (err == -ECANCELED) s->cancelled_gets++;
         if (err < 0) return err;
-        if (s->seen[item]++) s->duplicates++;
-        s->got++;
+        stress_record(s, item);
+    }
+}
+
+/* Sometimes the main task gets or puts an item itself right before it
+ * cancels: that chooses a waiting putter or getter, which is then often the
+ * one cancelled, before it ran. */
+static void stress_choose(struct stress *s, bool producer)
+{
+    intptr_t item;
+    if (producer) {
+        if (eddy_queue_try_get(s->q, &item) == 0) stress_record(s, item);
+    } else if (stress_pick(s, &item) && eddy_queue_try_put(s->q, item) < 0) {
+        stress_unpick(s, item);
     }
 }
 
@@ -610,13 +641,15 @@ static intptr_t stress_main(void *arg)
     struct stress *s = arg;
     eddy_task *producers[STRESS_WORKERS] = {0}, *consumers[STRESS_WORKERS] = {0};
     uint32_t rng = 12345;
-    long cancels = 0;
+    long cancels = 0, stalled = 0, last_got = 0;
     while (s->got < STRESS_ITEMS) {
         stress_refill(s, producers, consumers);
-        if (rng_next(&rng) % 4 == 0) {
-            uint32_t pick = rng_next(&rng) % (2 * STRESS_WORKERS);
-            eddy_task *t =
-                pick < STRESS_WORKERS ? producers[pick] : consumers[pick % STRESS_WORKERS];
+        uint32_t r = rng_next(&rng);
+        if (r % 4 == 0) {
+            bool producer = (r >> 8) & 1;
+            if ((r >> 9) & 1) stress_choose(s, producer);
+            uint32_t who = (r >> 10) % STRESS_WORKERS;
+            eddy_task *t = producer ? producers[who] : consumers[who];
             if (t && eddy_task_cancel(t)) cancels++;
         }
         cr_assert(eq(int, eddy_yield(), 0));
@@ -625,6 +658,10 @@ static intptr_t stress_main(void *arg)
             producing = producers[i] && !eddy_future_done(eddy_task_future(producers[i]));
         /* Everything put and the queue empty, yet items missing: lost. */
         if (!producing && eddy_queue_size(s->q) == 0 && s->got < STRESS_ITEMS) break;
+        /* Nothing got for many turns: a wake-up was lost. */
+        stalled = s->got == last_got ? stalled + 1 : 0;
+        last_got = s->got;
+        cr_assert(lt(long, stalled, 10000), "no progress at %ld items", s->got);
     }
     cr_assert(eq(int, eddy_queue_shutdown(s->q, false), 0));
     for (int i = 0; i < STRESS_WORKERS; i++) {
@@ -640,7 +677,7 @@ static intptr_t stress_main(void *arg)
 
 Test(queue, a_million_items_under_random_cancellation, .timeout = TEST_TIMEOUT)
 {
-    struct stress s = {.q = queue_with(64, EDDY_QUEUE_FIFO, NULL)};
+    struct stress s = {.q = queue_with(STRESS_MAXSIZE, EDDY_QUEUE_FIFO, NULL)};
     s.seen = calloc(STRESS_ITEMS, 1);
     cr_assert(ne(ptr, s.seen, NULL));
     eddy_loop *loop = new_loop();
