@@ -297,14 +297,14 @@ EDDY_API void eddy_group_free(eddy_group *g);
 
 typedef struct eddy_lock eddy_lock;
 /* A new unlocked lock in *out. */
-EDDY_API EDDY_NODISCARD int eddy_lock_new(eddy_lock **out);
+EDDY_MUST_USE EDDY_API int eddy_lock_new(eddy_lock **out);
 /* Frees l (NULL: nothing); tasks waiting for it get -ECANCELED. */
 EDDY_API void eddy_lock_free(eddy_lock *l);
 /* Task-only: takes l, suspending while another holds it. 0, -ECANCELED,
  * -EDEADLK if the caller holds it already. */
-EDDY_API EDDY_NODISCARD int eddy_lock_acquire(eddy_lock *l);
+EDDY_NODISCARD EDDY_API int eddy_lock_acquire(eddy_lock *l);
 /* Takes l if it is free (from a task or a callback); never suspends. 0 or -EBUSY. */
-EDDY_API EDDY_NODISCARD int eddy_lock_try_acquire(eddy_lock *l);
+EDDY_NODISCARD EDDY_API int eddy_lock_try_acquire(eddy_lock *l);
 /* Releases l, handing it to the first waiter if any. 0, or -EPERM when the
  * caller (task, or callback for a lock taken outside a task) does not hold it. */
 EDDY_API int eddy_lock_release(eddy_lock *l);
@@ -313,7 +313,7 @@ EDDY_API bool eddy_lock_locked(const eddy_lock *l);
 
 typedef struct eddy_event eddy_event;
 /* A new event, not set, in *out. */
-EDDY_API EDDY_NODISCARD int eddy_event_new(eddy_event **out);
+EDDY_MUST_USE EDDY_API int eddy_event_new(eddy_event **out);
 /* Frees e (NULL: nothing); tasks waiting on it get -ECANCELED. */
 EDDY_API void eddy_event_free(eddy_event *e);
 /* Sets e and wakes every waiter (they return 0 even if e is cleared before
@@ -328,13 +328,13 @@ EDDY_API int eddy_event_wait(eddy_event *e);
 
 typedef struct eddy_cond eddy_cond;
 /* A new condition over lock (which must outlive it) in *out. */
-EDDY_API EDDY_NODISCARD int eddy_cond_new(eddy_cond **out, eddy_lock *lock);
+EDDY_MUST_USE EDDY_API int eddy_cond_new(eddy_cond **out, eddy_lock *lock);
 /* Frees c (NULL: nothing); its waiters get -ECANCELED, with the lock held. */
 EDDY_API void eddy_cond_free(eddy_cond *c);
 /* Task-only, with the lock held: releases it, suspends until notified, and
  * takes it again before returning, even when cancelled. 0, -ECANCELED (lock
  * held), -EPERM if the caller does not hold the lock. */
-EDDY_API EDDY_NODISCARD int eddy_cond_wait(eddy_cond *c);
+EDDY_NODISCARD EDDY_API int eddy_cond_wait(eddy_cond *c);
 /* With the lock held: wakes up to n waiters (n >= 0), the longest waiting
  * first. How many were woken, -EPERM without the lock, -EINVAL. */
 EDDY_API int eddy_cond_notify(eddy_cond *c, int n);
@@ -344,13 +344,13 @@ EDDY_API int eddy_cond_notify_all(eddy_cond *c);
 typedef struct eddy_sem eddy_sem;
 /* A new semaphore with value permits (>= 0) in *out; bounded: releases may
  * not raise it above value (asyncio.BoundedSemaphore). */
-EDDY_API EDDY_NODISCARD int eddy_sem_new(eddy_sem **out, int value, bool bounded);
+EDDY_MUST_USE EDDY_API int eddy_sem_new(eddy_sem **out, int value, bool bounded);
 /* Frees s (NULL: nothing); tasks waiting on it get -ECANCELED. */
 EDDY_API void eddy_sem_free(eddy_sem *s);
 /* Task-only: takes a permit, suspending while there is none. 0 or -ECANCELED. */
-EDDY_API EDDY_NODISCARD int eddy_sem_acquire(eddy_sem *s);
+EDDY_NODISCARD EDDY_API int eddy_sem_acquire(eddy_sem *s);
 /* Takes a permit if one is free; never suspends. 0 or -EBUSY. */
-EDDY_API EDDY_NODISCARD int eddy_sem_try_acquire(eddy_sem *s);
+EDDY_NODISCARD EDDY_API int eddy_sem_try_acquire(eddy_sem *s);
 /* Returns a permit, to the first waiter if any. 0, or -EOVERFLOW past the
  * bound of a bounded semaphore (or past INT_MAX). */
 EDDY_API int eddy_sem_release(eddy_sem *s);
@@ -359,7 +359,7 @@ EDDY_API int eddy_sem_value(const eddy_sem *s);
 
 typedef struct eddy_barrier eddy_barrier;
 /* A new barrier for parties (> 0) tasks in *out. */
-EDDY_API EDDY_NODISCARD int eddy_barrier_new(eddy_barrier **out, int parties);
+EDDY_MUST_USE EDDY_API int eddy_barrier_new(eddy_barrier **out, int parties);
 /* Frees b (NULL: nothing); tasks waiting at it get -ECANCELED. */
 EDDY_API void eddy_barrier_free(eddy_barrier *b);
 /* Task-only: suspends until parties tasks have called it, then all go on and
@@ -380,20 +380,20 @@ typedef struct eddy_queue_options {
 } eddy_queue_options;
 /* A new queue of intptr_t items in *out; o NULL = unbounded FIFO. -EINVAL for
  * an unknown order or PRIORITY without compare. */
-EDDY_API EDDY_NODISCARD int eddy_queue_new(eddy_queue **out, const eddy_queue_options *o);
+EDDY_MUST_USE EDDY_API int eddy_queue_new(eddy_queue **out, const eddy_queue_options *o);
 /* Frees q and its items' slots (not what they point to); tasks waiting on it
  * (put, get, join) get -ECANCELED. */
 EDDY_API void eddy_queue_free(eddy_queue *q);
 /* Task-only: adds item, suspending while q is full. 0, -EPIPE once q is shut
  * down, -ECANCELED, -ENOMEM. */
-EDDY_API EDDY_NODISCARD int eddy_queue_put(eddy_queue *q, intptr_t item);
+EDDY_NODISCARD EDDY_API int eddy_queue_put(eddy_queue *q, intptr_t item);
 /* Task-only: takes the next item into *item (may be NULL), suspending while q
  * is empty. 0, -EPIPE once q is shut down and drained, -ECANCELED. */
-EDDY_API EDDY_NODISCARD int eddy_queue_get(eddy_queue *q, intptr_t *item);
+EDDY_NODISCARD EDDY_API int eddy_queue_get(eddy_queue *q, intptr_t *item);
 /* put without suspending: 0, -EAGAIN when full, -EPIPE, -ENOMEM. */
-EDDY_API EDDY_NODISCARD int eddy_queue_try_put(eddy_queue *q, intptr_t item);
+EDDY_NODISCARD EDDY_API int eddy_queue_try_put(eddy_queue *q, intptr_t item);
 /* get without suspending: 0, -EAGAIN when empty, -EPIPE when shut down and empty. */
-EDDY_API EDDY_NODISCARD int eddy_queue_try_get(eddy_queue *q, intptr_t *item);
+EDDY_NODISCARD EDDY_API int eddy_queue_try_get(eddy_queue *q, intptr_t *item);
 /* The items in q (>= 0), or -EINVAL. */
 EDDY_API ssize_t eddy_queue_size(const eddy_queue *q);
 /* One item taken earlier is fully processed. 0, or -EINVAL when called more

@@ -45,6 +45,15 @@ void drop(eddy_loop *loop, eddy_sock *s, eddy_file *f, eddy_future *fut, char *b
     (void)eddy_fs_mkdir(buf, 0);
     (void)eddy_timeout_begin(0, 0);
     (void)eddy_timeout_reschedule(0, 0);
+    (void)eddy_lock_acquire(0);
+    (void)eddy_lock_try_acquire(0);
+    (void)eddy_cond_wait(0);
+    (void)eddy_sem_acquire(0);
+    (void)eddy_sem_try_acquire(0);
+    (void)eddy_queue_put(0, 0);
+    (void)eddy_queue_get(0, 0);
+    (void)eddy_queue_try_put(0, 0);
+    (void)eddy_queue_try_get(0, 0);
 }
 EOF
 
@@ -62,7 +71,13 @@ must_use_calls='
     eddy_unix_connect(&s, "x");
     eddy_file_open(&f, "x", 0, 0);
     eddy_backend_available("epoll");
-    eddy_watch_start(&w, loop, 0, 0, 0, 0);'
+    eddy_watch_start(&w, loop, 0, 0, 0, 0);
+    eddy_lock_new(0);
+    eddy_event_new(0);
+    eddy_cond_new(0, 0);
+    eddy_sem_new(0, 0, 0);
+    eddy_barrier_new(0, 1);
+    eddy_queue_new(0, 0);'
 must_use_count=$(printf '%s\n' "$must_use_calls" | grep -c 'eddy_')
 for kind in void bare; do
     {

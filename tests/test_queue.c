@@ -696,3 +696,31 @@ Test(queue, a_million_items_under_random_cancellation, .timeout = TEST_TIMEOUT)
     free(s.seen);
     eddy_queue_free(s.q);
 }
+
+/* ---- timeout scopes ------------------------------------------------------------------ */
+
+/* A get and a put under timeout scopes expire without taking or leaving an
+ * item; the queue works as before afterwards. */
+static intptr_t scoped_waits(void *arg)
+{
+    struct qctx *c = arg;
+    eddy_timeout scope;
+    intptr_t v = 0;
+    cr_assert(eq(int, eddy_timeout_begin(&scope, 5 * NS_PER_MS), 0));
+    cr_expect(eq(int, eddy_queue_get(c->q, &v), -ECANCELED));
+    cr_expect(eq(int, eddy_timeout_end(&scope), -ETIMEDOUT));
+    cr_assert(eq(int, eddy_queue_put(c->q, 'a'), 0)); /* full now */
+    cr_assert(eq(int, eddy_timeout_begin(&scope, 5 * NS_PER_MS), 0));
+    cr_expect(eq(int, eddy_queue_put(c->q, 'b'), -ECANCELED));
+    cr_expect(eq(int, eddy_timeout_end(&scope), -ETIMEDOUT));
+    cr_expect(eq(long, (long)eddy_queue_size(c->q), 1));
+    cr_expect(eq(int, eddy_queue_get(c->q, &v), 0));
+    cr_expect(eq(iptr, v, 'a'));
+    cr_expect(eq(int, eddy_queue_try_get(c->q, &v), -EAGAIN));
+    return 0;
+}
+
+Test(queue, timeout_scopes_end_waits_cleanly, .timeout = TEST_TIMEOUT)
+{
+    scenario(scoped_waits, 1);
+}

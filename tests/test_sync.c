@@ -737,3 +737,79 @@ Test(sync, waiter_cancelled_by_a_timer, .timeout = TEST_TIMEOUT)
 {
     run_scenario(timed_cancel);
 }
+
+/* ---- timeout scopes -------------------------------------------------------------------- */
+
+/* A wait under a timeout scope ends when the scope expires, and leaves no
+ * waiter behind: the lock released afterwards is simply free. */
+static intptr_t lock_in_scope(void *arg)
+{
+    struct actor *a = arg;
+    eddy_timeout scope;
+    cr_assert(eq(int, eddy_timeout_begin(&scope, 5 * NS_PER_MS), 0));
+    int64_t t0 = loop_now();
+    a->result = eddy_lock_acquire(a->c->lock);
+    cr_expect(eq(i64, loop_now() - t0, 5 * NS_PER_MS));
+    cr_expect(eq(int, eddy_timeout_end(&scope), -ETIMEDOUT));
+    return a->result;
+}
+
+static intptr_t scope_main(void *arg)
+{
+    struct ctx *c = arg;
+    cr_assert(eq(int, eddy_lock_acquire(c->lock), 0));
+    struct actor a[2];
+    start(lock_in_scope, &a[0], c, 'A');
+    start(lock_actor, &a[1], c, 'B');
+    cr_assert(eq(int, eddy_sleep(20 * NS_PER_MS), 0));
+    cr_expect(eq(int, a[0].result, -ECANCELED));
+    cr_assert(eq(int, eddy_lock_release(c->lock), 0));
+    join_all(a, 2);
+    cr_expect(eq(str, c->tr.buf, "B"));
+    cr_expect(not(eddy_lock_locked(c->lock)));
+    return 0;
+}
+
+Test(sync, timeout_scope_ends_a_lock_wait, .timeout = TEST_TIMEOUT)
+{
+    run_scenario(scope_main);
+}
+
+/* Three scopes deep around a semaphore wait; the middle one expires first:
+ * the wait returns -ECANCELED, the inner scope ends with -ECANCELED, the
+ * middle with -ETIMEDOUT, the outer with 0; the permit released later goes
+ * to the next waiter, not to the one that timed out. */
+static intptr_t sem_nested_scopes(void *arg)
+{
+    struct actor *a = arg;
+    eddy_timeout outer, middle, inner;
+    cr_assert(eq(int, eddy_timeout_begin(&outer, 30 * NS_PER_MS), 0));
+    cr_assert(eq(int, eddy_timeout_begin(&middle, 10 * NS_PER_MS), 0));
+    cr_assert(eq(int, eddy_timeout_begin(&inner, 20 * NS_PER_MS), 0));
+    a->result = eddy_sem_acquire(a->c->sem);
+    cr_expect(eq(int, eddy_timeout_end(&inner), -ECANCELED));
+    cr_expect(eq(int, eddy_timeout_end(&middle), -ETIMEDOUT));
+    cr_expect(eq(int, eddy_timeout_end(&outer), 0));
+    return a->result;
+}
+
+static intptr_t nested_main(void *arg)
+{
+    struct ctx *c = arg;
+    struct actor a[2];
+    start(sem_nested_scopes, &a[0], c, 'A');
+    start(sem_actor, &a[1], c, 'B');
+    cr_assert(eq(int, eddy_sleep(15 * NS_PER_MS), 0));
+    cr_expect(eq(int, a[0].result, -ECANCELED));
+    cr_assert(eq(int, eddy_sem_release(c->sem), 0));
+    join_all(a, 2);
+    cr_expect(eq(int, a[1].result, 0));
+    cr_expect(eq(str, c->tr.buf, "B"));
+    cr_expect(eq(int, eddy_sem_value(c->sem), 0));
+    return 0;
+}
+
+Test(sync, nested_timeout_scopes_around_a_semaphore, .timeout = TEST_TIMEOUT)
+{
+    run_scenario(nested_main);
+}
