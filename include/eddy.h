@@ -373,11 +373,17 @@ EDDY_API int eddy_barrier_reset(eddy_barrier *b);
 
 typedef struct eddy_queue eddy_queue;
 enum { EDDY_QUEUE_FIFO = 0, EDDY_QUEUE_LIFO = 1, EDDY_QUEUE_PRIORITY = 2 };
+/* Grows by its size as eddy_loop_options does (0: the first layout). */
 typedef struct eddy_queue_options {
+    size_t size;                            /* sizeof(eddy_queue_options), or 0 */
     size_t maxsize;                         /* 0 = unbounded */
     int order;                              /* EDDY_QUEUE_FIFO, _LIFO or _PRIORITY */
     int (*compare)(intptr_t a, intptr_t b); /* PRIORITY: < 0 when a comes out first */
 } eddy_queue_options;
+#define EDDY_QUEUE_OPTIONS_INIT(...)                                                               \
+    {                                                                                              \
+        .size = sizeof(eddy_queue_options), __VA_ARGS__                                            \
+    }
 /* A new queue of intptr_t items in *out; o NULL = unbounded FIFO. -EINVAL for
  * an unknown order or PRIORITY without compare. */
 EDDY_MUST_USE EDDY_API int eddy_queue_new(eddy_queue **out, const eddy_queue_options *o);

@@ -34,11 +34,23 @@ struct eddy_queue {
     struct eddy__list granted_getters, granted_putters;
 };
 
-EDDY_API int eddy_queue_new(eddy_queue **out, const eddy_queue_options *o)
+/* eddy_queue_options' layouts, oldest first (lib/loop.c explains). */
+static const size_t queue_options_layouts[] = {
+    sizeof(eddy_queue_options), /* 0.1 */
+};
+_Static_assert(sizeof(eddy_queue_options) ==
+                   offsetof(eddy_queue_options, compare) + sizeof(int (*)(intptr_t, intptr_t)),
+               "eddy_queue_options: no tail padding, where a later field could land");
+
+EDDY_API int eddy_queue_new(eddy_queue **out, const eddy_queue_options *user_opts)
 {
     if (!out) return -EINVAL;
-    eddy_queue_options fifo = {0};
-    if (!o) o = &fifo;
+    eddy_queue_options copy = {0}, *o = &copy;
+    if (user_opts) {
+        int err = eddy__options_read(&copy, sizeof copy, user_opts, queue_options_layouts,
+                                     sizeof queue_options_layouts / sizeof queue_options_layouts[0]);
+        if (err < 0) return err;
+    }
     if (o->order < EDDY_QUEUE_FIFO || o->order > EDDY_QUEUE_PRIORITY) return -EINVAL;
     if (o->order == EDDY_QUEUE_PRIORITY && !o->compare) return -EINVAL;
     if (o->maxsize > SIZE_MAX / 2 / sizeof(struct queue_entry)) return -EINVAL;

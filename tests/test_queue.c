@@ -217,6 +217,38 @@ static intptr_t getters_fifo(void *arg)
     return 0;
 }
 
+/* eddy_queue_options grows by its size (docs/decisions.md), as the loop's do. */
+Test(queue, options_by_size, .timeout = TEST_TIMEOUT)
+{
+    eddy_queue *q = NULL;
+    eddy_queue_options first = {.maxsize = 2, .order = EDDY_QUEUE_LIFO}; /* size 0 */
+    cr_assert(eq(int, eddy_queue_new(&q, &first), 0));
+    cr_assert(eq(int, eddy_queue_try_put(q, 1), 0));
+    cr_assert(eq(int, eddy_queue_try_put(q, 2), 0));
+    cr_assert(eq(int, eddy_queue_try_put(q, 3), -EAGAIN), "maxsize read from a size-0 struct");
+    intptr_t item = 0;
+    cr_assert(eq(int, eddy_queue_try_get(q, &item), 0));
+    cr_assert(eq(iptr, item, 2), "order read from a size-0 struct");
+    eddy_queue_free(q);
+
+    eddy_queue_options sized = EDDY_QUEUE_OPTIONS_INIT(.maxsize = 1);
+    cr_assert(eq(int, eddy_queue_new(&q, &sized), 0));
+    eddy_queue_free(q);
+
+    eddy_queue_options odd = {.size = 3};
+    cr_assert(eq(int, eddy_queue_new(&q, &odd), -EINVAL), "a size that is no layout's");
+    /* A later release's larger struct: fine while what this library does not
+     * know is zero, refused otherwise. */
+    struct {
+        eddy_queue_options known;
+        uint64_t later;
+    } bigger = {.known = {.size = sizeof bigger, .maxsize = 1}};
+    cr_assert(eq(int, eddy_queue_new(&q, &bigger.known), 0));
+    eddy_queue_free(q);
+    bigger.later = 1;
+    cr_assert(eq(int, eddy_queue_new(&q, &bigger.known), -EINVAL));
+}
+
 Test(queue, getters_are_served_in_arrival_order, .timeout = TEST_TIMEOUT)
 {
     scenario(getters_fifo, 0);
