@@ -54,12 +54,19 @@ static void nodes_attach(struct multi_wait *mw,
     }
 }
 
-static int check_futures(struct eddy_future *const *fs, size_t n)
+/* -EINVAL for a NULL array or future, -EPERM outside a task or for a future
+ * of another thread's loop, -EDEADLK for the caller's own future (it cannot
+ * be done while the caller waits). */
+static int check_futures(struct eddy_task *t, struct eddy_future *const *fs, size_t n)
 {
-    if (!fs && n) return -EINVAL;
+    if ((!fs && n) || n > INT32_MAX) return -EINVAL;
     for (size_t i = 0; i < n; i++)
         if (!fs[i]) return -EINVAL;
-    if (n > INT32_MAX) return -EINVAL;
+    if (!t) return -EPERM;
+    for (size_t i = 0; i < n; i++) {
+        if (eddy__future_foreign(fs[i])) return -EPERM;
+        if (fs[i] == &t->future) return -EDEADLK;
+    }
     return 0;
 }
 
@@ -88,9 +95,8 @@ static void multi_abort(struct eddy_task *t)
 EDDY_API int eddy_gather(eddy_future *const *fs, size_t n)
 {
     struct eddy_task *t = eddy__current_task();
-    int err = check_futures(fs, n);
+    int err = check_futures(t, fs, n);
     if (err < 0) return err;
-    if (!t) return -EPERM;
     if (eddy__task_cancelled(t)) {
         cancel_pending(fs, n);
         return -ECANCELED;
@@ -148,8 +154,7 @@ static int wait_first(struct eddy_task *t, struct eddy_future *const *fs, size_t
     eddy__timer_init(&mw.timer, t->loop, any_timeout);
     if (timeout_ns > 0) {
         int64_t now = eddy__loop_update_time(t->loop);
-        err = eddy__timer_start(&mw.timer,
-                                timeout_ns > INT64_MAX - now ? INT64_MAX : now + timeout_ns);
+        err = eddy__timer_start(&mw.timer, eddy__deadline_after(now, timeout_ns));
         if (err < 0) {
             /* the nodes are not attached yet: nothing to unlink */
             if (mw.nodes != local) free(mw.nodes);
@@ -168,22 +173,20 @@ static int wait_first(struct eddy_task *t, struct eddy_future *const *fs, size_t
 EDDY_API int eddy_wait_any(eddy_future *const *fs, size_t n, int64_t timeout_ns)
 {
     struct eddy_task *t = eddy__current_task();
-    int err = check_futures(fs, n);
-    if (err < 0) return err;
     if (n == 0) return -EINVAL;
-    if (!t) return -EPERM;
+    int err = check_futures(t, fs, n);
+    if (err < 0) return err;
     return wait_first(t, fs, n, timeout_ns);
 }
 
 EDDY_API int eddy_await_timeout(eddy_future *f, int64_t timeout_ns, intptr_t *value)
 {
     struct eddy_task *t = eddy__current_task();
-    if (!f) return -EINVAL;
-    if (!t) return -EPERM;
-    if (&t->future == f) return -EINVAL;
+    int err = check_futures(t, &f, 1);
+    if (err < 0) return err;
     if (timeout_ns < 0) return eddy_await(f, value);
     eddy_timeout scope;
-    int err = eddy_timeout_begin(&scope, timeout_ns);
+    err = eddy_timeout_begin(&scope, timeout_ns);
     if (err < 0) return err;
     err = eddy__future_wait(t, f); /* cut short: f is cancelled too */
     if (err < 0 && f->is_task && eddy_timeout_expired(&scope)) {
@@ -244,6 +247,10 @@ EDDY_API eddy_group *eddy_group_new(eddy_loop *loop)
 {
     if (!loop) loop = eddy_loop_current();
     if (!loop) return NULL;
+    if (eddy__loop_foreign(loop)) {
+        errno = EPERM;
+        return NULL;
+    }
     struct eddy_group *g = calloc(1, sizeof(*g));
     if (!g) return NULL;
     g->loop = loop;
@@ -254,6 +261,10 @@ EDDY_API eddy_group *eddy_group_new(eddy_loop *loop)
 EDDY_API eddy_task *eddy_group_spawn(eddy_group *g, eddy_task_fn fn, void *arg)
 {
     if (!g || !fn || g->closed) return NULL;
+    if (eddy__loop_foreign(g->loop)) {
+        errno = EPERM;
+        return NULL;
+    }
     struct group_child *child = malloc(sizeof(*child));
     if (!child) return NULL;
     child->task = eddy_spawn(g->loop, fn, arg);
@@ -261,6 +272,7 @@ EDDY_API eddy_task *eddy_group_spawn(eddy_group *g, eddy_task_fn fn, void *arg)
         free(child);
         return NULL;
     }
+    child->task->group = g;
     child->group = g;
     child->waiter.notify = group_child_notify;
     eddy__future_add_waiter(&child->task->future, &child->waiter);
@@ -297,7 +309,8 @@ EDDY_API int eddy_group_wait(eddy_group *g)
 {
     struct eddy_task *t = eddy__current_task();
     if (!g) return -EINVAL;
-    if (!t) return -EPERM;
+    if (!t || eddy__loop_foreign(g->loop)) return -EPERM;
+    if (t->group == g) return -EDEADLK; /* the group would wait for its waiter */
     if (g->waiter) return -EBUSY;
     int err = group_join_children(g, t);
     g->closed = true;
@@ -306,8 +319,11 @@ EDDY_API int eddy_group_wait(eddy_group *g)
 
 EDDY_API void eddy_group_free(eddy_group *g)
 {
-    if (!g) return;
+    if (!g || eddy__loop_foreign(g->loop)) return;
     struct eddy_task *t = eddy__current_task();
+    /* A child cannot wait for itself, nor free what its siblings and the
+     * group's owner still use: the group stays, for its owner to free. */
+    if (t && t->group == g) return;
     if (g->live > 0) {
         group_cancel_children(g);
         if (t && t->loop == g->loop && !g->waiter) {
@@ -320,6 +336,7 @@ EDDY_API void eddy_group_free(eddy_group *g)
     while ((node = eddy__list_pop_front(&g->children))) {
         struct group_child *child = eddy__container_of(node, struct group_child, link);
         eddy__future_remove_waiter(&child->waiter);
+        child->task->group = NULL; /* a later group may have this address */
         eddy_task_detach(child->task);
         free(child);
     }

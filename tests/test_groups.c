@@ -352,3 +352,62 @@ Test(groups, group_created_outside_waited_inside, .timeout = TEST_TIMEOUT)
     eddy_group_free(g);
     eddy_loop_free(loop);
 }
+
+/* ---- a child cannot wait for its own group ------------------------------------- */
+
+struct self_waiter {
+    eddy_task_fn child_fn;
+    eddy_group *group;
+    int wait_result; /* what the child's eddy_group_wait gave */
+    int freed;       /* the child returned from eddy_group_free */
+};
+
+static intptr_t child_waits_on_its_group(void *arg)
+{
+    struct self_waiter *s = arg;
+    s->wait_result = eddy_group_wait(s->group);
+    return 7;
+}
+
+static intptr_t child_frees_its_group(void *arg)
+{
+    struct self_waiter *s = arg;
+    eddy_group_free(s->group);
+    s->freed = 1;
+    /* The group is still there for its owner: a sibling can join it. */
+    return eddy_group_spawn(s->group, task_return_arg, NULL) ? 7 : -EPROTO;
+}
+
+static intptr_t own_group(void *arg)
+{
+    struct self_waiter *s = arg;
+    s->group = eddy_group_new(NULL);
+    if (!s->group) return -ENOMEM;
+    eddy_task *child = eddy_group_spawn(s->group, s->child_fn, s);
+    if (!child) return -ENOMEM;
+    eddy_sleep(NS_PER_MS); /* the child gets there first */
+    int err = eddy_group_wait(s->group);
+    intptr_t value = 0;
+    int outcome = eddy_future_result(eddy_task_future(child), &value);
+    eddy_group_free(s->group);
+    if (err < 0) return err;
+    return outcome < 0 ? outcome : value;
+}
+
+Test(groups, child_waiting_on_its_group_is_edeadlk, .timeout = TEST_TIMEOUT)
+{
+    struct self_waiter s = {.child_fn = child_waits_on_its_group, .wait_result = 1};
+    intptr_t v = 0;
+    cr_assert(eq(int, run_virtual(own_group, &s, &v), 0));
+    cr_assert(eq(int, s.wait_result, -EDEADLK));
+    cr_assert(eq(iptr, v, 7));
+}
+
+Test(groups, child_freeing_its_group_leaves_it_to_the_owner, .timeout = TEST_TIMEOUT)
+{
+    struct self_waiter s = {.child_fn = child_frees_its_group};
+    intptr_t v = 0;
+    cr_assert(eq(int, run_virtual(own_group, &s, &v), 0));
+    cr_assert(eq(int, s.freed, 1));
+    cr_assert(eq(iptr, v, 7));
+}
