@@ -58,12 +58,7 @@ struct plain_future {
 
 EDDY_API eddy_future *eddy_future_new(eddy_loop *loop)
 {
-    if (!loop) loop = eddy_loop_current();
-    if (!loop) return NULL;
-    if (eddy__loop_foreign(loop)) {
-        errno = EPERM;
-        return NULL;
-    }
+    if (!(loop = eddy__loop_here(loop))) return NULL;
     struct plain_future *pf = malloc(sizeof(*pf));
     if (!pf) return NULL;
     eddy__future_init(&pf->future, loop, false);

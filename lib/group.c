@@ -245,12 +245,7 @@ static void group_child_notify(struct eddy__waiter *w, struct eddy_future *f)
 
 EDDY_API eddy_group *eddy_group_new(eddy_loop *loop)
 {
-    if (!loop) loop = eddy_loop_current();
-    if (!loop) return NULL;
-    if (eddy__loop_foreign(loop)) {
-        errno = EPERM;
-        return NULL;
-    }
+    if (!(loop = eddy__loop_here(loop))) return NULL;
     struct eddy_group *g = calloc(1, sizeof(*g));
     if (!g) return NULL;
     g->loop = loop;
@@ -260,11 +255,7 @@ EDDY_API eddy_group *eddy_group_new(eddy_loop *loop)
 
 EDDY_API eddy_task *eddy_group_spawn(eddy_group *g, eddy_task_fn fn, void *arg)
 {
-    if (!g || !fn || g->closed) return NULL;
-    if (eddy__loop_foreign(g->loop)) {
-        errno = EPERM;
-        return NULL;
-    }
+    if (!g || !fn || g->closed || !eddy__loop_here(g->loop)) return NULL;
     struct group_child *child = malloc(sizeof(*child));
     if (!child) return NULL;
     child->task = eddy_spawn(g->loop, fn, arg);

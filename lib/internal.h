@@ -346,6 +346,9 @@ static inline bool eddy__loop_foreign(const struct eddy_loop *loop)
     uint64_t owner = __atomic_load_n(&loop->owner, __ATOMIC_RELAXED);
     return EDDY__UNLIKELY(owner != eddy__thread_number) && owner != 0;
 }
+/* The loop a constructor works on: loop, or the thread's running loop for
+ * NULL; NULL, with errno EPERM, when that loop is another thread's. */
+struct eddy_loop *eddy__loop_here(struct eddy_loop *loop);
 /* As eddy__loop_foreign for what a future or task belongs to; a NULL loop
  * (freed already) belongs to nobody. */
 static inline bool eddy__future_foreign(const struct eddy_future *f)

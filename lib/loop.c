@@ -21,6 +21,16 @@ uint64_t eddy__thread_id(void)
     return eddy__thread_number;
 }
 
+struct eddy_loop *eddy__loop_here(struct eddy_loop *loop)
+{
+    if (!loop) loop = eddy__thread_loop;
+    if (loop && eddy__loop_foreign(loop)) {
+        errno = EPERM;
+        return NULL;
+    }
+    return loop;
+}
+
 /* Binds loop to the calling thread if no thread has run it yet; -EPERM if it
  * belongs to another. */
 static int loop_bind(struct eddy_loop *loop)

@@ -173,12 +173,7 @@ void eddy__task_wake(struct eddy_task *t, int64_t result)
 
 EDDY_API eddy_task *eddy_spawn(eddy_loop *loop, eddy_task_fn fn, void *arg)
 {
-    if (!loop) loop = eddy_loop_current();
-    if (!loop || !fn) return NULL;
-    if (eddy__loop_foreign(loop)) {
-        errno = EPERM;
-        return NULL;
-    }
+    if (!(loop = eddy__loop_here(loop)) || !fn) return NULL;
     struct eddy_task *t = malloc(sizeof(*t));
     if (!t) return NULL;
     eddy__future_init(&t->future, loop, true);
