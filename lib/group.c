@@ -212,7 +212,8 @@ struct group_child {
 };
 
 struct eddy_group {
-    struct eddy_loop *loop;
+    struct eddy_loop *loop; /* NULL once the loop is freed */
+    struct eddy__list link; /* loop->groups, while loop is not NULL */
     struct eddy__list children;
     size_t live;
     int first_error;
@@ -249,13 +250,14 @@ EDDY_API eddy_group *eddy_group_new(eddy_loop *loop)
     struct eddy_group *g = calloc(1, sizeof(*g));
     if (!g) return NULL;
     g->loop = loop;
+    eddy__list_push_back(&loop->groups, &g->link);
     eddy__list_init(&g->children);
     return g;
 }
 
 EDDY_API eddy_task *eddy_group_spawn(eddy_group *g, eddy_task_fn fn, void *arg)
 {
-    if (!g || !fn || g->closed || !eddy__loop_here(g->loop)) return NULL;
+    if (!g || !fn || g->closed || !g->loop || !eddy__loop_here(g->loop)) return NULL;
     struct group_child *child = malloc(sizeof(*child));
     if (!child) return NULL;
     child->task = eddy_spawn(g->loop, fn, arg);
@@ -300,7 +302,7 @@ EDDY_API int eddy_group_wait(eddy_group *g)
 {
     struct eddy_task *t = eddy__current_task();
     if (!g) return -EINVAL;
-    if (!t || eddy__loop_foreign(g->loop)) return -EPERM;
+    if (!t || t->loop != g->loop) return -EPERM;
     if (t->group == g) return -EDEADLK; /* the group would wait for its waiter */
     if (g->waiter) return -EBUSY;
     int err = group_join_children(g, t);
@@ -310,7 +312,7 @@ EDDY_API int eddy_group_wait(eddy_group *g)
 
 EDDY_API void eddy_group_free(eddy_group *g)
 {
-    if (!g || eddy__loop_foreign(g->loop)) return;
+    if (!g || (g->loop && eddy__loop_foreign(g->loop))) return;
     struct eddy_task *t = eddy__current_task();
     /* A child cannot wait for itself, nor free what its siblings and the
      * group's owner still use: the group stays, for its owner to free. */
@@ -331,5 +333,13 @@ EDDY_API void eddy_group_free(eddy_group *g)
         eddy_task_detach(child->task);
         free(child);
     }
+    if (g->loop) eddy__list_remove(&g->link);
     free(g);
+}
+
+void eddy__groups_forget_loop(struct eddy_loop *loop)
+{
+    struct eddy__list *node;
+    while ((node = eddy__list_pop_front(&loop->groups)))
+        eddy__container_of(node, struct eddy_group, link)->loop = NULL;
 }

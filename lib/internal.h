@@ -231,6 +231,8 @@ struct eddy_task *eddy__current_task(void);
 void eddy__task_free(struct eddy_task *t);
 void eddy__task_cancel_all(struct eddy_loop *loop);
 void eddy__task_forget_loop(struct eddy_loop *loop);
+/* The loop is being freed: groups still to be freed forget it. */
+void eddy__groups_forget_loop(struct eddy_loop *loop);
 
 /* ---- ops ----------------------------------------------------------------- */
 
@@ -297,6 +299,7 @@ struct eddy_loop {
     struct eddy__callback *callback_free; /* freelist for eddy_call_soon */
     struct eddy__list watches;            /* eddy_watch, while started (lib/watch.c) */
     struct eddy__list futures;            /* plain futures not yet freed (lib/future.c) */
+    struct eddy__list groups;             /* groups not yet freed (lib/group.c) */
 
     /* The thread the loop belongs to (eddy__thread_id), set when a thread
      * first runs it; 0 before, when whoever holds the loop may set it up. */

@@ -158,6 +158,7 @@ EDDY_API int eddy_loop_new(eddy_loop **out, const eddy_loop_options *user_opts)
     eddy__list_init(&loop->remote_ops);
     eddy__list_init(&loop->watches);
     eddy__list_init(&loop->futures);
+    eddy__list_init(&loop->groups);
     int err = eddy__mutex_init(&loop->remote_lock);
     if (err) {
         free(loop);
@@ -425,6 +426,7 @@ EDDY_API void eddy_loop_free(eddy_loop *loop)
     drop_ready(loop);
     eddy__task_forget_loop(loop);
     eddy__futures_forget_loop(loop);
+    eddy__groups_forget_loop(loop);
     eddy__timers_destroy(loop);
     /* A thread that posted the last completion may still be inside wake(). */
     eddy__mutex_lock(&loop->remote_lock);

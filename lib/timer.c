@@ -517,8 +517,12 @@ EDDY_API int eddy_call_later(eddy_loop *loop, int64_t delay_ns, eddy_callback cb
 EDDY_API int eddy_timer_cancel(eddy_timer *t)
 {
     if (!t || !(t->flags & EDDY__TIMER_PUBLIC) || (t->flags & EDDY__TIMER_DEAD)) return -EINVAL;
+    /* t->loop is stale in a handle that fired before its loop was freed; its
+     * slab's owner is not (NULL once the loop is gone). */
+    struct eddy__timer_heap *owner = slab_of(t)->owner;
+    if (owner && eddy__loop_foreign(eddy__container_of(owner, struct eddy_loop, timers)))
+        return -EPERM;
     struct eddy_loop *loop = t->loop;
-    if (loop && eddy__loop_foreign(loop)) return -EPERM;
     if (t->flags & EDDY__TIMER_FIRED) {
         public_timer_release(t);
         return -EALREADY;

@@ -411,3 +411,21 @@ Test(groups, child_freeing_its_group_leaves_it_to_the_owner, .timeout = TEST_TIM
     cr_assert(eq(int, s.freed, 1));
     cr_assert(eq(iptr, v, 7));
 }
+
+/* A group can be freed after its loop: the children ended with the loop, and
+ * the group no longer touches it (AddressSanitizer checks). */
+Test(groups, group_freed_after_its_loop, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_virtual_loop();
+    eddy_group *g = eddy_group_new(loop);
+    cr_assert(ne(ptr, g, NULL));
+    struct child c = child_of(NS_PER_HOUR, 0);
+    eddy_task *t = eddy_group_spawn(g, child_task, &c);
+    cr_assert(ne(ptr, t, NULL));
+    cr_assert(eq(int, eddy_call_soon(loop, stop_cb, loop), 0));
+    cr_assert(eq(int, eddy_loop_run(loop), 0)); /* the child starts and sleeps */
+    eddy_loop_free(loop);
+    cr_assert(eq(int, c.sleep_result, -ECANCELED), "the loop's end cancelled the child");
+    cr_assert(eq(ptr, eddy_group_spawn(g, child_task, &c), NULL), "no loop to spawn on");
+    eddy_group_free(g);
+}
