@@ -334,9 +334,9 @@ Test(bad_input, groups_without_loop, .timeout = TEST_TIMEOUT)
 
 Test(bad_input, strerror, .timeout = TEST_TIMEOUT)
 {
-    static const int known[] = {0,          -EINVAL,   -ENOMEM, -EPERM,     -ECANCELED,
-                                -ETIMEDOUT, -EALREADY, -EAGAIN, -ENOTSUP,   -ENOENT,
-                                -EBUSY,     -EIO,      -EPIPE,  -ECONNRESET};
+    static const int known[] = {0,          -EINVAL,   -ENOMEM, -EPERM,      -ECANCELED,
+                                -ETIMEDOUT, -EALREADY, -EAGAIN, -ENOTSUP,    -ENOENT,
+                                -EBUSY,     -EIO,      -EPIPE,  -ECONNRESET, -EDEADLK};
     const char *unknown = eddy_strerror(-4000);
     cr_assert(ne(ptr, (void *)unknown, NULL));
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
