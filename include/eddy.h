@@ -314,8 +314,10 @@ EDDY_API eddy_task *eddy_group_spawn(eddy_group *g, eddy_task_fn fn, void *arg);
 EDDY_API int eddy_group_wait(eddy_group *g);
 /* Frees the group. Children still alive are cancelled; called from a task,
  * it awaits their end, otherwise they end on the loop's next iterations.
- * Called from one of its own children (which cannot wait for itself) or from
- * another thread, it does nothing: the group stays for its owner to free. */
+ * While a task waits on the group, the children are cancelled and that wait
+ * (then -ECANCELED, or the first failure) frees it. Called from one of its
+ * own children (which cannot wait for itself) or from another thread, it does
+ * nothing: the group stays for its owner to free. */
 EDDY_API void eddy_group_free(eddy_group *g);
 
 /* ---- sockets --------------------------------------------------------------- */

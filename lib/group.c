@@ -219,6 +219,7 @@ struct eddy_group {
     int first_error;
     bool cancelling; /* the group cancelled its children */
     bool closed;     /* wait returned: no more children */
+    bool freed;      /* eddy_group_free came while a task waited: the wait frees it */
     struct eddy_task *waiter;
 };
 
@@ -283,6 +284,8 @@ static void group_wait_abort(struct eddy_task *t)
     group_cancel_children(t->wait_data);
 }
 
+static void group_destroy(struct eddy_group *g);
+
 /* Waits until every child has ended; -ECANCELED if the caller was cancelled. */
 static int group_join_children(struct eddy_group *g, struct eddy_task *t)
 {
@@ -307,7 +310,12 @@ EDDY_API int eddy_group_wait(eddy_group *g)
     if (g->waiter) return -EBUSY;
     int err = group_join_children(g, t);
     g->closed = true;
-    return err < 0 ? err : g->first_error;
+    if (err == 0) err = g->first_error;
+    if (g->freed) {
+        group_destroy(g);
+        if (err == 0) err = -ECANCELED;
+    }
+    return err;
 }
 
 EDDY_API void eddy_group_free(eddy_group *g)
@@ -317,14 +325,26 @@ EDDY_API void eddy_group_free(eddy_group *g)
     /* A child cannot wait for itself, nor free what its siblings and the
      * group's owner still use: the group stays, for its owner to free. */
     if (t && t->group == g) return;
+    if (g->waiter) { /* a task waits on g: its wait ends, and frees g, once the children have */
+        group_cancel_children(g);
+        g->freed = true;
+        return;
+    }
     if (g->live > 0) {
         group_cancel_children(g);
-        if (t && t->loop == g->loop && !g->waiter) {
+        if (t && t->loop == g->loop) {
             eddy_shield_begin();
             group_join_children(g, t);
             eddy_shield_end();
         }
     }
+    group_destroy(g);
+}
+
+/* Frees g and drops its references to its children, all ended or left to end
+ * on their own. */
+static void group_destroy(struct eddy_group *g)
+{
     struct eddy__list *node;
     while ((node = eddy__list_pop_front(&g->children))) {
         struct group_child *child = eddy__container_of(node, struct group_child, link);

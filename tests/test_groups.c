@@ -429,3 +429,38 @@ Test(groups, group_freed_after_its_loop, .timeout = TEST_TIMEOUT)
     cr_assert(eq(ptr, eddy_group_spawn(g, child_task, &c), NULL), "no loop to spawn on");
     eddy_group_free(g);
 }
+
+/* Freed from a callback while a task waits on it: the children are cancelled
+ * and the wait, which returns -ECANCELED, frees the group (it used to be
+ * freed under the waiting task). */
+struct freed_while_waited {
+    eddy_group *group;
+    struct child child;
+    int wait_result;
+};
+
+static void free_group_cb(void *arg)
+{
+    eddy_group_free(((struct freed_while_waited *)arg)->group);
+}
+
+static intptr_t wait_for_freed_group(void *arg)
+{
+    struct freed_while_waited *f = arg;
+    f->group = eddy_group_new(NULL);
+    if (!f->group) return -ENOMEM;
+    if (!eddy_group_spawn(f->group, child_task, &f->child)) return -ENOMEM;
+    cr_assert(eq(int, eddy_call_later(eddy_loop_current(), NS_PER_MS, free_group_cb, f, NULL), 0));
+    f->wait_result = eddy_group_wait(f->group);
+    return 0;
+}
+
+Test(groups, freed_while_a_task_waits, .timeout = TEST_TIMEOUT)
+{
+    struct freed_while_waited f = {.child = child_of(NS_PER_HOUR, 0), .wait_result = 1};
+    intptr_t v = -1;
+    cr_assert(eq(int, run_virtual(wait_for_freed_group, &f, &v), 0));
+    cr_assert(eq(int, f.wait_result, -ECANCELED));
+    cr_assert(eq(int, f.child.sleep_result, -ECANCELED));
+    cr_assert(eq(int, f.child.ended, 1));
+}
