@@ -144,8 +144,8 @@ EDDY_API void eddy_loop_free(eddy_loop *loop);
  * NULL, -EPERM on another thread than the first run's, -EBUSY when the loop
  * (or another loop on this thread) is already running. */
 EDDY_API int eddy_loop_run(eddy_loop *loop);
-/* Makes eddy_loop_run return after the current iteration. Loop thread only
- * (from another, eddy_call_soon_threadsafe a callback that calls it). */
+/* Makes eddy_loop_run return after the current iteration. Does nothing from
+ * another thread: post a callback that calls it (eddy_call_soon_threadsafe). */
 EDDY_API void eddy_loop_stop(eddy_loop *loop);
 /* The name of the backend the loop runs on ("epoll", "io_uring", ...). */
 EDDY_API const char *eddy_loop_backend(const eddy_loop *loop);
