@@ -456,15 +456,16 @@ EDDY_API int eddy_wait_writable(intptr_t fd, int64_t timeout_ns);
 typedef struct eddy_watch eddy_watch;
 /* Starts watching fd on loop (NULL = the current loop). 0, -EINVAL (bad
  * events, NULL cb or no loop), -EBADF, -EEXIST when fd is watched already on
- * that loop, -ENOTSUP, -ENOMEM. */
+ * that loop, -ENOTSUP, -ENOMEM, -EPERM from another thread than the loop's. */
 EDDY_MUST_USE EDDY_API int eddy_watch_start(eddy_watch **out, eddy_loop *loop, intptr_t fd,
                                             unsigned events,
                                             void (*cb)(eddy_watch *w, unsigned revents, void *arg),
                                             void *arg);
-/* Changes what is watched (0 pauses the watch). 0 or -EINVAL. */
+/* Changes what is watched (0 pauses the watch). 0, -EINVAL, or -EPERM off
+ * the loop's thread. */
 EDDY_API int eddy_watch_update(eddy_watch *w, unsigned events);
 /* Stops the watch and frees it (callable from its own callback); no callback
- * follows. 0, or -EINVAL for NULL. */
+ * follows. 0, -EINVAL for NULL, or -EPERM off the loop's thread. */
 EDDY_API int eddy_watch_stop(eddy_watch *w);
 
 /* ---- thread pool ------------------------------------------------------------ */

@@ -272,6 +272,13 @@ static void foreign_done_cb(eddy_future *f, void *arg)
     ((struct foreign *)arg)->ran++;
 }
 
+static void foreign_watch_cb(eddy_watch *w, unsigned revents, void *arg)
+{
+    (void)w;
+    (void)revents;
+    ((struct foreign *)arg)->ran++;
+}
+
 static void foreign_refused_ptr(struct foreign *fo, void *p)
 {
     if (p)
@@ -303,6 +310,8 @@ static void *foreign_calls(void *arg)
         foreign_refused_ptr(fo, eddy_future_new(loop));
     }
     foreign_refused(fo, eddy_call_later(loop, 0, foreign_cb, fo, NULL));
+    eddy_watch *watch = NULL;
+    foreign_refused(fo, eddy_watch_start(&watch, loop, 0, EDDY_READABLE, foreign_watch_cb, fo));
     foreign_refused(fo, eddy_timer_cancel(fo->timer));
     foreign_refused(fo, eddy_future_set_result(fo->future, 1));
     foreign_refused(fo, eddy_future_set_error(fo->future, -EIO));
