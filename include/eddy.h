@@ -327,7 +327,8 @@ EDDY_API void eddy_group_free(eddy_group *g);
  * the call with -ECANCELED once its op has been withdrawn (docs/sockets.md).
  * TCP sockets have TCP_NODELAY on by default, as in Go. Writes never raise
  * SIGPIPE: a write to a closed peer returns -EPIPE. A length above SSIZE_MAX
- * is -EINVAL for every send and receive. */
+ * is -EINVAL for every send and receive. A socket belongs to the loop it was
+ * opened on: a call from a task of another loop is -EPERM. */
 typedef struct eddy_sock eddy_sock;
 struct sockaddr;
 struct sockaddr_storage;

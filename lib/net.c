@@ -169,6 +169,7 @@ static int call_begin(struct eddy_sock *s, struct sock_call *c)
     struct eddy_task *t = eddy__current_task();
     if (!t) return -EPERM;
     if (!s) return -EINVAL;
+    if (s->loop != t->loop) return -EPERM; /* another loop's (and maybe thread's) socket */
     if (s->closing) return -EBADF;
     c->task = t;
     eddy__list_push_back(&s->calls, &c->link);

@@ -3,6 +3,9 @@
  * each thread's order, and prompt wake-ups of a loop blocked in its backend. */
 #include <pthread.h>
 #include <unistd.h>
+#ifndef _WIN32
+#include <sys/socket.h>
+#endif
 
 #include "helpers.h"
 
@@ -426,4 +429,55 @@ Test(threadsafe, loop_belongs_to_the_thread_that_runs_it, .timeout = TEST_TIMEOU
     cr_assert(eq(int, eddy_loop_run(h.loop), -EPERM));
     cr_assert(eq(i64, eddy_now(h.loop), -EPERM));
     eddy_loop_free(h.loop); /* the other thread is done with it: freeing takes it over */
+}
+
+/* A socket belongs to the loop it was opened on: a task of another thread's
+ * loop is refused (it used to queue its call on the socket from both). */
+struct foreign_socket {
+    eddy_sock *sock; /* opened on the first loop */
+    ssize_t recv_result, send_result;
+    int run_result;
+};
+
+static intptr_t use_foreign_socket(void *arg)
+{
+    struct foreign_socket *fs = arg;
+    char byte = 'x';
+    struct sockaddr_storage to;
+    cr_assert(eq(int, eddy_addr_parse(&to, "127.0.0.1", (uint16_t)eddy_sock_port(fs->sock)), 0));
+    fs->recv_result = eddy_recvfrom(fs->sock, &byte, 1, NULL);
+    fs->send_result = eddy_sendto(fs->sock, &byte, 1, (const struct sockaddr *)&to);
+    return 0;
+}
+
+static void *run_other_loop(void *arg)
+{
+    struct foreign_socket *fs = arg;
+    fs->run_result = eddy_run(use_foreign_socket, fs, NULL);
+    return NULL;
+}
+
+static intptr_t lend_socket(void *arg)
+{
+    struct foreign_socket *fs = arg;
+    int err = eddy_udp_bind(&fs->sock, "127.0.0.1", 0);
+    if (err < 0) return err;
+    pthread_t thread;
+    cr_assert(eq(int, pthread_create(&thread, NULL, run_other_loop, fs), 0));
+    cr_assert(eq(int, pthread_join(thread, NULL), 0));
+    cr_assert(eq(int, eddy_sock_close(fs->sock), 0));
+    return 0;
+}
+
+Test(threadsafe, another_loop_cannot_use_a_socket, .timeout = TEST_TIMEOUT)
+{
+    struct foreign_socket fs = {.recv_result = 1, .send_result = 1, .run_result = 1};
+    eddy_loop *loop = new_loop();
+    intptr_t v = -1;
+    cr_assert(eq(int, run_task(loop, lend_socket, &fs, &v), 0));
+    eddy_loop_free(loop);
+    cr_assert(eq(iptr, v, 0), "%s", eddy_strerror((int)v));
+    cr_assert(eq(int, fs.run_result, 0));
+    cr_assert(eq(i64, (int64_t)fs.recv_result, -EPERM));
+    cr_assert(eq(i64, (int64_t)fs.send_result, -EPERM));
 }
