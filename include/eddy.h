@@ -5,8 +5,15 @@
  * Conventions: every call that can fail returns >= 0 on success or a negative
  * errno-style code (-EINVAL, -ECANCELED, ...), named by eddy_strerror(). Calls
  * marked "task-only" suspend the calling task and return -EPERM outside a task.
- * Only eddy_call_soon_threadsafe may be called from a thread other than the
- * loop's own. */
+ *
+ * Threads: a loop belongs to the thread that first runs it (eddy_loop_run,
+ * eddy_run); before that, whoever holds it may set it up. From any other
+ * thread, the calls on the loop or on its futures, tasks, timers and groups
+ * are refused: -EPERM, NULL with errno EPERM, false, or for void calls
+ * nothing at all. Only eddy_call_soon_threadsafe may be called from any
+ * thread, and eddy_loop_free once the owner is done with the loop.
+ * A wait that could only end once the waiter itself has ended (a task
+ * awaiting its own future, a group child waiting on its group) is -EDEADLK. */
 #ifndef EDDY_H
 #define EDDY_H
 
@@ -128,33 +135,42 @@ typedef struct eddy_loop_options {
  * size that is no layout's, options this library does not know), -ENOENT
  * for an unknown backend name, -ENOMEM, or the backend's error. */
 EDDY_MUST_USE EDDY_API int eddy_loop_new(eddy_loop **out, const eddy_loop_options *opts);
-/* Cancels live tasks and runs them to their end, then frees the loop. */
+/* Cancels live tasks and runs them to their end, then frees the loop. Any
+ * thread may free a loop that is not running (the caller takes it over: its
+ * owner must be done with it); a running loop is left alone. */
 EDDY_API void eddy_loop_free(eddy_loop *loop);
-/* Runs until no task, timer, callback or op is pending, or eddy_loop_stop.
- * Returns 0, -EINVAL for NULL, -EBUSY when the loop is already running. */
+/* Runs until no task, timer, callback or op is pending, or eddy_loop_stop;
+ * the first run binds the loop to the calling thread. Returns 0, -EINVAL for
+ * NULL, -EPERM on another thread than the first run's, -EBUSY when the loop
+ * (or another loop on this thread) is already running. */
 EDDY_API int eddy_loop_run(eddy_loop *loop);
-/* Makes eddy_loop_run return after the current iteration. */
+/* Makes eddy_loop_run return after the current iteration. Does nothing from
+ * another thread: post a callback that calls it (eddy_call_soon_threadsafe). */
 EDDY_API void eddy_loop_stop(eddy_loop *loop);
 /* The name of the backend the loop runs on ("epoll", "io_uring", ...). */
 EDDY_API const char *eddy_loop_backend(const eddy_loop *loop);
 /* The loop running on this thread, or NULL. */
 EDDY_API eddy_loop *eddy_loop_current(void);
 /* Monotonic time in ns (virtual under EDDY_LOOP_VIRTUAL_TIME). loop NULL = the
- * current loop; -EINVAL when there is none. */
+ * current loop; -EINVAL when there is none, -EPERM from another thread than
+ * the loop's. */
 EDDY_API int64_t eddy_now(eddy_loop *loop);
 
 typedef void (*eddy_callback)(void *arg);
-/* Runs cb(arg) on the next iteration, after what is already queued. */
+/* Runs cb(arg) on the next iteration, after what is already queued. 0,
+ * -EINVAL, -ENOMEM, -EPERM from another thread than the loop's. */
 EDDY_NODISCARD EDDY_API int eddy_call_soon(eddy_loop *loop, eddy_callback cb, void *arg);
-/* The same, callable from any thread; wakes the loop. */
+/* The same, callable from any thread (the only such call); wakes the loop. */
 EDDY_NODISCARD EDDY_API int eddy_call_soon_threadsafe(eddy_loop *loop, eddy_callback cb, void *arg);
-/* Runs cb(arg) after delay_ns (>= 0). out == NULL: the timer frees itself after
+/* Runs cb(arg) after delay_ns (>= 0; a deadline past the clock's range is
+ * the clock's last instant). out == NULL: the timer frees itself after
  * firing. out != NULL: the caller owns the handle, valid even after it fired,
- * and releases it with eddy_timer_cancel exactly once. */
+ * and releases it with eddy_timer_cancel exactly once. -EPERM off the loop's thread. */
 EDDY_NODISCARD EDDY_API int eddy_call_later(eddy_loop *loop, int64_t delay_ns, eddy_callback cb,
                                             void *arg, eddy_timer **out);
 /* Stops the timer if still pending and frees the handle. Returns 0 if it was
- * pending, -EALREADY if it had fired already, -EINVAL for NULL. */
+ * pending, -EALREADY if it had fired already, -EINVAL for NULL, -EPERM off
+ * the loop's thread (the handle is then kept). */
 EDDY_API int eddy_timer_cancel(eddy_timer *t);
 
 typedef intptr_t (*eddy_task_fn)(void *arg);
@@ -166,9 +182,14 @@ EDDY_API int eddy_run(eddy_task_fn main, void *arg, intptr_t *result);
 /* ---- futures ----------------------------------------------------------- */
 
 /* Reference counted; the creator holds one reference. Done callbacks run from
- * the loop's ready queue, never inline in the call that completes the future. */
+ * the loop's ready queue, never inline in the call that completes the future.
+ * A future is its loop's: from another thread the calls below are refused
+ * (-EPERM, NULL, false; ref and unref do nothing). Freeing the loop drops the
+ * done callbacks of pending futures without running them (releasing a future
+ * only they held); a future still referenced outlives the loop. */
 typedef struct eddy_future eddy_future;
-/* A new pending future on loop (NULL = the current loop); NULL on -ENOMEM. */
+/* A new pending future on loop (NULL = the current loop); NULL on -ENOMEM,
+ * or with errno EPERM from another thread than the loop's. */
 EDDY_MUST_USE EDDY_API eddy_future *eddy_future_new(eddy_loop *loop);
 EDDY_API void eddy_future_ref(eddy_future *f);
 EDDY_API void eddy_future_unref(eddy_future *f);
@@ -181,21 +202,23 @@ EDDY_API int eddy_future_set_error(eddy_future *f, int err);
 EDDY_API bool eddy_future_cancel(eddy_future *f);
 /* True once f has a value, an error, or was cancelled. */
 EDDY_API bool eddy_future_done(const eddy_future *f);
-/* 0 and the value, f's error, -EAGAIN while pending, -EINVAL for NULL. */
+/* 0 and the value, f's error, -EAGAIN while pending, -EINVAL for NULL,
+ * -EPERM off the loop's thread. */
 EDDY_API int eddy_future_result(const eddy_future *f, intptr_t *value);
 /* Calls cb(f, arg) from the ready queue once f is done (next iteration if it
- * is done already). 0, -EINVAL, -ENOMEM. */
+ * is done already). 0, -EINVAL (also once the loop is freed), -ENOMEM, -EPERM. */
 EDDY_NODISCARD EDDY_API int eddy_future_on_done(eddy_future *f,
                                                 void (*cb)(eddy_future *f, void *arg), void *arg);
 /* Task-only: suspends until f is done; returns its outcome as
  * eddy_future_result. If the task is cancelled meanwhile, f is cancelled too
- * (as asyncio's await does) and -ECANCELED is returned. */
+ * (as asyncio's await does) and -ECANCELED is returned. -EDEADLK for the
+ * task's own future, -EPERM for a future of another thread's loop. */
 EDDY_API int eddy_await(eddy_future *f, intptr_t *value);
 /* Task-only: eddy_await with a limit (asyncio.wait_for), inside a timeout
  * scope. When timeout_ns passes, f is cancelled (a task's future: the task is
  * cancelled and awaited to its end) and -ETIMEDOUT is returned; an enclosing
  * scope's expiry or the caller's cancellation gives -ECANCELED instead.
- * timeout_ns < 0 waits forever. */
+ * timeout_ns < 0 waits forever. -EDEADLK and -EPERM as eddy_await. */
 EDDY_API int eddy_await_timeout(eddy_future *f, int64_t timeout_ns, intptr_t *value);
 
 /* ---- tasks --------------------------------------------------------------- */
@@ -203,22 +226,25 @@ EDDY_API int eddy_await_timeout(eddy_future *f, int64_t timeout_ns, intptr_t *va
 typedef struct eddy_task eddy_task;
 /* create_task: fn(arg) runs as a task from the next iteration on. loop NULL =
  * the current loop. Returns a reference to join or detach; NULL on -ENOMEM, a
- * NULL fn, or no loop. */
+ * NULL fn, no loop, or (errno EPERM) another thread than the loop's. */
 EDDY_MUST_USE EDDY_API eddy_task *eddy_spawn(eddy_loop *loop, eddy_task_fn fn, void *arg);
 /* The task's future (borrowed: the task is its own future). */
 EDDY_API eddy_future *eddy_task_future(eddy_task *t);
 /* Task-only: awaits t, then drops the reference. 0 and fn's result, or the
  * task's error (-ECANCELED for a task cancelled before it started). Outside a
- * task, a task already done is joined without waiting; else -EPERM. */
+ * task, a task already done is joined without waiting; else -EPERM. A task
+ * joining itself gets -EDEADLK; another thread than the loop's, -EPERM. */
 EDDY_API int eddy_task_join(eddy_task *t, intptr_t *result);
-/* Drops the reference; the loop frees the task when it ends. */
+/* Drops the reference; the loop frees the task when it ends. (Nothing from
+ * another thread than the loop's.) */
 EDDY_API void eddy_task_detach(eddy_task *t);
 /* Requests cancellation (sticky: the task's awaits return -ECANCELED until it
- * ends, outside shields). False once the task is done. */
+ * ends, outside shields). False once the task is done, or from another thread. */
 EDDY_API bool eddy_task_cancel(eddy_task *t);
 /* The task running on this thread, or NULL. */
 EDDY_API eddy_task *eddy_task_current(void);
-/* Task-only: suspends for ns (>= 0). 0, or -ECANCELED. */
+/* Task-only: suspends for ns (>= 0; INT64_MAX: as long as the clock goes,
+ * which virtual time reaches at once). 0, or -ECANCELED. */
 EDDY_API int eddy_sleep(int64_t ns);
 /* Task-only: lets every other ready task run once (asyncio.sleep(0)). 0, or -ECANCELED. */
 EDDY_API int eddy_yield(void);
@@ -264,26 +290,34 @@ EDDY_API bool eddy_timeout_expired(const eddy_timeout *t);
 
 /* Task-only: waits for all n futures; 0, or the first error to occur (after all
  * have finished). If the caller is cancelled, the futures still pending are
- * cancelled and -ECANCELED returned. */
+ * cancelled and -ECANCELED returned. -EDEADLK if one is the caller's own
+ * future, -EPERM if one is another thread's loop's. */
 EDDY_API int eddy_gather(eddy_future *const *fs, size_t n);
 /* Task-only: the index of the first of n futures to be done (the lowest index
  * if several already are); -ETIMEDOUT after timeout_ns (< 0: no limit). The
- * futures are left as they are. */
+ * futures are left as they are. -EDEADLK and -EPERM as eddy_gather. */
 EDDY_API int eddy_wait_any(eddy_future *const *fs, size_t n, int64_t timeout_ns);
 
 /* TaskGroup: when one child fails, the others are cancelled. */
 typedef struct eddy_group eddy_group;
-/* NULL = the current loop; NULL on -ENOMEM or no loop. */
+/* NULL = the current loop; NULL on -ENOMEM, no loop, or (errno EPERM)
+ * another thread than the loop's. */
 EDDY_MUST_USE EDDY_API eddy_group *eddy_group_new(eddy_loop *loop);
 /* Spawns a child; the pointer is borrowed, valid until eddy_group_free. NULL
- * on -ENOMEM, a NULL argument, or a group whose wait has returned. */
+ * on -ENOMEM, a NULL argument, a group whose wait has returned, or (errno
+ * EPERM) another thread than the loop's. */
 EDDY_API eddy_task *eddy_group_spawn(eddy_group *g, eddy_task_fn fn, void *arg);
 /* Task-only: waits until every child has ended; 0, or the first failure. If
  * the caller is cancelled, the children are cancelled and awaited, and
- * -ECANCELED is returned. */
+ * -ECANCELED is returned. -EDEADLK from one of the group's own children,
+ * -EBUSY while another task waits, -EPERM off the loop's thread. */
 EDDY_API int eddy_group_wait(eddy_group *g);
 /* Frees the group. Children still alive are cancelled; called from a task,
- * it awaits their end, otherwise they end on the loop's next iterations. */
+ * it awaits their end, otherwise they end on the loop's next iterations.
+ * While a task waits on the group, the children are cancelled and that wait
+ * (then -ECANCELED, or the first failure) frees it. Called from one of its
+ * own children (which cannot wait for itself) or from another thread, it does
+ * nothing: the group stays for its owner to free. */
 EDDY_API void eddy_group_free(eddy_group *g);
 
 /* ---- synchronisation and queues -------------------------------------------- */
@@ -417,7 +451,9 @@ EDDY_API int eddy_queue_shutdown(eddy_queue *q, bool immediate);
  * task until done and return -EPERM outside a task; cancelling the task ends
  * the call with -ECANCELED once its op has been withdrawn (docs/sockets.md).
  * TCP sockets have TCP_NODELAY on by default, as in Go. Writes never raise
- * SIGPIPE: a write to a closed peer returns -EPIPE. */
+ * SIGPIPE: a write to a closed peer returns -EPIPE. A length above SSIZE_MAX
+ * is -EINVAL for every send and receive. A socket belongs to the loop it was
+ * opened on: a call from a task of another loop is -EPERM. */
 typedef struct eddy_sock eddy_sock;
 struct sockaddr;
 struct sockaddr_storage;
@@ -435,8 +471,8 @@ EDDY_MUST_USE EDDY_API int eddy_tcp_connect(eddy_sock **out, const char *host, u
  * out of descriptors (EMFILE, ENFILE) it backs off (1 ms doubling to 100 ms)
  * and retries rather than spin. 0, or -EINVAL, -ECANCELED, ... */
 EDDY_MUST_USE EDDY_API int eddy_accept(eddy_sock *listener, eddy_sock **out);
-/* Task-only: receives up to len (> 0) bytes. The count, 0 when the peer has
- * closed, or -ECONNRESET, -ECANCELED, ... */
+/* Task-only: receives up to len (> 0, <= SSIZE_MAX; else -EINVAL) bytes.
+ * The count, 0 when the peer has closed, or -ECONNRESET, -ECANCELED, ... */
 EDDY_NODISCARD EDDY_API ssize_t eddy_recv(eddy_sock *s, void *buf, size_t len);
 /* Task-only: sends all len bytes, suspending while the socket is full. len, or
  * an error (-EPIPE, -ECONNRESET, -ECANCELED, ...). */
@@ -494,9 +530,9 @@ struct stat;
 /* Opens path with open(2) flags (O_RDONLY, O_CREAT, ...; O_CLOEXEC is added)
  * and mode. 0, or -ENOENT, -EACCES, ... */
 EDDY_MUST_USE EDDY_API int eddy_file_open(eddy_file **out, const char *path, int flags, int mode);
-/* Reads up to len bytes at offset (>= 0; -1 = the file's current position,
- * which then advances). The count (short at end of file, 0 past it) or a
- * negative code. */
+/* Reads up to len (<= SSIZE_MAX, else -EINVAL) bytes at offset (>= 0; -1 =
+ * the file's current position, which then advances). The count (short at end
+ * of file, 0 past it) or a negative code. */
 EDDY_NODISCARD EDDY_API ssize_t eddy_file_read(eddy_file *f, void *buf, size_t len, int64_t offset);
 /* Writes all len bytes at offset (>= 0; -1 = the current position). len, or
  * a negative code. */
@@ -546,15 +582,16 @@ EDDY_API int eddy_wait_writable(intptr_t fd, int64_t timeout_ns);
 typedef struct eddy_watch eddy_watch;
 /* Starts watching fd on loop (NULL = the current loop). 0, -EINVAL (bad
  * events, NULL cb or no loop), -EBADF, -EEXIST when fd is watched already on
- * that loop, -ENOTSUP, -ENOMEM. */
+ * that loop, -ENOTSUP, -ENOMEM, -EPERM from another thread than the loop's. */
 EDDY_MUST_USE EDDY_API int eddy_watch_start(eddy_watch **out, eddy_loop *loop, intptr_t fd,
                                             unsigned events,
                                             void (*cb)(eddy_watch *w, unsigned revents, void *arg),
                                             void *arg);
-/* Changes what is watched (0 pauses the watch). 0 or -EINVAL. */
+/* Changes what is watched (0 pauses the watch). 0, -EINVAL, or -EPERM off
+ * the loop's thread. */
 EDDY_API int eddy_watch_update(eddy_watch *w, unsigned events);
 /* Stops the watch and frees it (callable from its own callback); no callback
- * follows. 0, or -EINVAL for NULL. */
+ * follows. 0, -EINVAL for NULL, or -EPERM off the loop's thread. */
 EDDY_API int eddy_watch_stop(eddy_watch *w);
 
 /* ---- thread pool ------------------------------------------------------------ */

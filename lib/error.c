@@ -85,6 +85,8 @@ EDDY_API const char *eddy_strerror(int err)
         return "function not implemented";
     case EINTR:
         return "interrupted system call";
+    case EDEADLK:
+        return "resource deadlock avoided";
     default:
         return "unknown error";
     }

@@ -173,10 +173,10 @@ EDDY_API int eddy_file_open(eddy_file **out, const char *path, int flags, int mo
 EDDY_API ssize_t eddy_file_read(eddy_file *f, void *buf, size_t len, int64_t offset)
 {
     if (!eddy__current_task()) return -EPERM;
-    if ((!buf && len > 0) || offset < -1) return -EINVAL;
+    if ((!buf && len > 0) || offset < -1 || len > SSIZE_MAX) return -EINVAL;
     struct eddy_op op = {.kind = EDDY_OP_READ};
     op.u.io.buf = buf;
-    op.u.io.len = len > SSIZE_MAX ? SSIZE_MAX : len;
+    op.u.io.len = len;
     op.u.io.offset = file_offset(f, offset, false);
     int64_t n = file_run(f, &op);
     file_advance(f, offset, n);

@@ -49,32 +49,44 @@ int eddy__future_outcome(const struct eddy_future *f, intptr_t *value)
     }
 }
 
+/* A future made by eddy_future_new: on its loop's list, so that freeing the
+ * loop can release one that only its own done callbacks keep alive. */
+struct plain_future {
+    struct eddy_future future;
+    struct eddy__list link; /* loop->futures, until freed or the loop goes */
+};
+
 EDDY_API eddy_future *eddy_future_new(eddy_loop *loop)
 {
-    if (!loop) loop = eddy_loop_current();
-    if (!loop) return NULL;
-    struct eddy_future *f = malloc(sizeof(*f));
-    if (f) eddy__future_init(f, loop, false);
-    return f;
+    if (!(loop = eddy__loop_here(loop))) return NULL;
+    struct plain_future *pf = malloc(sizeof(*pf));
+    if (!pf) return NULL;
+    eddy__future_init(&pf->future, loop, false);
+    eddy__list_push_back(&loop->futures, &pf->link);
+    return &pf->future;
 }
 
 EDDY_API void eddy_future_ref(eddy_future *f)
 {
-    if (f) f->refs++;
+    if (f && !eddy__future_foreign(f)) f->refs++;
 }
 
 EDDY_API void eddy_future_unref(eddy_future *f)
 {
-    if (!f || --f->refs > 0) return;
-    if (f->is_task)
+    if (!f || eddy__future_foreign(f) || --f->refs > 0) return;
+    if (f->is_task) {
         eddy__task_free((struct eddy_task *)f);
-    else
-        free(f);
+        return;
+    }
+    struct plain_future *pf = eddy__container_of(f, struct plain_future, future);
+    if (f->loop) eddy__list_remove(&pf->link);
+    free(pf);
 }
 
 static int future_set(eddy_future *f, uint8_t state, intptr_t value)
 {
     if (!f || f->is_task) return -EINVAL;
+    if (eddy__future_foreign(f)) return -EPERM;
     if (f->state != EDDY__FUT_PENDING) return -EALREADY;
     eddy__future_complete(f, state, value);
     return 0;
@@ -93,7 +105,7 @@ EDDY_API int eddy_future_set_error(eddy_future *f, int err)
 
 EDDY_API bool eddy_future_cancel(eddy_future *f)
 {
-    if (!f) return false;
+    if (!f || eddy__future_foreign(f)) return false;
     if (f->is_task) return eddy_task_cancel((eddy_task *)f);
     return future_set(f, EDDY__FUT_CANCELLED, -ECANCELED) == 0;
 }
@@ -106,6 +118,7 @@ EDDY_API bool eddy_future_done(const eddy_future *f)
 EDDY_API int eddy_future_result(const eddy_future *f, intptr_t *value)
 {
     if (!f) return -EINVAL;
+    if (eddy__future_foreign(f)) return -EPERM;
     if (f->state == EDDY__FUT_PENDING) return -EAGAIN;
     return eddy__future_outcome(f, value);
 }
@@ -134,9 +147,33 @@ static void done_callback_notify(struct eddy__waiter *w, struct eddy_future *f)
     eddy__loop_schedule(f->loop, &dc->work);
 }
 
+/* Frees the done callbacks still waiting on plain futures of a loop being
+ * freed: they can never run, and each holds a reference to its future. The
+ * futures still referenced afterwards forget the loop, as tasks do. */
+void eddy__futures_forget_loop(struct eddy_loop *loop)
+{
+    struct eddy__list *node;
+    while ((node = eddy__list_pop_front(&loop->futures))) {
+        struct plain_future *pf = eddy__container_of(node, struct plain_future, link);
+        struct eddy_future *f = &pf->future;
+        f->loop = NULL; /* off the list: unref must not remove it again */
+        struct eddy__list *w;
+        while ((w = eddy__list_pop_front(&f->waiters))) {
+            /* Every task has ended, so only done callbacks can be left. */
+            struct done_callback *dc = eddy__container_of(w, struct done_callback, waiter.link);
+            free(dc);
+            /* Each callback holds a reference: the last one goes with the last callback. */
+            bool last = f->refs == 1;
+            eddy_future_unref(f);
+            if (last) break;
+        }
+    }
+}
+
 EDDY_API int eddy_future_on_done(eddy_future *f, void (*cb)(eddy_future *, void *), void *arg)
 {
     if (!f || !cb || !f->loop) return -EINVAL;
+    if (eddy__loop_foreign(f->loop)) return -EPERM;
     struct done_callback *dc = malloc(sizeof(*dc));
     if (!dc) return -ENOMEM;
     dc->waiter.notify = done_callback_notify;
@@ -194,8 +231,8 @@ EDDY_API int eddy_await(eddy_future *f, intptr_t *value)
 {
     struct eddy_task *t = eddy__current_task();
     if (!f) return -EINVAL;
-    if (!t) return -EPERM;
-    if (&t->future == f) return -EINVAL; /* a task awaiting itself would never wake */
+    if (!t || eddy__future_foreign(f)) return -EPERM;
+    if (&t->future == f) return -EDEADLK; /* a task awaiting itself would never wake */
     int err = eddy__future_wait(t, f);
     if (err < 0) return err;
     return eddy__future_outcome(f, value);

@@ -54,12 +54,19 @@ static void nodes_attach(struct multi_wait *mw,
     }
 }
 
-static int check_futures(struct eddy_future *const *fs, size_t n)
+/* -EINVAL for a NULL array or future, -EPERM outside a task or for a future
+ * of another thread's loop, -EDEADLK for the caller's own future (it cannot
+ * be done while the caller waits). */
+static int check_futures(struct eddy_task *t, struct eddy_future *const *fs, size_t n)
 {
-    if (!fs && n) return -EINVAL;
+    if ((!fs && n) || n > INT32_MAX) return -EINVAL;
     for (size_t i = 0; i < n; i++)
         if (!fs[i]) return -EINVAL;
-    if (n > INT32_MAX) return -EINVAL;
+    if (!t) return -EPERM;
+    for (size_t i = 0; i < n; i++) {
+        if (eddy__future_foreign(fs[i])) return -EPERM;
+        if (fs[i] == &t->future) return -EDEADLK;
+    }
     return 0;
 }
 
@@ -88,9 +95,8 @@ static void multi_abort(struct eddy_task *t)
 EDDY_API int eddy_gather(eddy_future *const *fs, size_t n)
 {
     struct eddy_task *t = eddy__current_task();
-    int err = check_futures(fs, n);
+    int err = check_futures(t, fs, n);
     if (err < 0) return err;
-    if (!t) return -EPERM;
     if (eddy__task_cancelled(t)) {
         cancel_pending(fs, n);
         return -ECANCELED;
@@ -148,8 +154,7 @@ static int wait_first(struct eddy_task *t, struct eddy_future *const *fs, size_t
     eddy__timer_init(&mw.timer, t->loop, any_timeout);
     if (timeout_ns > 0) {
         int64_t now = eddy__loop_update_time(t->loop);
-        err = eddy__timer_start(&mw.timer,
-                                timeout_ns > INT64_MAX - now ? INT64_MAX : now + timeout_ns);
+        err = eddy__timer_start(&mw.timer, eddy__deadline_after(now, timeout_ns));
         if (err < 0) {
             /* the nodes are not attached yet: nothing to unlink */
             if (mw.nodes != local) free(mw.nodes);
@@ -168,22 +173,20 @@ static int wait_first(struct eddy_task *t, struct eddy_future *const *fs, size_t
 EDDY_API int eddy_wait_any(eddy_future *const *fs, size_t n, int64_t timeout_ns)
 {
     struct eddy_task *t = eddy__current_task();
-    int err = check_futures(fs, n);
-    if (err < 0) return err;
     if (n == 0) return -EINVAL;
-    if (!t) return -EPERM;
+    int err = check_futures(t, fs, n);
+    if (err < 0) return err;
     return wait_first(t, fs, n, timeout_ns);
 }
 
 EDDY_API int eddy_await_timeout(eddy_future *f, int64_t timeout_ns, intptr_t *value)
 {
     struct eddy_task *t = eddy__current_task();
-    if (!f) return -EINVAL;
-    if (!t) return -EPERM;
-    if (&t->future == f) return -EINVAL;
+    int err = check_futures(t, &f, 1);
+    if (err < 0) return err;
     if (timeout_ns < 0) return eddy_await(f, value);
     eddy_timeout scope;
-    int err = eddy_timeout_begin(&scope, timeout_ns);
+    err = eddy_timeout_begin(&scope, timeout_ns);
     if (err < 0) return err;
     err = eddy__future_wait(t, f); /* cut short: f is cancelled too */
     if (err < 0 && f->is_task && eddy_timeout_expired(&scope)) {
@@ -209,12 +212,14 @@ struct group_child {
 };
 
 struct eddy_group {
-    struct eddy_loop *loop;
+    struct eddy_loop *loop; /* NULL once the loop is freed */
+    struct eddy__list link; /* loop->groups, while loop is not NULL */
     struct eddy__list children;
     size_t live;
     int first_error;
     bool cancelling; /* the group cancelled its children */
     bool closed;     /* wait returned: no more children */
+    bool freed;      /* eddy_group_free came while a task waited: the wait frees it */
     struct eddy_task *waiter;
 };
 
@@ -242,18 +247,18 @@ static void group_child_notify(struct eddy__waiter *w, struct eddy_future *f)
 
 EDDY_API eddy_group *eddy_group_new(eddy_loop *loop)
 {
-    if (!loop) loop = eddy_loop_current();
-    if (!loop) return NULL;
+    if (!(loop = eddy__loop_here(loop))) return NULL;
     struct eddy_group *g = calloc(1, sizeof(*g));
     if (!g) return NULL;
     g->loop = loop;
+    eddy__list_push_back(&loop->groups, &g->link);
     eddy__list_init(&g->children);
     return g;
 }
 
 EDDY_API eddy_task *eddy_group_spawn(eddy_group *g, eddy_task_fn fn, void *arg)
 {
-    if (!g || !fn || g->closed) return NULL;
+    if (!g || !fn || g->closed || !g->loop || !eddy__loop_here(g->loop)) return NULL;
     struct group_child *child = malloc(sizeof(*child));
     if (!child) return NULL;
     child->task = eddy_spawn(g->loop, fn, arg);
@@ -261,6 +266,7 @@ EDDY_API eddy_task *eddy_group_spawn(eddy_group *g, eddy_task_fn fn, void *arg)
         free(child);
         return NULL;
     }
+    child->task->group = g;
     child->group = g;
     child->waiter.notify = group_child_notify;
     eddy__future_add_waiter(&child->task->future, &child->waiter);
@@ -277,6 +283,8 @@ static void group_wait_abort(struct eddy_task *t)
 {
     group_cancel_children(t->wait_data);
 }
+
+static void group_destroy(struct eddy_group *g);
 
 /* Waits until every child has ended; -ECANCELED if the caller was cancelled. */
 static int group_join_children(struct eddy_group *g, struct eddy_task *t)
@@ -297,31 +305,61 @@ EDDY_API int eddy_group_wait(eddy_group *g)
 {
     struct eddy_task *t = eddy__current_task();
     if (!g) return -EINVAL;
-    if (!t) return -EPERM;
+    if (!t || t->loop != g->loop) return -EPERM;
+    if (t->group == g) return -EDEADLK; /* the group would wait for its waiter */
     if (g->waiter) return -EBUSY;
     int err = group_join_children(g, t);
     g->closed = true;
-    return err < 0 ? err : g->first_error;
+    if (err == 0) err = g->first_error;
+    if (g->freed) {
+        group_destroy(g);
+        if (err == 0) err = -ECANCELED;
+    }
+    return err;
 }
 
 EDDY_API void eddy_group_free(eddy_group *g)
 {
-    if (!g) return;
+    if (!g || (g->loop && eddy__loop_foreign(g->loop))) return;
     struct eddy_task *t = eddy__current_task();
+    /* A child cannot wait for itself, nor free what its siblings and the
+     * group's owner still use: the group stays, for its owner to free. */
+    if (t && t->group == g) return;
+    if (g->waiter) { /* a task waits on g: its wait ends, and frees g, once the children have */
+        group_cancel_children(g);
+        g->freed = true;
+        return;
+    }
     if (g->live > 0) {
         group_cancel_children(g);
-        if (t && t->loop == g->loop && !g->waiter) {
+        if (t && t->loop == g->loop) {
             eddy_shield_begin();
             group_join_children(g, t);
             eddy_shield_end();
         }
     }
+    group_destroy(g);
+}
+
+/* Frees g and drops its references to its children, all ended or left to end
+ * on their own. */
+static void group_destroy(struct eddy_group *g)
+{
     struct eddy__list *node;
     while ((node = eddy__list_pop_front(&g->children))) {
         struct group_child *child = eddy__container_of(node, struct group_child, link);
         eddy__future_remove_waiter(&child->waiter);
+        child->task->group = NULL; /* a later group may have this address */
         eddy_task_detach(child->task);
         free(child);
     }
+    if (g->loop) eddy__list_remove(&g->link);
     free(g);
+}
+
+void eddy__groups_forget_loop(struct eddy_loop *loop)
+{
+    struct eddy__list *node;
+    while ((node = eddy__list_pop_front(&loop->groups)))
+        eddy__container_of(node, struct eddy_group, link)->loop = NULL;
 }

@@ -100,7 +100,15 @@ struct eddy__timer_heap {
 void eddy__timers_init(struct eddy__timer_heap *h, int64_t now);
 void eddy__timer_init(struct eddy_timer *t, struct eddy_loop *loop,
                       void (*fire)(struct eddy_timer *));
-/* Arms t to fire at deadline. 0 or -ENOMEM. */
+/* The latest deadline a timer can have: later ones are clamped to it, so that
+ * INT64_MAX always means "no timer" (eddy__timers_next). */
+#define EDDY__DEADLINE_MAX (INT64_MAX - 1)
+/* now + delay_ns, saturated at EDDY__DEADLINE_MAX (delay_ns >= 0). */
+static inline int64_t eddy__deadline_after(int64_t now, int64_t delay_ns)
+{
+    return delay_ns > EDDY__DEADLINE_MAX - now ? EDDY__DEADLINE_MAX : now + delay_ns;
+}
+/* Arms t to fire at deadline (clamped to EDDY__DEADLINE_MAX). 0 or -ENOMEM. */
 int eddy__timer_start(struct eddy_timer *t, int64_t deadline);
 void eddy__timer_stop(struct eddy_timer *t);
 static inline bool eddy__timer_pending(const struct eddy_timer *t)
@@ -145,6 +153,9 @@ struct eddy_future {
 };
 
 void eddy__future_init(struct eddy_future *f, struct eddy_loop *loop, bool is_task);
+/* The loop is being freed: plain futures drop the done callbacks that can no
+ * longer run (releasing a future no one else holds) and forget the loop. */
+void eddy__futures_forget_loop(struct eddy_loop *loop);
 /* Sets the outcome and notifies the waiters. f must be pending. */
 void eddy__future_complete(struct eddy_future *f, uint8_t state, intptr_t value);
 void eddy__future_add_waiter(struct eddy_future *f, struct eddy__waiter *w);
@@ -193,6 +204,7 @@ struct eddy_task {
      * and lets the op's completion wake it). NULL while not waiting. */
     void (*abort_wait)(struct eddy_task *t);
     void *wait_data;
+    struct eddy_group *group; /* the group that spawned it (lib/group.c), or NULL */
 };
 
 /* Suspends the running task until eddy__task_wake; returns the wake value.
@@ -219,6 +231,8 @@ struct eddy_task *eddy__current_task(void);
 void eddy__task_free(struct eddy_task *t);
 void eddy__task_cancel_all(struct eddy_loop *loop);
 void eddy__task_forget_loop(struct eddy_loop *loop);
+/* The loop is being freed: groups still to be freed forget it. */
+void eddy__groups_forget_loop(struct eddy_loop *loop);
 
 /* ---- ops ----------------------------------------------------------------- */
 
@@ -284,6 +298,12 @@ struct eddy_loop {
 
     struct eddy__callback *callback_free; /* freelist for eddy_call_soon */
     struct eddy__list watches;            /* eddy_watch, while started (lib/watch.c) */
+    struct eddy__list futures;            /* plain futures not yet freed (lib/future.c) */
+    struct eddy__list groups;             /* groups not yet freed (lib/group.c) */
+
+    /* The thread the loop belongs to (eddy__thread_id), set when a thread
+     * first runs it; 0 before, when whoever holds the loop may set it up. */
+    uint64_t owner;
 };
 
 static inline void eddy__loop_schedule(struct eddy_loop *loop, struct eddy__work *w)
@@ -315,5 +335,28 @@ void eddy__debug_report(struct eddy_loop *loop, const char *fmt, ...)
 #define EDDY__TLS_MODEL __attribute__((tls_model("initial-exec")))
 #endif
 extern __thread struct eddy_loop *eddy__thread_loop EDDY__TLS_MODEL;
+
+/* ---- thread identity ------------------------------------------------------ */
+
+/* This thread's number once it has bound a loop (never 0, never reused). */
+extern __thread uint64_t eddy__thread_number EDDY__TLS_MODEL;
+/* This thread's number, given on first use. */
+uint64_t eddy__thread_id(void);
+/* True when the calling thread may not touch loop: it is bound to another
+ * thread. One TLS load and a compare, on every loop-bound public call. */
+static inline bool eddy__loop_foreign(const struct eddy_loop *loop)
+{
+    uint64_t owner = __atomic_load_n(&loop->owner, __ATOMIC_RELAXED);
+    return EDDY__UNLIKELY(owner != eddy__thread_number) && owner != 0;
+}
+/* The loop a constructor works on: loop, or the thread's running loop for
+ * NULL; NULL, with errno EPERM, when that loop is another thread's. */
+struct eddy_loop *eddy__loop_here(struct eddy_loop *loop);
+/* As eddy__loop_foreign for what a future or task belongs to; a NULL loop
+ * (freed already) belongs to nobody. */
+static inline bool eddy__future_foreign(const struct eddy_future *f)
+{
+    return f->loop && eddy__loop_foreign(f->loop);
+}
 
 #endif /* EDDY_INTERNAL_H */

@@ -11,6 +11,34 @@
 #include "internal.h"
 
 __thread struct eddy_loop *eddy__thread_loop EDDY__TLS_MODEL;
+__thread uint64_t eddy__thread_number EDDY__TLS_MODEL;
+
+uint64_t eddy__thread_id(void)
+{
+    static uint64_t last_number;
+    if (!eddy__thread_number)
+        eddy__thread_number = __atomic_add_fetch(&last_number, 1, __ATOMIC_RELAXED);
+    return eddy__thread_number;
+}
+
+struct eddy_loop *eddy__loop_here(struct eddy_loop *loop)
+{
+    if (!loop) loop = eddy__thread_loop;
+    if (loop && eddy__loop_foreign(loop)) {
+        errno = EPERM;
+        return NULL;
+    }
+    return loop;
+}
+
+/* Binds loop to the calling thread if no thread has run it yet; -EPERM if it
+ * belongs to another. */
+static int loop_bind(struct eddy_loop *loop)
+{
+    if (eddy__loop_foreign(loop)) return -EPERM;
+    __atomic_store_n(&loop->owner, eddy__thread_id(), __ATOMIC_RELAXED);
+    return 0;
+}
 
 /* Preference order for "auto" (also eddy_backends()). */
 const struct eddy_backend_ops *const eddy__backends[] = {
@@ -129,6 +157,8 @@ EDDY_API int eddy_loop_new(eddy_loop **out, const eddy_loop_options *user_opts)
     eddy__list_init(&loop->remote);
     eddy__list_init(&loop->remote_ops);
     eddy__list_init(&loop->watches);
+    eddy__list_init(&loop->futures);
+    eddy__list_init(&loop->groups);
     int err = eddy__mutex_init(&loop->remote_lock);
     if (err) {
         free(loop);
@@ -242,6 +272,7 @@ int eddy__loop_iterate(struct eddy_loop *loop, bool block)
 EDDY_API int eddy_loop_run(eddy_loop *loop)
 {
     if (!loop) return -EINVAL;
+    if (loop_bind(loop) < 0) return -EPERM;
     if (loop->running || (eddy__thread_loop && eddy__thread_loop != loop)) return -EBUSY;
     struct eddy_loop *previous = eddy__thread_loop;
     eddy__thread_loop = loop;
@@ -261,7 +292,7 @@ EDDY_API int eddy_loop_run(eddy_loop *loop)
 
 EDDY_API void eddy_loop_stop(eddy_loop *loop)
 {
-    if (loop) loop->stopping = true;
+    if (loop && !eddy__loop_foreign(loop)) loop->stopping = true;
 }
 
 EDDY_API const char *eddy_loop_backend(const eddy_loop *loop)
@@ -278,6 +309,7 @@ EDDY_API int64_t eddy_now(eddy_loop *loop)
 {
     if (!loop) loop = eddy__thread_loop;
     if (!loop) return -EINVAL;
+    if (eddy__loop_foreign(loop)) return -EPERM;
     return eddy__loop_update_time(loop);
 }
 
@@ -333,6 +365,7 @@ static struct eddy__callback *callback_new(struct eddy_loop *loop, eddy_callback
 EDDY_API int eddy_call_soon(eddy_loop *loop, eddy_callback cb, void *arg)
 {
     if (!loop || !cb) return -EINVAL;
+    if (eddy__loop_foreign(loop)) return -EPERM;
     struct eddy__callback *c = callback_new(loop, cb, arg);
     if (!c) return -ENOMEM;
     eddy__loop_schedule(loop, &c->work);
@@ -384,11 +417,16 @@ static void drop_ready(struct eddy_loop *loop)
 
 EDDY_API void eddy_loop_free(eddy_loop *loop)
 {
-    if (!loop || loop->running) return;
+    if (!loop || __atomic_load_n(&loop->running, __ATOMIC_RELAXED)) return;
+    /* The one call another thread may make: once the owner is done with the
+     * loop (it has returned from eddy_loop_run), freeing takes it over. */
+    __atomic_store_n(&loop->owner, eddy__thread_id(), __ATOMIC_RELAXED);
     eddy__watches_stop_all(loop);
     loop_shutdown(loop);
     drop_ready(loop);
     eddy__task_forget_loop(loop);
+    eddy__futures_forget_loop(loop);
+    eddy__groups_forget_loop(loop);
     eddy__timers_destroy(loop);
     /* A thread that posted the last completion may still be inside wake(). */
     eddy__mutex_lock(&loop->remote_lock);
@@ -411,6 +449,7 @@ EDDY_API int eddy_run(eddy_task_fn main, void *arg, intptr_t *result)
     eddy_loop *loop;
     int err = eddy_loop_new(&loop, NULL);
     if (err < 0) return err;
+    (void)loop_bind(loop);
     eddy_task *t = eddy_spawn(loop, main, arg);
     if (!t) {
         eddy_loop_free(loop);

@@ -169,6 +169,7 @@ static int call_begin(struct eddy_sock *s, struct sock_call *c)
     struct eddy_task *t = eddy__current_task();
     if (!t) return -EPERM;
     if (!s) return -EINVAL;
+    if (s->loop != t->loop) return -EPERM; /* another loop's (and maybe thread's) socket */
     if (s->closing) return -EBADF;
     c->task = t;
     eddy__list_push_back(&s->calls, &c->link);
@@ -595,14 +596,14 @@ EDDY_API ssize_t eddy_recv(eddy_sock *s, void *buf, size_t len)
     int err = call_begin(s, &c);
     if (err < 0) return err;
     int64_t n = -EINVAL;
-    if (buf && len > 0) {
+    if (buf && len > 0 && len <= SSIZE_MAX) {
         c.op = (struct eddy_op){.kind = EDDY_OP_RECV};
         if (s->type == SOCK_STREAM) {
             c.op.flags = EDDY_OP_F_STREAM;
             c.op.u.io.offset = (int64_t)s->serial;
         }
         c.op.u.io.buf = buf;
-        c.op.u.io.len = len > SSIZE_MAX ? SSIZE_MAX : len;
+        c.op.u.io.len = len;
         n = call_op(s, &c);
     }
     call_end(s, &c);
@@ -752,7 +753,7 @@ EDDY_API ssize_t eddy_sendto(eddy_sock *s, const void *buf, size_t len, const st
     struct sockaddr_in6 mapped;
     struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
     struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-    if ((!buf && len > 0) || s->type != SOCK_DGRAM) {
+    if ((!buf && len > 0) || len > SSIZE_MAX || s->type != SOCK_DGRAM) {
         err = -EINVAL;
     } else if (to) {
         msg.msg_name = (void *)to;
@@ -785,7 +786,7 @@ EDDY_API ssize_t eddy_recvfrom(eddy_sock *s, void *buf, size_t len, struct socka
     struct msghdr msg = {
         .msg_name = &sender, .msg_namelen = sizeof(sender), .msg_iov = &iov, .msg_iovlen = 1};
     int64_t n = -EINVAL;
-    if ((buf || len == 0) && s->type == SOCK_DGRAM) {
+    if ((buf || len == 0) && len <= SSIZE_MAX && s->type == SOCK_DGRAM) {
         c.op = (struct eddy_op){.kind = EDDY_OP_RECVMSG};
         c.op.u.msg.msg = &msg;
         n = call_op(s, &c);

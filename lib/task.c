@@ -173,8 +173,7 @@ void eddy__task_wake(struct eddy_task *t, int64_t result)
 
 EDDY_API eddy_task *eddy_spawn(eddy_loop *loop, eddy_task_fn fn, void *arg)
 {
-    if (!loop) loop = eddy_loop_current();
-    if (!loop || !fn) return NULL;
+    if (!(loop = eddy__loop_here(loop)) || !fn) return NULL;
     struct eddy_task *t = malloc(sizeof(*t));
     if (!t) return NULL;
     eddy__future_init(&t->future, loop, true);
@@ -193,6 +192,7 @@ EDDY_API eddy_task *eddy_spawn(eddy_loop *loop, eddy_task_fn fn, void *arg)
     t->wake_result = 0;
     t->abort_wait = NULL;
     t->wait_data = NULL;
+    t->group = NULL;
     eddy__list_push_back(&loop->tasks, &t->all_link);
     loop->live_tasks++;
     eddy__loop_schedule(loop, &t->ready);
@@ -230,8 +230,9 @@ EDDY_API eddy_future *eddy_task_future(eddy_task *t)
 EDDY_API int eddy_task_join(eddy_task *t, intptr_t *result)
 {
     if (!t) return -EINVAL;
+    if (eddy__future_foreign(&t->future)) return -EPERM;
     struct eddy_task *self = eddy__current_task();
-    if (self == t) return -EINVAL;
+    if (self == t) return -EDEADLK;
     int err = 0;
     if (self)
         err = eddy__future_wait(self, &t->future);
@@ -244,12 +245,12 @@ EDDY_API int eddy_task_join(eddy_task *t, intptr_t *result)
 
 EDDY_API void eddy_task_detach(eddy_task *t)
 {
-    if (t) eddy_future_unref(&t->future);
+    if (t) eddy_future_unref(&t->future); /* refuses a foreign thread too */
 }
 
 EDDY_API bool eddy_task_cancel(eddy_task *t)
 {
-    if (!t || t->state == EDDY__TASK_DONE) return false;
+    if (!t || eddy__future_foreign(&t->future) || t->state == EDDY__TASK_DONE) return false;
     if (t->cancel_requested) return true;
     t->cancel_requested = true;
     if (t->cancel_level < 0) t->cancel_level = 0;
@@ -303,7 +304,7 @@ EDDY_API int eddy_sleep(int64_t ns)
     struct sleep_wait sw = {.task = t};
     eddy__timer_init(&sw.timer, t->loop, sleep_fire);
     int64_t now = eddy__loop_update_time(t->loop);
-    int err = eddy__timer_start(&sw.timer, ns > INT64_MAX - now ? INT64_MAX : now + ns);
+    int err = eddy__timer_start(&sw.timer, eddy__deadline_after(now, ns));
     if (err < 0) return err;
     t->abort_wait = sleep_abort;
     t->wait_data = &sw;

@@ -262,7 +262,7 @@ int eddy__timer_start(struct eddy_timer *t, int64_t deadline)
         h->items = items;
         h->capacity = capacity;
     }
-    t->deadline = deadline;
+    t->deadline = deadline < EDDY__DEADLINE_MAX ? deadline : EDDY__DEADLINE_MAX;
     t->seq = h->next_seq++;
     timer_place(h, t);
     return 0;
@@ -366,7 +366,7 @@ static void slabs_trim(struct eddy__timer_heap *h, int64_t now)
         return;
     }
     if (!h->trim_at) {
-        h->trim_at = now + SLAB_DECAY_NS;
+        h->trim_at = eddy__deadline_after(now, SLAB_DECAY_NS);
         return;
     }
     if (now < h->trim_at) return;
@@ -497,6 +497,7 @@ EDDY_API int eddy_call_later(eddy_loop *loop, int64_t delay_ns, eddy_callback cb
                              eddy_timer **out)
 {
     if (!loop || !cb || delay_ns < 0) return -EINVAL;
+    if (eddy__loop_foreign(loop)) return -EPERM;
     struct eddy_timer *t = public_timer_alloc(&loop->timers);
     if (!t) return -ENOMEM;
     eddy__timer_init(t, loop, NULL);
@@ -504,8 +505,7 @@ EDDY_API int eddy_call_later(eddy_loop *loop, int64_t delay_ns, eddy_callback cb
     t->arg = arg;
     t->flags = EDDY__TIMER_PUBLIC | (out ? EDDY__TIMER_OWNED : 0);
     int64_t now = eddy__loop_update_time(loop);
-    int64_t deadline = delay_ns > INT64_MAX - now ? INT64_MAX : now + delay_ns;
-    int err = eddy__timer_start(t, deadline);
+    int err = eddy__timer_start(t, eddy__deadline_after(now, delay_ns));
     if (err < 0) {
         public_timer_release(t);
         return err;
@@ -517,6 +517,11 @@ EDDY_API int eddy_call_later(eddy_loop *loop, int64_t delay_ns, eddy_callback cb
 EDDY_API int eddy_timer_cancel(eddy_timer *t)
 {
     if (!t || !(t->flags & EDDY__TIMER_PUBLIC) || (t->flags & EDDY__TIMER_DEAD)) return -EINVAL;
+    /* t->loop is stale in a handle that fired before its loop was freed; its
+     * slab's owner is not (NULL once the loop is gone). */
+    struct eddy__timer_heap *owner = slab_of(t)->owner;
+    if (owner && eddy__loop_foreign(eddy__container_of(owner, struct eddy_loop, timers)))
+        return -EPERM;
     struct eddy_loop *loop = t->loop;
     if (t->flags & EDDY__TIMER_FIRED) {
         public_timer_release(t);

@@ -178,6 +178,7 @@ EDDY_API int eddy_watch_start(eddy_watch **out, eddy_loop *loop, intptr_t fd, un
     *out = NULL;
     if (!loop) loop = eddy_loop_current();
     if (!loop || !cb || (events & ~(unsigned)EVENTS)) return -EINVAL;
+    if (eddy__loop_foreign(loop)) return -EPERM;
     if (fd < 0) return -EBADF;
     if (loop->caps[EDDY_CAP_WATCH_FD] == EDDY_NONE) return -ENOTSUP;
     if (fd_watched(loop, fd)) return -EEXIST;
@@ -211,6 +212,7 @@ EDDY_API int eddy_watch_start(eddy_watch **out, eddy_loop *loop, intptr_t fd, un
 EDDY_API int eddy_watch_update(eddy_watch *w, unsigned events)
 {
     if (!w || w->stopped || (events & ~(unsigned)EVENTS)) return -EINVAL;
+    if (eddy__loop_foreign(w->loop)) return -EPERM;
     w->events = events;
     w->ready &= events;
     for (unsigned event = EDDY_READABLE; event <= EDDY_WRITABLE; event <<= 1)
@@ -222,6 +224,7 @@ EDDY_API int eddy_watch_update(eddy_watch *w, unsigned events)
 EDDY_API int eddy_watch_stop(eddy_watch *w)
 {
     if (!w || w->stopped) return -EINVAL;
+    if (eddy__loop_foreign(w->loop)) return -EPERM;
     w->stopped = true;
     eddy__list_remove(&w->link);
     disarm(w, EDDY_READABLE);

@@ -1,6 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* Bad arguments get -EINVAL (or NULL/false where documented), task-only calls
  * outside a task get -EPERM, never a crash. */
+#include <fcntl.h>
+#include <limits.h>
+#ifndef _WIN32
+#include <sys/socket.h>
+#endif
+
 #include "helpers.h"
 
 static intptr_t noop_task(void *arg)
@@ -84,12 +90,40 @@ Test(bad_input, callbacks_and_timers, .timeout = TEST_TIMEOUT)
     eddy_loop_free(loop);
 }
 
+/* An INT64_MAX delay must not wrap round to a deadline in the past: the loop
+ * runs, a 1 ms timer fires, and the huge one has not. */
+struct huge_delay {
+    eddy_timer *huge;
+    int huge_fired;
+    int huge_fired_before_short;
+    int cancel_result;
+};
+
+static void huge_fired_cb(void *arg)
+{
+    ((struct huge_delay *)arg)->huge_fired++;
+}
+
+static void short_fired_cb(void *arg)
+{
+    struct huge_delay *h = arg;
+    h->huge_fired_before_short = h->huge_fired;
+    h->cancel_result = eddy_timer_cancel(h->huge);
+}
+
 Test(bad_input, huge_delay_does_not_overflow, .timeout = TEST_TIMEOUT)
 {
     eddy_loop *loop = new_loop();
-    eddy_timer *t = NULL;
-    cr_assert(eq(int, eddy_call_later(loop, INT64_MAX, noop_cb, NULL, &t), 0));
-    cr_assert(eq(int, eddy_timer_cancel(t), 0), "an INT64_MAX delay fired (deadline overflow)");
+    struct huge_delay h = {.cancel_result = 1};
+    cr_assert(eq(int, eddy_call_later(loop, INT64_MAX, huge_fired_cb, &h, &h.huge), 0));
+    cr_assert(eq(int, eddy_call_later(loop, NS_PER_MS, short_fired_cb, &h, NULL), 0));
+    int64_t start = wall_ns();
+    cr_assert(eq(int, eddy_loop_run(loop), 0));
+    cr_assert(lt(i64, wall_ns() - start, 2 * NS_PER_SEC));
+    cr_assert(eq(int, h.huge_fired_before_short, 0),
+              "an INT64_MAX delay fired (deadline overflow)");
+    cr_assert(eq(int, h.cancel_result, 0), "the huge timer was no longer pending");
+    cr_assert(eq(int, h.huge_fired, 0));
     eddy_loop_free(loop);
 }
 
@@ -252,6 +286,7 @@ static intptr_t null_args_task(void *arg)
     in->await_null = eddy_await(NULL, &v);
     in->await_timeout_null = eddy_await_timeout(NULL, 10, &v);
     in->await_self = eddy_await(eddy_task_future(eddy_task_current()), &v);
+    in->join_self = eddy_task_join(eddy_task_current(), &v);
     in->gather_null = eddy_gather(NULL, 2);
     in->wait_any_null = eddy_wait_any(NULL, 2, 0);
     in->wait_any_null_entry = eddy_wait_any(fs, 2, 0);
@@ -277,7 +312,8 @@ Test(bad_input, null_arguments_inside_task, .timeout = TEST_TIMEOUT)
     cr_assert(eq(int, in.sleep_negative, -EINVAL));
     cr_assert(eq(int, in.await_null, -EINVAL));
     cr_assert(eq(int, in.await_timeout_null, -EINVAL));
-    cr_assert(eq(int, in.await_self, -EINVAL), "a task awaiting itself would never wake");
+    cr_assert(eq(int, in.await_self, -EDEADLK), "a task awaiting itself would never wake");
+    cr_assert(eq(int, in.join_self, -EDEADLK));
     cr_assert(eq(int, in.gather_null, -EINVAL));
     cr_assert(eq(int, in.wait_any_null, -EINVAL));
     cr_assert(eq(int, in.wait_any_null_entry, -EINVAL));
@@ -298,9 +334,9 @@ Test(bad_input, groups_without_loop, .timeout = TEST_TIMEOUT)
 
 Test(bad_input, strerror, .timeout = TEST_TIMEOUT)
 {
-    static const int known[] = {0,          -EINVAL,   -ENOMEM, -EPERM,     -ECANCELED,
-                                -ETIMEDOUT, -EALREADY, -EAGAIN, -ENOTSUP,   -ENOENT,
-                                -EBUSY,     -EIO,      -EPIPE,  -ECONNRESET};
+    static const int known[] = {0,          -EINVAL,   -ENOMEM, -EPERM,      -ECANCELED,
+                                -ETIMEDOUT, -EALREADY, -EAGAIN, -ENOTSUP,    -ENOENT,
+                                -EBUSY,     -EIO,      -EPIPE,  -ECONNRESET, -EDEADLK};
     const char *unknown = eddy_strerror(-4000);
     cr_assert(ne(ptr, (void *)unknown, NULL));
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
@@ -330,4 +366,65 @@ Test(bad_input, is_error_macro, .timeout = TEST_TIMEOUT)
     cr_assert(eq(int, EDDY_IS_ERROR(0), 0));
     cr_assert(eq(int, EDDY_IS_ERROR(1), 0));
     cr_assert(eq(int, EDDY_IS_ERROR((intptr_t)&on_stack), 0));
+}
+
+/* ---- lengths beyond SSIZE_MAX ------------------------------------------------------ */
+
+/* A count that the ssize_t result could not hold is -EINVAL for reads as for
+ * writes, before anything is done with the buffer. */
+struct huge_lengths {
+    ssize_t file_read, file_write, recv, send, recvfrom, sendto;
+};
+
+static intptr_t huge_lengths_task(void *arg)
+{
+    struct huge_lengths *h = arg;
+    char path[256], buf[16] = "x";
+    temp_path(path, sizeof(path), "eddy-bad-input-huge-len");
+    eddy_file *f = NULL;
+    int err = eddy_file_open(&f, path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (err < 0) return err;
+    h->file_read = eddy_file_read(f, buf, SIZE_MAX, 0);
+    h->file_write = eddy_file_write(f, buf, SIZE_MAX, 0);
+    cr_expect(eq(int, eddy_file_close(f), 0));
+    cr_expect(eq(int, eddy_fs_unlink(path), 0));
+
+    eddy_sock *listener = NULL, *client = NULL, *server = NULL, *udp = NULL;
+    if ((err = eddy_tcp_listen(&listener, "127.0.0.1", 0, 1)) < 0) return err;
+    if ((err = eddy_tcp_connect(&client, "127.0.0.1", (uint16_t)eddy_sock_port(listener))) < 0)
+        return err;
+    if ((err = eddy_accept(listener, &server)) < 0) return err;
+    h->recv = eddy_recv(server, buf, SIZE_MAX);
+    h->send = eddy_send(client, buf, SIZE_MAX);
+    if ((err = eddy_udp_bind(&udp, "127.0.0.1", 0)) < 0) return err;
+    struct sockaddr_storage to;
+    cr_assert(eq(int, eddy_addr_parse(&to, "127.0.0.1", (uint16_t)eddy_sock_port(udp)), 0));
+    h->recvfrom = eddy_recvfrom(udp, buf, SIZE_MAX, NULL);
+    h->sendto = eddy_sendto(udp, buf, SIZE_MAX, (const struct sockaddr *)&to);
+    /* Nothing was sent: a real byte is the first thing the server reads. */
+    cr_expect(eq(i64, (int64_t)eddy_send(client, "y", 1), 1));
+    cr_expect(eq(i64, (int64_t)eddy_recv(server, buf, sizeof(buf)), 1));
+    cr_expect(eq(int, buf[0], 'y'));
+    eddy_sock_close(udp);
+    eddy_sock_close(server);
+    eddy_sock_close(client);
+    eddy_sock_close(listener);
+    return 0;
+}
+
+Test(bad_input, lengths_beyond_ssize_max, .timeout = TEST_TIMEOUT)
+{
+    struct huge_lengths h;
+    memset(&h, 0x55, sizeof(h));
+    eddy_loop *loop = new_loop();
+    intptr_t v = -1;
+    cr_assert(eq(int, run_task(loop, huge_lengths_task, &h, &v), 0));
+    eddy_loop_free(loop);
+    cr_assert(eq(iptr, v, 0), "%s", eddy_strerror((int)v));
+    cr_assert(eq(i64, (int64_t)h.file_read, -EINVAL));
+    cr_assert(eq(i64, (int64_t)h.file_write, -EINVAL));
+    cr_assert(eq(i64, (int64_t)h.recv, -EINVAL));
+    cr_assert(eq(i64, (int64_t)h.send, -EINVAL));
+    cr_assert(eq(i64, (int64_t)h.recvfrom, -EINVAL));
+    cr_assert(eq(i64, (int64_t)h.sendto, -EINVAL));
 }

@@ -354,3 +354,36 @@ Test(combinators, many_futures, .timeout = TEST_TIMEOUT)
     cr_assert(eq(int, run_virtual(gather_many, NULL, &v), 0));
     cr_assert(eq(iptr, v, 999));
 }
+
+/* ---- waiting on one's own future ------------------------------------------------- */
+
+/* The caller's own future cannot be done while it waits: each wait that
+ * includes it answers -EDEADLK at once, whatever else is in the list. */
+struct self_wait {
+    int gather, wait_any, wait_any_timeout, await_timeout;
+};
+
+static intptr_t wait_on_self(void *arg)
+{
+    struct self_wait *s = arg;
+    eddy_future *fs[2] = {eddy_future_new(NULL), eddy_task_future(eddy_task_current())};
+    cr_assert(ne(ptr, fs[0], NULL));
+    set_result_later(NULL, fs[0], NS_PER_MS, 1);
+    s->gather = eddy_gather(fs, 2);
+    s->wait_any = eddy_wait_any(fs + 1, 1, -1);
+    s->wait_any_timeout = eddy_wait_any(fs, 2, NS_PER_SEC);
+    s->await_timeout = eddy_await_timeout(fs[1], NS_PER_SEC, NULL);
+    eddy_future_unref(fs[0]);
+    return 0;
+}
+
+Test(combinators, waits_on_own_future_are_edeadlk, .timeout = TEST_TIMEOUT)
+{
+    struct self_wait s = {1, 1, 1, 1};
+    intptr_t v = -1;
+    cr_assert(eq(int, run_virtual(wait_on_self, &s, &v), 0));
+    cr_assert(eq(int, s.gather, -EDEADLK));
+    cr_assert(eq(int, s.wait_any, -EDEADLK));
+    cr_assert(eq(int, s.wait_any_timeout, -EDEADLK));
+    cr_assert(eq(int, s.await_timeout, -EDEADLK));
+}

@@ -285,6 +285,45 @@ Test(futures, ref_and_unref, .timeout = TEST_TIMEOUT)
     eddy_loop_free(loop);
 }
 
+/* Pending futures whose only references are their own done callbacks can
+ * never complete: freeing the loop releases them (LeakSanitizer, in the ASan
+ * build, fails the suite if it does not), without running the callbacks. */
+Test(futures, loop_free_releases_pending_futures_with_callbacks, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    struct done_seen seen = {0};
+    for (int i = 0; i < 1000; i++) {
+        eddy_future *f = eddy_future_new(loop);
+        cr_assert(ne(ptr, f, NULL));
+        cr_assert(eq(int, eddy_future_on_done(f, done_cb, &seen), 0));
+        cr_assert(eq(int, eddy_future_on_done(f, done_cb, &seen), 0));
+        eddy_future_unref(f);
+    }
+    cr_assert(eq(int, eddy_loop_run(loop), 0), "nothing keeps the loop alive");
+    eddy_loop_free(loop);
+    cr_assert(eq(int, seen.runs, 0));
+}
+
+/* A future its creator still holds outlives the loop: its callbacks are gone
+ * (they never run), and completing and dropping it touch no freed memory. */
+Test(futures, future_outlives_its_loop, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    struct done_seen seen = {0};
+    eddy_future *f = eddy_future_new(loop);
+    cr_assert(ne(ptr, f, NULL));
+    cr_assert(eq(int, eddy_future_on_done(f, done_cb, &seen), 0));
+    eddy_loop_free(loop);
+    cr_assert(not(eddy_future_done(f)));
+    cr_assert(eq(int, eddy_future_on_done(f, done_cb, &seen), -EINVAL), "no loop to run it");
+    cr_assert(eq(int, eddy_future_set_result(f, 5), 0));
+    intptr_t v = 0;
+    cr_assert(eq(int, eddy_future_result(f, &v), 0));
+    cr_assert(eq(iptr, v, 5));
+    eddy_future_unref(f);
+    cr_assert(eq(int, seen.runs, 0));
+}
+
 /* ---- awaiting ------------------------------------------------------------------ */
 
 struct await_probe {

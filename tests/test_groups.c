@@ -352,3 +352,115 @@ Test(groups, group_created_outside_waited_inside, .timeout = TEST_TIMEOUT)
     eddy_group_free(g);
     eddy_loop_free(loop);
 }
+
+/* ---- a child cannot wait for its own group ------------------------------------- */
+
+struct self_waiter {
+    eddy_task_fn child_fn;
+    eddy_group *group;
+    int wait_result; /* what the child's eddy_group_wait gave */
+    int freed;       /* the child returned from eddy_group_free */
+};
+
+static intptr_t child_waits_on_its_group(void *arg)
+{
+    struct self_waiter *s = arg;
+    s->wait_result = eddy_group_wait(s->group);
+    return 7;
+}
+
+static intptr_t child_frees_its_group(void *arg)
+{
+    struct self_waiter *s = arg;
+    eddy_group_free(s->group);
+    s->freed = 1;
+    /* The group is still there for its owner: a sibling can join it. */
+    return eddy_group_spawn(s->group, task_return_arg, NULL) ? 7 : -EPROTO;
+}
+
+static intptr_t own_group(void *arg)
+{
+    struct self_waiter *s = arg;
+    s->group = eddy_group_new(NULL);
+    if (!s->group) return -ENOMEM;
+    eddy_task *child = eddy_group_spawn(s->group, s->child_fn, s);
+    if (!child) return -ENOMEM;
+    eddy_sleep(NS_PER_MS); /* the child gets there first */
+    int err = eddy_group_wait(s->group);
+    intptr_t value = 0;
+    int outcome = eddy_future_result(eddy_task_future(child), &value);
+    eddy_group_free(s->group);
+    if (err < 0) return err;
+    return outcome < 0 ? outcome : value;
+}
+
+Test(groups, child_waiting_on_its_group_is_edeadlk, .timeout = TEST_TIMEOUT)
+{
+    struct self_waiter s = {.child_fn = child_waits_on_its_group, .wait_result = 1};
+    intptr_t v = 0;
+    cr_assert(eq(int, run_virtual(own_group, &s, &v), 0));
+    cr_assert(eq(int, s.wait_result, -EDEADLK));
+    cr_assert(eq(iptr, v, 7));
+}
+
+Test(groups, child_freeing_its_group_leaves_it_to_the_owner, .timeout = TEST_TIMEOUT)
+{
+    struct self_waiter s = {.child_fn = child_frees_its_group};
+    intptr_t v = 0;
+    cr_assert(eq(int, run_virtual(own_group, &s, &v), 0));
+    cr_assert(eq(int, s.freed, 1));
+    cr_assert(eq(iptr, v, 7));
+}
+
+/* A group can be freed after its loop: the children ended with the loop, and
+ * the group no longer touches it (AddressSanitizer checks). */
+Test(groups, group_freed_after_its_loop, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_virtual_loop();
+    eddy_group *g = eddy_group_new(loop);
+    cr_assert(ne(ptr, g, NULL));
+    struct child c = child_of(NS_PER_HOUR, 0);
+    eddy_task *t = eddy_group_spawn(g, child_task, &c);
+    cr_assert(ne(ptr, t, NULL));
+    cr_assert(eq(int, eddy_call_soon(loop, stop_cb, loop), 0));
+    cr_assert(eq(int, eddy_loop_run(loop), 0)); /* the child starts and sleeps */
+    eddy_loop_free(loop);
+    cr_assert(eq(int, c.sleep_result, -ECANCELED), "the loop's end cancelled the child");
+    cr_assert(eq(ptr, eddy_group_spawn(g, child_task, &c), NULL), "no loop to spawn on");
+    eddy_group_free(g);
+}
+
+/* Freed from a callback while a task waits on it: the children are cancelled
+ * and the wait, which returns -ECANCELED, frees the group (it used to be
+ * freed under the waiting task). */
+struct freed_while_waited {
+    eddy_group *group;
+    struct child child;
+    int wait_result;
+};
+
+static void free_group_cb(void *arg)
+{
+    eddy_group_free(((struct freed_while_waited *)arg)->group);
+}
+
+static intptr_t wait_for_freed_group(void *arg)
+{
+    struct freed_while_waited *f = arg;
+    f->group = eddy_group_new(NULL);
+    if (!f->group) return -ENOMEM;
+    if (!eddy_group_spawn(f->group, child_task, &f->child)) return -ENOMEM;
+    cr_assert(eq(int, eddy_call_later(eddy_loop_current(), NS_PER_MS, free_group_cb, f, NULL), 0));
+    f->wait_result = eddy_group_wait(f->group);
+    return 0;
+}
+
+Test(groups, freed_while_a_task_waits, .timeout = TEST_TIMEOUT)
+{
+    struct freed_while_waited f = {.child = child_of(NS_PER_HOUR, 0), .wait_result = 1};
+    intptr_t v = -1;
+    cr_assert(eq(int, run_virtual(wait_for_freed_group, &f, &v), 0));
+    cr_assert(eq(int, f.wait_result, -ECANCELED));
+    cr_assert(eq(int, f.child.sleep_result, -ECANCELED));
+    cr_assert(eq(int, f.child.ended, 1));
+}

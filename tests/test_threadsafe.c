@@ -3,6 +3,9 @@
  * each thread's order, and prompt wake-ups of a loop blocked in its backend. */
 #include <pthread.h>
 #include <unistd.h>
+#ifndef _WIN32
+#include <sys/socket.h>
+#endif
 
 #include "helpers.h"
 
@@ -235,4 +238,246 @@ Test(threadsafe, from_the_loop_thread, .timeout = TEST_TIMEOUT)
     cr_assert(eq(int, o.order[0], 1));
     cr_assert(eq(int, o.order[1], 2));
     eddy_loop_free(loop);
+}
+
+/* ---- only the loop's own thread may touch it ------------------------------------- */
+
+#define FOREIGN_CALLS 200000
+
+/* What a foreign thread's calls on a running loop gave: every one refused. */
+struct foreign {
+    eddy_loop *loop;
+    eddy_future *future; /* the loop's, pending while the thread runs */
+    eddy_task *task;     /* the loop's, pending too */
+    eddy_group *group;
+    eddy_timer *timer;
+    int accepted;       /* calls that returned success instead of EPERM */
+    int wrong_errno;    /* NULL returns without errno EPERM */
+    int ran;            /* loop thread: callbacks or tasks that ran */
+    int threadsafe_ran; /* loop thread: threadsafe calls delivered */
+    pthread_t thread;
+};
+
+static void foreign_cb(void *arg)
+{
+    ((struct foreign *)arg)->ran++;
+}
+
+static intptr_t foreign_task(void *arg)
+{
+    ((struct foreign *)arg)->ran++;
+    return 0;
+}
+
+static void foreign_done_cb(eddy_future *f, void *arg)
+{
+    (void)f;
+    ((struct foreign *)arg)->ran++;
+}
+
+static void foreign_watch_cb(eddy_watch *w, unsigned revents, void *arg)
+{
+    (void)w;
+    (void)revents;
+    ((struct foreign *)arg)->ran++;
+}
+
+static void foreign_refused_ptr(struct foreign *fo, void *p)
+{
+    if (p)
+        fo->accepted++;
+    else if (errno != EPERM)
+        fo->wrong_errno++;
+}
+
+static void foreign_refused(struct foreign *fo, int err)
+{
+    if (err != -EPERM) fo->accepted++;
+}
+
+static void threadsafe_count(void *arg)
+{
+    struct foreign *fo = arg;
+    if (++fo->threadsafe_ran == FOREIGN_CALLS) eddy_future_set_result(fo->future, 1);
+}
+
+static void *foreign_calls(void *arg)
+{
+    struct foreign *fo = arg;
+    eddy_loop *loop = fo->loop;
+    for (int i = 0; i < FOREIGN_CALLS; i++) {
+        foreign_refused(fo, eddy_call_soon(loop, foreign_cb, fo));
+        errno = 0;
+        foreign_refused_ptr(fo, eddy_spawn(loop, foreign_task, fo));
+        errno = 0;
+        foreign_refused_ptr(fo, eddy_future_new(loop));
+    }
+    foreign_refused(fo, eddy_call_later(loop, 0, foreign_cb, fo, NULL));
+    eddy_watch *watch = NULL;
+    foreign_refused(fo, eddy_watch_start(&watch, loop, 0, EDDY_READABLE, foreign_watch_cb, fo));
+    foreign_refused(fo, eddy_timer_cancel(fo->timer));
+    foreign_refused(fo, eddy_future_set_result(fo->future, 1));
+    foreign_refused(fo, eddy_future_set_error(fo->future, -EIO));
+    foreign_refused(fo, eddy_future_on_done(fo->future, foreign_done_cb, fo));
+    foreign_refused(fo, eddy_future_result(fo->future, NULL));
+    foreign_refused(fo, eddy_future_cancel(fo->future) ? 0 : -EPERM);
+    foreign_refused(fo, eddy_task_cancel(fo->task) ? 0 : -EPERM);
+    foreign_refused(fo, eddy_task_join(fo->task, NULL));
+    foreign_refused(fo, eddy_loop_run(loop));
+    foreign_refused(fo, (int)eddy_now(loop));
+    errno = 0;
+    foreign_refused_ptr(fo, eddy_group_new(loop));
+    errno = 0;
+    foreign_refused_ptr(fo, eddy_group_spawn(fo->group, foreign_task, fo));
+    /* The void calls do nothing: the loop thread checks what they left. */
+    eddy_future_ref(fo->future);
+    eddy_future_unref(fo->future);
+    eddy_future_unref(fo->future);
+    eddy_task_detach(fo->task);
+    eddy_group_free(fo->group);
+    eddy_loop_stop(loop);
+    eddy_loop_free(loop); /* refused: the loop is running */
+    /* Then the one call allowed here, many times: none may be lost. */
+    for (int i = 0; i < FOREIGN_CALLS; i++)
+        if (eddy_call_soon_threadsafe(loop, threadsafe_count, fo) != 0) fo->wrong_errno++;
+    return NULL;
+}
+
+static intptr_t sleep_long(void *arg)
+{
+    (void)arg;
+    return eddy_sleep(NS_PER_HOUR);
+}
+
+static intptr_t host_foreign_thread(void *arg)
+{
+    struct foreign *fo = arg;
+    fo->future = eddy_future_new(NULL);
+    fo->task = eddy_spawn(NULL, sleep_long, NULL);
+    fo->group = eddy_group_new(NULL);
+    cr_assert(fo->future && fo->task && fo->group);
+    cr_assert(eq(int, eddy_call_later(fo->loop, NS_PER_HOUR, foreign_cb, fo, &fo->timer), 0));
+    cr_assert(eq(int, pthread_create(&fo->thread, NULL, foreign_calls, fo), 0));
+    intptr_t value = 0;
+    int err = eddy_await(fo->future, &value); /* set by the last threadsafe call */
+    cr_assert(eq(int, pthread_join(fo->thread, NULL), 0));
+    cr_assert(eq(int, err, 0), "await: %s", eddy_strerror(err));
+    cr_assert(eq(int, (int)value, 1));
+    cr_assert(eq(int, fo->accepted, 0), "%d calls from another thread were accepted", fo->accepted);
+    cr_assert(eq(int, fo->wrong_errno, 0));
+    cr_assert(eq(int, fo->threadsafe_ran, FOREIGN_CALLS), "threadsafe calls lost");
+    /* Nothing the foreign thread tried took effect, and the loop still works. */
+    cr_assert(not(eddy_future_done(eddy_task_future(fo->task))), "the task was cancelled");
+    cr_assert(eq(int, eddy_timer_cancel(fo->timer), 0), "the timer was cancelled or fired");
+    cr_assert(eq(int, eddy_yield(), 0));
+    cr_assert(eq(int, fo->ran, 0), "a foreign call ran something on the loop");
+    cr_assert(ne(ptr, eddy_group_spawn(fo->group, foreign_task, fo), NULL), "group freed");
+    cr_assert(eq(int, eddy_group_wait(fo->group), 0));
+    eddy_group_free(fo->group);
+    cr_assert(eq(int, fo->ran, 1));
+    cr_assert(eddy_task_cancel(fo->task));
+    cr_assert(eq(int, eddy_task_join(fo->task, NULL), -ECANCELED));
+    eddy_future_unref(fo->future);
+    return 0;
+}
+
+Test(threadsafe, foreign_thread_calls_are_refused, .timeout = TEST_TIMEOUT)
+{
+    struct foreign *fo = calloc(1, sizeof(*fo));
+    cr_assert(ne(ptr, fo, NULL));
+    fo->loop = new_loop();
+    intptr_t result = -1;
+    cr_assert(eq(int, run_task(fo->loop, host_foreign_thread, fo, &result), 0));
+    cr_assert(eq(int, (int)result, 0));
+    eddy_loop_free(fo->loop);
+    free(fo);
+}
+
+/* A loop set up on one thread and run on another belongs, from then on, to
+ * the thread that ran it; the first thread may free it once that is done. */
+struct handed_over {
+    eddy_loop *loop;
+    int run_result;
+    int ran;
+};
+
+static void handed_cb(void *arg)
+{
+    ((struct handed_over *)arg)->ran++;
+}
+
+static void *run_handed_loop(void *arg)
+{
+    struct handed_over *h = arg;
+    if (eddy_call_soon(h->loop, handed_cb, h) != 0)
+        h->run_result = -1000;
+    else
+        h->run_result = eddy_loop_run(h->loop);
+    return NULL;
+}
+
+Test(threadsafe, loop_belongs_to_the_thread_that_runs_it, .timeout = TEST_TIMEOUT)
+{
+    struct handed_over h = {.loop = new_loop()};
+    cr_assert(eq(int, eddy_call_soon(h.loop, handed_cb, &h), 0), "setting up before the run");
+    pthread_t thread;
+    cr_assert(eq(int, pthread_create(&thread, NULL, run_handed_loop, &h), 0));
+    cr_assert(eq(int, pthread_join(thread, NULL), 0));
+    cr_assert(eq(int, h.run_result, 0), "%s", eddy_strerror(h.run_result));
+    cr_assert(eq(int, h.ran, 2));
+    cr_assert(eq(int, eddy_call_soon(h.loop, handed_cb, &h), -EPERM));
+    cr_assert(eq(int, eddy_loop_run(h.loop), -EPERM));
+    cr_assert(eq(i64, eddy_now(h.loop), -EPERM));
+    eddy_loop_free(h.loop); /* the other thread is done with it: freeing takes it over */
+}
+
+/* A socket belongs to the loop it was opened on: a task of another thread's
+ * loop is refused (it used to queue its call on the socket from both). */
+struct foreign_socket {
+    eddy_sock *sock; /* opened on the first loop */
+    ssize_t recv_result, send_result;
+    int run_result;
+};
+
+static intptr_t use_foreign_socket(void *arg)
+{
+    struct foreign_socket *fs = arg;
+    char byte = 'x';
+    struct sockaddr_storage to;
+    cr_assert(eq(int, eddy_addr_parse(&to, "127.0.0.1", (uint16_t)eddy_sock_port(fs->sock)), 0));
+    fs->recv_result = eddy_recvfrom(fs->sock, &byte, 1, NULL);
+    fs->send_result = eddy_sendto(fs->sock, &byte, 1, (const struct sockaddr *)&to);
+    return 0;
+}
+
+static void *run_other_loop(void *arg)
+{
+    struct foreign_socket *fs = arg;
+    fs->run_result = eddy_run(use_foreign_socket, fs, NULL);
+    return NULL;
+}
+
+static intptr_t lend_socket(void *arg)
+{
+    struct foreign_socket *fs = arg;
+    int err = eddy_udp_bind(&fs->sock, "127.0.0.1", 0);
+    if (err < 0) return err;
+    pthread_t thread;
+    cr_assert(eq(int, pthread_create(&thread, NULL, run_other_loop, fs), 0));
+    cr_assert(eq(int, pthread_join(thread, NULL), 0));
+    cr_assert(eq(int, eddy_sock_close(fs->sock), 0));
+    return 0;
+}
+
+Test(threadsafe, another_loop_cannot_use_a_socket, .timeout = TEST_TIMEOUT)
+{
+    struct foreign_socket fs = {.recv_result = 1, .send_result = 1, .run_result = 1};
+    eddy_loop *loop = new_loop();
+    intptr_t v = -1;
+    cr_assert(eq(int, run_task(loop, lend_socket, &fs, &v), 0));
+    eddy_loop_free(loop);
+    cr_assert(eq(iptr, v, 0), "%s", eddy_strerror((int)v));
+    cr_assert(eq(int, fs.run_result, 0));
+    cr_assert(eq(i64, (int64_t)fs.recv_result, -EPERM));
+    cr_assert(eq(i64, (int64_t)fs.send_result, -EPERM));
 }

@@ -220,3 +220,86 @@ Test(virtual_time, clock_waits_for_ready_work, .timeout = TEST_TIMEOUT)
     cr_assert(eq(i64, h.at - b.start, NS_PER_SEC));
     eddy_loop_free(loop);
 }
+
+/* ---- deadlines at the end of time ---------------------------------------------- */
+
+/* A deadline that saturates at the clock's limit is still a timer: virtual
+ * time jumps to it (it used to be taken for "no timer", and the loop blocked
+ * in its backend for ever). */
+struct end_of_time {
+    int order[2];
+    int count;
+    int64_t woke_at, after;
+    int sleep_result, sleep_again;
+};
+
+static intptr_t sleep_for_ever(void *arg)
+{
+    struct end_of_time *e = arg;
+    e->sleep_result = eddy_sleep(INT64_MAX);
+    e->order[e->count++] = 2;
+    e->woke_at = loop_now();
+    /* The clock is at its limit: a further sleep saturates too, and ends. */
+    e->sleep_again = eddy_sleep(NS_PER_SEC);
+    e->after = loop_now();
+    return 0;
+}
+
+static intptr_t sleep_an_hour(void *arg)
+{
+    struct end_of_time *e = arg;
+    int err = eddy_sleep(NS_PER_HOUR);
+    e->order[e->count++] = 1;
+    return err;
+}
+
+Test(virtual_time, sleep_int64_max_jumps_to_the_end, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_virtual_loop();
+    struct end_of_time e = {.sleep_result = 1, .sleep_again = 1};
+    int64_t wall_start = wall_ns();
+    eddy_task *forever = eddy_spawn(loop, sleep_for_ever, &e);
+    eddy_task *hour = eddy_spawn(loop, sleep_an_hour, &e);
+    cr_assert(forever && hour);
+    cr_assert(eq(int, eddy_loop_run(loop), 0));
+    cr_assert(eq(int, eddy_task_join(forever, NULL), 0));
+    cr_assert(eq(int, eddy_task_join(hour, NULL), 0));
+    cr_assert(eq(int, e.sleep_result, 0));
+    cr_assert(eq(int, e.sleep_again, 0));
+    cr_assert(eq(int, e.count, 2));
+    cr_assert(eq(int, e.order[0], 1), "the hour's sleep ends first");
+    cr_assert(eq(int, e.order[1], 2));
+    cr_assert(gt(i64, e.woke_at, INT64_MAX - NS_PER_SEC), "the clock stopped short");
+    cr_assert(ge(i64, e.after, e.woke_at));
+    cr_assert(lt(i64, wall_ns() - wall_start, 2 * NS_PER_SEC));
+    eddy_loop_free(loop);
+}
+
+Test(virtual_time, saturated_timers_fire_in_arming_order, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_virtual_loop();
+    struct timer_hit first = {loop, 0, 0}, second = {loop, 0, 0};
+    cr_assert(eq(int, eddy_call_later(loop, INT64_MAX, hit_cb, &first, NULL), 0));
+    cr_assert(eq(int, eddy_call_later(loop, INT64_MAX - 1, hit_cb, &second, NULL), 0));
+    cr_assert(eq(int, eddy_loop_run(loop), 0));
+    cr_assert(eq(int, first.hits, 1));
+    cr_assert(eq(int, second.hits, 1));
+    cr_assert(eq(i64, first.at, second.at), "both deadlines saturate to the same instant");
+    cr_assert(gt(i64, first.at, INT64_MAX - NS_PER_SEC));
+    eddy_loop_free(loop);
+}
+
+/* Under the real clock the same sleep waits as long as the backend can, and
+ * is cancelled like any other. */
+Test(virtual_time, real_clock_sleep_int64_max_is_cancellable, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    eddy_task *t = eddy_spawn(loop, task_sleep_arg, (void *)(intptr_t)INT64_MAX);
+    cr_assert(ne(ptr, t, NULL));
+    cancel_task_later(loop, t, 10 * NS_PER_MS);
+    int64_t start = wall_ns();
+    cr_assert(eq(int, eddy_loop_run(loop), 0));
+    cr_assert(eq(int, eddy_task_join(t, NULL), -ECANCELED));
+    cr_assert(lt(i64, wall_ns() - start, 2 * NS_PER_SEC));
+    eddy_loop_free(loop);
+}
