@@ -286,6 +286,22 @@ static void stream_send_done(eddy_stream *st, int64_t result)
 
 /* ---- opening ----------------------------------------------------------------------- */
 
+/* Whether s is a connected byte stream: not a datagram socket, not a listener. */
+static bool is_stream_socket(eddy_sock *s)
+{
+#ifdef _WIN32
+    SOCKET fd = (SOCKET)eddy_sock_fd(s);
+#else
+    int fd = (int)eddy_sock_fd(s);
+#endif
+    int type = 0, listening = 0;
+    socklen_t len = sizeof(type);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, (void *)&type, &len) < 0 || type != SOCK_STREAM)
+        return false;
+    len = sizeof(listening);
+    return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, (void *)&listening, &len) < 0 || !listening;
+}
+
 EDDY_API int eddy_stream_open(eddy_stream **out, eddy_sock *s, const eddy_stream_options *o)
 {
     if (out) *out = NULL;
@@ -297,7 +313,7 @@ EDDY_API int eddy_stream_open(eddy_stream **out, eddy_sock *s, const eddy_stream
     if (!opts.low_mark) opts.low_mark = opts.high_mark / 4;
     int err = 0;
     eddy_stream *st = NULL;
-    if (!out || !loop || opts.low_mark > opts.high_mark)
+    if (!out || !loop || opts.low_mark > opts.high_mark || !is_stream_socket(s))
         err = -EINVAL;
     else if (!(st = calloc(1, sizeof(*st))))
         err = -ENOMEM;

@@ -594,6 +594,11 @@ static intptr_t bad_input_main(void *arg)
     cr_assert(eq(int, eddy_tcp_listen(&listener, "127.0.0.1", 0, 0), 0));
     eddy_stream_options o = {.high_mark = 10, .low_mark = 20};
     cr_assert(eq(int, eddy_stream_open(&st, listener, &o), -EINVAL)); /* and closed it */
+    cr_assert(eq(int, eddy_tcp_listen(&listener, "127.0.0.1", 0, 0), 0));
+    cr_assert(eq(int, eddy_stream_open(&st, listener, NULL), -EINVAL)); /* a listener */
+    eddy_sock *udp;
+    cr_assert(eq(int, eddy_udp_bind(&udp, "127.0.0.1", 0), 0));
+    cr_assert(eq(int, eddy_stream_open(&st, udp, NULL), -EINVAL)); /* not a stream */
     char buf[4];
     cr_assert(eq(long, (long)eddy_stream_read(NULL, buf, 4), (long)-EINVAL));
     cr_assert(eq(long, (long)eddy_stream_readline(NULL, buf, 4), (long)-EINVAL));
@@ -759,6 +764,39 @@ Test(streams, cancelled_server_wait_cancels_the_handlers, .timeout = TEST_TIMEOU
 {
     cr_assert(eq(int, run_main(serve_cancel_main, NULL), 0));
 }
+
+#ifndef _WIN32
+/* Streams over a Unix socket, served by eddy_serve. */
+static intptr_t unix_main(void *arg)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/eddy-streams-%d.sock", (int)getpid());
+    unlink(path);
+    eddy_sock *listener, *s;
+    cr_assert(eq(int, eddy_unix_listen(&listener, path, 0), 0));
+    struct echo_server es = {0};
+    eddy_server *srv;
+    cr_assert(eq(int, eddy_serve(&srv, listener, upper_handler, &es), 0));
+    cr_assert(eq(int, eddy_unix_connect(&s, path), 0));
+    eddy_stream *st;
+    cr_assert(eq(int, eddy_stream_open(&st, s, NULL), 0));
+    cr_assert(eq(int, eddy_stream_write(st, "over unix\n", 10), 0));
+    char buf[16];
+    cr_assert(eq(long, (long)eddy_stream_readline(st, buf, sizeof(buf)), 10L));
+    cr_assert(eq(int, memcmp(buf, "OVER UNIX\n", 10), 0));
+    cr_assert(eq(int, eddy_stream_close(st), 0));
+    cr_assert(eq(int, eddy_server_close(srv), 0));
+    cr_assert(eq(int, eddy_server_wait(srv), 0));
+    cr_assert(eq(int, es.handled, 1));
+    unlink(path);
+    return 0;
+}
+
+Test(streams, over_a_unix_socket, .timeout = TEST_TIMEOUT)
+{
+    cr_assert(eq(int, run_main(unix_main, NULL), 0));
+}
+#endif
 
 /* ---- connecting by name ----------------------------------------------------------- */
 
