@@ -403,7 +403,8 @@ EDDY_API int eddy_stream_close(eddy_stream *st);
 /* asyncio's start_server: takes the listener and accepts on it in a task of
  * its own; each connection becomes a stream and a task that runs
  * handler(stream, arg), and the server closes the stream when the handler
- * returns (whatever it returns; one failing handler does not stop others).
+ * returns (whatever it returns; one failing handler does not stop others), so
+ * the handler must not close it.
  * Task-only. 0, -EINVAL (NULL, not a listener), -ENOMEM. */
 EDDY_API EDDY_NODISCARD int eddy_serve(eddy_server **out, eddy_sock *listener,
                                        intptr_t (*handler)(eddy_stream *, void *), void *arg);

@@ -37,12 +37,13 @@ struct pair {
 
 static void pair_open(struct pair *p, const eddy_stream_options *o)
 {
-    eddy_sock *listener, *near;
+    eddy_sock *listener, *near_end;
     cr_assert(eq(int, eddy_tcp_listen(&listener, "127.0.0.1", 0, 0), 0));
-    cr_assert(eq(int, eddy_tcp_connect(&near, "127.0.0.1", (uint16_t)eddy_sock_port(listener)), 0));
+    cr_assert(
+        eq(int, eddy_tcp_connect(&near_end, "127.0.0.1", (uint16_t)eddy_sock_port(listener)), 0));
     cr_assert(eq(int, eddy_accept(listener, &p->peer), 0));
     cr_assert(eq(int, eddy_sock_close(listener), 0));
-    cr_assert(eq(int, eddy_stream_open(&p->st, near, o), 0));
+    cr_assert(eq(int, eddy_stream_open(&p->st, near_end, o), 0));
 }
 
 static void pair_close(struct pair *p)
@@ -276,6 +277,19 @@ Test(streams, eof_mid_line, .timeout = TEST_TIMEOUT)
     cr_assert(eq(int, run_main(eof_main, NULL), 0));
 }
 
+struct reader {
+    eddy_stream *st;
+    ssize_t result;
+};
+
+static intptr_t reader_run(void *arg)
+{
+    struct reader *r = arg;
+    char buf[16];
+    r->result = eddy_stream_readline(r->st, buf, sizeof(buf));
+    return 0;
+}
+
 /* A read waiting when the peer resets gets -ECONNRESET, and so do the next. */
 static intptr_t reset_main(void *arg)
 {
@@ -289,10 +303,14 @@ static intptr_t reset_main(void *arg)
     cr_assert(eq(long, (long)eddy_send(p.peer, "partial", 7), 7L));
     char buf[32];
     cr_assert(eq(long, (long)eddy_stream_readexactly(p.st, buf, 3), 3L)); /* "tial" buffered */
+    /* the reset reaches a readline already waiting for the rest of the line */
+    struct reader r = {.st = p.st, .result = 1};
+    eddy_task *t = eddy_spawn(NULL, reader_run, &r);
+    cr_assert(eq(int, eddy_sleep(10 * NS_PER_MS), 0));
     cr_assert(eq(int, eddy_sock_close(p.peer), 0));
     p.peer = NULL;
-    ssize_t n = eddy_stream_readline(p.st, buf, sizeof(buf));
-    cr_assert(eq(long, (long)n, (long)-ECONNRESET), "%s", eddy_strerror((int)n));
+    cr_assert(eq(int, eddy_task_join(t, NULL), 0));
+    cr_assert(eq(long, (long)r.result, (long)-ECONNRESET), "%s", eddy_strerror((int)r.result));
     /* what was buffered before the reset is still there */
     cr_assert(eq(long, (long)eddy_stream_read(p.st, buf, sizeof(buf)), 4L));
     cr_assert(eq(int, memcmp(buf, "tial", 4), 0));
@@ -542,19 +560,6 @@ static intptr_t cancel_keeps_main(void *arg)
 Test(streams, cancelled_reads_keep_the_bytes, .timeout = TEST_TIMEOUT)
 {
     cr_assert(eq(int, run_main(cancel_keeps_main, NULL), 0));
-}
-
-struct reader {
-    eddy_stream *st;
-    ssize_t result;
-};
-
-static intptr_t reader_run(void *arg)
-{
-    struct reader *r = arg;
-    char buf[16];
-    r->result = eddy_stream_readline(r->st, buf, sizeof(buf));
-    return 0;
 }
 
 /* Closing a stream another task reads from: the reader gets -EBADF, a second
