@@ -590,6 +590,45 @@ Test(streams, close_ends_a_waiting_reader, .timeout = TEST_TIMEOUT)
     cr_assert(eq(int, run_main(close_with_reader_main, NULL), 0));
 }
 
+static void close_callback(void *arg)
+{
+    cr_expect(eq(int, eddy_stream_close(arg), 0));
+}
+
+/* Closing from a callback (outside any task) while a reader waits and a send
+ * is in flight: the reader gets -EBADF, the unsent bytes are dropped, and the
+ * stream is freed once both have left (the sanitizer build checks the rest). */
+static intptr_t close_outside_task_main(void *arg)
+{
+    struct pair p = {0};
+    pair_open(&p, NULL);
+    struct reader r = {.st = p.st, .result = 1};
+    eddy_task *t = eddy_spawn(NULL, reader_run, &r);
+    size_t size = 8 << 20;
+    char *big = calloc(1, size);
+    cr_assert(eq(int, eddy_stream_write(p.st, big, size), 0));
+    cr_assert(eq(int, eddy_sleep(10 * NS_PER_MS), 0)); /* the peer reads nothing: it waits */
+    cr_assert(gt(sz, eddy_stream_write_buffer_size(p.st), 0));
+    cr_assert(eq(int, eddy_call_soon(eddy_loop_current(), close_callback, p.st), 0));
+    p.st = NULL;
+    cr_assert(eq(int, eddy_task_join(t, NULL), 0));
+    cr_assert(eq(long, (long)r.result, (long)-EBADF));
+    size_t got = 0; /* what was sent, then EOF */
+    ssize_t n;
+    while ((n = eddy_recv(p.peer, big, size)) > 0)
+        got += (size_t)n;
+    cr_assert(n == 0 || n == -ECONNRESET, "%s", eddy_strerror((int)n));
+    cr_assert(lt(sz, got, size));
+    free(big);
+    pair_close(&p);
+    return 0;
+}
+
+Test(streams, close_outside_a_task, .timeout = TEST_TIMEOUT)
+{
+    cr_assert(eq(int, run_main(close_outside_task_main, NULL), 0));
+}
+
 static intptr_t bad_input_main(void *arg)
 {
     eddy_stream *st = (eddy_stream *)1;
