@@ -1000,6 +1000,61 @@ static intptr_t python_main(void *arg)
     return 0;
 }
 
+static const char python_client[] =
+    "import asyncio, sys\n"
+    "async def one(i):\n"
+    "    r, w = await asyncio.open_connection('127.0.0.1', int(sys.argv[1]))\n"
+    "    for k in range(100):\n"
+    "        w.write(b'client %d line %d\\n' % (i, k))\n"
+    "    await w.drain()\n"
+    "    for k in range(100):\n"
+    "        assert await r.readline() == b'CLIENT %d LINE %d\\n' % (i, k)\n"
+    "    w.write_eof()\n"
+    "    assert await r.read() == b''\n"
+    "    w.close()\n"
+    "async def main():\n"
+    "    await asyncio.gather(*(one(i) for i in range(20)))\n"
+    "    print('ok', flush=True)\n"
+    "asyncio.run(main())\n";
+
+/* eddy's server, Python's asyncio clients: 20 connections, 100 lines each. */
+static intptr_t python_clients_main(void *arg)
+{
+    const char *path = arg;
+    eddy_sock *listener;
+    cr_assert(eq(int, eddy_tcp_listen(&listener, "127.0.0.1", 0, 0), 0));
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd), "exec python3 %s %d", path, eddy_sock_port(listener));
+    FILE *py = popen(cmd, "r");
+    cr_assert(ne(ptr, py, NULL));
+    struct echo_server es = {0};
+    eddy_server *srv;
+    cr_assert(eq(int, eddy_serve(&srv, listener, upper_handler, &es), 0));
+    for (int i = 0; i < 3000 && es.handled < 20; i++)
+        cr_assert(eq(int, eddy_sleep(10 * NS_PER_MS), 0));
+    cr_assert(eq(int, es.handled, 20));
+    cr_assert(eq(int, eddy_server_close(srv), 0));
+    cr_assert(eq(int, eddy_server_wait(srv), 0));
+    char out[16] = {0};
+    cr_assert(ne(ptr, fgets(out, sizeof(out), py), NULL));
+    cr_assert(eq(str, out, "ok\n"));
+    cr_assert(eq(int, pclose(py), 0));
+    return 0;
+}
+
+Test(streams, serves_python_asyncio_clients, .timeout = TEST_TIMEOUT)
+{
+    if (system("python3 -c 'import asyncio' 2>/dev/null") != 0) cr_skip_test("no python3 here");
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/eddy-streams-client-%d.py", (int)getpid());
+    FILE *f = fopen(path, "w");
+    cr_assert(ne(ptr, f, NULL));
+    fputs(python_client, f);
+    fclose(f);
+    cr_assert(eq(int, run_main(python_clients_main, path), 0));
+    unlink(path);
+}
+
 Test(streams, talks_to_python_asyncio_streams, .timeout = TEST_TIMEOUT)
 {
     if (system("python3 -c 'import asyncio' 2>/dev/null") != 0) cr_skip_test("no python3 here");
