@@ -101,7 +101,7 @@ static intptr_t client(eddy_stream *st, void *arg)
     if (n == 0) strcpy(line, "anonymous");
     size_t name_len = strlen(line) < MAX_NAME - 1 ? strlen(line) : MAX_NAME - 1;
     memcpy(m.name, line, name_len); /* m.name was zeroed: terminated */
-    m.prev = room.prev;        /* join the room */
+    m.prev = room.prev;             /* join the room */
     m.next = &room;
     room.prev->next = &m;
     room.prev = &m;
