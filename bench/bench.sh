@@ -10,14 +10,14 @@
 # bounded in time ($EDDY_BENCH_SECONDS per round, default 2, after 0.5 s of
 # warm-up) and in connections.
 #
-#   EDDY_BENCH_ONLY="tasks timers echo http files"   the sections to run (default: all)
+#   EDDY_BENCH_ONLY="tasks timers echo lines http files"   the sections to run (default: all)
 #   EDDY_BENCH_ECHO="eddy/io_uring eddy/epoll liburing" the echo servers to run (default: all)
 #   EDDY_BENCH_FILES_DIR=DIR   where the files section puts its 1 GiB file (default: a temporary dir)
 set -u
 srcdir=${srcdir:-.}
 ROUNDS=${EDDY_BENCH_ROUNDS:-3}
 SECS=${EDDY_BENCH_SECONDS:-2}
-ONLY=${EDDY_BENCH_ONLY:-tasks timers echo http files}
+ONLY=${EDDY_BENCH_ONLY:-tasks timers echo lines http files}
 SERVER_CPU=1
 CLIENT_CPU=0
 if [ "$(nproc)" -lt 2 ]; then
@@ -145,6 +145,41 @@ if want echo; then
                     k=$(key "$name")
                     echo "$line" | awk '{ print $1 }' >>"$out/echo-$size-$conns-$k-rps"
                     echo "$line" | awk '{ print $2 }' >>"$out/echo-$size-$conns-$k-cpu"
+                done
+            }
+        done
+        r=$((r + 1))
+    done
+fi
+
+# ---- lines ----------------------------------------------------------------------
+# Line echo over streams: bench/lines-eddy (readline, write, drain on eddy
+# streams) against the same server on asyncio streams (and uvloop), driven by
+# echo-load, whose messages are lines.
+LINE_CONFIGS="64:50 64:1000 1024:50"
+line_servers="eddy/io_uring|env EDDY_BACKEND=io_uring ./bench/lines-eddy PORT
+eddy/epoll|env EDDY_BACKEND=epoll ./bench/lines-eddy PORT"
+if [ -n "$PY" ]; then line_servers="$line_servers
+asyncio|$PY $srcdir/bench/lines_asyncio.py PORT"; fi
+if [ -n "$UVPY" ]; then line_servers="$line_servers
+uvloop|$UVPY $srcdir/bench/lines_asyncio.py PORT uvloop"; fi
+if want lines; then
+    echo "== lines: line echo over streams on 127.0.0.1 (server CPU $SERVER_CPU, client CPU $CLIENT_CPU, ${SECS} s rounds)"
+    port=23000
+    r=1
+    while [ "$r" -le "$ROUNDS" ]; do
+        for cfg in $LINE_CONFIGS; do
+            size=${cfg%%:*}
+            conns=${cfg##*:}
+            port=$((port + 16))
+            echo "$line_servers" | {
+                while IFS='|' read -r name cmd; do
+                    port=$((port + 1))
+                    line=$(run_echo "$name" "$cmd" "$size" "$conns" "$port")
+                    echo "  round $r ${size} B lines x $conns conns  $(printf '%-14s' "$name") $line"
+                    k=$(key "$name")
+                    echo "$line" | awk '{ print $1 }' >>"$out/lines-$size-$conns-$k-rps"
+                    echo "$line" | awk '{ print $2 }' >>"$out/lines-$size-$conns-$k-cpu"
                 done
             }
         done
@@ -393,6 +428,25 @@ if want echo; then
         for b in io_uring epoll; do
             cpu=$( { median <"$out/echo-$size-$conns-eddy_$b-cpu"; } 2>/dev/null)
             at_most "    eddy/$b, $size B x $conns" "$cpu" "$uvcpu" 0.6
+        done
+    done
+fi
+if want lines; then
+    echo
+    echo "Lines: line echo over streams, lines/s and the server's CPU time per line (utime+stime, ns)"
+    for cfg in $LINE_CONFIGS; do
+        size=${cfg%%:*}
+        conns=${cfg##*:}
+        pycpu=$( { median <"$out/lines-$size-$conns-asyncio-cpu"; } 2>/dev/null)
+        echo "  $size B lines, $conns connections"
+        printf '    %-14s %12s %14s %12s\n' server "lines/s" "CPU ns/line" "vs asyncio"
+        echo "$line_servers" | while IFS='|' read -r name cmd; do
+            k=$(key "$name")
+            rps=$( { median <"$out/lines-$size-$conns-$k-rps"; } 2>/dev/null)
+            cpu=$( { median <"$out/lines-$size-$conns-$k-cpu"; } 2>/dev/null)
+            ratio=$(awk -v a="$cpu" -v b="${pycpu:--}" \
+                'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.3fx", a / b; else print "-" }')
+            printf '    %-14s %12s %14s %12s\n' "$name" "${rps:--}" "${cpu:--}" "$ratio"
         done
     done
 fi

@@ -5,7 +5,8 @@
  *
  * Opens `connections` TCP connections to 127.0.0.1:port, and on each one sends
  * a message of `size` bytes, waits until all of it has come back, and sends the
- * next (ping-pong, one message in flight per connection). After a warm-up of
+ * next (ping-pong, one message in flight per connection). A message is one
+ * line (its last byte is a newline), for the line echo servers too. After a warm-up of
  * 0.5 s it counts round trips for `seconds` and prints one line:
  *
  *   <round trips per second> <server CPU ns per round trip> <round trips>
@@ -169,6 +170,7 @@ int main(int argc, char **argv)
     struct conn *conns = calloc((size_t)nconn, sizeof(*conns));
     if (!msg || !scratch || !conns) return 1;
     memset(msg, 'x', msg_size);
+    msg[msg_size - 1] = '\n'; /* one line: the line echo servers (bench/lines-*) take it too */
     if ((epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) return 1;
 
     for (int i = 0; i < nconn; i++) {

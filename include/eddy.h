@@ -518,6 +518,111 @@ EDDY_MUST_USE EDDY_API int eddy_unix_listen(eddy_sock **out, const char *path, i
 /* Task-only: connects to the Unix stream socket at path. */
 EDDY_MUST_USE EDDY_API int eddy_unix_connect(eddy_sock **out, const char *path);
 
+/* ---- streams and servers ----------------------------------------------------- */
+
+/* asyncio's StreamReader/StreamWriter and start_server over any connected
+ * eddy_sock (docs/streams.md). Reads are buffered: readline, readuntil and
+ * readexactly take what they need from the read buffer and keep the rest;
+ * writes copy into a write buffer and never wait, and the buffer goes out in
+ * one send per loop iteration (or at eddy_stream_drain) while the stream's
+ * owner goes on. A stream belongs to its loop; one task reads at a time
+ * (another gets -EBUSY), any number may write and drain. */
+#ifdef _WIN32
+#ifndef EDDY_IOVEC_DEFINED
+#define EDDY_IOVEC_DEFINED
+/* mingw has no <sys/uio.h>: POSIX's struct iovec, field for field. */
+struct iovec {
+    void *iov_base;
+    size_t iov_len;
+};
+#endif
+#else
+#include <sys/uio.h>
+#endif
+
+typedef struct eddy_stream eddy_stream;
+typedef struct eddy_server eddy_server;
+
+/* Grows by its size as eddy_loop_options does (0: the first layout). */
+typedef struct eddy_stream_options {
+    size_t size;       /* sizeof(eddy_stream_options), or 0 */
+    size_t limit;      /* read buffer limit; 0 = 64 KiB */
+    size_t high_mark;  /* drain waits while more than this is buffered; 0 = 64 KiB */
+    size_t low_mark;   /* ... until at most this is; 0 = high_mark / 4 */
+} eddy_stream_options; /* NULL = defaults */
+#define EDDY_STREAM_OPTIONS_INIT(...)                                                              \
+    {                                                                                              \
+        .size = sizeof(eddy_stream_options), __VA_ARGS__                                           \
+    }
+
+/* A stream over the connected socket s, which it takes (eddy_stream_close
+ * closes it, and so does a failing open). o may be NULL. 0, -EINVAL (NULL,
+ * low_mark > high_mark, a listener), -ENOMEM. */
+EDDY_MUST_USE EDDY_API int eddy_stream_open(eddy_stream **out, eddy_sock *s,
+                                            const eddy_stream_options *o);
+/* Task-only: connects a stream to host:port (asyncio's open_connection). A
+ * name with several addresses is raced as RFC 8305's Happy Eyeballs: families
+ * interleaved, the next attempt 250 ms after the last began or as soon as it
+ * fails, the first connected wins. 0, or eddy_tcp_connect's codes. */
+EDDY_MUST_USE EDDY_API int eddy_open_connection(eddy_stream **out, const char *host, uint16_t port,
+                                                const eddy_stream_options *o);
+/* Task-only: up to len buffered or newly received bytes; suspends only when
+ * none are buffered. The count, 0 at EOF, or an error (-ECONNRESET, ...). */
+EDDY_NODISCARD EDDY_API ssize_t eddy_stream_read(eddy_stream *st, void *buf, size_t len);
+/* Task-only: exactly n bytes. n, or -EPIPE at EOF first (the bytes that did
+ * arrive stay buffered for eddy_stream_read and peek), or an error. */
+EDDY_NODISCARD EDDY_API ssize_t eddy_stream_readexactly(eddy_stream *st, void *buf, size_t n);
+/* Task-only: the bytes through the first sep (seplen > 0), copied to buf. The
+ * count with sep; -EOVERFLOW when they would not fit in cap or the read
+ * buffer's limit (the bytes stay buffered); -EPIPE at EOF before sep. */
+EDDY_NODISCARD EDDY_API ssize_t eddy_stream_readuntil(eddy_stream *st, const void *sep,
+                                                      size_t seplen, void *buf, size_t cap);
+/* Task-only: readuntil "\n", except that at EOF it returns what is left (a
+ * partial line; 0 when nothing is). */
+EDDY_NODISCARD EDDY_API ssize_t eddy_stream_readline(eddy_stream *st, void *buf, size_t cap);
+/* Task-only: points *data at the buffered bytes (valid until the next call on
+ * st) and sets *len, without copying. Suspends when nothing is buffered that
+ * an earlier peek has not shown already, so peek again for more. 0 (*len 0
+ * at EOF), -EOVERFLOW when the buffer holds limit bytes already, an error. */
+EDDY_NODISCARD EDDY_API int eddy_stream_peek(eddy_stream *st, const void **data, size_t *len);
+/* Drops the first n buffered bytes (after a peek). 0, -EINVAL past the end. */
+EDDY_API int eddy_stream_consume(eddy_stream *st, size_t n);
+/* Copies len bytes into the write buffer; never suspends. Past the high mark
+ * it still buffers (drain is the brake). 0, or the error that ended writing
+ * (-EPIPE after write_eof or a failed send, -ECONNRESET, -EBADF), -ENOMEM. */
+EDDY_NODISCARD EDDY_API int eddy_stream_write(eddy_stream *st, const void *buf, size_t len);
+/* eddy_stream_write of n buffers in order, all or none. */
+EDDY_NODISCARD EDDY_API int eddy_stream_writev(eddy_stream *st, const struct iovec *iov, int n);
+/* Task-only: starts sending what is buffered and, while more than the high
+ * mark is, waits until at most the low mark is. Any number of tasks may drain
+ * at once; they return in arrival order. 0, the send error, -ECANCELED. */
+EDDY_NODISCARD EDDY_API int eddy_stream_drain(eddy_stream *st);
+/* The bytes written and not yet sent (asyncio's get_write_buffer_size). */
+EDDY_API size_t eddy_stream_write_buffer_size(const eddy_stream *st);
+/* Task-only: sends everything buffered, then shuts the socket's write side
+ * (the peer reads EOF; reading goes on). Writes then fail with -EPIPE. */
+EDDY_API int eddy_stream_write_eof(eddy_stream *st);
+/* Sends what it can of the write buffer (in a task: waits for it, within the
+ * task's cancellation and timeout scope), ends a read or drain in other tasks
+ * (-EBADF), closes the socket and frees st. 0 or the first error seen. */
+EDDY_API int eddy_stream_close(eddy_stream *st);
+
+/* asyncio's start_server: takes the listener and accepts on it in a task of
+ * its own; each connection becomes a stream and a task that runs
+ * handler(stream, arg), and the server closes the stream when the handler
+ * returns (whatever it returns; one failing handler does not stop others), so
+ * the handler must not close it.
+ * Task-only. 0, -EINVAL (NULL, not a listener), -ENOMEM. */
+EDDY_MUST_USE EDDY_API int eddy_serve(eddy_server **out, eddy_sock *listener,
+                                      intptr_t (*handler)(eddy_stream *, void *), void *arg);
+/* Stops accepting and closes the listener; handlers go on. Never suspends. */
+EDDY_API int eddy_server_close(eddy_server *srv);
+/* Task-only: waits until the server is closed and every handler has ended,
+ * then frees it. Cancelled: closes the server, cancels the handlers, waits
+ * for them, frees it and returns -ECANCELED. 0 or the accept error that
+ * stopped the server. */
+EDDY_API int eddy_server_wait(eddy_server *srv);
+
 /* ---- files ------------------------------------------------------------------ */
 
 /* Regular files and paths, task-only: each call suspends the calling task

@@ -254,6 +254,17 @@ void eddy__pool_cancel(struct eddy_loop *loop, struct eddy_op *op);
 /* Executes a file op or EDDY_OP_WORK synchronously (worker threads). */
 int64_t eddy__op_execute_blocking(struct eddy_op *op);
 
+/* ---- sockets (lib/net.c) for streams (lib/stream.c) ---------------------- */
+
+struct addrinfo;
+/* Task-only: getaddrinfo for a TCP connect, in the thread pool. */
+int eddy__tcp_resolve(const char *host, uint16_t port, struct addrinfo **out);
+/* Task-only: a new TCP socket connected to addr (closed again on failure). */
+int eddy__tcp_connect_addr(eddy_sock **out, const struct sockaddr *addr, socklen_t len);
+/* Task-only: Happy Eyeballs over n addresses in the order given (lib/stream.c). */
+int eddy__connect_race(eddy_sock **out, const struct sockaddr *const *addrs,
+                       const socklen_t *lens, size_t n, int64_t delay_ns);
+
 /* ---- loop ---------------------------------------------------------------- */
 
 /* Reads a caller's options struct (led by size_t size; 0 = layouts[0], the

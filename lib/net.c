@@ -863,3 +863,16 @@ EDDY_API int eddy_unix_connect(eddy_sock **out, const char *path)
     return connect_to(out, AF_UNIX, (struct sockaddr *)&sun, len);
 }
 #endif
+
+/* ---- for lib/stream.c's Happy Eyeballs ------------------------------------------- */
+
+int eddy__tcp_resolve(const char *host, uint16_t port, struct addrinfo **out)
+{
+    return resolve(host, port, SOCK_STREAM, 0, out);
+}
+
+int eddy__tcp_connect_addr(eddy_sock **out, const struct sockaddr *addr, socklen_t len)
+{
+    if (!eddy__current_task()) return -EPERM;
+    return connect_to(out, addr->sa_family, addr, len);
+}

@@ -54,6 +54,14 @@ void drop(eddy_loop *loop, eddy_sock *s, eddy_file *f, eddy_future *fut, char *b
     (void)eddy_queue_get(0, 0);
     (void)eddy_queue_try_put(0, 0);
     (void)eddy_queue_try_get(0, 0);
+    (void)eddy_stream_read(0, buf, 1);
+    (void)eddy_stream_readexactly(0, buf, 1);
+    (void)eddy_stream_readuntil(0, buf, 1, buf, 1);
+    (void)eddy_stream_readline(0, buf, 1);
+    (void)eddy_stream_peek(0, 0, 0);
+    (void)eddy_stream_write(0, buf, 1);
+    (void)eddy_stream_writev(0, 0, 0);
+    (void)eddy_stream_drain(0);
 }
 EOF
 
@@ -77,7 +85,10 @@ must_use_calls='
     eddy_cond_new(0, 0);
     eddy_sem_new(0, 0, 0);
     eddy_barrier_new(0, 1);
-    eddy_queue_new(0, 0);'
+    eddy_queue_new(0, 0);
+    eddy_stream_open(0, 0, 0);
+    eddy_open_connection(0, "::1", 1, 0);
+    eddy_serve(0, 0, 0, 0);'
 must_use_count=$(printf '%s\n' "$must_use_calls" | grep -c 'eddy_')
 for kind in void bare; do
     {

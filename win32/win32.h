@@ -23,10 +23,13 @@
 /* Winsock has no scatter/gather message header of POSIX's shape; eddy's
  * datagram ops (EDDY_OP_SENDMSG, EDDY_OP_RECVMSG) carry this one, with the
  * POSIX field names, and the iocp backend turns it into WSABUFs. */
+#ifndef EDDY_IOVEC_DEFINED /* eddy.h defines it too */
+#define EDDY_IOVEC_DEFINED
 struct iovec {
     void *iov_base;
     size_t iov_len;
 };
+#endif
 struct msghdr {
     void *msg_name;
     socklen_t msg_namelen;
