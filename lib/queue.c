@@ -20,7 +20,8 @@ struct queue_entry {
 };
 
 struct eddy_queue {
-    size_t maxsize; /* 0: unbounded */
+    uint64_t thread; /* the thread it belongs to (eddy__sync_foreign); 0 until bound */
+    size_t maxsize;  /* 0: unbounded */
     int order;
     int (*compare)(intptr_t a, intptr_t b);
     struct queue_entry *entries; /* FIFO: a ring from head; LIFO: a stack; PRIORITY: a heap */
@@ -47,8 +48,9 @@ EDDY_API int eddy_queue_new(eddy_queue **out, const eddy_queue_options *user_opt
     if (!out) return -EINVAL;
     eddy_queue_options copy = {0}, *o = &copy;
     if (user_opts) {
-        int err = eddy__options_read(&copy, sizeof copy, user_opts, queue_options_layouts,
-                                     sizeof queue_options_layouts / sizeof queue_options_layouts[0]);
+        int err =
+            eddy__options_read(&copy, sizeof copy, user_opts, queue_options_layouts,
+                               sizeof queue_options_layouts / sizeof queue_options_layouts[0]);
         if (err < 0) return err;
     }
     if (o->order < EDDY_QUEUE_FIFO || o->order > EDDY_QUEUE_PRIORITY) return -EINVAL;
@@ -210,6 +212,7 @@ static int put_now(struct eddy_queue *q, intptr_t item)
 EDDY_API int eddy_queue_put(eddy_queue *q, intptr_t item)
 {
     if (!q) return -EINVAL;
+    if (eddy__sync_foreign(&q->thread)) return -EPERM;
     struct eddy_task *t = eddy__current_task();
     if (!t) return -EPERM;
     if (eddy__task_cancelled(t)) return -ECANCELED;
@@ -229,6 +232,7 @@ EDDY_API int eddy_queue_put(eddy_queue *q, intptr_t item)
 EDDY_API int eddy_queue_try_put(eddy_queue *q, intptr_t item)
 {
     if (!q) return -EINVAL;
+    if (eddy__sync_foreign(&q->thread)) return -EPERM;
     if (q->shutdown) return -EPIPE;
     if (full(q) || !eddy__list_empty(&q->putters)) return -EAGAIN;
     return put_now(q, item);
@@ -237,6 +241,7 @@ EDDY_API int eddy_queue_try_put(eddy_queue *q, intptr_t item)
 EDDY_API int eddy_queue_get(eddy_queue *q, intptr_t *item)
 {
     if (!q) return -EINVAL;
+    if (eddy__sync_foreign(&q->thread)) return -EPERM;
     struct eddy_task *t = eddy__current_task();
     if (!t) return -EPERM;
     if (eddy__task_cancelled(t)) return -ECANCELED;
@@ -264,6 +269,7 @@ EDDY_API int eddy_queue_get(eddy_queue *q, intptr_t *item)
 EDDY_API int eddy_queue_try_get(eddy_queue *q, intptr_t *item)
 {
     if (!q) return -EINVAL;
+    if (eddy__sync_foreign(&q->thread)) return -EPERM;
     if (available(q) == 0) return q->shutdown ? -EPIPE : -EAGAIN;
     intptr_t v = take(q);
     if (item) *item = v;
@@ -280,6 +286,7 @@ EDDY_API ssize_t eddy_queue_size(const eddy_queue *q)
 EDDY_API int eddy_queue_task_done(eddy_queue *q)
 {
     if (!q || q->unfinished == 0) return -EINVAL;
+    if (eddy__sync_foreign(&q->thread)) return -EPERM;
     if (--q->unfinished == 0) eddy__sync_finish_all(&q->joiners, 0, false);
     return 0;
 }
@@ -287,6 +294,7 @@ EDDY_API int eddy_queue_task_done(eddy_queue *q)
 EDDY_API int eddy_queue_join(eddy_queue *q)
 {
     if (!q) return -EINVAL;
+    if (eddy__sync_foreign(&q->thread)) return -EPERM;
     struct eddy_task *t = eddy__current_task();
     if (!t) return -EPERM;
     if (eddy__task_cancelled(t)) return -ECANCELED;
@@ -300,6 +308,7 @@ EDDY_API int eddy_queue_join(eddy_queue *q)
 EDDY_API int eddy_queue_shutdown(eddy_queue *q, bool immediate)
 {
     if (!q) return -EINVAL;
+    if (eddy__sync_foreign(&q->thread)) return -EPERM;
     q->shutdown = true;
     if (immediate) {
         /* The items are dropped and count as done; getters they were set

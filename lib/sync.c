@@ -84,6 +84,7 @@ static struct eddy_task *waiting_task(int *err)
 /* ---- lock -------------------------------------------------------------------- */
 
 struct eddy_lock {
+    uint64_t thread; /* the thread it belongs to (eddy__sync_foreign); 0 until bound */
     bool locked;
     struct eddy_task *owner; /* NULL when taken outside a task (try_acquire) */
     struct eddy__list waiting;
@@ -145,6 +146,7 @@ static int lock_take(struct eddy_lock *l, struct eddy_task *t, bool cancellable)
 EDDY_API int eddy_lock_acquire(eddy_lock *l)
 {
     if (!l) return -EINVAL;
+    if (eddy__sync_foreign(&l->thread)) return -EPERM;
     int err;
     struct eddy_task *t = waiting_task(&err);
     if (!t) return err;
@@ -155,6 +157,7 @@ EDDY_API int eddy_lock_acquire(eddy_lock *l)
 EDDY_API int eddy_lock_try_acquire(eddy_lock *l)
 {
     if (!l) return -EINVAL;
+    if (eddy__sync_foreign(&l->thread)) return -EPERM;
     if (l->locked) return -EBUSY;
     l->locked = true;
     l->owner = eddy__current_task();
@@ -164,6 +167,7 @@ EDDY_API int eddy_lock_try_acquire(eddy_lock *l)
 EDDY_API int eddy_lock_release(eddy_lock *l)
 {
     if (!l) return -EINVAL;
+    if (eddy__sync_foreign(&l->thread)) return -EPERM;
     if (!l->locked || l->owner != eddy__current_task()) return -EPERM;
     lock_pass(l);
     return 0;
@@ -177,6 +181,7 @@ EDDY_API bool eddy_lock_locked(const eddy_lock *l)
 /* ---- event -------------------------------------------------------------------- */
 
 struct eddy_event {
+    uint64_t thread; /* the thread it belongs to (eddy__sync_foreign); 0 until bound */
     bool set;
     struct eddy__list waiting;
 };
@@ -201,6 +206,7 @@ EDDY_API void eddy_event_free(eddy_event *e)
 EDDY_API int eddy_event_set(eddy_event *e)
 {
     if (!e) return -EINVAL;
+    if (eddy__sync_foreign(&e->thread)) return -EPERM;
     if (e->set) return 0;
     e->set = true;
     eddy__sync_finish_all(&e->waiting, 0, false);
@@ -210,6 +216,7 @@ EDDY_API int eddy_event_set(eddy_event *e)
 EDDY_API int eddy_event_clear(eddy_event *e)
 {
     if (!e) return -EINVAL;
+    if (eddy__sync_foreign(&e->thread)) return -EPERM;
     e->set = false;
     return 0;
 }
@@ -230,6 +237,7 @@ static int finished_result(struct eddy_task *t, const struct eddy__sync_waiter *
 EDDY_API int eddy_event_wait(eddy_event *e)
 {
     if (!e) return -EINVAL;
+    if (eddy__sync_foreign(&e->thread)) return -EPERM;
     int err;
     struct eddy_task *t = waiting_task(&err);
     if (!t) return err;
@@ -242,6 +250,7 @@ EDDY_API int eddy_event_wait(eddy_event *e)
 /* ---- condition ---------------------------------------------------------------- */
 
 struct eddy_cond {
+    uint64_t thread; /* the thread it belongs to (eddy__sync_foreign); 0 until bound */
     struct eddy_lock *lock;
     struct eddy__list waiting;
     struct eddy__list granted; /* notified, until they hold the lock again */
@@ -286,6 +295,7 @@ static bool holds(const struct eddy_lock *l)
 EDDY_API int eddy_cond_wait(eddy_cond *c)
 {
     if (!c) return -EINVAL;
+    if (eddy__sync_foreign(&c->thread)) return -EPERM;
     int err;
     struct eddy_task *t = waiting_task(&err);
     if (!t) return err;
@@ -314,6 +324,7 @@ EDDY_API int eddy_cond_wait(eddy_cond *c)
 EDDY_API int eddy_cond_notify(eddy_cond *c, int n)
 {
     if (!c || n < 0) return -EINVAL;
+    if (eddy__sync_foreign(&c->thread)) return -EPERM;
     if (!holds(c->lock)) return -EPERM;
     return cond_notify(c, n);
 }
@@ -326,6 +337,7 @@ EDDY_API int eddy_cond_notify_all(eddy_cond *c)
 /* ---- semaphore ------------------------------------------------------------------- */
 
 struct eddy_sem {
+    uint64_t thread; /* the thread it belongs to (eddy__sync_foreign); 0 until bound */
     int value;
     int bound; /* bounded: the initial value, which releases may not exceed */
     bool bounded;
@@ -369,6 +381,7 @@ static int sem_give(struct eddy_sem *s)
 EDDY_API int eddy_sem_acquire(eddy_sem *s)
 {
     if (!s) return -EINVAL;
+    if (eddy__sync_foreign(&s->thread)) return -EPERM;
     int err;
     struct eddy_task *t = waiting_task(&err);
     if (!t) return err;
@@ -390,6 +403,7 @@ EDDY_API int eddy_sem_acquire(eddy_sem *s)
 EDDY_API int eddy_sem_try_acquire(eddy_sem *s)
 {
     if (!s) return -EINVAL;
+    if (eddy__sync_foreign(&s->thread)) return -EPERM;
     if (s->value == 0) return -EBUSY;
     s->value--;
     return 0;
@@ -398,6 +412,7 @@ EDDY_API int eddy_sem_try_acquire(eddy_sem *s)
 EDDY_API int eddy_sem_release(eddy_sem *s)
 {
     if (!s) return -EINVAL;
+    if (eddy__sync_foreign(&s->thread)) return -EPERM;
     return sem_give(s);
 }
 
@@ -409,6 +424,7 @@ EDDY_API int eddy_sem_value(const eddy_sem *s)
 /* ---- barrier ---------------------------------------------------------------------- */
 
 struct eddy_barrier {
+    uint64_t thread; /* the thread it belongs to (eddy__sync_foreign); 0 until bound */
     unsigned parties;
     unsigned count; /* arrived and waiting in this round */
     bool broken;
@@ -436,6 +452,7 @@ EDDY_API void eddy_barrier_free(eddy_barrier *b)
 EDDY_API int eddy_barrier_wait(eddy_barrier *b)
 {
     if (!b) return -EINVAL;
+    if (eddy__sync_foreign(&b->thread)) return -EPERM;
     int err;
     struct eddy_task *t = waiting_task(&err);
     if (!t) return err;
@@ -459,6 +476,7 @@ EDDY_API int eddy_barrier_wait(eddy_barrier *b)
 EDDY_API int eddy_barrier_abort(eddy_barrier *b)
 {
     if (!b) return -EINVAL;
+    if (eddy__sync_foreign(&b->thread)) return -EPERM;
     b->broken = true;
     b->count = 0;
     eddy__sync_finish_all(&b->waiting, -EPIPE, false);
@@ -468,6 +486,7 @@ EDDY_API int eddy_barrier_abort(eddy_barrier *b)
 EDDY_API int eddy_barrier_reset(eddy_barrier *b)
 {
     if (!b) return -EINVAL;
+    if (eddy__sync_foreign(&b->thread)) return -EPERM;
     b->count = 0;
     eddy__sync_finish_all(&b->waiting, -EPIPE, false);
     b->broken = false;

@@ -46,4 +46,20 @@ static inline void eddy__sync_take(struct eddy__sync_waiter *w)
     w->result = 0;
 }
 
+/* Locks, events, conditions, semaphores, barriers and queues have no loop of
+ * their own: each belongs to the first thread that changes or waits on it
+ * while running a loop, and calls from any other thread are refused (true
+ * here: the caller returns -EPERM), as the loop-bound calls are. A thread
+ * that never ran a loop may still set up an object no loop has used yet. */
+static inline bool eddy__sync_foreign(uint64_t *thread)
+{
+    uint64_t me = eddy__thread_number;
+    if (EDDY__LIKELY(*thread == me && me)) return false;
+    if (*thread == 0) {
+        *thread = me;
+        return false;
+    }
+    return true;
+}
+
 #endif /* EDDY_SYNC_H */

@@ -3,6 +3,8 @@
  * (no barging), cancellation before, while and after a waiter is chosen
  * (the lost-wakeup bugs of asyncio's Lock, Semaphore and Condition, and of
  * anyio's), freeing with waiters, bad input. */
+#include <pthread.h>
+
 #include "helpers.h"
 
 struct ctx {
@@ -812,4 +814,73 @@ static intptr_t nested_main(void *arg)
 Test(sync, nested_timeout_scopes_around_a_semaphore, .timeout = TEST_TIMEOUT)
 {
     run_scenario(nested_main);
+}
+
+/* ---- objects belong to one thread ------------------------------------------- */
+
+struct foreign {
+    eddy_lock *lock;
+    eddy_event *event;
+    eddy_queue *queue;
+    int lock_try, event_set, queue_put, in_task_set;
+};
+
+static intptr_t foreign_task(void *arg)
+{
+    struct foreign *f = arg;
+    f->in_task_set = eddy_event_set(f->event);
+    return 0;
+}
+
+/* Another thread, running a loop of its own, then outside any loop. */
+static void *foreign_thread(void *arg)
+{
+    struct foreign *f = arg;
+    eddy_loop *loop = NULL;
+    if (eddy_loop_new(&loop, NULL) == 0) {
+        eddy_task *t = eddy_spawn(loop, foreign_task, f);
+        if (t) eddy_task_detach(t);
+        eddy_loop_run(loop);
+        eddy_loop_free(loop);
+    }
+    f->lock_try = eddy_lock_try_acquire(f->lock);
+    f->event_set = eddy_event_set(f->event);
+    f->queue_put = eddy_queue_try_put(f->queue, 1);
+    return NULL;
+}
+
+static intptr_t owner_task(void *arg)
+{
+    struct foreign *f = arg;
+    cr_assert(eq(int, eddy_lock_acquire(f->lock), 0)); /* binds them to this thread */
+    cr_assert(eq(int, eddy_lock_release(f->lock), 0));
+    cr_assert(eq(int, eddy_event_clear(f->event), 0));
+    cr_assert(eq(int, eddy_queue_try_put(f->queue, 7), 0));
+    pthread_t th;
+    cr_assert(eq(int, pthread_create(&th, NULL, foreign_thread, f), 0));
+    cr_assert(eq(int, pthread_join(th, NULL), 0));
+    /* Untouched by the other thread, and still usable here. */
+    cr_assert(not(eddy_lock_locked(f->lock)));
+    cr_assert(not(eddy_event_is_set(f->event)));
+    cr_assert(eq(int, (int)eddy_queue_size(f->queue), 1));
+    cr_assert(eq(int, eddy_lock_try_acquire(f->lock), 0));
+    cr_assert(eq(int, eddy_lock_release(f->lock), 0));
+    return 0;
+}
+
+Test(sync, objects_refuse_other_threads, .timeout = TEST_TIMEOUT)
+{
+    struct foreign f = {.lock_try = 1, .event_set = 1, .queue_put = 1, .in_task_set = 1};
+    cr_assert(eq(int, eddy_lock_new(&f.lock), 0));
+    cr_assert(eq(int, eddy_event_new(&f.event), 0));
+    cr_assert(eq(int, eddy_queue_new(&f.queue, NULL), 0));
+    intptr_t v;
+    cr_assert(eq(int, run_virtual(owner_task, &f, &v), 0));
+    cr_assert(eq(int, f.in_task_set, -EPERM), "a task of another loop set the event");
+    cr_assert(eq(int, f.lock_try, -EPERM));
+    cr_assert(eq(int, f.event_set, -EPERM));
+    cr_assert(eq(int, f.queue_put, -EPERM));
+    eddy_lock_free(f.lock);
+    eddy_event_free(f.event);
+    eddy_queue_free(f.queue);
 }
