@@ -6,7 +6,7 @@
 # build tree). Prints TAP, one test per target; a crash, a leak or a
 # timeout fails it, and its input is kept as fuzz/crash-NAME-*.
 seconds=${FUZZ_SECONDS:-60}
-targets=${FUZZ_TARGETS:-addr_parse http_parser}
+targets=${FUZZ_TARGETS:-addr_parse http_parser stream_readers}
 src=${srcdir:-.}
 echo "TAP version 13"
 i=0

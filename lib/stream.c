@@ -488,6 +488,7 @@ EDDY_API ssize_t eddy_stream_read(eddy_stream *st, void *buf, size_t len)
  * interrupted readexactly leaves the stream as it found it. */
 static int rbuf_restore(eddy_stream *st, const void *bytes, size_t n)
 {
+    if (n == 0) return 0; /* the buffer may not even exist yet */
     int err = rbuf_reserve(st, n);
     if (err < 0) return err;
     memmove(st->rbuf + st->rstart + n, st->rbuf + st->rstart, buffered(st));
@@ -537,6 +538,7 @@ EDDY_API ssize_t eddy_stream_readexactly(eddy_stream *st, void *buf, size_t n)
 /* The offset of sep in the buffered bytes from offset from on, or -1. */
 static ptrdiff_t find(const eddy_stream *st, size_t from, const char *sep, size_t seplen)
 {
+    if (!st->rbuf) return -1; /* nothing ever buffered (no arithmetic on NULL) */
     const char *base = st->rbuf + st->rstart, *end = st->rbuf + st->rend;
     const char *p = base + from;
     while ((size_t)(end - p) >= seplen) {

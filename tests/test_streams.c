@@ -1114,3 +1114,37 @@ Test(streams, options_by_size, .timeout = TEST_TIMEOUT)
     cr_assert(eq(int, run_task(loop, options_by_size_task, NULL, &v), 0));
     eddy_loop_free(loop);
 }
+
+/* A reader's first call meets EOF on a stream that never buffered a byte
+ * (found by fuzz/stream_readers: arithmetic on the NULL buffer, which
+ * UBSan stops in the sanitizer build). */
+static intptr_t eof_before_any_byte_task(void *arg)
+{
+    (void)arg;
+    eddy_sock *listener = NULL, *a = NULL, *b = NULL;
+    cr_assert(eq(int, eddy_tcp_listen(&listener, "127.0.0.1", 0, 0), 0));
+    cr_assert(eq(int, eddy_tcp_connect(&a, "127.0.0.1", (uint16_t)eddy_sock_port(listener)), 0));
+    cr_assert(eq(int, eddy_accept(listener, &b), 0));
+    cr_assert(eq(int, eddy_sock_shutdown(b, EDDY_SHUT_WR), 0));
+    eddy_stream *st;
+    eddy_stream_options small = EDDY_STREAM_OPTIONS_INIT(.limit = 16);
+    cr_assert(eq(int, eddy_stream_open(&st, a, &small), 0));
+    char line[64];
+    /* more than the limit: read straight into line, nothing to put back */
+    cr_assert(eq(sz, (size_t)eddy_stream_readexactly(st, line, sizeof line), (size_t)-EPIPE));
+    cr_assert(
+        eq(sz, (size_t)eddy_stream_readuntil(st, "\r\n", 2, line, sizeof line), (size_t)-EPIPE));
+    cr_assert(eq(sz, (size_t)eddy_stream_readline(st, line, sizeof line), 0));
+    cr_assert(eq(int, eddy_stream_close(st), 0));
+    eddy_sock_close(b);
+    eddy_sock_close(listener);
+    return 0;
+}
+
+Test(streams, eof_before_any_byte, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, eof_before_any_byte_task, NULL, &v), 0));
+    eddy_loop_free(loop);
+}
