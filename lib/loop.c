@@ -344,6 +344,7 @@ EDDY_API void eddy_loop_free(eddy_loop *loop)
 {
     if (!loop || loop->running) return;
     eddy__watches_stop_all(loop);
+    eddy__signals_stop_all(loop);
     loop_shutdown(loop);
     drop_ready(loop);
     eddy__task_forget_loop(loop);
