@@ -245,6 +245,7 @@ static void loop_shutdown(struct eddy_loop *loop)
     struct eddy_loop *previous = eddy__thread_loop;
     eddy__thread_loop = loop;
     loop->running = true;
+    eddy__signals_stop_all(loop); /* a started watcher would keep ops_in_flight up */
     while (loop->live_tasks || loop->ops_in_flight) {
         eddy__task_cancel_all(loop);
         if (eddy__loop_iterate(loop, true) < 0) break;
@@ -344,7 +345,6 @@ EDDY_API void eddy_loop_free(eddy_loop *loop)
 {
     if (!loop || loop->running) return;
     eddy__watches_stop_all(loop);
-    eddy__signals_stop_all(loop);
     loop_shutdown(loop);
     drop_ready(loop);
     eddy__task_forget_loop(loop);

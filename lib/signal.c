@@ -57,12 +57,12 @@ struct slot_chunk {
  * learns that a signal came. */
 struct hub {
     struct eddy_loop *loop;
-    struct hub *next;                 /* hubs, while users > 0 */
-    unsigned users;                   /* watchers and waiting tasks */
-    struct slot *slot;                /* NULL once retired */
-    unsigned short count[MAX_SIGNAL]; /* users per signal */
-    struct eddy__list watchers;       /* eddy_signal, started */
-    struct eddy__list waiters;        /* struct waiter, suspended */
+    struct hub *next;           /* hubs, while users > 0 */
+    unsigned users;             /* watchers and waiting tasks */
+    struct slot *slot;          /* NULL once retired */
+    unsigned count[MAX_SIGNAL]; /* users per signal */
+    struct eddy__list watchers; /* eddy_signal, started */
+    struct eddy__list waiters;  /* struct waiter, suspended */
     struct eddy__work deliver;
     bool deliver_queued;
 #ifdef _WIN32
@@ -307,9 +307,9 @@ static int hub_arm(struct hub *h)
 
 static int hub_open(struct hub *h)
 {
-#ifdef O_CLOEXEC
+#ifdef __linux__
     if (pipe2(h->pipe, O_NONBLOCK | O_CLOEXEC) < 0) return -errno;
-#else
+#else /* macOS has no pipe2 */
     if (pipe(h->pipe) < 0) return -errno;
     for (int i = 0; i < 2; i++) {
         fcntl(h->pipe[i], F_SETFL, fcntl(h->pipe[i], F_GETFL) | O_NONBLOCK);
@@ -371,7 +371,10 @@ static void hub_posted(void *arg)
 static void post_deliveries(void)
 {
     for (struct hub *h = hubs; h; h = h->next) {
-        if (h->posted) continue;
+        bool recorded = false;
+        for (int w = 0; w < WORDS; w++)
+            recorded |= h->slot->pending[w] != 0;
+        if (h->posted || !recorded) continue;
         if (eddy_call_soon_threadsafe(h->loop, hub_posted, h) < 0) continue;
         h->posted = true;
         h->refs++;

@@ -481,6 +481,24 @@ Test(signals, loop_free_stops_watchers, .timeout = TEST_TIMEOUT)
     cr_assert(eq(ptr, (void *)current_handler(SIGUSR1), (void *)SIG_IGN));
 }
 
+static intptr_t leave_a_watcher(void *arg)
+{
+    return eddy_signal_start((eddy_signal **)arg, NULL, SIGUSR1, nothing, NULL);
+}
+
+/* eddy_run's main returns with a watcher still started: the run ends, and the
+ * watcher is stopped with the loop rather than keeping it alive forever. */
+Test(signals, eddy_run_ends_with_a_watcher_left, .timeout = 10)
+{
+    signal(SIGUSR1, SIG_IGN);
+    eddy_signal *s = NULL;
+    intptr_t v = -1;
+    cr_assert(eq(int, eddy_run(leave_a_watcher, &s, &v), 0));
+    cr_assert(eq(int, (int)v, 0));
+    cr_assert(ne(ptr, s, NULL));
+    cr_assert(eq(ptr, (void *)current_handler(SIGUSR1), (void *)SIG_IGN));
+}
+
 #else /* _WIN32 */
 
 /* Ctrl+C as the console sends it, to every process on this console; the
