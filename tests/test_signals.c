@@ -488,7 +488,7 @@ static intptr_t leave_a_watcher(void *arg)
 
 /* eddy_run's main returns with a watcher still started: the run ends, and the
  * watcher is stopped with the loop rather than keeping it alive forever. */
-Test(signals, eddy_run_ends_with_a_watcher_left, .timeout = 10)
+Test(signals, eddy_run_ends_with_a_watcher_left, .timeout = TEST_TIMEOUT)
 {
     signal(SIGUSR1, SIG_IGN);
     eddy_signal *s = NULL;
