@@ -139,14 +139,20 @@ static intptr_t wait_usr1_usr2(void *arg)
     return eddy_signal_wait(signums, 2);
 }
 
-Test(signals, wait_returns_the_raised_signal, .timeout = TEST_TIMEOUT)
+/* What a task waiting for SIGUSR1 or SIGUSR2 gets when send runs 10 ms later. */
+static int wait_for(eddy_callback send)
 {
     eddy_loop *loop = new_loop();
-    cr_assert(eq(int, eddy_call_later(loop, 10 * NS_PER_MS, raise_usr1, NULL, NULL), 0));
+    cr_assert(eq(int, eddy_call_later(loop, 10 * NS_PER_MS, send, NULL, NULL), 0));
     intptr_t v = 0;
     cr_assert(eq(int, run_task(loop, wait_usr1_usr2, NULL, &v), 0));
-    cr_assert(eq(int, (int)v, SIGUSR1));
     eddy_loop_free(loop);
+    return (int)v;
+}
+
+Test(signals, wait_returns_the_raised_signal, .timeout = TEST_TIMEOUT)
+{
+    cr_assert(eq(int, wait_for(raise_usr1), SIGUSR1));
 }
 
 static void kill_usr2(void *arg)
@@ -157,12 +163,7 @@ static void kill_usr2(void *arg)
 
 Test(signals, wait_returns_a_signal_sent_to_the_process, .timeout = TEST_TIMEOUT)
 {
-    eddy_loop *loop = new_loop();
-    cr_assert(eq(int, eddy_call_later(loop, 10 * NS_PER_MS, kill_usr2, NULL, NULL), 0));
-    intptr_t v = 0;
-    cr_assert(eq(int, run_task(loop, wait_usr1_usr2, NULL, &v), 0));
-    cr_assert(eq(int, (int)v, SIGUSR2));
-    eddy_loop_free(loop);
+    cr_assert(eq(int, wait_for(kill_usr2), SIGUSR2));
 }
 
 /* The loop is stuck in a task that does not yield when the signal comes: the
@@ -236,6 +237,19 @@ Test(signals, callback_for_each_delivery, .timeout = TEST_TIMEOUT)
     eddy_loop_free(loop);
 }
 
+/* Runs fn(&counted) on a new loop with a SIGUSR1 watcher counting into it;
+ * fn stops the watcher and returns 0. */
+static void run_with_usr1_watcher(eddy_task_fn fn)
+{
+    eddy_loop *loop = new_loop();
+    struct counted c = {.loop = loop};
+    cr_assert(eq(int, eddy_signal_start(&c.s, loop, SIGUSR1, count_and_maybe_stop, &c), 0));
+    intptr_t v = -1;
+    cr_assert(eq(int, run_task(loop, fn, &c, &v), 0));
+    cr_assert(eq(int, (int)v, 0));
+    eddy_loop_free(loop);
+}
+
 /* Two deliveries before the loop looks coalesce into one callback; a signal
  * raised while the loop is busy still reaches it afterwards. */
 static intptr_t raise_twice_busy(void *arg)
@@ -254,13 +268,7 @@ static intptr_t raise_twice_busy(void *arg)
 
 Test(signals, deliveries_while_busy_coalesce_into_one_callback, .timeout = TEST_TIMEOUT)
 {
-    eddy_loop *loop = new_loop();
-    struct counted c = {.loop = loop};
-    cr_assert(eq(int, eddy_signal_start(&c.s, loop, SIGUSR1, count_and_maybe_stop, &c), 0));
-    intptr_t v = -1;
-    cr_assert(eq(int, run_task(loop, raise_twice_busy, &c, &v), 0));
-    cr_assert(eq(int, (int)v, 0));
-    eddy_loop_free(loop);
+    run_with_usr1_watcher(raise_twice_busy);
 }
 
 /* ---- other threads ------------------------------------------------------------------ */
@@ -411,13 +419,7 @@ static intptr_t pool_while_signalled(void *arg)
 
 Test(signals, pool_threads_never_take_signals, .timeout = TEST_TIMEOUT)
 {
-    eddy_loop *loop = new_loop();
-    struct counted c = {.loop = loop};
-    cr_assert(eq(int, eddy_signal_start(&c.s, loop, SIGUSR1, count_and_maybe_stop, &c), 0));
-    intptr_t v = -1;
-    cr_assert(eq(int, run_task(loop, pool_while_signalled, &c, &v), 0));
-    cr_assert(eq(int, (int)v, 0));
-    eddy_loop_free(loop);
+    run_with_usr1_watcher(pool_while_signalled);
 }
 
 /* ---- the disposition given back ---------------------------------------------------- */
@@ -457,14 +459,9 @@ Test(signals, last_stop_restores_the_previous_disposition, .timeout = TEST_TIMEO
     sa.sa_handler = SIG_DFL;
     cr_assert(eq(int, sigaction(SIGUSR1, &sa, NULL), 0));
     cr_assert(eq(int, sigaction(SIGUSR2, &sa, NULL), 0));
-    eddy_loop *loop = new_loop();
-    cr_assert(eq(int, eddy_call_later(loop, 10 * NS_PER_MS, kill_usr2, NULL, NULL), 0));
-    intptr_t v = 0;
-    cr_assert(eq(int, run_task(loop, wait_usr1_usr2, NULL, &v), 0));
-    cr_assert(eq(int, (int)v, SIGUSR2));
+    cr_assert(eq(int, wait_for(kill_usr2), SIGUSR2));
     cr_assert(eq(ptr, (void *)current_handler(SIGUSR2), (void *)SIG_DFL));
     cr_assert(eq(ptr, (void *)current_handler(SIGUSR1), (void *)SIG_DFL));
-    eddy_loop_free(loop);
 }
 
 /* A watcher left started when its loop is freed is stopped: nothing is
