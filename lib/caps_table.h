@@ -39,7 +39,8 @@ struct eddy__caps_row {
 #define CAPS_POOL    "files through the thread pool"
 #define CAPS_DNS     "getaddrinfo in the thread pool"
 #define CAPS_URING   "io_uring only"
-#define CAPS_SIGNALS "a sigaction handler wakes the loop through a pipe it polls; every loop gets each signal"
+#define CAPS_SIGNALS                                                                               \
+    "a sigaction handler wakes the loop through a pipe it polls; every loop gets each signal"
 
 /* The backends a build may leave out on the platform at hand: eddy-caps
  * says how to build them instead of "not built for this platform". */
