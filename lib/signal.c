@@ -423,8 +423,11 @@ static int hub_want(struct hub *h, int signum)
 /* Drops a user of signum; the hub retires with its last. Under registry_lock. */
 static void hub_unwant(struct hub *h, int signum)
 {
-    if (--h->count[signum] == 0)
+    if (--h->count[signum] == 0) {
+        /* A delivery nobody took is not kept for a later watcher or wait. */
         __atomic_fetch_and(&h->slot->wants[signum / 32], ~sig_bit(signum), __ATOMIC_SEQ_CST);
+        __atomic_fetch_and(&h->slot->pending[signum / 32], ~sig_bit(signum), __ATOMIC_SEQ_CST);
+    }
     signal_release(signum);
     if (--h->users == 0) hub_retire(h);
 }

@@ -271,6 +271,33 @@ Test(signals, deliveries_while_busy_coalesce_into_one_callback, .timeout = TEST_
     run_with_usr1_watcher(raise_twice_busy);
 }
 
+/* A delivery that came while a watcher wanted the signal, but that no one took
+ * before it stopped, is not handed to a wait that begins afterwards. */
+static intptr_t stale_delivery(void *arg)
+{
+    eddy_signal *usr1 = arg, *usr2;
+    cr_assert(eq(int, eddy_signal_start(&usr2, NULL, SIGUSR2, nothing, NULL), 0));
+    raise(SIGUSR2); /* recorded; the loop has not looked yet */
+    cr_assert(eq(int, eddy_signal_stop(usr2), 0));
+    eddy_timeout scope;
+    cr_assert(eq(int, eddy_timeout_begin(&scope, 30 * NS_PER_MS), 0));
+    int got = wait_usr1_usr2(NULL);
+    cr_assert(eq(int, eddy_timeout_end(&scope), -ETIMEDOUT), "the wait got %d", got);
+    return eddy_signal_stop(usr1);
+}
+
+Test(signals, a_delivery_no_one_took_is_not_kept, .timeout = TEST_TIMEOUT)
+{
+    signal(SIGUSR2, SIG_IGN); /* what the stop gives back, when the raise comes */
+    eddy_loop *loop = new_loop();
+    eddy_signal *usr1; /* keeps the loop's signal machinery alive throughout */
+    cr_assert(eq(int, eddy_signal_start(&usr1, loop, SIGUSR1, nothing, NULL), 0));
+    intptr_t v = -1;
+    cr_assert(eq(int, run_task(loop, stale_delivery, usr1, &v), 0));
+    cr_assert(eq(int, (int)v, 0));
+    eddy_loop_free(loop);
+}
+
 /* ---- other threads ------------------------------------------------------------------ */
 
 static void block_usr1(bool block)
