@@ -26,43 +26,78 @@ static const int shutdown_signals[] = {SIGINT, SIGBREAK};
 static const int shutdown_signals[] = {SIGINT, SIGTERM};
 #endif
 
+struct connection;
+
 struct server {
     unsigned port;
     long max_connections; /* 0 = forever */
     long grace_seconds;
     eddy_sock *listener;
-    eddy_group *connections;
+    long live;               /* connections being served */
+    struct connection *open; /* those connections, to close them after the grace period */
+};
+
+struct connection {
+    struct server *srv;
+    eddy_sock *sock;
+    eddy_task *task;                /* borrowed: valid while the connection is in srv->open */
+    struct connection *prev, *next; /* srv->open */
 };
 
 static intptr_t serve_connection(void *arg)
 {
-    eddy_sock *conn = arg;
+    struct connection *c = arg;
     char buf[64 * 1024];
     ssize_t n;
-    while ((n = eddy_recv(conn, buf, sizeof(buf))) > 0)
-        if (eddy_send(conn, buf, (size_t)n) < 0) break;
-    eddy_sock_close(conn);
+    while ((n = eddy_recv(c->sock, buf, sizeof(buf))) > 0)
+        if (eddy_send(c->sock, buf, (size_t)n) < 0) break;
+    eddy_sock_close(c->sock);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->srv->open = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->srv->live--;
+    free(c);
     return 0;
 }
 
 /* Accepts until the connection count is reached or the task is cancelled
- * (the shutdown signal); then closes the listener. */
+ * (the shutdown signal); then closes the listener. A task per connection,
+ * detached: the loop frees each one when it ends. (A task group would keep
+ * every child until the group is freed: memory that grows with each
+ * connection a long-running server takes.) */
 static intptr_t accept_connections(void *arg)
 {
     struct server *srv = arg;
     int err = 0;
     for (long served = 0; srv->max_connections == 0 || served < srv->max_connections; served++) {
-        eddy_sock *conn;
-        err = eddy_accept(srv->listener, &conn);
-        if (err == -ECANCELED) {
-            err = 0; /* shutting down */
+        struct connection *c = calloc(1, sizeof(*c));
+        if (!c) {
+            err = -ENOMEM;
             break;
         }
+        c->srv = srv;
+        err = eddy_accept(srv->listener, &c->sock);
         if (err < 0) {
-            fprintf(stderr, "echo-server: accept: %s\n", eddy_strerror(err));
+            if (err == -ECANCELED)
+                err = 0; /* shutting down */
+            else
+                fprintf(stderr, "echo-server: accept: %s\n", eddy_strerror(err));
+            free(c);
             break;
         }
-        if (!eddy_group_spawn(srv->connections, serve_connection, conn)) eddy_sock_close(conn);
+        c->task = eddy_spawn(NULL, serve_connection, c);
+        if (!c->task) {
+            eddy_sock_close(c->sock);
+            free(c);
+            continue;
+        }
+        c->next = srv->open;
+        if (c->next) c->next->prev = c;
+        srv->open = c;
+        srv->live++;
+        eddy_task_detach(c->task);
     }
     eddy_sock_close(srv->listener);
     return err;
@@ -86,6 +121,24 @@ static intptr_t wait_for_shutdown(void *arg)
     return 0;
 }
 
+/* Lets the open connections finish within the grace period, then closes
+ * those left. */
+static void drain_connections(struct server *srv)
+{
+    eddy_timeout grace;
+    if (eddy_timeout_begin(&grace, srv->grace_seconds * 1000000000LL) == 0) {
+        while (srv->live > 0 && eddy_sleep(10 * 1000 * 1000) == 0) {
+        }
+        if (eddy_timeout_end(&grace) == -ETIMEDOUT) {
+            printf("echo-server: grace period over: closing %ld connection(s)\n", srv->live);
+            for (struct connection *c = srv->open; c; c = c->next)
+                eddy_task_cancel(c->task);
+        }
+    }
+    while (srv->live > 0) /* the cancelled ones close their sockets */
+        eddy_sleep(10 * 1000 * 1000);
+}
+
 static intptr_t server_main(void *arg)
 {
     struct server *srv = arg;
@@ -98,40 +151,26 @@ static intptr_t server_main(void *arg)
            eddy_loop_backend(eddy_loop_current()));
     fflush(stdout);
 
-    srv->connections = eddy_group_new(NULL);
-    eddy_task *acceptor = srv->connections ? eddy_spawn(NULL, accept_connections, srv) : NULL;
-    eddy_task *signals = acceptor ? eddy_spawn(NULL, wait_for_shutdown, acceptor) : NULL;
-    if (!signals) {
-        if (acceptor) { /* it closes the listener as it ends */
-            eddy_task_cancel(acceptor);
-            eddy_task_join(acceptor, NULL);
-        } else {
-            eddy_sock_close(srv->listener);
-        }
-        if (srv->connections) eddy_group_free(srv->connections);
+    eddy_task *acceptor = eddy_spawn(NULL, accept_connections, srv);
+    if (!acceptor) {
+        eddy_sock_close(srv->listener);
         return -ENOMEM;
     }
-    /* The acceptor ends by itself (connection count) or by the signal; the
-     * signal task holds a pointer to it until it is told to stop. */
-    eddy_await(eddy_task_future(acceptor), NULL);
-    eddy_task_cancel(signals);
-    eddy_task_join(signals, NULL);
+    eddy_task *signals = eddy_spawn(NULL, wait_for_shutdown, acceptor);
+    if (signals) {
+        /* The acceptor ends by itself (connection count) or by the signal;
+         * the signal task holds a pointer to it until it is told to stop. */
+        eddy_await(eddy_task_future(acceptor), NULL);
+        eddy_task_cancel(signals);
+        eddy_task_join(signals, NULL);
+    } else {
+        fprintf(stderr, "echo-server: no graceful shutdown: %s\n", eddy_strerror(-ENOMEM));
+    }
     intptr_t accept_err = 0;
     eddy_task_join(acceptor, &accept_err);
-
-    /* Let the last clients finish, within the grace period. */
-    eddy_timeout grace;
-    int wait_err = eddy_timeout_begin(&grace, srv->grace_seconds * 1000000000LL);
-    if (wait_err == 0) {
-        wait_err = eddy_group_wait(srv->connections);
-        if (eddy_timeout_end(&grace) == -ETIMEDOUT) {
-            printf("echo-server: grace period over: closed the connections still open\n");
-            wait_err = 0;
-        }
-    }
-    eddy_group_free(srv->connections);
+    drain_connections(srv);
     printf("echo-server: done\n");
-    return accept_err < 0 ? accept_err : wait_err;
+    return accept_err;
 }
 
 int main(int argc, char **argv)
