@@ -147,16 +147,19 @@ static intptr_t server_main(void *arg)
         fprintf(stderr, "echo-server: listen on port %u: %s\n", srv->port, eddy_strerror(err));
         return err;
     }
-    printf("echo-server: listening on port %d (backend %s)\n", eddy_sock_port(srv->listener),
-           eddy_loop_backend(eddy_loop_current()));
-    fflush(stdout);
-
     eddy_task *acceptor = eddy_spawn(NULL, accept_connections, srv);
     if (!acceptor) {
         eddy_sock_close(srv->listener);
         return -ENOMEM;
     }
     eddy_task *signals = eddy_spawn(NULL, wait_for_shutdown, acceptor);
+    /* Both start before the server says it is ready: a script that reads the
+     * port and sends SIGTERM finds the signal caught, and the descriptors
+     * eddy holds for it are already open. */
+    eddy_yield();
+    printf("echo-server: listening on port %d (backend %s)\n", eddy_sock_port(srv->listener),
+           eddy_loop_backend(eddy_loop_current()));
+    fflush(stdout);
     if (signals) {
         /* The acceptor ends by itself (connection count) or by the signal;
          * the signal task holds a pointer to it until it is told to stop. */
