@@ -414,7 +414,8 @@ typedef struct eddy_signal eddy_signal;
 EDDY_API int eddy_signal_wait(const int *signums, size_t n);
 /* Calls cb(arg) from loop (NULL = the current loop; never inline, never in the
  * signal handler) after each delivery of signum, until eddy_signal_stop. A
- * started watcher keeps eddy_loop_run running. 0, -EINVAL, -ENOTSUP, -ENOMEM. */
+ * started watcher keeps eddy_loop_run running; eddy_loop_free (and eddy_run's
+ * end) stops it. 0, -EINVAL, -ENOTSUP, -ENOMEM. */
 EDDY_NODISCARD EDDY_API int eddy_signal_start(eddy_signal **out, eddy_loop *loop, int signum,
                                               eddy_callback cb, void *arg);
 /* Stops the watcher and frees it (callable from its own callback); no
