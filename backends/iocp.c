@@ -663,10 +663,11 @@ static eddy_support iocp_supports(const struct eddy_backend *b, eddy_cap cap)
     case EDDY_CAP_TIMERS:  /* the loop's timers, as GetQueuedCompletionStatusEx's timeout */
     case EDDY_CAP_CANCEL:  /* CancelIoEx */
     case EDDY_CAP_WAKEUP:  /* PostQueuedCompletionStatus */
+    case EDDY_CAP_SIGNALS: /* console control events as SIGINT, SIGBREAK (lib/signal.c) */
         return EDDY_NATIVE;
     case EDDY_CAP_DNS: /* getaddrinfo in the thread pool */
         return EDDY_EMULATED;
-    default: /* Unix sockets, fd watching, signals: not on Windows; subprocess,
+    default: /* Unix sockets, fd watching: not on Windows; subprocess,
                 zero-copy send, sendfile: not implemented yet; multishot ops and
                 buffer rings: io_uring only */
         return EDDY_NONE;

@@ -415,12 +415,12 @@ static eddy_support kq_supports(const struct eddy_backend *b, eddy_cap cap)
     case EDDY_CAP_CANCEL:
     case EDDY_CAP_WAKEUP:   /* EVFILT_USER */
     case EDDY_CAP_WATCH_FD: /* the same readiness as eddy's own sockets */
+    case EDDY_CAP_SIGNALS:  /* lib/signal.c's pipe, polled as a watched fd */
         return EDDY_NATIVE;
     case EDDY_CAP_FILE_IO: /* handles() sends file ops to the thread pool */
     case EDDY_CAP_DNS:     /* getaddrinfo in the thread pool */
         return EDDY_EMULATED;
-    default: /* signals (EVFILT_SIGNAL is there for it), subprocess
-                (EVFILT_PROC), zero-copy send, sendfile: not implemented yet;
+    default: /* subprocess (EVFILT_PROC), zero-copy send, sendfile: not implemented yet;
                 multishot ops and buffer rings: io_uring only */
         return EDDY_NONE;
     }

@@ -1682,8 +1682,9 @@ static eddy_support uring_supports(const struct eddy_backend *b, eddy_cap cap)
     case EDDY_CAP_BUFFER_RING: /* registered at init (Linux 5.19+), for multishot receives */
         return s->br ? EDDY_NATIVE : EDDY_NONE;
     case EDDY_CAP_WATCH_FD: /* IORING_OP_POLL_ADD, there since 5.1 */
+    case EDDY_CAP_SIGNALS:  /* lib/signal.c's pipe, polled as a watched fd */
         return s->native[EDDY_OP_POLL] ? EDDY_NATIVE : EDDY_NONE;
-    default: /* signals, subprocess, sendfile: not implemented yet */
+    default: /* subprocess, sendfile: not implemented yet */
         return EDDY_NONE;
     }
 }

@@ -699,6 +699,35 @@ EDDY_API int eddy_watch_update(eddy_watch *w, unsigned events);
  * follows. 0, -EINVAL for NULL, or -EPERM off the loop's thread. */
 EDDY_API int eddy_watch_stop(eddy_watch *w);
 
+/* ---- signals ------------------------------------------------------------------ */
+
+/* asyncio's add_signal_handler, libuv's uv_signal (docs/signals.md). While a
+ * loop waits for a signal, eddy's handler catches it process-wide; every loop
+ * with a watcher or a waiting task for it gets each delivery, on its own
+ * thread. Deliveries the loop has not looked at yet coalesce (as POSIX's do).
+ * When the last watcher or wait of a signal in the process ends, the
+ * signal's previous disposition comes back. Pool threads block every signal.
+ * SIGKILL, SIGSTOP and the faults (SIGSEGV, SIGBUS, SIGFPE, SIGILL) cannot be
+ * handled: -EINVAL. Windows: SIGINT (Ctrl+C) and SIGBREAK (Ctrl+Break) as
+ * console control events; any other signal -ENOTSUP. */
+typedef struct eddy_signal eddy_signal;
+
+/* Task-only: waits until one of the n signals in signums arrives and returns
+ * it (the first of signums, if several came together). -EINVAL for NULL, n ==
+ * 0 or a signal that cannot be caught, -ECANCELED (cancellation or a timeout
+ * scope's expiry), -ENOTSUP. A signal is caught only while a wait or watcher
+ * wants it: for a loop that waits again and again, keep a watcher too. */
+EDDY_API int eddy_signal_wait(const int *signums, size_t n);
+/* Calls cb(arg) from loop (NULL = the current loop; never inline, never in the
+ * signal handler) after each delivery of signum, until eddy_signal_stop. A
+ * started watcher keeps eddy_loop_run running; eddy_loop_free (and eddy_run's
+ * end) stops it. 0, -EINVAL, -ENOTSUP, -ENOMEM. */
+EDDY_MUST_USE EDDY_API int eddy_signal_start(eddy_signal **out, eddy_loop *loop, int signum,
+                                             eddy_callback cb, void *arg);
+/* Stops the watcher and frees it (callable from its own callback); no
+ * callback follows. Call it on the watcher's loop. 0, or -EINVAL for NULL. */
+EDDY_API int eddy_signal_stop(eddy_signal *s);
+
 /* ---- thread pool ------------------------------------------------------------ */
 
 /* Task-only: runs fn(arg) on a pool thread and suspends until it returns; 0

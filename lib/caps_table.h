@@ -39,6 +39,8 @@ struct eddy__caps_row {
 #define CAPS_POOL    "files through the thread pool"
 #define CAPS_DNS     "getaddrinfo in the thread pool"
 #define CAPS_URING   "io_uring only"
+#define CAPS_SIGNALS                                                                               \
+    "a sigaction handler wakes the loop through a pipe it polls; every loop gets each signal"
 
 /* The backends a build may leave out on the platform at hand: eddy-caps
  * says how to build them instead of "not built for this platform". */
@@ -71,7 +73,7 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_CANCEL] = {EDDY_NATIVE, NULL},
                 [EDDY_CAP_WAKEUP] = {EDDY_NATIVE, NULL},
                 [EDDY_CAP_WATCH_FD] = {EDDY_NATIVE, "IORING_OP_POLL_ADD, one-shot, re-armed"},
-                [EDDY_CAP_SIGNALS] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_SIGNALS] = {EDDY_NATIVE, CAPS_SIGNALS},
                 [EDDY_CAP_SUBPROCESS] = {EDDY_NONE, CAPS_NOT_YET},
                 [EDDY_CAP_DNS] = {EDDY_EMULATED, CAPS_DNS},
                 [EDDY_CAP_MULTISHOT_ACCEPT] = {EDDY_NATIVE,
@@ -101,7 +103,7 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_CANCEL] = {EDDY_NATIVE, NULL},
                 [EDDY_CAP_WAKEUP] = {EDDY_NATIVE, NULL},
                 [EDDY_CAP_WATCH_FD] = {EDDY_NATIVE, NULL},
-                [EDDY_CAP_SIGNALS] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_SIGNALS] = {EDDY_NATIVE, CAPS_SIGNALS},
                 [EDDY_CAP_SUBPROCESS] = {EDDY_NONE, CAPS_NOT_YET},
                 [EDDY_CAP_DNS] = {EDDY_EMULATED, CAPS_DNS},
                 [EDDY_CAP_MULTISHOT_ACCEPT] = {EDDY_NONE, CAPS_URING},
@@ -126,8 +128,7 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_CANCEL] = {EDDY_NATIVE, NULL},
                 [EDDY_CAP_WAKEUP] = {EDDY_NATIVE, NULL},
                 [EDDY_CAP_WATCH_FD] = {EDDY_NATIVE, NULL},
-                [EDDY_CAP_SIGNALS] = {EDDY_NONE,
-                                      "not implemented yet; kqueue offers EVFILT_SIGNAL for it"},
+                [EDDY_CAP_SIGNALS] = {EDDY_NATIVE, CAPS_SIGNALS},
                 [EDDY_CAP_SUBPROCESS] = {EDDY_NONE,
                                          "not implemented yet; kqueue offers EVFILT_PROC for it"},
                 [EDDY_CAP_DNS] = {EDDY_EMULATED, CAPS_DNS},
@@ -154,7 +155,8 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_CANCEL] = {EDDY_NATIVE, "CancelIoEx"},
                 [EDDY_CAP_WAKEUP] = {EDDY_NATIVE, "PostQueuedCompletionStatus"},
                 [EDDY_CAP_WATCH_FD] = {EDDY_NONE, "a completion port has no readiness to watch"},
-                [EDDY_CAP_SIGNALS] = {EDDY_NONE, "no POSIX signals on Windows"},
+                [EDDY_CAP_SIGNALS] = {EDDY_NATIVE, "SIGINT and SIGBREAK only, from console control "
+                                                   "events (Ctrl+C, Ctrl+Break); others -ENOTSUP"},
                 [EDDY_CAP_SUBPROCESS] = {EDDY_NONE, CAPS_NOT_YET},
                 [EDDY_CAP_DNS] = {EDDY_EMULATED, CAPS_DNS},
                 [EDDY_CAP_MULTISHOT_ACCEPT] = {EDDY_NONE, CAPS_URING},

@@ -325,6 +325,8 @@ static inline void eddy__loop_schedule(struct eddy_loop *loop, struct eddy__work
 void eddy__loop_post_completion(struct eddy_loop *loop, struct eddy_op *op);
 /* Stops every watch of a loop being freed (lib/watch.c). */
 void eddy__watches_stop_all(struct eddy_loop *loop);
+/* Stops the signal watchers of a loop shutting down (lib/signal.c). */
+void eddy__signals_stop_all(struct eddy_loop *loop);
 /* Reads the clock (virtual or monotonic) into loop->now. */
 int64_t eddy__loop_update_time(struct eddy_loop *loop);
 /* Runs one iteration; block says whether it may wait in the backend. */

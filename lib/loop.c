@@ -319,6 +319,14 @@ static void loop_shutdown(struct eddy_loop *loop)
     struct eddy_loop *previous = eddy__thread_loop;
     eddy__thread_loop = loop;
     loop->running = true;
+    while (loop->live_tasks) {
+        eddy__task_cancel_all(loop);
+        if (eddy__loop_iterate(loop, true) < 0) break;
+    }
+    /* Then what keeps ops in flight on its own: watches and signal watchers
+     * still started (after the tasks, whose cleanup may stop them itself). */
+    eddy__watches_stop_all(loop);
+    eddy__signals_stop_all(loop);
     while (loop->live_tasks || loop->ops_in_flight) {
         eddy__task_cancel_all(loop);
         if (eddy__loop_iterate(loop, true) < 0) break;
@@ -421,7 +429,6 @@ EDDY_API void eddy_loop_free(eddy_loop *loop)
     /* The one call another thread may make: once the owner is done with the
      * loop (it has returned from eddy_loop_run), freeing takes it over. */
     __atomic_store_n(&loop->owner, eddy__thread_id(), __ATOMIC_RELAXED);
-    eddy__watches_stop_all(loop);
     loop_shutdown(loop);
     drop_ready(loop);
     eddy__task_forget_loop(loop);

@@ -80,6 +80,7 @@ must_use_calls='
     eddy_file_open(&f, "x", 0, 0);
     eddy_backend_available("epoll");
     eddy_watch_start(&w, loop, 0, 0, 0, 0);
+    eddy_signal_start(&sig, loop, 0, 0, 0);
     eddy_lock_new(0);
     eddy_event_new(0);
     eddy_cond_new(0, 0);
@@ -97,6 +98,7 @@ for kind in void bare; do
         echo 'void use(eddy_loop *loop, eddy_sock *s, eddy_file *f)'
         echo '{'
         echo '    eddy_watch *w;'
+        echo '    eddy_signal *sig;'
         if [ $kind = void ]; then
             printf '%s\n' "$must_use_calls" | sed 's/^    eddy_/    (void)eddy_/'
         else

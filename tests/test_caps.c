@@ -10,7 +10,13 @@
  * This suite chooses its backends itself, so tests/run-tap.sh runs it once. */
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
+#ifdef _WIN32
+#define SIGBREAK_OR_USR2 SIGBREAK
+#else
+#define SIGBREAK_OR_USR2 SIGUSR2
+#endif
 #include <sys/stat.h>
 #include <unistd.h>
 #ifndef _WIN32
@@ -478,6 +484,35 @@ static intptr_t exercise_watch_fd(void *arg)
     return 0;
 }
 
+static void count_signal(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+/* A signal raised in the loop's thread reaches a watcher (Windows: no way to
+ * raise a console event here, so only the watcher's setup), and a wait obeys
+ * its timeout scope. */
+static intptr_t exercise_signals(void *arg)
+{
+    int calls = 0;
+    eddy_signal *s;
+    cr_assert(eq(int, eddy_signal_start(&s, NULL, SIGINT, count_signal, &calls), 0), "%s",
+              exercising);
+#ifndef _WIN32
+    cr_assert(eq(int, raise(SIGINT), 0));
+#endif
+    int signums[] = {SIGBREAK_OR_USR2};
+    eddy_timeout scope;
+    cr_assert(eq(int, eddy_timeout_begin(&scope, 20 * NS_PER_MS), 0));
+    cr_assert(eq(int, eddy_signal_wait(signums, 1), -ECANCELED), "%s", exercising);
+    cr_assert(eq(int, eddy_timeout_end(&scope), -ETIMEDOUT));
+#ifndef _WIN32
+    cr_assert(eq(int, calls, 1), "%s", exercising);
+#endif
+    cr_assert(eq(int, eddy_signal_stop(s), 0));
+    return 0;
+}
+
 static intptr_t exercise_wakeup(void *arg)
 {
     struct wake w = {.loop = eddy_loop_current()};
@@ -620,6 +655,8 @@ static const struct {
     [EDDY_CAP_DNS] = {exercise_dns, "test_sockets.c", "Test(sockets, ipv4_ipv6_and_names"},
     [EDDY_CAP_WATCH_FD] = {exercise_watch_fd, "test_watch.c",
                            "Test(watch, callback_each_time_data_comes"},
+    [EDDY_CAP_SIGNALS] = {exercise_signals, "test_signals.c",
+                          "Test(signals, signal_sent_while_the_loop_is_busy_is_delivered_after"},
     [EDDY_CAP_MULTISHOT_ACCEPT] = {exercise_multishot_accept, "test_uring.c",
                                    "Test(uring_accept, burst_of_connections_multishot"},
     [EDDY_CAP_MULTISHOT_RECV] = {exercise_multishot_recv, "test_uring.c",

@@ -368,6 +368,61 @@ Test(watch, loop_free_stops_the_watches_left, .timeout = TEST_TIMEOUT)
     close(fds[1]);
 }
 
+/* eddy_run ends when main returns, with a watch still started: the loop's
+ * shutdown stops it (it used to wait for its op for ever). */
+static intptr_t main_leaves_a_watch(void *arg)
+{
+    int *fds = arg;
+    int calls = 0;
+    eddy_watch *w;
+    cr_assert(eq(int, eddy_watch_start(&w, NULL, fds[0], EDDY_READABLE, count_cb, &calls), 0));
+    return 0;
+}
+
+Test(watch, run_ends_with_a_watch_started, .timeout = TEST_TIMEOUT)
+{
+    int fds[2];
+    raw_pipe(fds);
+    intptr_t v = 1;
+    cr_assert(eq(int, eddy_run(main_leaves_a_watch, fds, &v), 0));
+    cr_assert(eq(iptr, v, 0));
+    close(fds[0]);
+    close(fds[1]);
+}
+
+static void stop_loop(void *arg)
+{
+    eddy_loop_stop(arg);
+}
+
+/* A task whose cleanup stops its own watch, cancelled by eddy_loop_free:
+ * the watch is still its to stop (the loop stops the rest only after). */
+static intptr_t watch_then_sleep(void *arg)
+{
+    int *fds = arg;
+    int calls = 0;
+    eddy_watch *w;
+    cr_assert(eq(int, eddy_watch_start(&w, NULL, fds[0], EDDY_READABLE, count_cb, &calls), 0));
+    int err = eddy_sleep(NS_PER_HOUR);
+    cr_assert(eq(int, eddy_watch_stop(w), 0));
+    return err;
+}
+
+Test(watch, cleanup_stops_its_watch_during_loop_free, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    int fds[2];
+    raw_pipe(fds);
+    eddy_task *t = eddy_spawn(loop, watch_then_sleep, fds);
+    cr_assert(ne(ptr, t, NULL));
+    eddy_task_detach(t);
+    cr_assert(eq(int, eddy_call_later(loop, 10 * NS_PER_MS, stop_loop, loop, NULL), 0));
+    cr_assert(eq(int, eddy_loop_run(loop), 0)); /* the task is asleep, its watch started */
+    eddy_loop_free(loop);
+    close(fds[0]);
+    close(fds[1]);
+}
+
 Test(watch, disabled_capability_is_enotsup, .timeout = TEST_TIMEOUT)
 {
     setenv("EDDY_CAPS_DISABLE", "watch_fd", 1);
