@@ -160,6 +160,10 @@ extern const struct eddy_backend_ops eddy__epoll_backend;
 extern const struct eddy_backend_ops eddy__iocp_backend;
 extern const struct eddy_backend_ops eddy__kqueue_backend;
 
+/* What EDDY_CAP_SUBPROCESS is on a POSIX backend whose poll ops can watch a
+ * pidfd (lib/process.c probes pidfd_open once). */
+eddy_support eddy__subprocess_support(void);
+
 /* Completes op from within poll: sets state and calls op->complete. Every
  * backend finishes pending ops through this one helper. */
 static inline void eddy__op_finish(struct eddy_backend *b, struct eddy_op *op, int64_t result)

@@ -1683,7 +1683,9 @@ static eddy_support uring_supports(const struct eddy_backend *b, eddy_cap cap)
         return s->br ? EDDY_NATIVE : EDDY_NONE;
     case EDDY_CAP_WATCH_FD: /* IORING_OP_POLL_ADD, there since 5.1 */
         return s->native[EDDY_OP_POLL] ? EDDY_NATIVE : EDDY_NONE;
-    default: /* signals, subprocess, sendfile: not implemented yet */
+    case EDDY_CAP_SUBPROCESS: /* posix_spawn; exits through a pidfd, polled */
+        return s->native[EDDY_OP_POLL] ? eddy__subprocess_support() : EDDY_NONE;
+    default: /* signals, sendfile: not implemented yet */
         return EDDY_NONE;
     }
 }

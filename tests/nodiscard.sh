@@ -45,6 +45,8 @@ void drop(eddy_loop *loop, eddy_sock *s, eddy_file *f, eddy_future *fut, char *b
     (void)eddy_fs_mkdir(buf, 0);
     (void)eddy_timeout_begin(0, 0);
     (void)eddy_timeout_reschedule(0, 0);
+    (void)eddy_process_wait(0, 0);
+    (void)eddy_process_kill(0, 0);
 }
 EOF
 
@@ -62,7 +64,11 @@ must_use_calls='
     eddy_unix_connect(&s, "x");
     eddy_file_open(&f, "x", 0, 0);
     eddy_backend_available("epoll");
-    eddy_watch_start(&w, loop, 0, 0, 0, 0);'
+    eddy_watch_start(&w, loop, 0, 0, 0, 0);
+    eddy_sock_open(&s, 0);
+    eddy_pipe(0);
+    eddy_pipe_open(&s, 0);
+    eddy_process_spawn(0, 0);'
 must_use_count=$(printf '%s\n' "$must_use_calls" | grep -c 'eddy_')
 for kind in void bare; do
     {
