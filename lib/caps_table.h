@@ -39,6 +39,9 @@ struct eddy__caps_row {
 #define CAPS_POOL    "files through the thread pool"
 #define CAPS_DNS     "getaddrinfo in the thread pool"
 #define CAPS_URING   "io_uring only"
+#define CAPS_PIDFD                                                                                 \
+    "posix_spawn; exits through a pidfd polled on the loop (Linux 5.3+); stdio pipes "            \
+    "read and written natively"
 
 /* The backends a build may leave out on the platform at hand: eddy-caps
  * says how to build them instead of "not built for this platform". */
@@ -72,7 +75,7 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_WAKEUP] = {EDDY_NATIVE, NULL},
                 [EDDY_CAP_WATCH_FD] = {EDDY_NATIVE, "IORING_OP_POLL_ADD, one-shot, re-armed"},
                 [EDDY_CAP_SIGNALS] = {EDDY_NONE, CAPS_NOT_YET},
-                [EDDY_CAP_SUBPROCESS] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_SUBPROCESS] = {EDDY_NATIVE, CAPS_PIDFD},
                 [EDDY_CAP_DNS] = {EDDY_EMULATED, CAPS_DNS},
                 [EDDY_CAP_MULTISHOT_ACCEPT] = {EDDY_NATIVE,
                                                "Linux 5.19+; armed while an accept waits"},
@@ -102,7 +105,7 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_WAKEUP] = {EDDY_NATIVE, NULL},
                 [EDDY_CAP_WATCH_FD] = {EDDY_NATIVE, NULL},
                 [EDDY_CAP_SIGNALS] = {EDDY_NONE, CAPS_NOT_YET},
-                [EDDY_CAP_SUBPROCESS] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_SUBPROCESS] = {EDDY_NATIVE, CAPS_PIDFD},
                 [EDDY_CAP_DNS] = {EDDY_EMULATED, CAPS_DNS},
                 [EDDY_CAP_MULTISHOT_ACCEPT] = {EDDY_NONE, CAPS_URING},
                 [EDDY_CAP_MULTISHOT_RECV] = {EDDY_NONE, CAPS_URING},
@@ -155,7 +158,9 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_WAKEUP] = {EDDY_NATIVE, "PostQueuedCompletionStatus"},
                 [EDDY_CAP_WATCH_FD] = {EDDY_NONE, "a completion port has no readiness to watch"},
                 [EDDY_CAP_SIGNALS] = {EDDY_NONE, "no POSIX signals on Windows"},
-                [EDDY_CAP_SUBPROCESS] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_SUBPROCESS] = {EDDY_NONE,
+                                         "not implemented yet (overlapped named pipes and process "
+                                         "handles): -ENOTSUP"},
                 [EDDY_CAP_DNS] = {EDDY_EMULATED, CAPS_DNS},
                 [EDDY_CAP_MULTISHOT_ACCEPT] = {EDDY_NONE, CAPS_URING},
                 [EDDY_CAP_MULTISHOT_RECV] = {EDDY_NONE, CAPS_URING},
@@ -182,7 +187,7 @@ static const char *const eddy__caps_descriptions[EDDY_CAP_COUNT] = {
                         "thread-pool completions",
     [EDDY_CAP_WATCH_FD] = "waiting for readiness on a descriptor eddy does not own",
     [EDDY_CAP_SIGNALS] = "handling signals on the loop",
-    [EDDY_CAP_SUBPROCESS] = "running child processes and waiting for them",
+    [EDDY_CAP_SUBPROCESS] = "running child processes and waiting for them: `eddy_process_*`",
     [EDDY_CAP_DNS] = "host names in `eddy_tcp_connect`, `eddy_tcp_listen`, `eddy_udp_bind`",
     [EDDY_CAP_MULTISHOT_ACCEPT] = "one submission accepting many connections",
     [EDDY_CAP_MULTISHOT_RECV] = "one submission receiving many times",
@@ -227,6 +232,7 @@ static const struct eddy__caps_platform eddy__caps_platforms[] = {
 #undef CAPS_POOL
 #undef CAPS_DNS
 #undef CAPS_URING
+#undef CAPS_PIDFD
 #undef CAPS_BUILD_URING
 #undef CAPS_BUILD_KQUEUE
 
