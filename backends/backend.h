@@ -82,6 +82,11 @@ enum {
      * RECV and SEND then mean read(2) and write(2) once the fd is ready (it
      * is O_NONBLOCK). A write must never raise SIGPIPE: -EPIPE instead. */
     EDDY_OP_F_PIPE = 1 << 2,
+    /* POLL on kqueue: fd is a child's process id, not a descriptor; the op
+     * completes (EDDY_READABLE) once that process has exited (EVFILT_PROC,
+     * NOTE_EXIT), or is gone already. lib/process.c sends it only to a
+     * backend named "kqueue". */
+    EDDY_OP_F_PROC = 1 << 3,
 };
 
 struct eddy_op {

@@ -131,8 +131,9 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_WATCH_FD] = {EDDY_NATIVE, NULL},
                 [EDDY_CAP_SIGNALS] = {EDDY_NONE,
                                       "not implemented yet; kqueue offers EVFILT_SIGNAL for it"},
-                [EDDY_CAP_SUBPROCESS] = {EDDY_NONE,
-                                         "not implemented yet; kqueue offers EVFILT_PROC for it"},
+                [EDDY_CAP_SUBPROCESS] = {EDDY_NATIVE,
+                                         "posix_spawn; exits through EVFILT_PROC; stdio pipes "
+                                         "by readiness"},
                 [EDDY_CAP_DNS] = {EDDY_EMULATED, CAPS_DNS},
                 [EDDY_CAP_MULTISHOT_ACCEPT] = {EDDY_NONE, CAPS_URING},
                 [EDDY_CAP_MULTISHOT_RECV] = {EDDY_NONE, CAPS_URING},

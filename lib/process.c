@@ -11,9 +11,10 @@
  *   the C library offers it; eddy's own descriptors are close-on-exec
  *   anyway).
  * - Exits are seen through a pidfd (Linux 5.3+), polled on the loop's
- *   backend like any descriptor (EDDY_OP_POLL), then waitpid(WNOHANG) on
- *   the pid, which the unreaped child keeps: no SIGCHLD handler, nothing
- *   that takes other children's exits away from their owners.
+ *   backend like any descriptor (EDDY_OP_POLL), or on kqueue through
+ *   EVFILT_PROC (a POLL op marked EDDY_OP_F_PROC, on the pid); then
+ *   waitpid(WNOHANG) on the pid, which the unreaped child keeps: no SIGCHLD
+ *   handler, nothing that takes other children's exits from their owners.
  * - A process object freed before its child has exited hands the child to
  *   a reaper thread (started when needed, gone when it has none left) that
  *   polls their pidfds and reaps each as it exits: no zombie is left
@@ -47,10 +48,10 @@ _Static_assert(sizeof(eddy_process_options) ==
                        3 * sizeof(((eddy_process_options *)0)->stdio[0]),
                "eddy_process_options: the last layout is the header's, with no tail padding");
 
-#if defined(_WIN32) || !defined(__linux__)
-/* Windows (overlapped named pipes and process handles) and kqueue's
- * EVFILT_PROC are not written yet: -ENOTSUP after the checks every platform
- * makes, and the capability says none. */
+#if defined(_WIN32)
+/* Windows (overlapped named pipes and process handles) is not written yet:
+ * -ENOTSUP after the checks every platform makes, and the capability says
+ * none. */
 eddy_support eddy__subprocess_support(void)
 {
     return EDDY_NONE;
@@ -121,9 +122,15 @@ struct eddy_process {
     struct eddy_op close_op;    /* closing pidfd through polled's backend */
 };
 
+#if defined(__linux__)
+#define HAVE_PIDFD 1 /* pidfd_open, pidfd_send_signal: Linux 5.3+ */
+#else
+#define HAVE_PIDFD 0
+#endif
+
 static int sys_pidfd_open(pid_t pid)
 {
-#ifdef SYS_pidfd_open
+#if HAVE_PIDFD && defined(SYS_pidfd_open)
     return (int)syscall(SYS_pidfd_open, pid, 0);
 #else
     errno = ENOSYS;
@@ -133,7 +140,7 @@ static int sys_pidfd_open(pid_t pid)
 
 static int sys_pidfd_send_signal(int pidfd, int sig)
 {
-#ifdef SYS_pidfd_send_signal
+#if HAVE_PIDFD && defined(SYS_pidfd_send_signal)
     return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
 #else
     errno = ENOSYS;
@@ -151,14 +158,37 @@ static void probe_pidfd(void)
     if (fd >= 0) close(fd);
 }
 
+/* What the pidfd backends (io_uring, epoll) can offer; kqueue answers for
+ * itself (EVFILT_PROC). */
 eddy_support eddy__subprocess_support(void)
 {
     eddy__once_run(&pidfd_once, probe_pidfd);
     return pidfd_probe > 0 ? EDDY_NATIVE : EDDY_NONE;
 }
 
+/* Whether loop's backend watches children by process id (kqueue's
+ * EVFILT_PROC) rather than by pidfd. */
+static bool watches_pids(const struct eddy_loop *loop)
+{
+    return loop && strcmp(loop->backend.ops->name, "kqueue") == 0;
+}
+
+/* A close-on-exec pipe (pipe2 where the system has it). */
+static int cloexec_pipe(int fds[2])
+{
+#if defined(__APPLE__)
+    if (pipe(fds) < 0) return -errno;
+    (void)fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+    (void)fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+    return 0;
+#else
+    return pipe2(fds, O_CLOEXEC) < 0 ? -errno : 0;
+#endif
+}
+
 /* ---- the reaper thread ----------------------------------------------------------- */
 
+#if HAVE_PIDFD
 struct orphan {
     pid_t pid;
     int pidfd;
@@ -245,11 +275,38 @@ static int reaper_start(void)
     reaper.running = true;
     return 0;
 }
+#endif
+
+#if !HAVE_PIDFD
+/* No pidfd to poll: a small thread per orphan, blocked in its waitpid. */
+static void *orphan_wait(void *arg)
+{
+    pid_t pid = (pid_t)(intptr_t)arg;
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+    return NULL;
+}
+#endif
 
 /* Hands a running child over to the reaper thread, which closes pidfd once it
  * has reaped it. 0, or a negative code (the caller keeps pidfd). */
 static int reaper_adopt(pid_t pid, int pidfd)
 {
+#if !HAVE_PIDFD
+    (void)pidfd;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 64 * 1024);
+    pthread_t thread;
+    int rc = pthread_create(&thread, &attr, orphan_wait, (void *)(intptr_t)pid);
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return -rc;
+#else
     pthread_mutex_lock(&reaper.lock);
     int err = 0;
     if (reaper.n == reaper.capacity) {
@@ -268,6 +325,7 @@ static int reaper_adopt(pid_t pid, int pidfd)
     }
     pthread_mutex_unlock(&reaper.lock);
     return err;
+#endif
 }
 
 /* ---- spawning --------------------------------------------------------------- */
@@ -290,9 +348,10 @@ static void close_child_fds(struct child_fd *c)
 static int make_pipe(struct eddy_process *p, struct child_fd *c, int i)
 {
     int fds[2];
-    if (pipe2(fds, O_CLOEXEC) < 0) return -errno;
+    int err = cloexec_pipe(fds);
+    if (err < 0) return err;
     int parent = i == 0 ? fds[1] : fds[0], child = i == 0 ? fds[0] : fds[1];
-    int err = eddy__sock_adopt(&p->stdio[i], parent, AF_UNIX, SOCK_STREAM, true);
+    err = eddy__sock_adopt(&p->stdio[i], parent, AF_UNIX, SOCK_STREAM, true);
     if (err < 0) {
         close(fds[0]);
         close(fds[1]);
@@ -377,7 +436,7 @@ EDDY_API int eddy_process_spawn(eddy_process **out, const eddy_process_options *
     if ((err = check_options(&o)) < 0) return err;
     struct eddy_loop *loop = eddy_loop_current();
     if (loop ? loop->caps[EDDY_CAP_SUBPROCESS] == EDDY_NONE
-             : eddy__subprocess_support() == EDDY_NONE)
+             : (HAVE_PIDFD && eddy__subprocess_support() == EDDY_NONE))
         return -ENOTSUP;
     struct eddy_process *p = calloc(1, sizeof *p);
     if (!p) return -ENOMEM;
@@ -407,7 +466,8 @@ EDDY_API int eddy_process_spawn(eddy_process **out, const eddy_process_options *
         if (err == 0) {
             p->pid = pid;
             p->pidfd = sys_pidfd_open(pid);
-            if (p->pidfd < 0) { /* cannot happen once probed; never leave the child behind */
+            if (p->pidfd < 0 && (HAVE_PIDFD && !watches_pids(loop))) {
+                /* cannot happen once probed; never leave the child behind */
                 err = -errno;
                 kill(pid, SIGKILL);
                 while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
@@ -462,7 +522,14 @@ EDDY_API int eddy_process_wait(eddy_process *p, int *status)
         /* The pidfd turns readable when the child exits; a cancelled (or
          * timed out) poll leaves the child and p as they were. */
         struct eddy_op op = {.kind = EDDY_OP_POLL, .fd = p->pidfd, .u.io.flags = EDDY_READABLE};
-        p->polled = t->loop;
+        if (watches_pids(t->loop)) {
+            op.fd = p->pid;
+            op.flags = EDDY_OP_F_PROC;
+        } else if (p->pidfd < 0) {
+            return -ENOTSUP;
+        } else {
+            p->polled = t->loop;
+        }
         p->waiters++;
         int64_t r = eddy__op_run(&op);
         p->waiters--;
@@ -474,7 +541,9 @@ EDDY_API int eddy_process_kill(eddy_process *p, int signum)
 {
     if (!p || signum < 0 || signum >= NSIG) return -EINVAL;
     if (p->reaped) return -ESRCH; /* the pid may be someone else's now */
-    return sys_pidfd_send_signal(p->pidfd, signum) < 0 ? -errno : 0;
+    if (p->pidfd >= 0) return sys_pidfd_send_signal(p->pidfd, signum) < 0 ? -errno : 0;
+    /* No pidfd: the unreaped child (a zombie at worst) still holds its pid. */
+    return kill(p->pid, signum) < 0 ? -errno : 0;
 }
 
 EDDY_API intptr_t eddy_process_pid(const eddy_process *p)
@@ -520,7 +589,7 @@ static void close_pidfd_and_free(struct eddy_process *p)
             return;
         }
     }
-    close(p->pidfd);
+    if (p->pidfd >= 0) close(p->pidfd);
     free(p);
 }
 
