@@ -82,10 +82,12 @@ enum {
      * RECV and SEND then mean read(2) and write(2) once the fd is ready (it
      * is O_NONBLOCK). A write must never raise SIGPIPE: -EPIPE instead. */
     EDDY_OP_F_PIPE = 1 << 2,
-    /* POLL on kqueue: fd is a child's process id, not a descriptor; the op
-     * completes (EDDY_READABLE) once that process has exited (EVFILT_PROC,
-     * NOTE_EXIT), or is gone already. lib/process.c sends it only to a
-     * backend named "kqueue". */
+    /* POLL for a child's exit: u.io.offset is its process id, fd its pidfd
+     * where the system has them (else the process id again). The op
+     * completes (EDDY_READABLE) once the child has exited, without reaping
+     * it, or is gone already. kqueue watches the id (EVFILT_PROC); io_uring
+     * waits with IORING_OP_WAITID (WEXITED | WNOWAIT) on the pidfd where the
+     * kernel has it (6.7+); elsewhere it is a poll of the pidfd. */
     EDDY_OP_F_PROC = 1 << 3,
 };
 

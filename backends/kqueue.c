@@ -263,11 +263,16 @@ static int kq_wake(struct eddy_backend *b)
 /* An add's udata (a delete's is NULL): tells their errors apart. */
 #define PROC_ADD ((void *)1)
 
+static intptr_t proc_pid(const struct eddy_op *op)
+{
+    return (intptr_t)op->u.io.offset;
+}
+
 static bool proc_watched(struct kq_state *kq, intptr_t pid)
 {
     struct eddy__list *node;
     for (node = kq->procs.next; node != &kq->procs; node = node->next)
-        if (eddy__container_of(node, struct eddy_op, link)->fd == pid) return true;
+        if (proc_pid(eddy__container_of(node, struct eddy_op, link)) == pid) return true;
     return false;
 }
 
@@ -275,9 +280,9 @@ static bool proc_watched(struct kq_state *kq, intptr_t pid)
 static int proc_submit(struct eddy_backend *b, struct eddy_op *op)
 {
     struct kq_state *kq = b->impl;
-    if (op->fd <= 0) return -EINVAL;
-    if (!proc_watched(kq, op->fd)) {
-        int err = change_add_full(kq, (uintptr_t)op->fd, EVFILT_PROC, EV_ADD | EV_ONESHOT,
+    if (proc_pid(op) <= 0) return -EINVAL;
+    if (!proc_watched(kq, proc_pid(op))) {
+        int err = change_add_full(kq, (uintptr_t)proc_pid(op), EVFILT_PROC, EV_ADD | EV_ONESHOT,
                                   NOTE_EXIT, PROC_ADD);
         if (err < 0) return err;
     }
@@ -292,8 +297,8 @@ static void proc_cancel(struct eddy_backend *b, struct eddy_op *op)
     eddy__list_remove(&op->link);
     op->result = -ECANCELED;
     eddy__list_push_back(&kq->procs_done, &op->link);
-    if (!proc_watched(kq, op->fd))
-        (void)change_add_full(kq, (uintptr_t)op->fd, EVFILT_PROC, EV_DELETE, 0, NULL);
+    if (!proc_watched(kq, proc_pid(op)))
+        (void)change_add_full(kq, (uintptr_t)proc_pid(op), EVFILT_PROC, EV_DELETE, 0, NULL);
 }
 
 /* The process pid has exited (result EDDY_READABLE: look), or its knote
@@ -307,7 +312,7 @@ static int proc_done(struct eddy_backend *b, intptr_t pid, int64_t result)
     while (node != &kq->procs) {
         struct eddy_op *op = eddy__container_of(node, struct eddy_op, link);
         node = node->next;
-        if (op->fd != pid) continue;
+        if (proc_pid(op) != pid) continue;
         eddy__list_remove(&op->link);
         eddy__op_finish(b, op, result);
         completed++;

@@ -11,8 +11,8 @@
  *   the C library offers it; eddy's own descriptors are close-on-exec
  *   anyway).
  * - Exits are seen through a pidfd (Linux 5.3+), polled on the loop's
- *   backend like any descriptor (EDDY_OP_POLL), or on kqueue through
- *   EVFILT_PROC (a POLL op marked EDDY_OP_F_PROC, on the pid); then
+ *   backend (a POLL op marked EDDY_OP_F_PROC: IORING_OP_WAITID where the
+ *   kernel has it), or on kqueue through EVFILT_PROC on the pid; then
  *   waitpid(WNOHANG) on the pid, which the unreaped child keeps: no SIGCHLD
  *   handler, nothing that takes other children's exits from their owners.
  * - A process object freed before its child has exited hands the child to
@@ -521,15 +521,14 @@ EDDY_API int eddy_process_wait(eddy_process *p, int *status)
         }
         /* The pidfd turns readable when the child exits; a cancelled (or
          * timed out) poll leaves the child and p as they were. */
-        struct eddy_op op = {.kind = EDDY_OP_POLL, .fd = p->pidfd, .u.io.flags = EDDY_READABLE};
-        if (watches_pids(t->loop)) {
-            op.fd = p->pid;
-            op.flags = EDDY_OP_F_PROC;
-        } else if (p->pidfd < 0) {
-            return -ENOTSUP;
-        } else {
+        struct eddy_op op = {.kind = EDDY_OP_POLL, .flags = EDDY_OP_F_PROC};
+        op.fd = p->pidfd >= 0 ? p->pidfd : p->pid;
+        op.u.io.offset = p->pid;
+        op.u.io.flags = EDDY_READABLE;
+        if (p->pidfd >= 0)
             p->polled = t->loop;
-        }
+        else if (!watches_pids(t->loop))
+            return -ENOTSUP;
         p->waiters++;
         int64_t r = eddy__op_run(&op);
         p->waiters--;

@@ -230,6 +230,20 @@ Test(process, cancelled_wait_leaves_child_and_object, .timeout = TEST_TIMEOUT)
     eddy_loop_free(loop);
 }
 
+/* io_uring waits with IORING_OP_WAITID where the kernel has it; the pidfd
+ * poll it falls back on is the same as epoll's, and must work there too. */
+Test(process, exits_seen_without_waitid, .timeout = TEST_TIMEOUT)
+{
+    setenv("EDDY_URING_WAITID", "0", 1);
+    eddy_loop *loop = process_loop();
+    struct timed t = {0};
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, wait_cancelled_then_again, &t, &v), 0));
+    cr_assert(eq(int, t.recv_err, -ECANCELED));
+    cr_assert(exited_with(t.status, 7));
+    eddy_loop_free(loop);
+}
+
 /* ---- EPIPE ------------------------------------------------------------------------- */
 
 static intptr_t write_to_gone_readers(void *arg)
