@@ -188,6 +188,24 @@ static int cloexec_pipe(int fds[2])
 
 /* ---- the reaper thread ----------------------------------------------------------- */
 
+/* Starts fn(arg) on a small detached thread with every signal blocked: it
+ * must not take the process's signals. 0 or a negative code. */
+static int start_detached(void *(*fn)(void *), void *arg)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 64 * 1024);
+    pthread_t thread;
+    int rc = pthread_create(&thread, &attr, fn, arg);
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return -rc;
+}
+
 #if HAVE_PIDFD
 struct orphan {
     pid_t pid;
@@ -250,27 +268,16 @@ static void *reaper_main(void *unused)
     return NULL;
 }
 
-/* Starts the thread, its signals all blocked (it must not take the
- * process's). Called with the lock held. */
+/* Starts the reaper thread. Called with the lock held. */
 static int reaper_start(void)
 {
     if (pipe2(reaper.wake, O_CLOEXEC | O_NONBLOCK) < 0) return -errno;
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, 64 * 1024);
-    pthread_t thread;
-    int err = pthread_create(&thread, &attr, reaper_main, NULL);
-    pthread_attr_destroy(&attr);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (err) {
+    int err = start_detached(reaper_main, NULL);
+    if (err < 0) {
         close(reaper.wake[0]);
         close(reaper.wake[1]);
         reaper.wake[0] = reaper.wake[1] = -1;
-        return -err;
+        return err;
     }
     reaper.running = true;
     return 0;
@@ -294,18 +301,7 @@ static int reaper_adopt(pid_t pid, int pidfd)
 {
 #if !HAVE_PIDFD
     (void)pidfd;
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, 64 * 1024);
-    pthread_t thread;
-    int rc = pthread_create(&thread, &attr, orphan_wait, (void *)(intptr_t)pid);
-    pthread_attr_destroy(&attr);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return -rc;
+    return start_detached(orphan_wait, (void *)(intptr_t)pid);
 #else
     pthread_mutex_lock(&reaper.lock);
     int err = 0;
