@@ -57,12 +57,16 @@ eddy_support eddy__subprocess_support(void)
     return EDDY_NONE;
 }
 
-EDDY_API int eddy_process_spawn(eddy_process **out, const eddy_process_options *o)
+EDDY_API int eddy_process_spawn(eddy_process **out, const eddy_process_options *user)
 {
     if (!out) return -EINVAL;
     *out = NULL;
-    if (!o) return -EINVAL;
-    return -ENOTSUP;
+    if (!user) return -EINVAL;
+    eddy_process_options o;
+    int err = eddy__options_read(&o, sizeof o, user, options_layouts,
+                                 sizeof options_layouts / sizeof options_layouts[0]);
+    if (err < 0) return err;
+    return !o.argv || !o.argv[0] ? -EINVAL : -ENOTSUP;
 }
 
 EDDY_API eddy_sock *eddy_process_stdin(eddy_process *p)
