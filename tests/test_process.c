@@ -5,7 +5,9 @@
 #include "helpers.h"
 
 #ifndef _WIN32
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -574,6 +576,40 @@ Test(process, sock_open_adopts_a_socketpair_end, .timeout = TEST_TIMEOUT)
     cr_assert(eq(int, eddy_pipe_open(&s, sp[0]), -EINVAL), "a socket is no pipe");
     close(sp[0]);
     close(sp[1]);
+    eddy_loop_free(loop);
+}
+
+/* An inherited listener (as systemd's socket activation hands over): adopted,
+ * it accepts. */
+static intptr_t adopted_listener_accepts(void *arg)
+{
+    int fd = *(int *)arg;
+    eddy_sock *listener, *client, *server;
+    cr_assert(eq(int, eddy_sock_open(&listener, fd), 0));
+    int port = eddy_sock_port(listener);
+    cr_assert(gt(int, port, 0));
+    cr_assert(eq(int, eddy_tcp_connect(&client, "127.0.0.1", (uint16_t)port), 0));
+    cr_assert(eq(int, eddy_accept(listener, &server), 0));
+    cr_assert(eq(sz, (size_t)eddy_send(client, "hi", 2), (size_t)2));
+    char buf[4] = {0};
+    cr_assert(eq(sz, (size_t)eddy_recv(server, buf, sizeof buf), (size_t)2));
+    cr_assert(eq(str, buf, "hi"));
+    cr_assert(eq(int, eddy_sock_close(server), 0));
+    cr_assert(eq(int, eddy_sock_close(client), 0));
+    cr_assert(eq(int, eddy_sock_close(listener), 0));
+    return 0;
+}
+
+Test(process, sock_open_adopts_a_listener, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    int fd = socket(AF_INET, SOCK_STREAM, 0); /* blocking, inheritable: as handed over */
+    cr_assert(ge(int, fd, 0));
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert(eq(int, bind(fd, (struct sockaddr *)&sin, sizeof sin), 0));
+    cr_assert(eq(int, listen(fd, 8), 0));
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, adopted_listener_accepts, &fd, &v), 0));
     eddy_loop_free(loop);
 }
 
