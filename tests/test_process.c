@@ -355,6 +355,53 @@ Test(process, freed_before_exit_leaves_no_zombie, .timeout = TEST_TIMEOUT)
     eddy_loop_free(loop);
 }
 
+static int64_t cpu_ns_used(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * NS_PER_SEC + ts.tv_nsec;
+}
+
+struct polled_then_freed {
+    pid_t pid;
+    int64_t cpu;
+};
+
+/* The pidfd was polled by the loop (a wait, cut short) before the free: the
+ * loop must forget it, and the child's exit must wake nothing of the loop's. */
+static intptr_t wait_cut_short_then_free(void *arg)
+{
+    struct polled_then_freed *r = arg;
+    char *argv[] = {"sleep", "0.2", NULL};
+    eddy_process *p = spawn_with(argv, EDDY_STDIO_NULL, EDDY_STDIO_NULL, EDDY_STDIO_NULL);
+    r->pid = (pid_t)eddy_process_pid(p);
+    eddy_timeout scope;
+    cr_assert(eq(int, eddy_timeout_begin(&scope, 20 * NS_PER_MS), 0));
+    cr_assert(eq(int, eddy_process_wait(p, NULL), -ECANCELED));
+    cr_assert(eq(int, eddy_timeout_end(&scope), -ETIMEDOUT));
+    eddy_process_free(p);
+    int64_t cpu = cpu_ns_used();
+    cr_assert(eq(int, eddy_sleep(500 * NS_PER_MS), 0)); /* the child exits meanwhile */
+    r->cpu = cpu_ns_used() - cpu;
+    return 0;
+}
+
+Test(process, freed_after_a_cancelled_wait_leaves_no_zombie_and_no_spin, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = process_loop();
+    struct polled_then_freed r = {0};
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, wait_cut_short_then_free, &r, &v), 0));
+    cr_assert(lt(i64, r.cpu, 100 * NS_PER_MS), "the loop spun: %lld ms of CPU",
+              (long long)(r.cpu / NS_PER_MS));
+    int64_t start = wall_ns();
+    char state;
+    while ((state = proc_state(r.pid)) != 0 && wall_ns() - start < 3 * NS_PER_SEC)
+        usleep(10000);
+    cr_assert(eq(int, state, 0), "pid %d is still there, state %c", (int)r.pid, state);
+    eddy_loop_free(loop);
+}
+
 /* ---- spawning: errors, cwd, env, group ------------------------------------------------------ */
 
 static intptr_t spawn_missing(void *arg)
