@@ -40,8 +40,8 @@ struct eddy__caps_row {
 #define CAPS_DNS     "getaddrinfo in the thread pool"
 #define CAPS_URING   "io_uring only"
 #define CAPS_PIDFD                                                                                 \
-    "posix_spawn; exits through a pidfd polled on the loop (Linux 5.3+); stdio pipes "             \
-    "read and written natively"
+    "posix_spawn; exits through a pidfd polled on the loop (Linux 5.3+), else (emulated) "         \
+    "waitpid polled on a timer"
 
 /* The backends a build may leave out on the platform at hand: eddy-caps
  * says how to build them instead of "not built for this platform". */
@@ -77,8 +77,8 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_SIGNALS] = {EDDY_NONE, CAPS_NOT_YET},
                 [EDDY_CAP_SUBPROCESS] = {EDDY_NATIVE,
                                          "posix_spawn; exits through IORING_OP_WAITID on a pidfd "
-                                         "(Linux 6.7+), else a polled pidfd (5.3+); stdio pipes "
-                                         "read and written natively"},
+                                         "(Linux 6.7+), else a polled pidfd (5.3+), else "
+                                         "(emulated) waitpid polled on a timer"},
                 [EDDY_CAP_DNS] = {EDDY_EMULATED, CAPS_DNS},
                 [EDDY_CAP_MULTISHOT_ACCEPT] = {EDDY_NATIVE,
                                                "Linux 5.19+; armed while an accept waits"},

@@ -115,6 +115,9 @@ EDDY_API void eddy_process_free(eddy_process *p)
 
 extern char **environ;
 
+#define POLL_MIN_NS (1000 * 1000)      /* waitpid polled without a pidfd: first pause */
+#define POLL_MAX_NS (50 * 1000 * 1000) /* and the longest */
+
 struct eddy_process {
     pid_t pid;
     int pidfd;
@@ -157,17 +160,26 @@ static eddy__once pidfd_once = EDDY__ONCE_INIT;
 
 static void probe_pidfd(void)
 {
-    int fd = sys_pidfd_open(getpid());
+    /* EDDY_PROCESS_NO_PIDFD=1 does without, as a kernel before 5.3 (or
+     * Valgrind, which does not know the call) must: tests use it. */
+    const char *no = getenv("EDDY_PROCESS_NO_PIDFD");
+    int fd = no && strcmp(no, "1") == 0 ? -1 : sys_pidfd_open(getpid());
     pidfd_probe = fd >= 0 ? 1 : -1;
     if (fd >= 0) close(fd);
 }
 
-/* What the pidfd backends (io_uring, epoll) can offer; kqueue answers for
- * itself (EVFILT_PROC). */
-eddy_support eddy__subprocess_support(void)
+static bool pidfd_usable(void)
 {
     eddy__once_run(&pidfd_once, probe_pidfd);
-    return pidfd_probe > 0 ? EDDY_NATIVE : EDDY_NONE;
+    return pidfd_probe > 0;
+}
+
+/* What the pidfd backends (io_uring, epoll) offer: native with pidfds; else
+ * emulated, waitpid(WNOHANG) polled on a timer. kqueue answers for itself
+ * (EVFILT_PROC). */
+eddy_support eddy__subprocess_support(void)
+{
+    return pidfd_usable() ? EDDY_NATIVE : EDDY_EMULATED;
 }
 
 /* Whether loop's backend watches children by process id (kqueue's
@@ -288,7 +300,6 @@ static int reaper_start(void)
 }
 #endif
 
-#if !HAVE_PIDFD
 /* No pidfd to poll: a small thread per orphan, blocked in its waitpid. */
 static void *orphan_wait(void *arg)
 {
@@ -297,16 +308,14 @@ static void *orphan_wait(void *arg)
     }
     return NULL;
 }
-#endif
 
 /* Hands a running child over to the reaper thread, which closes pidfd once it
- * has reaped it. 0, or a negative code (the caller keeps pidfd). */
+ * has reaped it (pidfd -1: to a thread of its own). 0, or a negative code
+ * (the caller keeps pidfd). */
 static int reaper_adopt(pid_t pid, int pidfd)
 {
-#if !HAVE_PIDFD
-    (void)pidfd;
-    return start_detached(orphan_wait, (void *)(intptr_t)pid);
-#else
+    if (pidfd < 0) return start_detached(orphan_wait, (void *)(intptr_t)pid);
+#if HAVE_PIDFD
     pthread_mutex_lock(&reaper.lock);
     int err = 0;
     if (reaper.n == reaper.capacity) {
@@ -325,6 +334,8 @@ static int reaper_adopt(pid_t pid, int pidfd)
     }
     pthread_mutex_unlock(&reaper.lock);
     return err;
+#else
+    return -ENOSYS;
 #endif
 }
 
@@ -435,9 +446,7 @@ EDDY_API int eddy_process_spawn(eddy_process **out, const eddy_process_options *
     if (err < 0) return err;
     if ((err = check_options(&o)) < 0) return err;
     struct eddy_loop *loop = eddy_loop_current();
-    if (loop ? loop->caps[EDDY_CAP_SUBPROCESS] == EDDY_NONE
-             : (HAVE_PIDFD && eddy__subprocess_support() == EDDY_NONE))
-        return -ENOTSUP;
+    if (loop && loop->caps[EDDY_CAP_SUBPROCESS] == EDDY_NONE) return -ENOTSUP;
     struct eddy_process *p = calloc(1, sizeof *p);
     if (!p) return -ENOMEM;
     p->pidfd = -1;
@@ -465,14 +474,9 @@ EDDY_API int eddy_process_spawn(eddy_process **out, const eddy_process_options *
         err = -err;
         if (err == 0) {
             p->pid = pid;
-            p->pidfd = sys_pidfd_open(pid);
-            if (p->pidfd < 0 && (HAVE_PIDFD && !watches_pids(loop))) {
-                /* cannot happen once probed; never leave the child behind */
-                err = -errno;
-                kill(pid, SIGKILL);
-                while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
-                }
-            }
+            /* Without a pidfd (none here, or out of descriptors) the
+             * child is still watched: EVFILT_PROC, or waitpid polled. */
+            p->pidfd = pidfd_usable() ? sys_pidfd_open(pid) : -1;
         }
     }
     if (attr_made) posix_spawnattr_destroy(&attr);
@@ -510,6 +514,7 @@ EDDY_API int eddy_process_wait(eddy_process *p, int *status)
     struct eddy_task *t = eddy__current_task();
     if (!t) return -EPERM;
     if (!p) return -EINVAL;
+    int64_t backoff = 0;
     for (;;) {
         if (!p->reaped) {
             int err = try_reap(p);
@@ -521,14 +526,20 @@ EDDY_API int eddy_process_wait(eddy_process *p, int *status)
         }
         /* The pidfd turns readable when the child exits; a cancelled (or
          * timed out) poll leaves the child and p as they were. */
+        if (p->pidfd < 0 && !watches_pids(t->loop)) {
+            /* No pidfd: waitpid(WNOHANG) again after a pause, 1 ms doubling
+             * to 50 ms; a sleep is cancelled as any wait is. */
+            backoff = backoff ? backoff * 2 : POLL_MIN_NS;
+            if (backoff > POLL_MAX_NS) backoff = POLL_MAX_NS;
+            int err = eddy_sleep(backoff);
+            if (err < 0) return err;
+            continue;
+        }
         struct eddy_op op = {.kind = EDDY_OP_POLL, .flags = EDDY_OP_F_PROC};
         op.fd = p->pidfd >= 0 ? p->pidfd : p->pid;
         op.u.io.offset = p->pid;
         op.u.io.flags = EDDY_READABLE;
-        if (p->pidfd >= 0)
-            p->polled = t->loop;
-        else if (!watches_pids(t->loop))
-            return -ENOTSUP;
+        if (p->pidfd >= 0) p->polled = t->loop;
         p->waiters++;
         int64_t r = eddy__op_run(&op);
         p->waiters--;
@@ -600,12 +611,10 @@ EDDY_API void eddy_process_free(eddy_process *p)
     if (!p->reaped && try_reap(p) == 0 && !p->reaped) {
         /* Still running: the reaper thread takes a descriptor of its own, which
          * no loop has seen. */
-        int fd = fcntl(p->pidfd, F_DUPFD_CLOEXEC, 3);
-        if (fd >= 0 && reaper_adopt(p->pid, fd) < 0) {
-            close(fd);
-            fd = -1;
-        }
-        if (fd < 0) { /* no thread, no memory: wait here rather than leave a zombie */
+        int fd = p->pidfd >= 0 ? fcntl(p->pidfd, F_DUPFD_CLOEXEC, 3) : -1;
+        bool adopted = (fd >= 0 || p->pidfd < 0) && reaper_adopt(p->pid, fd) == 0;
+        if (!adopted) { /* no thread, no memory: wait here rather than leave a zombie */
+            if (fd >= 0) close(fd);
             while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR) {
             }
         }

@@ -402,6 +402,44 @@ Test(process, freed_after_a_cancelled_wait_leaves_no_zombie_and_no_spin, .timeou
     eddy_loop_free(loop);
 }
 
+/* Without pidfds (a kernel before 5.3, Valgrind): io_uring and epoll poll
+ * waitpid on a timer (emulated), kqueue keeps EVFILT_PROC; waits stay
+ * cancel-safe, and a freed child is still reaped. */
+static intptr_t without_pidfd(void *arg)
+{
+    struct timed *t = arg;
+    wait_cancelled_then_again(t);
+    int failures = 0;
+    setenv("EDDY_TEST_SPAWN_CYCLES", "50", 1);
+    spawn_wait_cycles(&failures);
+    cr_assert(eq(int, failures, 0));
+    pid_t pid;
+    free_early(&pid);
+    int64_t start = wall_ns();
+    char state;
+    while ((state = proc_state(pid)) != 0 && wall_ns() - start < 3 * NS_PER_SEC)
+        usleep(10000);
+    cr_assert(eq(int, state, 0), "pid %d is still there, state %c", (int)pid, state);
+    return 0;
+}
+
+Test(process, exits_seen_without_pidfds, .timeout = TEST_TIMEOUT)
+{
+    setenv("EDDY_PROCESS_NO_PIDFD", "1", 1);
+    eddy_loop *loop = process_loop();
+    eddy_support want =
+        strcmp(eddy_loop_backend(loop), "kqueue") == 0 ? EDDY_NATIVE : EDDY_EMULATED;
+    cr_assert(eq(int, (int)eddy_loop_supports(loop, EDDY_CAP_SUBPROCESS), (int)want));
+    struct timed t = {0};
+    intptr_t v;
+    int fds_before = count_fds();
+    cr_assert(eq(int, run_task(loop, without_pidfd, &t, &v), 0));
+    cr_assert(eq(int, t.recv_err, -ECANCELED));
+    cr_assert(exited_with(t.status, 7));
+    cr_assert(eq(int, count_fds(), fds_before));
+    eddy_loop_free(loop);
+}
+
 /* ---- spawning: errors, cwd, env, group ------------------------------------------------------ */
 
 static intptr_t spawn_missing(void *arg)
