@@ -48,6 +48,17 @@ _Static_assert(sizeof(eddy_process_options) ==
                        3 * sizeof(((eddy_process_options *)0)->stdio[0]),
                "eddy_process_options: the last layout is the header's, with no tail padding");
 
+/* What every platform checks first: out and the options, read into o. */
+static int spawn_begin(eddy_process **out, const eddy_process_options *user,
+                       eddy_process_options *o)
+{
+    if (!out) return -EINVAL;
+    *out = NULL;
+    if (!user) return -EINVAL;
+    return eddy__options_read(o, sizeof *o, user, options_layouts,
+                              sizeof options_layouts / sizeof options_layouts[0]);
+}
+
 #if defined(_WIN32)
 /* Windows (overlapped named pipes and process handles) is not written yet:
  * -ENOTSUP after the checks every platform makes, and the capability says
@@ -59,12 +70,8 @@ eddy_support eddy__subprocess_support(void)
 
 EDDY_API int eddy_process_spawn(eddy_process **out, const eddy_process_options *user)
 {
-    if (!out) return -EINVAL;
-    *out = NULL;
-    if (!user) return -EINVAL;
     eddy_process_options o;
-    int err = eddy__options_read(&o, sizeof o, user, options_layouts,
-                                 sizeof options_layouts / sizeof options_layouts[0]);
+    int err = spawn_begin(out, user, &o);
     if (err < 0) return err;
     return !o.argv || !o.argv[0] ? -EINVAL : -ENOTSUP;
 }
@@ -437,12 +444,8 @@ static void process_release(struct eddy_process *p)
 
 EDDY_API int eddy_process_spawn(eddy_process **out, const eddy_process_options *user)
 {
-    if (!out) return -EINVAL;
-    *out = NULL;
-    if (!user) return -EINVAL;
     eddy_process_options o;
-    int err = eddy__options_read(&o, sizeof o, user, options_layouts,
-                                 sizeof options_layouts / sizeof options_layouts[0]);
+    int err = spawn_begin(out, user, &o);
     if (err < 0) return err;
     if ((err = check_options(&o)) < 0) return err;
     struct eddy_loop *loop = eddy_loop_current();
