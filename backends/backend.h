@@ -82,6 +82,13 @@ enum {
      * RECV and SEND then mean read(2) and write(2) once the fd is ready (it
      * is O_NONBLOCK). A write must never raise SIGPIPE: -EPIPE instead. */
     EDDY_OP_F_PIPE = 1 << 2,
+    /* POLL for a child's exit: u.io.offset is its process id, fd its pidfd
+     * where the system has them (else the process id again). The op
+     * completes (EDDY_READABLE) once the child has exited, without reaping
+     * it, or is gone already. kqueue watches the id (EVFILT_PROC); io_uring
+     * waits with IORING_OP_WAITID (WEXITED | WNOWAIT) on the pidfd where the
+     * kernel has it (6.7+); elsewhere it is a poll of the pidfd. */
+    EDDY_OP_F_PROC = 1 << 3,
 };
 
 struct eddy_op {
@@ -159,6 +166,10 @@ extern const struct eddy_backend_ops eddy__uring_backend;
 extern const struct eddy_backend_ops eddy__epoll_backend;
 extern const struct eddy_backend_ops eddy__iocp_backend;
 extern const struct eddy_backend_ops eddy__kqueue_backend;
+
+/* What EDDY_CAP_SUBPROCESS is on a POSIX backend whose poll ops can watch a
+ * pidfd (lib/process.c probes pidfd_open once). */
+eddy_support eddy__subprocess_support(void);
 
 /* Completes op from within poll: sets state and calls op->complete. Every
  * backend finishes pending ops through this one helper. */

@@ -182,7 +182,9 @@ static eddy_support epoll_supports(const struct eddy_backend *b, eddy_cap cap)
     case EDDY_CAP_FILE_IO: /* handles() sends file ops to the thread pool */
     case EDDY_CAP_DNS:     /* getaddrinfo in the thread pool */
         return EDDY_EMULATED;
-    default: /* subprocess, zero-copy send, sendfile: not
+    case EDDY_CAP_SUBPROCESS: /* posix_spawn; exits through a pidfd, polled */
+        return eddy__subprocess_support();
+    default: /* zero-copy send, sendfile: not
                 implemented yet; multishot ops and buffer rings: io_uring only */
         return EDDY_NONE;
     }

@@ -63,6 +63,10 @@ struct kq_state {
     struct kevent *events; /* room for max(max_events, change_capacity) */
     int event_capacity;
     int max_events;
+    /* EVFILT_PROC: POLL ops marked EDDY_OP_F_PROC waiting for a child's exit
+     * (one knote per process id, for all its ops), and those cancelled, to
+     * complete at the next poll. */
+    struct eddy__list procs, procs_done;
 };
 
 /* ---- the changelist ------------------------------------------------------- */
@@ -85,14 +89,20 @@ static int changes_grow(struct kq_state *kq)
     return 0;
 }
 
-static int change_add(struct kq_state *kq, uintptr_t ident, short filter, unsigned short flags)
+static int change_add_full(struct kq_state *kq, uintptr_t ident, short filter, unsigned short flags,
+                           unsigned fflags, void *udata)
 {
     if (kq->change_count == kq->change_capacity) {
         int err = changes_grow(kq);
         if (err < 0) return err;
     }
-    EV_SET(&kq->changes[kq->change_count++], ident, filter, flags, 0, 0, 0);
+    EV_SET(&kq->changes[kq->change_count++], ident, filter, flags, fflags, 0, udata);
     return 0;
+}
+
+static int change_add(struct kq_state *kq, uintptr_t ident, short filter, unsigned short flags)
+{
+    return change_add_full(kq, ident, filter, flags, 0, NULL);
 }
 
 /* Takes fd's changes out of the changelist (fd is being closed: they must
@@ -248,6 +258,108 @@ static int kq_wake(struct eddy_backend *b)
     return err;
 }
 
+/* ---- child processes (EVFILT_PROC) ------------------------------------------------ */
+
+/* An add's udata (a delete's is NULL): tells their errors apart. */
+#define PROC_ADD ((void *)1)
+
+static intptr_t proc_pid(const struct eddy_op *op)
+{
+    return (intptr_t)op->u.io.offset;
+}
+
+static bool proc_watched(struct kq_state *kq, intptr_t pid)
+{
+    struct eddy__list *node;
+    for (node = kq->procs.next; node != &kq->procs; node = node->next)
+        if (proc_pid(eddy__container_of(node, struct eddy_op, link)) == pid) return true;
+    return false;
+}
+
+/* One knote per process, added with the first op that waits for it. */
+static int proc_submit(struct eddy_backend *b, struct eddy_op *op)
+{
+    struct kq_state *kq = b->impl;
+    if (proc_pid(op) <= 0) return -EINVAL;
+    if (!proc_watched(kq, proc_pid(op))) {
+        int err = change_add_full(kq, (uintptr_t)proc_pid(op), EVFILT_PROC, EV_ADD | EV_ONESHOT,
+                                  NOTE_EXIT, PROC_ADD);
+        if (err < 0) return err;
+    }
+    eddy__list_push_back(&kq->procs, &op->link);
+    b->pending++;
+    return EDDY_OP_PENDING;
+}
+
+static void proc_cancel(struct eddy_backend *b, struct eddy_op *op)
+{
+    struct kq_state *kq = b->impl;
+    eddy__list_remove(&op->link);
+    op->result = -ECANCELED;
+    eddy__list_push_back(&kq->procs_done, &op->link);
+    if (!proc_watched(kq, proc_pid(op)))
+        (void)change_add_full(kq, (uintptr_t)proc_pid(op), EVFILT_PROC, EV_DELETE, 0, NULL);
+}
+
+/* The process pid has exited (result EDDY_READABLE: look), or its knote
+ * failed: every op waiting for it completes. ESRCH means it was gone when
+ * the knote was added (exited already, a zombie): look too. */
+static int proc_done(struct eddy_backend *b, intptr_t pid, int64_t result)
+{
+    struct kq_state *kq = b->impl;
+    int completed = 0;
+    struct eddy__list *node = kq->procs.next;
+    while (node != &kq->procs) {
+        struct eddy_op *op = eddy__container_of(node, struct eddy_op, link);
+        node = node->next;
+        if (proc_pid(op) != pid) continue;
+        eddy__list_remove(&op->link);
+        eddy__op_finish(b, op, result);
+        completed++;
+    }
+    return completed;
+}
+
+/* A change on EVFILT_PROC failed with err. libkqueue says EFAULT for every
+ * add it refuses, a kernel ESRCH for a process already gone. */
+static int proc_failed(struct eddy_backend *b, const struct kevent *change, int err)
+{
+    if (change->udata != PROC_ADD) return 0; /* a delete: the knote had fired */
+#if EDDY_KQUEUE_LIBKQUEUE
+    bool gone = err == ESRCH || err == EFAULT;
+#else
+    bool gone = err == ESRCH;
+#endif
+    return proc_done(b, (intptr_t)change->ident, gone ? EDDY_READABLE : -err);
+}
+
+static int procs_complete_cancelled(struct eddy_backend *b)
+{
+    struct kq_state *kq = b->impl;
+    int completed = 0;
+    struct eddy__list *node;
+    while ((node = eddy__list_pop_front(&kq->procs_done))) {
+        struct eddy_op *op = eddy__container_of(node, struct eddy_op, link);
+        eddy__op_finish(b, op, op->result);
+        completed++;
+    }
+    return completed;
+}
+
+static int kq_submit(struct eddy_backend *b, struct eddy_op *op)
+{
+    if (op->kind == EDDY_OP_POLL && (op->flags & EDDY_OP_F_PROC)) return proc_submit(b, op);
+    return eddy__rd_submit(b, op);
+}
+
+static void kq_cancel(struct eddy_backend *b, struct eddy_op *op)
+{
+    if (op->kind == EDDY_OP_POLL && (op->flags & EDDY_OP_F_PROC))
+        proc_cancel(b, op);
+    else
+        eddy__rd_cancel(b, op);
+}
+
 /* ---- polling -------------------------------------------------------------- */
 
 /* The arm change failed with err (an errno value): the ops parked in its
@@ -255,6 +367,7 @@ static int kq_wake(struct eddy_backend *b)
 static int arm_failed(struct eddy_backend *b, const struct kevent *change, int err)
 {
     struct kq_state *kq = b->impl;
+    if (change->filter == EVFILT_PROC) return proc_failed(b, change, err);
     struct eddy__rd_fd *st = eddy__rd_fd_lookup(&kq->rd, (intptr_t)change->ident);
     if (!st || (change->filter != EVFILT_READ && change->filter != EVFILT_WRITE)) return 0;
     bool input = change->filter == EVFILT_READ;
@@ -275,6 +388,7 @@ static int handle_event(struct eddy_backend *b, const struct kevent *ev)
     }
     if (ev->flags & EV_ERROR)
         return ev->data ? arm_failed(b, ev, (int)ev->data) : 0; /* 0: a receipt */
+    if (ev->filter == EVFILT_PROC) return proc_done(b, (intptr_t)ev->ident, EDDY_READABLE);
     struct eddy__rd_fd *st = eddy__rd_fd_lookup(&kq->rd, (intptr_t)ev->ident);
     if (!st || (ev->filter != EVFILT_READ && ev->filter != EVFILT_WRITE)) return 0;
     bool input = ev->filter == EVFILT_READ;
@@ -343,6 +457,7 @@ static int kq_poll(struct eddy_backend *b, int64_t timeout_ns)
 #if EDDY_KQUEUE_LIBKQUEUE
     if (kq->change_count) completed = apply_changes(b);
 #endif
+    completed += procs_complete_cancelled(b);
     if (completed || eddy__rd_has_deferred(&kq->rd)) timeout_ns = 0;
     struct timespec ts;
     if (timeout_ns >= 0) {
@@ -376,6 +491,8 @@ static int kq_init(struct eddy_backend *b, const eddy_loop_options *opts)
     struct kq_state *kq = calloc(1, sizeof *kq);
     if (!kq) return -ENOMEM;
     eddy__rd_init(&kq->rd, &kq_hooks);
+    eddy__list_init(&kq->procs);
+    eddy__list_init(&kq->procs_done);
 #if EDDY_KQUEUE_WAKE_PIPE
     kq->wake_pipe[0] = kq->wake_pipe[1] = -1;
 #endif
@@ -417,10 +534,12 @@ static eddy_support kq_supports(const struct eddy_backend *b, eddy_cap cap)
     case EDDY_CAP_WATCH_FD: /* the same readiness as eddy's own sockets */
     case EDDY_CAP_SIGNALS:  /* lib/signal.c's pipe, polled as a watched fd */
         return EDDY_NATIVE;
+    case EDDY_CAP_SUBPROCESS: /* posix_spawn; exits through EVFILT_PROC */
+        return EDDY_NATIVE;
     case EDDY_CAP_FILE_IO: /* handles() sends file ops to the thread pool */
     case EDDY_CAP_DNS:     /* getaddrinfo in the thread pool */
         return EDDY_EMULATED;
-    default: /* subprocess (EVFILT_PROC), zero-copy send, sendfile: not implemented yet;
+    default: /* zero-copy send, sendfile: not implemented yet;
                 multishot ops and buffer rings: io_uring only */
         return EDDY_NONE;
     }
@@ -430,8 +549,8 @@ const struct eddy_backend_ops eddy__kqueue_backend = {
     .name = "kqueue",
     .init = kq_init,
     .free = kq_free,
-    .submit = eddy__rd_submit,
-    .cancel = eddy__rd_cancel,
+    .submit = kq_submit,
+    .cancel = kq_cancel,
     .poll = kq_poll,
     .wake = kq_wake,
     .handles = kq_handles,

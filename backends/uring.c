@@ -63,6 +63,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "backend.h"
@@ -86,6 +87,16 @@
 #define CQ_PER_SQ          4
 /* The kernel's own cap on one read or write (MAX_RW_COUNT); SQE lengths are 32 bits. */
 #define MAX_IO_LEN 0x7ffff000u
+
+/* IORING_OP_WAITID (Linux 6.7), which liburing headers before 2.6 lack. */
+#ifdef IORING_OP_WAITID
+#define OP_WAITID IORING_OP_WAITID
+#else
+#define OP_WAITID 50
+#endif
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
 
 /* user_data of the CQEs that complete no op (ops are aligned pointers). */
 #define WAKE_TAG     ((uint64_t)1)
@@ -275,6 +286,7 @@ struct uring_state {
     struct eddy__list deferred; /* ops to complete with -ECANCELED */
     struct stat_slot *free_slots;
 
+    bool waitid;                     /* IORING_OP_WAITID (6.7+), for EDDY_OP_F_PROC */
     bool multishot_accept;           /* the kernel has it (and EDDY_CAPS_DISABLE does not say no) */
     bool send_zc;                    /* likewise for IORING_OP_SEND_ZC */
     size_t zc_min;                   /* sends of this many bytes and more go zero-copy */
@@ -371,6 +383,16 @@ static void prep_pipe(struct io_uring_sqe *sqe, struct eddy_op *op)
     if (op->kind == EDDY_OP_SEND || op->kind == EDDY_OP_WRITE) sqe->flags |= IOSQE_ASYNC;
 }
 
+/* A child's exit (EDDY_OP_F_PROC, fd its pidfd): waitid(P_PIDFD, fd, NULL,
+ * WEXITED | WNOWAIT), which leaves the child for lib/process.c to reap.
+ * liburing 2.6's io_uring_prep_waitid, spelled out for older headers. */
+static void prep_waitid(struct io_uring_sqe *sqe, struct eddy_op *op)
+{
+    io_uring_prep_rw(OP_WAITID, sqe, (int)op->fd, NULL, P_PIDFD, 0);
+    sqe->rw_flags = 0;                   /* waitid_flags */
+    sqe->file_index = WEXITED | WNOWAIT; /* the options */
+}
+
 /* Fills sqe for op. Socket writes never raise SIGPIPE, as on every backend. */
 static void prep_op(struct uring_state *s, struct io_uring_sqe *sqe, struct eddy_op *op)
 {
@@ -434,6 +456,10 @@ static void prep_op(struct uring_state *s, struct io_uring_sqe *sqe, struct eddy
         io_uring_prep_mkdirat(sqe, AT_FDCWD, op->u.path.path, (mode_t)op->u.path.mode);
         break;
     case EDDY_OP_POLL: /* one-shot: a watch re-arms it after each report (level-triggered) */
+        if ((op->flags & EDDY_OP_F_PROC) && s->waitid) {
+            prep_waitid(sqe, op);
+            break;
+        }
         io_uring_prep_poll_add(sqe, fd, op->u.io.flags == EDDY_READABLE ? POLLIN : POLLOUT);
         break;
     }
@@ -582,6 +608,8 @@ static void finish(struct eddy_backend *b, struct eddy_op *op, int64_t result)
     if (result >= 0) mark_written(op, result);
     if (op->kind == EDDY_OP_POLL && result > 0) /* revents: any of them means "look" */
         result = (result & POLLNVAL) ? -EBADF : op->u.io.flags;
+    else if (op->kind == EDDY_OP_POLL && result == 0 && (op->flags & EDDY_OP_F_PROC))
+        result = op->u.io.flags; /* WAITID: the child has exited */
     if (op->backend_data & OP_RECV_PLAIN) stream_plain_done(s, op, result);
     lane_done(s, op);
     if (op->kind == EDDY_OP_STAT) {
@@ -1567,6 +1595,9 @@ static int probe(struct uring_state *s)
     for (unsigned kind = EDDY_OP_SHUTDOWN; kind <= EDDY_OP_MKDIR; kind++)
         s->native[kind] = io_uring_opcode_supported(p, optional_opcodes[kind]);
     s->native[EDDY_OP_POLL] = io_uring_opcode_supported(p, IORING_OP_POLL_ADD);
+    /* EDDY_URING_WAITID=0 keeps the pidfd poll instead (tests use both). */
+    const char *waitid = getenv("EDDY_URING_WAITID");
+    s->waitid = io_uring_opcode_supported(p, OP_WAITID) && !(waitid && strcmp(waitid, "0") == 0);
     /* Offset -1 (the file position) needs IORING_FEAT_RW_CUR_POS. */
     if (!(s->ring.features & IORING_FEAT_RW_CUR_POS))
         s->native[EDDY_OP_READ] = s->native[EDDY_OP_WRITE] = false;
@@ -1684,7 +1715,9 @@ static eddy_support uring_supports(const struct eddy_backend *b, eddy_cap cap)
     case EDDY_CAP_WATCH_FD: /* IORING_OP_POLL_ADD, there since 5.1 */
     case EDDY_CAP_SIGNALS:  /* lib/signal.c's pipe, polled as a watched fd */
         return s->native[EDDY_OP_POLL] ? EDDY_NATIVE : EDDY_NONE;
-    default: /* subprocess, sendfile: not implemented yet */
+    case EDDY_CAP_SUBPROCESS: /* posix_spawn; exits through a pidfd, polled */
+        return s->native[EDDY_OP_POLL] ? eddy__subprocess_support() : EDDY_NONE;
+    default: /* sendfile: not implemented yet */
         return EDDY_NONE;
     }
 }

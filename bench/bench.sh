@@ -10,14 +10,14 @@
 # bounded in time ($EDDY_BENCH_SECONDS per round, default 2, after 0.5 s of
 # warm-up) and in connections.
 #
-#   EDDY_BENCH_ONLY="tasks timers echo lines http files"   the sections to run (default: all)
+#   EDDY_BENCH_ONLY="tasks timers echo lines http files subprocess"   the sections to run (default: all)
 #   EDDY_BENCH_ECHO="eddy/io_uring eddy/epoll liburing" the echo servers to run (default: all)
 #   EDDY_BENCH_FILES_DIR=DIR   where the files section puts its 1 GiB file (default: a temporary dir)
 set -u
 srcdir=${srcdir:-.}
 ROUNDS=${EDDY_BENCH_ROUNDS:-3}
 SECS=${EDDY_BENCH_SECONDS:-2}
-ONLY=${EDDY_BENCH_ONLY:-tasks timers echo lines http files}
+ONLY=${EDDY_BENCH_ONLY:-tasks timers echo lines http files subprocess}
 SERVER_CPU=1
 CLIENT_CPU=0
 if [ "$(nproc)" -lt 2 ]; then
@@ -356,6 +356,34 @@ if want files; then
     fi
 fi
 
+# ---- subprocess -----------------------------------------------------------------
+# spawn+wait of /bin/true per second, the parent at 10 MiB and at 2 GiB
+# resident: eddy (on each Linux backend), libuv's uv_spawn, asyncio.
+SUB_SIZES="10 2048"
+sub_libs=""
+if want subprocess; then
+    echo "== subprocess: spawn+wait of /bin/true per second ($SECS s per run, CPU $SERVER_CPU)"
+    sub_libs="eddy/io_uring eddy/epoll"
+    if ./bench/subprocess uv 1 0.01 >/dev/null 2>&1; then sub_libs="$sub_libs libuv"; else missing="$missing libuv"; fi
+    if [ -n "$PY" ]; then sub_libs="$sub_libs asyncio"; else missing="$missing python3"; fi
+    r=1
+    while [ "$r" -le "$ROUNDS" ]; do
+        for mib in $SUB_SIZES; do
+            for name in $sub_libs; do
+                case $name in
+                eddy/*) cmd="env EDDY_BACKEND=${name#eddy/} ./bench/subprocess eddy $mib $SECS" ;;
+                libuv) cmd="./bench/subprocess uv $mib $SECS" ;;
+                asyncio) cmd="$PY $srcdir/bench/subprocess_asyncio.py $mib $SECS" ;;
+                esac
+                line=$(taskset -c "$SERVER_CPU" $cmd 2>/dev/null) || line="- -"
+                echo "  round $r ${mib} MiB $(printf '%-14s' "$name") $line"
+                echo "$line" | awk '{ print $1 }' >>"$out/sub-$mib-$(key "$name")"
+            done
+        done
+        r=$((r + 1))
+    done
+fi
+
 # ---- the table ----------------------------------------------------------------
 echo
 echo "==== eddy benchmarks: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs, Linux $(uname -r); median of $ROUNDS"
@@ -510,6 +538,19 @@ if want files && [ -n "$files_libs" ]; then
         done
         ;;
     esac
+fi
+if want subprocess && [ -n "$sub_libs" ]; then
+    echo
+    echo "Subprocesses: spawn+wait of /bin/true per second, by the parent's resident memory"
+    printf '  %-14s %12s %12s %12s\n' "" "10 MiB" "2 GiB" "2 GiB/10 MiB"
+    for name in $sub_libs; do
+        k=$(key "$name")
+        a=$( { median <"$out/sub-10-$k"; } 2>/dev/null)
+        b=$( { median <"$out/sub-2048-$k"; } 2>/dev/null)
+        ratio=$(awk -v a="${a:--}" -v b="${b:--}" \
+            'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", b / a; else print "-" }')
+        printf '  %-14s %12s %12s %12s\n' "$name" "${a:--}" "${b:--}" "$ratio"
+    done
 fi
 if [ -n "$missing" ]; then
     echo

@@ -728,6 +728,89 @@ EDDY_MUST_USE EDDY_API int eddy_signal_start(eddy_signal **out, eddy_loop *loop,
  * callback follows. Call it on the watcher's loop. 0, or -EINVAL for NULL. */
 EDDY_API int eddy_signal_stop(eddy_signal *s);
 
+/* ---- pipes, adopted descriptors and subprocesses ---------------------------------- */
+
+/* Sockets and pipe ends made elsewhere, as eddy sockets: eddy_recv, eddy_send
+ * and eddy_sock_close work on them as on eddy's own (docs/processes.md). A
+ * pipe end or terminal is read and written with read(2) and write(2), as the
+ * loop's backend does it natively (io_uring reads it as a file; epoll and
+ * kqueue wait for readiness on it made O_NONBLOCK), never a blocking call in
+ * the thread pool; a write to a pipe whose reader is gone returns -EPIPE and
+ * raises no SIGPIPE. These need no loop or task. -ENOTSUP on Windows. */
+
+/* Adopts fd, an existing TCP, UDP or Unix stream socket (inherited
+ * listeners, socketpair ends, systemd socket activation; uv_tcp_open): made
+ * non-blocking and close-on-exec; s owns fd from now on. 0, -EBADF,
+ * -ENOTSOCK, -EPROTONOSUPPORT (another kind of socket), -ENOMEM (fd is then
+ * still the caller's). */
+EDDY_MUST_USE EDDY_API int eddy_sock_open(eddy_sock **out, intptr_t fd);
+/* A new pipe, as pipe(2): ends[0] reads, ends[1] writes; both close-on-exec.
+ * 0, -EMFILE, -ENOMEM. */
+EDDY_MUST_USE EDDY_API int eddy_pipe(eddy_sock *ends[2]);
+/* Adopts fd, an existing pipe end, FIFO or terminal (asyncio's
+ * connect_read_pipe): s owns it from now on. On epoll and kqueue the fd is
+ * made O_NONBLOCK, which a terminal shares with every process that has it
+ * open. 0, -EBADF, -EINVAL for another kind of file (a socket: eddy_sock_open;
+ * a regular file: eddy_file_open), -ENOMEM (fd is then still the caller's). */
+EDDY_MUST_USE EDDY_API int eddy_pipe_open(eddy_sock **out, intptr_t fd);
+
+typedef struct eddy_process eddy_process;
+enum { EDDY_STDIO_INHERIT = 0, EDDY_STDIO_PIPE, EDDY_STDIO_NULL, EDDY_STDIO_FD };
+enum {
+    EDDY_PROCESS_NEW_GROUP = 1 << 0, /* the child leads a new process group (setpgid(0, 0)) */
+};
+/* What to run and how (asyncio's create_subprocess_exec). Grows by its size
+ * as eddy_loop_options does: size 0 is this first layout. */
+typedef struct eddy_process_options {
+    size_t size;       /* sizeof(eddy_process_options), or 0: the first layout (these fields) */
+    const char *file;  /* searched in the parent's PATH when it has no '/'; NULL = argv[0] */
+    char *const *argv; /* argv[0] included, NULL-terminated */
+    char *const *env;  /* "NAME=value" strings, NULL-terminated; NULL = inherit */
+    const char *cwd;   /* the child's working directory; NULL = inherit */
+    unsigned flags;    /* EDDY_PROCESS_* */
+    struct {
+        int mode;    /* EDDY_STDIO_*: inherit, a pipe, /dev/null, or fd */
+        intptr_t fd; /* for EDDY_STDIO_FD: the parent's descriptor the child gets */
+    } stdio[3];      /* stdin, stdout, stderr; a zeroed struct inherits all three */
+} eddy_process_options;
+
+/* An initialiser with size set: EDDY_PROCESS_OPTIONS_INIT(.argv = argv). */
+#define EDDY_PROCESS_OPTIONS_INIT(...)                                                             \
+    {                                                                                              \
+        .size = sizeof(eddy_process_options), __VA_ARGS__                                          \
+    }
+
+/* Starts a child (posix_spawn: the cost does not grow with the parent's
+ * memory). It gets an empty signal mask, default signal dispositions, and no
+ * descriptor of the parent's but its stdio. 0, -EINVAL (NULL options or argv,
+ * argv[0] NULL, an unknown mode or flag), -EBADF (an EDDY_STDIO_FD fd that is
+ * not open), -ENOENT or -EACCES (the executable: reported by spawn, not as a
+ * child exiting 127), -ENOTSUP where the loop's backend cannot watch children
+ * (capability subprocess), -ENOMEM, -EMFILE. */
+EDDY_MUST_USE EDDY_API int eddy_process_spawn(eddy_process **out, const eddy_process_options *o);
+/* The parent's end of a piped stdin (or stdout, stderr); NULL unless piped,
+ * or once closed. Borrowed: the process owns it and eddy_process_free closes
+ * it; the caller may close it first with eddy_sock_close (stdin: the child
+ * then reads end of file). */
+EDDY_API eddy_sock *eddy_process_stdin(eddy_process *p);
+EDDY_API eddy_sock *eddy_process_stdout(eddy_process *p);
+EDDY_API eddy_sock *eddy_process_stderr(eddy_process *p);
+/* Task-only: waits until the child exits and reaps it; *status (may be NULL)
+ * as waitpid gives it (WIFEXITED, WEXITSTATUS, WTERMSIG). Returns at once
+ * once reaped. Cancel-safe: cancellation or a timeout scope ends the wait
+ * with -ECANCELED and leaves child and object as they were. -ECHILD when
+ * something else reaped the child (waitpid(-1), SIGCHLD ignored). */
+EDDY_NODISCARD EDDY_API int eddy_process_wait(eddy_process *p, int *status);
+/* Sends signum to the child (0: only checks it is there). -ESRCH once the
+ * child is reaped: never signals a recycled pid. -EINVAL for a bad signal. */
+EDDY_NODISCARD EDDY_API int eddy_process_kill(eddy_process *p, int signum);
+/* The child's process id; -EINVAL for NULL. */
+EDDY_API intptr_t eddy_process_pid(const eddy_process *p);
+/* Closes the stdio pipes still open and frees p; no wait may be in progress.
+ * A child still running is neither killed nor left a zombie: it is reaped
+ * in the background when it exits. */
+EDDY_API void eddy_process_free(eddy_process *p);
+
 /* ---- thread pool ------------------------------------------------------------ */
 
 /* Task-only: runs fn(arg) on a pool thread and suspends until it returns; 0

@@ -41,6 +41,9 @@ struct eddy__caps_row {
 #define CAPS_URING   "io_uring only"
 #define CAPS_SIGNALS                                                                               \
     "a sigaction handler wakes the loop through a pipe it polls; every loop gets each signal"
+#define CAPS_PIDFD                                                                                 \
+    "posix_spawn; exits through a pidfd polled on the loop (Linux 5.3+), else (emulated) "         \
+    "waitpid polled on a timer"
 
 /* The backends a build may leave out on the platform at hand: eddy-caps
  * says how to build them instead of "not built for this platform". */
@@ -74,7 +77,10 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_WAKEUP] = {EDDY_NATIVE, NULL},
                 [EDDY_CAP_WATCH_FD] = {EDDY_NATIVE, "IORING_OP_POLL_ADD, one-shot, re-armed"},
                 [EDDY_CAP_SIGNALS] = {EDDY_NATIVE, CAPS_SIGNALS},
-                [EDDY_CAP_SUBPROCESS] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_SUBPROCESS] = {EDDY_NATIVE,
+                                         "posix_spawn; exits through IORING_OP_WAITID on a pidfd "
+                                         "(Linux 6.7+), else a polled pidfd (5.3+), else "
+                                         "(emulated) waitpid polled on a timer"},
                 [EDDY_CAP_DNS] = {EDDY_EMULATED, CAPS_DNS},
                 [EDDY_CAP_MULTISHOT_ACCEPT] = {EDDY_NATIVE,
                                                "Linux 5.19+; armed while an accept waits"},
@@ -104,7 +110,7 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_WAKEUP] = {EDDY_NATIVE, NULL},
                 [EDDY_CAP_WATCH_FD] = {EDDY_NATIVE, NULL},
                 [EDDY_CAP_SIGNALS] = {EDDY_NATIVE, CAPS_SIGNALS},
-                [EDDY_CAP_SUBPROCESS] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_SUBPROCESS] = {EDDY_NATIVE, CAPS_PIDFD},
                 [EDDY_CAP_DNS] = {EDDY_EMULATED, CAPS_DNS},
                 [EDDY_CAP_MULTISHOT_ACCEPT] = {EDDY_NONE, CAPS_URING},
                 [EDDY_CAP_MULTISHOT_RECV] = {EDDY_NONE, CAPS_URING},
@@ -129,8 +135,9 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_WAKEUP] = {EDDY_NATIVE, NULL},
                 [EDDY_CAP_WATCH_FD] = {EDDY_NATIVE, NULL},
                 [EDDY_CAP_SIGNALS] = {EDDY_NATIVE, CAPS_SIGNALS},
-                [EDDY_CAP_SUBPROCESS] = {EDDY_NONE,
-                                         "not implemented yet; kqueue offers EVFILT_PROC for it"},
+                [EDDY_CAP_SUBPROCESS] = {EDDY_NATIVE,
+                                         "posix_spawn; exits through EVFILT_PROC; stdio pipes "
+                                         "by readiness"},
                 [EDDY_CAP_DNS] = {EDDY_EMULATED, CAPS_DNS},
                 [EDDY_CAP_MULTISHOT_ACCEPT] = {EDDY_NONE, CAPS_URING},
                 [EDDY_CAP_MULTISHOT_RECV] = {EDDY_NONE, CAPS_URING},
@@ -157,7 +164,9 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_WATCH_FD] = {EDDY_NONE, "a completion port has no readiness to watch"},
                 [EDDY_CAP_SIGNALS] = {EDDY_NATIVE, "SIGINT and SIGBREAK only, from console control "
                                                    "events (Ctrl+C, Ctrl+Break); others -ENOTSUP"},
-                [EDDY_CAP_SUBPROCESS] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_SUBPROCESS] = {EDDY_NONE,
+                                         "not implemented yet (overlapped named pipes and process "
+                                         "handles): -ENOTSUP"},
                 [EDDY_CAP_DNS] = {EDDY_EMULATED, CAPS_DNS},
                 [EDDY_CAP_MULTISHOT_ACCEPT] = {EDDY_NONE, CAPS_URING},
                 [EDDY_CAP_MULTISHOT_RECV] = {EDDY_NONE, CAPS_URING},
@@ -184,7 +193,7 @@ static const char *const eddy__caps_descriptions[EDDY_CAP_COUNT] = {
                         "thread-pool completions",
     [EDDY_CAP_WATCH_FD] = "waiting for readiness on a descriptor eddy does not own",
     [EDDY_CAP_SIGNALS] = "handling signals on the loop",
-    [EDDY_CAP_SUBPROCESS] = "running child processes and waiting for them",
+    [EDDY_CAP_SUBPROCESS] = "running child processes and waiting for them: `eddy_process_*`",
     [EDDY_CAP_DNS] = "host names in `eddy_tcp_connect`, `eddy_tcp_listen`, `eddy_udp_bind`",
     [EDDY_CAP_MULTISHOT_ACCEPT] = "one submission accepting many connections",
     [EDDY_CAP_MULTISHOT_RECV] = "one submission receiving many times",
@@ -229,6 +238,7 @@ static const struct eddy__caps_platform eddy__caps_platforms[] = {
 #undef CAPS_POOL
 #undef CAPS_DNS
 #undef CAPS_URING
+#undef CAPS_PIDFD
 #undef CAPS_BUILD_URING
 #undef CAPS_BUILD_KQUEUE
 

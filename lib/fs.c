@@ -11,7 +11,7 @@
 #include <unistd.h>
 #endif
 
-#include "internal.h"
+#include "pipe.h"
 
 #ifndef O_CLOEXEC
 #define O_CLOEXEC 0
@@ -84,30 +84,14 @@ static bool is_pipe(int fd)
 #endif
 }
 
-/* Sends a read or write on a FIFO or a terminal where it can be cancelled.
- * A backend that reads files natively (io_uring) takes it as it is. A
- * readiness backend (epoll, kqueue) would run it blocking in the thread
- * pool, where nothing can stop it: there it becomes a non-blocking RECV or
- * SEND marked EDDY_OP_F_PIPE (read/write once the fd is ready). Returns 0
- * or a negative code. */
+/* Sends a read or write on a FIFO or a terminal where it can be cancelled:
+ * natively on io_uring, as a non-blocking RECV or SEND marked
+ * EDDY_OP_F_PIPE on a readiness backend (epoll, kqueue), where the thread
+ * pool would run it blocking and nothing could stop it (lib/pipe.c). */
 static int pipe_route(struct eddy_file *f, struct eddy_op *op)
 {
-    if (op->u.io.offset >= 0) return -ESPIPE; /* as pread and pwrite say */
-    op->flags |= EDDY_OP_F_PIPE;
-    struct eddy_backend *b = &eddy__current_task()->loop->backend;
-    bool readiness =
-        !b->ops->handles(b, (enum eddy_op_kind)op->kind) && b->ops->handles(b, EDDY_OP_RECV);
-    if (readiness) op->kind = op->kind == EDDY_OP_READ ? EDDY_OP_RECV : EDDY_OP_SEND;
-    /* io_uring waits on a blocking pipe itself (and answers -EAGAIN on a
-     * non-blocking one); readiness needs O_NONBLOCK. */
-    if (readiness != f->nonblocking) {
-        int flags = fcntl((int)f->fd, F_GETFL);
-        if (flags < 0) return -errno;
-        flags = readiness ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;
-        if (fcntl((int)f->fd, F_SETFL, flags) < 0) return -errno;
-        f->nonblocking = readiness;
-    }
-    return 0;
+    op->fd = f->fd;
+    return eddy__pipe_route(eddy__current_task()->loop, op, &f->nonblocking);
 }
 #endif
 

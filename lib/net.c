@@ -23,7 +23,7 @@
 #include <unistd.h>
 #endif
 
-#include "internal.h"
+#include "pipe.h"
 
 /* Where Winsock differs: a SOCKET is not an int, closesocket is not close,
  * and errors come from WSAGetLastError. */
@@ -76,6 +76,11 @@ struct eddy_sock {
     struct eddy_task *closer; /* the task waiting in eddy_sock_close */
     struct eddy_loop *loop;   /* the loop the socket was created on */
     struct eddy_op close_op;  /* a close outside a task, completed by the backend */
+    /* A pipe end or a terminal (lib/pipe.c): read(2) and write(2), never
+     * recv and send, on every backend. */
+    bool pipe;
+    bool nonblocking;         /* what eddy last set on the pipe's fd (eddy__pipe_route) */
+    struct eddy_sock **owner; /* where an owner keeps s (a process's stdio): NULLed on close */
 };
 
 /* The pause accept takes when the process is out of descriptors. */
@@ -93,13 +98,11 @@ struct sock_call {
 
 /* ---- socket objects -------------------------------------------------------- */
 
-static int sock_new(struct eddy_sock **out, intptr_t fd, int family, int type)
+/* A socket object over fd; -ENOMEM leaves fd to the caller. */
+static int sock_wrap(struct eddy_sock **out, intptr_t fd, int family, int type)
 {
     struct eddy_sock *s = calloc(1, sizeof(*s));
-    if (!s) {
-        (void)close_native(fd);
-        return -ENOMEM;
-    }
+    if (!s) return -ENOMEM;
     static _Atomic uint64_t next_serial = 1;
     s->fd = fd;
     s->serial = atomic_fetch_add_explicit(&next_serial, 1, memory_order_relaxed);
@@ -111,12 +114,87 @@ static int sock_new(struct eddy_sock **out, intptr_t fd, int family, int type)
     return 0;
 }
 
+/* sock_wrap for a descriptor eddy made: closed on failure. */
+static int sock_new(struct eddy_sock **out, intptr_t fd, int family, int type)
+{
+    int err = sock_wrap(out, fd, family, type);
+    if (err < 0) (void)close_native(fd);
+    return err;
+}
+
 static int set_int_option(intptr_t fd, int level, int name, int value)
 {
     return setsockopt(NATIVE(fd), level, name, (const void *)&value, sizeof(value)) < 0
                ? sock_errno()
                : 0;
 }
+
+#ifndef _WIN32
+int eddy__sock_adopt(struct eddy_sock **out, intptr_t fd, int family, int type, bool pipe)
+{
+    int err = sock_wrap(out, fd, family, type);
+    if (err == 0) (*out)->pipe = pipe;
+    return err;
+}
+
+void eddy__sock_set_owner(struct eddy_sock *s, struct eddy_sock **slot)
+{
+    s->owner = slot;
+}
+
+/* The family of a socket: SO_DOMAIN where the system has it, else its address. */
+static int sock_family(int fd)
+{
+#ifdef SO_DOMAIN
+    int family;
+    socklen_t len = sizeof family;
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &len) == 0) return family;
+#endif
+    struct sockaddr_storage ss;
+    socklen_t sslen = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sslen) < 0) return -errno;
+    return ss.ss_family;
+}
+
+EDDY_API int eddy_sock_open(eddy_sock **out, intptr_t fd)
+{
+    if (!out) return -EINVAL;
+    *out = NULL;
+    if (fd < 0 || fd > INT32_MAX) return -EBADF;
+    int type;
+    socklen_t len = sizeof type;
+    if (getsockopt((int)fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0) return -errno; /* -ENOTSOCK */
+    int family = sock_family((int)fd);
+    if (family < 0) return family;
+    if ((type != SOCK_STREAM && type != SOCK_DGRAM) ||
+        (family != AF_INET && family != AF_INET6 && family != AF_UNIX))
+        return -EPROTONOSUPPORT; /* what eddy's calls know: TCP, UDP, Unix stream */
+    if (family == AF_UNIX && type != SOCK_STREAM) return -EPROTONOSUPPORT;
+    /* Non-blocking, as every eddy socket; close-on-exec: it is eddy's now. */
+    int flags = fcntl((int)fd, F_GETFL);
+    if (flags < 0 || fcntl((int)fd, F_SETFL, flags | O_NONBLOCK) < 0 ||
+        fcntl((int)fd, F_SETFD, FD_CLOEXEC) < 0)
+        return -errno;
+#if MSG_NOSIGNAL == 0 && defined(SO_NOSIGPIPE)
+    (void)set_int_option(fd, SOL_SOCKET, SO_NOSIGPIPE, 1);
+#endif
+    int listening = 0;
+#ifdef SO_ACCEPTCONN
+    len = sizeof listening;
+    if (getsockopt((int)fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0) listening = 0;
+#endif
+    int err = sock_wrap(out, fd, family, type);
+    if (err == 0) (*out)->listening = type == SOCK_STREAM && listening;
+    return err;
+}
+#else
+EDDY_API int eddy_sock_open(eddy_sock **out, intptr_t fd)
+{
+    if (!out) return -EINVAL;
+    *out = NULL;
+    return fd < 0 ? -EBADF : -ENOTSUP;
+}
+#endif
 
 #ifdef _WIN32
 /* A new overlapped, non-inheritable socket (the iocp backend's kind). A UDP
@@ -211,6 +289,20 @@ static void call_cancel(struct sock_call *c)
     t->abort_wait = NULL;
     abort_wait(t);
 }
+
+#ifndef _WIN32
+/* Runs c->op, a READ or WRITE at offset -1, on a pipe end: natively or as
+ * EDDY_OP_F_PIPE readiness I/O, as the loop's backend wants (lib/pipe.c). */
+static int64_t pipe_call(struct eddy_sock *s, struct sock_call *c)
+{
+    if (s->closing) return -ECANCELED;
+    int err = eddy__pipe_route(c->task->loop, &c->op, &s->nonblocking);
+    if (err < 0) return err;
+    return call_op(s, c);
+}
+#else
+#define pipe_call(s, c) ((int64_t)-ENOTSUP)
+#endif
 
 /* ---- addresses ---------------------------------------------------------------- */
 
@@ -368,6 +460,7 @@ EDDY_API int eddy_sock_close(eddy_sock *s)
     if (!s) return -EINVAL;
     if (s->closing) return -EBADF;
     s->closing = true;
+    if (s->owner) *s->owner = NULL;
     struct eddy__list *node;
     for (node = s->calls.next; node != &s->calls; node = node->next)
         call_cancel(eddy__container_of(node, struct sock_call, link));
@@ -596,7 +689,13 @@ EDDY_API ssize_t eddy_recv(eddy_sock *s, void *buf, size_t len)
     int err = call_begin(s, &c);
     if (err < 0) return err;
     int64_t n = -EINVAL;
-    if (buf && len > 0 && len <= SSIZE_MAX) {
+    if (buf && len > 0 && len <= SSIZE_MAX && s->pipe) {
+        c.op = (struct eddy_op){.kind = EDDY_OP_READ, .fd = s->fd};
+        c.op.u.io.buf = buf;
+        c.op.u.io.len = len;
+        c.op.u.io.offset = -1;
+        n = pipe_call(s, &c);
+    } else if (buf && len > 0 && len <= SSIZE_MAX) {
         c.op = (struct eddy_op){.kind = EDDY_OP_RECV};
         if (s->type == SOCK_STREAM) {
             c.op.flags = EDDY_OP_F_STREAM;
@@ -653,15 +752,25 @@ EDDY_API ssize_t eddy_send(eddy_sock *s, const void *buf, size_t len)
         call_end(s, &c);
         return -EINVAL;
     }
-    bool zerocopy = peer_is_remote(s);
+    bool zerocopy = !s->pipe && peer_is_remote(s);
     size_t sent = 0;
     while (sent < len) {
-        c.op = (struct eddy_op){.kind = EDDY_OP_SEND};
-        if (zerocopy) c.op.flags = EDDY_OP_F_ZEROCOPY;
-        c.op.u.io.buf = (char *)buf + sent;
-        c.op.u.io.len = len - sent;
-        c.op.u.io.flags = MSG_NOSIGNAL;
-        int64_t n = call_op(s, &c);
+        int64_t n;
+        if (s->pipe) {
+            c.op = (struct eddy_op){.kind = EDDY_OP_WRITE, .fd = s->fd};
+            c.op.u.io.buf = (char *)buf + sent;
+            c.op.u.io.len = len - sent;
+            c.op.u.io.offset = -1;
+            n = pipe_call(s, &c);
+            if (n == 0) n = -EIO; /* no progress: never loop forever */
+        } else {
+            c.op = (struct eddy_op){.kind = EDDY_OP_SEND};
+            if (zerocopy) c.op.flags = EDDY_OP_F_ZEROCOPY;
+            c.op.u.io.buf = (char *)buf + sent;
+            c.op.u.io.len = len - sent;
+            c.op.u.io.flags = MSG_NOSIGNAL;
+            n = call_op(s, &c);
+        }
         if (n < 0) {
             err = (int)n;
             break;

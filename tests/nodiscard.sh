@@ -62,6 +62,8 @@ void drop(eddy_loop *loop, eddy_sock *s, eddy_file *f, eddy_future *fut, char *b
     (void)eddy_stream_write(0, buf, 1);
     (void)eddy_stream_writev(0, 0, 0);
     (void)eddy_stream_drain(0);
+    (void)eddy_process_wait(0, 0);
+    (void)eddy_process_kill(0, 0);
 }
 EOF
 
@@ -89,7 +91,11 @@ must_use_calls='
     eddy_queue_new(0, 0);
     eddy_stream_open(0, 0, 0);
     eddy_open_connection(0, "::1", 1, 0);
-    eddy_serve(0, 0, 0, 0);'
+    eddy_serve(0, 0, 0, 0);
+    eddy_sock_open(&s, 0);
+    eddy_pipe(0);
+    eddy_pipe_open(&s, 0);
+    eddy_process_spawn(0, 0);'
 must_use_count=$(printf '%s\n' "$must_use_calls" | grep -c 'eddy_')
 for kind in void bare; do
     {

@@ -513,6 +513,29 @@ static intptr_t exercise_signals(void *arg)
     return 0;
 }
 
+/* A child whose output comes back through a pipe, and whose exit is seen. */
+static intptr_t exercise_subprocess(void *arg)
+{
+#ifdef _WIN32
+    cr_fatal("%s: no subprocesses on Windows yet", exercising);
+#else
+    char *argv[] = {"sh", "-c", "echo hi; exit 3", NULL};
+    eddy_process_options o = EDDY_PROCESS_OPTIONS_INIT(.argv = argv);
+    o.stdio[1].mode = EDDY_STDIO_PIPE;
+    eddy_process *p;
+    cr_assert(eq(int, eddy_process_spawn(&p, &o), 0), "%s", exercising);
+    char buf[8] = {0};
+    cr_assert(eq(sz, (size_t)eddy_recv(eddy_process_stdout(p), buf, sizeof buf - 1), (size_t)3),
+              "%s", exercising);
+    cr_assert(eq(str, buf, "hi\n"), "%s", exercising);
+    int status = 0;
+    cr_assert(eq(int, eddy_process_wait(p, &status), 0), "%s", exercising);
+    cr_assert(eq(int, status, 3 << 8), "%s: exit status 3 as waitpid gives it", exercising);
+    eddy_process_free(p);
+#endif
+    return 0;
+}
+
 static intptr_t exercise_wakeup(void *arg)
 {
     struct wake w = {.loop = eddy_loop_current()};
@@ -657,6 +680,8 @@ static const struct {
                            "Test(watch, callback_each_time_data_comes"},
     [EDDY_CAP_SIGNALS] = {exercise_signals, "test_signals.c",
                           "Test(signals, signal_sent_while_the_loop_is_busy_is_delivered_after"},
+    [EDDY_CAP_SUBPROCESS] = {exercise_subprocess, "test_process.c",
+                             "Test(process, eight_cats_stream_4mib_each_without_deadlock"},
     [EDDY_CAP_MULTISHOT_ACCEPT] = {exercise_multishot_accept, "test_uring.c",
                                    "Test(uring_accept, burst_of_connections_multishot"},
     [EDDY_CAP_MULTISHOT_RECV] = {exercise_multishot_recv, "test_uring.c",

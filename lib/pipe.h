@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: MIT */
+/* Pipes and terminals as eddy sockets, and the processes whose stdio they
+ * carry: what lib/net.c, lib/fs.c, lib/pipe.c and lib/process.c share. */
+#ifndef EDDY_PIPE_H
+#define EDDY_PIPE_H
+
+#include "internal.h"
+
+/* POSIX only. Makes op, a READ or WRITE at offset -1 on fd (a FIFO, pipe end or
+ * terminal), run where it can be cancelled: natively where the loop's
+ * backend reads files itself (io_uring; the fd is then left blocking), else
+ * as a RECV or SEND marked EDDY_OP_F_PIPE on the fd made O_NONBLOCK
+ * (readiness backends). *nonblocking is what eddy last set on the fd. 0 or
+ * a negative code. */
+#ifndef _WIN32
+int eddy__pipe_route(struct eddy_loop *loop, struct eddy_op *op, bool *nonblocking);
+/* An eddy_sock over fd, which it owns from now on (-ENOMEM leaves it to the caller). pipe:
+ * a pipe end or terminal, read and written with read(2) and write(2)
+ * through eddy__pipe_route; else a socket of the given family and type.
+ * 0, -ENOMEM. */
+int eddy__sock_adopt(struct eddy_sock **out, intptr_t fd, int family, int type, bool pipe);
+/* Where s is kept by an owner (a process's stdio): eddy_sock_close sets
+ * *slot to NULL, so the owner never closes it twice. */
+void eddy__sock_set_owner(struct eddy_sock *s, struct eddy_sock **slot);
+#endif
+
+/* Whether this system can spawn children and see them exit (pidfds on
+ * Linux 5.3+): what each POSIX backend answers for EDDY_CAP_SUBPROCESS. */
+eddy_support eddy__subprocess_support(void);
+
+#endif /* EDDY_PIPE_H */

@@ -1,0 +1,832 @@
+/* SPDX-License-Identifier: MIT */
+/* Subprocesses, pipes and adopted descriptors: eddy_process_*, eddy_pipe,
+ * eddy_pipe_open, eddy_sock_open, on each backend that has them (the
+ * capability subprocess; the others check -ENOTSUP). */
+#include "helpers.h"
+
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#ifndef RUNNING_ON_VALGRIND
+#define RUNNING_ON_VALGRIND 0
+#endif
+
+#ifndef _WIN32
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static bool exited_with(int status, int code)
+{
+    return WIFEXITED(status) && WEXITSTATUS(status) == code;
+}
+
+static bool killed_by(int status, int sig)
+{
+    return WIFSIGNALED(status) && WTERMSIG(status) == sig;
+}
+
+static bool have_subprocess(eddy_loop *loop)
+{
+    return eddy_loop_supports(loop, EDDY_CAP_SUBPROCESS) != EDDY_NONE;
+}
+
+/* A loop on which subprocesses work, or the test is skipped. */
+static eddy_loop *process_loop(void)
+{
+    eddy_loop *loop = new_loop();
+    if (!have_subprocess(loop)) {
+        const char *name = eddy_loop_backend(loop);
+        eddy_loop_free(loop);
+        cr_skip_test("%s: no subprocess support here", name);
+    }
+    return loop;
+}
+
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    cr_assert(ne(ptr, d, NULL));
+    int n = 0;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+/* Spawns argv with the given stdio modes; asserts it worked. */
+static eddy_process *spawn_with(char *const *argv, int in, int out, int err)
+{
+    eddy_process_options o = EDDY_PROCESS_OPTIONS_INIT(.argv = argv);
+    o.stdio[0].mode = in;
+    o.stdio[1].mode = out;
+    o.stdio[2].mode = err;
+    eddy_process *p = NULL;
+    int rc = eddy_process_spawn(&p, &o);
+    cr_assert(eq(int, rc, 0), "spawn %s: %s", argv[0], eddy_strerror(rc));
+    return p;
+}
+
+/* Reads s to its end into buf (up to cap); the count, or an error. */
+static ssize_t read_all(eddy_sock *s, char *buf, size_t cap)
+{
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = eddy_recv(s, buf + got, cap - got > 65536 ? 65536 : cap - got);
+        if (n < 0) return n;
+        if (n == 0) return (ssize_t)got;
+        got += (size_t)n;
+        if (got == cap) return (ssize_t)got;
+    }
+}
+
+/* ---- streaming through cat ----------------------------------------------------- */
+
+#define CAT_CHILDREN 8
+#define CAT_BYTES    (4 << 20)
+
+struct cat_child {
+    eddy_process *p;
+    char *out;
+    size_t got;
+    int write_err, read_err, status;
+};
+
+static intptr_t cat_writer(void *arg)
+{
+    struct cat_child *c = arg;
+    static char block[65536];
+    for (size_t i = 0; i < sizeof block; i++)
+        block[i] = (char)(i * 7 + 3);
+    size_t sent = 0;
+    while (sent < CAT_BYTES) {
+        ssize_t n = eddy_send(eddy_process_stdin(c->p), block, sizeof block);
+        if (n < 0) {
+            c->write_err = (int)n;
+            return 0;
+        }
+        sent += (size_t)n;
+    }
+    c->write_err = eddy_sock_close(eddy_process_stdin(c->p)); /* EOF for cat */
+    return 0;
+}
+
+static intptr_t cat_reader(void *arg)
+{
+    struct cat_child *c = arg;
+    ssize_t n = read_all(eddy_process_stdout(c->p), c->out, CAT_BYTES + 1);
+    if (n < 0)
+        c->read_err = (int)n;
+    else
+        c->got = (size_t)n;
+    return 0;
+}
+
+static intptr_t cat_many(void *arg)
+{
+    struct cat_child *kids = arg;
+    char *argv[] = {"cat", NULL};
+    eddy_task *tasks[2 * CAT_CHILDREN];
+    for (int i = 0; i < CAT_CHILDREN; i++) {
+        kids[i].p = spawn_with(argv, EDDY_STDIO_PIPE, EDDY_STDIO_PIPE, EDDY_STDIO_INHERIT);
+        kids[i].out = malloc(CAT_BYTES + 1);
+        cr_assert(ne(ptr, kids[i].out, NULL));
+        tasks[2 * i] = eddy_spawn(NULL, cat_writer, &kids[i]);
+        tasks[2 * i + 1] = eddy_spawn(NULL, cat_reader, &kids[i]);
+    }
+    for (int i = 0; i < 2 * CAT_CHILDREN; i++)
+        cr_assert(eq(int, eddy_task_join(tasks[i], NULL), 0));
+    for (int i = 0; i < CAT_CHILDREN; i++) {
+        cr_assert(eq(int, eddy_process_wait(kids[i].p, &kids[i].status), 0));
+        eddy_process_free(kids[i].p);
+    }
+    return 0;
+}
+
+Test(process, eight_cats_stream_4mib_each_without_deadlock, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = process_loop();
+    struct cat_child kids[CAT_CHILDREN] = {{0}};
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, cat_many, kids, &v), 0));
+    for (int i = 0; i < CAT_CHILDREN; i++) {
+        cr_assert(eq(int, kids[i].write_err, 0), "child %d: %s", i,
+                  eddy_strerror(kids[i].write_err));
+        cr_assert(eq(int, kids[i].read_err, 0), "child %d: %s", i, eddy_strerror(kids[i].read_err));
+        cr_assert(eq(sz, kids[i].got, (size_t)CAT_BYTES), "child %d", i);
+        for (size_t j = 0; j < CAT_BYTES; j += 4099)
+            cr_assert(eq(chr, kids[i].out[j], (char)((j % 65536) * 7 + 3)), "child %d byte %zu", i,
+                      j);
+        cr_assert(exited_with(kids[i].status, 0));
+        free(kids[i].out);
+    }
+    eddy_loop_free(loop);
+}
+
+/* ---- timeouts, cancellation ------------------------------------------------------- */
+
+struct timed {
+    int recv_err, scope_err, status;
+    int64_t took;
+};
+
+static intptr_t read_with_deadline(void *arg)
+{
+    struct timed *t = arg;
+    char *argv[] = {"sleep", "5", NULL};
+    eddy_process *p = spawn_with(argv, EDDY_STDIO_NULL, EDDY_STDIO_PIPE, EDDY_STDIO_INHERIT);
+    char buf[16];
+    eddy_timeout scope;
+    int64_t start = wall_ns();
+    cr_assert(eq(int, eddy_timeout_begin(&scope, 200 * NS_PER_MS), 0));
+    t->recv_err = (int)eddy_recv(eddy_process_stdout(p), buf, sizeof buf);
+    t->scope_err = eddy_timeout_end(&scope);
+    t->took = wall_ns() - start;
+    cr_assert(eq(int, eddy_process_kill(p, SIGKILL), 0));
+    cr_assert(eq(int, eddy_process_wait(p, &t->status), 0));
+    eddy_process_free(p);
+    return 0;
+}
+
+Test(process, timeout_on_child_stdout_fires_on_time, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = process_loop();
+    struct timed t = {0};
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, read_with_deadline, &t, &v), 0));
+    cr_assert(eq(int, t.recv_err, -ECANCELED));
+    cr_assert(eq(int, t.scope_err, -ETIMEDOUT));
+    cr_assert(ge(i64, t.took, 190 * NS_PER_MS));
+    cr_assert(lt(i64, t.took, 1000 * NS_PER_MS), "took %lld ms", (long long)(t.took / NS_PER_MS));
+    cr_assert(killed_by(t.status, SIGKILL));
+    eddy_loop_free(loop);
+}
+
+static intptr_t wait_cancelled_then_again(void *arg)
+{
+    struct timed *t = arg;
+    char *argv[] = {"sh", "-c", "sleep 0.3; exit 7", NULL};
+    eddy_process *p = spawn_with(argv, EDDY_STDIO_NULL, EDDY_STDIO_NULL, EDDY_STDIO_NULL);
+    eddy_timeout scope;
+    cr_assert(eq(int, eddy_timeout_begin(&scope, 50 * NS_PER_MS), 0));
+    t->recv_err = eddy_process_wait(p, &t->status);
+    t->scope_err = eddy_timeout_end(&scope);
+    cr_assert(eq(int, eddy_process_kill(p, 0), 0), "the child is still there");
+    int64_t start = wall_ns();
+    cr_assert(eq(int, eddy_process_wait(p, &t->status), 0));
+    t->took = wall_ns() - start;
+    cr_assert(eq(int, eddy_process_wait(p, NULL), 0), "a reaped child answers at once");
+    cr_assert(eq(int, eddy_process_kill(p, SIGTERM), -ESRCH));
+    eddy_process_free(p);
+    return 0;
+}
+
+Test(process, cancelled_wait_leaves_child_and_object, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = process_loop();
+    struct timed t = {0};
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, wait_cancelled_then_again, &t, &v), 0));
+    cr_assert(eq(int, t.recv_err, -ECANCELED));
+    cr_assert(eq(int, t.scope_err, -ETIMEDOUT));
+    cr_assert(exited_with(t.status, 7));
+    cr_assert(gt(i64, t.took, 100 * NS_PER_MS));
+    eddy_loop_free(loop);
+}
+
+/* io_uring waits with IORING_OP_WAITID where the kernel has it; the pidfd
+ * poll it falls back on is the same as epoll's, and must work there too. */
+Test(process, exits_seen_without_waitid, .timeout = TEST_TIMEOUT)
+{
+    setenv("EDDY_URING_WAITID", "0", 1);
+    eddy_loop *loop = process_loop();
+    struct timed t = {0};
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, wait_cancelled_then_again, &t, &v), 0));
+    cr_assert(eq(int, t.recv_err, -ECANCELED));
+    cr_assert(exited_with(t.status, 7));
+    eddy_loop_free(loop);
+}
+
+/* ---- EPIPE ------------------------------------------------------------------------- */
+
+static intptr_t write_to_gone_readers(void *arg)
+{
+    (void)arg;
+    eddy_sock *ends[2];
+    cr_assert(eq(int, eddy_pipe(ends), 0));
+    cr_assert(eq(int, eddy_sock_close(ends[0]), 0));
+    cr_assert(eq(sz, (size_t)eddy_send(ends[1], "x", 1), (size_t)-EPIPE));
+    cr_assert(eq(int, eddy_sock_close(ends[1]), 0));
+    /* A child's stdin whose reader exited. */
+    char *argv[] = {"true", NULL};
+    eddy_process *p = spawn_with(argv, EDDY_STDIO_PIPE, EDDY_STDIO_NULL, EDDY_STDIO_NULL);
+    cr_assert(eq(int, eddy_process_wait(p, NULL), 0));
+    static char big[1 << 20];
+    cr_assert(eq(sz, (size_t)eddy_send(eddy_process_stdin(p), big, sizeof big), (size_t)-EPIPE));
+    eddy_process_free(p);
+    return 0;
+}
+
+Test(process, reader_gone_gives_writer_epipe_and_the_process_lives, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = process_loop();
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, write_to_gone_readers, NULL, &v), 0));
+    eddy_loop_free(loop);
+}
+
+/* ---- no zombie, no descriptor left ------------------------------------------------------ */
+
+static int spawn_cycles(void)
+{
+    const char *env = getenv("EDDY_TEST_SPAWN_CYCLES");
+    /* Valgrind follows each child, a third of a second apiece. */
+    return env && *env ? atoi(env) : RUNNING_ON_VALGRIND ? 20 : 1000;
+}
+
+static intptr_t spawn_wait_cycles(void *arg)
+{
+    int *failures = arg;
+    char *argv[] = {"/bin/true", NULL};
+    for (int i = spawn_cycles(); i > 0; i--) {
+        eddy_process *p =
+            spawn_with(argv, EDDY_STDIO_INHERIT, EDDY_STDIO_INHERIT, EDDY_STDIO_INHERIT);
+        int status = -1;
+        cr_assert(eq(int, eddy_process_wait(p, &status), 0));
+        if (!exited_with(status, 0)) ++*failures;
+        eddy_process_free(p);
+    }
+    return 0;
+}
+
+/* 1 000 cycles here (20 under Valgrind); `make check-processes` runs 10 000. */
+Test(process, spawn_wait_cycles_leave_no_zombie_nor_descriptor, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = process_loop();
+    intptr_t v;
+    int failures = 0;
+    int fds_before = count_fds();
+    cr_assert(eq(int, run_task(loop, spawn_wait_cycles, &failures, &v), 0));
+    cr_assert(eq(int, failures, 0));
+    cr_assert(eq(int, count_fds(), fds_before));
+    errno = 0;
+    cr_assert(eq(int, (int)waitpid(-1, NULL, WNOHANG), -1), "a child is left");
+    cr_assert(eq(int, errno, ECHILD));
+    eddy_loop_free(loop);
+}
+
+/* The state letter of /proc/PID/stat, or 0 once the process is gone. */
+static char proc_state(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *close_paren = strrchr(buf, ')');
+    return close_paren && close_paren[1] ? close_paren[2] : '?';
+}
+
+static intptr_t free_early(void *arg)
+{
+    pid_t *pid = arg;
+    char *argv[] = {"sleep", "0.2", NULL};
+    eddy_process *p = spawn_with(argv, EDDY_STDIO_NULL, EDDY_STDIO_PIPE, EDDY_STDIO_NULL);
+    *pid = (pid_t)eddy_process_pid(p);
+    eddy_process_free(p);
+    return 0;
+}
+
+Test(process, freed_before_exit_leaves_no_zombie, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = process_loop();
+    pid_t pid = 0;
+    intptr_t v;
+    int64_t start = wall_ns();
+    cr_assert(eq(int, run_task(loop, free_early, &pid, &v), 0));
+    cr_assert(lt(i64, wall_ns() - start, (RUNNING_ON_VALGRIND ? 1000 : 150) * NS_PER_MS),
+              "the loop waited for the child");
+    cr_assert(gt(int, (int)pid, 0));
+    char state = proc_state(pid);
+    cr_assert(state != 0 && state != 'Z', "the child is running (state %c)", state ? state : '-');
+    /* It exits after 0.2 s; within 3 s it must be reaped, not a zombie. */
+    while ((state = proc_state(pid)) != 0 && wall_ns() - start < 3 * NS_PER_SEC)
+        usleep(10000);
+    cr_assert(eq(int, state, 0), "pid %d is still there, state %c", (int)pid, state);
+    eddy_loop_free(loop);
+}
+
+static int64_t cpu_ns_used(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * NS_PER_SEC + ts.tv_nsec;
+}
+
+struct polled_then_freed {
+    pid_t pid;
+    int64_t cpu;
+};
+
+/* The pidfd was polled by the loop (a wait, cut short) before the free: the
+ * loop must forget it, and the child's exit must wake nothing of the loop's. */
+static intptr_t wait_cut_short_then_free(void *arg)
+{
+    struct polled_then_freed *r = arg;
+    char *argv[] = {"sleep", "0.2", NULL};
+    eddy_process *p = spawn_with(argv, EDDY_STDIO_NULL, EDDY_STDIO_NULL, EDDY_STDIO_NULL);
+    r->pid = (pid_t)eddy_process_pid(p);
+    eddy_timeout scope;
+    cr_assert(eq(int, eddy_timeout_begin(&scope, 20 * NS_PER_MS), 0));
+    cr_assert(eq(int, eddy_process_wait(p, NULL), -ECANCELED));
+    cr_assert(eq(int, eddy_timeout_end(&scope), -ETIMEDOUT));
+    eddy_process_free(p);
+    int64_t cpu = cpu_ns_used();
+    cr_assert(eq(int, eddy_sleep(500 * NS_PER_MS), 0)); /* the child exits meanwhile */
+    r->cpu = cpu_ns_used() - cpu;
+    return 0;
+}
+
+Test(process, freed_after_a_cancelled_wait_leaves_no_zombie_and_no_spin, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = process_loop();
+    struct polled_then_freed r = {0};
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, wait_cut_short_then_free, &r, &v), 0));
+    cr_assert(lt(i64, r.cpu, 100 * NS_PER_MS), "the loop spun: %lld ms of CPU",
+              (long long)(r.cpu / NS_PER_MS));
+    int64_t start = wall_ns();
+    char state;
+    while ((state = proc_state(r.pid)) != 0 && wall_ns() - start < 3 * NS_PER_SEC)
+        usleep(10000);
+    cr_assert(eq(int, state, 0), "pid %d is still there, state %c", (int)r.pid, state);
+    eddy_loop_free(loop);
+}
+
+/* Without pidfds (a kernel before 5.3, Valgrind): io_uring and epoll poll
+ * waitpid on a timer (emulated), kqueue keeps EVFILT_PROC; waits stay
+ * cancel-safe, and a freed child is still reaped. */
+static intptr_t without_pidfd(void *arg)
+{
+    struct timed *t = arg;
+    wait_cancelled_then_again(t);
+    int failures = 0;
+    setenv("EDDY_TEST_SPAWN_CYCLES", "50", 1);
+    spawn_wait_cycles(&failures);
+    cr_assert(eq(int, failures, 0));
+    pid_t pid;
+    free_early(&pid);
+    int64_t start = wall_ns();
+    char state;
+    while ((state = proc_state(pid)) != 0 && wall_ns() - start < 3 * NS_PER_SEC)
+        usleep(10000);
+    cr_assert(eq(int, state, 0), "pid %d is still there, state %c", (int)pid, state);
+    return 0;
+}
+
+Test(process, exits_seen_without_pidfds, .timeout = TEST_TIMEOUT)
+{
+    setenv("EDDY_PROCESS_NO_PIDFD", "1", 1);
+    eddy_loop *loop = process_loop();
+    eddy_support want =
+        strcmp(eddy_loop_backend(loop), "kqueue") == 0 ? EDDY_NATIVE : EDDY_EMULATED;
+    cr_assert(eq(int, (int)eddy_loop_supports(loop, EDDY_CAP_SUBPROCESS), (int)want));
+    struct timed t = {0};
+    intptr_t v;
+    int fds_before = count_fds();
+    cr_assert(eq(int, run_task(loop, without_pidfd, &t, &v), 0));
+    cr_assert(eq(int, t.recv_err, -ECANCELED));
+    cr_assert(exited_with(t.status, 7));
+    cr_assert(eq(int, count_fds(), fds_before));
+    eddy_loop_free(loop);
+}
+
+/* ---- spawning: errors, cwd, env, group ------------------------------------------------------ */
+
+static intptr_t spawn_missing(void *arg)
+{
+    (void)arg;
+    eddy_process *p = (eddy_process *)1;
+    char *path_argv[] = {"/nonexistent/eddy-no-such-program", NULL};
+    eddy_process_options o = {.argv = path_argv};
+    cr_assert(eq(int, eddy_process_spawn(&p, &o), -ENOENT));
+    cr_assert(eq(ptr, p, NULL));
+    char *search_argv[] = {"eddy-no-such-program-in-path", NULL};
+    o.argv = search_argv;
+    cr_assert(eq(int, eddy_process_spawn(&p, &o), -ENOENT));
+    return 0;
+}
+
+Test(process, missing_executable_is_enoent, .timeout = TEST_TIMEOUT)
+{
+    if (RUNNING_ON_VALGRIND)
+        cr_skip_test("Valgrind makes posix_spawn's vfork-style clone a fork: a failed exec "
+                     "comes back as a child exiting 127");
+    eddy_loop *loop = process_loop();
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, spawn_missing, NULL, &v), 0));
+    eddy_loop_free(loop);
+}
+
+struct seen {
+    char out[512];
+    pid_t pid;
+    int status;
+};
+
+static intptr_t spawn_cwd_env_group(void *arg)
+{
+    struct seen *s = arg;
+    char *argv[] = {"sh", "-c",
+                    "pwd; echo \"$X\" \"${EDDY_TEST_PARENT_ONLY:-unset}\"; "
+                    "cut -d' ' -f5 /proc/$$/stat",
+                    NULL};
+    /* The parent's environment (Valgrind's own variables, PATH) less one
+     * variable, plus X. */
+    extern char **environ;
+    setenv("EDDY_TEST_PARENT_ONLY", "1", 1);
+    size_t n_env = 0;
+    while (environ[n_env])
+        n_env++;
+    char **env = calloc(n_env + 2, sizeof *env);
+    cr_assert(ne(ptr, env, NULL));
+    size_t kept = 0;
+    for (size_t i = 0; i < n_env; i++)
+        if (strncmp(environ[i], "EDDY_TEST_PARENT_ONLY=", 22) != 0 && strncmp(environ[i], "X=", 2))
+            env[kept++] = environ[i];
+    env[kept] = "X=hello from eddy";
+    eddy_process_options o = EDDY_PROCESS_OPTIONS_INIT(.argv = argv, .env = env, .cwd = "/tmp",
+                                                       .flags = EDDY_PROCESS_NEW_GROUP);
+    o.stdio[1].mode = EDDY_STDIO_PIPE;
+    eddy_process *p;
+    cr_assert(eq(int, eddy_process_spawn(&p, &o), 0));
+    s->pid = (pid_t)eddy_process_pid(p);
+    ssize_t n = read_all(eddy_process_stdout(p), s->out, sizeof s->out - 1);
+    cr_assert(ge(sz, (size_t)n, (size_t)1));
+    s->out[n] = '\0';
+    cr_assert(eq(int, eddy_process_wait(p, &s->status), 0));
+    eddy_process_free(p);
+    free(env);
+    return 0;
+}
+
+Test(process, child_sees_cwd_env_and_new_group, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = process_loop();
+    struct seen s = {0};
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, spawn_cwd_env_group, &s, &v), 0));
+    char expect[512];
+    snprintf(expect, sizeof expect, "/tmp\nhello from eddy unset\n%d\n", (int)s.pid);
+    cr_assert(eq(str, s.out, expect));
+    cr_assert(exited_with(s.status, 0));
+    eddy_loop_free(loop);
+}
+
+static intptr_t bad_options(void *arg)
+{
+    (void)arg;
+    eddy_process *p;
+    char *argv[] = {"true", NULL};
+    char *empty[] = {NULL};
+    cr_assert(eq(int, eddy_process_spawn(NULL, NULL), -EINVAL));
+    cr_assert(eq(int, eddy_process_spawn(&p, NULL), -EINVAL));
+    eddy_process_options o = {0};
+    cr_assert(eq(int, eddy_process_spawn(&p, &o), -EINVAL), "argv NULL");
+    o.argv = empty;
+    cr_assert(eq(int, eddy_process_spawn(&p, &o), -EINVAL), "argv[0] NULL");
+    o.argv = argv;
+    o.stdio[1].mode = 42;
+    cr_assert(eq(int, eddy_process_spawn(&p, &o), -EINVAL), "a bad stdio mode");
+    o.stdio[1].mode = EDDY_STDIO_FD;
+    o.stdio[1].fd = 987;
+    cr_assert(eq(int, eddy_process_spawn(&p, &o), -EBADF), "a closed fd");
+    o.stdio[1].mode = EDDY_STDIO_INHERIT;
+    o.flags = 1u << 30;
+    cr_assert(eq(int, eddy_process_spawn(&p, &o), -EINVAL), "an unknown flag");
+    o.flags = 0;
+    o.size = 3;
+    cr_assert(eq(int, eddy_process_spawn(&p, &o), -EINVAL), "a size that is no layout's");
+    cr_assert(eq(int, eddy_process_wait(NULL, NULL), -EINVAL));
+    cr_assert(eq(int, eddy_process_kill(NULL, 0), -EINVAL));
+    cr_assert(eq(i64, (int64_t)eddy_process_pid(NULL), -EINVAL));
+    cr_assert(eq(ptr, eddy_process_stdin(NULL), NULL));
+    eddy_process_free(NULL);
+    o.size = sizeof o;
+    cr_assert(eq(int, eddy_process_spawn(&p, &o), 0));
+    cr_assert(eq(ptr, eddy_process_stdout(p), NULL), "not piped");
+    cr_assert(eq(int, eddy_process_kill(p, -1), -EINVAL));
+    cr_assert(eq(int, eddy_process_kill(p, 100000), -EINVAL));
+    cr_assert(eq(int, eddy_process_wait(p, NULL), 0));
+    eddy_process_free(p);
+    return 0;
+}
+
+Test(process, bad_input_is_refused, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = process_loop();
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, bad_options, NULL, &v), 0));
+    /* Outside a task: spawning works, waiting does not. */
+    char *argv[] = {"true", NULL};
+    eddy_process_options o = {.argv = argv};
+    eddy_process *p;
+    cr_assert(eq(int, eddy_process_spawn(&p, &o), 0));
+    cr_assert(eq(int, eddy_process_wait(p, NULL), -EPERM));
+    eddy_process_free(p);
+    eddy_loop_free(loop);
+}
+
+/* Closing stdin early is allowed: the process forgets it, and cat sees EOF. */
+static intptr_t close_stdin_early(void *arg)
+{
+    (void)arg;
+    char *argv[] = {"cat", NULL};
+    eddy_process *p = spawn_with(argv, EDDY_STDIO_PIPE, EDDY_STDIO_PIPE, EDDY_STDIO_INHERIT);
+    cr_assert(eq(sz, (size_t)eddy_send(eddy_process_stdin(p), "abc", 3), (size_t)3));
+    cr_assert(eq(int, eddy_sock_close(eddy_process_stdin(p)), 0));
+    cr_assert(eq(ptr, eddy_process_stdin(p), NULL));
+    char buf[8];
+    cr_assert(eq(sz, (size_t)read_all(eddy_process_stdout(p), buf, sizeof buf), (size_t)3));
+    int status;
+    cr_assert(eq(int, eddy_process_wait(p, &status), 0));
+    cr_assert(exited_with(status, 0));
+    eddy_process_free(p);
+    return 0;
+}
+
+Test(process, closing_stdin_gives_the_child_eof, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = process_loop();
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, close_stdin_early, NULL, &v), 0));
+    eddy_loop_free(loop);
+}
+
+/* Stdio to a descriptor of the parent's, and to /dev/null. */
+static intptr_t stdio_to_fd(void *arg)
+{
+    int *fds = arg;
+    char *argv[] = {"sh", "-c", "echo out; echo err >&2; cat", NULL};
+    eddy_process_options o = {.argv = argv};
+    o.stdio[0].mode = EDDY_STDIO_NULL;
+    o.stdio[1].mode = EDDY_STDIO_FD;
+    o.stdio[1].fd = fds[1];
+    o.stdio[2].mode = EDDY_STDIO_NULL;
+    eddy_process *p;
+    cr_assert(eq(int, eddy_process_spawn(&p, &o), 0));
+    cr_assert(eq(int, eddy_process_wait(p, NULL), 0));
+    eddy_process_free(p);
+    return 0;
+}
+
+Test(process, stdio_to_a_parent_fd_and_dev_null, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = process_loop();
+    int fds[2];
+    cr_assert(eq(int, pipe(fds), 0));
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, stdio_to_fd, fds, &v), 0));
+    close(fds[1]);
+    char buf[64] = {0};
+    cr_assert(eq(int, (int)read(fds[0], buf, sizeof buf - 1), 4));
+    cr_assert(eq(str, buf, "out\n"));
+    close(fds[0]);
+    eddy_loop_free(loop);
+}
+
+/* ---- adopted descriptors and pipes ----------------------------------------------------- */
+
+static intptr_t socketpair_round_trip(void *arg)
+{
+    int *fds = arg;
+    eddy_sock *s;
+    cr_assert(eq(int, eddy_sock_open(&s, fds[0]), 0));
+    cr_assert(eq(sz, (size_t)eddy_send(s, "ping", 4), (size_t)4));
+    char buf[8] = {0};
+    cr_assert(eq(int, (int)read(fds[1], buf, sizeof buf), 4));
+    cr_assert(eq(str, buf, "ping"));
+    cr_assert(eq(int, (int)write(fds[1], "pong", 4), 4));
+    memset(buf, 0, sizeof buf);
+    cr_assert(eq(sz, (size_t)eddy_recv(s, buf, sizeof buf), (size_t)4));
+    cr_assert(eq(str, buf, "pong"));
+    cr_assert(eq(int, fcntl(fds[0], F_GETFD) & FD_CLOEXEC, FD_CLOEXEC));
+    cr_assert(eq(int, eddy_sock_close(s), 0));
+    cr_assert(eq(int, fcntl(fds[0], F_GETFD), -1), "the socket owned the fd");
+    return 0;
+}
+
+Test(process, sock_open_adopts_a_socketpair_end, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    int fds[2];
+    cr_assert(eq(int, socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0));
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, socketpair_round_trip, fds, &v), 0));
+    close(fds[1]);
+    /* Not a socket, not open, NULL. */
+    eddy_sock *s;
+    int p[2];
+    cr_assert(eq(int, pipe(p), 0));
+    cr_assert(eq(int, eddy_sock_open(&s, p[0]), -ENOTSOCK));
+    cr_assert(eq(int, eddy_sock_open(&s, 987), -EBADF));
+    cr_assert(eq(int, eddy_sock_open(&s, -1), -EBADF));
+    cr_assert(eq(int, eddy_sock_open(NULL, p[0]), -EINVAL));
+    cr_assert(eq(int, eddy_pipe_open(&s, 987), -EBADF));
+    cr_assert(eq(int, eddy_pipe_open(&s, p[0]), 0));
+    cr_assert(eq(int, eddy_sock_close(s), 0));
+    cr_assert(eq(int, eddy_pipe(NULL), -EINVAL));
+    close(p[1]);
+    int sp[2];
+    cr_assert(eq(int, socketpair(AF_UNIX, SOCK_STREAM, 0, sp), 0));
+    cr_assert(eq(int, eddy_pipe_open(&s, sp[0]), -EINVAL), "a socket is no pipe");
+    close(sp[0]);
+    close(sp[1]);
+    eddy_loop_free(loop);
+}
+
+/* An inherited listener (as systemd's socket activation hands over): adopted,
+ * it accepts. */
+static intptr_t adopted_listener_accepts(void *arg)
+{
+    int fd = *(int *)arg;
+    eddy_sock *listener, *client, *server;
+    cr_assert(eq(int, eddy_sock_open(&listener, fd), 0));
+    int port = eddy_sock_port(listener);
+    cr_assert(gt(int, port, 0));
+    cr_assert(eq(int, eddy_tcp_connect(&client, "127.0.0.1", (uint16_t)port), 0));
+    cr_assert(eq(int, eddy_accept(listener, &server), 0));
+    cr_assert(eq(sz, (size_t)eddy_send(client, "hi", 2), (size_t)2));
+    char buf[4] = {0};
+    cr_assert(eq(sz, (size_t)eddy_recv(server, buf, sizeof buf), (size_t)2));
+    cr_assert(eq(str, buf, "hi"));
+    cr_assert(eq(int, eddy_sock_close(server), 0));
+    cr_assert(eq(int, eddy_sock_close(client), 0));
+    cr_assert(eq(int, eddy_sock_close(listener), 0));
+    return 0;
+}
+
+Test(process, sock_open_adopts_a_listener, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    int fd = socket(AF_INET, SOCK_STREAM, 0); /* blocking, inheritable: as handed over */
+    cr_assert(ge(int, fd, 0));
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert(eq(int, bind(fd, (struct sockaddr *)&sin, sizeof sin), 0));
+    cr_assert(eq(int, listen(fd, 8), 0));
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, adopted_listener_accepts, &fd, &v), 0));
+    eddy_loop_free(loop);
+}
+
+#define PIPE_BYTES (1 << 20)
+
+static intptr_t pipe_writer(void *arg)
+{
+    eddy_sock *w = arg;
+    char *data = malloc(PIPE_BYTES);
+    for (size_t i = 0; i < PIPE_BYTES; i++)
+        data[i] = (char)(i % 251);
+    intptr_t r = eddy_send(w, data, PIPE_BYTES);
+    free(data);
+    (void)eddy_sock_close(w);
+    return r;
+}
+
+static intptr_t pipe_round_trip(void *arg)
+{
+    (void)arg;
+    eddy_sock *ends[2];
+    cr_assert(eq(int, eddy_pipe(ends), 0));
+    cr_assert(eq(int, fcntl((int)eddy_sock_fd(ends[0]), F_GETFD) & FD_CLOEXEC, FD_CLOEXEC));
+    eddy_task *t = eddy_spawn(NULL, pipe_writer, ends[1]);
+    char *got = malloc(PIPE_BYTES + 1);
+    ssize_t n = read_all(ends[0], got, PIPE_BYTES + 1);
+    cr_assert(eq(sz, (size_t)n, (size_t)PIPE_BYTES));
+    size_t differ = PIPE_BYTES;
+    for (size_t i = 0; i < PIPE_BYTES && differ == PIPE_BYTES; i++)
+        if (got[i] != (char)(i % 251)) differ = i;
+    cr_assert(eq(sz, differ, (size_t)PIPE_BYTES), "byte %zu differs", differ);
+    free(got);
+    intptr_t sent;
+    cr_assert(eq(int, eddy_task_join(t, &sent), 0));
+    cr_assert(eq(i64, (int64_t)sent, PIPE_BYTES));
+    cr_assert(eq(int, eddy_sock_close(ends[0]), 0));
+    return 0;
+}
+
+Test(process, pipe_round_trip, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, pipe_round_trip, NULL, &v), 0));
+    eddy_loop_free(loop);
+}
+
+static intptr_t pty_read(void *arg)
+{
+    int *fds = arg; /* [0] master, [1] slave */
+    eddy_sock *m;
+    cr_assert(eq(int, eddy_pipe_open(&m, fds[0]), 0));
+    cr_assert(eq(int, (int)write(fds[1], "hello\n", 6), 6));
+    char buf[32] = {0};
+    ssize_t n = eddy_recv(m, buf, sizeof buf - 1);
+    cr_assert(ge(sz, (size_t)n, (size_t)5));
+    cr_assert(eq(int, strncmp(buf, "hello", 5), 0));
+    /* Nothing more comes: a deadline ends the read. */
+    eddy_timeout scope;
+    cr_assert(eq(int, eddy_timeout_begin(&scope, 50 * NS_PER_MS), 0));
+    cr_assert(eq(sz, (size_t)eddy_recv(m, buf, sizeof buf), (size_t)-ECANCELED));
+    cr_assert(eq(int, eddy_timeout_end(&scope), -ETIMEDOUT));
+    cr_assert(eq(int, eddy_sock_close(m), 0));
+    return 0;
+}
+
+Test(process, pipe_open_reads_a_pty, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    int fds[2];
+    fds[0] = posix_openpt(O_RDWR | O_NOCTTY);
+    if (fds[0] < 0) cr_skip_test("no pty here: %s", strerror(errno));
+    cr_assert(eq(int, grantpt(fds[0]), 0));
+    cr_assert(eq(int, unlockpt(fds[0]), 0));
+    fds[1] = open(ptsname(fds[0]), O_RDWR | O_NOCTTY);
+    cr_assert(ge(int, fds[1], 0));
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, pty_read, fds, &v), 0));
+    close(fds[1]);
+    eddy_loop_free(loop);
+}
+
+static intptr_t spawn_refused(void *arg)
+{
+    (void)arg;
+    char *argv[] = {"true", NULL};
+    eddy_process_options o = {.argv = argv};
+    eddy_process *p;
+    cr_assert(eq(int, eddy_process_spawn(&p, &o), -ENOTSUP));
+    return 0;
+}
+
+/* Where the loop's backend has no subprocesses, spawning on it says so. */
+Test(process, spawn_without_the_capability_is_enotsup, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    if (have_subprocess(loop)) {
+        const char *name = eddy_loop_backend(loop);
+        eddy_loop_free(loop);
+        cr_skip_test("%s has subprocesses", name);
+    }
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, spawn_refused, NULL, &v), 0));
+    eddy_loop_free(loop);
+}
+#endif
