@@ -165,6 +165,8 @@ static int64_t poll_timeout(struct eddy_loop *loop, bool block)
         }
         return next - loop->virtual_now;
     }
+    /* Idle with spare task stacks: wake for their decay (lib/stack.c). */
+    if (loop->stacks.trim_at && loop->stacks.trim_at < next) next = loop->stacks.trim_at;
     if (next == INT64_MAX) return -1;
     int64_t wait = next - eddy__monotonic_ns();
     return wait > 0 ? wait : 0;
@@ -172,6 +174,7 @@ static int64_t poll_timeout(struct eddy_loop *loop, bool block)
 
 int eddy__loop_iterate(struct eddy_loop *loop, bool block)
 {
+    if (loop->stacks.excess) eddy__stack_pool_trim(&loop->stacks, eddy__monotonic_ns());
     int64_t timeout = poll_timeout(loop, block);
     /* With work ready and no I/O in flight there is nothing to reap: skip the
      * syscall (threadsafe posts are seen through remote_pending). */
