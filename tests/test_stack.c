@@ -373,7 +373,6 @@ static void burst(long long *size_live)
 static intptr_t two_bursts(void *arg)
 {
     struct burst_figures *f = arg;
-    long long rss;
     burst(&f->size_live);
     statm(&f->size_after, &f->rss_after);
     burst(&f->size_live2);
@@ -382,7 +381,6 @@ static intptr_t two_bursts(void *arg)
         cr_assert(eq(int, eddy_sleep(f->idle_ns), 0));
         statm(&f->size_idle, &f->rss_idle);
     }
-    (void)rss;
     return 0;
 }
 
