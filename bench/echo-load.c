@@ -13,16 +13,19 @@
  *
  * The server's CPU time is utime + stime of /proc/<server-pid>/stat (all its
  * threads, io_uring workers included) read at the start and the end of the
- * measured window; user and system time are also given apart.
+ * measured window; user and system time are also given apart (the kernel
+ * splits the two by sampling at its tick: a share of a few percent is coarse,
+ * and one under about 1 % can read as 0). One
+ * thread, level-triggered epoll, plain syscalls: the same client for every
+ * server. Plain C, no eddy, so that the client costs the same whichever
+ * server it drives.
  *
  * With ECHO_LOAD_EXACT=1 in the environment (for counting the server's
  * system calls per round trip, under strace): no warm-up, round trips are
  * counted from the first message; at the end no new message is sent, those
- * in flight are waited for, and the server is killed (SIGKILL) before any
+ * in flight are waited for, and the server is killed (SIGTERM) before any
  * connection closes. Every receive and send the server made is then part of
- * a round trip counted. One thread, level-triggered epoll,
- * plain syscalls: the same client for every server. Plain C, no eddy, so that the client costs the
- * same whichever server it drives. */
+ * a round trip counted. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -221,7 +224,7 @@ int main(int argc, char **argv)
         } else if (measuring && now >= t1 && exact && !draining) {
             draining = true;
         } else if (measuring && now >= t1 && (!exact || in_flight == 0)) {
-            if (exact) kill((pid_t)server_pid, SIGKILL);
+            if (exact) kill((pid_t)server_pid, SIGTERM);
             int64_t user1 = 0, sys1 = 0;
             cpu_ok = proc_cpu_ns(server_pid, &user1, &sys1) && cpu_ok && count;
             double elapsed = (double)(now - t0) / 1e9;
