@@ -152,7 +152,6 @@
 #define ALTSTACK_SIZE  (64 * 1024) /* per thread, for the fault handler */
 #define FLOOR          64          /* free stacks kept whatever the decay */
 #define DECAY_NS       ((int64_t)1000000000)
-#define PREFETCH_AHEAD 4 /* guard mode: the stack four gets ahead is prefetched */
 #define SLAB_BYTES     (64u << 20)
 #define SLAB_MIN_SLOTS 16 /* even for huge stacks: 1e6 of them stay < 65530 maps */
 #define SLAB_MAX_SLOTS 4096
@@ -331,11 +330,13 @@ static void guard_stack_free(struct eddy__stack *s)
     unmap(s->map, s->map_size);
 }
 
-/* Starts loading the top of a stack a coming get will return: after a burst
- * the free stacks are out of the caches (and the TLB), and a task's first
- * switch writes its descriptor and first frame there. The load then overlaps
- * with the tasks that run in between (guard mode prefetches PREFETCH_AHEAD
- * gets ahead; slab mode, whose free lists are linked, the next one). */
+/* Starts loading the top of the stack the next get will return (slab mode,
+ * whose free stacks are a linked list): after a burst the free stacks are out
+ * of the caches and the TLB, and reading one's link to the next would stall
+ * the next get; the load overlaps with the task that runs in between. Guard
+ * mode keeps its free stacks in an array instead, whose next entry is known
+ * without touching the stack (a warm burst of 100 000 went from about 1 250
+ * to 700 ns per task). */
 static inline void prefetch_stack(const struct eddy__stack *s)
 {
 #if defined(__GNUC__)
@@ -578,8 +579,6 @@ int eddy__stack_get(struct eddy__stack_pool *p, struct eddy__stack **out)
         err = slab_stack_get(p, out);
     } else if (p->free_count) {
         *out = p->free_stacks[--p->free_count];
-        if (p->free_count >= PREFETCH_AHEAD)
-            prefetch_stack(p->free_stacks[p->free_count - PREFETCH_AHEAD]);
         err = 0;
     } else {
         err = guard_stack_new(p, out);
