@@ -10,7 +10,7 @@
 # bounded in time ($EDDY_BENCH_SECONDS per round, default 2, after 0.5 s of
 # warm-up) and in connections.
 #
-#   EDDY_BENCH_ONLY="tasks timers echo syscalls http files"   the sections to run (default: all)
+#   EDDY_BENCH_ONLY="tasks timers echo syscalls http files sendzc"   the sections to run (default: all)
 #   EDDY_BENCH_ECHO="eddy/io_uring eddy/epoll liburing" the echo servers to run (default: all)
 #   EDDY_BENCH_FILES_DIR=DIR   where the files section puts its 1 GiB file (default: a
 #                              temporary dir under /tmp, or /var/tmp where /tmp is a tmpfs,
@@ -19,7 +19,7 @@ set -u
 srcdir=${srcdir:-.}
 ROUNDS=${EDDY_BENCH_ROUNDS:-3}
 SECS=${EDDY_BENCH_SECONDS:-2}
-ONLY=${EDDY_BENCH_ONLY:-tasks timers echo syscalls http files}
+ONLY=${EDDY_BENCH_ONLY:-tasks timers echo syscalls http files sendzc}
 SERVER_CPU=1
 CLIENT_CPU=0
 if [ "$(nproc)" -lt 2 ]; then
@@ -168,6 +168,17 @@ fi
 # io_uring_enter gathers; the receives and sends per trip it does not):
 # echo-load in its exact mode counts every round trip from the first message,
 # drains, and kills the server before a connection closes.
+child_pid() { # pid: its first child (the traced server), once there is one; "" after 5 s
+    c=""
+    i=0
+    while [ -z "$c" ] && [ $i -lt 50 ]; do
+        c=$(awk '{ print $1 }' "/proc/$1/task/$1/children" 2>/dev/null)
+        [ -n "$c" ] || sleep 0.1
+        i=$((i + 1))
+    done
+    echo "$c"
+}
+
 SYSCALL_CONFIGS="64:50 64:1000"
 SYSCALL_SERVERS="eddy/io_uring eddy/epoll liburing liburing-multishot libuv"
 syscall_servers=""
@@ -191,13 +202,7 @@ if want syscalls; then
                 taskset -c "$SERVER_CPU" strace -f -c -o "$out/strace" $cmd \
                     </dev/null >"$out/server.log" 2>&1 &
                 spid=$!
-                srv=""
-                i=0
-                while [ -z "$srv" ] && [ $i -lt 50 ]; do
-                    srv=$(awk '{ print $1 }' "/proc/$spid/task/$spid/children" 2>/dev/null)
-                    [ -n "$srv" ] || sleep 0.1
-                    i=$((i + 1))
-                done
+                srv=$(child_pid "$spid")
                 line=$(ECHO_LOAD_EXACT=1 taskset -c "$CLIENT_CPU" ./bench/echo-load "$port" \
                     "$conns" "$size" 1 "${srv:-0}" </dev/null 2>"$out/load.log")
                 [ -n "$srv" ] && kill -9 "$srv" 2>/dev/null
@@ -225,13 +230,7 @@ if want syscalls; then
             taskset -c "$SERVER_CPU" env EDDY_BACKEND=$b strace -f -c -e trace=munmap \
                 -o "$out/strace" ./bench/echo-eddy "$port" </dev/null >"$out/server.log" 2>&1 &
             spid=$!
-            srv=""
-            i=0
-            while [ -z "$srv" ] && [ $i -lt 50 ]; do
-                srv=$(awk '{ print $1 }' "/proc/$spid/task/$spid/children" 2>/dev/null)
-                [ -n "$srv" ] || sleep 0.1
-                i=$((i + 1))
-            done
+            srv=$(child_pid "$spid")
             # the munmaps before the close (startup): none expected
             taskset -c "$CLIENT_CPU" ./bench/echo-load "$port" 1000 64 1 "${srv:-0}" \
                 </dev/null >/dev/null 2>"$out/load.log"
@@ -435,6 +434,12 @@ if want files; then
     fi
 fi
 
+# ---- zero-copy sends ----------------------------------------------------------
+if want sendzc && [ -x ./bench/send-zc ]; then
+    echo "== sendzc: bench/send-zc, copying and zero-copy eddy_send over loopback (CPU $SERVER_CPU)"
+    taskset -c "$SERVER_CPU" ./bench/send-zc | tee "$out/sendzc"
+fi
+
 # ---- the table ----------------------------------------------------------------
 echo
 echo "==== eddy benchmarks: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs, Linux $(uname -r); median of $ROUNDS"
@@ -619,6 +624,11 @@ if want files && [ -n "$files_libs" ]; then
         done
         ;;
     esac
+fi
+if want sendzc && [ -s "$out/sendzc" ]; then
+    echo
+    echo "Zero-copy sends (bench/send-zc)"
+    sed 's/^/  /' "$out/sendzc"
 fi
 if [ -n "$missing" ]; then
     echo

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "echo-uring.h"
 
 #define BUFS     4096 /* a power of two */
 #define BUF_SIZE (16 * 1024)
@@ -57,26 +58,16 @@ static int listener;
 static struct conn accept_token; /* user_data of the accept */
 static struct conn *starved;     /* connections waiting for a buffer */
 
-static struct io_uring_sqe *sqe_get(void)
-{
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
-    while (!sqe) {
-        io_uring_submit(&ring);
-        sqe = io_uring_get_sqe(&ring);
-    }
-    return sqe;
-}
-
 static void queue_accept(void)
 {
-    struct io_uring_sqe *sqe = sqe_get();
+    struct io_uring_sqe *sqe = echo_sqe(&ring);
     io_uring_prep_multishot_accept(sqe, listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     io_uring_sqe_set_data(sqe, &accept_token);
 }
 
 static void queue_recv(struct conn *c)
 {
-    struct io_uring_sqe *sqe = sqe_get();
+    struct io_uring_sqe *sqe = echo_sqe(&ring);
     io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = BGID;
@@ -86,7 +77,7 @@ static void queue_recv(struct conn *c)
 static void queue_send(struct conn *c)
 {
     uint32_t bid = c->head;
-    struct io_uring_sqe *sqe = sqe_get();
+    struct io_uring_sqe *sqe = echo_sqe(&ring);
     io_uring_prep_send(sqe, c->fd, bufs + (size_t)bid * BUF_SIZE + c->sent, len[bid] - c->sent,
                        MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, (uintptr_t)c | SEND);
@@ -206,18 +197,8 @@ static void on_send(struct conn *c, int res)
 
 static int ring_setup(void)
 {
-    unsigned tiers[] = {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
-                        IORING_SETUP_COOP_TASKRUN, 0};
-    int err = -EINVAL;
-    for (size_t i = 0; i < sizeof tiers / sizeof tiers[0] && err == -EINVAL; i++) {
-        struct io_uring_params p;
-        memset(&p, 0, sizeof p);
-        p.flags = tiers[i] | IORING_SETUP_CQSIZE;
-        p.cq_entries = ENTRIES * 4;
-        err = io_uring_queue_init_params(ENTRIES, &ring, &p);
-    }
+    int err = echo_ring_setup(&ring, ENTRIES);
     if (err < 0) return err;
-    io_uring_register_ring_fd(&ring);
     size_t ring_bytes = BUFS * sizeof(struct io_uring_buf);
     br = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     bufs = mmap(NULL, (size_t)BUFS * BUF_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
@@ -234,6 +215,17 @@ static int ring_setup(void)
     return 0;
 }
 
+static void on_cqe(struct io_uring_cqe *cqe)
+{
+    uintptr_t data = (uintptr_t)io_uring_cqe_get_data(cqe);
+    if (data == (uintptr_t)&accept_token)
+        on_accept(cqe);
+    else if ((data & 1) == RECV)
+        on_recv((struct conn *)data, cqe);
+    else
+        on_send((struct conn *)(data & ~(uintptr_t)1), cqe->res);
+}
+
 int main(int argc, char **argv)
 {
     int port = echo_server_port(argc, argv);
@@ -243,37 +235,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "echo-uring-multishot: io_uring: %s\n", strerror(-err));
         return 1;
     }
-    listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in addr = {.sin_family = AF_INET,
-                               .sin_port = htons((uint16_t)port),
-                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (bind(listener, (struct sockaddr *)&addr, sizeof addr) < 0 ||
-        listen(listener, SOMAXCONN) < 0) {
-        perror("echo-uring-multishot: listen");
-        return 1;
-    }
+    if ((listener = echo_listen("echo-uring-multishot", port)) < 0) return 1;
     queue_accept();
-    for (;;) {
-        err = io_uring_submit_and_wait(&ring, 1);
-        if (err < 0 && err != -EINTR && err != -EBUSY && err != -EAGAIN) {
-            fprintf(stderr, "echo-uring-multishot: io_uring_enter: %s\n", strerror(-err));
-            return 1;
-        }
-        unsigned head, seen = 0;
-        struct io_uring_cqe *cqe;
-        io_uring_for_each_cqe(&ring, head, cqe)
-        {
-            uintptr_t data = (uintptr_t)io_uring_cqe_get_data(cqe);
-            if (data == (uintptr_t)&accept_token)
-                on_accept(cqe);
-            else if ((data & 1) == RECV)
-                on_recv((struct conn *)data, cqe);
-            else
-                on_send((struct conn *)(data & ~(uintptr_t)1), cqe->res);
-            seen++;
-        }
-        io_uring_cq_advance(&ring, seen);
-    }
+    return echo_ring_run(&ring, "echo-uring-multishot", on_cqe);
 }
