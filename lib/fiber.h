@@ -48,14 +48,15 @@ struct eddy__stack_pool {
     struct eddy__stack **free_stacks; /* guard mode: free stacks, the most recent last */
     size_t free_cap;                  /* room in free_stacks */
     size_t free_count;
-    size_t floor;     /* free stacks kept whatever the high-water mark */
-    void *slabs;      /* slab list (no-guard mode); freed with the pool */
-    size_t live;      /* stacks handed out and not returned */
-    size_t peak;      /* most stacks live at once since the last decay step */
-    size_t keep;      /* the decaying high-water mark: stacks (live + free) kept */
-    int64_t trim_at;  /* monotonic ns of the next decay step; 0: not armed */
-    int64_t decay_ns; /* period of the decay steps */
-    uint64_t started; /* stacks handed out ever: numbers tasks in reports */
+    size_t floor;        /* free stacks kept whatever the high-water mark */
+    void *slabs;         /* slab list (no-guard mode); freed with the pool */
+    size_t live;         /* stacks handed out and not returned */
+    size_t peak;         /* most stacks live at once since the last decay step */
+    size_t keep;         /* the decaying high-water mark: stacks (live + free) kept */
+    int64_t trim_at;     /* monotonic ns of the next decay step; 0: not armed */
+    int64_t decay_ns;    /* period of the decay steps */
+    unsigned trim_ticks; /* busy loop iterations, for a decay step now and then */
+    uint64_t started;    /* stacks handed out ever: numbers tasks in reports */
 };
 
 int eddy__stack_pool_init(struct eddy__stack_pool *p, size_t stack_size, bool guard_pages);
@@ -66,7 +67,8 @@ int eddy__stack_get(struct eddy__stack_pool *p, struct eddy__stack **out);
 void eddy__stack_put(struct eddy__stack_pool *p, struct eddy__stack *s);
 /* One decay step when due (now: eddy__monotonic_ns): arms p->trim_at, or
  * halves the high-water mark and unmaps the free stacks beyond it. The loop
- * calls it while p->excess, and wakes for p->trim_at when idle. */
+ * calls it while p->excess, before it blocks (and wakes for p->trim_at) and
+ * every 1024 iterations when it does not. */
 void eddy__stack_pool_trim(struct eddy__stack_pool *p, int64_t now);
 /* False when the canary below a no-guard stack was overwritten (an overflow). */
 bool eddy__stack_canary_ok(const struct eddy__stack_pool *p, const struct eddy__stack *s);
