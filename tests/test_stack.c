@@ -318,7 +318,8 @@ Test(stack_overflow, no_guard_deep_use_within_the_stack_is_fine, .timeout = TEST
 /* Address space and resident memory of the process, in bytes, from
  * /proc/self/statm: a new stack shows as address space (guard mode maps
  * 1 MiB of guard and the stack; slab mode maps 64 MiB slabs), a stack given
- * back as less of it. */
+ * back as less of it. Not the count of mappings: with guard markers
+ * (MADV_GUARD_INSTALL), adjacent stacks merge into one. */
 static void statm(long long *size, long long *resident)
 {
     FILE *f = fopen("/proc/self/statm", "r");
