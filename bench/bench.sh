@@ -10,14 +10,16 @@
 # bounded in time ($EDDY_BENCH_SECONDS per round, default 2, after 0.5 s of
 # warm-up) and in connections.
 #
-#   EDDY_BENCH_ONLY="tasks timers echo lines http files subprocess"   the sections to run (default: all)
+#   EDDY_BENCH_ONLY="tasks timers echo lines syscalls http files subprocess sendzc"   the sections to run (default: all)
 #   EDDY_BENCH_ECHO="eddy/io_uring eddy/epoll liburing" the echo servers to run (default: all)
-#   EDDY_BENCH_FILES_DIR=DIR   where the files section puts its 1 GiB file (default: a temporary dir)
+#   EDDY_BENCH_FILES_DIR=DIR   where the files section puts its 1 GiB file (default: a
+#                              temporary dir under /tmp, or /var/tmp where /tmp is a tmpfs,
+#                              which has no O_DIRECT)
 set -u
 srcdir=${srcdir:-.}
 ROUNDS=${EDDY_BENCH_ROUNDS:-3}
 SECS=${EDDY_BENCH_SECONDS:-2}
-ONLY=${EDDY_BENCH_ONLY:-tasks timers echo lines http files subprocess}
+ONLY=${EDDY_BENCH_ONLY:-tasks timers echo lines syscalls http files subprocess sendzc}
 SERVER_CPU=1
 CLIENT_CPU=0
 if [ "$(nproc)" -lt 2 ]; then
@@ -42,6 +44,8 @@ at_most() { # label value base limit
     awk -v n="$1" -v a="${2:--}" -v u="${3:--}" -v k="$4" 'BEGIN {
         if (a + 0 > 0 && u + 0 > 0)
             printf "%s: %s (%.2fx)\n", n, (a <= k * u ? "met" : "MISSED"), a / u
+        else if (a + 0 > 0 && u == "0.0")
+            printf "%s: MISSED (%s against 0: the base is below /proc'"'"'s resolution)\n", n, a
         else
             printf "%s: no figure\n", n }'
 }
@@ -86,8 +90,13 @@ servers="eddy/io_uring|env EDDY_BACKEND=io_uring ./bench/echo-eddy PORT
 eddy/epoll|env EDDY_BACKEND=epoll ./bench/echo-eddy PORT"
 add_server() { servers="$servers
 $1|$2"; }
-# The floor for eddy on io_uring: a bare liburing loop, no tasks.
+# The floors for eddy on io_uring: bare liburing loops, no tasks; one with a
+# plain recv per message, one with a multishot recv into a buffer ring and a
+# multishot accept, as eddy's backend does. eddy is compared with the better.
 if [ -x ./bench/echo-uring ]; then add_server liburing "./bench/echo-uring PORT"; fi
+if [ -x ./bench/echo-uring-multishot ]; then
+    add_server liburing-multishot "./bench/echo-uring-multishot PORT"
+fi
 if [ -x ./bench/echo-uv ]; then add_server libuv "./bench/echo-uv PORT"; else missing="$missing libuv"; fi
 if [ -x ./bench/echo-ev ]; then add_server libev "./bench/echo-ev PORT"; else missing="$missing libev"; fi
 if [ -x ./bench/echo-event ]; then
@@ -121,7 +130,7 @@ run_echo() { # name command size conns port
     wait "$pid" 2>/dev/null
     if [ $status -ne 0 ] || [ -z "$line" ]; then
         echo "  $1 failed: $(cat "$out/load.log" "$out/server.log" | head -3 | tr '\n' ' ')" >&2
-        line="- - -"
+        line="- - - - -"
     fi
     echo "$line"
 }
@@ -141,10 +150,12 @@ if want echo; then
                 while IFS='|' read -r name cmd; do
                     port=$((port + 1))
                     line=$(run_echo "$name" "$cmd" "$size" "$conns" "$port")
-                    echo "  round $r ${size} B x $conns conns  $(printf '%-14s' "$name") $line"
+                    echo "  round $r ${size} B x $conns conns  $(printf '%-18s' "$name") $line"
                     k=$(key "$name")
                     echo "$line" | awk '{ print $1 }' >>"$out/echo-$size-$conns-$k-rps"
                     echo "$line" | awk '{ print $2 }' >>"$out/echo-$size-$conns-$k-cpu"
+                    echo "$line" | awk '{ print $4 }' >>"$out/echo-$size-$conns-$k-user"
+                    echo "$line" | awk '{ print $5 }' >>"$out/echo-$size-$conns-$k-sys"
                 done
             }
         done
@@ -185,6 +196,88 @@ if want lines; then
         done
         r=$((r + 1))
     done
+fi
+
+# ---- syscalls per round trip --------------------------------------------------
+# A separate, shorter run per server under strace -c -f (which slows the
+# servers that make many calls, and so changes how much one epoll_wait or
+# io_uring_enter gathers; the receives and sends per trip it does not):
+# echo-load in its exact mode counts every round trip from the first message,
+# drains, and kills the server before a connection closes.
+child_pid() { # pid: its first child (the traced server), once there is one; "" after 5 s
+    c=""
+    i=0
+    while [ -z "$c" ] && [ $i -lt 50 ]; do
+        c=$(awk '{ print $1 }' "/proc/$1/task/$1/children" 2>/dev/null)
+        [ -n "$c" ] || sleep 0.1
+        i=$((i + 1))
+    done
+    echo "$c"
+}
+
+SYSCALL_CONFIGS="64:50 64:1000"
+SYSCALL_SERVERS="eddy/io_uring eddy/epoll liburing liburing-multishot libuv"
+syscall_servers=""
+if want syscalls; then
+    if ! command -v strace >/dev/null 2>&1; then
+        missing="$missing strace"
+    else
+        syscall_servers=$(echo "$servers" | while IFS='|' read -r name cmd; do
+            case " $SYSCALL_SERVERS " in *" $name "*) echo "$name|$cmd" ;; esac
+        done)
+        echo "== syscalls: strace -c -f on each server, 1 s of 64 B echo (server CPU $SERVER_CPU)"
+        for cfg in $SYSCALL_CONFIGS; do
+            size=${cfg%%:*}
+            conns=${cfg##*:}
+            port=$((22000 + conns)) # the loop below runs in a subshell
+            echo "$syscall_servers" | while IFS='|' read -r name cmd; do
+                port=$((port + 1))
+                cmd=$(echo "$cmd" | sed "s/PORT/$port/")
+                k=$(key "$name")
+                # shellcheck disable=SC2086
+                taskset -c "$SERVER_CPU" strace -f -c -o "$out/strace" $cmd \
+                    </dev/null >"$out/server.log" 2>&1 &
+                spid=$!
+                srv=$(child_pid "$spid")
+                line=$(ECHO_LOAD_EXACT=1 taskset -c "$CLIENT_CPU" ./bench/echo-load "$port" \
+                    "$conns" "$size" 1 "${srv:-0}" </dev/null 2>"$out/load.log")
+                [ -n "$srv" ] && kill -9 "$srv" 2>/dev/null
+                wait "$spid" 2>/dev/null
+                trips=$(echo "$line" | awk '{ print $3 }')
+                if [ -z "$trips" ] || [ "$trips" = 0 ] || ! [ -s "$out/strace" ]; then
+                    echo "  $name failed: $(head -2 "$out/load.log" | tr '\n' ' ')" >&2
+                    continue
+                fi
+                # calls is the 4th column, the name the last ("errors" may be empty)
+                awk -v t="$trips" '$NF != "total" && $NF != "syscall" && $4 ~ /^[0-9]+$/ {
+                        printf "%s %.3f\n", $NF, $4 / t; all += $4 }
+                    END { printf "total %.3f\n", all / t }' "$out/strace" |
+                    sort -k2,2gr >"$out/sys-$size-$conns-$k"
+                echo "  $size B x $conns conns  $(printf '%-18s' "$name") $trips trips:" \
+                    "$(awk '$2 >= 0.01 { printf "%s %s  ", $1, $2 }' "$out/sys-$size-$conns-$k")"
+            done
+        done
+        # 1000 connections closing at once: their tasks end together. The
+        # munmap calls from then until 0.5 s later (the stack pool's decay
+        # gives memory back only after more than a second of idleness).
+        port=22500
+        for b in io_uring epoll; do
+            port=$((port + 1))
+            taskset -c "$SERVER_CPU" env EDDY_BACKEND=$b strace -f -c -e trace=munmap \
+                -o "$out/strace" ./bench/echo-eddy "$port" </dev/null >"$out/server.log" 2>&1 &
+            spid=$!
+            srv=$(child_pid "$spid")
+            # the munmaps before the close (startup): none expected
+            taskset -c "$CLIENT_CPU" ./bench/echo-load "$port" 1000 64 1 "${srv:-0}" \
+                </dev/null >/dev/null 2>"$out/load.log"
+            sleep 0.5
+            [ -n "$srv" ] && kill "$srv" 2>/dev/null
+            wait "$spid" 2>/dev/null
+            n=$(awk '$NF == "munmap" { print $4 }' "$out/strace")
+            echo "${n:-0}" >"$out/teardown-$b"
+            echo "  1000 connections closing, eddy/$b: ${n:-0} munmap calls"
+        done
+    fi
 fi
 
 # ---- http ---------------------------------------------------------------------
@@ -305,6 +398,10 @@ fi
 files_libs=""
 if want files; then
     fdir=${EDDY_BENCH_FILES_DIR:-$out}
+    if [ -z "${EDDY_BENCH_FILES_DIR:-}" ] && [ "$(stat -f -c %T "$out")" = tmpfs ]; then
+        fdir=$(mktemp -d /var/tmp/eddy-bench.XXXXXX) # tmpfs has no O_DIRECT
+        trap 'rm -rf "$out" "$fdir"' EXIT
+    fi
     fdat="$fdir/eddy-bench-files.dat"
     [ "$fdir" = "$out" ] || trap 'rm -rf "$out" "$fdat"' EXIT
     avail=$(df -Pk "$fdir" | awk 'NR == 2 { print $4 }')
@@ -323,8 +420,16 @@ if want files; then
         else
             missing="$missing libuv"
         fi
-        if command -v fio >/dev/null 2>&1; then files_libs="$files_libs fio"; else missing="$missing fio"; fi
-        echo "== files: 4 KiB random reads, queue depth 32, 1 GiB file (IOPS; CPU $SERVER_CPU, ${SECS} s rounds)"
+        # fio: its default (one io_uring_enter per read) and batched (up to 32
+        # submissions per enter, and as many completions as are there)
+        if command -v fio >/dev/null 2>&1; then
+            files_libs="$files_libs fio fio-batched"
+        else
+            missing="$missing fio"
+        fi
+        fsinfo="$fdir on $(stat -f -c %T "$fdir") ($(df -P "$fdir" | awk 'NR == 2 { print $1 }'))"
+        echo "== files: 4 KiB random reads, queue depth 32, 1 GiB file in $fsinfo"
+        echo "   (IOPS and CPU ns per read; CPU $SERVER_CPU, ${SECS} s rounds)"
         r=1
         while [ "$r" -le "$ROUNDS" ]; do
             for mode in cache direct; do
@@ -335,19 +440,28 @@ if want files; then
                     [ $d = 0 ] && cat "$fdat" >/dev/null
                     case "$name" in
                     eddy/*)
-                        iops=$(taskset -c "$SERVER_CPU" env EDDY_BACKEND="${name#eddy/}" \
+                        line=$(taskset -c "$SERVER_CPU" env EDDY_BACKEND="${name#eddy/}" \
                             ./bench/files eddy "$fdat" $d "$SECS" 2>"$out/files.log") ;;
-                    libuv) iops=$(taskset -c "$SERVER_CPU" ./bench/files uv "$fdat" $d "$SECS" 2>"$out/files.log") ;;
-                    fio)
-                        # invalidate=0: fio would drop the page cache first
-                        iops=$(taskset -c "$SERVER_CPU" fio --name=r --filename="$fdat" --rw=randread \
-                            --bs=4k --iodepth=32 --ioengine=io_uring --direct=$d --invalidate=0 \
+                    libuv) line=$(taskset -c "$SERVER_CPU" ./bench/files uv "$fdat" $d "$SECS" 2>"$out/files.log") ;;
+                    fio*)
+                        batch=""
+                        [ "$name" = fio-batched ] && batch="--iodepth_batch_submit=32 \
+                            --iodepth_batch_complete_min=1 --iodepth_batch_complete_max=32"
+                        # invalidate=0: fio would drop the page cache first.
+                        # Terse v3: field 8 is read IOPS, 88 and 89 user and
+                        # system CPU in % of the run.
+                        # shellcheck disable=SC2086
+                        line=$(taskset -c "$SERVER_CPU" fio --name=r --filename="$fdat" --rw=randread \
+                            --bs=4k --iodepth=32 --ioengine=io_uring --direct=$d --invalidate=0 $batch \
                             --ramp_time=500ms --runtime="$SECS" --time_based --output-format=terse \
-                            --terse-version=3 2>"$out/files.log" | awk -F';' '{ print $8 }') ;;
+                            --terse-version=3 2>"$out/files.log" | awk -F';' '$8 > 0 {
+                                u = $88; s = $89; sub(/%/, "", u); sub(/%/, "", s)
+                                printf "%d %.0f\n", $8, (u + s) / 100 * 1e9 / $8 }') ;;
                     esac
-                    [ -n "$iops" ] || { iops="-"; echo "  $name failed: $(head -2 "$out/files.log")" >&2; }
-                    echo "  round $r $mode $(printf '%-14s' "$name") $iops"
-                    echo "$iops" >>"$out/files-$mode-$(key "$name")"
+                    [ -n "$line" ] || { line="- -"; echo "  $name failed: $(head -2 "$out/files.log")" >&2; }
+                    echo "  round $r $mode $(printf '%-14s' "$name") $line"
+                    echo "$line" | awk '{ print $1 }' >>"$out/files-$mode-$(key "$name")"
+                    echo "$line" | awk '{ print $2 }' >>"$out/files-cpu-$mode-$(key "$name")"
                 done
             done
             r=$((r + 1))
@@ -384,6 +498,12 @@ if want subprocess; then
     done
 fi
 
+# ---- zero-copy sends ----------------------------------------------------------
+if want sendzc && [ -x ./bench/send-zc ]; then
+    echo "== sendzc: bench/send-zc, copying and zero-copy eddy_send over loopback (CPU $SERVER_CPU)"
+    taskset -c "$SERVER_CPU" ./bench/send-zc | tee "$out/sendzc"
+fi
+
 # ---- the table ----------------------------------------------------------------
 echo
 echo "==== eddy benchmarks: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs, Linux $(uname -r); median of $ROUNDS"
@@ -416,30 +536,47 @@ if want timers; then
 fi
 if want echo; then
     echo
-    echo "Echo: round trips/s and the server's CPU time per round trip (utime+stime, ns)"
+    echo "Echo: round trips/s and the server's CPU time per round trip (ns: utime+stime, and each)"
     for cfg in $CONFIGS; do
         size=${cfg%%:*}
         conns=${cfg##*:}
         uvcpu=$( { median <"$out/echo-$size-$conns-libuv-cpu"; } 2>/dev/null)
         echo "  $size B messages, $conns connections"
-        printf '    %-14s %12s %14s %10s\n' server "round trips/s" "CPU ns/trip" "vs libuv"
+        printf '    %-18s %12s %12s %9s %9s %9s\n' server "round trips/s" "CPU ns/trip" user system \
+            "vs libuv"
         echo "$servers" | while IFS='|' read -r name cmd; do
             k=$(key "$name")
             rps=$( { median <"$out/echo-$size-$conns-$k-rps"; } 2>/dev/null)
             cpu=$( { median <"$out/echo-$size-$conns-$k-cpu"; } 2>/dev/null)
+            usr=$( { median <"$out/echo-$size-$conns-$k-user"; } 2>/dev/null)
+            sys=$( { median <"$out/echo-$size-$conns-$k-sys"; } 2>/dev/null)
             ratio=$(awk -v a="$cpu" -v b="${uvcpu:--}" \
                 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2fx", a / b; else print "-" }')
-            printf '    %-14s %12s %14s %10s\n' "$name" "${rps:--}" "${cpu:--}" "$ratio"
+            printf '    %-18s %12s %12s %9s %9s %9s\n' "$name" "${rps:--}" "${cpu:--}" "${usr:--}" \
+                "${sys:--}" "$ratio"
         done
     done
-    if [ -x ./bench/echo-uring ]; then
-        echo "  target: eddy/io_uring's CPU per round trip within 5 % of bare liburing's:"
+    if [ -x ./bench/echo-uring ] || [ -x ./bench/echo-uring-multishot ]; then
+        echo "  target: eddy/io_uring against the better bare liburing loop (lower CPU per trip):"
+        echo "          total CPU per trip <= 1.00x, user CPU per trip <= 1.5x"
         for cfg in $CONFIGS; do
             size=${cfg%%:*}
             conns=${cfg##*:}
-            base=$( { median <"$out/echo-$size-$conns-liburing-cpu"; } 2>/dev/null)
+            best=""
+            bestcpu=""
+            for floor in liburing liburing-multishot; do
+                c=$( { median <"$out/echo-$size-$conns-$floor-cpu"; } 2>/dev/null)
+                if awk -v c="${c:--}" -v b="${bestcpu:--}" \
+                    'BEGIN { exit !(c + 0 > 0 && (b + 0 <= 0 || c < b)) }'; then
+                    best=$floor
+                    bestcpu=$c
+                fi
+            done
             cpu=$( { median <"$out/echo-$size-$conns-eddy_io_uring-cpu"; } 2>/dev/null)
-            at_most "    $size B x $conns" "$cpu" "$base" 1.05
+            usr=$( { median <"$out/echo-$size-$conns-eddy_io_uring-user"; } 2>/dev/null)
+            busr=$( { median <"$out/echo-$size-$conns-$best-user"; } 2>/dev/null)
+            at_most "    $size B x $conns, total vs ${best:-none}" "$cpu" "$bestcpu" 1.00
+            at_most "    $size B x $conns, user vs ${best:-none}" "$usr" "$busr" 1.5
         done
     fi
     echo "  target: eddy/io_uring's CPU per round trip at 1000 connections <= 0.75x eddy/epoll's:"
@@ -476,6 +613,30 @@ if want lines; then
                 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.3fx", a / b; else print "-" }')
             printf '    %-14s %12s %14s %12s\n' "$name" "${rps:--}" "${cpu:--}" "$ratio"
         done
+    done
+fi
+if want syscalls && [ -n "$syscall_servers" ]; then
+    echo
+    echo "System calls per echo round trip (strace -c -f, one 1 s run each; calls >= 0.01 per trip)"
+    for cfg in $SYSCALL_CONFIGS; do
+        size=${cfg%%:*}
+        conns=${cfg##*:}
+        echo "  $size B messages, $conns connections"
+        echo "$syscall_servers" | while IFS='|' read -r name cmd; do
+            f="$out/sys-$size-$conns-$(key "$name")"
+            [ -s "$f" ] || continue
+            printf '    %-18s %s\n' "$name" \
+                "$(awk '$2 >= 0.01 { printf "%s %s  ", $1, $2 }' "$f")"
+        done
+    done
+fi
+if want syscalls && [ -s "$out/teardown-epoll" ]; then
+    echo "  1000 connections closing at once (echo-eddy, munmap calls in the server's whole run):"
+    for b in io_uring epoll; do
+        n=$(cat "$out/teardown-$b" 2>/dev/null)
+        awk -v n="${n:--}" -v b="$b" 'BEGIN { if (n != "-")
+            printf "    eddy/%s: %d munmap, %.3f per connection; target no munmap per task: %s\n",
+                b, n, n / 1000, (n / 1000 < 0.01 ? "met" : "MISSED") }'
     done
 fi
 if want http && [ -n "$http_servers" ]; then
@@ -517,24 +678,33 @@ if want http && [ -n "$http_servers" ]; then
 fi
 if want files && [ -n "$files_libs" ]; then
     echo
-    echo "Files: 4 KiB random reads, queue depth 32, 1 GiB file (IOPS)"
-    printf '  %-14s %12s %12s\n' "" "page cache" "O_DIRECT"
+    echo "Files: 4 KiB random reads, queue depth 32, 1 GiB file in $fsinfo"
+    echo "  (IOPS, and the process's CPU ns per read: user + system, all threads)"
+    printf '  %-14s %12s %10s %12s %10s\n' "" "page cache" "CPU ns" "O_DIRECT" "CPU ns"
     for name in $files_libs; do
         k=$(key "$name")
         c=$( { median <"$out/files-cache-$k"; } 2>/dev/null)
+        cc=$( { median <"$out/files-cpu-cache-$k"; } 2>/dev/null)
         d=$( { median <"$out/files-direct-$k"; } 2>/dev/null)
-        printf '  %-14s %12s %12s\n' "$name" "${c:--}" "${d:--}"
+        dc=$( { median <"$out/files-cpu-direct-$k"; } 2>/dev/null)
+        printf '  %-14s %12s %10s %12s %10s\n' "$name" "${c:--}" "${cc:--}" "${d:--}" "${dc:--}"
     done
-    case " $files_libs " in *" fio "*)
-        echo "  target: eddy/io_uring >= 90 % of fio's IOPS:"
+    case " $files_libs " in *" fio-batched "*)
+        echo "  target: eddy/io_uring's IOPS >= 1.00x batched fio's (and its CPU per read, for the record):"
         for mode in cache direct; do
             e=$( { median <"$out/files-$mode-eddy_io_uring"; } 2>/dev/null)
-            f=$( { median <"$out/files-$mode-fio"; } 2>/dev/null)
-            awk -v e="$e" -v f="$f" -v n="    $mode" 'BEGIN {
-                if (e + 0 > 0 && f + 0 > 0)
-                    printf "%s: %s (%.2fx)\n", n, (e >= 0.9 * f ? "met" : "MISSED"), e / f
-                else
-                    printf "%s: no figure\n", n }'
+            ec=$( { median <"$out/files-cpu-$mode-eddy_io_uring"; } 2>/dev/null)
+            for f in fio-batched fio; do
+                v=$( { median <"$out/files-$mode-$f"; } 2>/dev/null)
+                vc=$( { median <"$out/files-cpu-$mode-$f"; } 2>/dev/null)
+                awk -v e="$e" -v f="$v" -v ec="$ec" -v fc="$vc" -v n="    $mode vs $f" 'BEGIN {
+                    if (e + 0 > 0 && f + 0 > 0)
+                        printf "%s: %s (IOPS %.2fx, CPU per read %s)\n", n,
+                            (e >= f ? "met" : "MISSED"), e / f,
+                            (ec + 0 > 0 && fc + 0 > 0 ? sprintf("%.2fx", ec / fc) : "-")
+                    else
+                        printf "%s: no figure\n", n }'
+            done
         done
         ;;
     esac
@@ -551,6 +721,11 @@ if want subprocess && [ -n "$sub_libs" ]; then
             'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", b / a; else print "-" }')
         printf '  %-14s %12s %12s %12s\n' "$name" "${a:--}" "${b:--}" "$ratio"
     done
+fi
+if want sendzc && [ -s "$out/sendzc" ]; then
+    echo
+    echo "Zero-copy sends (bench/send-zc)"
+    sed 's/^/  /' "$out/sendzc"
 fi
 if [ -n "$missing" ]; then
     echo

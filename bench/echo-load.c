@@ -10,16 +10,29 @@
  * 0.5 s it counts round trips for `seconds` and prints one line:
  *
  *   <round trips per second> <server CPU ns per round trip> <round trips>
+ *   <server user CPU ns per round trip> <server system CPU ns per round trip>
  *
  * The server's CPU time is utime + stime of /proc/<server-pid>/stat (all its
  * threads, io_uring workers included) read at the start and the end of the
- * measured window. One thread, level-triggered epoll, plain syscalls: the same
- * client for every server. Plain C, no eddy, so that the client costs the same
- * whichever server it drives. */
+ * measured window; user and system time are also given apart (the kernel
+ * splits the two by sampling at its tick: a share of a few percent is coarse,
+ * and one under about 1 % can read as 0). One
+ * thread, level-triggered epoll, plain syscalls: the same client for every
+ * server. Plain C, no eddy, so that the client costs the same whichever
+ * server it drives.
+ *
+ * With ECHO_LOAD_EXACT=1 in the environment (for counting the server's
+ * system calls per round trip, under strace): no warm-up, round trips are
+ * counted from the first message; at the end no new message is sent, those
+ * in flight are waited for, and the server is killed (SIGTERM) before any
+ * connection closes. Every receive and send the server made is then part of
+ * a round trip counted. */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +55,8 @@ struct conn {
 static size_t msg_size;
 static char *msg, *scratch;
 static int epfd;
+static bool draining;  /* exact mode, at the end: no new message */
+static long in_flight; /* exact mode: messages not yet back, while draining */
 
 static int64_t now_ns(void)
 {
@@ -50,24 +65,27 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* utime + stime of a process, in ns; -1 if it cannot be read. */
-static int64_t proc_cpu_ns(long pid)
+/* utime and stime of a process, in ns; false if they cannot be read. */
+static bool proc_cpu_ns(long pid, int64_t *user, int64_t *sys)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
     FILE *f = fopen(path, "r");
-    if (!f) return -1;
+    if (!f) return false;
     size_t n = fread(buf, 1, sizeof(buf) - 1, f);
     fclose(f);
     buf[n] = 0;
     char *p = strrchr(buf, ')'); /* the command name may hold spaces */
-    if (!p) return -1;
+    if (!p) return false;
     unsigned long long utime, stime;
     /* after ")": state(3) ppid pgrp session tty tpgid flags minflt cminflt
      * majflt cmajflt utime(14) stime(15) */
     if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
-        return -1;
-    return (int64_t)((utime + stime) * (1000000000.0 / sysconf(_SC_CLK_TCK)));
+        return false;
+    double tick_ns = 1000000000.0 / sysconf(_SC_CLK_TCK);
+    *user = (int64_t)(utime * tick_ns);
+    *sys = (int64_t)(stime * tick_ns);
+    return true;
 }
 
 static void set_events(struct conn *c, int want_out)
@@ -112,7 +130,10 @@ static int pump_recv(struct conn *c)
         c->received += (size_t)n;
         if (c->received == msg_size) {
             c->sent = c->received = 0;
-            pump_send(c);
+            if (draining)
+                in_flight--;
+            else
+                pump_send(c);
             return 1;
         }
     }
@@ -185,9 +206,14 @@ int main(int argc, char **argv)
     for (int i = 0; i < nconn; i++)
         pump_send(&conns[i]);
 
+    const char *exact_env = getenv("ECHO_LOAD_EXACT");
+    bool exact = exact_env && *exact_env == '1';
+    in_flight = nconn;
     struct epoll_event events[256];
-    int64_t start = now_ns(), t0 = start + WARMUP_NS, t1 = t0 + (int64_t)(seconds * 1e9);
-    int64_t cpu0 = -1, count = 0;
+    int64_t start = now_ns(), t0 = start + (exact ? 0 : WARMUP_NS);
+    int64_t t1 = t0 + (int64_t)(seconds * 1e9);
+    int64_t user0 = 0, sys0 = 0, count = 0;
+    bool cpu_ok = false;
     int measuring = 0;
     for (;;) {
         int64_t now = now_ns();
@@ -195,14 +221,19 @@ int main(int argc, char **argv)
             measuring = 1;
             t0 = now;
             t1 = t0 + (int64_t)(seconds * 1e9);
-            cpu0 = proc_cpu_ns(server_pid);
+            cpu_ok = proc_cpu_ns(server_pid, &user0, &sys0);
             count = 0;
-        } else if (measuring && now >= t1) {
-            int64_t cpu1 = proc_cpu_ns(server_pid);
+        } else if (measuring && now >= t1 && exact && !draining) {
+            draining = true;
+        } else if (measuring && now >= t1 && (!exact || in_flight == 0)) {
+            if (exact) kill((pid_t)server_pid, SIGTERM);
+            int64_t user1 = 0, sys1 = 0;
+            cpu_ok = proc_cpu_ns(server_pid, &user1, &sys1) && cpu_ok && count;
             double elapsed = (double)(now - t0) / 1e9;
-            double cpu_per_rt =
-                cpu0 >= 0 && cpu1 >= 0 && count ? (double)(cpu1 - cpu0) / count : -1;
-            printf("%.0f %.1f %lld\n", count / elapsed, cpu_per_rt, (long long)count);
+            double user = cpu_ok ? (double)(user1 - user0) / count : -1;
+            double sys = cpu_ok ? (double)(sys1 - sys0) / count : -1;
+            printf("%.0f %.1f %lld %.1f %.1f\n", count / elapsed, cpu_ok ? user + sys : -1,
+                   (long long)count, user, sys);
             break;
         }
         int n = epoll_wait(epfd, events, 256, 100);

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "echo-uring.h"
 
 #define BUF_SIZE (64 * 1024)
 #define ENTRIES  4096
@@ -39,19 +40,9 @@ static struct io_uring ring;
 static int listener;
 static struct conn accept_token; /* user_data of the accept */
 
-static struct io_uring_sqe *sqe_get(void)
-{
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
-    while (!sqe) {
-        io_uring_submit(&ring);
-        sqe = io_uring_get_sqe(&ring);
-    }
-    return sqe;
-}
-
 static void queue_accept(void)
 {
-    struct io_uring_sqe *sqe = sqe_get();
+    struct io_uring_sqe *sqe = echo_sqe(&ring);
     io_uring_prep_accept(sqe, listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     io_uring_sqe_set_data(sqe, &accept_token);
 }
@@ -59,7 +50,7 @@ static void queue_accept(void)
 static void queue_recv(struct conn *c)
 {
     c->state = RECV;
-    struct io_uring_sqe *sqe = sqe_get();
+    struct io_uring_sqe *sqe = echo_sqe(&ring);
     io_uring_prep_recv(sqe, c->fd, c->buf, BUF_SIZE, 0);
     io_uring_sqe_set_data(sqe, c);
 }
@@ -67,7 +58,7 @@ static void queue_recv(struct conn *c)
 static void queue_send(struct conn *c)
 {
     c->state = SEND;
-    struct io_uring_sqe *sqe = sqe_get();
+    struct io_uring_sqe *sqe = echo_sqe(&ring);
     io_uring_prep_send(sqe, c->fd, c->buf + c->sent, c->len - c->sent, MSG_NOSIGNAL);
     io_uring_sqe_set_data(sqe, c);
 }
@@ -112,60 +103,25 @@ static void on_conn(struct conn *c, int res)
         queue_recv(c);
 }
 
-static int ring_setup(void)
+static void on_cqe(struct io_uring_cqe *cqe)
 {
-    unsigned tiers[] = {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
-                        IORING_SETUP_COOP_TASKRUN, 0};
-    int err = -EINVAL;
-    for (size_t i = 0; i < sizeof tiers / sizeof tiers[0] && err == -EINVAL; i++) {
-        struct io_uring_params p;
-        memset(&p, 0, sizeof p);
-        p.flags = tiers[i] | IORING_SETUP_CQSIZE;
-        p.cq_entries = ENTRIES * 4;
-        err = io_uring_queue_init_params(ENTRIES, &ring, &p);
-    }
-    if (err == 0) io_uring_register_ring_fd(&ring);
-    return err;
+    struct conn *c = io_uring_cqe_get_data(cqe);
+    if (c == &accept_token)
+        on_accept(cqe->res);
+    else
+        on_conn(c, cqe->res);
 }
 
 int main(int argc, char **argv)
 {
     int port = echo_server_port(argc, argv);
     if (port < 0) return 2;
-    int err = ring_setup();
+    int err = echo_ring_setup(&ring, ENTRIES);
     if (err < 0) {
         fprintf(stderr, "echo-uring: io_uring: %s\n", strerror(-err));
         return 1;
     }
-    listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in addr = {.sin_family = AF_INET,
-                               .sin_port = htons((uint16_t)port),
-                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (bind(listener, (struct sockaddr *)&addr, sizeof addr) < 0 ||
-        listen(listener, SOMAXCONN) < 0) {
-        perror("echo-uring: listen");
-        return 1;
-    }
+    if ((listener = echo_listen("echo-uring", port)) < 0) return 1;
     queue_accept();
-    for (;;) {
-        err = io_uring_submit_and_wait(&ring, 1);
-        if (err < 0 && err != -EINTR && err != -EBUSY && err != -EAGAIN) {
-            fprintf(stderr, "echo-uring: io_uring_enter: %s\n", strerror(-err));
-            return 1;
-        }
-        unsigned head, seen = 0;
-        struct io_uring_cqe *cqe;
-        io_uring_for_each_cqe(&ring, head, cqe)
-        {
-            struct conn *c = io_uring_cqe_get_data(cqe);
-            if (c == &accept_token)
-                on_accept(cqe->res);
-            else
-                on_conn(c, cqe->res);
-            seen++;
-        }
-        io_uring_cq_advance(&ring, seen);
-    }
+    return echo_ring_run(&ring, "echo-uring", on_cqe);
 }

@@ -32,21 +32,31 @@ struct eddy__stack {
     const void *owner;
 };
 
-/* Reuses stacks: a released stack goes back on a free list (up to a cap) so
- * spawning does not mmap/munmap per task. Each has a guard region below it
- * (address space only) whose faults are reported as overflows. Without guard
- * pages, stacks are carved from large slabs (one mapping for many stacks,
- * keeping the process far below vm.max_map_count) and a canary region at the
- * low end of each stack is checked at every switch instead. */
+/* Reuses stacks: a released stack goes back on a free list so spawning does
+ * not mmap/munmap per task. Each has a guard region below it (address space
+ * only) whose faults are reported as overflows. Without guard pages, stacks
+ * are carved from large slabs (one mapping for many stacks, keeping the
+ * process far below vm.max_map_count) and a canary region at the low end of
+ * each stack is checked at every switch instead. The pool keeps as many
+ * stacks as were recently live at once (a high-water mark that decays while
+ * the loop is idle, lib/stack.c): bursts of tasks reuse warm stacks, and the
+ * memory goes back to the kernel seconds after the last burst. */
 struct eddy__stack_pool {
     size_t stack_size; /* usable bytes per stack, page-rounded */
     bool guard_pages;
-    struct eddy__stack *free_list;
+    bool excess; /* holds stacks beyond its floor: eddy__stack_pool_trim wanted */
+    struct eddy__stack **free_stacks; /* guard mode: free stacks, the most recent last */
+    size_t free_cap;                  /* room in free_stacks */
     size_t free_count;
-    size_t max_free;  /* cache cap */
-    void *slabs;      /* slab list (no-guard mode); freed with the pool */
-    size_t live;      /* stacks handed out and not returned */
-    uint64_t started; /* stacks handed out ever: numbers tasks in reports */
+    size_t floor;        /* free stacks kept whatever the high-water mark */
+    void *slabs;         /* slab list (no-guard mode); freed with the pool */
+    size_t live;         /* stacks handed out and not returned */
+    size_t peak;         /* most stacks live at once since the last decay step */
+    size_t keep;         /* the decaying high-water mark: stacks (live + free) kept */
+    int64_t trim_at;     /* monotonic ns of the next decay step; 0: not armed */
+    int64_t decay_ns;    /* period of the decay steps */
+    unsigned trim_ticks; /* busy loop iterations, for a decay step now and then */
+    uint64_t started;    /* stacks handed out ever: numbers tasks in reports */
 };
 
 int eddy__stack_pool_init(struct eddy__stack_pool *p, size_t stack_size, bool guard_pages);
@@ -55,6 +65,11 @@ void eddy__stack_pool_destroy(struct eddy__stack_pool *p);
 /* A stack ready to run on: 0, or -ENOMEM. */
 int eddy__stack_get(struct eddy__stack_pool *p, struct eddy__stack **out);
 void eddy__stack_put(struct eddy__stack_pool *p, struct eddy__stack *s);
+/* One decay step when due (now: eddy__monotonic_ns): arms p->trim_at, or
+ * halves the high-water mark and unmaps the free stacks beyond it. The loop
+ * calls it while p->excess, before it blocks (and wakes for p->trim_at) and
+ * every 1024 iterations when it does not. */
+void eddy__stack_pool_trim(struct eddy__stack_pool *p, int64_t now);
 /* False when the canary below a no-guard stack was overwritten (an overflow). */
 bool eddy__stack_canary_ok(const struct eddy__stack_pool *p, const struct eddy__stack *s);
 /* Says on stderr that the task on s overflowed it, and aborts. */

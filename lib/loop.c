@@ -237,6 +237,12 @@ static int64_t poll_timeout(struct eddy_loop *loop, bool block)
         }
         return next - loop->virtual_now;
     }
+    /* About to idle with spare task stacks: a decay step when one is due,
+     * and a wake-up for the next (lib/stack.c). */
+    if (loop->stacks.excess) {
+        eddy__stack_pool_trim(&loop->stacks, eddy__monotonic_ns());
+        if (loop->stacks.trim_at && loop->stacks.trim_at < next) next = loop->stacks.trim_at;
+    }
     if (next == INT64_MAX) return -1;
     int64_t wait = next - eddy__monotonic_ns();
     return wait > 0 ? wait : 0;
@@ -244,6 +250,10 @@ static int64_t poll_timeout(struct eddy_loop *loop, bool block)
 
 int eddy__loop_iterate(struct eddy_loop *loop, bool block)
 {
+    /* A loop that never idles still decays its stacks: a clock read every
+     * 1024 iterations, not at each. */
+    if (loop->stacks.excess && (++loop->stacks.trim_ticks & 1023) == 0)
+        eddy__stack_pool_trim(&loop->stacks, eddy__monotonic_ns());
     int64_t timeout = poll_timeout(loop, block);
     /* With work ready and no I/O in flight there is nothing to reap: skip the
      * syscall (threadsafe posts are seen through remote_pending). */

@@ -310,3 +310,140 @@ Test(stack_overflow, no_guard_deep_use_within_the_stack_is_fine, .timeout = TEST
     cr_assert(eq(iptr, result, 42));
     eddy_loop_free(loop);
 }
+
+/* ---- the pool: stacks kept after a burst, given back when idle ------------------------- */
+
+#define BURST_TASKS 1000
+
+/* Address space and resident memory of the process, in bytes, from
+ * /proc/self/statm: a new stack shows as address space (guard mode maps
+ * 1 MiB of guard and the stack; slab mode maps 64 MiB slabs), a stack given
+ * back as less of it. Not the count of mappings: with guard markers
+ * (MADV_GUARD_INSTALL), adjacent stacks merge into one. */
+static void statm(long long *size, long long *resident)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    cr_assert(ne(ptr, f, NULL));
+    long long pages[2];
+    cr_assert(eq(int, fscanf(f, "%lld %lld", &pages[0], &pages[1]), 2));
+    fclose(f);
+    *size = pages[0] * sysconf(_SC_PAGESIZE);
+    *resident = pages[1] * sysconf(_SC_PAGESIZE);
+}
+
+static void require_statm(void)
+{
+    if (access("/proc/self/statm", R_OK) != 0) cr_skip_test("no /proc/self/statm here");
+}
+
+/* Touches 16 KiB of its stack, so that a stack kept holds resident pages,
+ * and yields once, so that every task of a burst holds its stack at once. */
+static intptr_t touch_and_yield(void *arg)
+{
+    volatile char page[16 * 1024];
+    for (size_t i = 0; i < sizeof page; i += 512)
+        page[i] = (char)i;
+    eddy_yield();
+    return page[0] == 0 ? (intptr_t)arg : -1;
+}
+
+struct burst_figures {
+    long long size_live, size_after, size_live2, size_idle; /* address space */
+    long long rss_after, rss_idle;
+    int64_t idle_ns; /* how long to sleep after the second burst */
+};
+
+/* BURST_TASKS tasks spawned, then joined; the address space taken while
+ * they all hold a stack. */
+static void burst(long long *size_live)
+{
+    static eddy_task *burst_tasks[BURST_TASKS];
+    for (intptr_t i = 0; i < BURST_TASKS; i++)
+        cr_assert(
+            ne(ptr, burst_tasks[i] = eddy_spawn(NULL, touch_and_yield, (void *)(i + 1)), NULL));
+    eddy_yield(); /* every task ran up to its yield */
+    long long rss;
+    statm(size_live, &rss);
+    for (intptr_t i = 0; i < BURST_TASKS; i++) {
+        intptr_t value = 0;
+        cr_assert(eq(int, eddy_task_join(burst_tasks[i], &value), 0));
+        cr_assert(eq(iptr, value, i + 1));
+    }
+}
+
+static intptr_t two_bursts(void *arg)
+{
+    struct burst_figures *f = arg;
+    burst(&f->size_live);
+    statm(&f->size_after, &f->rss_after);
+    burst(&f->size_live2);
+    statm(&f->size_after, &f->rss_after);
+    if (f->idle_ns) {
+        cr_assert(eq(int, eddy_sleep(f->idle_ns), 0));
+        statm(&f->size_idle, &f->rss_idle);
+    }
+    return 0;
+}
+
+static void run_bursts(unsigned flags, const char *decay_ms, struct burst_figures *f)
+{
+    cr_assert(eq(int, setenv("EDDY_STACK_DECAY_MS", decay_ms, 1), 0));
+    eddy_loop *loop = loop_with(flags, 0);
+    intptr_t result;
+    cr_assert(eq(int, run_task(loop, two_bursts, f, &result), 0));
+    eddy_loop_free(loop);
+}
+
+/* 1 000 tasks ending at once (1 000 connections closing) unmap no stack, and
+ * the next burst maps none: the pool keeps as many as were live. */
+static void check_burst_reuse(unsigned flags)
+{
+    require_statm();
+    struct burst_figures f = {0};
+    run_bursts(flags, "60000", &f);
+    long long slack = 8 << 20; /* malloc, a partly used slab */
+    cr_assert(lt(llong, f.size_live - f.size_after, slack),
+              "the burst's end gave back %lld bytes of address space: stacks were unmapped",
+              f.size_live - f.size_after);
+    cr_assert(lt(llong, f.size_live2 - f.size_live, slack),
+              "the second burst took %lld more bytes of address space: stacks were mapped again",
+              f.size_live2 - f.size_live);
+}
+
+Test(stack_pool, burst_end_unmaps_nothing_and_next_burst_reuses, .timeout = TEST_TIMEOUT)
+{
+    check_burst_reuse(0);
+}
+
+Test(stack_pool, burst_end_unmaps_nothing_and_next_burst_reuses_no_guard, .timeout = TEST_TIMEOUT)
+{
+    check_burst_reuse(EDDY_LOOP_NO_GUARD_PAGES);
+}
+
+/* After the bursts, a loop left idle (its one task asleep: the loop wakes
+ * only for the decay steps) gives the stacks back: with 20 ms steps, 600 ms
+ * is a grace step and enough halvings to come down to the floor of 64. */
+static void check_idle_gives_back(unsigned flags)
+{
+    require_statm();
+    struct burst_figures f = {.idle_ns = 600 * (int64_t)1000000};
+    run_bursts(flags, "20", &f);
+    long long stack_bytes = flags ? 256 << 10 : (256 << 10) + (1 << 20);
+    long long released = f.size_after - f.size_idle;
+    /* At least half the burst's stacks unmapped (the floor keeps 64, slab
+     * mode one spare slab of 256 and partly used ones). */
+    cr_assert(ge(llong, released, BURST_TASKS / 2 * stack_bytes),
+              "only %lld bytes of address space given back after the loop idled", released);
+    cr_assert(ge(llong, f.rss_after - f.rss_idle, BURST_TASKS / 2 * 16 * 1024),
+              "resident memory went from %lld to %lld bytes only", f.rss_after, f.rss_idle);
+}
+
+Test(stack_pool, idle_loop_gives_stacks_back, .timeout = TEST_TIMEOUT)
+{
+    check_idle_gives_back(0);
+}
+
+Test(stack_pool, idle_loop_gives_stacks_back_no_guard, .timeout = TEST_TIMEOUT)
+{
+    check_idle_gives_back(EDDY_LOOP_NO_GUARD_PAGES);
+}
