@@ -436,6 +436,10 @@ static void prep_op(struct uring_state *s, struct io_uring_sqe *sqe, struct eddy
     case EDDY_OP_POLL: /* one-shot: a watch re-arms it after each report (level-triggered) */
         io_uring_prep_poll_add(sqe, fd, op->u.io.flags == EDDY_READABLE ? POLLIN : POLLOUT);
         break;
+    case EDDY_OP_SPLICE: /* lib/sendfile.c: file -> pipe, pipe -> socket */
+        io_uring_prep_splice(sqe, fd, op->u.splice.off_in, (int)op->u.splice.fd_out, -1,
+                             io_len(op->u.splice.len), op->u.splice.flags);
+        break;
     }
     if (op->flags & EDDY_OP_F_PIPE) prep_pipe(sqe, op);
     io_uring_sqe_set_data(sqe, op);
@@ -1567,6 +1571,7 @@ static int probe(struct uring_state *s)
     for (unsigned kind = EDDY_OP_SHUTDOWN; kind <= EDDY_OP_MKDIR; kind++)
         s->native[kind] = io_uring_opcode_supported(p, optional_opcodes[kind]);
     s->native[EDDY_OP_POLL] = io_uring_opcode_supported(p, IORING_OP_POLL_ADD);
+    s->native[EDDY_OP_SPLICE] = io_uring_opcode_supported(p, IORING_OP_SPLICE);
     /* Offset -1 (the file position) needs IORING_FEAT_RW_CUR_POS. */
     if (!(s->ring.features & IORING_FEAT_RW_CUR_POS))
         s->native[EDDY_OP_READ] = s->native[EDDY_OP_WRITE] = false;
@@ -1683,7 +1688,9 @@ static eddy_support uring_supports(const struct eddy_backend *b, eddy_cap cap)
         return s->br ? EDDY_NATIVE : EDDY_NONE;
     case EDDY_CAP_WATCH_FD: /* IORING_OP_POLL_ADD, there since 5.1 */
         return s->native[EDDY_OP_POLL] ? EDDY_NATIVE : EDDY_NONE;
-    default: /* signals, subprocess, sendfile: not implemented yet */
+    case EDDY_CAP_SENDFILE: /* IORING_OP_SPLICE (5.7+), else sendfile(2) on writability */
+        return s->native[EDDY_OP_SPLICE] || s->native[EDDY_OP_POLL] ? EDDY_NATIVE : EDDY_NONE;
+    default: /* signals, subprocess: not implemented yet */
         return EDDY_NONE;
     }
 }

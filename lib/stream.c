@@ -99,6 +99,7 @@ struct eddy_stream {
     struct eddy__work flush_work;
     struct eddy_op send_op;
     struct eddy__list waiters; /* struct stream_waiter, in arrival order */
+    struct eddy_task *holder;  /* in eddy_stream_sendfile: flushes wait (lib/sendfile.c) */
 
     /* closing */
     bool closing;
@@ -220,7 +221,7 @@ static int wait_unsent(eddy_stream *st, struct eddy_task *t, size_t target)
  * to wait continues in send_complete. */
 static void flush(eddy_stream *st)
 {
-    while (!st->send_in_flight && !st->write_error) {
+    while (!st->send_in_flight && !st->write_error && !st->holder) {
         struct write_buffer *s = &st->sending;
         if (s->off == s->len) {
             if (st->pending.len == 0) return;
@@ -268,7 +269,7 @@ static void flush_queue(eddy_stream *st)
 static void stream_send_done(eddy_stream *st, int64_t result)
 {
     if (st->close_deferred) {
-        if (!st->send_in_flight && !st->reader) flush_queue(st); /* runs finish_close */
+        if (!st->send_in_flight && !st->reader && !st->holder) flush_queue(st); /* finish_close */
         return;
     }
     if (result == -ECANCELED && st->closing) result = -EBADF;
@@ -280,7 +281,8 @@ static void stream_send_done(eddy_stream *st, int64_t result)
         st->sending.off += (size_t)result;
     }
     waiters_wake(st, st->write_error);
-    if (st->closer && !st->send_in_flight && !st->reader) eddy__task_wake(st->closer, 0);
+    if (st->closer && !st->send_in_flight && !st->reader && !st->holder)
+        eddy__task_wake(st->closer, 0);
     if (!st->closing && unsent(st) > 0) flush_queue(st);
 }
 
@@ -443,8 +445,8 @@ static ssize_t read_end(eddy_stream *st, ssize_t result)
     st->reader = NULL;
     if (!st->closing) return result;
     if (st->close_deferred) {
-        if (!st->send_in_flight) flush_queue(st); /* runs finish_close */
-    } else if (st->closer && !st->send_in_flight) {
+        if (!st->send_in_flight && !st->holder) flush_queue(st); /* runs finish_close */
+    } else if (st->closer && !st->send_in_flight && !st->holder) {
         eddy__task_wake(st->closer, 0);
     }
     return -EBADF;
@@ -709,6 +711,54 @@ EDDY_API int eddy_stream_write_eof(eddy_stream *st)
     return st->transport->shutdown_write(st);
 }
 
+/* ---- sendfile's hold (lib/sendfile.c) ------------------------------------------------- */
+
+/* Task-only: sends everything buffered, then holds later writes in the buffer
+ * until eddy__stream_release, so that the bytes sendfile puts on the socket
+ * go between them. *sock: the socket, or NULL when the transport is not the
+ * plain socket (the bytes must then go through eddy_stream_write). */
+int eddy__stream_hold(eddy_stream *st, eddy_sock **sock)
+{
+    struct eddy_task *t = eddy__current_task();
+    int err = write_check(st);
+    if (err < 0) return err;
+    if (st->holder) return -EBUSY;
+    flush_cancel_queued(st);
+    flush(st);
+    while (unsent(st) > 0) /* other tasks may write while this one waits */
+        if ((err = wait_unsent(st, t, 0)) < 0) return err;
+    if ((err = write_check(st)) < 0) return err;
+    st->holder = t;
+    *sock = st->transport == &plain_transport ? st->sock : NULL;
+    return 0;
+}
+
+bool eddy__stream_closing(const eddy_stream *st)
+{
+    return st->closing;
+}
+
+/* Ends a hold with sendfile's result: a send error is sticky as a failed
+ * flush's is; the writes held go out. st may be freed once this returns. */
+void eddy__stream_release(eddy_stream *st, int64_t result)
+{
+    st->holder = NULL;
+    if (st->closing) {
+        if (st->reader || st->send_in_flight) return; /* the last of them finishes */
+        if (st->close_deferred)
+            flush_queue(st); /* runs finish_close */
+        else if (st->closer)
+            eddy__task_wake(st->closer, 0);
+        return;
+    }
+    if (result == -EPIPE || result == -ECONNRESET || result == -ENOTCONN) {
+        st->write_error = (int)result;
+        st->pending.len = 0;
+        waiters_wake(st, st->write_error);
+    }
+    if (unsent(st) > 0) flush_queue(st);
+}
+
 /* ---- closing ------------------------------------------------------------------------ */
 
 /* The reader and the send have left: closes the socket, frees everything. */
@@ -725,9 +775,8 @@ static void finish_close(eddy_stream *st)
 
 /* Ends the reader's wait, as eddy_sock_close ends a call's: its recv returns
  * and read_end sees the stream closing. */
-static void reader_abort(eddy_stream *st)
+static void reader_abort(eddy_stream *st, struct eddy_task *t)
 {
-    struct eddy_task *t = st->reader;
     if (!t || t->state != EDDY__TASK_SUSPENDED || !t->abort_wait) return;
     void (*abort_wait)(struct eddy_task *) = t->abort_wait;
     t->abort_wait = NULL;
@@ -750,14 +799,16 @@ EDDY_API int eddy_stream_close(eddy_stream *st)
     flush_cancel_queued(st);
     st->pending.len = 0;
     waiters_wake(st, -EBADF);
-    reader_abort(st);
+    reader_abort(st, st->reader);
+    reader_abort(st, st->holder);
     st->transport->send_cancel(st);
     if (!t) {
         st->close_deferred = true;
-        if (!st->reader && !st->send_in_flight) finish_close(st);
+        if (!st->reader && !st->send_in_flight && !st->holder) finish_close(st);
         return err;
     }
-    while (st->reader || st->send_in_flight) { /* deaf to cancellation: they end soon */
+    while (st->reader || st->send_in_flight ||
+           st->holder) { /* deaf to cancellation: they end soon */
         st->closer = t;
         t->abort_wait = NULL;
         t->wait_data = NULL;
