@@ -36,6 +36,9 @@
 #define READ_CHUNK           (16 * 1024) /* the least room a fill asks the socket to fill */
 #define WRITE_BUFFER_MIN     4096
 #define HAPPY_EYEBALLS_DELAY (250 * 1000 * 1000) /* asyncio's happy_eyeballs_delay, RFC 8305 */
+/* A transport's send_start: no count yet (not EDDY_OP_PENDING, which is 1, a
+ * count too: one byte sent at once was taken for pending and sent again). */
+#define SEND_PENDING INT64_MIN
 
 /* Waiters link records in their own frames into st->waiters and are always
  * unlinked before they return; GCC cannot follow that. */
@@ -57,7 +60,7 @@ struct stream_transport {
     /* Task-only: up to len bytes into buf; the count, 0 at EOF, or an error. */
     ssize_t (*recv)(eddy_stream *st, void *buf, size_t len);
     /* Starts sending len (> 0) bytes without waiting: the count sent at once
-     * (>= 0), EDDY_OP_PENDING when stream_send_done will report it later,
+     * (>= 0), SEND_PENDING when stream_send_done will report it later,
      * or an error. */
     int64_t (*send_start)(eddy_stream *st, const void *buf, size_t len);
     /* Asks a pending send to end soon (stream_send_done still follows). */
@@ -140,7 +143,7 @@ static int64_t sock_send_start(eddy_stream *st, const void *buf, size_t len)
     if (rc < 0) return rc;
     if (rc == EDDY_OP_DONE) return op->result;
     st->send_in_flight = true;
-    return EDDY_OP_PENDING;
+    return SEND_PENDING;
 }
 
 static void sock_send_cancel(eddy_stream *st)
@@ -232,7 +235,7 @@ static void flush(eddy_stream *st)
             s->off = 0;
         }
         int64_t n = st->transport->send_start(st, s->data + s->off, s->len - s->off);
-        if (n == EDDY_OP_PENDING) return;
+        if (n == SEND_PENDING) return;
         stream_send_done(st, n);
     }
 }

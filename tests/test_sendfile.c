@@ -253,6 +253,43 @@ Test(sendfile, keeps_order_with_buffered_writes, .timeout = TEST_TIMEOUT)
     drop_file();
 }
 
+/* One byte written and sent at once (a readiness backend sends in the
+ * flush): the stream took the count 1 for "pending" and sent it again with
+ * the next flush, or waited for it for ever before sendfile. */
+static intptr_t one_byte(void *arg)
+{
+    struct pair p;
+    pair_open(&p);
+    cr_assert(eq(int, eddy_stream_write(p.st, "<", 1), 0));
+    cr_assert(eq(int, eddy_yield(), 0)); /* the loop flushes: the byte goes at once */
+    cr_assert(eq(int, eddy_stream_write(p.st, "a", 1), 0));
+    cr_assert(eq(int, eddy_stream_drain(p.st), 0));
+    eddy_timeout scope;
+    cr_assert(eq(int, eddy_timeout_begin(&scope, 5 * NS_PER_SEC), 0));
+    cr_assert(eq(long, (long)eddy_stream_sendfile(p.st, p.f, 0, 3), 3L));
+    cr_assert(eq(int, eddy_timeout_end(&scope), 0));
+    cr_assert(eq(int, eddy_stream_write(p.st, ">", 1), 0));
+    cr_assert(eq(int, eddy_stream_write_eof(p.st), 0));
+    char buf[16] = {0};
+    size_t got = 0;
+    ssize_t n;
+    while ((n = eddy_recv(p.peer, buf + got, sizeof buf - got)) > 0)
+        got += (size_t)n;
+    cr_assert(eq(sz, got, 6));
+    cr_assert(eq(int, memcmp(buf, "<a", 2), 0));
+    cr_assert(eq(int, memcmp(buf + 2, content, 3), 0));
+    cr_assert(eq(int, buf[5], '>'));
+    pair_close(&p);
+    return 0;
+}
+
+Test(sendfile, one_byte_sent_at_once_goes_once, .timeout = TEST_TIMEOUT)
+{
+    NEED_SENDFILE();
+    cr_assert(eq(int, run_main(one_byte, NULL), 0));
+    drop_file();
+}
+
 /* ---- a slow reader: the socket is full most of the time -------------------------------- */
 
 static intptr_t slow_reader(void *arg)
