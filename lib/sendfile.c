@@ -149,35 +149,27 @@ static int64_t move_by_sendfile(eddy_stream *st, intptr_t sock, intptr_t file, i
 }
 #endif
 
-/* The file read in chunks and sent on the socket. */
-static int64_t move_by_copy(eddy_stream *st, eddy_sock *sock, eddy_file *f, int64_t offset,
-                            size_t count)
+/* Where a chunk read from the file goes: sent on the socket, or (another
+ * transport, TLS) written through the stream, which encrypts it, with a
+ * drain that keeps the buffer bounded. 0 or an error. */
+static int put_on_socket(eddy_stream *st, eddy_sock *sock, const char *buf, size_t n)
 {
-    char *buf = malloc(count < COPY_CHUNK ? count : COPY_CHUNK);
-    if (!buf) return -ENOMEM;
-    size_t done = 0;
-    int64_t err = 0;
-    while (done < count && err == 0) {
-        size_t want = count - done < COPY_CHUNK ? count - done : COPY_CHUNK;
-        ssize_t n = eddy__stream_closing(st) ? -EBADF
-                                             : eddy_file_read(f, buf, want, offset + (int64_t)done);
-        if (n <= 0) {
-            err = n;
-            break;
-        }
-        ssize_t sent = eddy_send(sock, buf, (size_t)n);
-        if (sent < 0)
-            err = sent;
-        else
-            done += (size_t)sent;
-    }
-    free(buf);
-    return err < 0 ? err : (int64_t)done;
+    if (eddy__stream_closing(st)) return -EBADF;
+    ssize_t sent = eddy_send(sock, buf, n);
+    return sent < 0 ? (int)sent : 0;
 }
 
-/* A stream over another transport (TLS): the file read in chunks and written
- * through the stream, which encrypts; drain keeps the buffer bounded. */
-static int64_t move_through_stream(eddy_stream *st, eddy_file *f, int64_t offset, size_t count)
+static int put_through_stream(eddy_stream *st, eddy_sock *sock, const char *buf, size_t n)
+{
+    (void)sock;
+    int err = eddy_stream_write(st, buf, n);
+    return err < 0 ? err : eddy_stream_drain(st);
+}
+
+/* The file read in chunks, each handed to put. */
+static int64_t move_by_copy(eddy_stream *st, eddy_sock *sock, eddy_file *f, int64_t offset,
+                            size_t count,
+                            int (*put)(eddy_stream *, eddy_sock *, const char *, size_t))
 {
     char *buf = malloc(count < COPY_CHUNK ? count : COPY_CHUNK);
     if (!buf) return -ENOMEM;
@@ -187,11 +179,10 @@ static int64_t move_through_stream(eddy_stream *st, eddy_file *f, int64_t offset
         size_t want = count - done < COPY_CHUNK ? count - done : COPY_CHUNK;
         ssize_t n = eddy_file_read(f, buf, want, offset + (int64_t)done);
         if (n <= 0) {
-            err = n;
+            err = n; /* 0: end of file */
             break;
         }
-        if ((err = eddy_stream_write(st, buf, (size_t)n)) == 0) err = eddy_stream_drain(st);
-        if (err == 0) done += (size_t)n;
+        if ((err = put(st, sock, buf, (size_t)n)) == 0) done += (size_t)n;
     }
     free(buf);
     return err < 0 ? err : (int64_t)done;
@@ -216,21 +207,24 @@ EDDY_API ssize_t eddy_stream_sendfile(eddy_stream *st, eddy_file *f, int64_t off
     if (err < 0) return err;
     if (!sock) { /* not the plain socket: the transport must see the bytes */
         eddy__stream_release(st, 0);
-        return count ? (ssize_t)move_through_stream(st, f, offset, count) : 0;
+        return count ? (ssize_t)move_by_copy(st, NULL, f, offset, count, put_through_stream) : 0;
     }
+    /* the zero-copy movers wait for writability: without fd watching
+     * (EDDY_CAPS_DISABLE=watch_fd) the copy loop goes instead */
+    bool can_wait = loop->caps[EDDY_CAP_WATCH_FD] != EDDY_NONE;
     int64_t r = 0;
     if (count == 0) {
         r = 0;
 #if defined(__linux__)
-    } else if (loop->backend.ops->handles(&loop->backend, EDDY_OP_SPLICE)) {
+    } else if (can_wait && loop->backend.ops->handles(&loop->backend, EDDY_OP_SPLICE)) {
         r = move_by_splice(st, eddy_sock_fd(sock), file, offset, count);
 #endif
 #ifdef HAVE_SENDFILE_SYSCALL
-    } else if (loop->caps[EDDY_CAP_WATCH_FD] != EDDY_NONE) {
+    } else if (can_wait) {
         r = move_by_sendfile(st, eddy_sock_fd(sock), file, offset, count);
 #endif
     } else {
-        r = move_by_copy(st, sock, f, offset, count);
+        r = move_by_copy(st, sock, f, offset, count, put_on_socket);
     }
     if (r < 0 && eddy__stream_closing(st)) r = -EBADF;
     eddy__stream_release(st, r);

@@ -188,6 +188,16 @@ Test(sendfile, ten_mib_whole_in_ranges_and_past_the_end, .timeout = TEST_TIMEOUT
     drop_file();
 }
 
+/* Without fd watching the zero-copy movers cannot wait for room: the read
+ * and send loop (Windows' mover) does the same work. */
+Test(sendfile, read_send_loop_without_fd_watching, .timeout = TEST_TIMEOUT)
+{
+    NEED_SENDFILE();
+    setenv("EDDY_CAPS_DISABLE", "watch_fd", 1);
+    cr_assert(eq(int, run_main(whole_and_ranges, NULL), 0));
+    drop_file();
+}
+
 /* ---- order with buffered writes -------------------------------------------------------- */
 
 struct meddler {
@@ -249,6 +259,14 @@ static intptr_t ordered(void *arg)
 Test(sendfile, keeps_order_with_buffered_writes, .timeout = TEST_TIMEOUT)
 {
     NEED_SENDFILE();
+    cr_assert(eq(int, run_main(ordered, NULL), 0));
+    drop_file();
+}
+
+Test(sendfile, read_send_loop_keeps_order, .timeout = TEST_TIMEOUT)
+{
+    NEED_SENDFILE();
+    setenv("EDDY_CAPS_DISABLE", "watch_fd", 1);
     cr_assert(eq(int, run_main(ordered, NULL), 0));
     drop_file();
 }
