@@ -212,6 +212,10 @@ EDDY_API ssize_t eddy_stream_sendfile(eddy_stream *st, eddy_file *f, int64_t off
     /* the zero-copy movers wait for writability: without fd watching
      * (EDDY_CAPS_DISABLE=watch_fd) the copy loop goes instead */
     bool can_wait = loop->caps[EDDY_CAP_WATCH_FD] != EDDY_NONE;
+#ifndef HAVE_SENDFILE_SYSCALL
+    (void)file; /* only the copy loop here */
+    (void)can_wait;
+#endif
     int64_t r = 0;
     if (count == 0) {
         r = 0;
