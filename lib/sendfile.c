@@ -38,6 +38,7 @@
 #define COPY_CHUNK     (256 * 1024)  /* the read/write loop's buffer */
 #define SENDFILE_CHUNK (1024 * 1024) /* a sendfile(2) call's most: cancellation is seen between */
 #define PIPE_WANT      (1024 * 1024) /* the splice pipe's size, where the system allows it */
+#define YIELD_EVERY    (8 * 1024 * 1024) /* sendfile(2) bytes between two yields */
 
 #if defined(__linux__)
 /* One splice in the ring: len bytes from in (at off_in, or -1) to out. */
@@ -141,6 +142,10 @@ static int64_t move_by_sendfile(eddy_stream *st, intptr_t sock, intptr_t file, i
         int err = sendfile_once((int)sock, (int)file, offset + (int64_t)done, want, &sent);
         done += sent;
         if (err == 0 && sent == 0) break; /* end of file */
+        /* a reader that keeps up never fills the socket: let the other
+         * tasks run between chunks all the same */
+        if (err == 0 && done < count && (done - sent) / YIELD_EVERY != done / YIELD_EVERY)
+            err = eddy_yield();
         if (err == -EINTR || (err == -EAGAIN && sent > 0)) continue;
         if (err == -EAGAIN) err = eddy_wait_writable(sock, -1);
         if (err < 0) return err;
