@@ -50,6 +50,11 @@ enum eddy_op_kind {
     /* any descriptor, eddy's or not (fd = it) */
     EDDY_OP_POLL, /* u.io.flags = EDDY_READABLE or EDDY_WRITABLE; result = that bit once the fd
                      is ready that way (or has an error or hang-up to report), -EBADF, ... */
+    /* splice(2) (fd = the source): only where handles() says so (io_uring's
+     * IORING_OP_SPLICE); lib/sendfile.c. u.splice: fd_out, off_in (-1: none),
+     * len, flags (SPLICE_F_*); result = bytes moved (0 at the source's EOF),
+     * -EAGAIN when a nonblocking end was not ready */
+    EDDY_OP_SPLICE,
     EDDY_OP_KIND_COUNT
 };
 
@@ -123,6 +128,12 @@ struct eddy_op {
             intptr_t (*fn)(void *arg);
             void *arg;
         } work;
+        struct {
+            intptr_t fd_out;
+            int64_t off_in;
+            size_t len;
+            unsigned flags;
+        } splice;
     } u;
     int64_t result;                       /* >= 0, or a negative errno-style code */
     void (*complete)(struct eddy_op *op); /* the engine's: wakes whoever waits */

@@ -178,13 +178,14 @@ static eddy_support epoll_supports(const struct eddy_backend *b, eddy_cap cap)
     case EDDY_CAP_WAKEUP:   /* the eventfd */
     case EDDY_CAP_WATCH_FD: /* the same readiness as eddy's own sockets */
     case EDDY_CAP_SIGNALS:  /* lib/signal.c's pipe, polled as a watched fd */
+    case EDDY_CAP_SENDFILE: /* sendfile(2) on writability (lib/sendfile.c) */
         return EDDY_NATIVE;
     case EDDY_CAP_FILE_IO: /* handles() sends file ops to the thread pool */
     case EDDY_CAP_DNS:     /* getaddrinfo in the thread pool */
         return EDDY_EMULATED;
     case EDDY_CAP_SUBPROCESS: /* posix_spawn; exits through a pidfd, polled */
         return eddy__subprocess_support();
-    default: /* zero-copy send, sendfile: not
+    default: /* zero-copy send: not
                 implemented yet; multishot ops and buffer rings: io_uring only */
         return EDDY_NONE;
     }

@@ -665,10 +665,11 @@ static eddy_support iocp_supports(const struct eddy_backend *b, eddy_cap cap)
     case EDDY_CAP_WAKEUP:  /* PostQueuedCompletionStatus */
     case EDDY_CAP_SIGNALS: /* console control events as SIGINT, SIGBREAK (lib/signal.c) */
         return EDDY_NATIVE;
-    case EDDY_CAP_DNS: /* getaddrinfo in the thread pool */
+    case EDDY_CAP_DNS:      /* getaddrinfo in the thread pool */
+    case EDDY_CAP_SENDFILE: /* lib/sendfile.c: overlapped reads and sends in a loop */
         return EDDY_EMULATED;
     default: /* Unix sockets, fd watching: not on Windows; subprocess,
-                zero-copy send, sendfile: not implemented yet; multishot ops and
+                zero-copy send: not implemented yet; multishot ops and
                 buffer rings: io_uring only */
         return EDDY_NONE;
     }

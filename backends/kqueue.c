@@ -539,7 +539,13 @@ static eddy_support kq_supports(const struct eddy_backend *b, eddy_cap cap)
     case EDDY_CAP_FILE_IO: /* handles() sends file ops to the thread pool */
     case EDDY_CAP_DNS:     /* getaddrinfo in the thread pool */
         return EDDY_EMULATED;
-    default: /* zero-copy send, sendfile: not implemented yet;
+    case EDDY_CAP_SENDFILE: /* lib/sendfile.c: sendfile(2) on writability, or a loop */
+#if defined(__linux__) || defined(__FreeBSD__) || defined(__APPLE__)
+        return EDDY_NATIVE;
+#else
+        return EDDY_EMULATED;
+#endif
+    default: /* zero-copy send: not implemented yet;
                 multishot ops and buffer rings: io_uring only */
         return EDDY_NONE;
     }

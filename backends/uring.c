@@ -462,6 +462,10 @@ static void prep_op(struct uring_state *s, struct io_uring_sqe *sqe, struct eddy
         }
         io_uring_prep_poll_add(sqe, fd, op->u.io.flags == EDDY_READABLE ? POLLIN : POLLOUT);
         break;
+    case EDDY_OP_SPLICE: /* lib/sendfile.c: file -> pipe, pipe -> socket */
+        io_uring_prep_splice(sqe, fd, op->u.splice.off_in, (int)op->u.splice.fd_out, -1,
+                             io_len(op->u.splice.len), op->u.splice.flags);
+        break;
     }
     if (op->flags & EDDY_OP_F_PIPE) prep_pipe(sqe, op);
     io_uring_sqe_set_data(sqe, op);
@@ -1598,6 +1602,7 @@ static int probe(struct uring_state *s)
     /* EDDY_URING_WAITID=0 keeps the pidfd poll instead (tests use both). */
     const char *waitid = getenv("EDDY_URING_WAITID");
     s->waitid = io_uring_opcode_supported(p, OP_WAITID) && !(waitid && strcmp(waitid, "0") == 0);
+    s->native[EDDY_OP_SPLICE] = io_uring_opcode_supported(p, IORING_OP_SPLICE);
     /* Offset -1 (the file position) needs IORING_FEAT_RW_CUR_POS. */
     if (!(s->ring.features & IORING_FEAT_RW_CUR_POS))
         s->native[EDDY_OP_READ] = s->native[EDDY_OP_WRITE] = false;
@@ -1717,7 +1722,9 @@ static eddy_support uring_supports(const struct eddy_backend *b, eddy_cap cap)
         return s->native[EDDY_OP_POLL] ? EDDY_NATIVE : EDDY_NONE;
     case EDDY_CAP_SUBPROCESS: /* posix_spawn; exits through a pidfd, polled */
         return s->native[EDDY_OP_POLL] ? eddy__subprocess_support() : EDDY_NONE;
-    default: /* sendfile: not implemented yet */
+    case EDDY_CAP_SENDFILE: /* IORING_OP_SPLICE (5.7+), else sendfile(2) on writability */
+        return s->native[EDDY_OP_SPLICE] || s->native[EDDY_OP_POLL] ? EDDY_NATIVE : EDDY_NONE;
+    default: /* out of range */
         return EDDY_NONE;
     }
 }

@@ -10,7 +10,7 @@
 # bounded in time ($EDDY_BENCH_SECONDS per round, default 2, after 0.5 s of
 # warm-up) and in connections.
 #
-#   EDDY_BENCH_ONLY="tasks timers echo lines syscalls http files subprocess sendzc"   the sections to run (default: all)
+#   EDDY_BENCH_ONLY="tasks timers echo lines syscalls http files subprocess sendzc proxy sendfile"   the sections to run (default: all)
 #   EDDY_BENCH_ECHO="eddy/io_uring eddy/epoll liburing" the echo servers to run (default: all)
 #   EDDY_BENCH_FILES_DIR=DIR   where the files section puts its 1 GiB file (default: a
 #                              temporary dir under /tmp, or /var/tmp where /tmp is a tmpfs,
@@ -19,7 +19,7 @@ set -u
 srcdir=${srcdir:-.}
 ROUNDS=${EDDY_BENCH_ROUNDS:-3}
 SECS=${EDDY_BENCH_SECONDS:-2}
-ONLY=${EDDY_BENCH_ONLY:-tasks timers echo lines syscalls http files subprocess sendzc}
+ONLY=${EDDY_BENCH_ONLY:-tasks timers echo lines syscalls http files subprocess sendzc proxy sendfile}
 SERVER_CPU=1
 CLIENT_CPU=0
 if [ "$(nproc)" -lt 2 ]; then
@@ -504,6 +504,67 @@ if want sendzc && [ -x ./bench/send-zc ]; then
     taskset -c "$SERVER_CPU" ./bench/send-zc | tee "$out/sendzc"
 fi
 
+# ---- proxy and sendfile -------------------------------------------------------
+# proxy: bulk throughput from bench/pump send (CPU $CLIENT_CPU) to bench/pump
+# sink, directly and through examples/proxy (CPU $SERVER_CPU) on each backend,
+# spliced and copied (-c), in the same round. sendfile: a 256 MiB cached file
+# to bench/pump sink, eddy_stream_sendfile against a read/write loop.
+proxy_kinds=""
+sendfile_kinds=""
+if { want proxy || want sendfile; } && [ -x ./bench/pump ]; then
+    ./bench/pump sink >"$out/sink.port" 2>/dev/null &
+    sink_pid=$!
+    i=0
+    while [ $i -lt 50 ] && ! [ -s "$out/sink.port" ]; do sleep 0.1; i=$((i + 1)); done
+    sink_port=$(cat "$out/sink.port")
+    if want proxy && [ -x ./examples/proxy ]; then
+        proxy_kinds="direct io_uring/splice io_uring/copy epoll/splice epoll/copy"
+        echo "== proxy: bench/pump through examples/proxy vs direct (Gbit/s; proxy CPU $SERVER_CPU, ${SECS} s rounds)"
+        r=1
+        while [ "$r" -le "$ROUNDS" ]; do
+            for kind in $proxy_kinds; do
+                if [ "$kind" = direct ]; then
+                    p=$sink_port
+                else
+                    flag=""
+                    [ "${kind#*/}" = copy ] && flag=-c
+                    taskset -c "$SERVER_CPU" env EDDY_BACKEND="${kind%/*}" ./examples/proxy $flag 0 \
+                        127.0.0.1 "$sink_port" >"$out/proxy.out" 2>&1 &
+                    ppid=$!
+                    i=0
+                    while [ $i -lt 100 ] && ! grep -q listening "$out/proxy.out"; do sleep 0.1; i=$((i + 1)); done
+                    p=$(sed -n 's/.*listening on port \([0-9]*\).*/\1/p' "$out/proxy.out")
+                fi
+                g=$(taskset -c "$CLIENT_CPU" ./bench/pump send "$p" "$SECS" | awk '{ print $1 }')
+                [ "$kind" = direct ] || { kill "$ppid" 2>/dev/null; wait "$ppid" 2>/dev/null; }
+                echo "  round $r $(printf '%-16s' "$kind") ${g:--}"
+                echo "${g:--}" >>"$out/proxy-$(key "$kind")"
+            done
+            r=$((r + 1))
+        done
+    fi
+    if want sendfile && [ -x ./bench/sendfile ]; then
+        sendfile_kinds="io_uring/sendfile io_uring/copy epoll/sendfile epoll/copy"
+        head -c 268435456 /dev/zero >"$out/sendfile.dat"
+        echo "== sendfile: a 256 MiB cached file onto a stream (Gbit/s, CPU ns per MiB; CPU $SERVER_CPU, ${SECS} s rounds)"
+        r=1
+        while [ "$r" -le "$ROUNDS" ]; do
+            for kind in $sendfile_kinds; do
+                cat "$out/sendfile.dat" >/dev/null
+                line=$(taskset -c "$SERVER_CPU" env EDDY_BACKEND="${kind%/*}" ./bench/sendfile \
+                    "$sink_port" "$out/sendfile.dat" "${kind#*/}" "$SECS" 2>"$out/sendfile.log") || line="- -"
+                echo "  round $r $(printf '%-18s' "$kind") $line"
+                echo "$line" | awk '{ print $1 }' >>"$out/sendfile-$(key "$kind")-gbit"
+                echo "$line" | awk '{ print $2 }' >>"$out/sendfile-$(key "$kind")-cpu"
+            done
+            r=$((r + 1))
+        done
+        rm -f "$out/sendfile.dat"
+    fi
+    kill "$sink_pid" 2>/dev/null
+    wait "$sink_pid" 2>/dev/null
+fi
+
 # ---- the table ----------------------------------------------------------------
 echo
 echo "==== eddy benchmarks: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs, Linux $(uname -r); median of $ROUNDS"
@@ -726,6 +787,35 @@ if want sendzc && [ -s "$out/sendzc" ]; then
     echo
     echo "Zero-copy sends (bench/send-zc)"
     sed 's/^/  /' "$out/sendzc"
+fi
+
+if [ -n "$proxy_kinds" ]; then
+    echo
+    echo "Proxy: bulk TCP through examples/proxy (Gbit/s) and its ratio to a direct connection"
+    d=$( { median <"$out/proxy-direct"; } 2>/dev/null)
+    for kind in $proxy_kinds; do
+        g=$( { median <"$out/proxy-$(key "$kind")"; } 2>/dev/null)
+        awk -v n="$kind" -v g="${g:--}" -v d="${d:--}" 'BEGIN {
+            if (g + 0 > 0 && d + 0 > 0) printf "  %-16s %8s  %.2fx\n", n, g, g / d
+            else printf "  %-16s %8s\n", n, g }'
+    done
+    for kind in io_uring/splice epoll/splice; do
+        g=$( { median <"$out/proxy-$(key "$kind")"; } 2>/dev/null)
+        awk -v n="  target: $kind >= 0.8x direct" -v g="${g:--}" -v d="${d:--}" 'BEGIN {
+            if (g + 0 > 0 && d + 0 > 0)
+                printf "%s: %s (%.2fx)\n", n, (g >= 0.8 * d ? "met" : "MISSED"), g / d
+            else printf "%s: no figure\n", n }'
+    done
+fi
+if [ -n "$sendfile_kinds" ]; then
+    echo
+    echo "Sendfile: a 256 MiB cached file onto a stream"
+    printf '  %-18s %8s %14s\n' "" "Gbit/s" "CPU ns/MiB"
+    for kind in $sendfile_kinds; do
+        g=$( { median <"$out/sendfile-$(key "$kind")-gbit"; } 2>/dev/null)
+        c=$( { median <"$out/sendfile-$(key "$kind")-cpu"; } 2>/dev/null)
+        printf '  %-18s %8s %14s\n' "$kind" "${g:--}" "${c:--}"
+    done
 fi
 if [ -n "$missing" ]; then
     echo

@@ -12,7 +12,10 @@
  * 505, an HTTP/1.1 request without Host gets 400. Content-Length bodies are read and discarded.
  * "Connection: close" is honoured; HTTP/1.0 keeps the connection only with
  * "Connection: keep-alive". Pipelined requests are all parsed and answered in
- * order, their responses batched into one send.
+ * order, their responses batched into one send. Each connection is an
+ * eddy_stream (docs/streams.md): the parser peeks at the buffered bytes and
+ * consumes whole requests; responses are written to the stream and drained
+ * once per batch.
  *
  * Deadlines, so that slow or silent clients cannot hold every descriptor
  * (slowloris): a request head must arrive whole within header_seconds
@@ -21,7 +24,7 @@
  * default 60) for its next request, and the same limit bounds the sending of
  * each batch of responses and each wait for more of a body. One timeout
  * scope per connection carries the deadline of its current wait: when it
- * passes, the recv or send returns -ECANCELED and the connection is closed.
+ * passes, the peek or drain returns -ECANCELED and the connection is closed.
  * 0 turns a deadline off.
  *
  * EDDY_BACKEND=io_uring or epoll picks the backend. bench/bench.sh measures
@@ -37,10 +40,10 @@
 
 #include "eddy.h"
 
-#define HTTP_MAX_HEADERS  (8 * 1024) /* request line + headers, terminator included */
-#define HTTP_IN_SIZE      (16 * 1024)
-#define HTTP_OUT_SIZE     (16 * 1024)
-#define HTTP_RESPONSE_MAX 256 /* the longest response this server sends */
+#define HTTP_MAX_HEADERS  (8 * 1024)  /* request line + headers, terminator included */
+#define HTTP_IN_SIZE      (16 * 1024) /* the stream's read limit */
+#define HTTP_OUT_SIZE     (16 * 1024) /* the stream's high mark */
+#define HTTP_RESPONSE_MAX 256         /* the longest response this server sends */
 #define HTTP_NS_PER_SEC   1000000000LL
 
 static const char HELLO_BODY[] = "Hello, World!";
@@ -242,20 +245,24 @@ static size_t http_response(char *out, int status, bool keep_alive)
     }
 }
 
-/* Closes after an error response: stops sending, reads what the client still
- * sends for up to a second (so that closing with unread data does not reset
- * the connection before the client has read the response), then closes. */
-static void http_linger_close(eddy_sock *conn)
+/* Closes after an error response: sends what is buffered and stops sending,
+ * reads what the client still sends for up to a second (so that closing with
+ * unread data does not reset the connection before the client has read the
+ * response), then closes. */
+static void http_linger_close(eddy_stream *st)
 {
     eddy_timeout scope;
-    if (eddy_sock_shutdown(conn, EDDY_SHUT_WR) == 0 &&
-        eddy_timeout_begin(&scope, 1000000000) == 0) {
-        char buf[4096];
-        while (eddy_recv(conn, buf, sizeof(buf)) > 0) {
+    if (eddy_timeout_begin(&scope, 1000000000) == 0) {
+        if (eddy_stream_write_eof(st) == 0) {
+            char buf[4096];
+            while (eddy_stream_read(st, buf, sizeof(buf)) > 0) {
+            }
         }
+        (void)eddy_stream_close(st); /* within the second: what is unsent is dropped after */
         (void)eddy_timeout_end(&scope);
+    } else {
+        (void)eddy_stream_close(st);
     }
-    eddy_sock_close(conn);
 }
 
 /* The server: its listener and its deadlines (ns; 0 = none). */
@@ -284,32 +291,44 @@ static void http_deadline(eddy_timeout *scope, int64_t ns)
 
 /* One connection, until the client closes, an error, a deadline, or a
  * response that closes it. arg: a malloc'd http_conn, which this task
- * frees, and whose socket it closes. */
+ * frees, and whose socket it closes. The bytes come from an eddy_stream:
+ * peek shows what is buffered without a copy, the complete requests in it
+ * are parsed and consumed, and peek waits for more only when nothing new
+ * is there; the responses are written into the stream's buffer and go out
+ * in one send per batch, at the drain. */
 static intptr_t http_hello_connection(void *arg)
 {
     struct http_conn *c = arg;
-    eddy_sock *conn = c->sock;
     const struct http_server *srv = c->server;
     enum http_wait wait = HTTP_WAIT_HEAD; /* the first request's head */
-    char in[HTTP_IN_SIZE];
-    char out[HTTP_OUT_SIZE];
-    size_t len = 0, start = 0, scan = 0, used = 0;
+    size_t scan = 0;
     uint64_t discard = 0; /* body bytes still to skip */
     bool open = true, linger = false;
     int status = 0;
 
+    /* The read limit holds a head of HTTP_MAX_HEADERS with room to spare;
+     * the high mark bounds what a client that does not read makes us keep. */
+    eddy_stream_options o =
+        EDDY_STREAM_OPTIONS_INIT(.limit = HTTP_IN_SIZE, .high_mark = HTTP_OUT_SIZE);
+    eddy_stream *st;
+    int err = eddy_stream_open(&st, c->sock, &o); /* takes the socket, even when it fails */
+    free(c);
+    if (err < 0) return 0;
+
     /* Every await below is bounded by the scope's deadline: when it passes,
-     * the recv or send returns -ECANCELED and the connection closes. */
+     * the peek or drain returns -ECANCELED and the connection closes. */
     eddy_timeout scope;
     bool scoped =
         eddy_timeout_begin(&scope, srv->header_timeout > 0 ? srv->header_timeout : -1) == 0;
     if (!scoped) open = false; /* no memory for a deadline: close rather than wait without one */
     while (open) {
-        ssize_t n = eddy_recv(conn, in + len, sizeof(in) - len);
-        if (n <= 0) break;
-        len += (size_t)n;
+        const void *data;
+        size_t len;
+        if (eddy_stream_peek(st, &data, &len) < 0 || len == 0) break; /* EOF, error, deadline */
+        const char *in = data;
+        size_t start = 0;
         http_refresh();
-        int served = 0; /* requests answered from this recv */
+        int served = 0; /* requests answered from this peek */
         /* every complete request in the buffer, in order */
         for (;;) {
             if (discard) {
@@ -328,18 +347,19 @@ static intptr_t http_hello_connection(void *arg)
             }
             struct http_req req;
             if (!status) status = http_parse_head(in + start, head, &req);
-            if (used + HTTP_RESPONSE_MAX > sizeof(out)) {
-                if (eddy_send(conn, out, used) < 0) goto out;
-                used = 0;
-            }
+            char out[HTTP_RESPONSE_MAX];
             if (status) {
-                used += http_response(out + used, status, false);
+                (void)eddy_stream_write(st, out, http_response(out, status, false)); /* closing */
                 open = false;
                 break;
             }
-            used += http_response(out + used, 200, req.keep_alive);
+            size_t n = http_response(out, 200, req.keep_alive);
+            if (req.head) n -= sizeof(HELLO_BODY) - 1; /* the headers only */
+            if (eddy_stream_write(st, out, n) < 0) {
+                open = false;
+                break;
+            }
             served++;
-            if (req.head) used -= sizeof(HELLO_BODY) - 1; /* the headers only */
             start += head;
             scan = 0;
             discard = req.content_length;
@@ -348,7 +368,7 @@ static intptr_t http_hello_connection(void *arg)
                 break;
             }
         }
-        /* What comes next, and its deadline, which also bounds the send
+        /* What comes next, and its deadline, which also bounds the drain
          * below: the next request (idle), a body, or a head begun. A head's
          * deadline runs from its first byte; the others from now. */
         enum http_wait next = discard       ? HTTP_WAIT_BODY
@@ -358,29 +378,22 @@ static intptr_t http_hello_connection(void *arg)
             http_deadline(&scope, next == HTTP_WAIT_HEAD ? srv->header_timeout : srv->idle_timeout);
         }
         wait = next;
-        if (used) {
-            if (eddy_send(conn, out, used) < 0) break;
-            used = 0;
-        }
         /* closing on our side with requests unread would reset the
          * connection, and the client could lose the responses: linger */
         if (!open) linger = status != 0 || start < len;
-        /* keep the unparsed rest at the front */
-        if (start == len) {
-            len = start = 0;
-        } else if (start) {
-            memmove(in, in + start, len - start);
-            len -= start;
-            start = 0;
+        (void)eddy_stream_consume(st, start); /* the unparsed rest stays buffered */
+        if (eddy_stream_drain(st) < 0) {      /* the batch goes out in one send */
+            linger = false;
+            break;
         }
     }
-out:
-    if (scoped) (void)eddy_timeout_end(&scope); /* the linger below has its own limit */
-    if (linger)
-        http_linger_close(conn);
-    else
-        eddy_sock_close(conn);
-    free(c);
+    if (linger) {
+        if (scoped) (void)eddy_timeout_end(&scope); /* the linger has its own limit */
+        http_linger_close(st);
+    } else {
+        (void)eddy_stream_close(st); /* sends the rest within the deadline */
+        if (scoped) (void)eddy_timeout_end(&scope);
+    }
     return 0;
 }
 

@@ -542,6 +542,7 @@ struct iovec {
 
 typedef struct eddy_stream eddy_stream;
 typedef struct eddy_server eddy_server;
+typedef struct eddy_file eddy_file; /* a file (files, below) */
 
 /* Grows by its size as eddy_loop_options does (0: the first layout). */
 typedef struct eddy_stream_options {
@@ -606,6 +607,13 @@ EDDY_API int eddy_stream_write_eof(eddy_stream *st);
  * task's cancellation and timeout scope), ends a read or drain in other tasks
  * (-EBADF), closes the socket and frees st. 0 or the first error seen. */
 EDDY_API int eddy_stream_close(eddy_stream *st);
+/* Task-only: sends count bytes of the regular file f from offset (SIZE_MAX:
+ * to its end) after what is buffered and before later writes, without a copy
+ * through user space where the system allows (EDDY_CAP_SENDFILE). The count
+ * sent (fewer at the end of the file), -EINVAL, -ENOTSUP, the send error,
+ * -ECANCELED (some bytes may have gone: the stream's position is lost). */
+EDDY_NODISCARD EDDY_API ssize_t eddy_stream_sendfile(eddy_stream *st, eddy_file *f, int64_t offset,
+                                                     size_t count);
 
 /* asyncio's start_server: takes the listener and accepts on it in a task of
  * its own; each connection becomes a stream and a task that runs
@@ -629,7 +637,6 @@ EDDY_API int eddy_server_wait(eddy_server *srv);
  * until done. On backends without native file I/O (epoll, kqueue) the work
  * runs in the thread pool. A cancelled call returns -ECANCELED if the work
  * had not started, else its result (docs/files.md). */
-typedef struct eddy_file eddy_file;
 struct stat;
 
 /* Opens path with open(2) flags (O_RDONLY, O_CREAT, ...; O_CLOEXEC is added)

@@ -92,7 +92,9 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                                           "multishot receives"},
                 [EDDY_CAP_ZEROCOPY_SEND] = {EDDY_NATIVE,
                                             "Linux 6.0+; sends of 64 KiB and more to other hosts"},
-                [EDDY_CAP_SENDFILE] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_SENDFILE] = {EDDY_NATIVE,
+                                       "IORING_OP_SPLICE file -> pipe -> socket (5.7+); "
+                                       "else sendfile(2) when the socket has room"},
             },
     },
     {
@@ -116,7 +118,7 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_MULTISHOT_RECV] = {EDDY_NONE, CAPS_URING},
                 [EDDY_CAP_BUFFER_RING] = {EDDY_NONE, CAPS_URING},
                 [EDDY_CAP_ZEROCOPY_SEND] = {EDDY_NONE, CAPS_NOT_YET},
-                [EDDY_CAP_SENDFILE] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_SENDFILE] = {EDDY_NATIVE, "sendfile(2) when the socket has room"},
             },
     },
     {
@@ -143,7 +145,9 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_MULTISHOT_RECV] = {EDDY_NONE, CAPS_URING},
                 [EDDY_CAP_BUFFER_RING] = {EDDY_NONE, CAPS_URING},
                 [EDDY_CAP_ZEROCOPY_SEND] = {EDDY_NONE, CAPS_NOT_YET},
-                [EDDY_CAP_SENDFILE] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_SENDFILE] = {EDDY_NATIVE,
+                                       "sendfile(2) when the socket has room (FreeBSD, macOS, "
+                                       "Linux); a read/write loop on NetBSD and OpenBSD"},
             },
     },
     {
@@ -172,7 +176,9 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_MULTISHOT_RECV] = {EDDY_NONE, CAPS_URING},
                 [EDDY_CAP_BUFFER_RING] = {EDDY_NONE, CAPS_URING},
                 [EDDY_CAP_ZEROCOPY_SEND] = {EDDY_NONE, CAPS_NOT_YET},
-                [EDDY_CAP_SENDFILE] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_SENDFILE] = {EDDY_EMULATED,
+                                       "a read/write loop (overlapped reads, WSASend); "
+                                       "TransmitFile not used yet"},
             },
     },
 };

@@ -265,6 +265,17 @@ int eddy__tcp_connect_addr(eddy_sock **out, const struct sockaddr *addr, socklen
 int eddy__connect_race(eddy_sock **out, const struct sockaddr *const *addrs,
                        const socklen_t *lens, size_t n, int64_t delay_ns);
 
+/* ---- streams (lib/stream.c) for sendfile (lib/sendfile.c) --------------- */
+
+/* Task-only: flushes st's write buffer, then holds later writes back until
+ * release; *sock is the socket to send on (NULL: not a plain socket). */
+int eddy__stream_hold(eddy_stream *st, eddy_sock **sock);
+/* Whether the stream is being closed (the holder must stop and release). */
+bool eddy__stream_closing(const eddy_stream *st);
+/* Ends the hold with sendfile's result (a send error sticks); st may be freed
+ * once it returns. */
+void eddy__stream_release(eddy_stream *st, int64_t result);
+
 /* ---- loop ---------------------------------------------------------------- */
 
 /* Reads a caller's options struct (led by size_t size; 0 = layouts[0], the

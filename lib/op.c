@@ -27,8 +27,9 @@ static const uint8_t op_caps[EDDY_OP_KIND_COUNT] = {
     [EDDY_OP_MKDIR] = EDDY_CAP_FILE_IO,
     [EDDY_OP_WORK] = NO_CAP,
     [EDDY_OP_POLL] = EDDY_CAP_WATCH_FD,
+    [EDDY_OP_SPLICE] = EDDY_CAP_SENDFILE,
 };
-_Static_assert(EDDY_OP_POLL + 1 == EDDY_OP_KIND_COUNT, "a new op kind needs its row in op_caps");
+_Static_assert(EDDY_OP_SPLICE + 1 == EDDY_OP_KIND_COUNT, "a new op kind needs its row in op_caps");
 
 /* Whether the loop's backend offers what op needs (docs/design.md, "Backends
  * and the capability table"). */

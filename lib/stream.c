@@ -36,6 +36,9 @@
 #define READ_CHUNK           (16 * 1024) /* the least room a fill asks the socket to fill */
 #define WRITE_BUFFER_MIN     4096
 #define HAPPY_EYEBALLS_DELAY (250 * 1000 * 1000) /* asyncio's happy_eyeballs_delay, RFC 8305 */
+/* A transport's send_start: no count yet (not EDDY_OP_PENDING, which is 1, a
+ * count too: one byte sent at once was taken for pending and sent again). */
+#define SEND_PENDING INT64_MIN
 
 /* Waiters link records in their own frames into st->waiters and are always
  * unlinked before they return; GCC cannot follow that. */
@@ -57,7 +60,7 @@ struct stream_transport {
     /* Task-only: up to len bytes into buf; the count, 0 at EOF, or an error. */
     ssize_t (*recv)(eddy_stream *st, void *buf, size_t len);
     /* Starts sending len (> 0) bytes without waiting: the count sent at once
-     * (>= 0), EDDY_OP_PENDING when stream_send_done will report it later,
+     * (>= 0), SEND_PENDING when stream_send_done will report it later,
      * or an error. */
     int64_t (*send_start)(eddy_stream *st, const void *buf, size_t len);
     /* Asks a pending send to end soon (stream_send_done still follows). */
@@ -99,6 +102,7 @@ struct eddy_stream {
     struct eddy__work flush_work;
     struct eddy_op send_op;
     struct eddy__list waiters; /* struct stream_waiter, in arrival order */
+    struct eddy_task *holder;  /* in eddy_stream_sendfile: flushes wait (lib/sendfile.c) */
 
     /* closing */
     bool closing;
@@ -139,7 +143,7 @@ static int64_t sock_send_start(eddy_stream *st, const void *buf, size_t len)
     if (rc < 0) return rc;
     if (rc == EDDY_OP_DONE) return op->result;
     st->send_in_flight = true;
-    return EDDY_OP_PENDING;
+    return SEND_PENDING;
 }
 
 static void sock_send_cancel(eddy_stream *st)
@@ -220,7 +224,7 @@ static int wait_unsent(eddy_stream *st, struct eddy_task *t, size_t target)
  * to wait continues in send_complete. */
 static void flush(eddy_stream *st)
 {
-    while (!st->send_in_flight && !st->write_error) {
+    while (!st->send_in_flight && !st->write_error && !st->holder) {
         struct write_buffer *s = &st->sending;
         if (s->off == s->len) {
             if (st->pending.len == 0) return;
@@ -231,7 +235,7 @@ static void flush(eddy_stream *st)
             s->off = 0;
         }
         int64_t n = st->transport->send_start(st, s->data + s->off, s->len - s->off);
-        if (n == EDDY_OP_PENDING) return;
+        if (n == SEND_PENDING) return;
         stream_send_done(st, n);
     }
 }
@@ -268,7 +272,7 @@ static void flush_queue(eddy_stream *st)
 static void stream_send_done(eddy_stream *st, int64_t result)
 {
     if (st->close_deferred) {
-        if (!st->send_in_flight && !st->reader) flush_queue(st); /* runs finish_close */
+        if (!st->send_in_flight && !st->reader && !st->holder) flush_queue(st); /* finish_close */
         return;
     }
     if (result == -ECANCELED && st->closing) result = -EBADF;
@@ -280,7 +284,8 @@ static void stream_send_done(eddy_stream *st, int64_t result)
         st->sending.off += (size_t)result;
     }
     waiters_wake(st, st->write_error);
-    if (st->closer && !st->send_in_flight && !st->reader) eddy__task_wake(st->closer, 0);
+    if (st->closer && !st->send_in_flight && !st->reader && !st->holder)
+        eddy__task_wake(st->closer, 0);
     if (!st->closing && unsent(st) > 0) flush_queue(st);
 }
 
@@ -443,8 +448,8 @@ static ssize_t read_end(eddy_stream *st, ssize_t result)
     st->reader = NULL;
     if (!st->closing) return result;
     if (st->close_deferred) {
-        if (!st->send_in_flight) flush_queue(st); /* runs finish_close */
-    } else if (st->closer && !st->send_in_flight) {
+        if (!st->send_in_flight && !st->holder) flush_queue(st); /* runs finish_close */
+    } else if (st->closer && !st->send_in_flight && !st->holder) {
         eddy__task_wake(st->closer, 0);
     }
     return -EBADF;
@@ -711,6 +716,54 @@ EDDY_API int eddy_stream_write_eof(eddy_stream *st)
     return st->transport->shutdown_write(st);
 }
 
+/* ---- sendfile's hold (lib/sendfile.c) ------------------------------------------------- */
+
+/* Task-only: sends everything buffered, then holds later writes in the buffer
+ * until eddy__stream_release, so that the bytes sendfile puts on the socket
+ * go between them. *sock: the socket, or NULL when the transport is not the
+ * plain socket (the bytes must then go through eddy_stream_write). */
+int eddy__stream_hold(eddy_stream *st, eddy_sock **sock)
+{
+    struct eddy_task *t = eddy__current_task();
+    int err = write_check(st);
+    if (err < 0) return err;
+    if (st->holder) return -EBUSY;
+    flush_cancel_queued(st);
+    flush(st);
+    while (unsent(st) > 0) /* other tasks may write while this one waits */
+        if ((err = wait_unsent(st, t, 0)) < 0) return err;
+    if ((err = write_check(st)) < 0) return err;
+    st->holder = t;
+    *sock = st->transport == &plain_transport ? st->sock : NULL;
+    return 0;
+}
+
+bool eddy__stream_closing(const eddy_stream *st)
+{
+    return st->closing;
+}
+
+/* Ends a hold with sendfile's result: a send error is sticky as a failed
+ * flush's is; the writes held go out. st may be freed once this returns. */
+void eddy__stream_release(eddy_stream *st, int64_t result)
+{
+    st->holder = NULL;
+    if (st->closing) {
+        if (st->reader || st->send_in_flight) return; /* the last of them finishes */
+        if (st->close_deferred)
+            flush_queue(st); /* runs finish_close */
+        else if (st->closer)
+            eddy__task_wake(st->closer, 0);
+        return;
+    }
+    if (result == -EPIPE || result == -ECONNRESET || result == -ENOTCONN) {
+        st->write_error = (int)result;
+        st->pending.len = 0;
+        waiters_wake(st, st->write_error);
+    }
+    if (unsent(st) > 0) flush_queue(st);
+}
+
 /* ---- closing ------------------------------------------------------------------------ */
 
 /* The reader and the send have left: closes the socket, frees everything. */
@@ -727,9 +780,8 @@ static void finish_close(eddy_stream *st)
 
 /* Ends the reader's wait, as eddy_sock_close ends a call's: its recv returns
  * and read_end sees the stream closing. */
-static void reader_abort(eddy_stream *st)
+static void reader_abort(eddy_stream *st, struct eddy_task *t)
 {
-    struct eddy_task *t = st->reader;
     if (!t || t->state != EDDY__TASK_SUSPENDED || !t->abort_wait) return;
     void (*abort_wait)(struct eddy_task *) = t->abort_wait;
     t->abort_wait = NULL;
@@ -752,14 +804,16 @@ EDDY_API int eddy_stream_close(eddy_stream *st)
     flush_cancel_queued(st);
     st->pending.len = 0;
     waiters_wake(st, -EBADF);
-    reader_abort(st);
+    reader_abort(st, st->reader);
+    reader_abort(st, st->holder);
     st->transport->send_cancel(st);
     if (!t) {
         st->close_deferred = true;
-        if (!st->reader && !st->send_in_flight) finish_close(st);
+        if (!st->reader && !st->send_in_flight && !st->holder) finish_close(st);
         return err;
     }
-    while (st->reader || st->send_in_flight) { /* deaf to cancellation: they end soon */
+    while (st->reader || st->send_in_flight ||
+           st->holder) { /* deaf to cancellation: they end soon */
         st->closer = t;
         t->abort_wait = NULL;
         t->wait_data = NULL;

@@ -657,6 +657,41 @@ static intptr_t exercise_zerocopy_send(void *arg)
     return 0;
 }
 
+/* A stream sends a file's bytes between two writes; the peer reads them in order. */
+static intptr_t exercise_sendfile(void *arg)
+{
+    char name[64], path[320];
+    snprintf(name, sizeof name, "eddy-test-caps-sendfile-%d", (int)getpid());
+    temp_path(path, sizeof path, name);
+    eddy_file *f;
+    int err = eddy_file_open(&f, path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    cr_assert(eq(int, err, 0), "%s: open: %s", exercising, eddy_strerror(err));
+    cr_assert(eq(sz, (size_t)eddy_file_write(f, "xxfilexx", 8, 0), 8));
+    struct sock_pair p;
+    stream_pair(&p, false);
+    eddy_stream *st;
+    cr_assert(eq(int, eddy_stream_open(&st, p.a, NULL), 0));
+    cr_assert(eq(int, eddy_stream_write(st, "<", 1), 0));
+    ssize_t n = eddy_stream_sendfile(st, f, 2, 4);
+    cr_assert(eq(sz, (size_t)n, 4), "%s: %s", exercising, eddy_strerror((int)n));
+    cr_assert(eq(int, eddy_stream_write(st, ">", 1), 0));
+    cr_assert(eq(int, eddy_stream_close(st), 0));
+    char buf[16] = {0};
+    size_t got = 0;
+    while (got < sizeof buf) {
+        ssize_t r = eddy_recv(p.b, buf + got, sizeof buf - got);
+        cr_assert(r >= 0, "%s: recv: %s", exercising, eddy_strerror((int)r));
+        if (r == 0) break;
+        got += (size_t)r;
+    }
+    cr_assert(eq(str, buf, "<file>"), "%s", exercising);
+    cr_assert(eq(int, eddy_file_close(f), 0));
+    cr_assert(eq(int, eddy_fs_unlink(path), 0));
+    cr_assert(eq(int, eddy_sock_close(p.b), 0));
+    cr_assert(eq(int, eddy_sock_close(p.listener), 0));
+    return 0;
+}
+
 /* For each capability: a short exercise run here on every backend that
  * reports it, and the suite that tests it in depth on every backend. A
  * capability a backend starts reporting needs its row here first. */
@@ -690,6 +725,8 @@ static const struct {
                               "Test(uring_recv, slow_readers_and_a_tiny_buffer_ring_lose_nothing"},
     [EDDY_CAP_ZEROCOPY_SEND] = {exercise_zerocopy_send, "test_uring.c",
                                 "Test(uring_send_zc, large_sends_arrive_intact"},
+    [EDDY_CAP_SENDFILE] = {exercise_sendfile, "test_sendfile.c",
+                           "Test(sendfile, ten_mib_whole_in_ranges_and_past_the_end"},
 };
 
 /* Whether tests/<file> declares test. */
