@@ -39,6 +39,7 @@ struct eddy__caps_row {
 #define CAPS_POOL    "files through the thread pool"
 #define CAPS_DNS     "getaddrinfo in the thread pool"
 #define CAPS_URING   "io_uring only"
+#define CAPS_TLS     "OpenSSL over memory BIOs, built with it (not `--without-openssl`); no kTLS yet"
 
 /* The backends a build may leave out on the platform at hand: eddy-caps
  * says how to build them instead of "not built for this platform". */
@@ -85,6 +86,7 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_ZEROCOPY_SEND] = {EDDY_NATIVE,
                                             "Linux 6.0+; sends of 64 KiB and more to other hosts"},
                 [EDDY_CAP_SENDFILE] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_TLS] = {EDDY_NATIVE, CAPS_TLS},
             },
     },
     {
@@ -109,6 +111,7 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_BUFFER_RING] = {EDDY_NONE, CAPS_URING},
                 [EDDY_CAP_ZEROCOPY_SEND] = {EDDY_NONE, CAPS_NOT_YET},
                 [EDDY_CAP_SENDFILE] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_TLS] = {EDDY_NATIVE, CAPS_TLS},
             },
     },
     {
@@ -136,6 +139,7 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_BUFFER_RING] = {EDDY_NONE, CAPS_URING},
                 [EDDY_CAP_ZEROCOPY_SEND] = {EDDY_NONE, CAPS_NOT_YET},
                 [EDDY_CAP_SENDFILE] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_TLS] = {EDDY_NATIVE, CAPS_TLS},
             },
     },
     {
@@ -162,6 +166,8 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_BUFFER_RING] = {EDDY_NONE, CAPS_URING},
                 [EDDY_CAP_ZEROCOPY_SEND] = {EDDY_NONE, CAPS_NOT_YET},
                 [EDDY_CAP_SENDFILE] = {EDDY_NONE, CAPS_NOT_YET},
+                [EDDY_CAP_TLS] = {EDDY_NONE, "no OpenSSL in the mingw-w64 build; lib/tls.c would "
+                                             "need one built for Windows"},
             },
     },
 };
@@ -189,6 +195,7 @@ static const char *const eddy__caps_descriptions[EDDY_CAP_COUNT] = {
     [EDDY_CAP_BUFFER_RING] = "receive buffers picked by the kernel from a ring the loop provides",
     [EDDY_CAP_ZEROCOPY_SEND] = "sends that do not copy the payload",
     [EDDY_CAP_SENDFILE] = "file-to-socket transfer without a copy through user space",
+    [EDDY_CAP_TLS] = "TLS on streams: `eddy_stream_start_tls`, `eddy_stream_alpn`",
 };
 
 /* The platforms, with their backends in the order a default loop tries them. */
@@ -227,6 +234,7 @@ static const struct eddy__caps_platform eddy__caps_platforms[] = {
 #undef CAPS_POOL
 #undef CAPS_DNS
 #undef CAPS_URING
+#undef CAPS_TLS
 #undef CAPS_BUILD_URING
 #undef CAPS_BUILD_KQUEUE
 

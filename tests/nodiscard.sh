@@ -88,7 +88,8 @@ must_use_calls='
     eddy_queue_new(0, 0);
     eddy_stream_open(0, 0, 0);
     eddy_open_connection(0, "::1", 1, 0);
-    eddy_serve(0, 0, 0, 0);'
+    eddy_serve(0, 0, 0, 0);
+    eddy_stream_start_tls(0, 0);'
 must_use_count=$(printf '%s\n' "$must_use_calls" | grep -c 'eddy_')
 for kind in void bare; do
     {
