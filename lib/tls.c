@@ -123,6 +123,7 @@ struct tls {
     SSL *ssl;
     BIO *rbio, *wbio; /* the network side: ciphertext in, ciphertext out */
     bool fatal;       /* a fatal error: no close_notify */
+    int error;        /* the fatal error (sticky), or 0 */
     bool shut;        /* close_notify was sent */
     char *cbuf;       /* ciphertext being sent: [coff, clen) */
     size_t coff, clen, ccap;
@@ -146,14 +147,8 @@ static void tls_free(struct tls *t)
 /* ---- errors ---------------------------------------------------------------------- */
 
 /* What an OpenSSL failure means, as a negative errno (docs/tls.md's table). */
-static int ssl_error(struct tls *t, int ret)
+static int ssl_errno(int e, unsigned long err)
 {
-    int e = SSL_get_error(t->ssl, ret);
-    unsigned long err = ERR_peek_last_error();
-    ERR_clear_error();
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return -EAGAIN;
-    t->fatal = true;
-    if (e == SSL_ERROR_ZERO_RETURN) return -EPIPE;
     if (e == SSL_ERROR_SYSCALL) return -ECONNRESET;
     if (e != SSL_ERROR_SSL || ERR_GET_LIB(err) != ERR_LIB_SSL) return -EPROTO;
     switch (ERR_GET_REASON(err)) {
@@ -175,6 +170,19 @@ static int ssl_error(struct tls *t, int ret)
     default:
         return -EPROTO;
     }
+}
+
+/* The failure of an SSL call that returned ret: -EAGAIN when it wants more
+ * bytes, -EPIPE at close_notify, else the fatal error, kept in t->error. */
+static int ssl_error(struct tls *t, int ret)
+{
+    int e = SSL_get_error(t->ssl, ret);
+    unsigned long err = ERR_peek_last_error();
+    ERR_clear_error();
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return -EAGAIN;
+    if (e == SSL_ERROR_ZERO_RETURN) return -EPIPE;
+    t->fatal = true;
+    return t->error = ssl_errno(e, err);
 }
 
 /* ---- contexts and sessions ------------------------------------------------------------ */
@@ -398,7 +406,7 @@ static int feed(struct tls *t, eddy_stream *st)
     ssize_t n = eddy_recv(eddy__stream_sock(st), t->in, sizeof t->in);
     if (n == 0) {
         t->fatal = true;
-        return -ECONNRESET;
+        return t->error = -ECONNRESET;
     }
     if (n < 0) return (int)n;
     return BIO_write(t->rbio, t->in, (int)n) == (int)n ? 0 : -ENOMEM;
@@ -409,6 +417,7 @@ static int feed(struct tls *t, eddy_stream *st)
 static ssize_t tls_recv(eddy_stream *st, void *buf, size_t len)
 {
     struct tls *t = eddy__stream_layer(st);
+    if (t->error) return t->error;
     if (len > INT_MAX) len = INT_MAX;
     for (;;) {
         int n = SSL_read(t->ssl, buf, (int)len);
@@ -437,6 +446,7 @@ static int64_t tls_sent(eddy_stream *st, int64_t result)
 static int64_t tls_send_start(eddy_stream *st, const void *buf, size_t len)
 {
     struct tls *t = eddy__stream_layer(st);
+    if (t->error) return t->error;
     if (t->coff == t->clen) { /* encrypt the next chunk (and what SSL_read left to send) */
         int n = SSL_write(t->ssl, buf, (int)(len < PLAIN_CHUNK ? len : PLAIN_CHUNK));
         if (n <= 0) return ssl_error(t, n);
@@ -528,14 +538,10 @@ static bool is_address(const char *name)
 }
 
 /* The SSL for st as o asks, and what it needs from the connection. */
-static int tls_new(struct tls **out, eddy_stream *st, const eddy_tls_options *o)
+static int tls_new(struct tls **out, eddy_stream *st, SSL_CTX *ctx, const eddy_tls_options *o)
 {
-    SSL_CTX *ctx = NULL;
-    int err = ctx_get(&ctx, o);
-    if (err < 0) return err;
     struct tls *t = calloc(1, sizeof *t);
     if (t) t->ssl = SSL_new(ctx);
-    SSL_CTX_free(ctx); /* the SSL holds it */
     if (!t || !t->ssl) {
         tls_free(t);
         return -ENOMEM;
@@ -607,12 +613,18 @@ EDDY_API int eddy_stream_start_tls(eddy_stream *st, const eddy_tls_options *o)
     if (!eddy__current_task()) return -EPERM;
     eddy_tls_options opts;
     if (!st || tls_options(&opts, o) < 0) return -EINVAL;
+    SSL_CTX *ctx = NULL; /* first: bad files leave the stream as it was */
+    int err = ctx_get(&ctx, &opts);
+    if (err < 0) return err;
     const void *early;
     size_t early_len;
-    int err = eddy__stream_layer_begin(st, &early, &early_len);
-    if (err < 0) return err;
+    if ((err = eddy__stream_layer_begin(st, &early, &early_len)) < 0) {
+        SSL_CTX_free(ctx);
+        return err;
+    }
     struct tls *t = NULL;
-    err = tls_new(&t, st, &opts);
+    err = tls_new(&t, st, ctx, &opts);
+    SSL_CTX_free(ctx); /* the SSL holds it */
     if (err == 0 && early_len && BIO_write(t->rbio, early, (int)early_len) != (int)early_len)
         err = -ENOMEM;
     if (err == 0) err = handshake(t, st);
