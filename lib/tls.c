@@ -53,7 +53,24 @@ static int tls_options(eddy_tls_options *dst, const eddy_tls_options *o)
     return 0;
 }
 
+/* For tests (linked statically): whether st's handshake resumed a session,
+ * and the name the client asked for (SNI) as a server saw it. */
+bool eddy__tls_session_reused(const eddy_stream *st);
+const char *eddy__tls_server_name(const eddy_stream *st);
+
 #if !EDDY_HAVE_OPENSSL
+
+bool eddy__tls_session_reused(const eddy_stream *st)
+{
+    (void)st;
+    return false;
+}
+
+const char *eddy__tls_server_name(const eddy_stream *st)
+{
+    (void)st;
+    return NULL;
+}
 
 EDDY_API int eddy_stream_start_tls(eddy_stream *st, const eddy_tls_options *o)
 {
@@ -651,11 +668,6 @@ EDDY_API const char *eddy_stream_alpn(const eddy_stream *st)
     const struct tls *t = tls_of(st);
     return t && t->alpn[0] ? t->alpn : NULL;
 }
-
-/* For tests (linked statically): whether st's handshake resumed a session,
- * and the name the client asked for (SNI) as a server saw it. */
-bool eddy__tls_session_reused(const eddy_stream *st);
-const char *eddy__tls_server_name(const eddy_stream *st);
 
 bool eddy__tls_session_reused(const eddy_stream *st)
 {

@@ -577,6 +577,37 @@ Test(tls, bad_options, .timeout = TEST_TIMEOUT)
     certs_remove();
 }
 
+/* Built without OpenSSL: -ENOTSUP, the stream untouched. */
+static intptr_t without_openssl_main(void *arg)
+{
+    (void)arg;
+    eddy_sock *listener, *a, *b;
+    cr_assert(eq(int, eddy_tcp_listen(&listener, "127.0.0.1", 0, 0), 0));
+    cr_assert(eq(int, eddy_tcp_connect(&a, "127.0.0.1", (uint16_t)eddy_sock_port(listener)), 0));
+    cr_assert(eq(int, eddy_accept(listener, &b), 0));
+    eddy_stream *st;
+    cr_assert(eq(int, eddy_stream_open(&st, a, NULL), 0));
+    eddy_tls_options o = EDDY_TLS_OPTIONS_INIT(.server_name = "localhost");
+    cr_assert(eq(int, eddy_stream_start_tls(st, &o), -ENOTSUP));
+    eddy_tls_options bad = EDDY_TLS_OPTIONS_INIT(.server = true);
+    cr_assert(eq(int, eddy_stream_start_tls(st, &bad), -EINVAL));
+    cr_assert(eq(int, eddy_stream_write(st, "plain", 5), 0));
+    cr_assert(eq(int, eddy_stream_drain(st), 0));
+    char buf[8];
+    cr_assert(eq(long, (long)eddy_recv(b, buf, sizeof buf), 5L));
+    (void)eddy_stream_close(st);
+    cr_assert(eq(int, eddy_sock_close(b), 0));
+    cr_assert(eq(int, eddy_sock_close(listener), 0));
+    return 0;
+}
+
+Test(tls, without_openssl_start_tls_is_not_supported, .timeout = TEST_TIMEOUT)
+{
+    if (eddy_backend_supports("epoll", EDDY_CAP_TLS) != EDDY_NONE)
+        cr_skip_test("built with OpenSSL: the other tests run");
+    cr_assert(eq(int, run_main(without_openssl_main, NULL), 0));
+}
+
 /* ---- real peers ---------------------------------------------------------------------- */
 
 /* An ephemeral port nobody listens on now. */
