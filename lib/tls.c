@@ -649,7 +649,7 @@ EDDY_API int eddy_stream_start_tls(eddy_stream *st, const eddy_tls_options *o)
         const unsigned char *p;
         unsigned n;
         SSL_get0_alpn_selected(t->ssl, &p, &n);
-        memcpy(t->alpn, p, n);
+        if (n) memcpy(t->alpn, p, n);
         t->alpn[n] = '\0';
     }
     int r = eddy__stream_layer_end(st, &tls_transport, t, err);
