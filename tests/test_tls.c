@@ -231,8 +231,8 @@ struct outcome {
     eddy_tls_options server, client;
     int server_err, client_err;
     char *server_alpn, *client_alpn; /* copies */
-    bool exchange;       /* after the handshake: a line each way */
-    int client_read_err; /* what the client's first read gives */
+    bool exchange;                   /* after the handshake: a line each way */
+    int client_read_err;             /* what the client's first read gives */
 };
 
 static intptr_t outcome_main(void *arg)
@@ -400,55 +400,67 @@ Test(tls, second_connection_resumes_the_session, .timeout = TEST_TIMEOUT)
 
 /* ---- a peer that is not TLS, or stops ---------------------------------------------------- */
 
+/* A loopback TCP connection: one end a plain stream (or, server_stream, the
+ * accepted end is), the other a raw socket the test drives. */
+struct raw {
+    eddy_stream *st;
+    eddy_sock *peer;
+};
+
+static void raw_open(struct raw *r, eddy_sock *listener, bool server_stream)
+{
+    eddy_sock *a, *b;
+    cr_assert(eq(int, eddy_tcp_connect(&a, "127.0.0.1", (uint16_t)eddy_sock_port(listener)), 0));
+    cr_assert(eq(int, eddy_accept(listener, &b), 0));
+    r->peer = server_stream ? a : b;
+    cr_assert(eq(int, eddy_stream_open(&r->st, server_stream ? b : a, NULL), 0));
+}
+
+static void raw_close(struct raw *r)
+{
+    (void)eddy_stream_close(r->st);
+    cr_assert(eq(int, eddy_sock_close(r->peer), 0));
+}
+
+/* Writes "plain" on r's stream: the raw peer receives it as it is. */
+static void raw_still_plain(struct raw *r)
+{
+    cr_assert(eq(int, eddy_stream_write(r->st, "plain", 5), 0));
+    cr_assert(eq(int, eddy_stream_drain(r->st), 0));
+    char buf[8];
+    cr_assert(eq(long, (long)eddy_recv(r->peer, buf, sizeof buf), 5L));
+    cr_assert(eq(int, memcmp(buf, "plain", 5), 0));
+}
+
 /* A plain TCP peer writing junk to a TLS client, and a TLS server reading junk. */
 static intptr_t garbage_main(void *arg)
 {
-    (void)arg;
-    eddy_sock *listener, *a, *b;
-    cr_assert(eq(int, eddy_tcp_listen(&listener, "127.0.0.1", 0, 0), 0));
-    uint16_t port = (uint16_t)eddy_sock_port(listener);
+    eddy_sock *listener = arg;
     static const char junk[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
     for (int side = 0; side < 2; side++) {
-        cr_assert(eq(int, eddy_tcp_connect(&a, "127.0.0.1", port), 0));
-        cr_assert(eq(int, eddy_accept(listener, &b), 0));
-        eddy_stream *st;
-        cr_assert(eq(int, eddy_stream_open(&st, side == 0 ? a : b, NULL), 0));
-        eddy_sock *raw = side == 0 ? b : a;
-        cr_assert(eq(long, (long)eddy_send(raw, junk, sizeof junk - 1), (long)sizeof junk - 1));
+        struct raw r;
+        raw_open(&r, listener, side == 1);
+        cr_assert(eq(long, (long)eddy_send(r.peer, junk, sizeof junk - 1), (long)sizeof junk - 1));
         eddy_tls_options o = side == 0 ? client_options() : server_options();
-        cr_assert(eq(int, eddy_stream_start_tls(st, &o), -EPROTO), "side %d", side);
-        cr_assert(eq(int, eddy_stream_write(st, "x", 1), -EPROTO));
-        (void)eddy_stream_close(st);
-        cr_assert(eq(int, eddy_sock_close(raw), 0));
+        cr_assert(eq(int, eddy_stream_start_tls(r.st, &o), -EPROTO), "side %d", side);
+        cr_assert(eq(int, eddy_stream_write(r.st, "x", 1), -EPROTO));
+        raw_close(&r);
     }
-    cr_assert(eq(int, eddy_sock_close(listener), 0));
     return 0;
-}
-
-Test(tls, garbage_from_the_peer, .timeout = TEST_TIMEOUT)
-{
-    certs();
-    cr_assert(eq(int, run_main(garbage_main, NULL), 0));
-    certs_remove();
 }
 
 /* The peer's TCP connection ends without close_notify: mid-handshake, and
  * after some data (a truncation). */
 static intptr_t truncation_main(void *arg)
 {
-    (void)arg;
-    eddy_sock *listener, *a, *b;
-    cr_assert(eq(int, eddy_tcp_listen(&listener, "127.0.0.1", 0, 0), 0));
-    uint16_t port = (uint16_t)eddy_sock_port(listener);
-    cr_assert(eq(int, eddy_tcp_connect(&a, "127.0.0.1", port), 0));
-    cr_assert(eq(int, eddy_accept(listener, &b), 0));
-    cr_assert(eq(int, eddy_sock_close(b), 0));
-    eddy_stream *st;
-    cr_assert(eq(int, eddy_stream_open(&st, a, NULL), 0));
+    eddy_sock *listener = arg;
+    struct raw r;
+    raw_open(&r, listener, false);
+    cr_assert(eq(int, eddy_sock_shutdown(r.peer, EDDY_SHUT_WR), 0));
     eddy_tls_options o = client_options();
-    int err = eddy_stream_start_tls(st, &o);
+    int err = eddy_stream_start_tls(r.st, &o);
     cr_assert(err == -ECONNRESET || err == -EPIPE, "mid-handshake: %s", eddy_strerror(err));
-    (void)eddy_stream_close(st);
+    raw_close(&r);
 
     struct tls_pair p = {.server = server_options(), .client = client_options()};
     tls_pair_open(&p, listener);
@@ -461,19 +473,11 @@ static intptr_t truncation_main(void *arg)
     cr_assert(eq(long, (long)eddy_stream_read(p.c, buf, sizeof buf), (long)-ECONNRESET));
     cr_assert(eq(long, (long)eddy_stream_read(p.c, buf, sizeof buf), (long)-ECONNRESET), "sticky");
     tls_pair_close(&p);
-    cr_assert(eq(int, eddy_sock_close(listener), 0));
     return 0;
 }
 
-Test(tls, truncation_without_close_notify, .timeout = TEST_TIMEOUT)
-{
-    certs();
-    cr_assert(eq(int, run_main(truncation_main, NULL), 0));
-    certs_remove();
-}
-
 /* A server that accepts and never answers: the client's handshake under a
- * timeout scope, then cancelled from another task. */
+ * timeout scope, cancelled from another task, and closed by another task. */
 static intptr_t cancel_handshake(void *arg)
 {
     eddy_stream *st = arg;
@@ -483,131 +487,131 @@ static intptr_t cancel_handshake(void *arg)
 
 static intptr_t silent_main(void *arg)
 {
-    (void)arg;
-    eddy_sock *listener, *a, *b;
-    cr_assert(eq(int, eddy_tcp_listen(&listener, "127.0.0.1", 0, 0), 0));
-    uint16_t port = (uint16_t)eddy_sock_port(listener);
-    cr_assert(eq(int, eddy_tcp_connect(&a, "127.0.0.1", port), 0));
-    cr_assert(eq(int, eddy_accept(listener, &b), 0));
-    eddy_stream *st;
-    cr_assert(eq(int, eddy_stream_open(&st, a, NULL), 0));
+    eddy_sock *listener = arg;
+    struct raw r;
+    raw_open(&r, listener, false);
     eddy_timeout scope;
     cr_assert(eq(int, eddy_timeout_begin(&scope, 50 * NS_PER_MS), 0));
     eddy_tls_options o = client_options();
     int64_t t0 = wall_ns();
-    cr_assert(eq(int, eddy_stream_start_tls(st, &o), -ECANCELED));
+    cr_assert(eq(int, eddy_stream_start_tls(r.st, &o), -ECANCELED));
     cr_assert(eq(int, eddy_timeout_end(&scope), -ETIMEDOUT));
     cr_assert(lt(i64, wall_ns() - t0, 5 * NS_PER_SEC));
-    cr_assert(eq(int, eddy_stream_write(st, "x", 1), -ECANCELED), "the stream is unusable");
-    (void)eddy_stream_close(st);
-    cr_assert(eq(int, eddy_sock_close(b), 0));
+    cr_assert(eq(int, eddy_stream_write(r.st, "x", 1), -ECANCELED), "the stream is unusable");
+    raw_close(&r);
 
-    cr_assert(eq(int, eddy_tcp_connect(&a, "127.0.0.1", port), 0));
-    cr_assert(eq(int, eddy_accept(listener, &b), 0));
-    cr_assert(eq(int, eddy_stream_open(&st, a, NULL), 0));
-    eddy_task *t = eddy_spawn(NULL, cancel_handshake, st);
-    cr_assert(eq(int, eddy_sleep(20 * NS_PER_MS), 0));
-    eddy_task_cancel(t);
-    intptr_t r = 0;
-    int join = eddy_task_join(t, &r);
-    cr_assert(eq(int, join < 0 ? join : (int)r, -ECANCELED));
-    (void)eddy_stream_close(st);
-
-    /* closed by another task mid-handshake */
-    cr_assert(eq(int, eddy_tcp_connect(&a, "127.0.0.1", port), 0));
-    eddy_sock *b2;
-    cr_assert(eq(int, eddy_accept(listener, &b2), 0));
-    cr_assert(eq(int, eddy_stream_open(&st, a, NULL), 0));
-    t = eddy_spawn(NULL, cancel_handshake, st);
-    cr_assert(eq(int, eddy_sleep(20 * NS_PER_MS), 0));
-    (void)eddy_stream_close(st);
-    join = eddy_task_join(t, &r);
-    cr_assert(eq(int, join < 0 ? join : (int)r, -EBADF));
-    cr_assert(eq(int, eddy_sock_close(b), 0));
-    cr_assert(eq(int, eddy_sock_close(b2), 0));
-    cr_assert(eq(int, eddy_sock_close(listener), 0));
+    for (int close_it = 0; close_it < 2; close_it++) {
+        raw_open(&r, listener, false);
+        eddy_task *t = eddy_spawn(NULL, cancel_handshake, r.st);
+        cr_assert(eq(int, eddy_sleep(20 * NS_PER_MS), 0));
+        if (close_it)
+            (void)eddy_stream_close(r.st);
+        else
+            eddy_task_cancel(t);
+        intptr_t result = 0;
+        int join = eddy_task_join(t, &result);
+        cr_assert(eq(int, join < 0 ? join : (int)result, close_it ? -EBADF : -ECANCELED));
+        if (close_it)
+            cr_assert(eq(int, eddy_sock_close(r.peer), 0));
+        else
+            raw_close(&r);
+    }
     return 0;
-}
-
-Test(tls, handshake_timeout_cancel_and_close, .timeout = TEST_TIMEOUT)
-{
-    certs();
-    cr_assert(eq(int, run_main(silent_main, NULL), 0));
-    certs_remove();
 }
 
 /* Bad options: -EINVAL, the stream untouched; missing files: -ENOENT. */
 static intptr_t options_main(void *arg)
 {
-    (void)arg;
-    eddy_sock *listener, *a, *b;
-    cr_assert(eq(int, eddy_tcp_listen(&listener, "127.0.0.1", 0, 0), 0));
-    cr_assert(eq(int, eddy_tcp_connect(&a, "127.0.0.1", (uint16_t)eddy_sock_port(listener)), 0));
-    cr_assert(eq(int, eddy_accept(listener, &b), 0));
-    eddy_stream *st;
-    cr_assert(eq(int, eddy_stream_open(&st, a, NULL), 0));
+    struct raw r;
+    raw_open(&r, arg, false);
     eddy_tls_options no_cert = EDDY_TLS_OPTIONS_INIT(.server = true);
-    cr_assert(eq(int, eddy_stream_start_tls(st, &no_cert), -EINVAL));
+    cr_assert(eq(int, eddy_stream_start_tls(r.st, &no_cert), -EINVAL));
     eddy_tls_options half = EDDY_TLS_OPTIONS_INIT(.cert_file = client_cert);
-    cr_assert(eq(int, eddy_stream_start_tls(st, &half), -EINVAL));
+    cr_assert(eq(int, eddy_stream_start_tls(r.st, &half), -EINVAL));
     eddy_tls_options odd = {.size = 3};
-    cr_assert(eq(int, eddy_stream_start_tls(st, &odd), -EINVAL));
+    cr_assert(eq(int, eddy_stream_start_tls(r.st, &odd), -EINVAL));
     eddy_tls_options reserved = EDDY_TLS_OPTIONS_INIT(.reserved = {1});
-    cr_assert(eq(int, eddy_stream_start_tls(st, &reserved), -EINVAL));
+    cr_assert(eq(int, eddy_stream_start_tls(r.st, &reserved), -EINVAL));
     const char *empty[] = {"", NULL};
     eddy_tls_options bad_alpn = EDDY_TLS_OPTIONS_INIT(.alpn = empty);
-    cr_assert(eq(int, eddy_stream_start_tls(st, &bad_alpn), -EINVAL));
+    cr_assert(eq(int, eddy_stream_start_tls(r.st, &bad_alpn), -EINVAL));
     cr_assert(eq(int, eddy_stream_start_tls(NULL, NULL), -EINVAL));
     eddy_tls_options missing = EDDY_TLS_OPTIONS_INIT(.ca_file = "/nonexistent/ca.pem");
-    cr_assert(eq(int, eddy_stream_start_tls(st, &missing), -ENOENT));
-    /* still a plain stream after all that */
-    cr_assert(eq(int, eddy_stream_write(st, "plain\n", 6), 0));
-    char line[8];
-    cr_assert(eq(int, eddy_stream_drain(st), 0));
-    cr_assert(eq(long, (long)eddy_recv(b, line, sizeof line), 6L));
-    cr_assert(eq(ptr, (void *)eddy_stream_alpn(st), NULL));
-    (void)eddy_stream_close(st);
-    cr_assert(eq(int, eddy_sock_close(b), 0));
-    cr_assert(eq(int, eddy_sock_close(listener), 0));
+    cr_assert(eq(int, eddy_stream_start_tls(r.st, &missing), -ENOENT));
+    raw_still_plain(&r);
+    cr_assert(eq(ptr, (void *)eddy_stream_alpn(r.st), NULL));
+    raw_close(&r);
     return 0;
-}
-
-Test(tls, bad_options, .timeout = TEST_TIMEOUT)
-{
-    certs();
-    cr_assert(eq(int, run_main(options_main, NULL), 0));
-    certs_remove();
 }
 
 /* Built without OpenSSL: -ENOTSUP, the stream untouched. */
 static intptr_t without_openssl_main(void *arg)
 {
-    (void)arg;
-    eddy_sock *listener, *a, *b;
-    cr_assert(eq(int, eddy_tcp_listen(&listener, "127.0.0.1", 0, 0), 0));
-    cr_assert(eq(int, eddy_tcp_connect(&a, "127.0.0.1", (uint16_t)eddy_sock_port(listener)), 0));
-    cr_assert(eq(int, eddy_accept(listener, &b), 0));
-    eddy_stream *st;
-    cr_assert(eq(int, eddy_stream_open(&st, a, NULL), 0));
+    struct raw r;
+    raw_open(&r, arg, false);
     eddy_tls_options o = EDDY_TLS_OPTIONS_INIT(.server_name = "localhost");
-    cr_assert(eq(int, eddy_stream_start_tls(st, &o), -ENOTSUP));
+    cr_assert(eq(int, eddy_stream_start_tls(r.st, &o), -ENOTSUP));
     eddy_tls_options bad = EDDY_TLS_OPTIONS_INIT(.server = true);
-    cr_assert(eq(int, eddy_stream_start_tls(st, &bad), -EINVAL));
-    cr_assert(eq(int, eddy_stream_write(st, "plain", 5), 0));
-    cr_assert(eq(int, eddy_stream_drain(st), 0));
-    char buf[8];
-    cr_assert(eq(long, (long)eddy_recv(b, buf, sizeof buf), 5L));
-    (void)eddy_stream_close(st);
-    cr_assert(eq(int, eddy_sock_close(b), 0));
-    cr_assert(eq(int, eddy_sock_close(listener), 0));
+    cr_assert(eq(int, eddy_stream_start_tls(r.st, &bad), -EINVAL));
+    raw_still_plain(&r);
+    raw_close(&r);
     return 0;
+}
+
+/* Runs fn(listener) in a task, with a listener on 127.0.0.1. */
+struct with_listener {
+    eddy_task_fn fn;
+};
+
+static intptr_t listening_main(void *arg)
+{
+    eddy_task_fn fn = ((struct with_listener *)arg)->fn;
+    eddy_sock *listener;
+    cr_assert(eq(int, eddy_tcp_listen(&listener, "127.0.0.1", 0, 0), 0));
+    intptr_t r = fn(listener);
+    cr_assert(eq(int, eddy_sock_close(listener), 0));
+    return r;
+}
+
+static void run_listening(eddy_task_fn fn)
+{
+    struct with_listener w = {fn};
+    cr_assert(eq(int, run_main(listening_main, &w), 0));
+}
+
+Test(tls, garbage_from_the_peer, .timeout = TEST_TIMEOUT)
+{
+    certs();
+    run_listening(garbage_main);
+    certs_remove();
+}
+
+Test(tls, truncation_without_close_notify, .timeout = TEST_TIMEOUT)
+{
+    certs();
+    run_listening(truncation_main);
+    certs_remove();
+}
+
+Test(tls, handshake_timeout_cancel_and_close, .timeout = TEST_TIMEOUT)
+{
+    certs();
+    run_listening(silent_main);
+    certs_remove();
+}
+
+Test(tls, bad_options, .timeout = TEST_TIMEOUT)
+{
+    certs();
+    run_listening(options_main);
+    certs_remove();
 }
 
 Test(tls, without_openssl_start_tls_is_not_supported, .timeout = TEST_TIMEOUT)
 {
     if (eddy_backend_supports("epoll", EDDY_CAP_TLS) != EDDY_NONE)
         cr_skip_test("built with OpenSSL: the other tests run");
-    cr_assert(eq(int, run_main(without_openssl_main, NULL), 0));
+    run_listening(without_openssl_main);
 }
 
 /* ---- real peers ---------------------------------------------------------------------- */
