@@ -723,7 +723,8 @@ static intptr_t s_client_main(void *arg)
     eddy_sock *listener;
     cr_assert(eq(int, eddy_tcp_listen(&listener, "127.0.0.1", 0, 0), 0));
     snprintf(c->line, sizeof c->line,
-             "(printf 'hello from s_client\\n'; sleep 1) | openssl s_client -connect 127.0.0.1:%d "
+             "(printf 'hello from s_client\\n'; sleep 0.3; printf 'K\\n'; sleep 0.3; "
+             "printf 'after a key update\\n'; sleep 1) | openssl s_client -connect 127.0.0.1:%d "
              "-CAfile '%s' -servername localhost -verify_return_error -quiet -no_ign_eof 2>&1",
              eddy_sock_port(listener), ca);
     return serve_and_run(listener, upper_handler, NULL, c);
@@ -735,6 +736,10 @@ Test(tls, server_for_openssl_s_client, .timeout = TEST_TIMEOUT)
     struct command c = {0};
     cr_assert(eq(int, run_main(s_client_main, &c), 0));
     cr_assert(ne(ptr, strstr(c.out, "HELLO FROM S_CLIENT\n"), NULL), "s_client printed: %s", c.out);
+    /* "K" made s_client send a KeyUpdate asking for eddy's: OpenSSL answers it
+     * with eddy's next write, and both sides go on with new keys */
+    cr_assert(ne(ptr, strstr(c.out, "KEYUPDATE"), NULL), "s_client printed: %s", c.out);
+    cr_assert(ne(ptr, strstr(c.out, "AFTER A KEY UPDATE\n"), NULL), "s_client printed: %s", c.out);
     certs_remove();
 }
 
