@@ -53,6 +53,16 @@ static int tls_options(eddy_tls_options *dst, const eddy_tls_options *o)
     return 0;
 }
 
+/* What every start_tls checks first: a task, st, the options, and TLS on the
+ * loop (none without OpenSSL, or when EDDY_CAPS_DISABLE lists it). */
+static int start_check(eddy_stream *st, const eddy_tls_options *o, eddy_tls_options *opts)
+{
+    if (!eddy__current_task()) return -EPERM;
+    if (!st || tls_options(opts, o) < 0) return -EINVAL;
+    if (eddy_loop_supports(eddy_loop_current(), EDDY_CAP_TLS) == EDDY_NONE) return -ENOTSUP;
+    return 0;
+}
+
 /* For tests (linked statically): whether st's handshake resumed a session,
  * and the name the client asked for (SNI) as a server saw it. */
 bool eddy__tls_session_reused(const eddy_stream *st);
@@ -74,10 +84,9 @@ const char *eddy__tls_server_name(const eddy_stream *st)
 
 EDDY_API int eddy_stream_start_tls(eddy_stream *st, const eddy_tls_options *o)
 {
-    if (!eddy__current_task()) return -EPERM;
     eddy_tls_options opts;
-    if (!st || tls_options(&opts, o) < 0) return -EINVAL;
-    return -ENOTSUP;
+    int err = start_check(st, o, &opts);
+    return err < 0 ? err : -ENOTSUP;
 }
 
 EDDY_API const char *eddy_stream_alpn(const eddy_stream *st)
@@ -627,12 +636,11 @@ static int handshake(struct tls *t, eddy_stream *st)
 
 EDDY_API int eddy_stream_start_tls(eddy_stream *st, const eddy_tls_options *o)
 {
-    if (!eddy__current_task()) return -EPERM;
     eddy_tls_options opts;
-    if (!st || tls_options(&opts, o) < 0) return -EINVAL;
-    SSL_CTX *ctx = NULL; /* first: bad files leave the stream as it was */
-    int err = ctx_get(&ctx, &opts);
+    int err = start_check(st, o, &opts);
     if (err < 0) return err;
+    SSL_CTX *ctx = NULL; /* first: bad files leave the stream as it was */
+    if ((err = ctx_get(&ctx, &opts)) < 0) return err;
     const void *early;
     size_t early_len;
     if ((err = eddy__stream_layer_begin(st, &early, &early_len)) < 0) {
