@@ -631,8 +631,8 @@ typedef struct eddy_tls_options {
  * are sent first; received, unread ones are the peer's first TLS bytes. 0,
  * -EACCES (a certificate refused, by either side), -EPROTO (not TLS, no
  * common protocol or ALPN), -ECONNRESET (closed mid-handshake), -EINVAL,
- * -ENOENT (a file missing), -ECANCELED, -ETIMEDOUT, -ENOTSUP (built without
- * OpenSSL). A failed handshake leaves every later call failing with its code;
+ * -ENOENT (a file missing), -ECANCELED, -ENOTSUP (built without OpenSSL).
+ * A failed handshake leaves every later call failing with its code;
  * eddy_stream_close still frees st. */
 EDDY_MUST_USE EDDY_API int eddy_stream_start_tls(eddy_stream *st, const eddy_tls_options *o);
 /* The protocol ALPN agreed on st's TLS connection, or NULL (none, no TLS). */
