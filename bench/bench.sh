@@ -419,6 +419,19 @@ if want files; then
 fi
 
 # ---- the table ----------------------------------------------------------------
+# A row per server of a "name|command" list: the medians of $out/PREFIX-KEY-rps
+# and -cpu, and the CPU time as a ratio of BASE's.
+rows() { # servers prefix base
+    base=$( { median <"$out/$2-$3-cpu"; } 2>/dev/null)
+    echo "$1" | while IFS='|' read -r name cmd; do
+        k=$(key "$name")
+        rps=$( { median <"$out/$2-$k-rps"; } 2>/dev/null)
+        cpu=$( { median <"$out/$2-$k-cpu"; } 2>/dev/null)
+        ratio=$(awk -v a="$cpu" -v b="${base:--}" \
+            'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.3fx", a / b; else print "-" }')
+        printf '    %-14s %12s %14s %12s\n' "$name" "${rps:--}" "${cpu:--}" "$ratio"
+    done
+}
 echo
 echo "==== eddy benchmarks: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs, Linux $(uname -r); median of $ROUNDS"
 if want tasks && [ -s "$out/switch" ]; then
@@ -499,34 +512,18 @@ if want lines; then
     for cfg in $LINE_CONFIGS; do
         size=${cfg%%:*}
         conns=${cfg##*:}
-        pycpu=$( { median <"$out/lines-$size-$conns-asyncio-cpu"; } 2>/dev/null)
         echo "  $size B lines, $conns connections"
         printf '    %-14s %12s %14s %12s\n' server "lines/s" "CPU ns/line" "vs asyncio"
-        echo "$line_servers" | while IFS='|' read -r name cmd; do
-            k=$(key "$name")
-            rps=$( { median <"$out/lines-$size-$conns-$k-rps"; } 2>/dev/null)
-            cpu=$( { median <"$out/lines-$size-$conns-$k-cpu"; } 2>/dev/null)
-            ratio=$(awk -v a="$cpu" -v b="${pycpu:--}" \
-                'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.3fx", a / b; else print "-" }')
-            printf '    %-14s %12s %14s %12s\n' "$name" "${rps:--}" "${cpu:--}" "$ratio"
-        done
+        rows "$line_servers" "lines-$size-$conns" asyncio
     done
 fi
 if [ -n "$tls_servers" ]; then
     echo
     echo "TLS: echo over one connection, messages/s and the server's CPU time per KiB echoed (ns)"
     for size in $TLS_SIZES; do
-        oscpu=$( { median <"$out/tls-$size-openssl-cpu"; } 2>/dev/null)
         echo "  $size B messages"
         printf '    %-14s %12s %14s %12s\n' server "messages/s" "CPU ns/KiB" "vs openssl"
-        echo "$tls_servers" | while IFS='|' read -r name cmd; do
-            k=$(key "$name")
-            rps=$( { median <"$out/tls-$size-$k-rps"; } 2>/dev/null)
-            cpu=$( { median <"$out/tls-$size-$k-cpu"; } 2>/dev/null)
-            ratio=$(awk -v a="$cpu" -v b="${oscpu:--}" \
-                'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.3fx", a / b; else print "-" }')
-            printf '    %-14s %12s %14s %12s\n' "$name" "${rps:--}" "${cpu:--}" "$ratio"
-        done
+        rows "$tls_servers" "tls-$size" openssl
     done
 fi
 if want http && [ -n "$http_servers" ]; then
