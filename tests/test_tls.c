@@ -800,11 +800,18 @@ static intptr_t s_client_main(void *arg)
     struct command *c = arg;
     eddy_sock *listener;
     cr_assert(eq(int, eddy_tcp_listen(&listener, "127.0.0.1", 0, 0), 0));
+    /* Each line goes once s_client has shown the answer to the one before
+     * (a command such as K must begin what s_client reads; a slow handshake
+     * would otherwise have it read with the line before). */
     snprintf(c->line, sizeof c->line,
-             "(printf 'hello from s_client\\n'; sleep 0.3; printf 'K\\n'; sleep 0.3; "
-             "printf 'after a key update\\n'; sleep 1) | openssl s_client -connect 127.0.0.1:%d "
-             "-CAfile '%s' -servername localhost -verify_return_error -quiet -no_ign_eof 2>&1",
-             eddy_sock_port(listener), ca);
+             "out='%s/s_client.out'; : >\"$out\"; "
+             "wait_for() { i=0; until grep -q \"$1\" \"$out\" || [ $i -ge 600 ]; do "
+             "sleep 0.05; i=$((i + 1)); done; }; "
+             "(printf 'hello from s_client\\n'; wait_for 'HELLO FROM'; printf 'K\\n'; "
+             "wait_for KEYUPDATE; printf 'after a key update\\n'; wait_for 'AFTER A') | "
+             "openssl s_client -connect 127.0.0.1:%d -CAfile '%s' -servername localhost "
+             "-verify_return_error -quiet -no_ign_eof >\"$out\" 2>&1; cat \"$out\"",
+             dir, eddy_sock_port(listener), ca);
     return serve_and_run(listener, upper_handler, NULL, c);
 }
 
