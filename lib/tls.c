@@ -326,6 +326,17 @@ static int ctx_make(SSL_CTX **out, const eddy_tls_options *o)
     return 0;
 }
 
+struct ctx_make_call {
+    const eddy_tls_options *o;
+    SSL_CTX *ctx; /* made, or NULL */
+};
+
+static intptr_t ctx_make_run(void *arg)
+{
+    struct ctx_make_call *call = arg;
+    return ctx_make(&call->ctx, call->o);
+}
+
 static bool same_file(const char *a, const char *b)
 {
     return (!a && !b) || (a && b && strcmp(a, b) == 0);
@@ -360,9 +371,17 @@ static int ctx_get(SSL_CTX **out, const eddy_tls_options *o)
     }
     eddy__mutex_unlock(&cache_lock);
 
-    SSL_CTX *ctx;
-    int err = ctx_make(&ctx, o);
-    if (err < 0) return err;
+    /* Loading files and parsing certificates blocks: in the thread pool. A
+     * cancelled task still waits for the worker, whose context is then freed. */
+    struct ctx_make_call call = {.o = o};
+    intptr_t made = 0;
+    int err = eddy_to_thread(ctx_make_run, &call, &made);
+    if (err == 0) err = (int)made;
+    if (err < 0) {
+        SSL_CTX_free(call.ctx);
+        return err;
+    }
+    SSL_CTX *ctx = call.ctx;
     struct ctx_entry *e = calloc(1, sizeof *e);
     if (e && !o->server) e->sessions = calloc(SESSIONS, sizeof *e->sessions);
     for (int f = 0; e && f < 3; f++) {
