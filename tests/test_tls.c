@@ -477,7 +477,8 @@ static intptr_t truncation_main(void *arg)
 }
 
 /* A server that accepts and never answers: the client's handshake under a
- * timeout scope, cancelled from another task, and closed by another task. */
+ * timeout scope, cancelled from another task, and closed by another task;
+ * meanwhile reads and writes are refused (-EBUSY). */
 static intptr_t cancel_handshake(void *arg)
 {
     eddy_stream *st = arg;
@@ -504,6 +505,9 @@ static intptr_t silent_main(void *arg)
         raw_open(&r, listener, false);
         eddy_task *t = eddy_spawn(NULL, cancel_handshake, r.st);
         cr_assert(eq(int, eddy_sleep(20 * NS_PER_MS), 0));
+        char c;
+        cr_assert(eq(int, eddy_stream_write(r.st, "x", 1), -EBUSY), "mid-handshake");
+        cr_assert(eq(long, (long)eddy_stream_read(r.st, &c, 1), (long)-EBUSY), "mid-handshake");
         if (close_it)
             (void)eddy_stream_close(r.st);
         else
