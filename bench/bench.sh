@@ -10,7 +10,7 @@
 # bounded in time ($EDDY_BENCH_SECONDS per round, default 2, after 0.5 s of
 # warm-up) and in connections.
 #
-#   EDDY_BENCH_ONLY="tasks timers echo lines syscalls http files subprocess sendzc proxy sendfile"   the sections to run (default: all)
+#   EDDY_BENCH_ONLY="tasks timers echo lines syscalls http files subprocess sendzc proxy sendfile tls"   the sections to run (default: all)
 #   EDDY_BENCH_ECHO="eddy/io_uring eddy/epoll liburing" the echo servers to run (default: all)
 #   EDDY_BENCH_FILES_DIR=DIR   where the files section puts its 1 GiB file (default: a
 #                              temporary dir under /tmp, or /var/tmp where /tmp is a tmpfs,
@@ -19,7 +19,7 @@ set -u
 srcdir=${srcdir:-.}
 ROUNDS=${EDDY_BENCH_ROUNDS:-3}
 SECS=${EDDY_BENCH_SECONDS:-2}
-ONLY=${EDDY_BENCH_ONLY:-tasks timers echo lines syscalls http files subprocess sendzc proxy sendfile}
+ONLY=${EDDY_BENCH_ONLY:-tasks timers echo lines syscalls http files subprocess sendzc proxy sendfile tls}
 SERVER_CPU=1
 CLIENT_CPU=0
 if [ "$(nproc)" -lt 2 ]; then
@@ -390,6 +390,68 @@ if want http; then
     fi
 fi
 
+# ---- tls ----------------------------------------------------------------------
+# TLS echo: one connection, one message in flight, 1 KiB and 64 KiB lines
+# (bench/tls-echo load, CPU 0) against bench/tls-echo server on each backend
+# and `openssl s_server -rev` (CPU 1; it answers each line reversed, the same
+# bytes, in pieces of at most 16 KiB). The figure: the server's CPU time
+# (utime+stime) per KiB echoed. Certificates made here with openssl.
+TLS_SIZES="1024 65536"
+tls_servers=""
+if want tls && ./bench/tls-echo 2>/dev/null; [ $? -eq 2 ] && command -v openssl >/dev/null 2>&1; then
+    tls_servers="eddy/io_uring|env EDDY_BACKEND=io_uring ./bench/tls-echo server PORT $out/tls/server.pem $out/tls/server.key
+eddy/epoll|env EDDY_BACKEND=epoll ./bench/tls-echo server PORT $out/tls/server.pem $out/tls/server.key
+openssl|openssl s_server -quiet -rev -accept 127.0.0.1:PORT -cert $out/tls/server.pem -key $out/tls/server.key"
+    mkdir -p "$out/tls"
+    (
+        cd "$out/tls" || exit 1
+        K='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes'
+        openssl req -x509 $K -keyout ca.key -out ca.pem -days 2 -subj /CN=eddy-bench-ca &&
+            openssl req $K -keyout server.key -out server.csr -subj /CN=localhost &&
+            printf 'subjectAltName=DNS:localhost\n' >san.ext &&
+            openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+                -extfile san.ext -out server.pem
+    ) >/dev/null 2>&1 || tls_servers=""
+fi
+run_tls() { # command size port -> "messages/s CPU-ns-per-KiB"
+    cmd=$(echo "$1" | sed "s/PORT/$3/")
+    taskset -c "$SERVER_CPU" $cmd >/dev/null 2>&1 </dev/null &
+    pid=$!
+    i=0
+    while ! listening "$3" && [ "$i" -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+    t0=$(cpu_ticks "$pid")
+    res=$(taskset -c "$CLIENT_CPU" ./bench/tls-echo load "$3" "$out/tls/ca.pem" "$2" "$SECS" 2>/dev/null)
+    t1=$(cpu_ticks "$pid")
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    echo "$res" | awk -v t0="$t0" -v t1="$t1" -v hz="$(getconf CLK_TCK)" -v s="$SECS" '
+        NF == 2 && $2 > 0 { printf "%s %.1f\n", $1, (t1 - t0) / hz * 1e9 / ($2 / 1024) * s / (s + 0.5); f = 1 }
+        END { if (!f) print "- -" }'
+}
+if [ -n "$tls_servers" ]; then
+    echo "== tls: TLS echo, one connection (server CPU $SERVER_CPU, client CPU $CLIENT_CPU, ${SECS} s rounds)"
+    port=23500
+    r=1
+    while [ "$r" -le "$ROUNDS" ]; do
+        for size in $TLS_SIZES; do
+            echo "$tls_servers" | {
+                while IFS='|' read -r name cmd; do
+                    port=$((port + 1))
+                    line=$(run_tls "$cmd" "$size" "$port")
+                    echo "  round $r ${size} B x 1 conn  $(printf '%-14s' "$name") $line"
+                    k=$(key "$name")
+                    echo "$line" | awk '{ print $1 }' >>"$out/tls-$size-$k-rps"
+                    echo "$line" | awk '{ print $2 }' >>"$out/tls-$size-$k-cpu"
+                done
+            }
+            port=$((port + 8))
+        done
+        r=$((r + 1))
+    done
+elif want tls; then
+    missing="$missing tls-echo(built-with-OpenSSL)/openssl"
+fi
+
 # ---- files --------------------------------------------------------------------
 # 4 KiB random reads at queue depth 32 over a 1 GiB file (in $out, or in
 # $EDDY_BENCH_FILES_DIR: see docs/performance.md for a RAM-backed disk; removed
@@ -566,6 +628,19 @@ if { want proxy || want sendfile; } && [ -x ./bench/pump ]; then
 fi
 
 # ---- the table ----------------------------------------------------------------
+# A row per server of a "name|command" list: the medians of $out/PREFIX-KEY-rps
+# and -cpu, and the CPU time as a ratio of BASE's.
+rows() { # servers prefix base
+    base=$( { median <"$out/$2-$3-cpu"; } 2>/dev/null)
+    echo "$1" | while IFS='|' read -r name cmd; do
+        k=$(key "$name")
+        rps=$( { median <"$out/$2-$k-rps"; } 2>/dev/null)
+        cpu=$( { median <"$out/$2-$k-cpu"; } 2>/dev/null)
+        ratio=$(awk -v a="$cpu" -v b="${base:--}" \
+            'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.3fx", a / b; else print "-" }')
+        printf '    %-14s %12s %14s %12s\n' "$name" "${rps:--}" "${cpu:--}" "$ratio"
+    done
+}
 echo
 echo "==== eddy benchmarks: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs, Linux $(uname -r); median of $ROUNDS"
 if want tasks && [ -s "$out/switch" ]; then
@@ -663,17 +738,18 @@ if want lines; then
     for cfg in $LINE_CONFIGS; do
         size=${cfg%%:*}
         conns=${cfg##*:}
-        pycpu=$( { median <"$out/lines-$size-$conns-asyncio-cpu"; } 2>/dev/null)
         echo "  $size B lines, $conns connections"
         printf '    %-14s %12s %14s %12s\n' server "lines/s" "CPU ns/line" "vs asyncio"
-        echo "$line_servers" | while IFS='|' read -r name cmd; do
-            k=$(key "$name")
-            rps=$( { median <"$out/lines-$size-$conns-$k-rps"; } 2>/dev/null)
-            cpu=$( { median <"$out/lines-$size-$conns-$k-cpu"; } 2>/dev/null)
-            ratio=$(awk -v a="$cpu" -v b="${pycpu:--}" \
-                'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.3fx", a / b; else print "-" }')
-            printf '    %-14s %12s %14s %12s\n' "$name" "${rps:--}" "${cpu:--}" "$ratio"
-        done
+        rows "$line_servers" "lines-$size-$conns" asyncio
+    done
+fi
+if [ -n "$tls_servers" ]; then
+    echo
+    echo "TLS: echo over one connection, messages/s and the server's CPU time per KiB echoed (ns)"
+    for size in $TLS_SIZES; do
+        echo "  $size B messages"
+        printf '    %-14s %12s %14s %12s\n' server "messages/s" "CPU ns/KiB" "vs openssl"
+        rows "$tls_servers" "tls-$size" openssl
     done
 fi
 if want syscalls && [ -n "$syscall_servers" ]; then

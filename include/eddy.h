@@ -615,6 +615,37 @@ EDDY_API int eddy_stream_close(eddy_stream *st);
 EDDY_NODISCARD EDDY_API ssize_t eddy_stream_sendfile(eddy_stream *st, eddy_file *f, int64_t offset,
                                                      size_t count);
 
+/* TLS over OpenSSL on a stream (docs/tls.md). Grows by its size as
+ * eddy_loop_options does (0: the first layout); reserved must be zero. */
+typedef struct eddy_tls_options {
+    size_t size;                      /* sizeof(eddy_tls_options), or 0 */
+    const char *server_name;          /* connect side: SNI and the name verified; NULL = no SNI,
+                                         no name check */
+    const char *ca_file;              /* NULL = the system's trust store; server side: given,
+                                         clients must present a certificate it signed */
+    const char *cert_file, *key_file; /* server certificate, or client certificate */
+    const char *const *alpn;          /* NULL-terminated protocol list, or NULL */
+    bool server;                      /* accept side; else connect side */
+    bool insecure;    /* connect side: skip certificate verification (never the default) */
+    char reserved[6]; /* zero */
+} eddy_tls_options;
+#define EDDY_TLS_OPTIONS_INIT(...)                                                                 \
+    {                                                                                              \
+        .size = sizeof(eddy_tls_options), __VA_ARGS__                                              \
+    }
+/* Task-only: runs a TLS handshake on st (client or server side, as o says)
+ * and from then on st reads and writes through TLS; returns after the
+ * handshake, within the task's cancellation and timeout scope. Unsent bytes
+ * are sent first; received, unread ones are the peer's first TLS bytes. 0,
+ * -EACCES (a certificate refused, by either side), -EPROTO (not TLS, no
+ * common protocol or ALPN), -ECONNRESET (closed mid-handshake), -EINVAL,
+ * -ENOENT (a file missing), -ECANCELED, -ENOTSUP (built without OpenSSL).
+ * A failed handshake leaves every later call failing with its code;
+ * eddy_stream_close still frees st. */
+EDDY_MUST_USE EDDY_API int eddy_stream_start_tls(eddy_stream *st, const eddy_tls_options *o);
+/* The protocol ALPN agreed on st's TLS connection, or NULL (none, no TLS). */
+EDDY_API const char *eddy_stream_alpn(const eddy_stream *st);
+
 /* asyncio's start_server: takes the listener and accepts on it in a task of
  * its own; each connection becomes a stream and a task that runs
  * handler(stream, arg), and the server closes the stream when the handler
@@ -852,6 +883,7 @@ typedef enum eddy_cap {
     EDDY_CAP_BUFFER_RING,
     EDDY_CAP_ZEROCOPY_SEND,
     EDDY_CAP_SENDFILE,
+    EDDY_CAP_TLS,
     EDDY_CAP_COUNT
 } eddy_cap;
 /* The capability's name, the enum's lowercase tail ("tcp", "file_io", ...);

@@ -32,7 +32,16 @@ static const char *const cap_names[EDDY_CAP_COUNT] = {
     [EDDY_CAP_BUFFER_RING] = "buffer_ring",
     [EDDY_CAP_ZEROCOPY_SEND] = "zerocopy_send",
     [EDDY_CAP_SENDFILE] = "sendfile",
+    [EDDY_CAP_TLS] = "tls",
 };
+
+/* What a backend offers, with the capabilities no backend decides: TLS is
+ * the library's (lib/tls.c), there on every backend when built with OpenSSL. */
+static eddy_support backend_supports(const struct eddy_backend *b, eddy_cap cap)
+{
+    if (cap == EDDY_CAP_TLS) return EDDY_HAVE_OPENSSL ? EDDY_NATIVE : EDDY_NONE;
+    return b->ops->supports(b, cap);
+}
 
 /* What probing found, per table row. */
 struct probe {
@@ -78,7 +87,7 @@ static void probe_all(void)
         p->available = ops->init(&b, NULL);
         if (p->available < 0) continue;
         for (unsigned cap = 0; cap < EDDY_CAP_COUNT; cap++)
-            p->support[cap] = (uint8_t)ops->supports(&b, (eddy_cap)cap);
+            p->support[cap] = (uint8_t)backend_supports(&b, (eddy_cap)cap);
         ops->free(&b);
     }
 }
@@ -151,7 +160,7 @@ void eddy__loop_caps_init(struct eddy_loop *loop)
 {
     const struct eddy_backend *b = &loop->backend;
     for (unsigned cap = 0; cap < EDDY_CAP_COUNT; cap++)
-        loop->caps[cap] = (uint8_t)b->ops->supports(b, (eddy_cap)cap);
+        loop->caps[cap] = (uint8_t)backend_supports(b, (eddy_cap)cap);
     const char *disabled = getenv("EDDY_CAPS_DISABLE");
     if (disabled) disable_listed(loop, disabled);
 }

@@ -44,6 +44,7 @@ struct eddy__caps_row {
 #define CAPS_PIDFD                                                                                 \
     "posix_spawn; exits through a pidfd polled on the loop (Linux 5.3+), else (emulated) "         \
     "waitpid polled on a timer"
+#define CAPS_TLS "OpenSSL over memory BIOs, built with it (not `--without-openssl`); no kTLS yet"
 
 /* The backends a build may leave out on the platform at hand: eddy-caps
  * says how to build them instead of "not built for this platform". */
@@ -95,6 +96,7 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_SENDFILE] = {EDDY_NATIVE,
                                        "IORING_OP_SPLICE file -> pipe -> socket (5.7+); "
                                        "else sendfile(2) when the socket has room"},
+                [EDDY_CAP_TLS] = {EDDY_NATIVE, CAPS_TLS},
             },
     },
     {
@@ -119,6 +121,7 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_BUFFER_RING] = {EDDY_NONE, CAPS_URING},
                 [EDDY_CAP_ZEROCOPY_SEND] = {EDDY_NONE, CAPS_NOT_YET},
                 [EDDY_CAP_SENDFILE] = {EDDY_NATIVE, "sendfile(2) when the socket has room"},
+                [EDDY_CAP_TLS] = {EDDY_NATIVE, CAPS_TLS},
             },
     },
     {
@@ -148,6 +151,7 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_SENDFILE] = {EDDY_NATIVE,
                                        "sendfile(2) when the socket has room (FreeBSD, macOS, "
                                        "Linux); a read/write loop on NetBSD and OpenBSD"},
+                [EDDY_CAP_TLS] = {EDDY_NATIVE, CAPS_TLS},
             },
     },
     {
@@ -179,6 +183,8 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_SENDFILE] = {EDDY_EMULATED,
                                        "a read/write loop (overlapped reads, WSASend); "
                                        "TransmitFile not used yet"},
+                [EDDY_CAP_TLS] = {EDDY_NONE, "no OpenSSL in the mingw-w64 build; lib/tls.c would "
+                                             "need one built for Windows"},
             },
     },
 };
@@ -206,6 +212,7 @@ static const char *const eddy__caps_descriptions[EDDY_CAP_COUNT] = {
     [EDDY_CAP_BUFFER_RING] = "receive buffers picked by the kernel from a ring the loop provides",
     [EDDY_CAP_ZEROCOPY_SEND] = "sends that do not copy the payload",
     [EDDY_CAP_SENDFILE] = "file-to-socket transfer without a copy through user space",
+    [EDDY_CAP_TLS] = "TLS on streams: `eddy_stream_start_tls`, `eddy_stream_alpn`",
 };
 
 /* The platforms, with their backends in the order a default loop tries them. */
@@ -245,6 +252,7 @@ static const struct eddy__caps_platform eddy__caps_platforms[] = {
 #undef CAPS_DNS
 #undef CAPS_URING
 #undef CAPS_PIDFD
+#undef CAPS_TLS
 #undef CAPS_BUILD_URING
 #undef CAPS_BUILD_KQUEUE
 

@@ -16,7 +16,7 @@
  *
  * Between the buffers and the socket sits a transport (struct
  * stream_transport): recv, send_start/send_cancel, shutdown_write, close. The
- * plain one talks to the socket; a TLS layer would wrap it (docs/streams.md). */
+ * plain one talks to the socket; lib/tls.c puts TLS there (lib/stream_layer.h). */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +26,7 @@
 #endif
 
 #include "internal.h"
+#include "stream_layer.h"
 
 #ifndef MSG_NOSIGNAL
 #define MSG_NOSIGNAL 0
@@ -36,9 +37,6 @@
 #define READ_CHUNK           (16 * 1024) /* the least room a fill asks the socket to fill */
 #define WRITE_BUFFER_MIN     4096
 #define HAPPY_EYEBALLS_DELAY (250 * 1000 * 1000) /* asyncio's happy_eyeballs_delay, RFC 8305 */
-/* A transport's send_start: no count yet (not EDDY_OP_PENDING, which is 1, a
- * count too: one byte sent at once was taken for pending and sent again). */
-#define SEND_PENDING INT64_MIN
 
 /* Waiters link records in their own frames into st->waiters and are always
  * unlinked before they return; GCC cannot follow that. */
@@ -53,24 +51,6 @@ struct write_buffer {
     size_t cap;
 };
 
-/* What a stream reads from and writes to. The plain transport is the socket
- * itself; a TLS transport would encrypt in send_start and decrypt in recv,
- * and report plaintext progress through stream_send_done. */
-struct stream_transport {
-    /* Task-only: up to len bytes into buf; the count, 0 at EOF, or an error. */
-    ssize_t (*recv)(eddy_stream *st, void *buf, size_t len);
-    /* Starts sending len (> 0) bytes without waiting: the count sent at once
-     * (>= 0), SEND_PENDING when stream_send_done will report it later,
-     * or an error. */
-    int64_t (*send_start)(eddy_stream *st, const void *buf, size_t len);
-    /* Asks a pending send to end soon (stream_send_done still follows). */
-    void (*send_cancel)(eddy_stream *st);
-    /* Task-only: no more bytes will be written (the peer reads EOF). */
-    int (*shutdown_write)(eddy_stream *st);
-    /* Closes the socket (in a task or not; no recv or send in progress). */
-    int (*close)(eddy_stream *st);
-};
-
 /* A task in drain, write_eof or close, waiting until at most target bytes
  * are unsent; woken (and unlinked) with 0, the write error, or -EBADF. */
 struct stream_waiter {
@@ -83,6 +63,7 @@ struct eddy_stream {
     eddy_sock *sock;
     struct eddy_loop *loop;
     const struct stream_transport *transport;
+    void *layer; /* the transport's own data (TLS), or NULL */
     size_t limit, high_mark, low_mark;
 
     /* reading */
@@ -98,6 +79,7 @@ struct eddy_stream {
     bool send_in_flight;
     bool flush_queued; /* flush_work is on the loop's ready queue */
     bool write_closed; /* write_eof began: writes get -EPIPE */
+    bool layering;     /* a layer is starting (start_tls): nothing is sent, writes get -EBUSY */
     int write_error;   /* sticky: a send failed; buffers were dropped */
     struct eddy__work flush_work;
     struct eddy_op send_op;
@@ -124,7 +106,9 @@ static void send_op_complete(struct eddy_op *op)
 {
     eddy_stream *st = op->data;
     st->send_in_flight = false;
-    stream_send_done(st, op->result);
+    int64_t result = op->result;
+    if (st->transport->sent && !st->close_deferred) result = st->transport->sent(st, result);
+    stream_send_done(st, result);
 }
 
 static int64_t sock_send_start(eddy_stream *st, const void *buf, size_t len)
@@ -164,7 +148,7 @@ static int sock_close(eddy_stream *st)
     return eddy_sock_close(st->sock);
 }
 
-static const struct stream_transport plain_transport = {
+const struct stream_transport eddy__stream_plain = {
     .recv = sock_recv,
     .send_start = sock_send_start,
     .send_cancel = sock_send_cancel,
@@ -346,7 +330,7 @@ EDDY_API int eddy_stream_open(eddy_stream **out, eddy_sock *s, const eddy_stream
     }
     st->sock = s;
     st->loop = loop;
-    st->transport = &plain_transport;
+    st->transport = &eddy__stream_plain;
     st->limit = opts.limit;
     st->high_mark = opts.high_mark;
     st->low_mark = opts.low_mark;
@@ -639,6 +623,7 @@ static int write_check(const eddy_stream *st)
     if (st->closing) return -EBADF;
     if (st->write_error) return st->write_error;
     if (st->write_closed) return -EPIPE;
+    if (st->layering) return -EBUSY;
     return 0;
 }
 
@@ -734,7 +719,7 @@ int eddy__stream_hold(eddy_stream *st, eddy_sock **sock)
         if ((err = wait_unsent(st, t, 0)) < 0) return err;
     if ((err = write_check(st)) < 0) return err;
     st->holder = t;
-    *sock = st->transport == &plain_transport ? st->sock : NULL;
+    *sock = st->transport == &eddy__stream_plain ? st->sock : NULL;
     return 0;
 }
 
@@ -828,6 +813,55 @@ EDDY_API int eddy_stream_close(eddy_stream *st)
     free(st->sending.data);
     free(st);
     return err < 0 ? err : cerr;
+}
+
+/* ---- layers: the hooks lib/tls.c starts TLS with (lib/stream_layer.h) ---------------- */
+
+eddy_sock *eddy__stream_sock(const eddy_stream *st)
+{
+    return st->sock;
+}
+
+void *eddy__stream_layer(const eddy_stream *st)
+{
+    return st->layer;
+}
+
+int eddy__stream_layer_begin(eddy_stream *st, const void **data, size_t *len)
+{
+    int err = read_begin(st);
+    if (err < 0) return err;
+    if (st->layer)
+        err = -EINVAL; /* one layer per stream */
+    else if (st->read_error || st->write_error)
+        err = st->read_error ? st->read_error : st->write_error;
+    else if (st->eof || st->write_closed)
+        err = -EPIPE;
+    else {
+        flush_cancel_queued(st);
+        flush(st);
+        err = wait_unsent(st, st->reader, 0);
+    }
+    if (err < 0 || st->closing) return (int)read_end(st, err);
+    st->layering = true;
+    *data = st->rbuf ? st->rbuf + st->rstart : NULL;
+    *len = buffered(st);
+    return 0;
+}
+
+int eddy__stream_layer_end(eddy_stream *st, const struct stream_transport *t, void *layer, int err)
+{
+    st->layering = false;
+    if (!st->closing) {
+        st->rstart = st->rend = st->peeked = 0;
+        if (err == 0) {
+            st->transport = t;
+            st->layer = layer;
+        } else { /* the connection is neither plain nor layered now */
+            st->read_error = st->write_error = err;
+        }
+    }
+    return (int)read_end(st, err);
 }
 
 /* ---- connecting: Happy Eyeballs (RFC 8305) -------------------------------------------- */

@@ -96,7 +96,9 @@ must_use_calls='
     eddy_sock_open(&s, 0);
     eddy_pipe(0);
     eddy_pipe_open(&s, 0);
-    eddy_process_spawn(0, 0);'
+    eddy_process_spawn(0, 0);
+
+    eddy_stream_start_tls(0, 0);'
 must_use_count=$(printf '%s\n' "$must_use_calls" | grep -c 'eddy_')
 for kind in void bare; do
     {

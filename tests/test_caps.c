@@ -82,6 +82,7 @@ Test(caps_table, every_capability_is_named)
         "buffer_ring",
         "zerocopy_send",
         "sendfile",
+        "tls",
     };
     for (unsigned cap = 0; cap < EDDY_CAP_COUNT; cap++) {
         const char *name = eddy_cap_name((eddy_cap)cap);
@@ -536,6 +537,39 @@ static intptr_t exercise_subprocess(void *arg)
     return 0;
 }
 
+/* A TLS client's handshake over this backend: its ClientHello reaches the
+ * peer, which hangs up (the handshake then ends with -ECONNRESET, not
+ * -ENOTSUP). tests/test_tls.c has the real handshakes. */
+static intptr_t client_hello_peer(void *arg)
+{
+    eddy_sock *peer = arg;
+    unsigned char head[5];
+    for (size_t got = 0; got < sizeof head;) {
+        ssize_t n = eddy_recv(peer, head + got, sizeof head - got);
+        cr_assert(gt(long, (long)n, 0L), "%s", exercising);
+        got += (size_t)n;
+    }
+    cr_assert(eq(u8, head[0], 22), "%s: a TLS handshake record", exercising);
+    cr_assert(eq(u8, head[1], 3), "%s", exercising);
+    cr_assert(eq(int, eddy_sock_close(peer), 0));
+    return 0;
+}
+
+static intptr_t exercise_tls(void *arg)
+{
+    struct sock_pair p;
+    stream_pair(&p, false);
+    eddy_stream *st;
+    cr_assert(eq(int, eddy_stream_open(&st, p.a, NULL), 0));
+    eddy_task *peer = eddy_spawn(NULL, client_hello_peer, p.b);
+    eddy_tls_options o = EDDY_TLS_OPTIONS_INIT(.server_name = "localhost");
+    cr_assert(eq(int, eddy_stream_start_tls(st, &o), -ECONNRESET), "%s", exercising);
+    cr_assert(eq(int, eddy_task_join(peer, NULL), 0));
+    (void)eddy_stream_close(st);
+    cr_assert(eq(int, eddy_sock_close(p.listener), 0));
+    return 0;
+}
+
 static intptr_t exercise_wakeup(void *arg)
 {
     struct wake w = {.loop = eddy_loop_current()};
@@ -727,6 +761,7 @@ static const struct {
                                 "Test(uring_send_zc, large_sends_arrive_intact"},
     [EDDY_CAP_SENDFILE] = {exercise_sendfile, "test_sendfile.c",
                            "Test(sendfile, ten_mib_whole_in_ranges_and_past_the_end"},
+    [EDDY_CAP_TLS] = {exercise_tls, "test_tls.c", "Test(tls, echo_1mib_in_random_pieces_with_sni"},
 };
 
 /* Whether tests/<file> declares test. */
