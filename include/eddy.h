@@ -179,6 +179,19 @@ typedef intptr_t (*eddy_task_fn)(void *arg);
  * eddy_task_join would for main, or the loop's creation error. */
 EDDY_API int eddy_run(eddy_task_fn main, void *arg, intptr_t *result);
 
+/* ---- embedding and several loops (docs/threads.md) ------------------------ */
+
+/* One iteration of the loop (libuv's UV_RUN_ONCE), waiting at most timeout_ns
+ * for I/O or a deadline (0 = not at all, < 0 = until something happens).
+ * Binds the loop to the thread as eddy_loop_run. Returns 1 while the loop
+ * has work left (tasks, timers, ops), 0 when it has none, -EINVAL, -EPERM on
+ * another thread than the loop's, -EBUSY inside a running loop. */
+EDDY_NODISCARD EDDY_API int eddy_loop_run_once(eddy_loop *loop, int64_t timeout_ns);
+/* A descriptor that polls readable when the loop has work (I/O done, a
+ * threadsafe post, a task ready, a timer due), for a foreign loop to call
+ * eddy_loop_run_once(loop, 0) then. Owned by the loop. -ENOTSUP on Windows. */
+EDDY_NODISCARD EDDY_API intptr_t eddy_loop_fd(const eddy_loop *loop);
+
 /* ---- futures ----------------------------------------------------------- */
 
 /* Reference counted; the creator holds one reference. Done callbacks run from

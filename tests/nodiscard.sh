@@ -29,6 +29,8 @@ void drop(eddy_loop *loop, eddy_sock *s, eddy_file *f, eddy_future *fut, char *b
 {
     (void)eddy_call_soon(loop, 0, 0);
     (void)eddy_call_soon_threadsafe(loop, 0, 0);
+    (void)eddy_loop_run_once(loop, 0);
+    (void)eddy_loop_fd(loop);
     (void)eddy_call_later(loop, 0, 0, 0, 0);
     (void)eddy_future_on_done(fut, 0, 0);
     (void)eddy_recv(s, buf, 1);
