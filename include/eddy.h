@@ -458,6 +458,35 @@ EDDY_API int eddy_queue_join(eddy_queue *q);
  * then fail with -EPIPE. immediate: the items are dropped and count as done. */
 EDDY_API int eddy_queue_shutdown(eddy_queue *q, bool immediate);
 
+/* ---- channels (docs/threads.md) ------------------------------------------ */
+
+/* A bounded MPMC channel of intptr_t items, the one object that tasks of
+ * different loops and plain threads may share. Tasks wait without blocking
+ * their loop; a plain thread (with no loop) blocks; a loop's thread outside a
+ * task may only use the _try_ calls. FIFO: items come out in the order they
+ * went in, so per sender too. */
+typedef struct eddy_channel eddy_channel;
+/* A new channel holding up to capacity (1 .. 2^28) items. 0, -EINVAL, -ENOMEM. */
+EDDY_MUST_USE EDDY_API int eddy_channel_new(eddy_channel **out, size_t capacity);
+/* Sends item, waiting while the channel is full. 0, -EPIPE once closed (the
+ * item was not sent), -ECANCELED (a task cancelled while waiting: not sent),
+ * -EPERM on a loop's thread outside a task, -EINVAL, -ENOMEM. */
+EDDY_NODISCARD EDDY_API int eddy_channel_send(eddy_channel *ch, intptr_t item);
+/* Receives the next item into *item (may be NULL), waiting while the channel
+ * is empty. 0, -EPIPE once closed and drained, -ECANCELED (nothing taken),
+ * -EPERM, -EINVAL, -ENOMEM. */
+EDDY_NODISCARD EDDY_API int eddy_channel_recv(eddy_channel *ch, intptr_t *item);
+/* send without waiting: 0, -EAGAIN when full, -EPIPE once closed. Any thread. */
+EDDY_NODISCARD EDDY_API int eddy_channel_try_send(eddy_channel *ch, intptr_t item);
+/* recv without waiting: 0, -EAGAIN when empty, -EPIPE once closed and drained. */
+EDDY_NODISCARD EDDY_API int eddy_channel_try_recv(eddy_channel *ch, intptr_t *item);
+/* Closes ch: sends fail with -EPIPE from now on (waiting senders too), the
+ * receivers drain what is buffered, then get -EPIPE. Wakes every waiter.
+ * 0, -EALREADY when closed already, -EINVAL. Any thread. */
+EDDY_API int eddy_channel_close(eddy_channel *ch);
+/* Frees ch (NULL: nothing), once nobody uses or waits on it any more. */
+EDDY_API void eddy_channel_free(eddy_channel *ch);
+
 /* ---- sockets --------------------------------------------------------------- */
 
 /* TCP, UDP and Unix stream sockets. Calls marked task-only suspend the calling
