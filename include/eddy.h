@@ -191,6 +191,20 @@ EDDY_NODISCARD EDDY_API int eddy_loop_run_once(eddy_loop *loop, int64_t timeout_
  * threadsafe post, a task ready, a timer due), for a foreign loop to call
  * eddy_loop_run_once(loop, 0) then. Owned by the loop. -ENOTSUP on Windows. */
 EDDY_NODISCARD EDDY_API intptr_t eddy_loop_fd(const eddy_loop *loop);
+/* Spawns fn(arg) on loop from any thread (run_coroutine_threadsafe). On the
+ * loop's own thread, eddy_spawn. From a thread running another loop, the
+ * reference is to a proxy task of that loop: join, detach or cancel it there
+ * (cancelling it cancels the remote task; its join gives the remote task's
+ * result once that has ended). From a plain thread, waits until the task
+ * exists on loop (which must be running) and returns it: only loop's thread
+ * may join or detach it. NULL, errno EINVAL or ENOMEM. */
+EDDY_MUST_USE EDDY_API struct eddy_task *eddy_spawn_threadsafe(eddy_loop *loop, eddy_task_fn fn,
+                                                         void *arg);
+/* Runs n loops on n new threads (each pinned to a CPU where the platform
+ * allows), eddy_run(main, arg) on each, and returns once all have ended: 0,
+ * or the first (by thread index) error: a loop's, or main's negative result.
+ * -EINVAL for n == 0 or > 4096 or a NULL main. */
+EDDY_API int eddy_run_threads(unsigned n, eddy_task_fn main, void *arg);
 
 /* ---- futures ----------------------------------------------------------- */
 
@@ -505,6 +519,22 @@ struct sockaddr_storage;
  * ephemeral (see eddy_sock_port); backlog <= 0 = SOMAXCONN. SO_REUSEADDR is set. */
 EDDY_MUST_USE EDDY_API int eddy_tcp_listen(eddy_sock **out, const char *host, uint16_t port,
                                            int backlog);
+/* eddy_tcp_listen's options; grows by its size as eddy_loop_options does. */
+typedef struct eddy_listen_options {
+    size_t size;         /* sizeof(eddy_listen_options), or 0: the first layout */
+    int backlog;         /* <= 0 = SOMAXCONN */
+    bool reuseport;      /* SO_REUSEPORT: each loop binds its own listener to the port */
+    bool v6only;         /* host NULL: IPv6 only, not IPv4 as well (IPV6_V6ONLY) */
+    uint8_t reserved[2]; /* 0 */
+} eddy_listen_options;
+#define EDDY_LISTEN_OPTIONS_INIT(...)                                                              \
+    {                                                                                              \
+        .size = sizeof(eddy_listen_options), __VA_ARGS__                                           \
+    }
+/* Task-only: eddy_tcp_listen with options (o NULL = the defaults). -EINVAL for
+ * bad options, -ENOTSUP for reuseport where the system has no SO_REUSEPORT. */
+EDDY_MUST_USE EDDY_API int eddy_tcp_listen_opts(eddy_sock **out, const char *host, uint16_t port,
+                                                const eddy_listen_options *o);
 /* Task-only: connects to host:port. Numeric hosts are used as they are; names
  * are resolved with getaddrinfo in the thread pool and each address is tried in
  * turn. 0, -ECONNREFUSED, -ENXIO (no such host), -ECANCELED, ... */

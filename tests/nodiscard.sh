@@ -94,6 +94,8 @@ must_use_calls='
     eddy_barrier_new(0, 1);
     eddy_queue_new(0, 0);
     eddy_channel_new(0, 1);
+    eddy_spawn_threadsafe(loop, 0, 0);
+    eddy_tcp_listen_opts(&s, 0, 0, 0);
     eddy_stream_open(0, 0, 0);
     eddy_open_connection(0, "::1", 1, 0);
     eddy_serve(0, 0, 0, 0);'
