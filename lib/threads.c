@@ -34,7 +34,9 @@ struct remote {
     intptr_t result;
     /* the target's side, touched on its thread only */
     eddy_task *task;
+    bool started; /* remote_main began */
     bool ended;
+    bool proxy_ran; /* the home side's: proxy_main began */
     /* a plain thread waiting for the task to be made */
     eddy__mutex lock;
     eddy__cond made;
@@ -61,6 +63,7 @@ static void home_complete(void *arg)
 static intptr_t remote_main(void *arg)
 {
     struct remote *r = arg;
+    r->started = true;
     intptr_t v = r->fn(r->arg);
     r->ended = true;
     eddy_task_detach(r->task);
@@ -88,13 +91,24 @@ static void remote_spawn(void *arg)
 static void remote_cancel(void *arg)
 {
     struct remote *r = arg;
-    if (!r->ended && r->task) (void)eddy_task_cancel(r->task);
+    if (!r->ended && r->task) {
+        (void)eddy_task_cancel(r->task);
+        if (!r->started) {
+            /* Cancelled before it began: remote_main will not run to say so. */
+            r->ended = true;
+            eddy_task_detach(r->task);
+            r->task = NULL;
+            r->result = -ECANCELED;
+            (void)eddy_call_soon_threadsafe(r->home, home_complete, r);
+        }
+    }
     remote_unref(r);
 }
 
 static intptr_t proxy_main(void *arg)
 {
     struct remote *r = arg;
+    r->proxy_ran = true;
     int err = eddy_call_soon_threadsafe(r->target, remote_spawn, r);
     if (err < 0) {
         remote_unref(r); /* the remote side's reference */
@@ -128,6 +142,19 @@ static intptr_t proxy_main(void *arg)
     eddy_future_unref(r->done);
     remote_unref(r);
     return err < 0 ? err : v;
+}
+
+/* The proxy ended; if it was cancelled before it began, nothing was posted
+ * and its references are dropped here. */
+static void proxy_done(eddy_future *f, void *arg)
+{
+    (void)f;
+    struct remote *r = arg;
+    if (r->proxy_ran) return;
+    eddy_future_unref(r->done);
+    eddy_future_unref(r->done);
+    remote_unref(r);
+    remote_unref(r);
 }
 
 /* A plain thread: the task is made on the target loop, and its reference
@@ -184,10 +211,16 @@ EDDY_API struct eddy_task *eddy_spawn_threadsafe(eddy_loop *loop, eddy_task_fn f
     eddy_future_ref(r->done); /* for home_complete */
     r->refs = 2;              /* the proxy's, and the remote side's */
     eddy_task *proxy = eddy_spawn(r->home, proxy_main, r);
+    if (proxy && eddy_future_on_done(eddy_task_future(proxy), proxy_done, r) < 0) {
+        eddy_task_detach(proxy); /* out of memory: it would leak if cancelled unstarted */
+        (void)eddy_task_cancel(proxy);
+        proxy = NULL;
+    }
     if (!proxy) {
         eddy_future_unref(r->done);
         eddy_future_unref(r->done);
         free(r);
+        errno = ENOMEM;
         return NULL;
     }
     return proxy;

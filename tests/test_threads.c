@@ -132,6 +132,49 @@ Test(threads, spawn_threadsafe_join_and_cancel_across_loops, .timeout = TEST_TIM
     eddy_channel_free(s.stop);
 }
 
+static intptr_t count_run(void *arg)
+{
+    __atomic_add_fetch((int *)arg, 1, __ATOMIC_ACQ_REL);
+    return eddy_sleep(60 * NS_PER_SEC);
+}
+
+static int runs; /* count_run's */
+
+/* Proxies cancelled at once, or after a yield: each join ends, -ECANCELED. */
+static intptr_t quick_cancel_main(void *arg)
+{
+    struct shared *s = arg;
+    int i = take_index(s);
+    if (i == 0) {
+        intptr_t v;
+        return eddy_channel_recv(s->stop, &v) == -EPIPE ? 0 : -EIO;
+    }
+    eddy_loop *server = wait_for_loop(s, 0);
+    int err = 0;
+    for (int round = 0; round < 50 && !err; round++) {
+        eddy_task *t = eddy_spawn_threadsafe(server, count_run, &runs);
+        if (!t) {
+            err = -ENOMEM;
+            break;
+        }
+        for (int y = 0; y < round % 3; y++)
+            (void)eddy_yield();
+        eddy_task_cancel(t);
+        if (eddy_task_join(t, NULL) != -ECANCELED) err = -EPROTO;
+    }
+    (void)eddy_channel_close(s->stop);
+    return err;
+}
+
+Test(threads, proxies_cancelled_early_end, .timeout = TEST_TIMEOUT)
+{
+    struct shared s = {0};
+    cr_assert(eq(int, eddy_channel_new(&s.stop, 1), 0));
+    int err = eddy_run_threads(2, quick_cancel_main, &s);
+    cr_expect(eq(int, err, 0), "%s", eddy_strerror(err));
+    eddy_channel_free(s.stop);
+}
+
 /* A task of another loop, spawned with eddy_spawn, stays that loop's. */
 static intptr_t foreign_join_main(void *arg)
 {
