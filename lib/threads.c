@@ -150,11 +150,13 @@ static void proxy_done(eddy_future *f, void *arg)
 {
     (void)f;
     struct remote *r = arg;
-    if (r->proxy_ran) return;
-    eddy_future_unref(r->done);
-    eddy_future_unref(r->done);
-    remote_unref(r);
-    remote_unref(r);
+    if (!r->proxy_ran) {
+        eddy_future_unref(r->done);
+        eddy_future_unref(r->done);
+        remote_unref(r); /* the proxy's */
+        remote_unref(r); /* the remote side's */
+    }
+    remote_unref(r); /* its own */
 }
 
 /* A plain thread: the task is made on the target loop, and its reference
@@ -209,7 +211,7 @@ EDDY_API struct eddy_task *eddy_spawn_threadsafe(eddy_loop *loop, eddy_task_fn f
         return NULL;
     }
     eddy_future_ref(r->done); /* for home_complete */
-    r->refs = 2;              /* the proxy's, and the remote side's */
+    r->refs = 3; /* the proxy's, the remote side's, proxy_done's */
     eddy_task *proxy = eddy_spawn(r->home, proxy_main, r);
     if (proxy && eddy_future_on_done(eddy_task_future(proxy), proxy_done, r) < 0) {
         eddy_task_detach(proxy); /* out of memory: it would leak if cancelled unstarted */
@@ -219,6 +221,7 @@ EDDY_API struct eddy_task *eddy_spawn_threadsafe(eddy_loop *loop, eddy_task_fn f
     if (!proxy) {
         eddy_future_unref(r->done);
         eddy_future_unref(r->done);
+        eddy__mutex_destroy(&r->lock);
         free(r);
         errno = ENOMEM;
         return NULL;
