@@ -2,6 +2,9 @@
 /* Several loops: eddy_run_threads, eddy_spawn_threadsafe (join and cancel
  * across loops, from a plain thread) and SO_REUSEPORT listeners. */
 #include <pthread.h>
+#ifndef _WIN32
+#include <sys/socket.h> /* SO_REUSEPORT */
+#endif
 
 #include "helpers.h"
 
