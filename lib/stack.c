@@ -520,7 +520,7 @@ void eddy__stack_put(struct eddy__stack_pool *p, struct eddy__stack *s)
 
 /* Not under ThreadSanitizer: the clone resolver runs at relocation, before
  * the instrumented code may. */
-#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(__clang__) && \
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(__clang__) &&       \
     !defined(__SANITIZE_THREAD__)
 __attribute__((target_clones("avx2", "default")))
 #endif
