@@ -178,6 +178,44 @@ Test(threads, proxies_cancelled_early_end, .timeout = TEST_TIMEOUT)
     eddy_channel_free(s.stop);
 }
 
+static int sleeper_started; /* atomic */
+
+static intptr_t mark_and_sleep(void *arg)
+{
+    (void)arg;
+    __atomic_store_n(&sleeper_started, 1, __ATOMIC_RELEASE);
+    return eddy_sleep(60 * NS_PER_SEC);
+}
+
+/* Loop 0 ends (its main returns, eddy_run frees it) while loop 1 joins a
+ * task of it: the shutdown cancels that task, and the join says so. */
+static intptr_t loop_ends_main(void *arg)
+{
+    struct shared *s = arg;
+    int i = take_index(s);
+    if (i == 0) {
+        intptr_t v;
+        return eddy_channel_recv(s->stop, &v) == -EPIPE ? 0 : -EIO;
+    }
+    eddy_loop *server = wait_for_loop(s, 0);
+    eddy_task *t = eddy_spawn_threadsafe(server, mark_and_sleep, NULL);
+    if (!t) return -ENOMEM;
+    while (!__atomic_load_n(&sleeper_started, __ATOMIC_ACQUIRE))
+        (void)eddy_sleep(NS_PER_MS);
+    (void)eddy_channel_close(s->stop); /* loop 0's main returns */
+    int err = eddy_task_join(t, NULL);
+    return err == -ECANCELED ? 0 : -EPROTO;
+}
+
+Test(threads, a_loop_ending_cancels_the_task_another_loop_joins, .timeout = TEST_TIMEOUT)
+{
+    struct shared s = {0};
+    cr_assert(eq(int, eddy_channel_new(&s.stop, 1), 0));
+    int err = eddy_run_threads(2, loop_ends_main, &s);
+    cr_expect(eq(int, err, 0), "%s", eddy_strerror(err));
+    eddy_channel_free(s.stop);
+}
+
 /* A task of another loop, spawned with eddy_spawn, stays that loop's. */
 static intptr_t foreign_join_main(void *arg)
 {
