@@ -290,24 +290,39 @@ int eddy__loop_iterate(struct eddy_loop *loop, bool block)
     return loop_iterate_capped(loop, block, -1, false);
 }
 
-EDDY_API int eddy_loop_run(eddy_loop *loop)
+/* Makes loop the running loop of this thread (binding it on first use):
+ * 0, -EINVAL, -EPERM (another thread's), -EBUSY (it, or another loop on
+ * this thread, is running). loop_leave undoes it. */
+static int loop_enter(struct eddy_loop *loop, struct eddy_loop **previous)
 {
     if (!loop) return -EINVAL;
     if (loop_bind(loop) < 0) return -EPERM;
     if (loop->running || (eddy__thread_loop && eddy__thread_loop != loop)) return -EBUSY;
-    struct eddy_loop *previous = eddy__thread_loop;
+    *previous = eddy__thread_loop;
     eddy__thread_loop = loop;
     loop->running = true;
-    int err = 0;
+    return 0;
+}
+
+static void loop_leave(struct eddy_loop *loop, struct eddy_loop *previous)
+{
+    loop->running = false;
+    loop->stopping = false;
+    eddy__thread_loop = previous;
+}
+
+EDDY_API int eddy_loop_run(eddy_loop *loop)
+{
+    struct eddy_loop *previous;
+    int err = loop_enter(loop, &previous);
+    if (err < 0) return err;
     /* A stop requested before the run still lets one iteration (that does
      * not block) happen, as in asyncio. */
     while (err == 0 && eddy__loop_alive(loop)) {
         err = eddy__loop_iterate(loop, true);
         if (loop->stopping) break;
     }
-    loop->running = false;
-    loop->stopping = false;
-    eddy__thread_loop = previous;
+    loop_leave(loop, previous);
     return err;
 }
 
@@ -419,13 +434,9 @@ EDDY_API intptr_t eddy_loop_fd(const eddy_loop *cloop)
 
 EDDY_API int eddy_loop_run_once(eddy_loop *loop, int64_t timeout_ns)
 {
-    if (!loop) return -EINVAL;
-    if (loop_bind(loop) < 0) return -EPERM;
-    if (loop->running || (eddy__thread_loop && eddy__thread_loop != loop)) return -EBUSY;
-    struct eddy_loop *previous = eddy__thread_loop;
-    eddy__thread_loop = loop;
-    loop->running = true;
-    int err = 0;
+    struct eddy_loop *previous;
+    int err = loop_enter(loop, &previous);
+    if (err < 0) return err;
     if (eddy__loop_alive(loop) || loop->embed_fd >= 0)
         err = loop_iterate_capped(loop, eddy__loop_alive(loop), timeout_ns < 0 ? -1 : timeout_ns,
                                   loop->embed_fd >= 0);
@@ -435,12 +446,10 @@ EDDY_API int eddy_loop_run_once(eddy_loop *loop, int64_t timeout_ns)
         int completed = loop->backend.ops->poll(&loop->backend, 0);
         if (completed < 0 && completed != -EINTR) err = completed;
     }
-    loop->running = false;
-    loop->stopping = false;
+    loop_leave(loop, previous);
 #if EDDY__EMBED_EPOLL || EDDY__EMBED_KQUEUE
     if (loop->embed_fd >= 0) embed_arm(loop, embed_due(loop));
 #endif
-    eddy__thread_loop = previous;
     if (err < 0) return err;
     return eddy__loop_alive(loop) ? 1 : 0;
 }

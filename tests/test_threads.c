@@ -23,6 +23,7 @@ struct shared {
     int distinct;       /* each main saw a loop of its own */
     eddy_channel *stop; /* closed when the test is done with the serving loop */
     eddy_channel *handoff;
+    eddy_task_fn client; /* run_pair's */
     int result;
 };
 
@@ -75,6 +76,30 @@ static eddy_loop *wait_for_loop(struct shared *s, int i)
     return l;
 }
 
+/* Two loops: loop 0 serves until the stop channel closes, loop 1 runs
+ * s->client(s) with loop 0 in s->loops[0], then closes the channel. */
+static intptr_t pair_main(void *arg)
+{
+    struct shared *s = arg;
+    int i = take_index(s);
+    if (i == 0) {
+        intptr_t v;
+        return eddy_channel_recv(s->stop, &v) == -EPIPE ? 0 : -EIO;
+    }
+    int err = wait_for_loop(s, 0) ? (int)s->client(s) : -ECANCELED;
+    (void)eddy_channel_close(s->stop);
+    return err;
+}
+
+static int run_pair(eddy_task_fn client)
+{
+    struct shared s = {.client = client};
+    cr_assert(eq(int, eddy_channel_new(&s.stop, 1), 0));
+    int err = eddy_run_threads(2, pair_main, &s);
+    eddy_channel_free(s.stop);
+    return err;
+}
+
 static intptr_t where_am_i(void *arg)
 {
     (void)arg;
@@ -96,16 +121,11 @@ static void cancel_cb(void *arg)
 
 static int remote_ended; /* sleep_long's: 1 = cancelled */
 
-/* Loop 0 serves until the stop channel closes; loop 1 spawns on it. */
-static intptr_t two_loops_main(void *arg)
+/* Joined and cancelled across loops. */
+static intptr_t join_and_cancel_client(void *arg)
 {
     struct shared *s = arg;
-    int i = take_index(s);
-    if (i == 0) {
-        intptr_t v;
-        return eddy_channel_recv(s->stop, &v) == -EPIPE ? 0 : -EIO;
-    }
-    eddy_loop *server = wait_for_loop(s, 0);
+    eddy_loop *server = s->loops[0];
     int err = 0;
     /* Joined across loops: ran on the server's loop, its result comes back. */
     eddy_task *t = eddy_spawn_threadsafe(server, where_am_i, NULL);
@@ -113,26 +133,20 @@ static intptr_t two_loops_main(void *arg)
     if (!t || eddy_task_join(t, &v) != 0 || (eddy_loop *)v != server) err = -EIO;
     /* Cancelled across loops: the remote task is cancelled, the join says so. */
     eddy_task *sleeper = eddy_spawn_threadsafe(server, sleep_long, &remote_ended);
-    if (!sleeper) err = -ENOMEM;
-    if (sleeper) {
-        if (eddy_call_later(eddy_loop_current(), 5 * NS_PER_MS, cancel_cb, sleeper, NULL) < 0)
-            err = -EIO;
-        int joined = eddy_task_join(sleeper, &v);
-        if (joined != -ECANCELED || __atomic_load_n(&remote_ended, __ATOMIC_ACQUIRE) != 1)
-            err = -EPROTO;
-    }
-    (void)eddy_channel_close(s->stop);
+    if (!sleeper) return -ENOMEM;
+    if (eddy_call_later(eddy_loop_current(), 5 * NS_PER_MS, cancel_cb, sleeper, NULL) < 0)
+        err = -EIO;
+    int joined = eddy_task_join(sleeper, &v);
+    if (joined != -ECANCELED || __atomic_load_n(&remote_ended, __ATOMIC_ACQUIRE) != 1)
+        err = -EPROTO;
     return err;
 }
 
 Test(threads, spawn_threadsafe_join_and_cancel_across_loops, .timeout = TEST_TIMEOUT)
 {
-    struct shared s = {0};
-    cr_assert(eq(int, eddy_channel_new(&s.stop, 1), 0));
-    int err = eddy_run_threads(2, two_loops_main, &s);
+    int err = run_pair(join_and_cancel_client);
     cr_expect(eq(int, err, 0), "%s", eddy_strerror(err));
     cr_expect(eq(int, remote_ended, 1), "the remote task was not cancelled");
-    eddy_channel_free(s.stop);
 }
 
 static intptr_t count_run(void *arg)
@@ -144,38 +158,24 @@ static intptr_t count_run(void *arg)
 static int runs; /* count_run's */
 
 /* Proxies cancelled at once, or after a yield: each join ends, -ECANCELED. */
-static intptr_t quick_cancel_main(void *arg)
+static intptr_t quick_cancel_client(void *arg)
 {
     struct shared *s = arg;
-    int i = take_index(s);
-    if (i == 0) {
-        intptr_t v;
-        return eddy_channel_recv(s->stop, &v) == -EPIPE ? 0 : -EIO;
-    }
-    eddy_loop *server = wait_for_loop(s, 0);
-    int err = 0;
-    for (int round = 0; round < 50 && !err; round++) {
-        eddy_task *t = eddy_spawn_threadsafe(server, count_run, &runs);
-        if (!t) {
-            err = -ENOMEM;
-            break;
-        }
+    for (int round = 0; round < 50; round++) {
+        eddy_task *t = eddy_spawn_threadsafe(s->loops[0], count_run, &runs);
+        if (!t) return -ENOMEM;
         for (int y = 0; y < round % 3; y++)
             (void)eddy_yield();
         eddy_task_cancel(t);
-        if (eddy_task_join(t, NULL) != -ECANCELED) err = -EPROTO;
+        if (eddy_task_join(t, NULL) != -ECANCELED) return -EPROTO;
     }
-    (void)eddy_channel_close(s->stop);
-    return err;
+    return 0;
 }
 
 Test(threads, proxies_cancelled_early_end, .timeout = TEST_TIMEOUT)
 {
-    struct shared s = {0};
-    cr_assert(eq(int, eddy_channel_new(&s.stop, 1), 0));
-    int err = eddy_run_threads(2, quick_cancel_main, &s);
+    int err = run_pair(quick_cancel_client);
     cr_expect(eq(int, err, 0), "%s", eddy_strerror(err));
-    eddy_channel_free(s.stop);
 }
 
 static int sleeper_started; /* atomic */
@@ -189,16 +189,10 @@ static intptr_t mark_and_sleep(void *arg)
 
 /* Loop 0 ends (its main returns, eddy_run frees it) while loop 1 joins a
  * task of it: the shutdown cancels that task, and the join says so. */
-static intptr_t loop_ends_main(void *arg)
+static intptr_t loop_ends_client(void *arg)
 {
     struct shared *s = arg;
-    int i = take_index(s);
-    if (i == 0) {
-        intptr_t v;
-        return eddy_channel_recv(s->stop, &v) == -EPIPE ? 0 : -EIO;
-    }
-    eddy_loop *server = wait_for_loop(s, 0);
-    eddy_task *t = eddy_spawn_threadsafe(server, mark_and_sleep, NULL);
+    eddy_task *t = eddy_spawn_threadsafe(s->loops[0], mark_and_sleep, NULL);
     if (!t) return -ENOMEM;
     while (!__atomic_load_n(&sleeper_started, __ATOMIC_ACQUIRE))
         (void)eddy_sleep(NS_PER_MS);
@@ -209,11 +203,8 @@ static intptr_t loop_ends_main(void *arg)
 
 Test(threads, a_loop_ending_cancels_the_task_another_loop_joins, .timeout = TEST_TIMEOUT)
 {
-    struct shared s = {0};
-    cr_assert(eq(int, eddy_channel_new(&s.stop, 1), 0));
-    int err = eddy_run_threads(2, loop_ends_main, &s);
+    int err = run_pair(loop_ends_client);
     cr_expect(eq(int, err, 0), "%s", eddy_strerror(err));
-    eddy_channel_free(s.stop);
 }
 
 /* A task of another loop, spawned with eddy_spawn, stays that loop's. */
