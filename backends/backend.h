@@ -164,6 +164,9 @@ struct eddy_backend_ops {
     /* What this initialised instance offers on this machine (its probe's
      * answer): never more than the code does. lib/caps.c holds the static table. */
     eddy_support (*supports)(const struct eddy_backend *b, eddy_cap cap);
+    /* A descriptor that polls readable while completions or a wake wait to be
+     * reaped (eddy_loop_fd), or -ENOTSUP; NULL = -ENOTSUP. */
+    intptr_t (*fd)(const struct eddy_backend *b);
 };
 
 struct eddy_backend {

@@ -191,6 +191,12 @@ static eddy_support epoll_supports(const struct eddy_backend *b, eddy_cap cap)
     }
 }
 
+/* The descriptor a foreign loop polls to embed this one (eddy_loop_fd). */
+static intptr_t epoll_fd(const struct eddy_backend *b)
+{
+    return ((const struct epoll_state *)b->impl)->epfd;
+}
+
 const struct eddy_backend_ops eddy__epoll_backend = {
     .name = "epoll",
     .init = epoll_init,
@@ -201,4 +207,5 @@ const struct eddy_backend_ops eddy__epoll_backend = {
     .wake = epoll_wake,
     .handles = epoll_handles,
     .supports = epoll_supports,
+    .fd = epoll_fd,
 };

@@ -551,6 +551,12 @@ static eddy_support kq_supports(const struct eddy_backend *b, eddy_cap cap)
     }
 }
 
+/* The descriptor a foreign loop polls to embed this one (eddy_loop_fd). */
+static intptr_t kq_fd(const struct eddy_backend *b)
+{
+    return ((const struct kq_state *)b->impl)->kqfd;
+}
+
 const struct eddy_backend_ops eddy__kqueue_backend = {
     .name = "kqueue",
     .init = kq_init,
@@ -561,4 +567,5 @@ const struct eddy_backend_ops eddy__kqueue_backend = {
     .wake = kq_wake,
     .handles = kq_handles,
     .supports = kq_supports,
+    .fd = kq_fd,
 };

@@ -280,6 +280,10 @@ struct uring_state {
     uint64_t wake_value;      /* the armed READ's buffer */
     bool wake_armed;          /* that READ is queued or in the kernel */
     atomic_bool wake_pending; /* a wake was written and its CQE not yet reaped */
+    /* eddy_loop_fd: an eventfd registered with the ring, signalled as work
+     * for the ring arrives (a deferred-taskrun ring does not poll readable
+     * for it); poll() drains it. -1 until asked for. */
+    int embed_efd;
 
     struct eddy__list backlog;  /* ops that found the SQ full, in arrival order */
     struct eddy__list cancels;  /* ops whose cancel found the SQ full */
@@ -1481,6 +1485,10 @@ static int uring_poll(struct eddy_backend *b, int64_t timeout_ns)
     listeners_reconcile(s);
     if (!eddy__list_empty(&s->stream_retry)) streams_retry(s);
     if (!s->wake_armed) arm_wake(s);
+    if (s->embed_efd >= 0) {
+        eventfd_t drained;
+        (void)eventfd_read(s->embed_efd, &drained); /* -EAGAIN when nothing came */
+    }
     int completed = complete_deferred(b);
     if (completed) timeout_ns = 0;
     err = submit_and_wait(b, timeout_ns);
@@ -1536,6 +1544,7 @@ static void state_free(struct uring_state *s)
     streams_free(s);   /* nor received */
     lanes_free(s);
     close(s->wakefd);
+    if (s->embed_efd >= 0) close(s->embed_efd);
     struct stat_slot *slot;
     while ((slot = s->free_slots)) {
         s->free_slots = slot->next;
@@ -1639,6 +1648,7 @@ static int uring_init(struct eddy_backend *b, const eddy_loop_options *opts)
     eddy__list_init(&s->stream_list);
     eddy__list_init(&s->stream_retry);
     atomic_init(&s->wake_pending, false);
+    s->embed_efd = -1;
     int err = ring_setup(s, opts);
     if (err == 0 && (err = probe_enter(s)) < 0) io_uring_queue_exit(&s->ring);
     if (err < 0) {
@@ -1729,6 +1739,22 @@ static eddy_support uring_supports(const struct eddy_backend *b, eddy_cap cap)
     }
 }
 
+/* The descriptor a foreign loop polls to embed this one (eddy_loop_fd). */
+static intptr_t uring_fd(const struct eddy_backend *b)
+{
+    struct uring_state *s = b->impl;
+    if (s->embed_efd >= 0) return s->embed_efd;
+    int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (efd < 0) return -errno;
+    int err = io_uring_register_eventfd(&s->ring, efd);
+    if (err < 0) {
+        close(efd);
+        return err;
+    }
+    s->embed_efd = efd;
+    return efd;
+}
+
 const struct eddy_backend_ops eddy__uring_backend = {
     .name = "io_uring",
     .init = uring_init,
@@ -1739,4 +1765,5 @@ const struct eddy_backend_ops eddy__uring_backend = {
     .wake = uring_wake,
     .handles = uring_handles,
     .supports = uring_supports,
+    .fd = uring_fd,
 };

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* examples/http-hello: a small HTTP/1.1 keep-alive server on eddy.
  *
- *   http-hello [-H header_seconds] [-I idle_seconds] [port]
+ *   http-hello [-H header_seconds] [-I idle_seconds] [-t threads] [port]
  *
- * Listens on 127.0.0.1:port (default 8080).
+ * Listens on 127.0.0.1:port (default 8080). With -t N (or --threads N), N
+ * loops on N threads, each with a SO_REUSEPORT listener of its own.
  * Every request gets "Hello, World!" with a Content-Length (HEAD: the same
  * headers, no body). One task per connection. The parser is incremental (a recv that ends
  * mid-request resumes the scan where it stopped) and strict where RFC 9112 asks a server to be: a
@@ -450,13 +451,42 @@ static int64_t parse_seconds(const char *s)
     return (int64_t)(v * HTTP_NS_PER_SEC);
 }
 
+/* --threads: each loop copies the settings and listens on the port itself. */
+static intptr_t thread_main(void *arg)
+{
+    const struct http_main *shared = arg;
+    struct http_main m = *shared;
+    eddy_listen_options o = EDDY_LISTEN_OPTIONS_INIT(.reuseport = true);
+    int err = eddy_tcp_listen_opts(&m.server.listener, "127.0.0.1", m.port, &o);
+    if (err < 0) {
+        fprintf(stderr, "http-hello: listen: %s\n", eddy_strerror(err));
+        return err;
+    }
+    err = (int)http_hello_serve(&m.server);
+    fprintf(stderr, "http-hello: accept: %s\n", eddy_strerror(err));
+    eddy_sock_close(m.server.listener);
+    return err;
+}
+
 int main(int argc, char **argv)
 {
     struct http_main m = {
         .server = {.header_timeout = 10 * HTTP_NS_PER_SEC, .idle_timeout = 60 * HTTP_NS_PER_SEC}};
-    const char *usage = "usage: %s [-H header_seconds] [-I idle_seconds] [port]\n";
+    const char *usage = "usage: %s [-H header_seconds] [-I idle_seconds] [-t threads] [port]\n";
+    long threads = 0;
+    for (int i = 1; i < argc; i++) /* --threads N is -t N */
+        if (strcmp(argv[i], "--threads") == 0) argv[i] = "-t";
     int opt;
-    while ((opt = getopt(argc, argv, "H:I:")) != -1) {
+    while ((opt = getopt(argc, argv, "H:I:t:")) != -1) {
+        if (opt == 't') {
+            char *end;
+            threads = strtol(optarg, &end, 10);
+            if (*end || threads < 1 || threads > 1024) {
+                fprintf(stderr, usage, argv[0]);
+                return 2;
+            }
+            continue;
+        }
         int64_t *limit = opt == 'H'   ? &m.server.header_timeout
                          : opt == 'I' ? &m.server.idle_timeout
                                       : NULL;
@@ -481,7 +511,8 @@ int main(int argc, char **argv)
     }
     m.port = (uint16_t)port;
     intptr_t result = 0;
-    int err = eddy_run(server_main, &m, &result);
+    int err = threads ? eddy_run_threads((unsigned)threads, thread_main, &m)
+                      : eddy_run(server_main, &m, &result);
     if (err < 0) fprintf(stderr, "http-hello: %s\n", eddy_strerror(err));
     return err < 0 || result < 0 ? 1 : 0;
 }

@@ -179,6 +179,33 @@ typedef intptr_t (*eddy_task_fn)(void *arg);
  * eddy_task_join would for main, or the loop's creation error. */
 EDDY_API int eddy_run(eddy_task_fn main, void *arg, intptr_t *result);
 
+/* ---- embedding and several loops (docs/threads.md) ------------------------ */
+
+/* One iteration of the loop (libuv's UV_RUN_ONCE), waiting at most timeout_ns
+ * for I/O or a deadline (0 = not at all, < 0 = until something happens).
+ * Binds the loop to the thread as eddy_loop_run. Returns 1 while the loop
+ * has work left (tasks, timers, ops), 0 when it has none, -EINVAL, -EPERM on
+ * another thread than the loop's, -EBUSY inside a running loop. */
+EDDY_NODISCARD EDDY_API int eddy_loop_run_once(eddy_loop *loop, int64_t timeout_ns);
+/* A descriptor that polls readable when the loop has work (I/O done, a
+ * threadsafe post, a task ready, a timer due), for a foreign loop to call
+ * eddy_loop_run_once(loop, 0) then. Owned by the loop. -ENOTSUP on Windows. */
+EDDY_NODISCARD EDDY_API intptr_t eddy_loop_fd(const eddy_loop *loop);
+/* Spawns fn(arg) on loop from any thread (run_coroutine_threadsafe). On the
+ * loop's own thread, eddy_spawn. From a thread running another loop, the
+ * reference is to a proxy task of that loop: join, detach or cancel it there
+ * (cancelling it cancels the remote task; its join gives the remote task's
+ * result once that has ended). From a plain thread, waits until the task
+ * exists on loop (which must be running) and returns it: only loop's thread
+ * may join or detach it. NULL, errno EINVAL or ENOMEM. */
+EDDY_MUST_USE EDDY_API struct eddy_task *eddy_spawn_threadsafe(eddy_loop *loop, eddy_task_fn fn,
+                                                         void *arg);
+/* Runs n loops on n new threads (each pinned to a CPU where the platform
+ * allows), eddy_run(main, arg) on each, and returns once all have ended: 0,
+ * or the first (by thread index) error: a loop's, or main's negative result.
+ * -EINVAL for n == 0 or > 4096 or a NULL main. */
+EDDY_API int eddy_run_threads(unsigned n, eddy_task_fn main, void *arg);
+
 /* ---- futures ----------------------------------------------------------- */
 
 /* Reference counted; the creator holds one reference. Done callbacks run from
@@ -445,6 +472,35 @@ EDDY_API int eddy_queue_join(eddy_queue *q);
  * then fail with -EPIPE. immediate: the items are dropped and count as done. */
 EDDY_API int eddy_queue_shutdown(eddy_queue *q, bool immediate);
 
+/* ---- channels (docs/threads.md) ------------------------------------------ */
+
+/* A bounded MPMC channel of intptr_t items, the one object that tasks of
+ * different loops and plain threads may share. Tasks wait without blocking
+ * their loop; a plain thread (with no loop) blocks; a loop's thread outside a
+ * task may only use the _try_ calls. FIFO: items come out in the order they
+ * went in, so per sender too. */
+typedef struct eddy_channel eddy_channel;
+/* A new channel holding up to capacity (1 .. 2^28) items. 0, -EINVAL, -ENOMEM. */
+EDDY_MUST_USE EDDY_API int eddy_channel_new(eddy_channel **out, size_t capacity);
+/* Sends item, waiting while the channel is full. 0, -EPIPE once closed (the
+ * item was not sent), -ECANCELED (a task cancelled while waiting: not sent),
+ * -EPERM on a loop's thread outside a task, -EINVAL, -ENOMEM. */
+EDDY_NODISCARD EDDY_API int eddy_channel_send(eddy_channel *ch, intptr_t item);
+/* Receives the next item into *item (may be NULL), waiting while the channel
+ * is empty. 0, -EPIPE once closed and drained, -ECANCELED (nothing taken),
+ * -EPERM, -EINVAL, -ENOMEM. */
+EDDY_NODISCARD EDDY_API int eddy_channel_recv(eddy_channel *ch, intptr_t *item);
+/* send without waiting: 0, -EAGAIN when full, -EPIPE once closed. Any thread. */
+EDDY_NODISCARD EDDY_API int eddy_channel_try_send(eddy_channel *ch, intptr_t item);
+/* recv without waiting: 0, -EAGAIN when empty, -EPIPE once closed and drained. */
+EDDY_NODISCARD EDDY_API int eddy_channel_try_recv(eddy_channel *ch, intptr_t *item);
+/* Closes ch: sends fail with -EPIPE from now on (waiting senders too), the
+ * receivers drain what is buffered, then get -EPIPE. Wakes every waiter.
+ * 0, -EALREADY when closed already, -EINVAL. Any thread. */
+EDDY_API int eddy_channel_close(eddy_channel *ch);
+/* Frees ch (NULL: nothing), once nobody uses or waits on it any more. */
+EDDY_API void eddy_channel_free(eddy_channel *ch);
+
 /* ---- sockets --------------------------------------------------------------- */
 
 /* TCP, UDP and Unix stream sockets. Calls marked task-only suspend the calling
@@ -463,6 +519,22 @@ struct sockaddr_storage;
  * ephemeral (see eddy_sock_port); backlog <= 0 = SOMAXCONN. SO_REUSEADDR is set. */
 EDDY_MUST_USE EDDY_API int eddy_tcp_listen(eddy_sock **out, const char *host, uint16_t port,
                                            int backlog);
+/* eddy_tcp_listen's options; grows by its size as eddy_loop_options does. */
+typedef struct eddy_listen_options {
+    size_t size;         /* sizeof(eddy_listen_options), or 0: the first layout */
+    int backlog;         /* <= 0 = SOMAXCONN */
+    bool reuseport;      /* SO_REUSEPORT: each loop binds its own listener to the port */
+    bool v6only;         /* host NULL: IPv6 only, not IPv4 as well (IPV6_V6ONLY) */
+    uint8_t reserved[2]; /* 0 */
+} eddy_listen_options;
+#define EDDY_LISTEN_OPTIONS_INIT(...)                                                              \
+    {                                                                                              \
+        .size = sizeof(eddy_listen_options), __VA_ARGS__                                           \
+    }
+/* Task-only: eddy_tcp_listen with options (o NULL = the defaults). -EINVAL for
+ * bad options, -ENOTSUP for reuseport where the system has no SO_REUSEPORT. */
+EDDY_MUST_USE EDDY_API int eddy_tcp_listen_opts(eddy_sock **out, const char *host, uint16_t port,
+                                                const eddy_listen_options *o);
 /* Task-only: connects to host:port. Numeric hosts are used as they are; names
  * are resolved with getaddrinfo in the thread pool and each address is tried in
  * turn. 0, -ECONNREFUSED, -ENXIO (no such host), -ECANCELED, ... */

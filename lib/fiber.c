@@ -4,8 +4,10 @@
  * The switch itself is eddy__context_swap (lib/context/, one file per architecture), or
  * swapcontext with EDDY_CONTEXT_UCONTEXT. Around every switch we tell
  * AddressSanitizer which stack is about to run, so that it keeps checking the
- * right frames and fake stacks; Valgrind learns about stacks in lib/stack.c
- * and needs nothing here. */
+ * right frames and fake stacks; ThreadSanitizer (--enable-tsan) gets a
+ * fiber of its own per task, so that it keeps one shadow stack and one
+ * happens-before clock per stack; Valgrind learns about stacks in
+ * lib/stack.c and needs nothing here. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,11 +56,45 @@ static void asan_finish_switch(void *fake_stack_save)
 #define asan_finish_switch(fake_stack_save)          ((void)0)
 #endif
 
+#if EDDY_TSAN
+/* The sanitizer's fiber interface (compiler-rt's tsan_interface.h). */
+void *__tsan_get_current_fiber(void);
+void *__tsan_create_fiber(unsigned flags);
+void __tsan_destroy_fiber(void *fiber);
+void __tsan_switch_to_fiber(void *fiber, unsigned flags);
+
+/* A fiber that exited: destroyed by whoever runs next on this thread. */
+static __thread void *tsan_dead_fiber;
+
+static void tsan_before_switch(struct eddy__fiber *from, struct eddy__fiber *to, bool exiting)
+{
+    if (from && !from->tsan_fiber) from->tsan_fiber = __tsan_get_current_fiber();
+    if (!to->tsan_fiber) to->tsan_fiber = __tsan_create_fiber(0);
+    if (exiting) {
+        tsan_dead_fiber = from->tsan_fiber;
+        from->tsan_fiber = NULL;
+    }
+    __tsan_switch_to_fiber(to->tsan_fiber, 0);
+}
+
+static void tsan_after_switch(void)
+{
+    if (tsan_dead_fiber) {
+        __tsan_destroy_fiber(tsan_dead_fiber);
+        tsan_dead_fiber = NULL;
+    }
+}
+#else
+#define tsan_before_switch(from, to, exiting) ((void)0)
+#define tsan_after_switch()                   ((void)0)
+#endif
+
 /* The first function a fiber runs, on its own stack. */
 static void fiber_start(void *p)
 {
     struct eddy__fiber *f = p;
     asan_finish_switch(NULL);
+    tsan_after_switch();
     f->entry(f->arg);
     abort(); /* entry must leave with eddy__fiber_exit; there is nowhere to return to */
 }
@@ -69,6 +105,9 @@ static void fiber_prepare(struct eddy__fiber *f, struct eddy__stack *s, void (*e
     f->stack_lo = s->lo;
     f->stack_size = s->size;
     f->asan_fake_stack = NULL;
+#if EDDY_TSAN
+    f->tsan_fiber = NULL;
+#endif
     f->entry = entry;
     f->arg = arg;
 }
@@ -104,15 +143,17 @@ void eddy__fiber_init(struct eddy__fiber *f, struct eddy__stack *s, void (*entry
 void eddy__fiber_switch(struct eddy__fiber *from, struct eddy__fiber *to)
 {
     asan_start_switch(from, &from->asan_fake_stack, to);
+    tsan_before_switch(from, to, false);
     swapcontext(&from->uc, &to->uc);
     asan_finish_switch(from->asan_fake_stack);
+    tsan_after_switch();
 }
 
 _Noreturn void eddy__fiber_exit(struct eddy__fiber *from, struct eddy__fiber *to)
 {
-    (void)from;
     /* A NULL save slot tells ASan to free this fiber's fake stack now. */
     asan_start_switch(NULL, NULL, to);
+    tsan_before_switch(from, to, true);
     setcontext(&to->uc);
     abort();
 }
@@ -158,14 +199,17 @@ void eddy__fiber_init(struct eddy__fiber *f, struct eddy__stack *s, void (*entry
 void eddy__fiber_switch(struct eddy__fiber *from, struct eddy__fiber *to)
 {
     asan_start_switch(from, &from->asan_fake_stack, to);
+    tsan_before_switch(from, to, false);
     eddy__context_swap(&from->sp, to->sp);
     asan_finish_switch(from->asan_fake_stack);
+    tsan_after_switch();
 }
 
 _Noreturn void eddy__fiber_exit(struct eddy__fiber *from, struct eddy__fiber *to)
 {
     /* A NULL save slot tells ASan to free this fiber's fake stack now. */
     asan_start_switch(NULL, NULL, to);
+    tsan_before_switch(from, to, true);
     eddy__context_swap(&from->sp, to->sp);
     abort(); /* nobody resumes a fiber that exited */
 }

@@ -98,6 +98,9 @@ struct eddy__fiber {
     const void *stack_lo; /* for AddressSanitizer; NULL for a thread's own stack */
     size_t stack_size;
     void *asan_fake_stack;
+#if EDDY_TSAN
+    void *tsan_fiber; /* ThreadSanitizer's context for it; NULL: made at the first switch */
+#endif
     void (*entry)(void *arg);
     void *arg;
 };

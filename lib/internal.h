@@ -326,6 +326,12 @@ struct eddy_loop {
     /* The thread the loop belongs to (eddy__thread_id), set when a thread
      * first runs it; 0 before, when whoever holds the loop may set it up. */
     uint64_t owner;
+
+    /* eddy_loop_fd (lib/loop.c): a poll set holding the backend's descriptor
+     * and a timer that fires when work is ready or a deadline is due; -1
+     * until asked for. */
+    int embed_fd;
+    int embed_timer;
 };
 
 static inline void eddy__loop_schedule(struct eddy_loop *loop, struct eddy__work *w)

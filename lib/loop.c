@@ -10,6 +10,17 @@
 
 #include "internal.h"
 
+#if defined(__linux__)
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+#define EDDY__EMBED_EPOLL 1
+#elif EDDY_HAVE_KQUEUE
+#include <sys/event.h>
+#include <unistd.h>
+#define EDDY__EMBED_KQUEUE 1
+#endif
+
 __thread struct eddy_loop *eddy__thread_loop EDDY__TLS_MODEL;
 __thread uint64_t eddy__thread_number EDDY__TLS_MODEL;
 
@@ -159,6 +170,7 @@ EDDY_API int eddy_loop_new(eddy_loop **out, const eddy_loop_options *user_opts)
     eddy__list_init(&loop->watches);
     eddy__list_init(&loop->futures);
     eddy__list_init(&loop->groups);
+    loop->embed_fd = loop->embed_timer = -1;
     int err = eddy__mutex_init(&loop->remote_lock);
     if (err) {
         free(loop);
@@ -248,16 +260,20 @@ static int64_t poll_timeout(struct eddy_loop *loop, bool block)
     return wait > 0 ? wait : 0;
 }
 
-int eddy__loop_iterate(struct eddy_loop *loop, bool block)
+/* One iteration whose wait in the backend lasts at most cap ns (< 0: no
+ * limit beyond the loop's own). */
+static int loop_iterate_capped(struct eddy_loop *loop, bool block, int64_t cap, bool always_poll)
 {
     /* A loop that never idles still decays its stacks: a clock read every
      * 1024 iterations, not at each. */
     if (loop->stacks.excess && (++loop->stacks.trim_ticks & 1023) == 0)
         eddy__stack_pool_trim(&loop->stacks, eddy__monotonic_ns());
     int64_t timeout = poll_timeout(loop, block);
+    if (cap >= 0 && (timeout < 0 || timeout > cap)) timeout = cap;
     /* With work ready and no I/O in flight there is nothing to reap: skip the
-     * syscall (threadsafe posts are seen through remote_pending). */
-    if (timeout != 0 || loop->ops_in_flight || loop->backend.pending) {
+     * syscall (threadsafe posts are seen through remote_pending). An embedded
+     * loop polls anyway: its descriptor stays readable until a wake is reaped. */
+    if (always_poll || timeout != 0 || loop->ops_in_flight || loop->backend.pending) {
         int completed = loop->backend.ops->poll(&loop->backend, timeout);
         if (completed < 0 && completed != -EINTR) return completed;
         /* Virtual time waited for real on I/O that did not come: jump. */
@@ -279,25 +295,173 @@ int eddy__loop_iterate(struct eddy_loop *loop, bool block)
     return 0;
 }
 
-EDDY_API int eddy_loop_run(eddy_loop *loop)
+int eddy__loop_iterate(struct eddy_loop *loop, bool block)
+{
+    return loop_iterate_capped(loop, block, -1, false);
+}
+
+/* Makes loop the running loop of this thread (binding it on first use):
+ * 0, -EINVAL, -EPERM (another thread's), -EBUSY (it, or another loop on
+ * this thread, is running). loop_leave undoes it. */
+static int loop_enter(struct eddy_loop *loop, struct eddy_loop **previous)
 {
     if (!loop) return -EINVAL;
     if (loop_bind(loop) < 0) return -EPERM;
     if (loop->running || (eddy__thread_loop && eddy__thread_loop != loop)) return -EBUSY;
-    struct eddy_loop *previous = eddy__thread_loop;
+    *previous = eddy__thread_loop;
     eddy__thread_loop = loop;
     loop->running = true;
-    int err = 0;
+    return 0;
+}
+
+static void loop_leave(struct eddy_loop *loop, struct eddy_loop *previous)
+{
+    loop->running = false;
+    loop->stopping = false;
+    eddy__thread_loop = previous;
+}
+
+EDDY_API int eddy_loop_run(eddy_loop *loop)
+{
+    struct eddy_loop *previous;
+    int err = loop_enter(loop, &previous);
+    if (err < 0) return err;
     /* A stop requested before the run still lets one iteration (that does
      * not block) happen, as in asyncio. */
     while (err == 0 && eddy__loop_alive(loop)) {
         err = eddy__loop_iterate(loop, true);
         if (loop->stopping) break;
     }
-    loop->running = false;
-    loop->stopping = false;
-    eddy__thread_loop = previous;
+    loop_leave(loop, previous);
     return err;
+}
+
+/* ---- embedding ------------------------------------------------------------ */
+
+/* How long until the loop has work of its own (ready work, a due timer):
+ * 0 = now, -1 = none; what comes from the backend shows on its descriptor. */
+static int64_t embed_due(struct eddy_loop *loop)
+{
+    if (!eddy__list_empty(&loop->ready) || loop->stopping) return 0;
+    int64_t next = eddy__timers_next(&loop->timers);
+    if (next == INT64_MAX) return -1;
+    if (loop->flags & EDDY_LOOP_VIRTUAL_TIME) {
+        bool io = loop->ops_in_flight || loop->backend.pending;
+        return io && next > loop->virtual_now ? next - loop->virtual_now : 0;
+    }
+    int64_t wait = next - eddy__monotonic_ns();
+    return wait > 0 ? wait : 0;
+}
+
+#if EDDY__EMBED_EPOLL
+/* Linux: an epoll set with the backend's descriptor (an epoll set or a ring,
+ * both pollable) and a timerfd. */
+static int embed_open(struct eddy_loop *loop, intptr_t backend_fd)
+{
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0) return -errno;
+    int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN};
+    int err = tfd < 0 ? -errno : 0;
+    if (!err && epoll_ctl(ep, EPOLL_CTL_ADD, (int)backend_fd, &ev) < 0) err = -errno;
+    if (!err && epoll_ctl(ep, EPOLL_CTL_ADD, tfd, &ev) < 0) err = -errno;
+    if (err) {
+        if (tfd >= 0) close(tfd);
+        close(ep);
+        return err;
+    }
+    loop->embed_fd = ep;
+    loop->embed_timer = tfd;
+    return 0;
+}
+
+static void embed_arm(struct eddy_loop *loop, int64_t due)
+{
+    uint64_t expirations;
+    if (read(loop->embed_timer, &expirations, sizeof expirations) < 0) {
+        /* EAGAIN: it had not fired; nothing to drain */
+    }
+    struct itimerspec its = {{0, 0}, {0, 0}};
+    if (due >= 0) {
+        if (due == 0) due = 1; /* 0 would disarm it */
+        its.it_value.tv_sec = (time_t)(due / 1000000000);
+        its.it_value.tv_nsec = (long)(due % 1000000000);
+    }
+    (void)timerfd_settime(loop->embed_timer, 0, &its, NULL);
+}
+#elif EDDY__EMBED_KQUEUE
+/* BSD, macOS: a kqueue with the backend's kqueue (readable while it holds
+ * events) and a one-shot EVFILT_TIMER. */
+static int embed_open(struct eddy_loop *loop, intptr_t backend_fd)
+{
+    int kq = kqueue();
+    if (kq < 0) return -errno;
+    struct kevent ev;
+    EV_SET(&ev, (uintptr_t)backend_fd, EVFILT_READ, EV_ADD, 0, 0, NULL);
+    if (kevent(kq, &ev, 1, NULL, 0, NULL) < 0) {
+        int err = -errno;
+        close(kq);
+        return err;
+    }
+    loop->embed_fd = kq;
+    return 0;
+}
+
+static void embed_arm(struct eddy_loop *loop, int64_t due)
+{
+    struct kevent ev, out[4];
+    struct timespec zero = {0, 0};
+    /* Take in the events that made it readable (a fired timer, the backend's). */
+    (void)kevent(loop->embed_fd, NULL, 0, out, 4, &zero);
+    EV_SET(&ev, 1, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+    (void)kevent(loop->embed_fd, &ev, 1, NULL, 0, NULL);
+    if (due < 0) return;
+    int64_t ms = (due + 999999) / 1000000; /* EVFILT_TIMER counts ms by default */
+    EV_SET(&ev, 1, EVFILT_TIMER, EV_ADD | EV_ONESHOT, 0, ms > 0 ? ms : 0, NULL);
+    (void)kevent(loop->embed_fd, &ev, 1, NULL, 0, NULL);
+}
+#endif
+
+EDDY_API intptr_t eddy_loop_fd(const eddy_loop *cloop)
+{
+    if (!cloop) return -EINVAL;
+    if (eddy__loop_foreign(cloop)) return -EPERM;
+#if EDDY__EMBED_EPOLL || EDDY__EMBED_KQUEUE
+    /* Made on first use: the loop is the caller's to change, const or not. */
+    struct eddy_loop *loop = (struct eddy_loop *)(uintptr_t)cloop;
+    if (loop->embed_fd >= 0) return loop->embed_fd;
+    if (!loop->backend.ops->fd) return -ENOTSUP;
+    intptr_t backend_fd = loop->backend.ops->fd(&loop->backend);
+    if (backend_fd < 0) return backend_fd;
+    int err = embed_open(loop, backend_fd);
+    if (err < 0) return err;
+    embed_arm(loop, embed_due(loop));
+    return loop->embed_fd;
+#else
+    return -ENOTSUP;
+#endif
+}
+
+EDDY_API int eddy_loop_run_once(eddy_loop *loop, int64_t timeout_ns)
+{
+    struct eddy_loop *previous;
+    int err = loop_enter(loop, &previous);
+    if (err < 0) return err;
+    if (eddy__loop_alive(loop) || loop->embed_fd >= 0)
+        err = loop_iterate_capped(loop, eddy__loop_alive(loop), timeout_ns < 0 ? -1 : timeout_ns,
+                                  loop->embed_fd >= 0);
+    /* What the tasks just queued goes to the kernel now, not at the next
+     * iteration: a foreign loop waits on the descriptor meanwhile. */
+    if (err == 0 && (loop->ops_in_flight || loop->backend.pending)) {
+        int completed = loop->backend.ops->poll(&loop->backend, 0);
+        if (completed < 0 && completed != -EINTR) err = completed;
+    }
+    loop_leave(loop, previous);
+#if EDDY__EMBED_EPOLL || EDDY__EMBED_KQUEUE
+    if (loop->embed_fd >= 0) embed_arm(loop, embed_due(loop));
+#endif
+    if (err < 0) return err;
+    return eddy__loop_alive(loop) ? 1 : 0;
 }
 
 EDDY_API void eddy_loop_stop(eddy_loop *loop)
@@ -456,6 +620,10 @@ EDDY_API void eddy_loop_free(eddy_loop *loop)
         free(c);
     }
     eddy__mutex_destroy(&loop->remote_lock);
+#if EDDY__EMBED_EPOLL || EDDY__EMBED_KQUEUE
+    if (loop->embed_fd >= 0) close(loop->embed_fd);
+    if (loop->embed_timer >= 0) close(loop->embed_timer);
+#endif
     free(loop);
 }
 

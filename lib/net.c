@@ -486,8 +486,11 @@ EDDY_API int eddy_sock_close(eddy_sock *s)
 
 /* ---- TCP ------------------------------------------------------------------------ */
 
+/* listen_on's flags, from eddy_listen_options. */
+enum { LISTEN_REUSEPORT = 1 << 0, LISTEN_V6ONLY = 1 << 1 };
+
 static int listen_on(struct eddy_sock **out, int family, int type, const struct sockaddr *addr,
-                     socklen_t len, int backlog, bool dual_stack)
+                     socklen_t len, int backlog, bool dual_stack, unsigned flags)
 {
     intptr_t fd = socket_open(family, type);
     if (fd < 0) return (int)fd;
@@ -504,8 +507,17 @@ static int listen_on(struct eddy_sock **out, int family, int type, const struct 
     if (family != AF_UNIX && type == SOCK_STREAM)
         err = set_int_option(fd, SOL_SOCKET, SO_REUSEADDR, 1);
 #endif
+    if (err == 0 && (flags & LISTEN_REUSEPORT)) {
+#ifdef SO_REUSEPORT
+        /* Each loop binds a listener of its own to the port; the kernel
+         * spreads the connections over them. */
+        err = set_int_option(fd, SOL_SOCKET, SO_REUSEPORT, 1);
+#else
+        err = -ENOTSUP;
+#endif
+    }
     if (err == 0 && family == AF_INET6)
-        err = set_int_option(fd, IPPROTO_IPV6, IPV6_V6ONLY, !dual_stack);
+        err = set_int_option(fd, IPPROTO_IPV6, IPV6_V6ONLY, !dual_stack || (flags & LISTEN_V6ONLY));
     if (err == 0 && bind(NATIVE(fd), addr, len) < 0) err = sock_errno();
     if (err == 0 && type == SOCK_STREAM &&
         listen(NATIVE(fd), backlog > 0 ? backlog : SOMAXCONN) < 0)
@@ -522,29 +534,31 @@ static int listen_on(struct eddy_sock **out, int family, int type, const struct 
 /* Binds to host:port: NULL or "" = every address, IPv6 and IPv4 where the
  * system has IPv6, else IPv4; a numeric address; or a name, resolved in the
  * pool, trying each address until one binds. */
-static int bind_host(struct eddy_sock **out, const char *host, uint16_t port, int type, int backlog)
+static int bind_host(struct eddy_sock **out, const char *host, uint16_t port, int type, int backlog,
+                     unsigned flags)
 {
     if (!host || !*host) {
         struct sockaddr_in6 any6 = {.sin6_family = AF_INET6, .sin6_port = htons(port)};
         any6.sin6_addr = in6addr_any;
-        int err =
-            listen_on(out, AF_INET6, type, (struct sockaddr *)&any6, sizeof(any6), backlog, true);
+        int err = listen_on(out, AF_INET6, type, (struct sockaddr *)&any6, sizeof(any6), backlog,
+                            true, flags);
         if (err != -EAFNOSUPPORT) return err;
         struct sockaddr_in any4 = {.sin_family = AF_INET, .sin_port = htons(port)};
         any4.sin_addr.s_addr = htonl(INADDR_ANY);
-        return listen_on(out, AF_INET, type, (struct sockaddr *)&any4, sizeof(any4), backlog,
-                         false);
+        return listen_on(out, AF_INET, type, (struct sockaddr *)&any4, sizeof(any4), backlog, false,
+                         flags);
     }
     struct sockaddr_storage ss;
     if (parse_numeric(&ss, host, port) == 0)
         return listen_on(out, ss.ss_family, type, (struct sockaddr *)&ss, addr_len(ss.ss_family),
-                         backlog, false);
+                         backlog, false, flags);
     struct addrinfo *res;
     int err = resolve(host, port, type, AI_PASSIVE, &res);
     if (err < 0) return err;
     err = -ENXIO;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        err = listen_on(out, ai->ai_family, type, ai->ai_addr, ai->ai_addrlen, backlog, false);
+        err =
+            listen_on(out, ai->ai_family, type, ai->ai_addr, ai->ai_addrlen, backlog, false, flags);
         if (err == 0) break;
     }
     freeaddrinfo(res);
@@ -565,7 +579,35 @@ EDDY_API int eddy_tcp_listen(eddy_sock **out, const char *host, uint16_t port, i
     *out = NULL;
     int err = loop_offers(EDDY_CAP_TCP);
     if (err < 0) return err;
-    return bind_host(out, host, port, SOCK_STREAM, backlog);
+    return bind_host(out, host, port, SOCK_STREAM, backlog, 0);
+}
+
+/* eddy_listen_options' layouts, oldest first (lib/loop.c explains). */
+static const size_t listen_options_layouts[] = {
+    sizeof(eddy_listen_options), /* 0.1 */
+};
+_Static_assert(sizeof(eddy_listen_options) ==
+                   offsetof(eddy_listen_options, reserved) + sizeof(uint8_t[2]),
+               "eddy_listen_options: no tail padding, where a later field could land");
+
+EDDY_API int eddy_tcp_listen_opts(eddy_sock **out, const char *host, uint16_t port,
+                                  const eddy_listen_options *o)
+{
+    if (!eddy__current_task()) return -EPERM;
+    if (!out) return -EINVAL;
+    *out = NULL;
+    eddy_listen_options lo = {0};
+    if (o) {
+        int err =
+            eddy__options_read(&lo, sizeof lo, o, listen_options_layouts,
+                               sizeof listen_options_layouts / sizeof listen_options_layouts[0]);
+        if (err < 0) return err;
+        if (lo.reserved[0] || lo.reserved[1]) return -EINVAL;
+    }
+    int err = loop_offers(EDDY_CAP_TCP);
+    if (err < 0) return err;
+    unsigned flags = (lo.reuseport ? LISTEN_REUSEPORT : 0) | (lo.v6only ? LISTEN_V6ONLY : 0);
+    return bind_host(out, host, port, SOCK_STREAM, lo.backlog, flags);
 }
 
 /* Connects a new socket to addr; on failure (or cancellation) it is closed. */
@@ -829,7 +871,7 @@ EDDY_API int eddy_udp_bind(eddy_sock **out, const char *host, uint16_t port)
     *out = NULL;
     int err = loop_offers(EDDY_CAP_UDP);
     if (err < 0) return err;
-    return bind_host(out, host, port, SOCK_DGRAM, 0);
+    return bind_host(out, host, port, SOCK_DGRAM, 0, 0);
 }
 
 /* An IPv4 destination for a dual-stack IPv6 socket: ::ffff:a.b.c.d. */
@@ -957,7 +999,7 @@ EDDY_API int eddy_unix_listen(eddy_sock **out, const char *path, int backlog)
     struct sockaddr_un sun;
     socklen_t len;
     if ((err = unix_address(&sun, &len, path)) < 0) return err;
-    return listen_on(out, AF_UNIX, SOCK_STREAM, (struct sockaddr *)&sun, len, backlog, false);
+    return listen_on(out, AF_UNIX, SOCK_STREAM, (struct sockaddr *)&sun, len, backlog, false, 0);
 }
 
 EDDY_API int eddy_unix_connect(eddy_sock **out, const char *path)

@@ -223,12 +223,15 @@ static void *map_guarded(size_t guard, size_t size)
 #else
 static size_t page_size(void)
 {
+    /* Loops on several threads may ask at once: each stores the same value. */
     static size_t cached;
-    if (!cached) {
+    size_t size = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (!size) {
         long n = sysconf(_SC_PAGESIZE);
-        cached = n > 0 ? (size_t)n : 4096;
+        size = n > 0 ? (size_t)n : 4096;
+        __atomic_store_n(&cached, size, __ATOMIC_RELAXED);
     }
-    return cached;
+    return size;
 }
 
 static void *map_anonymous(size_t size)
@@ -648,7 +651,10 @@ void eddy__stack_pool_trim(struct eddy__stack_pool *p, int64_t now)
     }
 }
 
-#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(__clang__)
+/* Not under ThreadSanitizer: the clone resolver runs at relocation, before
+ * the instrumented code may. */
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(__clang__) &&       \
+    !defined(__SANITIZE_THREAD__)
 __attribute__((target_clones("avx2", "default")))
 #endif
 bool eddy__stack_canary_ok(const struct eddy__stack_pool *p, const struct eddy__stack *s)

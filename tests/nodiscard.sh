@@ -29,6 +29,12 @@ void drop(eddy_loop *loop, eddy_sock *s, eddy_file *f, eddy_future *fut, char *b
 {
     (void)eddy_call_soon(loop, 0, 0);
     (void)eddy_call_soon_threadsafe(loop, 0, 0);
+    (void)eddy_loop_run_once(loop, 0);
+    (void)eddy_loop_fd(loop);
+    (void)eddy_channel_send(0, 0);
+    (void)eddy_channel_recv(0, 0);
+    (void)eddy_channel_try_send(0, 0);
+    (void)eddy_channel_try_recv(0, 0);
     (void)eddy_call_later(loop, 0, 0, 0, 0);
     (void)eddy_future_on_done(fut, 0, 0);
     (void)eddy_recv(s, buf, 1);
@@ -90,6 +96,9 @@ must_use_calls='
     eddy_sem_new(0, 0, 0);
     eddy_barrier_new(0, 1);
     eddy_queue_new(0, 0);
+    eddy_channel_new(0, 1);
+    eddy_spawn_threadsafe(loop, 0, 0);
+    eddy_tcp_listen_opts(&s, 0, 0, 0);
     eddy_stream_open(0, 0, 0);
     eddy_open_connection(0, "::1", 1, 0);
     eddy_serve(0, 0, 0, 0);

@@ -1,0 +1,333 @@
+/* SPDX-License-Identifier: MIT */
+/* Several loops: eddy_run_threads (one loop per thread, pinned where the
+ * platform allows) and eddy_spawn_threadsafe. A task spawned on another
+ * loop is represented on the caller's loop by a proxy task: it posts the
+ * spawn to the target loop, awaits a future of its own loop that the remote
+ * task completes by a threadsafe post when it ends, and returns what the
+ * remote task returned. Joining, detaching and cancelling the proxy are then
+ * plain calls on the caller's own loop; cancelling it cancels the remote
+ * task, and the proxy waits (deaf to its own cancellation) until that one
+ * has ended. Nothing loop-bound crosses threads: only posts. */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* sched_getaffinity, pthread_setaffinity_np */
+#endif
+#include <stdlib.h>
+#ifndef _WIN32
+#include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
+#endif
+
+#include "internal.h"
+
+/* ---- eddy_spawn_threadsafe ------------------------------------------------ */
+
+struct remote {
+    unsigned refs; /* atomic: the proxy (or waiting thread), the remote side, each cancel post */
+    eddy_loop *target;
+    eddy_task_fn fn;
+    void *arg;
+    /* the caller's side: the loop to post the end to, and its future */
+    eddy_loop *home;
+    eddy_future *done;
+    bool finished; /* home_complete ran (both on the home thread) */
+    intptr_t result;
+    /* the target's side, touched on its thread only */
+    eddy_task *task;
+    bool started; /* remote_main began */
+    bool ended;
+    bool proxy_ran; /* the home side's: proxy_main began */
+    /* a plain thread waiting for the task to be made */
+    eddy__mutex lock;
+    eddy__cond made;
+    bool created;
+};
+
+static void remote_unref(struct remote *r)
+{
+    if (__atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL)) return;
+    eddy__mutex_destroy(&r->lock);
+    free(r);
+}
+
+static void home_complete(void *arg)
+{
+    struct remote *r = arg;
+    r->finished = true;
+    if (!eddy_future_done(r->done)) (void)eddy_future_set_result(r->done, r->result);
+    eddy_future_unref(r->done);
+    remote_unref(r);
+}
+
+/* The remote task: fn, then its result goes home. */
+static intptr_t remote_main(void *arg)
+{
+    struct remote *r = arg;
+    r->started = true;
+    intptr_t v = r->fn(r->arg);
+    r->ended = true;
+    eddy_task_detach(r->task);
+    r->task = NULL;
+    r->result = v;
+    if (eddy_call_soon_threadsafe(r->home, home_complete, r) < 0) {
+        /* Out of memory: the proxy stays waiting; nothing else to do. */
+    }
+    return v;
+}
+
+/* On the target loop: makes the remote task. */
+static void remote_spawn(void *arg)
+{
+    struct remote *r = arg;
+    r->task = eddy_spawn(r->target, remote_main, r);
+    if (!r->task) {
+        r->ended = true;
+        r->result = -ENOMEM;
+        (void)eddy_call_soon_threadsafe(r->home, home_complete, r);
+    }
+}
+
+/* On the target loop: the proxy was cancelled. */
+static void remote_cancel(void *arg)
+{
+    struct remote *r = arg;
+    if (!r->ended && r->task) {
+        (void)eddy_task_cancel(r->task);
+        if (!r->started) {
+            /* Cancelled before it began: remote_main will not run to say so. */
+            r->ended = true;
+            eddy_task_detach(r->task);
+            r->task = NULL;
+            r->result = -ECANCELED;
+            (void)eddy_call_soon_threadsafe(r->home, home_complete, r);
+        }
+    }
+    remote_unref(r);
+}
+
+static intptr_t proxy_main(void *arg)
+{
+    struct remote *r = arg;
+    r->proxy_ran = true;
+    int err = eddy_call_soon_threadsafe(r->target, remote_spawn, r);
+    if (err < 0) {
+        remote_unref(r); /* the remote side's reference */
+        eddy_future_unref(r->done);
+        eddy_future_unref(r->done);
+        remote_unref(r);
+        return err;
+    }
+    intptr_t v = 0;
+    err = eddy_await(r->done, &v);
+    if (err < 0 && !r->finished) {
+        /* Cancelled: so is the remote task, and the proxy waits for its end,
+         * deaf to its own cancellation, on a new future (the await cancelled
+         * the first). home_complete runs on this thread: the swap is safe. */
+        eddy_future *next = eddy_future_new(NULL);
+        __atomic_add_fetch(&r->refs, 1, __ATOMIC_ACQ_REL);
+        if (eddy_call_soon_threadsafe(r->target, remote_cancel, r) < 0) remote_unref(r);
+        if (next) {
+            eddy_future_ref(next); /* home_complete's, in place of the first's */
+            eddy_future_unref(r->done);
+            eddy_future_unref(r->done);
+            r->done = next;
+            eddy_shield_begin();
+            while (!r->finished && (err = eddy_await(r->done, &v)) == 0 && !r->finished) {
+            }
+            eddy_shield_end();
+            err = r->finished ? 0 : err;
+            v = r->result;
+        }
+    }
+    eddy_future_unref(r->done);
+    remote_unref(r);
+    return err < 0 ? err : v;
+}
+
+/* The proxy ended; if it was cancelled before it began, nothing was posted
+ * and its references are dropped here. */
+static void proxy_done(eddy_future *f, void *arg)
+{
+    (void)f;
+    struct remote *r = arg;
+    if (!r->proxy_ran) {
+        eddy_future_unref(r->done);
+        eddy_future_unref(r->done);
+        remote_unref(r); /* the proxy's */
+        remote_unref(r); /* the remote side's */
+    }
+    remote_unref(r); /* its own */
+}
+
+/* A plain thread: the task is made on the target loop, and its reference
+ * handed back once it exists. */
+static void remote_spawn_for_thread(void *arg)
+{
+    struct remote *r = arg;
+    eddy_task *t = eddy_spawn(r->target, r->fn, r->arg);
+    eddy__mutex_lock(&r->lock);
+    r->task = t;
+    r->created = true;
+    eddy__cond_signal(&r->made);
+    eddy__mutex_unlock(&r->lock);
+}
+
+EDDY_API struct eddy_task *eddy_spawn_threadsafe(eddy_loop *loop, eddy_task_fn fn, void *arg)
+{
+    if (!loop || !fn) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!eddy__loop_foreign(loop)) return eddy_spawn(loop, fn, arg);
+    struct remote *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    if (eddy__mutex_init(&r->lock)) {
+        free(r);
+        errno = ENOMEM;
+        return NULL;
+    }
+    eddy__cond c = EDDY__COND_INIT;
+    r->made = c;
+    r->target = loop;
+    r->fn = fn;
+    r->arg = arg;
+    r->home = eddy__thread_loop;
+    if (!r->home) {
+        /* No loop here to hold a proxy: wait until the task exists. */
+        r->refs = 1;
+        int err = eddy_call_soon_threadsafe(loop, remote_spawn_for_thread, r);
+        eddy__mutex_lock(&r->lock);
+        while (err == 0 && !r->created)
+            eddy__cond_wait(&r->made, &r->lock);
+        eddy_task *t = r->task;
+        eddy__mutex_unlock(&r->lock);
+        remote_unref(r);
+        if (err < 0 || !t) errno = err < 0 ? -err : ENOMEM;
+        return t;
+    }
+    r->done = eddy_future_new(r->home);
+    if (!r->done) {
+        remote_unref(r);
+        return NULL;
+    }
+    eddy_future_ref(r->done); /* for home_complete */
+    r->refs = 3; /* the proxy's, the remote side's, proxy_done's */
+    eddy_task *proxy = eddy_spawn(r->home, proxy_main, r);
+    if (proxy && eddy_future_on_done(eddy_task_future(proxy), proxy_done, r) < 0) {
+        eddy_task_detach(proxy); /* out of memory: it would leak if cancelled unstarted */
+        (void)eddy_task_cancel(proxy);
+        proxy = NULL;
+    }
+    if (!proxy) {
+        eddy_future_unref(r->done);
+        eddy_future_unref(r->done);
+        eddy__mutex_destroy(&r->lock);
+        free(r);
+        errno = ENOMEM;
+        return NULL;
+    }
+    return proxy;
+}
+
+/* ---- eddy_run_threads -------------------------------------------------------- */
+
+struct runner {
+    unsigned index, n;
+    eddy_task_fn main;
+    void *arg;
+    int err;
+#ifdef _WIN32
+    HANDLE thread;
+#else
+    pthread_t thread;
+#endif
+};
+
+/* Pins the calling thread to CPU index (modulo the CPUs it may use). */
+static void pin(unsigned index)
+{
+#if defined(__linux__)
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return;
+    int count = CPU_COUNT(&allowed);
+    if (count <= 1) return;
+    int want = (int)(index % (unsigned)count);
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (!CPU_ISSET(cpu, &allowed) || want--) continue;
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        (void)pthread_setaffinity_np(pthread_self(), sizeof one, &one);
+        return;
+    }
+#elif defined(_WIN32)
+    DWORD_PTR process, system;
+    if (!GetProcessAffinityMask(GetCurrentProcess(), &process, &system)) return;
+    unsigned count = 0;
+    for (unsigned b = 0; b < sizeof(DWORD_PTR) * 8; b++)
+        count += (process >> b) & 1;
+    if (count <= 1) return;
+    unsigned want = index % count;
+    for (unsigned b = 0; b < sizeof(DWORD_PTR) * 8; b++) {
+        if (!((process >> b) & 1) || want--) continue;
+        (void)SetThreadAffinityMask(GetCurrentThread(), (DWORD_PTR)1 << b);
+        return;
+    }
+#else
+    (void)index; /* macOS has only affinity hints; the BSDs differ: not pinned */
+#endif
+}
+
+static void runner_main(struct runner *r)
+{
+    pin(r->index);
+    intptr_t result = 0;
+    int err = eddy_run(r->main, r->arg, &result);
+    r->err = err < 0 ? err : result < 0 ? (int)result : 0;
+}
+
+#ifdef _WIN32
+static DWORD WINAPI runner_thread(void *arg)
+{
+    runner_main(arg);
+    return 0;
+}
+#else
+static void *runner_thread(void *arg)
+{
+    runner_main(arg);
+    return NULL;
+}
+#endif
+
+EDDY_API int eddy_run_threads(unsigned n, eddy_task_fn main, void *arg)
+{
+    if (n == 0 || n > 4096 || !main) return -EINVAL;
+    struct runner *runners = calloc(n, sizeof *runners);
+    if (!runners) return -ENOMEM;
+    unsigned started = 0;
+    int err = 0;
+    for (; started < n; started++) {
+        struct runner *r = &runners[started];
+        *r = (struct runner){.index = started, .n = n, .main = main, .arg = arg};
+#ifdef _WIN32
+        r->thread = CreateThread(NULL, 0, runner_thread, r, 0, NULL);
+        if (!r->thread) err = eddy__win_error(GetLastError());
+#else
+        int e = pthread_create(&r->thread, NULL, runner_thread, r);
+        if (e) err = e == EAGAIN ? -EAGAIN : -ENOMEM;
+#endif
+        if (err) break;
+    }
+    for (unsigned i = 0; i < started; i++) {
+#ifdef _WIN32
+        WaitForSingleObject(runners[i].thread, INFINITE);
+        CloseHandle(runners[i].thread);
+#else
+        pthread_join(runners[i].thread, NULL);
+#endif
+        if (!err) err = runners[i].err;
+    }
+    free(runners);
+    return err;
+}

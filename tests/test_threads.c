@@ -1,0 +1,362 @@
+/* SPDX-License-Identifier: MIT */
+/* Several loops: eddy_run_threads, eddy_spawn_threadsafe (join and cancel
+ * across loops, from a plain thread) and SO_REUSEPORT listeners. */
+#include <pthread.h>
+#ifndef _WIN32
+#include <sys/socket.h> /* SO_REUSEPORT */
+#endif
+
+#include "helpers.h"
+
+Test(threads, bad_input)
+{
+    cr_expect(eq(int, eddy_run_threads(0, (eddy_task_fn)1, NULL), -EINVAL));
+    cr_expect(eq(int, eddy_run_threads(1, NULL, NULL), -EINVAL));
+    errno = 0;
+    cr_expect(eq(ptr, eddy_spawn_threadsafe(NULL, (eddy_task_fn)1, NULL), NULL));
+    cr_expect(eq(int, errno, EINVAL));
+}
+
+struct shared {
+    int started; /* atomic */
+    eddy_loop *loops[4];
+    int distinct;       /* each main saw a loop of its own */
+    eddy_channel *stop; /* closed when the test is done with the serving loop */
+    eddy_channel *handoff;
+    eddy_task_fn client; /* run_pair's */
+    int result;
+};
+
+static int take_index(struct shared *s)
+{
+    int i = __atomic_fetch_add(&s->started, 1, __ATOMIC_ACQ_REL);
+    __atomic_store_n(&s->loops[i], eddy_loop_current(), __ATOMIC_RELEASE);
+    return i;
+}
+
+static intptr_t count_main(void *arg)
+{
+    struct shared *s = arg;
+    int i = take_index(s);
+    /* Every main waits for the others: four loops exist at once. */
+    while (__atomic_load_n(&s->started, __ATOMIC_ACQUIRE) < 4)
+        if (eddy_sleep(NS_PER_MS) < 0) return -ECANCELED;
+    return eddy_loop_current() && i < 4 ? 0 : -EIO;
+}
+
+Test(threads, run_threads_runs_main_on_each_loop, .timeout = TEST_TIMEOUT)
+{
+    struct shared s = {0};
+    cr_expect(eq(int, eddy_run_threads(4, count_main, &s), 0));
+    cr_expect(eq(int, s.started, 4));
+    for (int i = 0; i < 4; i++)
+        for (int j = i + 1; j < 4; j++)
+            cr_expect(ne(ptr, s.loops[i], s.loops[j]), "two mains on one loop");
+}
+
+static intptr_t second_fails(void *arg)
+{
+    struct shared *s = arg;
+    return take_index(s) == 1 ? -EIO : 0;
+}
+
+Test(threads, run_threads_returns_the_error, .timeout = TEST_TIMEOUT)
+{
+    struct shared s = {0};
+    cr_expect(eq(int, eddy_run_threads(3, second_fails, &s), -EIO));
+}
+
+/* ---- spawn_threadsafe between two loops ----------------------------------- */
+
+static eddy_loop *wait_for_loop(struct shared *s, int i)
+{
+    eddy_loop *l;
+    while (!(l = __atomic_load_n(&s->loops[i], __ATOMIC_ACQUIRE)))
+        if (eddy_sleep(NS_PER_MS) < 0) return NULL;
+    return l;
+}
+
+/* Two loops: loop 0 serves until the stop channel closes, loop 1 runs
+ * s->client(s) with loop 0 in s->loops[0], then closes the channel. */
+static intptr_t pair_main(void *arg)
+{
+    struct shared *s = arg;
+    int i = take_index(s);
+    if (i == 0) {
+        intptr_t v;
+        return eddy_channel_recv(s->stop, &v) == -EPIPE ? 0 : -EIO;
+    }
+    int err = wait_for_loop(s, 0) ? (int)s->client(s) : -ECANCELED;
+    (void)eddy_channel_close(s->stop);
+    return err;
+}
+
+static int run_pair(eddy_task_fn client)
+{
+    struct shared s = {.client = client};
+    cr_assert(eq(int, eddy_channel_new(&s.stop, 1), 0));
+    int err = eddy_run_threads(2, pair_main, &s);
+    eddy_channel_free(s.stop);
+    return err;
+}
+
+static intptr_t where_am_i(void *arg)
+{
+    (void)arg;
+    return (intptr_t)eddy_loop_current();
+}
+
+static intptr_t sleep_long(void *arg)
+{
+    int *ended = arg;
+    int err = eddy_sleep(60 * NS_PER_SEC);
+    __atomic_store_n(ended, err == -ECANCELED ? 1 : 2, __ATOMIC_RELEASE);
+    return err;
+}
+
+static void cancel_cb(void *arg)
+{
+    cr_expect(eddy_task_cancel(arg));
+}
+
+static int remote_ended; /* sleep_long's: 1 = cancelled */
+
+/* Joined and cancelled across loops. */
+static intptr_t join_and_cancel_client(void *arg)
+{
+    struct shared *s = arg;
+    eddy_loop *server = s->loops[0];
+    int err = 0;
+    /* Joined across loops: ran on the server's loop, its result comes back. */
+    eddy_task *t = eddy_spawn_threadsafe(server, where_am_i, NULL);
+    intptr_t v = 0;
+    if (!t || eddy_task_join(t, &v) != 0 || (eddy_loop *)v != server) err = -EIO;
+    /* Cancelled across loops: the remote task is cancelled, the join says so. */
+    eddy_task *sleeper = eddy_spawn_threadsafe(server, sleep_long, &remote_ended);
+    if (!sleeper) return -ENOMEM;
+    if (eddy_call_later(eddy_loop_current(), 5 * NS_PER_MS, cancel_cb, sleeper, NULL) < 0)
+        err = -EIO;
+    int joined = eddy_task_join(sleeper, &v);
+    if (joined != -ECANCELED || __atomic_load_n(&remote_ended, __ATOMIC_ACQUIRE) != 1)
+        err = -EPROTO;
+    return err;
+}
+
+Test(threads, spawn_threadsafe_join_and_cancel_across_loops, .timeout = TEST_TIMEOUT)
+{
+    int err = run_pair(join_and_cancel_client);
+    cr_expect(eq(int, err, 0), "%s", eddy_strerror(err));
+    cr_expect(eq(int, remote_ended, 1), "the remote task was not cancelled");
+}
+
+static intptr_t count_run(void *arg)
+{
+    __atomic_add_fetch((int *)arg, 1, __ATOMIC_ACQ_REL);
+    return eddy_sleep(60 * NS_PER_SEC);
+}
+
+static int runs; /* count_run's */
+
+/* Proxies cancelled at once, or after a yield: each join ends, -ECANCELED. */
+static intptr_t quick_cancel_client(void *arg)
+{
+    struct shared *s = arg;
+    for (int round = 0; round < 50; round++) {
+        eddy_task *t = eddy_spawn_threadsafe(s->loops[0], count_run, &runs);
+        if (!t) return -ENOMEM;
+        for (int y = 0; y < round % 3; y++)
+            (void)eddy_yield();
+        eddy_task_cancel(t);
+        if (eddy_task_join(t, NULL) != -ECANCELED) return -EPROTO;
+    }
+    return 0;
+}
+
+Test(threads, proxies_cancelled_early_end, .timeout = TEST_TIMEOUT)
+{
+    int err = run_pair(quick_cancel_client);
+    cr_expect(eq(int, err, 0), "%s", eddy_strerror(err));
+}
+
+static int sleeper_started; /* atomic */
+
+static intptr_t mark_and_sleep(void *arg)
+{
+    (void)arg;
+    __atomic_store_n(&sleeper_started, 1, __ATOMIC_RELEASE);
+    return eddy_sleep(60 * NS_PER_SEC);
+}
+
+/* Loop 0 ends (its main returns, eddy_run frees it) while loop 1 joins a
+ * task of it: the shutdown cancels that task, and the join says so. */
+static intptr_t loop_ends_client(void *arg)
+{
+    struct shared *s = arg;
+    eddy_task *t = eddy_spawn_threadsafe(s->loops[0], mark_and_sleep, NULL);
+    if (!t) return -ENOMEM;
+    while (!__atomic_load_n(&sleeper_started, __ATOMIC_ACQUIRE))
+        (void)eddy_sleep(NS_PER_MS);
+    (void)eddy_channel_close(s->stop); /* loop 0's main returns */
+    int err = eddy_task_join(t, NULL);
+    return err == -ECANCELED ? 0 : -EPROTO;
+}
+
+Test(threads, a_loop_ending_cancels_the_task_another_loop_joins, .timeout = TEST_TIMEOUT)
+{
+    int err = run_pair(loop_ends_client);
+    cr_expect(eq(int, err, 0), "%s", eddy_strerror(err));
+}
+
+/* A task of another loop, spawned with eddy_spawn, stays that loop's. */
+static intptr_t foreign_join_main(void *arg)
+{
+    struct shared *s = arg;
+    int i = take_index(s);
+    if (i == 0) {
+        eddy_task *t = eddy_spawn(NULL, where_am_i, NULL);
+        intptr_t v = (intptr_t)t;
+        if (eddy_channel_send(s->handoff, v) < 0) return -EIO;
+        (void)eddy_channel_recv(s->stop, &v); /* until closed */
+        eddy_task_detach(t);
+        return 0;
+    }
+    intptr_t v;
+    if (eddy_channel_recv(s->handoff, &v) < 0) return -EIO;
+    int err = eddy_task_join((eddy_task *)v, NULL);
+    (void)eddy_channel_close(s->stop);
+    return err == -EPERM ? 0 : -EPROTO;
+}
+
+Test(threads, joining_a_plain_task_of_another_loop_is_eperm, .timeout = TEST_TIMEOUT)
+{
+    struct shared s = {0};
+    cr_assert(eq(int, eddy_channel_new(&s.stop, 1), 0));
+    cr_assert(eq(int, eddy_channel_new(&s.handoff, 1), 0));
+    cr_expect(eq(int, eddy_run_threads(2, foreign_join_main, &s), 0));
+    eddy_channel_free(s.stop);
+    eddy_channel_free(s.handoff);
+}
+
+/* ---- from a plain thread ----------------------------------------------------- */
+
+static intptr_t add_two(void *arg)
+{
+    return (intptr_t)arg + 2;
+}
+
+struct plain {
+    eddy_loop *loop; /* atomic: set once running */
+    eddy_channel *handoff;
+    pthread_t thread;
+};
+
+static void *plain_spawner(void *arg)
+{
+    struct plain *p = arg;
+    eddy_loop *loop;
+    while (!(loop = __atomic_load_n(&p->loop, __ATOMIC_ACQUIRE)))
+        sched_yield();
+    eddy_task *t = eddy_spawn_threadsafe(loop, add_two, (void *)40);
+    cr_expect(ne(ptr, t, NULL));
+    cr_expect(eq(int, eddy_channel_send(p->handoff, (intptr_t)t), 0));
+    return NULL;
+}
+
+static intptr_t join_what_comes(void *arg)
+{
+    struct plain *p = arg;
+    __atomic_store_n(&p->loop, eddy_loop_current(), __ATOMIC_RELEASE);
+    intptr_t v;
+    int err = eddy_channel_recv(p->handoff, &v);
+    if (err < 0) return err;
+    intptr_t result = 0;
+    err = eddy_task_join((eddy_task *)v, &result);
+    return err < 0 ? err : result;
+}
+
+Test(threads, spawn_threadsafe_from_a_plain_thread, .timeout = TEST_TIMEOUT)
+{
+    struct plain p = {0};
+    cr_assert(eq(int, eddy_channel_new(&p.handoff, 1), 0));
+    cr_assert(eq(int, pthread_create(&p.thread, NULL, plain_spawner, &p), 0));
+    intptr_t v = 0;
+    cr_expect(eq(int, eddy_run(join_what_comes, &p, &v), 0));
+    cr_expect(eq(iptr, v, 42));
+    pthread_join(p.thread, NULL);
+    eddy_channel_free(p.handoff);
+}
+
+/* ---- listeners ------------------------------------------------------------------ */
+
+static intptr_t listen_twice(void *arg)
+{
+    bool reuseport = arg != NULL;
+    eddy_listen_options o = EDDY_LISTEN_OPTIONS_INIT(.reuseport = reuseport);
+    eddy_sock *a, *b;
+    int err = eddy_tcp_listen_opts(&a, "127.0.0.1", 0, &o);
+    if (err < 0) return err;
+    err = eddy_tcp_listen_opts(&b, "127.0.0.1", (uint16_t)eddy_sock_port(a), &o);
+    if (err == 0) eddy_sock_close(b);
+    eddy_sock_close(a);
+    return err;
+}
+
+Test(threads, reuseport_lets_two_listeners_share_a_port, .timeout = TEST_TIMEOUT)
+{
+#ifndef SO_REUSEPORT
+    cr_skip_test("no SO_REUSEPORT on this system");
+#endif
+    intptr_t v = -1;
+    cr_expect(eq(int, run_virtual(listen_twice, (void *)1, &v), 0));
+    cr_expect(eq(iptr, v, 0));
+    cr_expect(eq(int, run_virtual(listen_twice, NULL, &v), -EADDRINUSE), "without it: in use");
+}
+
+static intptr_t bad_listen_options(void *arg)
+{
+    (void)arg;
+    eddy_sock *s;
+    eddy_listen_options o = {.size = 3};
+    if (eddy_tcp_listen_opts(&s, "127.0.0.1", 0, &o) != -EINVAL) return -EPROTO;
+    o = (eddy_listen_options){.reserved = {1, 0}};
+    if (eddy_tcp_listen_opts(&s, "127.0.0.1", 0, &o) != -EINVAL) return -EPROTO;
+    o = (eddy_listen_options){.size = 0, .backlog = 4};
+    int err = eddy_tcp_listen_opts(&s, "127.0.0.1", 0, &o); /* 0: the first layout */
+    if (err < 0) return err;
+    eddy_sock_close(s);
+    err = eddy_tcp_listen_opts(&s, "127.0.0.1", 0, NULL);
+    if (err < 0) return err;
+    eddy_sock_close(s);
+    return 0;
+}
+
+Test(threads, listen_options_are_checked, .timeout = TEST_TIMEOUT)
+{
+    intptr_t v = -1;
+    cr_expect(eq(int, run_virtual(bad_listen_options, NULL, &v), 0));
+    cr_expect(eq(int, eddy_tcp_listen_opts(NULL, NULL, 0, NULL), -EPERM), "task-only");
+}
+
+static intptr_t v6only_refuses_ipv4(void *arg)
+{
+    (void)arg;
+    eddy_listen_options o = EDDY_LISTEN_OPTIONS_INIT(.v6only = true);
+    eddy_sock *l, *c;
+    int err = eddy_tcp_listen_opts(&l, NULL, 0, &o);
+    if (err == -EAFNOSUPPORT) return 1; /* no IPv6 here */
+    if (err < 0) return err;
+    err = eddy_tcp_connect(&c, "127.0.0.1", (uint16_t)eddy_sock_port(l));
+    if (err == 0) eddy_sock_close(c);
+    eddy_sock_close(l);
+    return err == -ECONNREFUSED ? 0 : -EPROTO;
+}
+
+Test(threads, v6only_listens_on_ipv6_alone, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    intptr_t v = -1;
+    cr_expect(eq(int, run_task(loop, v6only_refuses_ipv4, NULL, &v), 0));
+    if (v == 1) cr_skip_test("no IPv6 on this machine");
+    cr_expect(eq(iptr, v, 0));
+    eddy_loop_free(loop);
+}
