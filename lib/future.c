@@ -223,6 +223,7 @@ int eddy__future_wait(struct eddy_task *t, struct eddy_future *f)
     struct future_wait fw = {.waiter.notify = future_wait_notify, .task = t, .future = f};
     eddy__future_add_waiter(f, &fw.waiter);
     t->abort_wait = future_wait_abort;
+    eddy__task_waits(t, EDDY__WAIT_FUTURE, f);
     t->wait_data = &fw;
     return (int)eddy__task_suspend(t);
 }

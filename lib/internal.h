@@ -173,6 +173,17 @@ int eddy__future_wait(struct eddy_task *t, struct eddy_future *f);
 
 struct eddy__scope;
 
+/* What a suspended task waits on, for eddy_loop_dump (lib/introspect.c). */
+enum {
+    EDDY__WAIT_OTHER = 0,
+    EDDY__WAIT_SLEEP,  /* wait_data: lib/task.c's sleep_wait */
+    EDDY__WAIT_OP,     /* wait_data: the eddy_op */
+    EDDY__WAIT_FUTURE, /* wait_on: the future (await, join) */
+    EDDY__WAIT_GROUP,  /* wait_data: the eddy_group */
+    EDDY__WAIT_GATHER, /* wait_data: lib/group.c's multi_wait (gather, wait_any) */
+    EDDY__WAIT_SYNC,   /* a lock, event, condition, semaphore, barrier or queue */
+};
+
 enum {
     EDDY__TASK_CREATED = 0, /* spawned, never run: no stack yet */
     EDDY__TASK_RUNNING,     /* on the CPU, or ready to be resumed */
@@ -204,7 +215,11 @@ struct eddy_task {
      * and lets the op's completion wake it). NULL while not waiting. */
     void (*abort_wait)(struct eddy_task *t);
     void *wait_data;
-    struct eddy_group *group; /* the group that spawned it (lib/group.c), or NULL */
+    struct eddy_group *group;          /* the group that spawned it (lib/group.c), or NULL */
+    uint8_t wait_kind;                 /* EDDY__WAIT_*, while suspended */
+    void *wait_on;                     /* EDDY__WAIT_FUTURE: the future awaited */
+    uint64_t id;                       /* eddy_task_id: unique in the process */
+    char name[EDDY_TASK_NAME_MAX + 1]; /* eddy_task_set_name; "" = the entry function's */
 };
 
 /* Suspends the running task until eddy__task_wake; returns the wake value.
@@ -231,6 +246,22 @@ struct eddy_task *eddy__current_task(void);
 void eddy__task_free(struct eddy_task *t);
 void eddy__task_cancel_all(struct eddy_loop *loop);
 void eddy__task_forget_loop(struct eddy_loop *loop);
+/* Sets the wait description of t (before eddy__task_suspend). */
+static inline void eddy__task_waits(struct eddy_task *t, uint8_t kind, void *on)
+{
+    t->wait_kind = kind;
+    t->wait_on = on;
+}
+/* The name of the function at addr (NULL when unknown); *offset is addr's
+ * distance from its start. Uses dladdr where libc has it (lib/stack.c). */
+const char *eddy__symbol_name(const void *addr, uintptr_t *offset);
+/* The file name of the object holding addr (NULL when unknown), and addr's
+ * offset from where it is loaded: what addr2line -e takes. */
+const char *eddy__module_name(const void *addr, uintptr_t *offset);
+/* The task waiting for g to end, or NULL (lib/group.c). */
+struct eddy_task *eddy__group_waiter(const struct eddy_group *g);
+/* The futures a gather or wait_any waits on, from its task's wait_data. */
+struct eddy_future *const *eddy__gather_futures(const void *wait_data, size_t *n);
 /* The loop is being freed: groups still to be freed forget it. */
 void eddy__groups_forget_loop(struct eddy_loop *loop);
 
@@ -262,8 +293,8 @@ int eddy__tcp_resolve(const char *host, uint16_t port, struct addrinfo **out);
 /* Task-only: a new TCP socket connected to addr (closed again on failure). */
 int eddy__tcp_connect_addr(eddy_sock **out, const struct sockaddr *addr, socklen_t len);
 /* Task-only: Happy Eyeballs over n addresses in the order given (lib/stream.c). */
-int eddy__connect_race(eddy_sock **out, const struct sockaddr *const *addrs,
-                       const socklen_t *lens, size_t n, int64_t delay_ns);
+int eddy__connect_race(eddy_sock **out, const struct sockaddr *const *addrs, const socklen_t *lens,
+                       size_t n, int64_t delay_ns);
 
 /* ---- loop ---------------------------------------------------------------- */
 
@@ -295,6 +326,12 @@ struct eddy_loop {
     unsigned live_tasks;     /* tasks not yet done */
     struct eddy__list tasks; /* every task not yet freed */
     unsigned ops_in_flight;  /* ops submitted by tasks and not yet completed */
+    /* eddy_loop_metrics: plain counters; the times only with
+     * EDDY_LOOP_METRICS or EDDY_LOOP_DEBUG (they take clock reads). */
+    struct {
+        uint64_t iterations, idle_ns, run_ns, ops_submitted, ops_completed;
+        uint64_t longest_step_ns, allocations;
+    } stats;
 
     struct eddy__fiber main_fiber; /* the loop's own stack */
     struct eddy_task *current;
@@ -316,6 +353,18 @@ struct eddy_loop {
      * first runs it; 0 before, when whoever holds the loop may set it up. */
     uint64_t owner;
 };
+
+/* An op (or a watch, a signal watcher) starts or stops keeping the loop busy. */
+static inline void eddy__loop_op_started(struct eddy_loop *loop)
+{
+    loop->ops_in_flight++;
+    loop->stats.ops_submitted++;
+}
+static inline void eddy__loop_op_ended(struct eddy_loop *loop)
+{
+    loop->ops_in_flight--;
+    loop->stats.ops_completed++;
+}
 
 static inline void eddy__loop_schedule(struct eddy_loop *loop, struct eddy__work *w)
 {

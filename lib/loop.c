@@ -142,7 +142,8 @@ EDDY_API int eddy_loop_new(eddy_loop **out, const eddy_loop_options *user_opts)
         if (err < 0) return err;
         opts = &copy;
     }
-    unsigned known = EDDY_LOOP_DEBUG | EDDY_LOOP_VIRTUAL_TIME | EDDY_LOOP_NO_GUARD_PAGES;
+    unsigned known =
+        EDDY_LOOP_DEBUG | EDDY_LOOP_VIRTUAL_TIME | EDDY_LOOP_NO_GUARD_PAGES | EDDY_LOOP_METRICS;
     if (opts && (opts->flags & ~known)) return -EINVAL;
     size_t stack_size = opts && opts->stack_size ? opts->stack_size : EDDY__DEFAULT_STACK_SIZE;
     if (stack_size < 16 * 1024 || stack_size > ((size_t)1 << 30)) return -EINVAL;
@@ -247,8 +248,12 @@ int eddy__loop_iterate(struct eddy_loop *loop, bool block)
     int64_t timeout = poll_timeout(loop, block);
     /* With work ready and no I/O in flight there is nothing to reap: skip the
      * syscall (threadsafe posts are seen through remote_pending). */
+    bool timed = loop->flags & (EDDY_LOOP_METRICS | EDDY_LOOP_DEBUG);
+    loop->stats.iterations++;
     if (timeout != 0 || loop->ops_in_flight || loop->backend.pending) {
+        int64_t idle_from = timed && timeout != 0 ? eddy__monotonic_ns() : 0;
         int completed = loop->backend.ops->poll(&loop->backend, timeout);
+        if (idle_from) loop->stats.idle_ns += eddy__monotonic_ns() - idle_from;
         if (completed < 0 && completed != -EINTR) return completed;
         /* Virtual time waited for real on I/O that did not come: jump. */
         if ((loop->flags & EDDY_LOOP_VIRTUAL_TIME) && timeout > 0 && completed == 0)
@@ -261,11 +266,13 @@ int eddy__loop_iterate(struct eddy_loop *loop, bool block)
     /* The batch lives in the loop: a task that suspends may take the next
      * task from it and switch to it directly (lib/task.c). */
     eddy__list_splice(&loop->batch, &loop->ready);
+    int64_t run_from = timed ? eddy__monotonic_ns() : 0;
     struct eddy__list *node;
     while ((node = eddy__list_pop_front(&loop->batch))) {
         struct eddy__work *w = eddy__container_of(node, struct eddy__work, link);
         w->run(w);
     }
+    if (timed) loop->stats.run_ns += eddy__monotonic_ns() - run_from;
     return 0;
 }
 
@@ -363,6 +370,8 @@ static struct eddy__callback *callback_new(struct eddy_loop *loop, eddy_callback
         loop->callback_free = *(struct eddy__callback **)c;
     else if (!(c = malloc(sizeof(*c))))
         return NULL;
+    else
+        loop->stats.allocations++;
     c->work.run = callback_run;
     c->loop = loop;
     c->cb = cb;

@@ -62,6 +62,7 @@ void drop(eddy_loop *loop, eddy_sock *s, eddy_file *f, eddy_future *fut, char *b
     (void)eddy_stream_write(0, buf, 1);
     (void)eddy_stream_writev(0, 0, 0);
     (void)eddy_stream_drain(0);
+    (void)eddy_loop_metrics(loop, 0);
 }
 EOF
 
