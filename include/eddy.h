@@ -125,6 +125,10 @@ typedef struct eddy_loop_options {
     size_t stack_size;    /* default task stack; 0 = library default (256 KiB) */
     unsigned flags;       /* EDDY_LOOP_* */
     unsigned queue_depth; /* submission queue hint; 0 = default */
+    /* (0.2) Stall detector: a task that runs longer than this without
+     * awaiting is reported on stderr with its backtrace, taken while it still
+     * runs (docs/debugging.md). 0 = off, or 100 ms under EDDY_LOOP_DEBUG. */
+    int64_t stall_ns;
 } eddy_loop_options;
 
 /* An initialiser with size set: EDDY_LOOP_OPTIONS_INIT(.backend = "epoll"). */

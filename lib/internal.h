@@ -307,6 +307,10 @@ int eddy__options_read(void *dst, size_t dst_size, const void *src, const size_t
                        size_t n_layouts);
 
 struct eddy__callback;
+struct eddy__stall;
+
+/* loop->flags: internal bits, above the public EDDY_LOOP_* ones. */
+#define EDDY__LOOP_STALL (1u << 31) /* the stall detector watches (lib/introspect.c) */
 
 struct eddy_loop {
     struct eddy_backend backend;
@@ -326,12 +330,6 @@ struct eddy_loop {
     unsigned live_tasks;     /* tasks not yet done */
     struct eddy__list tasks; /* every task not yet freed */
     unsigned ops_in_flight;  /* ops submitted by tasks and not yet completed */
-    /* eddy_loop_metrics: plain counters; the times only with
-     * EDDY_LOOP_METRICS or EDDY_LOOP_DEBUG (they take clock reads). */
-    struct {
-        uint64_t iterations, idle_ns, run_ns, ops_submitted, ops_completed;
-        uint64_t longest_step_ns, allocations;
-    } stats;
 
     struct eddy__fiber main_fiber; /* the loop's own stack */
     struct eddy_task *current;
@@ -352,6 +350,16 @@ struct eddy_loop {
     /* The thread the loop belongs to (eddy__thread_id), set when a thread
      * first runs it; 0 before, when whoever holds the loop may set it up. */
     uint64_t owner;
+
+    /* Kept last, away from the fields the switch and spawn paths use. */
+    /* eddy_loop_metrics: plain counters; the times only with
+     * EDDY_LOOP_METRICS or EDDY_LOOP_DEBUG (they take clock reads). */
+    struct {
+        uint64_t iterations, idle_ns, run_ns, ops_submitted, ops_completed;
+        uint64_t longest_step_ns, allocations;
+    } stats;
+    int64_t stall_ns;          /* the stall detector's threshold; 0 = off */
+    struct eddy__stall *stall; /* its watchdog, once started (lib/introspect.c) */
 };
 
 /* An op (or a watch, a signal watcher) starts or stops keeping the loop busy. */
@@ -376,6 +384,13 @@ void eddy__loop_post_completion(struct eddy_loop *loop, struct eddy_op *op);
 void eddy__watches_stop_all(struct eddy_loop *loop);
 /* Stops the signal watchers of a loop shutting down (lib/signal.c). */
 void eddy__signals_stop_all(struct eddy_loop *loop);
+/* The stall detector (lib/introspect.c): whether this platform has it; a
+ * task of loop starts (started = its clock reading) or stops running; the
+ * loop is being freed. */
+bool eddy__stall_supported(void);
+void eddy__stall_enter(struct eddy_loop *loop, int64_t started);
+void eddy__stall_leave(struct eddy_loop *loop);
+void eddy__stall_stop(struct eddy_loop *loop);
 /* Reads the clock (virtual or monotonic) into loop->now. */
 int64_t eddy__loop_update_time(struct eddy_loop *loop);
 /* Runs one iteration; block says whether it may wait in the backend. */

@@ -126,9 +126,9 @@ int eddy__options_read(void *dst, size_t dst_size, const void *src, const size_t
  * adds the offset of the end of its last one. */
 static const size_t loop_options_layouts[] = {
     offsetof(eddy_loop_options, queue_depth) + sizeof(unsigned), /* 0.1 */
+    offsetof(eddy_loop_options, stall_ns) + sizeof(int64_t),     /* 0.2 */
 };
-_Static_assert(sizeof(eddy_loop_options) ==
-                   offsetof(eddy_loop_options, queue_depth) + sizeof(unsigned),
+_Static_assert(sizeof(eddy_loop_options) == offsetof(eddy_loop_options, stall_ns) + sizeof(int64_t),
                "eddy_loop_options: the last layout is the header's, with no tail padding");
 
 EDDY_API int eddy_loop_new(eddy_loop **out, const eddy_loop_options *user_opts)
@@ -146,12 +146,17 @@ EDDY_API int eddy_loop_new(eddy_loop **out, const eddy_loop_options *user_opts)
         EDDY_LOOP_DEBUG | EDDY_LOOP_VIRTUAL_TIME | EDDY_LOOP_NO_GUARD_PAGES | EDDY_LOOP_METRICS;
     if (opts && (opts->flags & ~known)) return -EINVAL;
     size_t stack_size = opts && opts->stack_size ? opts->stack_size : EDDY__DEFAULT_STACK_SIZE;
+    if (opts && opts->stall_ns < 0) return -EINVAL;
     if (stack_size < 16 * 1024 || stack_size > ((size_t)1 << 30)) return -EINVAL;
 
     struct eddy_loop *loop = calloc(1, sizeof(*loop));
     if (!loop) return -ENOMEM;
     loop->flags = opts ? opts->flags : 0;
     loop->stack_size = stack_size;
+    loop->stall_ns = opts && opts->stall_ns          ? opts->stall_ns
+                     : loop->flags & EDDY_LOOP_DEBUG ? EDDY__SLOW_TASK_NS
+                                                     : 0;
+    if (loop->stall_ns && eddy__stall_supported()) loop->flags |= EDDY__LOOP_STALL;
     eddy__list_init(&loop->ready);
     eddy__list_init(&loop->batch);
     eddy__list_init(&loop->tasks);
@@ -449,6 +454,7 @@ EDDY_API void eddy_loop_free(eddy_loop *loop)
     eddy__mutex_unlock(&loop->remote_lock);
     loop->backend.ops->free(&loop->backend);
     eddy__stack_pool_destroy(&loop->stacks);
+    eddy__stall_stop(loop);
     struct eddy__callback *c;
     while ((c = loop->callback_free)) {
         loop->callback_free = *(struct eddy__callback **)c;

@@ -54,13 +54,16 @@ static void task_enter(struct eddy_loop *loop, struct eddy_task *t)
 {
     t->state = EDDY__TASK_RUNNING;
     loop->current = t;
-    if (loop->flags & (EDDY_LOOP_DEBUG | EDDY_LOOP_METRICS))
+    if (loop->flags & (EDDY_LOOP_DEBUG | EDDY_LOOP_METRICS | EDDY__LOOP_STALL)) {
         loop->task_started = eddy__monotonic_ns();
+        if (loop->flags & EDDY__LOOP_STALL) eddy__stall_enter(loop, loop->task_started);
+    }
 }
 
 static void task_leave(struct eddy_loop *loop, struct eddy_task *t)
 {
-    if (loop->flags & (EDDY_LOOP_DEBUG | EDDY_LOOP_METRICS)) {
+    if (loop->flags & (EDDY_LOOP_DEBUG | EDDY_LOOP_METRICS | EDDY__LOOP_STALL)) {
+        if (loop->flags & EDDY__LOOP_STALL) eddy__stall_leave(loop);
         int64_t ran = eddy__monotonic_ns() - loop->task_started;
         if ((uint64_t)ran > loop->stats.longest_step_ns) loop->stats.longest_step_ns = ran;
         if ((loop->flags & EDDY_LOOP_DEBUG) && ran > EDDY__SLOW_TASK_NS)

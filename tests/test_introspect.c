@@ -362,3 +362,79 @@ Test(introspect, dump_refuses_bad_input, .timeout = TEST_TIMEOUT)
     cr_assert(eq(int, eddy_loop_dump(loop, NULL), -EINVAL));
     eddy_loop_free(loop);
 }
+
+/* ---- the stall detector ------------------------------------------------------ */
+
+static int64_t wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * NS_PER_SEC + ts.tv_nsec;
+}
+
+static volatile int64_t spin_until;
+static char *stall_report; /* what stderr held at the end of the spin */
+
+/* The busy loop the detector must catch and name, while it still runs: the
+ * report is read from stderr before this returns. */
+intptr_t busy_spin_for_the_detector(void *arg);
+intptr_t busy_spin_for_the_detector(void *arg)
+{
+    FILE *captured = arg;
+    /* mostly spinning here, rarely in clock_gettime (whose frames, built
+     * without frame pointers, would hide this one from the walk) */
+    while (wall_now() < spin_until)
+        for (volatile int i = 0; i < 1000000; i++) {
+        }
+    /* still inside the step: whatever the detector said is there already */
+    fflush(stderr);
+    int fd = fileno(captured);
+    off_t end = lseek(fd, 0, SEEK_END);
+    stall_report = calloc(1, (size_t)end + 1);
+    if (end > 0 && pread(fd, stall_report, (size_t)end, 0) < 0) stall_report[0] = '\0';
+    return 0;
+}
+
+Test(introspect, stall_detector_names_the_busy_function_while_it_runs, .timeout = TEST_TIMEOUT)
+{
+#if !defined(__linux__) || !(defined(__x86_64__) || defined(__aarch64__))
+    cr_skip_test("the stall detector runs on Linux x86-64 and AArch64");
+#endif
+    eddy_loop_options opts = EDDY_LOOP_OPTIONS_INIT(.stall_ns = 50 * NS_PER_MS);
+    eddy_loop *loop = NULL;
+    cr_assert(eq(int, eddy_loop_new(&loop, &opts), 0));
+    FILE *file = tmpfile();
+    cr_assert(ne(ptr, file, NULL));
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    cr_assert(ge(int, dup2(fileno(file), STDERR_FILENO), 0));
+    spin_until = wall_now() + 400 * NS_PER_MS;
+    int err = run_task(loop, busy_spin_for_the_detector, file, NULL);
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    fclose(file);
+    eddy_loop_free(loop);
+    cr_assert(eq(int, err, 0));
+    cr_assert(ne(ptr, stall_report, NULL));
+    fputs(stall_report, stderr);
+    cr_assert(ne(ptr, strstr(stall_report, "without awaiting; it is at:"), NULL), "stderr: %s",
+              stall_report);
+    cr_assert(ne(ptr, strstr(stall_report, "(busy_spin_for_the_detector)"), NULL), "stderr: %s",
+              stall_report);
+    cr_assert(ne(ptr, strstr(stall_report, " busy_spin_for_the_detector+"), NULL),
+              "the backtrace names the function: %s", stall_report);
+    free(stall_report);
+}
+
+Test(introspect, stall_option_is_checked, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop_options opts = EDDY_LOOP_OPTIONS_INIT(.stall_ns = -1);
+    eddy_loop *loop = NULL;
+    cr_assert(eq(int, eddy_loop_new(&loop, &opts), -EINVAL));
+    /* a quick task raises nothing, and the watchdog goes with the loop */
+    opts.stall_ns = NS_PER_SEC;
+    cr_assert(eq(int, eddy_loop_new(&loop, &opts), 0));
+    cr_assert(eq(int, run_task(loop, named_by_its_function, NULL, NULL), 0));
+    eddy_loop_free(loop);
+}
