@@ -264,7 +264,7 @@ EDDY_API void eddy_shield_end(void);
 /* The longest task name kept, in bytes (longer ones are cut there). */
 #define EDDY_TASK_NAME_MAX 31
 /* Names t (a copy, cut at EDDY_TASK_NAME_MAX bytes). 0, -EINVAL for NULL,
- * -EPERM from another thread than the task's loop's. */
+ * -ENOMEM, -EPERM from another thread than the task's loop's. */
 EDDY_API int eddy_task_set_name(eddy_task *t, const char *name);
 /* t's name: the one set, else its entry function's (through the dynamic
  * symbol table), else "task". NULL for NULL. Valid until it is renamed or freed. */

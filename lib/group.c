@@ -120,7 +120,7 @@ EDDY_API int eddy_gather(eddy_future *const *fs, size_t n)
     if ((err = nodes_alloc(&mw, local)) < 0) return err;
     nodes_attach(&mw, gather_notify);
     t->abort_wait = multi_abort;
-    eddy__task_waits(t, EDDY__WAIT_GATHER, NULL);
+    eddy__task_waits(t, EDDY__WAIT_GATHER);
     t->wait_data = &mw;
     err = (int)eddy__task_suspend(t);
     nodes_release(&mw, local);
@@ -171,7 +171,7 @@ static int wait_first(struct eddy_task *t, struct eddy_future *const *fs, size_t
     }
     nodes_attach(&mw, any_notify);
     t->abort_wait = multi_abort;
-    eddy__task_waits(t, EDDY__WAIT_GATHER, NULL);
+    eddy__task_waits(t, EDDY__WAIT_GATHER);
     t->wait_data = &mw;
     err = (int)eddy__task_suspend(t);
     eddy__timer_stop(&mw.timer);
@@ -308,7 +308,7 @@ static int group_join_children(struct eddy_group *g, struct eddy_task *t)
     while (g->live > 0) {
         g->waiter = t;
         t->abort_wait = group_wait_abort;
-        eddy__task_waits(t, EDDY__WAIT_GROUP, NULL);
+        eddy__task_waits(t, EDDY__WAIT_GROUP);
         t->wait_data = g;
         eddy__task_suspend(t);
         g->waiter = NULL;

@@ -168,6 +168,12 @@ int eddy__future_outcome(const struct eddy_future *f, intptr_t *value);
 /* Waits for f without reading its outcome: 0 once done, -ECANCELED if the
  * task was cancelled first (f is then cancelled too, as asyncio's await does). */
 int eddy__future_wait(struct eddy_task *t, struct eddy_future *f);
+/* A task's wait for a future (its wait_data meanwhile). */
+struct eddy__future_wait {
+    struct eddy__waiter waiter;
+    struct eddy_task *task;
+    struct eddy_future *future;
+};
 
 /* ---- tasks --------------------------------------------------------------- */
 
@@ -178,7 +184,7 @@ enum {
     EDDY__WAIT_OTHER = 0,
     EDDY__WAIT_SLEEP,  /* wait_data: lib/task.c's sleep_wait */
     EDDY__WAIT_OP,     /* wait_data: the eddy_op */
-    EDDY__WAIT_FUTURE, /* wait_on: the future (await, join) */
+    EDDY__WAIT_FUTURE, /* wait_data: the eddy__future_wait (await, join) */
     EDDY__WAIT_GROUP,  /* wait_data: the eddy_group */
     EDDY__WAIT_GATHER, /* wait_data: lib/group.c's multi_wait (gather, wait_any) */
     EDDY__WAIT_SYNC,   /* a lock, event, condition, semaphore, barrier or queue */
@@ -202,6 +208,7 @@ struct eddy_task {
     struct eddy__list all_link; /* loop->tasks, until the task is freed */
     uint8_t state;
     bool cancel_requested;
+    uint8_t wait_kind; /* EDDY__WAIT_*, while suspended */
     unsigned shield_depth;
     /* Awaits fail with -ECANCELED while shield_depth <= cancel_level: 0 once
      * the task is cancelled, a timeout scope's shield depth once that scope
@@ -215,11 +222,11 @@ struct eddy_task {
      * and lets the op's completion wake it). NULL while not waiting. */
     void (*abort_wait)(struct eddy_task *t);
     void *wait_data;
-    struct eddy_group *group;          /* the group that spawned it (lib/group.c), or NULL */
-    uint8_t wait_kind;                 /* EDDY__WAIT_*, while suspended */
-    void *wait_on;                     /* EDDY__WAIT_FUTURE: the future awaited */
-    uint64_t id;                       /* eddy_task_id: unique in the process */
-    char name[EDDY_TASK_NAME_MAX + 1]; /* eddy_task_set_name; "" = the entry function's */
+    struct eddy_group *group; /* the group that spawned it (lib/group.c), or NULL */
+    /* Two words more, not a name buffer: spawning 100 000 tasks at once is
+     * bound by the memory their structs take (bench/spawn). */
+    uint64_t id; /* eddy_task_id: unique in the process */
+    char *name;  /* malloc'd by eddy_task_set_name; NULL: the entry function's */
 };
 
 /* Suspends the running task until eddy__task_wake; returns the wake value.
@@ -246,11 +253,10 @@ struct eddy_task *eddy__current_task(void);
 void eddy__task_free(struct eddy_task *t);
 void eddy__task_cancel_all(struct eddy_loop *loop);
 void eddy__task_forget_loop(struct eddy_loop *loop);
-/* Sets the wait description of t (before eddy__task_suspend). */
-static inline void eddy__task_waits(struct eddy_task *t, uint8_t kind, void *on)
+/* Says what t is about to wait on (before eddy__task_suspend). */
+static inline void eddy__task_waits(struct eddy_task *t, uint8_t kind)
 {
     t->wait_kind = kind;
-    t->wait_on = on;
 }
 /* The name of the function at addr (NULL when unknown); *offset is addr's
  * distance from its start. Uses dladdr where libc has it (lib/stack.c). */

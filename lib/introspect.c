@@ -139,7 +139,9 @@ static struct eddy_task *task_of(const struct eddy__list *node)
 static const char *awaits(const struct eddy_task *t, const struct eddy_task *c)
 {
     if (t->state != EDDY__TASK_SUSPENDED) return NULL;
-    if (t->wait_kind == EDDY__WAIT_FUTURE && t->wait_on == &c->future) return "join";
+    if (t->wait_kind == EDDY__WAIT_FUTURE &&
+        ((const struct eddy__future_wait *)t->wait_data)->future == &c->future)
+        return "join";
     if (t->wait_kind == EDDY__WAIT_GROUP && c->group && t->wait_data == c->group) return "group";
     if (t->wait_kind == EDDY__WAIT_GATHER) {
         size_t n;
@@ -189,7 +191,7 @@ static void print_state(FILE *out, const struct eddy_loop *loop, const struct ed
         break;
     }
     case EDDY__WAIT_FUTURE: {
-        const struct eddy_future *f = t->wait_on;
+        const struct eddy_future *f = ((const struct eddy__future_wait *)t->wait_data)->future;
         if (f->is_task) {
             const struct eddy_task *other = (const struct eddy_task *)f;
             fprintf(out, "awaiting task %llu (%s)", (unsigned long long)other->id,
@@ -364,7 +366,10 @@ static void stall_capture(struct eddy_loop *loop, struct eddy__stall *st, const 
         walk(&st->frames, fp, lo, lo + t->stack->size);
         st->task_id = t->id;
         st->task_fn = t->fn;
-        memcpy(st->name, t->name, sizeof st->name);
+        size_t i = 0;
+        for (; t->name && t->name[i] && i < EDDY_TASK_NAME_MAX; i++)
+            st->name[i] = t->name[i];
+        st->name[i] = '\0';
     } else {
         st->task_id = 0;
     }

@@ -93,7 +93,7 @@ int64_t eddy__op_run(struct eddy_op *op)
     }
     eddy__loop_op_started(loop);
     t->abort_wait = op_abort;
-    eddy__task_waits(t, EDDY__WAIT_OP, NULL);
+    eddy__task_waits(t, EDDY__WAIT_OP);
     t->wait_data = op;
     /* Only op_complete wakes the task: abort never does, so the frame stays
      * alive until the kernel (or the worker) is done with it. */

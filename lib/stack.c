@@ -621,7 +621,7 @@ const char *eddy__module_name(const void *addr, uintptr_t *offset)
 static const char *owner_name(const struct eddy__stack *s)
 {
     if (!s->owner) return "?";
-    if (s->owner->name[0]) return s->owner->name;
+    if (s->owner->name) return s->owner->name;
     const char *fn = eddy__symbol_name((const void *)(uintptr_t)s->owner->fn, NULL);
     return fn ? fn : "?";
 }

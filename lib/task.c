@@ -222,9 +222,8 @@ EDDY_API eddy_task *eddy_spawn(eddy_loop *loop, eddy_task_fn fn, void *arg)
     t->wait_data = NULL;
     t->group = NULL;
     t->wait_kind = EDDY__WAIT_OTHER;
-    t->wait_on = NULL;
     t->id = next_task_id();
-    t->name[0] = '\0';
+    t->name = NULL;
     eddy__list_push_back(&loop->tasks, &t->all_link);
     loop->live_tasks++;
     eddy__loop_schedule(loop, &t->ready);
@@ -239,6 +238,7 @@ void eddy__task_free(struct eddy_task *t)
         !t->future.retrieved)
         eddy__debug_report(loop, "task %p failed with %s (%d) and its error was never retrieved",
                            (void *)t, eddy_strerror((int)t->future.value), (int)t->future.value);
+    free(t->name);
     free(t);
 }
 
@@ -339,7 +339,7 @@ EDDY_API int eddy_sleep(int64_t ns)
     int err = eddy__timer_start(&sw.timer, eddy__deadline_after(now, ns));
     if (err < 0) return err;
     t->abort_wait = sleep_abort;
-    eddy__task_waits(t, EDDY__WAIT_SLEEP, NULL);
+    eddy__task_waits(t, EDDY__WAIT_SLEEP);
     t->wait_data = &sw;
     return (int)eddy__task_suspend(t);
 }
@@ -373,17 +373,20 @@ EDDY_API int eddy_task_set_name(eddy_task *t, const char *name)
 {
     if (!t || !name) return -EINVAL;
     if (eddy__future_foreign(&t->future)) return -EPERM;
-    size_t len = strlen(name);
-    if (len > EDDY_TASK_NAME_MAX) len = EDDY_TASK_NAME_MAX;
-    memcpy(t->name, name, len);
-    t->name[len] = '\0';
+    size_t len = strnlen(name, EDDY_TASK_NAME_MAX);
+    char *copy = malloc(len + 1);
+    if (!copy) return -ENOMEM;
+    memcpy(copy, name, len);
+    copy[len] = '\0';
+    free(t->name);
+    t->name = copy;
     return 0;
 }
 
 EDDY_API const char *eddy_task_name(const eddy_task *t)
 {
     if (!t) return NULL;
-    if (t->name[0]) return t->name;
+    if (t->name) return t->name;
     const char *fn = eddy__symbol_name((const void *)(uintptr_t)t->fn, NULL);
     return fn ? fn : "task";
 }
