@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 #if defined(_MSC_VER) && !defined(_SSIZE_T_DEFINED) && !defined(_SSIZE_T_)
 typedef intptr_t ssize_t; /* MSVC has no ssize_t; mingw-w64 and POSIX do */
@@ -107,6 +108,7 @@ enum {
     EDDY_LOOP_DEBUG = 1 << 0,          /* report slow tasks and unretrieved errors */
     EDDY_LOOP_VIRTUAL_TIME = 1 << 1,   /* the clock jumps to the next deadline when idle */
     EDDY_LOOP_NO_GUARD_PAGES = 1 << 2, /* canary-checked stacks without guard pages */
+    EDDY_LOOP_METRICS = 1 << 3,        /* eddy_loop_metrics measures times too */
 };
 
 /* Option structs grow by their size (docs/decisions.md, ABI): each begins
@@ -123,6 +125,10 @@ typedef struct eddy_loop_options {
     size_t stack_size;    /* default task stack; 0 = library default (256 KiB) */
     unsigned flags;       /* EDDY_LOOP_* */
     unsigned queue_depth; /* submission queue hint; 0 = default */
+    /* (0.2) Stall detector: a task that runs longer than this without
+     * awaiting is reported on stderr with its backtrace, taken while it still
+     * runs (docs/debugging.md). 0 = off, or 100 ms under EDDY_LOOP_DEBUG. */
+    int64_t stall_ns;
 } eddy_loop_options;
 
 /* An initialiser with size set: EDDY_LOOP_OPTIONS_INIT(.backend = "epoll"). */
@@ -279,6 +285,44 @@ EDDY_API int eddy_yield(void);
  * which is delivered at the first await after the outermost end. Nests. */
 EDDY_API void eddy_shield_begin(void);
 EDDY_API void eddy_shield_end(void);
+
+/* ---- seeing inside a running program ------------------------------------ */
+
+/* The longest task name kept, in bytes (longer ones are cut there). */
+#define EDDY_TASK_NAME_MAX 31
+/* Names t (a copy, cut at EDDY_TASK_NAME_MAX bytes). 0, -EINVAL for NULL,
+ * -ENOMEM, -EPERM from another thread than the task's loop's. */
+EDDY_API int eddy_task_set_name(eddy_task *t, const char *name);
+/* t's name: the one set, else its entry function's (through the dynamic
+ * symbol table), else "task". NULL for NULL. Valid until it is renamed or freed. */
+EDDY_API const char *eddy_task_name(const eddy_task *t);
+/* t's id: unique in the process and never reused, from 1; 0 for NULL. */
+EDDY_API uint64_t eddy_task_id(const eddy_task *t);
+
+/* What a loop has done so far (docs/debugging.md). Grows by its leading
+ * size as option structs do: the caller sets size (0: the first layout),
+ * the library fills no more than that many bytes. */
+typedef struct eddy_loop_metrics_t {
+    size_t size;              /* sizeof(eddy_loop_metrics_t), or 0: the first layout */
+    uint64_t iterations;      /* loop iterations */
+    uint64_t idle_ns;         /* time waiting in the backend (*) */
+    uint64_t run_ns;          /* time running tasks and callbacks (*) */
+    uint64_t ops_submitted;   /* ops (and watches) that went in flight */
+    uint64_t ops_completed;   /* of those, ended: submitted = completed + in_flight */
+    uint64_t ops_in_flight;   /* now */
+    uint64_t tasks_alive;     /* tasks not yet ended */
+    uint64_t tasks_ready;     /* of those, ready to run now */
+    uint64_t longest_step_ns; /* longest a task ran without awaiting (*) */
+    uint64_t allocations;     /* task and callback allocations made by the loop */
+} eddy_loop_metrics_t;        /* (*) with EDDY_LOOP_METRICS or EDDY_LOOP_DEBUG, else 0 */
+
+/* Fills m with loop's counters. 0, -EINVAL (NULL, a size too small to hold
+ * a field), -EPERM from another thread than the loop's. */
+EDDY_NODISCARD EDDY_API int eddy_loop_metrics(eddy_loop *loop, eddy_loop_metrics_t *m);
+/* Writes every task of loop to out: id, name, state, what it waits on, who
+ * awaits it, its backtrace; then the tree of who awaits whom. 0, -EINVAL,
+ * -EPERM from another thread than the loop's, -EIO if writing failed. */
+EDDY_API int eddy_loop_dump(eddy_loop *loop, FILE *out);
 
 /* ---- timeout scopes ------------------------------------------------------------ */
 

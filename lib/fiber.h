@@ -26,10 +26,10 @@ struct eddy__stack {
     size_t map_size; /* 0 for a slab's stack */
     unsigned valgrind_id;
     struct eddy__stack *next_free; /* pool link */
-    /* For overflow reports: the number of the task running on it (its
-     * loop's Nth to start) and its entry function (named with dladdr). */
+    /* For overflow reports: the task running on it (its id, and its name,
+     * or its entry function's through dladdr). */
     uint64_t number;
-    const void *owner;
+    const struct eddy_task *owner;
 };
 
 /* Reuses stacks: a released stack goes back on a free list so spawning does

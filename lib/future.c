@@ -191,15 +191,9 @@ EDDY_API int eddy_future_on_done(eddy_future *f, void (*cb)(eddy_future *, void 
 
 /* ---- awaiting -------------------------------------------------------------- */
 
-struct future_wait {
-    struct eddy__waiter waiter;
-    struct eddy_task *task;
-    struct eddy_future *future;
-};
-
 static void future_wait_notify(struct eddy__waiter *w, struct eddy_future *f)
 {
-    struct future_wait *fw = eddy__container_of(w, struct future_wait, waiter);
+    struct eddy__future_wait *fw = eddy__container_of(w, struct eddy__future_wait, waiter);
     eddy__task_wake(fw->task, 0);
 }
 
@@ -207,7 +201,7 @@ static void future_wait_notify(struct eddy__waiter *w, struct eddy_future *f)
  * does, cancel what it waited on. */
 static void future_wait_abort(struct eddy_task *t)
 {
-    struct future_wait *fw = t->wait_data;
+    struct eddy__future_wait *fw = t->wait_data;
     eddy__future_remove_waiter(&fw->waiter);
     eddy__task_wake(t, -ECANCELED);
     eddy_future_cancel(fw->future);
@@ -220,9 +214,10 @@ int eddy__future_wait(struct eddy_task *t, struct eddy_future *f)
         return -ECANCELED;
     }
     if (f->state != EDDY__FUT_PENDING) return 0;
-    struct future_wait fw = {.waiter.notify = future_wait_notify, .task = t, .future = f};
+    struct eddy__future_wait fw = {.waiter.notify = future_wait_notify, .task = t, .future = f};
     eddy__future_add_waiter(f, &fw.waiter);
     t->abort_wait = future_wait_abort;
+    eddy__task_waits(t, EDDY__WAIT_FUTURE);
     t->wait_data = &fw;
     return (int)eddy__task_suspend(t);
 }

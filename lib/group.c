@@ -28,6 +28,13 @@ struct multi_wait {
     struct eddy_timer timer;
 };
 
+struct eddy_future *const *eddy__gather_futures(const void *wait_data, size_t *n)
+{
+    const struct multi_wait *mw = wait_data;
+    *n = mw->n;
+    return mw->fs;
+}
+
 static int nodes_alloc(struct multi_wait *mw, struct multi_node *local)
 {
     mw->nodes = mw->n <= LOCAL_NODES ? local : malloc(mw->n * sizeof(*mw->nodes));
@@ -113,6 +120,7 @@ EDDY_API int eddy_gather(eddy_future *const *fs, size_t n)
     if ((err = nodes_alloc(&mw, local)) < 0) return err;
     nodes_attach(&mw, gather_notify);
     t->abort_wait = multi_abort;
+    eddy__task_waits(t, EDDY__WAIT_GATHER);
     t->wait_data = &mw;
     err = (int)eddy__task_suspend(t);
     nodes_release(&mw, local);
@@ -163,6 +171,7 @@ static int wait_first(struct eddy_task *t, struct eddy_future *const *fs, size_t
     }
     nodes_attach(&mw, any_notify);
     t->abort_wait = multi_abort;
+    eddy__task_waits(t, EDDY__WAIT_GATHER);
     t->wait_data = &mw;
     err = (int)eddy__task_suspend(t);
     eddy__timer_stop(&mw.timer);
@@ -222,6 +231,11 @@ struct eddy_group {
     bool freed;      /* eddy_group_free came while a task waited: the wait frees it */
     struct eddy_task *waiter;
 };
+
+struct eddy_task *eddy__group_waiter(const struct eddy_group *g)
+{
+    return g->waiter;
+}
 
 static void group_cancel_children(struct eddy_group *g)
 {
@@ -294,6 +308,7 @@ static int group_join_children(struct eddy_group *g, struct eddy_task *t)
     while (g->live > 0) {
         g->waiter = t;
         t->abort_wait = group_wait_abort;
+        eddy__task_waits(t, EDDY__WAIT_GROUP);
         t->wait_data = g;
         eddy__task_suspend(t);
         g->waiter = NULL;

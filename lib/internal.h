@@ -168,10 +168,27 @@ int eddy__future_outcome(const struct eddy_future *f, intptr_t *value);
 /* Waits for f without reading its outcome: 0 once done, -ECANCELED if the
  * task was cancelled first (f is then cancelled too, as asyncio's await does). */
 int eddy__future_wait(struct eddy_task *t, struct eddy_future *f);
+/* A task's wait for a future (its wait_data meanwhile). */
+struct eddy__future_wait {
+    struct eddy__waiter waiter;
+    struct eddy_task *task;
+    struct eddy_future *future;
+};
 
 /* ---- tasks --------------------------------------------------------------- */
 
 struct eddy__scope;
+
+/* What a suspended task waits on, for eddy_loop_dump (lib/introspect.c). */
+enum {
+    EDDY__WAIT_OTHER = 0,
+    EDDY__WAIT_SLEEP,  /* wait_data: lib/task.c's sleep_wait */
+    EDDY__WAIT_OP,     /* wait_data: the eddy_op */
+    EDDY__WAIT_FUTURE, /* wait_data: the eddy__future_wait (await, join) */
+    EDDY__WAIT_GROUP,  /* wait_data: the eddy_group */
+    EDDY__WAIT_GATHER, /* wait_data: lib/group.c's multi_wait (gather, wait_any) */
+    EDDY__WAIT_SYNC,   /* a lock, event, condition, semaphore, barrier or queue */
+};
 
 enum {
     EDDY__TASK_CREATED = 0, /* spawned, never run: no stack yet */
@@ -191,6 +208,7 @@ struct eddy_task {
     struct eddy__list all_link; /* loop->tasks, until the task is freed */
     uint8_t state;
     bool cancel_requested;
+    uint8_t wait_kind; /* EDDY__WAIT_*, while suspended */
     unsigned shield_depth;
     /* Awaits fail with -ECANCELED while shield_depth <= cancel_level: 0 once
      * the task is cancelled, a timeout scope's shield depth once that scope
@@ -205,6 +223,10 @@ struct eddy_task {
     void (*abort_wait)(struct eddy_task *t);
     void *wait_data;
     struct eddy_group *group; /* the group that spawned it (lib/group.c), or NULL */
+    /* Two words more, not a name buffer: spawning 100 000 tasks at once is
+     * bound by the memory their structs take (bench/spawn). */
+    uint64_t id; /* eddy_task_id: unique in the process */
+    char *name;  /* malloc'd by eddy_task_set_name; NULL: the entry function's */
 };
 
 /* Suspends the running task until eddy__task_wake; returns the wake value.
@@ -231,6 +253,21 @@ struct eddy_task *eddy__current_task(void);
 void eddy__task_free(struct eddy_task *t);
 void eddy__task_cancel_all(struct eddy_loop *loop);
 void eddy__task_forget_loop(struct eddy_loop *loop);
+/* Says what t is about to wait on (before eddy__task_suspend). */
+static inline void eddy__task_waits(struct eddy_task *t, uint8_t kind)
+{
+    t->wait_kind = kind;
+}
+/* The name of the function at addr (NULL when unknown); *offset is addr's
+ * distance from its start. Uses dladdr where libc has it (lib/stack.c). */
+const char *eddy__symbol_name(const void *addr, uintptr_t *offset);
+/* The file name of the object holding addr (NULL when unknown), and addr's
+ * offset from where it is loaded: what addr2line -e takes. */
+const char *eddy__module_name(const void *addr, uintptr_t *offset);
+/* The task waiting for g to end, or NULL (lib/group.c). */
+struct eddy_task *eddy__group_waiter(const struct eddy_group *g);
+/* The futures a gather or wait_any waits on, from its task's wait_data. */
+struct eddy_future *const *eddy__gather_futures(const void *wait_data, size_t *n);
 /* The loop is being freed: groups still to be freed forget it. */
 void eddy__groups_forget_loop(struct eddy_loop *loop);
 
@@ -262,8 +299,8 @@ int eddy__tcp_resolve(const char *host, uint16_t port, struct addrinfo **out);
 /* Task-only: a new TCP socket connected to addr (closed again on failure). */
 int eddy__tcp_connect_addr(eddy_sock **out, const struct sockaddr *addr, socklen_t len);
 /* Task-only: Happy Eyeballs over n addresses in the order given (lib/stream.c). */
-int eddy__connect_race(eddy_sock **out, const struct sockaddr *const *addrs,
-                       const socklen_t *lens, size_t n, int64_t delay_ns);
+int eddy__connect_race(eddy_sock **out, const struct sockaddr *const *addrs, const socklen_t *lens,
+                       size_t n, int64_t delay_ns);
 
 /* ---- streams (lib/stream.c) for sendfile (lib/sendfile.c) --------------- */
 
@@ -287,6 +324,10 @@ int eddy__options_read(void *dst, size_t dst_size, const void *src, const size_t
                        size_t n_layouts);
 
 struct eddy__callback;
+struct eddy__stall;
+
+/* loop->flags: internal bits, above the public EDDY_LOOP_* ones. */
+#define EDDY__LOOP_STALL (1u << 31) /* the stall detector watches (lib/introspect.c) */
 
 struct eddy_loop {
     struct eddy_backend backend;
@@ -332,7 +373,28 @@ struct eddy_loop {
      * until asked for. */
     int embed_fd;
     int embed_timer;
+    /* Kept last, away from the fields the switch and spawn paths use. */
+    /* eddy_loop_metrics: plain counters; the times only with
+     * EDDY_LOOP_METRICS or EDDY_LOOP_DEBUG (they take clock reads). */
+    struct {
+        uint64_t iterations, idle_ns, run_ns, ops_submitted, ops_completed;
+        uint64_t longest_step_ns, allocations;
+    } stats;
+    int64_t stall_ns;          /* the stall detector's threshold; 0 = off */
+    struct eddy__stall *stall; /* its watchdog, once started (lib/introspect.c) */
 };
+
+/* An op (or a watch, a signal watcher) starts or stops keeping the loop busy. */
+static inline void eddy__loop_op_started(struct eddy_loop *loop)
+{
+    loop->ops_in_flight++;
+    loop->stats.ops_submitted++;
+}
+static inline void eddy__loop_op_ended(struct eddy_loop *loop)
+{
+    loop->ops_in_flight--;
+    loop->stats.ops_completed++;
+}
 
 static inline void eddy__loop_schedule(struct eddy_loop *loop, struct eddy__work *w)
 {
@@ -344,6 +406,13 @@ void eddy__loop_post_completion(struct eddy_loop *loop, struct eddy_op *op);
 void eddy__watches_stop_all(struct eddy_loop *loop);
 /* Stops the signal watchers of a loop shutting down (lib/signal.c). */
 void eddy__signals_stop_all(struct eddy_loop *loop);
+/* The stall detector (lib/introspect.c): whether this platform has it; a
+ * task of loop starts (started = its clock reading) or stops running; the
+ * loop is being freed. */
+bool eddy__stall_supported(void);
+void eddy__stall_enter(struct eddy_loop *loop, int64_t started);
+void eddy__stall_leave(struct eddy_loop *loop);
+void eddy__stall_stop(struct eddy_loop *loop);
 /* Reads the clock (virtual or monotonic) into loop->now. */
 int64_t eddy__loop_update_time(struct eddy_loop *loop);
 /* Runs one iteration; block says whether it may wait in the backend. */

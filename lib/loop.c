@@ -137,9 +137,9 @@ int eddy__options_read(void *dst, size_t dst_size, const void *src, const size_t
  * adds the offset of the end of its last one. */
 static const size_t loop_options_layouts[] = {
     offsetof(eddy_loop_options, queue_depth) + sizeof(unsigned), /* 0.1 */
+    offsetof(eddy_loop_options, stall_ns) + sizeof(int64_t),     /* 0.2 */
 };
-_Static_assert(sizeof(eddy_loop_options) ==
-                   offsetof(eddy_loop_options, queue_depth) + sizeof(unsigned),
+_Static_assert(sizeof(eddy_loop_options) == offsetof(eddy_loop_options, stall_ns) + sizeof(int64_t),
                "eddy_loop_options: the last layout is the header's, with no tail padding");
 
 EDDY_API int eddy_loop_new(eddy_loop **out, const eddy_loop_options *user_opts)
@@ -153,15 +153,21 @@ EDDY_API int eddy_loop_new(eddy_loop **out, const eddy_loop_options *user_opts)
         if (err < 0) return err;
         opts = &copy;
     }
-    unsigned known = EDDY_LOOP_DEBUG | EDDY_LOOP_VIRTUAL_TIME | EDDY_LOOP_NO_GUARD_PAGES;
+    unsigned known =
+        EDDY_LOOP_DEBUG | EDDY_LOOP_VIRTUAL_TIME | EDDY_LOOP_NO_GUARD_PAGES | EDDY_LOOP_METRICS;
     if (opts && (opts->flags & ~known)) return -EINVAL;
     size_t stack_size = opts && opts->stack_size ? opts->stack_size : EDDY__DEFAULT_STACK_SIZE;
+    if (opts && opts->stall_ns < 0) return -EINVAL;
     if (stack_size < 16 * 1024 || stack_size > ((size_t)1 << 30)) return -EINVAL;
 
     struct eddy_loop *loop = calloc(1, sizeof(*loop));
     if (!loop) return -ENOMEM;
     loop->flags = opts ? opts->flags : 0;
     loop->stack_size = stack_size;
+    loop->stall_ns = opts && opts->stall_ns          ? opts->stall_ns
+                     : loop->flags & EDDY_LOOP_DEBUG ? EDDY__SLOW_TASK_NS
+                                                     : 0;
+    if (loop->stall_ns && eddy__stall_supported()) loop->flags |= EDDY__LOOP_STALL;
     eddy__list_init(&loop->ready);
     eddy__list_init(&loop->batch);
     eddy__list_init(&loop->tasks);
@@ -273,8 +279,12 @@ static int loop_iterate_capped(struct eddy_loop *loop, bool block, int64_t cap, 
     /* With work ready and no I/O in flight there is nothing to reap: skip the
      * syscall (threadsafe posts are seen through remote_pending). An embedded
      * loop polls anyway: its descriptor stays readable until a wake is reaped. */
+    bool timed = loop->flags & (EDDY_LOOP_METRICS | EDDY_LOOP_DEBUG);
+    loop->stats.iterations++;
     if (always_poll || timeout != 0 || loop->ops_in_flight || loop->backend.pending) {
+        int64_t idle_from = timed && timeout != 0 ? eddy__monotonic_ns() : 0;
         int completed = loop->backend.ops->poll(&loop->backend, timeout);
+        if (idle_from) loop->stats.idle_ns += eddy__monotonic_ns() - idle_from;
         if (completed < 0 && completed != -EINTR) return completed;
         /* Virtual time waited for real on I/O that did not come: jump. */
         if ((loop->flags & EDDY_LOOP_VIRTUAL_TIME) && timeout > 0 && completed == 0)
@@ -287,11 +297,13 @@ static int loop_iterate_capped(struct eddy_loop *loop, bool block, int64_t cap, 
     /* The batch lives in the loop: a task that suspends may take the next
      * task from it and switch to it directly (lib/task.c). */
     eddy__list_splice(&loop->batch, &loop->ready);
+    int64_t run_from = timed ? eddy__monotonic_ns() : 0;
     struct eddy__list *node;
     while ((node = eddy__list_pop_front(&loop->batch))) {
         struct eddy__work *w = eddy__container_of(node, struct eddy__work, link);
         w->run(w);
     }
+    if (timed) loop->stats.run_ns += eddy__monotonic_ns() - run_from;
     return 0;
 }
 
@@ -537,6 +549,8 @@ static struct eddy__callback *callback_new(struct eddy_loop *loop, eddy_callback
         loop->callback_free = *(struct eddy__callback **)c;
     else if (!(c = malloc(sizeof(*c))))
         return NULL;
+    else
+        loop->stats.allocations++;
     c->work.run = callback_run;
     c->loop = loop;
     c->cb = cb;
@@ -614,6 +628,7 @@ EDDY_API void eddy_loop_free(eddy_loop *loop)
     eddy__mutex_unlock(&loop->remote_lock);
     loop->backend.ops->free(&loop->backend);
     eddy__stack_pool_destroy(&loop->stacks);
+    eddy__stall_stop(loop);
     struct eddy__callback *c;
     while ((c = loop->callback_free)) {
         loop->callback_free = *(struct eddy__callback **)c;

@@ -51,7 +51,7 @@ static bool op_pooled(struct eddy_loop *loop, const struct eddy_op *op)
 static void op_complete(struct eddy_op *op)
 {
     struct eddy_task *t = op->data;
-    t->loop->ops_in_flight--;
+    eddy__loop_op_ended(t->loop);
     eddy__task_wake(t, 0);
 }
 
@@ -92,8 +92,9 @@ int64_t eddy__op_run(struct eddy_op *op)
         op->state = EDDY_OP_STATE_DONE;
         return op->result;
     }
-    loop->ops_in_flight++;
+    eddy__loop_op_started(loop);
     t->abort_wait = op_abort;
+    eddy__task_waits(t, EDDY__WAIT_OP);
     t->wait_data = op;
     /* Only op_complete wakes the task: abort never does, so the frame stays
      * alive until the kernel (or the worker) is done with it. */

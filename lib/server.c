@@ -6,7 +6,16 @@
  * cancels them. Unlike eddy_group, a task that ended is forgotten at once (a
  * server outlives millions of connections), and a failing handler does not
  * cancel the others (asyncio's start_server neither). */
+#include <stdio.h>
 #include <stdlib.h>
+#ifndef _WIN32
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#define NATIVE_SOCKET(fd) ((int)(fd))
+#else
+#define NATIVE_SOCKET(fd) ((SOCKET)(fd))
+#endif
 
 #include "internal.h"
 
@@ -27,6 +36,8 @@ struct eddy_server {
     bool closed;                   /* close was called, or accepting failed */
     int error;                     /* why accepting stopped, if not close */
     struct eddy_task *waiter;      /* in eddy_server_wait */
+    char label[16];                /* "server:PORT", its tasks' names begin with it */
+    uint64_t accepted;             /* connections so far: they are named conn-1, conn-2, ... */
 };
 
 /* Wakes the waiter once the acceptor and every connection have ended. */
@@ -64,6 +75,9 @@ static void connection_start(eddy_server *srv, eddy_sock *sock)
         (void)eddy_sock_close(sock);
         return;
     }
+    char name[EDDY_TASK_NAME_MAX + 1];
+    snprintf(name, sizeof name, "%s/conn-%llu", srv->label, (unsigned long long)++srv->accepted);
+    (void)eddy_task_set_name(c->task, name);
     eddy_task_detach(c->task);
     eddy__list_push_back(&srv->connections, &c->link);
 }
@@ -89,6 +103,23 @@ static intptr_t accept_run(void *arg)
     return 0;
 }
 
+/* "server:PORT" for a TCP listener, else "server". */
+static void server_label(eddy_server *srv)
+{
+    struct sockaddr_storage addr;
+    socklen_t len = sizeof addr;
+    int port = -1;
+    if (getsockname(NATIVE_SOCKET(eddy_sock_fd(srv->listener)), (struct sockaddr *)&addr, &len) ==
+        0) {
+        if (addr.ss_family == AF_INET) port = ntohs(((struct sockaddr_in *)&addr)->sin_port);
+        if (addr.ss_family == AF_INET6) port = ntohs(((struct sockaddr_in6 *)&addr)->sin6_port);
+    }
+    if (port >= 0)
+        snprintf(srv->label, sizeof srv->label, "server:%d", port);
+    else
+        snprintf(srv->label, sizeof srv->label, "server");
+}
+
 EDDY_API int eddy_serve(eddy_server **out, eddy_sock *listener,
                         intptr_t (*handler)(eddy_stream *, void *), void *arg)
 {
@@ -107,6 +138,10 @@ EDDY_API int eddy_serve(eddy_server **out, eddy_sock *listener,
         free(srv);
         return -ENOMEM;
     }
+    server_label(srv);
+    char name[EDDY_TASK_NAME_MAX + 1];
+    snprintf(name, sizeof name, "%s/accept", srv->label);
+    (void)eddy_task_set_name(srv->acceptor, name);
     eddy_task_detach(srv->acceptor);
     *out = srv;
     return 0;

@@ -273,7 +273,7 @@ static void hub_op_complete(struct eddy_op *op)
 {
     struct hub *h = op->data;
     h->armed = false;
-    h->loop->ops_in_flight--;
+    eddy__loop_op_ended(h->loop);
     if (!h->slot) {
         hub_free_if_unused(h);
         return;
@@ -296,7 +296,7 @@ static int hub_arm(struct hub *h)
     struct eddy_backend *b = &h->loop->backend;
     int status = b->ops->submit(b, op);
     if (status < 0) return status;
-    h->loop->ops_in_flight++;
+    eddy__loop_op_started(h->loop);
     h->armed = true;
     if (status == EDDY_OP_DONE) { /* readable already (a readiness backend's fast path) */
         op->state = EDDY_OP_STATE_DONE;
@@ -340,7 +340,7 @@ static int hub_open(struct hub *h)
     h->slot = slot_take(0);
     if (!h->slot) return -ENOMEM;
     h->refs = 1;
-    h->loop->ops_in_flight++; /* a started watcher keeps the loop running */
+    eddy__loop_op_started(h->loop); /* a started watcher keeps the loop running */
     return 0;
 }
 
@@ -351,7 +351,7 @@ static void hub_unref(struct hub *h)
 
 static void hub_close(struct hub *h)
 {
-    h->loop->ops_in_flight--;
+    eddy__loop_op_ended(h->loop);
     hub_unref(h);
 }
 

@@ -129,6 +129,9 @@
 #endif
 #if HAVE_DLADDR_IN_LIBC
 #include <dlfcn.h>
+#if defined(__GLIBC__)
+#include <link.h>
+#endif
 #endif
 
 #if !defined(MAP_ANONYMOUS) && defined(MAP_ANON)
@@ -708,18 +711,58 @@ static size_t append_number(char *buf, size_t len, uint64_t n)
     return append(buf, len, digits + i);
 }
 
-/* The name of the function at fn, or "?". dladdr is not async-signal-safe
- * on paper: it takes the dynamic loader's lock, which a task overflowing its
- * stack does not hold unless it overflowed inside dlopen. */
-static const char *owner_name(const void *fn)
+/* dladdr is not async-signal-safe on paper: it takes the dynamic loader's
+ * lock, which a task overflowing its stack does not hold unless it
+ * overflowed inside dlopen. A function missing from the dynamic symbol table
+ * (static, hidden) would be given the name of the exported one before it:
+ * with glibc's dladdr1 the symbol's size tells, and such an address gets no
+ * name. */
+const char *eddy__symbol_name(const void *addr, uintptr_t *offset)
 {
 #if HAVE_DLADDR_IN_LIBC
     Dl_info info;
-    if (fn && dladdr(fn, &info) && info.dli_sname) return info.dli_sname;
+#if defined(__GLIBC__)
+    const ElfW(Sym) *sym = NULL;
+    if (!addr || !dladdr1(addr, &info, (void **)&sym, RTLD_DL_SYMENT) || !info.dli_sname ||
+        !info.dli_saddr)
+        return NULL;
+    uintptr_t off = (uintptr_t)addr - (uintptr_t)info.dli_saddr;
+    if (sym && sym->st_size && off >= sym->st_size) return NULL;
 #else
-    (void)fn;
+    if (!addr || !dladdr(addr, &info) || !info.dli_sname || !info.dli_saddr) return NULL;
+    uintptr_t off = (uintptr_t)addr - (uintptr_t)info.dli_saddr;
 #endif
-    return "?";
+    if (offset) *offset = off;
+    return info.dli_sname;
+#else
+    (void)addr;
+    (void)offset;
+    return NULL;
+#endif
+}
+
+const char *eddy__module_name(const void *addr, uintptr_t *offset)
+{
+#if HAVE_DLADDR_IN_LIBC
+    Dl_info info;
+    if (!addr || !dladdr(addr, &info) || !info.dli_fname || !info.dli_fbase) return NULL;
+    *offset = (uintptr_t)addr - (uintptr_t)info.dli_fbase;
+    const char *slash = strrchr(info.dli_fname, '/');
+    return slash ? slash + 1 : info.dli_fname;
+#else
+    (void)addr;
+    (void)offset;
+    return NULL;
+#endif
+}
+
+/* The task's name, or its entry function's, or "?". */
+static const char *owner_name(const struct eddy__stack *s)
+{
+    if (!s->owner) return "?";
+    if (s->owner->name) return s->owner->name;
+    const char *fn = eddy__symbol_name((const void *)(uintptr_t)s->owner->fn, NULL);
+    return fn ? fn : "?";
 }
 
 /* "eddy: task N (name) overflowed its stack of S bytes", with write(2)
@@ -730,7 +773,7 @@ static void report_overflow(const struct eddy__stack *s)
     size_t len = append(buf, 0, "eddy: task ");
     len = append_number(buf, len, s->number);
     len = append(buf, len, " (");
-    len = append(buf, len, owner_name(s->owner));
+    len = append(buf, len, owner_name(s));
     len = append(buf, len, ") overflowed its stack of ");
     len = append_number(buf, len, s->size);
     len = append(buf, len, " bytes\n");

@@ -30,6 +30,7 @@ void eddy__sync_wait(struct eddy_task *t, struct eddy__list *list, struct eddy__
     w->result = 0;
     eddy__list_push_back(list, &w->link);
     t->abort_wait = cancellable ? sync_abort : NULL;
+    eddy__task_waits(t, EDDY__WAIT_SYNC);
     t->wait_data = w;
     eddy__task_suspend(t);
 }

@@ -6,6 +6,7 @@
  * costs one. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -53,15 +54,21 @@ static void task_enter(struct eddy_loop *loop, struct eddy_task *t)
 {
     t->state = EDDY__TASK_RUNNING;
     loop->current = t;
-    if (loop->flags & EDDY_LOOP_DEBUG) loop->task_started = eddy__monotonic_ns();
+    if (loop->flags & (EDDY_LOOP_DEBUG | EDDY_LOOP_METRICS | EDDY__LOOP_STALL)) {
+        loop->task_started = eddy__monotonic_ns();
+        if (loop->flags & EDDY__LOOP_STALL) eddy__stall_enter(loop, loop->task_started);
+    }
 }
 
 static void task_leave(struct eddy_loop *loop, struct eddy_task *t)
 {
-    if (loop->flags & EDDY_LOOP_DEBUG) {
+    if (loop->flags & (EDDY_LOOP_DEBUG | EDDY_LOOP_METRICS | EDDY__LOOP_STALL)) {
+        if (loop->flags & EDDY__LOOP_STALL) eddy__stall_leave(loop);
         int64_t ran = eddy__monotonic_ns() - loop->task_started;
-        if (ran > EDDY__SLOW_TASK_NS)
-            eddy__debug_report(loop, "task %p ran %lld ms without awaiting", (void *)t,
+        if ((uint64_t)ran > loop->stats.longest_step_ns) loop->stats.longest_step_ns = ran;
+        if ((loop->flags & EDDY_LOOP_DEBUG) && ran > EDDY__SLOW_TASK_NS)
+            eddy__debug_report(loop, "task %llu (%s) ran %lld ms without awaiting",
+                               (unsigned long long)t->id, eddy_task_name(t),
                                (long long)(ran / 1000000));
     }
     /* With guard pages an overflow faults as it happens; without, the canary
@@ -86,7 +93,9 @@ static void task_resume(struct eddy_task *t)
             eddy_future_unref(&t->future);
             return;
         }
-        t->stack->owner = (const void *)(uintptr_t)t->fn; /* names it in overflow reports */
+        /* names it in overflow reports */
+        t->stack->owner = t;
+        t->stack->number = t->id;
         eddy__fiber_init(&t->fiber, t->stack, task_entry, t);
     }
     eddy__stack_thread_prepare();
@@ -141,6 +150,7 @@ static int64_t task_switch_out(struct eddy_task *t)
     struct eddy_task *next = batch_next_task(loop);
     if (!next && eddy__list_empty(&loop->batch) && iteration_is_trivial(loop)) {
         eddy__list_splice(&loop->batch, &loop->ready);
+        loop->stats.iterations++;
         next = batch_next_task(loop);
     }
     if (next == t) {
@@ -168,7 +178,24 @@ void eddy__task_wake(struct eddy_task *t, int64_t result)
     t->wake_result = result;
     t->abort_wait = NULL;
     t->wait_data = NULL;
+    t->wait_kind = EDDY__WAIT_OTHER;
     eddy__loop_schedule(t->loop, &t->ready);
+}
+
+/* Task ids: each thread takes a block of them at a time, so that spawning
+ * costs no atomic operation but once per block; unique in the process, never
+ * reused (2^64 of them). */
+#define TASK_ID_BLOCK 1024
+static uint64_t task_ids_taken;
+static __thread uint64_t task_id_next EDDY__TLS_MODEL, task_id_end EDDY__TLS_MODEL;
+
+static uint64_t next_task_id(void)
+{
+    if (EDDY__UNLIKELY(task_id_next == task_id_end)) {
+        task_id_next = __atomic_fetch_add(&task_ids_taken, TASK_ID_BLOCK, __ATOMIC_RELAXED) + 1;
+        task_id_end = task_id_next + TASK_ID_BLOCK;
+    }
+    return task_id_next++;
 }
 
 EDDY_API eddy_task *eddy_spawn(eddy_loop *loop, eddy_task_fn fn, void *arg)
@@ -176,6 +203,7 @@ EDDY_API eddy_task *eddy_spawn(eddy_loop *loop, eddy_task_fn fn, void *arg)
     if (!(loop = eddy__loop_here(loop)) || !fn) return NULL;
     struct eddy_task *t = malloc(sizeof(*t));
     if (!t) return NULL;
+    loop->stats.allocations++;
     eddy__future_init(&t->future, loop, true);
     t->future.refs = 2; /* the caller's, and the loop's until the task ends */
     t->loop = loop;
@@ -193,6 +221,9 @@ EDDY_API eddy_task *eddy_spawn(eddy_loop *loop, eddy_task_fn fn, void *arg)
     t->abort_wait = NULL;
     t->wait_data = NULL;
     t->group = NULL;
+    t->wait_kind = EDDY__WAIT_OTHER;
+    t->id = next_task_id();
+    t->name = NULL;
     eddy__list_push_back(&loop->tasks, &t->all_link);
     loop->live_tasks++;
     eddy__loop_schedule(loop, &t->ready);
@@ -207,6 +238,7 @@ void eddy__task_free(struct eddy_task *t)
         !t->future.retrieved)
         eddy__debug_report(loop, "task %p failed with %s (%d) and its error was never retrieved",
                            (void *)t, eddy_strerror((int)t->future.value), (int)t->future.value);
+    free(t->name);
     free(t);
 }
 
@@ -307,6 +339,7 @@ EDDY_API int eddy_sleep(int64_t ns)
     int err = eddy__timer_start(&sw.timer, eddy__deadline_after(now, ns));
     if (err < 0) return err;
     t->abort_wait = sleep_abort;
+    eddy__task_waits(t, EDDY__WAIT_SLEEP);
     t->wait_data = &sw;
     return (int)eddy__task_suspend(t);
 }
@@ -332,4 +365,33 @@ EDDY_API void eddy_shield_end(void)
 {
     struct eddy_task *t = eddy__current_task();
     if (t && t->shield_depth > 0) t->shield_depth--;
+}
+
+/* ---- names and ids -------------------------------------------------------- */
+
+EDDY_API int eddy_task_set_name(eddy_task *t, const char *name)
+{
+    if (!t || !name) return -EINVAL;
+    if (eddy__future_foreign(&t->future)) return -EPERM;
+    size_t len = strnlen(name, EDDY_TASK_NAME_MAX);
+    char *copy = malloc(len + 1);
+    if (!copy) return -ENOMEM;
+    memcpy(copy, name, len);
+    copy[len] = '\0';
+    free(t->name);
+    t->name = copy;
+    return 0;
+}
+
+EDDY_API const char *eddy_task_name(const eddy_task *t)
+{
+    if (!t) return NULL;
+    if (t->name) return t->name;
+    const char *fn = eddy__symbol_name((const void *)(uintptr_t)t->fn, NULL);
+    return fn ? fn : "task";
+}
+
+EDDY_API uint64_t eddy_task_id(const eddy_task *t)
+{
+    return t ? t->id : 0;
 }

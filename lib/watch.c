@@ -84,7 +84,7 @@ static void watch_op_complete(struct eddy_op *op)
     struct eddy_watch *w = op->data;
     unsigned event = op_event(op);
     w->armed &= ~event;
-    w->loop->ops_in_flight--;
+    eddy__loop_op_ended(w->loop);
     if (w->stopped) {
         free_if_unused(w);
         return;
@@ -116,7 +116,7 @@ static int arm(struct eddy_watch *w, unsigned event)
         return 0;
     }
     w->armed |= event;
-    w->loop->ops_in_flight++;
+    eddy__loop_op_started(w->loop);
     return 0;
 }
 

@@ -71,6 +71,7 @@ void drop(eddy_loop *loop, eddy_sock *s, eddy_file *f, eddy_future *fut, char *b
     (void)eddy_process_wait(0, 0);
     (void)eddy_process_kill(0, 0);
     (void)eddy_stream_sendfile(0, f, 0, 1);
+    (void)eddy_loop_metrics(loop, 0);
 }
 EOF
 
