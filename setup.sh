@@ -5,7 +5,7 @@
 set -eu
 cd "$(dirname "$0")"
 
-packages="build-essential autoconf automake libtool pkg-config libcriterion-dev liburing-dev libseccomp-dev libssl-dev openssl curl valgrind scdoc libcurl4-openssl-dev"
+packages="build-essential autoconf automake libtool pkg-config libcriterion-dev liburing-dev libseccomp-dev libssl-dev openssl curl valgrind scdoc libcurl4-openssl-dev python3"
 if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
 missing=""
 for p in $packages; do
