@@ -75,6 +75,17 @@ static inline int run_virtual(eddy_task_fn fn, void *arg, intptr_t *result)
     return err;
 }
 
+/* run_task on a fresh default loop, freed afterwards: the task's error, or
+ * its result as an int (a test's main task returns 0 or an error code). */
+static inline int run_main(eddy_task_fn fn, void *arg)
+{
+    eddy_loop *loop = new_loop();
+    intptr_t result = -1;
+    int err = run_task(loop, fn, arg, &result);
+    eddy_loop_free(loop);
+    return err < 0 ? err : (int)result;
+}
+
 /* The current loop's clock (call from a task or callback). */
 static inline int64_t loop_now(void)
 {

@@ -30,15 +30,6 @@ static void path_in_dir(char *out, size_t size, const char *name)
     snprintf(out, size, "%s/%s", dir, name);
 }
 
-static int run_main(eddy_task_fn fn, void *arg)
-{
-    eddy_loop *loop = new_loop();
-    intptr_t result = -1;
-    int err = run_task(loop, fn, arg, &result);
-    eddy_loop_free(loop);
-    return err < 0 ? err : (int)result;
-}
-
 /* ---- 64 MiB ------------------------------------------------------------------ */
 
 #define BIG     (64u << 20)

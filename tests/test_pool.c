@@ -66,15 +66,6 @@ static intptr_t task_gate(void *arg)
     return err < 0 ? err : value;
 }
 
-static int run_main(eddy_task_fn fn, void *arg)
-{
-    eddy_loop *loop = new_loop();
-    intptr_t result = -1;
-    int err = run_task(loop, fn, arg, &result);
-    eddy_loop_free(loop);
-    return err < 0 ? err : (int)result;
-}
-
 /* ---- results ------------------------------------------------------------------------ */
 
 static pthread_t loop_thread;

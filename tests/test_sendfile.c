@@ -55,14 +55,10 @@ static void drop_file(void)
     if (file_path[0]) unlink(file_path);
 }
 
-static int run_main(eddy_task_fn fn, void *arg)
+static int run_with_file(eddy_task_fn fn, void *arg)
 {
     make_file();
-    eddy_loop *loop = new_loop();
-    intptr_t result = -1;
-    int err = run_task(loop, fn, arg, &result);
-    eddy_loop_free(loop);
-    return err < 0 ? err : (int)result;
+    return run_main(fn, arg);
 }
 
 static bool sendfile_here(void)
@@ -192,7 +188,7 @@ static intptr_t whole_and_ranges(void *arg)
 Test(sendfile, ten_mib_whole_in_ranges_and_past_the_end, .timeout = TEST_TIMEOUT)
 {
     NEED_SENDFILE();
-    cr_assert(eq(int, run_main(whole_and_ranges, NULL), 0));
+    cr_assert(eq(int, run_with_file(whole_and_ranges, NULL), 0));
     drop_file();
 }
 
@@ -202,7 +198,7 @@ Test(sendfile, read_send_loop_without_fd_watching, .timeout = TEST_TIMEOUT)
 {
     NEED_SENDFILE();
     setenv("EDDY_CAPS_DISABLE", "watch_fd", 1);
-    cr_assert(eq(int, run_main(whole_and_ranges, NULL), 0));
+    cr_assert(eq(int, run_with_file(whole_and_ranges, NULL), 0));
     drop_file();
 }
 
@@ -267,7 +263,7 @@ static intptr_t ordered(void *arg)
 Test(sendfile, keeps_order_with_buffered_writes, .timeout = TEST_TIMEOUT)
 {
     NEED_SENDFILE();
-    cr_assert(eq(int, run_main(ordered, NULL), 0));
+    cr_assert(eq(int, run_with_file(ordered, NULL), 0));
     drop_file();
 }
 
@@ -275,7 +271,7 @@ Test(sendfile, read_send_loop_keeps_order, .timeout = TEST_TIMEOUT)
 {
     NEED_SENDFILE();
     setenv("EDDY_CAPS_DISABLE", "watch_fd", 1);
-    cr_assert(eq(int, run_main(ordered, NULL), 0));
+    cr_assert(eq(int, run_with_file(ordered, NULL), 0));
     drop_file();
 }
 
@@ -312,7 +308,7 @@ static intptr_t one_byte(void *arg)
 Test(sendfile, one_byte_sent_at_once_goes_once, .timeout = TEST_TIMEOUT)
 {
     NEED_SENDFILE();
-    cr_assert(eq(int, run_main(one_byte, NULL), 0));
+    cr_assert(eq(int, run_with_file(one_byte, NULL), 0));
     drop_file();
 }
 
@@ -342,7 +338,7 @@ static intptr_t slow_reader(void *arg)
 Test(sendfile, slow_reader_socket_full, .timeout = TEST_TIMEOUT)
 {
     NEED_SENDFILE();
-    cr_assert(eq(int, run_main(slow_reader, NULL), 0));
+    cr_assert(eq(int, run_with_file(slow_reader, NULL), 0));
     drop_file();
 }
 
@@ -386,7 +382,7 @@ static intptr_t cancelled(void *arg)
 Test(sendfile, cancelled_mid_transfer, .timeout = TEST_TIMEOUT)
 {
     NEED_SENDFILE();
-    cr_assert(eq(int, run_main(cancelled, NULL), 0));
+    cr_assert(eq(int, run_with_file(cancelled, NULL), 0));
     drop_file();
 }
 
@@ -412,7 +408,7 @@ static intptr_t timed_out(void *arg)
 Test(sendfile, timeout_scope_mid_transfer, .timeout = TEST_TIMEOUT)
 {
     NEED_SENDFILE();
-    cr_assert(eq(int, run_main(timed_out, NULL), 0));
+    cr_assert(eq(int, run_with_file(timed_out, NULL), 0));
     drop_file();
 }
 
@@ -438,7 +434,7 @@ static intptr_t closed_meanwhile(void *arg)
 Test(sendfile, close_from_another_task, .timeout = TEST_TIMEOUT)
 {
     NEED_SENDFILE();
-    cr_assert(eq(int, run_main(closed_meanwhile, NULL), 0));
+    cr_assert(eq(int, run_with_file(closed_meanwhile, NULL), 0));
     drop_file();
 }
 
@@ -465,7 +461,7 @@ static intptr_t peer_left(void *arg)
 Test(sendfile, peer_that_left_gives_an_error_not_sigpipe, .timeout = TEST_TIMEOUT)
 {
     NEED_SENDFILE();
-    cr_assert(eq(int, run_main(peer_left, NULL), 0));
+    cr_assert(eq(int, run_with_file(peer_left, NULL), 0));
     drop_file();
 }
 
@@ -495,7 +491,7 @@ static intptr_t bad_input(void *arg)
 Test(sendfile, bad_input, .timeout = TEST_TIMEOUT)
 {
     NEED_SENDFILE();
-    cr_assert(eq(int, run_main(bad_input, NULL), 0));
+    cr_assert(eq(int, run_with_file(bad_input, NULL), 0));
     cr_assert(eq(long, (long)eddy_stream_sendfile(NULL, NULL, 0, 1), (long)-EPERM), "no task");
     drop_file();
 }
@@ -560,7 +556,7 @@ Test(sendfile, python_peer_reads_it, .timeout = TEST_TIMEOUT)
     cr_assert(ne(ptr, f, NULL));
     fputs(python_reader, f);
     fclose(f);
-    cr_assert(eq(int, run_main(to_python, script), 0));
+    cr_assert(eq(int, run_with_file(to_python, script), 0));
     unlink(script);
     drop_file();
 }

@@ -171,15 +171,6 @@ static intptr_t task_connect(void *arg)
     return eddy_tcp_connect(&c->out, "127.0.0.1", c->port);
 }
 
-static int run_main(eddy_task_fn fn, void *arg)
-{
-    eddy_loop *loop = new_loop();
-    intptr_t result = -1;
-    int err = run_task(loop, fn, arg, &result);
-    eddy_loop_free(loop);
-    return err < 0 ? err : (int)result;
-}
-
 /* ---- 100 clients x 1 MiB echoed ------------------------------------------------ */
 
 #define ECHO_CLIENTS 100

@@ -19,15 +19,6 @@
 
 /* ---- helpers ----------------------------------------------------------------- */
 
-static int run_main(eddy_task_fn fn, void *arg)
-{
-    eddy_loop *loop = new_loop();
-    intptr_t result = -1;
-    int err = run_task(loop, fn, arg, &result);
-    eddy_loop_free(loop);
-    return err < 0 ? err : (int)result;
-}
-
 /* A connected TCP pair over loopback: the near end as a stream (with
  * options o), the far end a plain socket the test drives as the peer. */
 struct pair {

@@ -72,15 +72,6 @@ static void certs_remove(void)
     dir[0] = '\0';
 }
 
-static int run_main(eddy_task_fn fn, void *arg)
-{
-    eddy_loop *loop = new_loop();
-    intptr_t result = -1;
-    int err = run_task(loop, fn, arg, &result);
-    eddy_loop_free(loop);
-    return err < 0 ? err : (int)result;
-}
-
 /* ---- an eddy client and an eddy server ------------------------------------------- */
 
 /* One connection's two ends: the server's stream runs start_tls with
