@@ -198,8 +198,21 @@ static bool run_test(struct tap_test *t, const char *self, char **reason)
     PROCESS_INFORMATION pi;
     static char text[64];
     *reason = text;
-    if (!CreateProcessA(self, cmd, NULL, NULL, TRUE, 0, NULL, NULL, &si, &pi)) {
-        snprintf(text, sizeof(text), "CreateProcess failed: error %lu", GetLastError());
+    /* Wine's CreateProcess fails now and then on a loaded machine
+     * (ERROR_INTERNAL_ERROR, 1359, seen in CI): the harness, not the test,
+     * failed, so it tries again a few times before it reports. */
+    DWORD err = 0;
+    for (int attempt = 0; attempt < 5; attempt++) {
+        if (attempt > 0) Sleep(200u << attempt);
+        if (CreateProcessA(self, cmd, NULL, NULL, TRUE, 0, NULL, NULL, &si, &pi)) {
+            err = 0;
+            break;
+        }
+        err = GetLastError();
+        if (err == ERROR_FILE_NOT_FOUND || err == ERROR_ACCESS_DENIED) break;
+    }
+    if (err != 0) {
+        snprintf(text, sizeof(text), "CreateProcess failed: error %lu", err);
         return false;
     }
     DWORD wait = t->timeout > 0 ? (DWORD)(t->timeout * 1000) : INFINITE;
