@@ -245,7 +245,11 @@ static const struct eddy__caps_platform eddy__caps_platforms[] = {
      "Windows offers natively works, the rest is absent and returns `-ENOTSUP`. Tasks switch "
      "with Win64 assembly on VirtualAlloc'd stacks; the thread pool runs on Windows threads. "
      "Paths are UTF-8. Unlike POSIX, `eddy_sock_fd` is a `SOCKET` and `eddy_file_fd` a "
-     "`HANDLE`."},
+     "`HANDLE`. Readiness exists for sockets only: `eddy_wait_readable`/`_writable` and "
+     "`eddy_watch_*` take a `SOCKET` (any, eddy's or another library's), and give `-ENOTSUP` "
+     "for a pipe, file or console handle. A completion port is no descriptor another loop "
+     "could wait on, so `eddy_loop_fd` is `-ENOTSUP`: a foreign loop drives eddy with "
+     "`eddy_loop_run_once` (0 on each tick of a timer, or a bounded wait when it is idle)."},
 };
 
 #define EDDY__CAPS_PLATFORM_COUNT (sizeof(eddy__caps_platforms) / sizeof(eddy__caps_platforms[0]))
