@@ -234,6 +234,8 @@ EDDY_API ssize_t eddy_stream_sendfile(eddy_stream *st, eddy_file *f, int64_t off
     struct stat sb;
     if (fstat((int)file, &sb) < 0) return -errno;
     if (!S_ISREG(sb.st_mode)) return -EINVAL; /* a pipe or a device has no offsets */
+#else
+    if (GetFileType((HANDLE)file) != FILE_TYPE_DISK) return -EINVAL; /* nor here */
 #endif
     eddy_sock *sock;
     int err = eddy__stream_hold(st, &sock);

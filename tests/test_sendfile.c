@@ -486,7 +486,12 @@ static intptr_t bad_input(void *arg)
     cr_assert(eq(long, (long)eddy_stream_sendfile(p.st, NULL, 0, 1), (long)-EINVAL));
     cr_assert(eq(long, (long)eddy_stream_sendfile(p.st, p.f, -1, 1), (long)-EINVAL));
     cr_assert(eq(long, (long)eddy_stream_sendfile(p.st, p.f, INT64_MIN, 1), (long)-EINVAL));
-#ifndef _WIN32
+#ifdef _WIN32
+    eddy_file *dev;
+    cr_assert(eq(int, eddy_file_open(&dev, "NUL", O_RDONLY | O_BINARY, 0), 0));
+    cr_assert(eq(long, (long)eddy_stream_sendfile(p.st, dev, 0, 1), (long)-EINVAL), "not a file");
+    cr_assert(eq(int, eddy_file_close(dev), 0));
+#else
     eddy_file *dev;
     cr_assert(eq(int, eddy_file_open(&dev, "/dev/null", O_RDONLY | O_BINARY, 0), 0));
     cr_assert(eq(long, (long)eddy_stream_sendfile(p.st, dev, 0, 1), (long)-EINVAL), "not a file");
