@@ -61,6 +61,7 @@ Test(embed, run_once_inside_a_running_loop_is_busy, .timeout = TEST_TIMEOUT)
 /* The work: a timer, then a TCP echo between two tasks of the loop. */
 struct work {
     uint16_t port;
+    eddy_task *server, *client;
     eddy_future *listening;
     int echoed;
     int64_t slept_ns;
@@ -113,6 +114,29 @@ static intptr_t echo_client(void *arg)
     return err < 0 ? err : 0;
 }
 
+/* The work spawned on loop, then checked once the loop has run it. */
+static void work_start(eddy_loop *loop, struct work *w)
+{
+    w->listening = eddy_future_new(loop);
+    cr_assert(ne(ptr, w->listening, NULL));
+    w->server = eddy_spawn(loop, echo_server, w);
+    w->client = eddy_spawn(loop, echo_client, w);
+    cr_assert(ne(ptr, w->server, NULL));
+    cr_assert(ne(ptr, w->client, NULL));
+}
+
+static void work_check(struct work *w)
+{
+    intptr_t v = -1;
+    cr_expect(eq(int, eddy_task_join(w->client, &v), 0));
+    cr_expect(eq(i64, (int64_t)v, 0), "client: %s", eddy_strerror((int)v));
+    cr_expect(eq(int, eddy_task_join(w->server, &v), 0));
+    cr_expect(eq(i64, (int64_t)v, 0), "server: %s", eddy_strerror((int)v));
+    cr_expect(eq(int, w->echoed, 50));
+    cr_expect(ge(i64, w->slept_ns, 19 * NS_PER_MS), "the timer fired early");
+    eddy_future_unref(w->listening);
+}
+
 #ifndef _WIN32
 
 /* The foreign loop: poll() on the eddy loop's descriptor, then one
@@ -139,23 +163,11 @@ Test(embed, poll_drives_tasks_timers_and_sockets, .timeout = TEST_TIMEOUT)
 {
     eddy_loop *loop = new_loop();
     struct work w = {0};
-    w.listening = eddy_future_new(loop);
-    cr_assert(ne(ptr, w.listening, NULL));
-    eddy_task *server = eddy_spawn(loop, echo_server, &w);
-    eddy_task *client = eddy_spawn(loop, echo_client, &w);
-    cr_assert(ne(ptr, server, NULL));
-    cr_assert(ne(ptr, client, NULL));
+    work_start(loop, &w);
     int iterations;
     int timeouts = drive_with_poll(loop, &iterations);
     cr_expect(eq(int, timeouts, 0), "poll() waited 5 s in vain %d times", timeouts);
-    intptr_t v = -1;
-    cr_expect(eq(int, eddy_task_join(client, &v), 0));
-    cr_expect(eq(i64, (int64_t)v, 0), "client: %s", eddy_strerror((int)v));
-    cr_expect(eq(int, eddy_task_join(server, &v), 0));
-    cr_expect(eq(i64, (int64_t)v, 0), "server: %s", eddy_strerror((int)v));
-    cr_expect(eq(int, w.echoed, 50));
-    cr_expect(ge(i64, w.slept_ns, 19 * NS_PER_MS), "the timer fired early");
-    eddy_future_unref(w.listening);
+    work_check(&w);
     eddy_loop_free(loop);
 }
 
@@ -218,26 +230,14 @@ Test(embed, timer_ticks_drive_tasks_timers_and_sockets, .timeout = TEST_TIMEOUT)
 {
     eddy_loop *loop = new_loop();
     struct work w = {0};
-    w.listening = eddy_future_new(loop);
-    cr_assert(ne(ptr, w.listening, NULL));
-    eddy_task *server = eddy_spawn(loop, echo_server, &w);
-    eddy_task *client = eddy_spawn(loop, echo_client, &w);
-    cr_assert(ne(ptr, server, NULL));
-    cr_assert(ne(ptr, client, NULL));
+    work_start(loop, &w);
     int r, ticks = 0;
     while ((r = eddy_loop_run_once(loop, 0)) > 0) {
         Sleep(1);
         cr_assert(lt(int, ++ticks, 100000));
     }
     cr_expect(eq(int, r, 0), "eddy_loop_run_once: %s", eddy_strerror(r));
-    intptr_t v = -1;
-    cr_expect(eq(int, eddy_task_join(client, &v), 0));
-    cr_expect(eq(i64, (int64_t)v, 0), "client: %s", eddy_strerror((int)v));
-    cr_expect(eq(int, eddy_task_join(server, &v), 0));
-    cr_expect(eq(i64, (int64_t)v, 0), "server: %s", eddy_strerror((int)v));
-    cr_expect(eq(int, w.echoed, 50));
-    cr_expect(ge(i64, w.slept_ns, 19 * NS_PER_MS), "the timer fired early");
-    eddy_future_unref(w.listening);
+    work_check(&w);
     eddy_loop_free(loop);
 }
 
