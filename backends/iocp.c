@@ -29,7 +29,14 @@
  * succeeds at once is then finished inside submit() without a packet.
  *
  * Opening, syncing, stat and path ops have no overlapped form; handles()
- * sends them to the thread pool, as epoll does all file ops. */
+ * sends them to the thread pool, as epoll does all file ops.
+ *
+ * Two ops go beyond plain overlapped I/O. EDDY_OP_SPLICE (eddy_stream_sendfile)
+ * is TransmitFile from a file to a socket. EDDY_OP_POLL (fd watching) is
+ * IOCTL_AFD_POLL, sent with NtDeviceIoControlFile to an AFD endpoint of the
+ * backend's own that is associated with the port, naming the watched
+ * socket's base handle: readiness of sockets only, the one kind of handle
+ * Windows has readiness for. */
 #include "config.h"
 
 #include <errno.h>
@@ -46,6 +53,37 @@
 #define MAX_IO_BYTES    0x7fffffffu /* WSABUF and ReadFile lengths are 32-bit */
 #define ADDR_SLOT       (sizeof(struct sockaddr_storage) + 16) /* AcceptEx's rule */
 
+/* IOCTL_AFD_POLL: the readiness query of the Winsock kernel driver (AFD),
+ * which WSAPoll and select are built on. Its input and output buffer, for
+ * one socket: a deadline (absolute, in 100 ns units), how many sockets, and
+ * per socket its base handle, the events wanted (then those seen) and a
+ * status. */
+#define IOCTL_AFD_POLL 0x00012024
+enum {
+    AFD_POLL_RECEIVE = 0x001,
+    AFD_POLL_RECEIVE_EXPEDITED = 0x002,
+    AFD_POLL_SEND = 0x004,
+    AFD_POLL_DISCONNECT = 0x008,
+    AFD_POLL_ABORT = 0x010,
+    AFD_POLL_LOCAL_CLOSE = 0x020,
+    AFD_POLL_ACCEPT = 0x080,
+    AFD_POLL_CONNECT_FAIL = 0x100,
+};
+struct afd_poll_info {
+    LONGLONG deadline;
+    ULONG count;
+    ULONG exclusive; /* a BOOLEAN and padding */
+    HANDLE socket;
+    ULONG events;
+    LONG status;
+};
+/* ntdll's NtDeviceIoControlFile and RtlNtStatusToDosError, found at init. */
+typedef LONG(WINAPI *nt_ioctl_fn)(HANDLE file, HANDLE event, void *apc, void *apc_context,
+                                  void *status_block, ULONG code, void *in, ULONG in_len, void *out,
+                                  ULONG out_len);
+typedef ULONG(WINAPI *nt_status_fn)(LONG status);
+#define NT_STATUS_PENDING 0x00000103L
+
 /* One op in flight: its OVERLAPPED and what its call needs kept alive. */
 struct request {
     OVERLAPPED ov; /* first: the port gives us this pointer back */
@@ -56,6 +94,7 @@ struct request {
     INT addrlen;     /* WSARecvFrom's sender length */
     WSABUF bufs[MAX_IOV];
     char addresses[2 * ADDR_SLOT]; /* ACCEPT: local, then remote address */
+    struct afd_poll_info poll;     /* POLL: the query, then its answer */
 };
 
 /* What the backend remembers about a handle it associated with its port:
@@ -80,6 +119,10 @@ struct iocp_state {
     LPFN_ACCEPTEX accept_ex;
     LPFN_CONNECTEX connect_ex;
     LPFN_GETACCEPTEXSOCKADDRS accept_addresses;
+    LPFN_TRANSMITFILE transmit_file; /* NULL: EDDY_OP_SPLICE goes to lib/'s copy loop */
+    nt_ioctl_fn nt_ioctl;            /* NULL: no fd watching */
+    nt_status_fn nt_status;
+    SOCKET poll_socket; /* the AFD endpoint POLL queries go through; made on first use */
     ULONG max_entries;
     OVERLAPPED_ENTRY entries[];
 };
@@ -219,6 +262,16 @@ static void request_put(struct iocp_state *st, struct request *r)
 
 /* ---- finishing an op ------------------------------------------------------------- */
 
+/* A POLL's answer: its direction's bit once the socket is ready that way or
+ * has an error or hang-up to report (the owner's own call then says which),
+ * -EBADF once it was closed under the query. */
+static int64_t poll_outcome(struct request *r, int64_t result)
+{
+    if (result < 0) return result;
+    if (r->poll.count && (r->poll.events & AFD_POLL_LOCAL_CLOSE)) return -EBADF;
+    return r->op->u.io.flags;
+}
+
 /* What an op that ended with bytes transferred (>= 0) or an error returns,
  * after the work its kind needs once the I/O is done. */
 static int64_t op_outcome(struct iocp_state *st, struct request *r, int64_t result)
@@ -263,6 +316,7 @@ static int64_t op_outcome(struct iocp_state *st, struct request *r, int64_t resu
         return result;
     case EDDY_OP_SEND:
     case EDDY_OP_SENDMSG:
+    case EDDY_OP_SPLICE: /* TransmitFile: a send too */
         /* Winsock answers every send after a reset with WSAECONNRESET (or
          * WSAECONNABORTED); POSIX gives EPIPE, which eddy promises for a write
          * to a closed peer. */
@@ -273,6 +327,8 @@ static int64_t op_outcome(struct iocp_state *st, struct request *r, int64_t resu
     case EDDY_OP_WRITE:
         /* A handle not opened for this direction: POSIX says EBADF. */
         return result == -EACCES ? -EBADF : result;
+    case EDDY_OP_POLL:
+        return poll_outcome(r, result);
     default:
         return result;
     }
@@ -479,10 +535,141 @@ static int start_file_io(struct eddy_backend *b, struct request *r, int flags)
     return started(b, r, flags, ok, bytes, ok ? 0 : GetLastError());
 }
 
+/* ---- sendfile: TransmitFile -------------------------------------------------------- */
+
+#define MAX_TRANSMIT_BYTES 0x7ffffffeu /* TransmitFile's most per call: 2 GiB - 2 */
+
+/* EDDY_OP_SPLICE here (lib/sendfile.c): up to len bytes of the file op->fd,
+ * from off_in, sent on the socket fd_out by one overlapped TransmitFile (the
+ * offset in the OVERLAPPED). The I/O is the socket's: its packet comes
+ * through the socket's association, and cancel() names the socket. A count
+ * past the end of the file sends what is there; the result says how much. */
+static int start_transmit(struct eddy_backend *b, struct eddy_op *op)
+{
+    struct iocp_state *st = b->impl;
+    intptr_t sock = op->u.splice.fd_out;
+    if (op->u.splice.off_in < 0 || op->u.splice.len == 0) return finish_now(op, -EINVAL);
+    if (sock == -1 || sock == 0) return finish_now(op, -EBADF);
+    struct eddy_op as_send = {.kind = EDDY_OP_SEND, .fd = sock}; /* associated as a send is */
+    int flags = handle_adopt(st, &as_send);
+    if (flags < 0) return finish_now(op, flags);
+    struct request *r = request_get(st, op);
+    if (!r) return -ENOMEM;
+    uint64_t offset = (uint64_t)op->u.splice.off_in;
+    r->ov.Offset = (DWORD)offset;
+    r->ov.OffsetHigh = (DWORD)(offset >> 32);
+    DWORD len =
+        op->u.splice.len > MAX_TRANSMIT_BYTES ? MAX_TRANSMIT_BYTES : (DWORD)op->u.splice.len;
+    BOOL ok = st->transmit_file((SOCKET)sock, (HANDLE)op->fd, len, 0, &r->ov, NULL, 0);
+    DWORD error = ok ? 0 : (DWORD)WSAGetLastError();
+    /* Done at once (and skipping the port): the count is in the OVERLAPPED. */
+    return started(b, r, flags, ok, ok ? (DWORD)r->ov.InternalHigh : 0, error);
+}
+
+/* ---- fd watching: IOCTL_AFD_POLL ---------------------------------------------------- */
+
+/* A failure NTSTATUS as a negative code. */
+static int64_t nt_error(const struct iocp_state *st, LONG status)
+{
+    int64_t known = status_error((uint32_t)status);
+    if (known <= 0) return known;
+    if ((uint32_t)status == 0xC0000008u) return -EBADF; /* STATUS_INVALID_HANDLE */
+    return eddy__win_error(st->nt_status ? st->nt_status(status) : ERROR_INVALID_FUNCTION);
+}
+
+/* The base handle (under any layered provider) of the socket fd, which AFD
+ * knows; else -EBADF for a handle that is not open, -ENOTSUP for one that is
+ * not a socket (a pipe, a file, a console: AFD has nothing to say on them). */
+static int64_t base_socket(intptr_t fd, HANDLE *out)
+{
+    static const DWORD asks[] = {SIO_BASE_HANDLE, SIO_BSP_HANDLE_POLL, SIO_BSP_HANDLE_SELECT};
+    int type, len = sizeof type;
+    bool socket = getsockopt((SOCKET)fd, SOL_SOCKET, SO_TYPE, (char *)&type, &len) == 0;
+    for (size_t i = 0; socket && i < sizeof asks / sizeof asks[0]; i++) {
+        SOCKET base = INVALID_SOCKET;
+        DWORD bytes = 0;
+        if (WSAIoctl((SOCKET)fd, asks[i], NULL, 0, &base, sizeof base, &bytes, NULL, NULL) == 0 &&
+            base != INVALID_SOCKET) {
+            *out = (HANDLE)base;
+            return 0;
+        }
+        if (WSAGetLastError() == WSAENOTSOCK) break;
+    }
+    DWORD info;
+    return GetHandleInformation((HANDLE)fd, &info) ? -ENOTSUP : -EBADF;
+}
+
+/* The AFD endpoint the queries are sent to: a socket of the backend's own,
+ * associated with the port. The watched socket is only named in the query,
+ * never associated: it may belong to another port, or to none. Returns the
+ * endpoint's flags (handle_adopt), or a negative code. */
+static int poll_endpoint(struct iocp_state *st)
+{
+    if (!st->poll_socket) {
+        SOCKET s = WSASocketW(AF_INET, SOCK_DGRAM, IPPROTO_UDP, NULL, 0,
+                              WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
+        if (s == INVALID_SOCKET) /* a host without IPv4 */
+            s = WSASocketW(AF_INET6, SOCK_DGRAM, IPPROTO_UDP, NULL, 0,
+                           WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
+        if (s == INVALID_SOCKET) return (int)wsa_error();
+        st->poll_socket = s;
+    }
+    struct eddy_op as_recv = {.kind = EDDY_OP_RECV, .fd = (intptr_t)st->poll_socket};
+    return handle_adopt(st, &as_recv);
+}
+
+/* EDDY_OP_POLL: one query for one direction of one socket, which completes
+ * through the port once the socket is ready that way, has an error or a
+ * hang-up, or is closed (as wepoll and libuv's uv_poll do it). Sockets
+ * only; a process (EDDY_OP_F_PROC) is not one. */
+static int start_poll(struct eddy_backend *b, struct eddy_op *op)
+{
+    struct iocp_state *st = b->impl;
+    unsigned event = (unsigned)op->u.io.flags;
+    if (op->flags & EDDY_OP_F_PROC) return finish_now(op, -ENOTSUP);
+    if (event != EDDY_READABLE && event != EDDY_WRITABLE) return finish_now(op, -EINVAL);
+    HANDLE base;
+    int64_t err = base_socket(op->fd, &base);
+    if (err < 0) return finish_now(op, err);
+    int flags = poll_endpoint(st);
+    if (flags < 0) return finish_now(op, flags);
+    struct request *r = request_get(st, op);
+    if (!r) return -ENOMEM;
+    ULONG events = AFD_POLL_ABORT | AFD_POLL_LOCAL_CLOSE | AFD_POLL_CONNECT_FAIL;
+    events |= event == EDDY_READABLE ? AFD_POLL_RECEIVE | AFD_POLL_DISCONNECT | AFD_POLL_ACCEPT
+                                     : AFD_POLL_SEND;
+    r->poll = (struct afd_poll_info){.deadline = INT64_MAX, .count = 1, .socket = base};
+    r->poll.events = events;
+    /* The OVERLAPPED's first two words are the call's status block, and the
+     * packet carries it back as its APC context. */
+    LONG status = st->nt_ioctl((HANDLE)st->poll_socket, NULL, NULL, &r->ov, &r->ov, IOCTL_AFD_POLL,
+                               &r->poll, sizeof r->poll, &r->poll, sizeof r->poll);
+    if (status == NT_STATUS_PENDING) return started(b, r, flags, false, 0, ERROR_IO_PENDING);
+    if (status >= 0) return started(b, r, flags, true, 0, 0);
+    request_put(st, r);
+    return finish_now(op, nt_error(st, status));
+}
+
+/* The handle an op's I/O was started on, which CancelIoEx must name. */
+static HANDLE op_io_handle(const struct iocp_state *st, const struct eddy_op *op)
+{
+    switch (op->kind) {
+    case EDDY_OP_POLL:
+        return (HANDLE)st->poll_socket;
+    case EDDY_OP_SPLICE:
+        return (HANDLE)op->u.splice.fd_out;
+    default:
+        return (HANDLE)op->fd;
+    }
+}
+
 /* ---- the ops table ----------------------------------------------------------------- */
 
 static bool iocp_handles(const struct eddy_backend *b, enum eddy_op_kind kind)
 {
+    const struct iocp_state *st = b->impl;
+    if (kind == EDDY_OP_POLL) return st->nt_ioctl != NULL;
+    if (kind == EDDY_OP_SPLICE) return st->transmit_file != NULL;
     return is_socket_kind(kind) || kind == EDDY_OP_READ || kind == EDDY_OP_WRITE;
 }
 
@@ -510,6 +697,10 @@ static int iocp_submit(struct eddy_backend *b, struct eddy_op *op)
         return finish_now(op, close_handle(st, op->fd));
     case EDDY_OP_SHUTDOWN:
         return finish_now(op, shutdown((SOCKET)op->fd, op->u.io.flags) == 0 ? 0 : wsa_error());
+    case EDDY_OP_POLL:
+        return start_poll(b, op);
+    case EDDY_OP_SPLICE:
+        return start_transmit(b, op);
     default:
         break;
     }
@@ -535,7 +726,8 @@ static void iocp_cancel(struct eddy_backend *b, struct eddy_op *op)
 {
     struct request *r = (struct request *)op->backend_data;
     if (!r) return;
-    CancelIoEx((HANDLE)op->fd, &r->ov); /* ERROR_NOT_FOUND: it finished; its packet is queued */
+    CancelIoEx(op_io_handle(b->impl, op),
+               &r->ov); /* ERROR_NOT_FOUND: it finished; its packet is queued */
 }
 
 /* Rounds up: waking a little late is harmless, waking early spins. */
@@ -593,6 +785,7 @@ static void iocp_free(struct eddy_backend *b)
 {
     struct iocp_state *st = b->impl;
     if (!st) return;
+    if (st->poll_socket) closesocket(st->poll_socket);
     CloseHandle(st->port);
     for (size_t i = 0; i < st->block_count; i++)
         free(st->blocks[i]);
@@ -627,6 +820,28 @@ static int load_extensions(struct iocp_state *st)
     return err;
 }
 
+/* What fd watching and TransmitFile need, beyond the base set: ntdll's
+ * ioctl call, and the extension. Neither is required: without them the
+ * capabilities say less. EDDY_IOCP_TRANSMITFILE=0 does without TransmitFile,
+ * as a provider that lacks it must (tests run the copy loop that way). */
+static void load_optional(struct iocp_state *st)
+{
+    HMODULE ntdll = GetModuleHandleW(L"ntdll.dll");
+    if (ntdll) {
+        st->nt_ioctl = (nt_ioctl_fn)(void (*)(void))GetProcAddress(ntdll, "NtDeviceIoControlFile");
+        st->nt_status =
+            (nt_status_fn)(void (*)(void))GetProcAddress(ntdll, "RtlNtStatusToDosError");
+    }
+    const char *knob = getenv("EDDY_IOCP_TRANSMITFILE");
+    if (knob && strcmp(knob, "0") == 0) return;
+    SOCKET s = WSASocketW(AF_INET, SOCK_STREAM, IPPROTO_TCP, NULL, 0, WSA_FLAG_OVERLAPPED);
+    if (s == INVALID_SOCKET) return;
+    GUID transmit_guid = WSAID_TRANSMITFILE;
+    if (load_extension(s, transmit_guid, &st->transmit_file, sizeof st->transmit_file) < 0)
+        st->transmit_file = NULL;
+    closesocket(s);
+}
+
 static int iocp_init(struct eddy_backend *b, const eddy_loop_options *opts)
 {
     int err = eddy__win_startup();
@@ -648,12 +863,14 @@ static int iocp_init(struct eddy_backend *b, const eddy_loop_options *opts)
         free(st);
         return err;
     }
+    load_optional(st);
     b->impl = st;
     b->pending = 0;
     return 0;
 }
 
-/* The same on every Windows: nothing here depends on its version. */
+/* The same on every Windows 8+, but for what load_optional found: fd
+ * watching and TransmitFile. */
 static eddy_support iocp_supports(const struct eddy_backend *b, eddy_cap cap)
 {
     switch (cap) {
@@ -665,10 +882,13 @@ static eddy_support iocp_supports(const struct eddy_backend *b, eddy_cap cap)
     case EDDY_CAP_WAKEUP:  /* PostQueuedCompletionStatus */
     case EDDY_CAP_SIGNALS: /* console control events as SIGINT, SIGBREAK (lib/signal.c) */
         return EDDY_NATIVE;
-    case EDDY_CAP_DNS:      /* getaddrinfo in the thread pool */
-    case EDDY_CAP_SENDFILE: /* lib/sendfile.c: overlapped reads and sends in a loop */
+    case EDDY_CAP_WATCH_FD: /* sockets: IOCTL_AFD_POLL through ntdll */
+        return ((const struct iocp_state *)b->impl)->nt_ioctl ? EDDY_NATIVE : EDDY_NONE;
+    case EDDY_CAP_SENDFILE: /* TransmitFile; else lib/sendfile.c's reads and sends */
+        return ((const struct iocp_state *)b->impl)->transmit_file ? EDDY_NATIVE : EDDY_EMULATED;
+    case EDDY_CAP_DNS: /* getaddrinfo in the thread pool */
         return EDDY_EMULATED;
-    default: /* Unix sockets, fd watching: not on Windows; subprocess,
+    default: /* Unix sockets: not on Windows; subprocess,
                 zero-copy send: not implemented yet; multishot ops and
                 buffer rings: io_uring only */
         return EDDY_NONE;

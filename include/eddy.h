@@ -824,8 +824,8 @@ EDDY_NODISCARD EDDY_API int eddy_fs_mkdir(const char *path, int mode);
  * libcurl, c-ares or libpq, a tty, a pipe end): asyncio's add_reader and
  * add_writer, libuv's uv_poll. An error or hang-up on the descriptor counts as
  * ready: the owner's next call on it reports the condition. Stop waiting
- * before the descriptor is closed (docs/loop.md). Windows' IOCP backend has no
- * readiness to offer: -ENOTSUP there (capability watch_fd). */
+ * before the descriptor is closed (docs/loop.md). Windows: sockets only (fd is
+ * a SOCKET); a pipe, file or console handle gives -ENOTSUP (capability watch_fd). */
 enum { EDDY_READABLE = 1, EDDY_WRITABLE = 2 };
 
 /* Task-only: waits until fd is readable (or writable). 0 when it is,

@@ -169,7 +169,9 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_TIMERS] = {EDDY_NATIVE, NULL},
                 [EDDY_CAP_CANCEL] = {EDDY_NATIVE, "CancelIoEx"},
                 [EDDY_CAP_WAKEUP] = {EDDY_NATIVE, "PostQueuedCompletionStatus"},
-                [EDDY_CAP_WATCH_FD] = {EDDY_NONE, "a completion port has no readiness to watch"},
+                [EDDY_CAP_WATCH_FD] = {EDDY_NATIVE,
+                                       "sockets only (IOCTL_AFD_POLL, one-shot, re-armed); a "
+                                       "pipe, file or console handle gives -ENOTSUP"},
                 [EDDY_CAP_SIGNALS] = {EDDY_NATIVE, "SIGINT and SIGBREAK only, from console control "
                                                    "events (Ctrl+C, Ctrl+Break); others -ENOTSUP"},
                 [EDDY_CAP_SUBPROCESS] = {EDDY_NONE,
@@ -180,9 +182,10 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_MULTISHOT_RECV] = {EDDY_NONE, CAPS_URING},
                 [EDDY_CAP_BUFFER_RING] = {EDDY_NONE, CAPS_URING},
                 [EDDY_CAP_ZEROCOPY_SEND] = {EDDY_NONE, CAPS_NOT_YET},
-                [EDDY_CAP_SENDFILE] = {EDDY_EMULATED,
-                                       "a read/write loop (overlapped reads, WSASend); "
-                                       "TransmitFile not used yet"},
+                [EDDY_CAP_SENDFILE] = {EDDY_NATIVE,
+                                       "TransmitFile, overlapped, at most 2 GiB - 2 per call; "
+                                       "(emulated) overlapped reads and WSASend where the "
+                                       "provider has no TransmitFile"},
                 [EDDY_CAP_TLS] = {EDDY_NONE, "no OpenSSL in the mingw-w64 build; lib/tls.c would "
                                              "need one built for Windows"},
             },
@@ -242,7 +245,11 @@ static const struct eddy__caps_platform eddy__caps_platforms[] = {
      "Windows offers natively works, the rest is absent and returns `-ENOTSUP`. Tasks switch "
      "with Win64 assembly on VirtualAlloc'd stacks; the thread pool runs on Windows threads. "
      "Paths are UTF-8. Unlike POSIX, `eddy_sock_fd` is a `SOCKET` and `eddy_file_fd` a "
-     "`HANDLE`."},
+     "`HANDLE`. Readiness exists for sockets only: `eddy_wait_readable`/`_writable` and "
+     "`eddy_watch_*` take a `SOCKET` (any, eddy's or another library's), and give `-ENOTSUP` "
+     "for a pipe, file or console handle. A completion port is no descriptor another loop "
+     "could wait on, so `eddy_loop_fd` is `-ENOTSUP`: a foreign loop drives eddy with "
+     "`eddy_loop_run_once` (0 on each tick of a timer, or a bounded wait when it is idle)."},
 };
 
 #define EDDY__CAPS_PLATFORM_COUNT (sizeof(eddy__caps_platforms) / sizeof(eddy__caps_platforms[0]))

@@ -350,6 +350,7 @@ EDDY_API int eddy_loop_run(eddy_loop *loop)
 
 /* ---- embedding ------------------------------------------------------------ */
 
+#if EDDY__EMBED_EPOLL || EDDY__EMBED_KQUEUE
 /* How long until the loop has work of its own (ready work, a due timer):
  * 0 = now, -1 = none; what comes from the backend shows on its descriptor. */
 static int64_t embed_due(struct eddy_loop *loop)
@@ -364,6 +365,7 @@ static int64_t embed_due(struct eddy_loop *loop)
     int64_t wait = next - eddy__monotonic_ns();
     return wait > 0 ? wait : 0;
 }
+#endif
 
 #if EDDY__EMBED_EPOLL
 /* Linux: an epoll set with the backend's descriptor (an epoll set or a ring,

@@ -12,8 +12,12 @@
  *   nonblocking) and the mover waits for it to be writable.
  * - Linux, FreeBSD, macOS otherwise: sendfile(2) while the socket takes
  *   bytes, then a wait for writability (EDDY_OP_POLL).
- * - Elsewhere (Windows, NetBSD, OpenBSD), and on a stream whose transport is
- *   not the plain socket: the file read in chunks and sent. */
+ * - Windows (IOCP): TransmitFile, overlapped, through the completion port
+ *   (EDDY_OP_SPLICE from the file to the socket, backends/iocp.c), at most
+ *   2 GiB - 2 per call; the copy loop takes over where the backend has no
+ *   TransmitFile or it answers -ENOTSUP.
+ * - Elsewhere (NetBSD, OpenBSD), and on a stream whose transport is not the
+ *   plain socket: the file read in chunks and sent. */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +43,7 @@
 #define SENDFILE_CHUNK (1024 * 1024) /* a sendfile(2) call's most: cancellation is seen between */
 #define PIPE_WANT      (1024 * 1024) /* the splice pipe's size, where the system allows it */
 #define YIELD_EVERY    (8 * 1024 * 1024) /* sendfile(2) bytes between two yields */
+#define TRANSMIT_MOST  0x7ffffffeu       /* TransmitFile's most per call */
 
 #if defined(__linux__)
 /* One splice in the ring: len bytes from in (at off_in, or -1) to out. */
@@ -84,6 +89,29 @@ static int64_t move_by_splice(eddy_stream *st, intptr_t sock, intptr_t file, int
     close(p[0]);
     close(p[1]);
     return err < 0 ? err : (int64_t)done;
+}
+#endif
+
+#ifdef _WIN32
+/* TransmitFile, a call at a time: each sends up to its most from the file
+ * at an offset, and fewer only at the end of the file. *done counts what
+ * went, also when an error ends the run. */
+static int64_t move_by_transmit(eddy_stream *st, intptr_t sock, intptr_t file, int64_t offset,
+                                size_t count, size_t *done)
+{
+    while (*done < count) {
+        if (eddy__stream_closing(st)) return -EBADF;
+        size_t want = count - *done < TRANSMIT_MOST ? count - *done : TRANSMIT_MOST;
+        struct eddy_op op = {.kind = EDDY_OP_SPLICE, .fd = file};
+        op.u.splice.fd_out = sock;
+        op.u.splice.off_in = offset + (int64_t)*done;
+        op.u.splice.len = want;
+        int64_t n = eddy__op_run(&op);
+        if (n < 0) return n;
+        *done += (size_t)n;
+        if ((size_t)n < want) break; /* the end of the file */
+    }
+    return 0;
 }
 #endif
 
@@ -206,6 +234,8 @@ EDDY_API ssize_t eddy_stream_sendfile(eddy_stream *st, eddy_file *f, int64_t off
     struct stat sb;
     if (fstat((int)file, &sb) < 0) return -errno;
     if (!S_ISREG(sb.st_mode)) return -EINVAL; /* a pipe or a device has no offsets */
+#else
+    if (GetFileType((HANDLE)file) != FILE_TYPE_DISK) return -EINVAL; /* nor here */
 #endif
     eddy_sock *sock;
     int err = eddy__stream_hold(st, &sock);
@@ -217,13 +247,28 @@ EDDY_API ssize_t eddy_stream_sendfile(eddy_stream *st, eddy_file *f, int64_t off
     /* the zero-copy movers wait for writability: without fd watching
      * (EDDY_CAPS_DISABLE=watch_fd) the copy loop goes instead */
     bool can_wait = loop->caps[EDDY_CAP_WATCH_FD] != EDDY_NONE;
-#ifndef HAVE_SENDFILE_SYSCALL
+#if !defined(HAVE_SENDFILE_SYSCALL) && !defined(_WIN32)
     (void)file; /* only the copy loop here */
+#endif
+#ifndef HAVE_SENDFILE_SYSCALL
     (void)can_wait;
 #endif
     int64_t r = 0;
     if (count == 0) {
         r = 0;
+#ifdef _WIN32
+    } else if (loop->backend.ops->handles(&loop->backend, EDDY_OP_SPLICE)) {
+        /* TransmitFile; what it could not do (-ENOTSUP: a provider or a
+         * file it refuses) goes through the copy loop from where it stopped */
+        size_t done = 0;
+        r = move_by_transmit(st, eddy_sock_fd(sock), file, offset, count, &done);
+        if (r == -ENOTSUP && !eddy__stream_closing(st)) {
+            r = move_by_copy(st, sock, f, offset + (int64_t)done, count - done, put_on_socket);
+            if (r >= 0) r += (int64_t)done;
+        } else if (r == 0) {
+            r = (int64_t)done;
+        }
+#endif
 #if defined(__linux__)
     } else if (can_wait && loop->backend.ops->handles(&loop->backend, EDDY_OP_SPLICE)) {
         r = move_by_splice(st, eddy_sock_fd(sock), file, offset, count);

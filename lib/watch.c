@@ -4,9 +4,11 @@
  * eddy_watch_* for libraries that want callbacks (asyncio's add_reader,
  * libuv's uv_poll). Both are EDDY_OP_POLL ops: one-shot readiness, one
  * direction per op, which the backend reports with its own machinery
- * (IORING_OP_POLL_ADD, epoll, kqueue). A watch re-arms its op after each
- * callback, so a descriptor left ready is reported again at the next
- * iteration (level-triggered, as uv_poll and add_reader are). */
+ * (IORING_OP_POLL_ADD, epoll, kqueue; on Windows IOCTL_AFD_POLL, for sockets
+ * only: the backend answers -ENOTSUP for any other handle, and -EBADF for one
+ * closed under the op, so both calls pass those on). A watch re-arms its op
+ * after each callback, so a descriptor left ready is reported again at the
+ * next iteration (level-triggered, as uv_poll and add_reader are). */
 #include <stdlib.h>
 
 #include "internal.h"

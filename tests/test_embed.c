@@ -58,11 +58,10 @@ Test(embed, run_once_inside_a_running_loop_is_busy, .timeout = TEST_TIMEOUT)
     eddy_loop_free(loop);
 }
 
-#ifndef _WIN32
-
 /* The work: a timer, then a TCP echo between two tasks of the loop. */
 struct work {
     uint16_t port;
+    eddy_task *server, *client;
     eddy_future *listening;
     int echoed;
     int64_t slept_ns;
@@ -115,6 +114,31 @@ static intptr_t echo_client(void *arg)
     return err < 0 ? err : 0;
 }
 
+/* The work spawned on loop, then checked once the loop has run it. */
+static void work_start(eddy_loop *loop, struct work *w)
+{
+    w->listening = eddy_future_new(loop);
+    cr_assert(ne(ptr, w->listening, NULL));
+    w->server = eddy_spawn(loop, echo_server, w);
+    w->client = eddy_spawn(loop, echo_client, w);
+    cr_assert(ne(ptr, w->server, NULL));
+    cr_assert(ne(ptr, w->client, NULL));
+}
+
+static void work_check(struct work *w)
+{
+    intptr_t v = -1;
+    cr_expect(eq(int, eddy_task_join(w->client, &v), 0));
+    cr_expect(eq(i64, (int64_t)v, 0), "client: %s", eddy_strerror((int)v));
+    cr_expect(eq(int, eddy_task_join(w->server, &v), 0));
+    cr_expect(eq(i64, (int64_t)v, 0), "server: %s", eddy_strerror((int)v));
+    cr_expect(eq(int, w->echoed, 50));
+    cr_expect(ge(i64, w->slept_ns, 19 * NS_PER_MS), "the timer fired early");
+    eddy_future_unref(w->listening);
+}
+
+#ifndef _WIN32
+
 /* The foreign loop: poll() on the eddy loop's descriptor, then one
  * non-blocking iteration, until the loop has nothing left. Returns how many
  * times poll() waited in vain (timed out) while the loop had work. */
@@ -139,23 +163,11 @@ Test(embed, poll_drives_tasks_timers_and_sockets, .timeout = TEST_TIMEOUT)
 {
     eddy_loop *loop = new_loop();
     struct work w = {0};
-    w.listening = eddy_future_new(loop);
-    cr_assert(ne(ptr, w.listening, NULL));
-    eddy_task *server = eddy_spawn(loop, echo_server, &w);
-    eddy_task *client = eddy_spawn(loop, echo_client, &w);
-    cr_assert(ne(ptr, server, NULL));
-    cr_assert(ne(ptr, client, NULL));
+    work_start(loop, &w);
     int iterations;
     int timeouts = drive_with_poll(loop, &iterations);
     cr_expect(eq(int, timeouts, 0), "poll() waited 5 s in vain %d times", timeouts);
-    intptr_t v = -1;
-    cr_expect(eq(int, eddy_task_join(client, &v), 0));
-    cr_expect(eq(i64, (int64_t)v, 0), "client: %s", eddy_strerror((int)v));
-    cr_expect(eq(int, eddy_task_join(server, &v), 0));
-    cr_expect(eq(i64, (int64_t)v, 0), "server: %s", eddy_strerror((int)v));
-    cr_expect(eq(int, w.echoed, 50));
-    cr_expect(ge(i64, w.slept_ns, 19 * NS_PER_MS), "the timer fired early");
-    eddy_future_unref(w.listening);
+    work_check(&w);
     eddy_loop_free(loop);
 }
 
@@ -201,6 +213,88 @@ Test(embed, threadsafe_post_wakes_the_descriptor, .timeout = TEST_TIMEOUT)
     eddy_loop_free(loop);
 }
 
+#else
+
+/* Windows: a completion port is no descriptor a foreign loop could wait on,
+ * so eddy_loop_fd says -ENOTSUP; the foreign loop calls run_once on a timer
+ * (0: no wait), or lets it wait a bounded time when it is idle itself. */
+Test(embed, no_descriptor_on_windows)
+{
+    eddy_loop *loop = new_loop();
+    cr_expect(eq(int, (int)eddy_loop_fd(loop), -ENOTSUP));
+    eddy_loop_free(loop);
+}
+
+/* A GUI's timer: one non-blocking iteration per tick, 1 ms apart. */
+Test(embed, timer_ticks_drive_tasks_timers_and_sockets, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    struct work w = {0};
+    work_start(loop, &w);
+    int r, ticks = 0;
+    while ((r = eddy_loop_run_once(loop, 0)) > 0) {
+        Sleep(1);
+        cr_assert(lt(int, ++ticks, 100000));
+    }
+    cr_expect(eq(int, r, 0), "eddy_loop_run_once: %s", eddy_strerror(r));
+    work_check(&w);
+    eddy_loop_free(loop);
+}
+
+/* An idle foreign loop lets run_once wait: a post from another thread ends
+ * the wait at once, not at its limit. */
+struct post {
+    eddy_loop *loop;
+    eddy_future *f;
+};
+
+static void resolve(void *arg)
+{
+    cr_expect(eq(int, eddy_future_set_result(arg, 7), 0));
+}
+
+static void *post_later(void *arg)
+{
+    struct post *p = arg;
+    Sleep(30);
+    cr_expect(eq(int, eddy_call_soon_threadsafe(p->loop, resolve, p->f), 0));
+    return NULL;
+}
+
+static intptr_t await_post(void *arg)
+{
+    intptr_t v = 0;
+    int err = eddy_await(arg, &v);
+    return err < 0 ? err : v;
+}
+
+Test(embed, threadsafe_post_ends_a_waiting_run_once, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    struct post post = {loop, eddy_future_new(loop)};
+    cr_assert(ne(ptr, post.f, NULL));
+    eddy_task *t = eddy_spawn(loop, await_post, post.f);
+    cr_assert(ne(ptr, t, NULL));
+    cr_expect(eq(int, eddy_loop_run_once(loop, 0), 1), "the task waits");
+    pthread_t th;
+    cr_assert(eq(int, pthread_create(&th, NULL, post_later, &post), 0));
+    int64_t start = wall_ns();
+    int r, n = 0;
+    while ((r = eddy_loop_run_once(loop, 10 * NS_PER_SEC)) > 0)
+        cr_assert(lt(int, ++n, 100));
+    int64_t took = wall_ns() - start;
+    pthread_join(th, NULL);
+    cr_expect(eq(int, r, 0));
+    cr_expect(lt(i64, took, 5 * NS_PER_SEC), "run_once waited for its limit");
+    intptr_t v = 0;
+    cr_expect(eq(int, eddy_task_join(t, &v), 0));
+    cr_expect(eq(i64, (int64_t)v, 7));
+    eddy_future_unref(post.f);
+    eddy_loop_free(loop);
+}
+
+#endif
+
 /* A blocking run_once waits for the timer, not longer. */
 static intptr_t sleep_30ms(void *arg)
 {
@@ -225,14 +319,3 @@ Test(embed, blocking_run_once_waits_for_the_timer, .timeout = TEST_TIMEOUT)
     cr_expect(eq(int, eddy_task_join(t, NULL), 0));
     eddy_loop_free(loop);
 }
-
-#else
-
-Test(embed, no_descriptor_on_windows)
-{
-    eddy_loop *loop = new_loop();
-    cr_expect(eq(int, (int)eddy_loop_fd(loop), -ENOTSUP));
-    eddy_loop_free(loop);
-}
-
-#endif

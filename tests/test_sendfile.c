@@ -79,6 +79,7 @@ struct pair {
     eddy_stream *st;
     eddy_sock *peer;
     eddy_file *f;
+    intptr_t near_fd; /* the stream's socket */
 };
 
 static bool small_socket_buffers; /* pair_open's: a few MiB then wait for the reader */
@@ -96,6 +97,7 @@ static void pair_open(struct pair *p)
         cr_assert(eq(int, sock_setopt(near_end, SO_SNDBUF, size), 0));
         cr_assert(eq(int, sock_setopt(p->peer, SO_RCVBUF, size), 0));
     }
+    p->near_fd = eddy_sock_fd(near_end);
     cr_assert(eq(int, eddy_stream_open(&p->st, near_end, NULL), 0));
     cr_assert(eq(int, eddy_file_open(&p->f, file_path, O_RDONLY | O_BINARY, 0), 0));
 }
@@ -192,12 +194,21 @@ Test(sendfile, ten_mib_whole_in_ranges_and_past_the_end, .timeout = TEST_TIMEOUT
     drop_file();
 }
 
-/* Without fd watching the zero-copy movers cannot wait for room: the read
- * and send loop (Windows' mover) does the same work. */
+/* The read and send loop instead of the zero-copy movers: on Windows without
+ * TransmitFile (as a provider that lacks it), elsewhere without fd watching
+ * (the movers cannot wait for room then). */
+static void copy_loop_only(void)
+{
+#ifdef _WIN32
+    setenv("EDDY_IOCP_TRANSMITFILE", "0", 1);
+#endif
+    setenv("EDDY_CAPS_DISABLE", "watch_fd", 1);
+}
+
 Test(sendfile, read_send_loop_without_fd_watching, .timeout = TEST_TIMEOUT)
 {
     NEED_SENDFILE();
-    setenv("EDDY_CAPS_DISABLE", "watch_fd", 1);
+    copy_loop_only();
     cr_assert(eq(int, run_with_file(whole_and_ranges, NULL), 0));
     drop_file();
 }
@@ -270,7 +281,7 @@ Test(sendfile, keeps_order_with_buffered_writes, .timeout = TEST_TIMEOUT)
 Test(sendfile, read_send_loop_keeps_order, .timeout = TEST_TIMEOUT)
 {
     NEED_SENDFILE();
-    setenv("EDDY_CAPS_DISABLE", "watch_fd", 1);
+    copy_loop_only();
     cr_assert(eq(int, run_with_file(ordered, NULL), 0));
     drop_file();
 }
@@ -475,7 +486,12 @@ static intptr_t bad_input(void *arg)
     cr_assert(eq(long, (long)eddy_stream_sendfile(p.st, NULL, 0, 1), (long)-EINVAL));
     cr_assert(eq(long, (long)eddy_stream_sendfile(p.st, p.f, -1, 1), (long)-EINVAL));
     cr_assert(eq(long, (long)eddy_stream_sendfile(p.st, p.f, INT64_MIN, 1), (long)-EINVAL));
-#ifndef _WIN32
+#ifdef _WIN32
+    eddy_file *dev;
+    cr_assert(eq(int, eddy_file_open(&dev, "NUL", O_RDONLY | O_BINARY, 0), 0));
+    cr_assert(eq(long, (long)eddy_stream_sendfile(p.st, dev, 0, 1), (long)-EINVAL), "not a file");
+    cr_assert(eq(int, eddy_file_close(dev), 0));
+#else
     eddy_file *dev;
     cr_assert(eq(int, eddy_file_open(&dev, "/dev/null", O_RDONLY | O_BINARY, 0), 0));
     cr_assert(eq(long, (long)eddy_stream_sendfile(p.st, dev, 0, 1), (long)-EINVAL), "not a file");
@@ -495,6 +511,45 @@ Test(sendfile, bad_input, .timeout = TEST_TIMEOUT)
     cr_assert(eq(long, (long)eddy_stream_sendfile(NULL, NULL, 0, 1), (long)-EPERM), "no task");
     drop_file();
 }
+
+#ifdef _WIN32
+/* ---- TransmitFile ---------------------------------------------------------------------- */
+
+/* The IOCP backend sends with TransmitFile where the provider has it (the
+ * suite's transfers then go through it), and says so; without it, the copy
+ * loop, emulated. */
+Test(sendfile, transmitfile_on_iocp, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    cr_assert(eq(int, eddy_loop_supports(loop, EDDY_CAP_SENDFILE), EDDY_NATIVE));
+    eddy_loop_free(loop);
+    setenv("EDDY_IOCP_TRANSMITFILE", "0", 1);
+    loop = new_loop();
+    cr_assert(eq(int, eddy_loop_supports(loop, EDDY_CAP_SENDFILE), EDDY_EMULATED));
+    eddy_loop_free(loop);
+}
+
+/* A socket closed under the stream (behind its back): a clear error from
+ * TransmitFile, not a hang or a crash. */
+static intptr_t socket_closed_under(void *arg)
+{
+    struct pair p;
+    pair_open(&p);
+    cr_assert(eq(int, closesocket((SOCKET)p.near_fd), 0));
+    ssize_t n = eddy_stream_sendfile(p.st, p.f, 0, 1 << 20);
+    cr_assert(n == -EBADF || n == -ECANCELED, "%s", eddy_strerror((int)n));
+    (void)eddy_stream_close(p.st); /* its socket is gone: an error or 0 */
+    p.st = NULL;
+    pair_close(&p);
+    return 0;
+}
+
+Test(sendfile, socket_closed_under_the_stream, .timeout = TEST_TIMEOUT)
+{
+    cr_assert(eq(int, run_with_file(socket_closed_under, NULL), 0));
+    drop_file();
+}
+#endif
 
 #ifndef _WIN32
 /* ---- a peer eddy did not write ----------------------------------------------------------- */
