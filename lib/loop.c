@@ -610,6 +610,11 @@ EDDY_API int eddy_call_soon_threadsafe(eddy_loop *loop, eddy_callback cb, void *
     return eddy__call_soon_threadsafe_or(loop, cb, NULL, arg);
 }
 
+struct eddy_backend *eddy__thread_backend(void)
+{
+    return eddy__thread_loop ? &eddy__thread_loop->backend : NULL;
+}
+
 /* Drops queued work without running user code (the loop is being freed). */
 static void drop_ready(struct eddy_loop *loop)
 {

@@ -246,7 +246,7 @@ EDDY_API eddy_task *eddy_spawn_threadsafe(eddy_loop *loop, eddy_task_fn fn, void
         return NULL;
     }
     eddy_future_ref(r->done); /* for home_complete */
-    r->refs = 3; /* the proxy's, the remote side's, proxy_done's */
+    r->refs = 3;              /* the proxy's, the remote side's, proxy_done's */
     eddy_task *proxy = eddy_spawn(r->home, proxy_main, r);
     if (proxy && eddy_future_on_done(eddy_task_future(proxy), proxy_done, r) < 0) {
         eddy_task_detach(proxy); /* out of memory: it would leak if cancelled unstarted */

@@ -266,8 +266,7 @@ Test(threads, a_spawn_dropped_by_a_freed_loop_wakes_the_join, .timeout = TEST_TI
     check_join_on_freed_loop(false);
 }
 
-Test(threads, a_task_cancelled_unstarted_by_a_freed_loop_wakes_the_join,
-     .timeout = TEST_TIMEOUT)
+Test(threads, a_task_cancelled_unstarted_by_a_freed_loop_wakes_the_join, .timeout = TEST_TIMEOUT)
 {
     check_join_on_freed_loop(true);
 }
