@@ -62,9 +62,12 @@ fi
 # bench/loops: round trips and channel throughput between two loops on two
 # threads pinned to the first two CPUs, beside pipe and eventfd ping-pongs
 # between two plain threads, in alternating rounds inside the program.
+# Then again with both threads on CPU $SERVER_CPU: no wake crosses CPUs, so
+# what is left is the software path of each kind of wake.
 if want loops; then
-    echo "== loops (bench/loops, $((ROUNDS * 2 + 1)) rounds)"
-    ./bench/loops "$((ROUNDS * 2 + 1))" | tee "$out/loops"
+    echo "== loops (bench/loops, $((ROUNDS * 2 + 1)) rounds; then both threads on CPU $SERVER_CPU)"
+    ./bench/loops "$((ROUNDS * 2 + 1))" 5000 200000 | tee "$out/loops"
+    taskset -c "$SERVER_CPU" ./bench/loops "$((ROUNDS * 2 + 1))" 20000 500000 | tee "$out/loops-one-cpu"
 fi
 
 # ---- timers -------------------------------------------------------------------
@@ -316,8 +319,13 @@ listening() { # port: true once something listens on 127.0.0.1:port
 
 nginx_conf() { # port [workers] -> $out/nginx/nginx.conf
     mkdir -p "$out/nginx"
+    # Several workers as eddy's several loops: each pinned to a CPU, each
+    # with a SO_REUSEPORT listener of its own.
+    affinity="" reuseport=""
+    if [ "${2:-1}" -gt 1 ]; then affinity="worker_cpu_affinity auto;" reuseport=" reuseport"; fi
     cat >"$out/nginx/nginx.conf" <<EOF
 worker_processes ${2:-1};
+$affinity
 daemon off;
 pid $out/nginx/nginx.pid;
 error_log $out/nginx/error.log;
@@ -333,7 +341,7 @@ http {
     uwsgi_temp_path $out/nginx/uwsgi;
     scgi_temp_path $out/nginx/scgi;
     server {
-        listen 127.0.0.1:$1;
+        listen 127.0.0.1:$1$reuseport;
         location / { return 200 "Hello, World!"; }
     }
 }
@@ -410,13 +418,23 @@ http_rounds() { # prefix first-port workers servers: $ROUNDS rounds of each serv
     done
 }
 
-http_servers=""
-if want http; then
+# Sets $servers_here to the HTTP servers there are to run ("" without wrk);
+# what is missing goes to $missing.
+http_servers_here() {
+    servers_here=""
     if ! command -v wrk >/dev/null 2>&1 || ! [ -x ./examples/http-hello ]; then
         missing="$missing wrk"
-    else
-        http_servers="eddy/io_uring eddy/epoll"
-        if [ -n "$NGINX" ]; then http_servers="$http_servers nginx"; else missing="$missing nginx"; fi
+        return
+    fi
+    servers_here="eddy/io_uring eddy/epoll"
+    if [ -n "$NGINX" ]; then servers_here="$servers_here nginx"; else missing="$missing nginx"; fi
+}
+
+http_servers=""
+if want http; then
+    http_servers_here
+    http_servers=$servers_here
+    if [ -n "$http_servers" ]; then
         echo "== http: wrk -t1 against examples/http-hello and nginx (1 worker) on 127.0.0.1 (server CPU $SERVER_CPU, wrk CPU $CLIENT_CPU, ${SECS} s rounds)"
         http_rounds http 21000 1 "$http_servers"
     fi
@@ -429,11 +447,9 @@ fi
 # system time.
 http2_servers=""
 if want http-threads; then
-    if ! command -v wrk >/dev/null 2>&1 || ! [ -x ./examples/http-hello ]; then
-        missing="$missing wrk"
-    else
-        http2_servers="eddy/io_uring eddy/epoll"
-        if [ -n "$NGINX" ]; then http2_servers="$http2_servers nginx"; else missing="$missing nginx"; fi
+    http_servers_here
+    http2_servers=$servers_here
+    if [ -n "$http2_servers" ]; then
         echo "== http-threads: wrk -t2 against http-hello --threads 2 and nginx (2 workers), all on CPUs $ALL_CPUS (${SECS} s rounds)"
         http_rounds http2 22000 2 "$http2_servers"
     fi
@@ -873,6 +889,8 @@ if want loops && [ -s "$out/loops" ]; then
     echo
     echo "Several loops: two loops on two threads (bench/loops; latency and CPU per operation, both threads)"
     sed 's/^/  /' "$out/loops"
+    echo "  the same, both threads on CPU $SERVER_CPU (no wake crosses CPUs)"
+    sed 's/^/  /' "$out/loops-one-cpu"
 fi
 if want http-threads && [ -n "$http2_servers" ]; then
     echo

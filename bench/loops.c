@@ -313,16 +313,16 @@ static struct figure median_of(struct contender *c, int rounds)
 static void print_row(struct contender *c, int rounds, const struct figure *base, bool rate)
 {
     if (c->skip) {
-        printf("  %-34s (failed or absent: left out)\n", c->name);
+        printf("  %-44s (failed or absent: left out)\n", c->name);
         return;
     }
     struct figure m = median_of(c, rounds);
     double cpu = m.user + m.sys;
     if (rate)
-        printf("  %-34s %10.2f M/s %10.0f %8.0f %8.0f\n", c->name, 1e3 / m.wall, cpu, m.user,
+        printf("  %-44s %10.2f M/s %10.0f %8.0f %8.0f\n", c->name, 1e3 / m.wall, cpu, m.user,
                m.sys);
     else
-        printf("  %-34s %10.2f us %10.0f %8.0f %8.0f %7.2fx %6.2fx\n", c->name, m.wall / 1e3, cpu,
+        printf("  %-44s %10.2f us %10.0f %8.0f %8.0f %7.2fx %6.2fx\n", c->name, m.wall / 1e3, cpu,
                m.user, m.sys, m.wall / base->wall, cpu / (base->user + base->sys));
 }
 
@@ -336,42 +336,26 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s [ROUNDS (1-%d)] [TRIPS] [ITEMS]\n", argv[0], MAX_ROUNDS);
         return 2;
     }
+#define EDDY(label, m, b, mr)                                                                      \
+    {                                                                                              \
+        .name = label, .mode = m, .backend = b, .msg_ring = mr                                     \
+    }
     struct contender trip[] = {
         {.name = "pipe (two threads)", .plain = pipe_round},
         {.name = "eventfd (two threads)", .plain = eventfd_round},
-        {.name = "channel, io_uring (MSG_RING)",
-         .mode = CHANNEL_TRIP,
-         .backend = "io_uring",
-         .msg_ring = true},
-        {.name = "channel, io_uring (eventfd wake)",
-         .mode = CHANNEL_TRIP,
-         .backend = "io_uring",
-         .msg_ring = false},
-        {.name = "channel, epoll", .mode = CHANNEL_TRIP, .backend = "epoll", .msg_ring = true},
-        {.name = "spawn_threadsafe+join, io_uring",
-         .mode = SPAWN_TRIP,
-         .backend = "io_uring",
-         .msg_ring = true},
-        {.name = "spawn_threadsafe+join, io_uring (eventfd)",
-         .mode = SPAWN_TRIP,
-         .backend = "io_uring",
-         .msg_ring = false},
-        {.name = "spawn_threadsafe+join, epoll",
-         .mode = SPAWN_TRIP,
-         .backend = "epoll",
-         .msg_ring = true},
+        EDDY("channel, io_uring (MSG_RING)", CHANNEL_TRIP, "io_uring", true),
+        EDDY("channel, io_uring (eventfd wake)", CHANNEL_TRIP, "io_uring", false),
+        EDDY("channel, epoll", CHANNEL_TRIP, "epoll", true),
+        EDDY("spawn_threadsafe+join, io_uring (MSG_RING)", SPAWN_TRIP, "io_uring", true),
+        EDDY("spawn_threadsafe+join, io_uring (eventfd)", SPAWN_TRIP, "io_uring", false),
+        EDDY("spawn_threadsafe+join, epoll", SPAWN_TRIP, "epoll", true),
     };
     struct contender flow[] = {
-        {.name = "channel, io_uring (MSG_RING)",
-         .mode = THROUGHPUT,
-         .backend = "io_uring",
-         .msg_ring = true},
-        {.name = "channel, io_uring (eventfd wake)",
-         .mode = THROUGHPUT,
-         .backend = "io_uring",
-         .msg_ring = false},
-        {.name = "channel, epoll", .mode = THROUGHPUT, .backend = "epoll", .msg_ring = true},
+        EDDY("channel, io_uring (MSG_RING)", THROUGHPUT, "io_uring", true),
+        EDDY("channel, io_uring (eventfd wake)", THROUGHPUT, "io_uring", false),
+        EDDY("channel, epoll", THROUGHPUT, "epoll", true),
     };
+#undef EDDY
     size_t ntrip = sizeof trip / sizeof *trip, nflow = sizeof flow / sizeof *flow;
     for (size_t i = 0; i < ntrip; i++)
         trip[i].skip = !trip[i].plain && !backend_here(trip[i].backend);
@@ -400,7 +384,7 @@ int main(int argc, char **argv)
     unsetenv("EDDY_CAPS_DISABLE");
     printf("round trip between two threads (CPUs %d and %d), median of %d rounds of %ld\n",
            cpu_of(0), cpu_of(1), rounds, trips);
-    printf("  %-34s %13s %10s %8s %8s %8s %7s\n", "", "latency", "CPU ns", "user", "sys", "vs pipe",
+    printf("  %-44s %13s %10s %8s %8s %8s %7s\n", "", "latency", "CPU ns", "user", "sys", "vs pipe",
            "CPU");
     struct figure base = median_of(&trip[0], rounds);
     for (size_t i = 0; i < ntrip; i++)
@@ -408,7 +392,7 @@ int main(int argc, char **argv)
     printf("channel throughput between two loops (capacity 256), median of %d rounds of %ld "
            "items\n",
            rounds, items);
-    printf("  %-34s %14s %10s %8s %8s\n", "", "items", "CPU ns", "user", "sys");
+    printf("  %-44s %14s %10s %8s %8s\n", "", "items", "CPU ns", "user", "sys");
     for (size_t i = 0; i < nflow; i++)
         print_row(&flow[i], rounds, &base, true);
     return 0;
