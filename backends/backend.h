@@ -185,6 +185,10 @@ extern const struct eddy_backend_ops eddy__kqueue_backend;
  * pidfd (lib/process.c probes pidfd_open once). */
 eddy_support eddy__subprocess_support(void);
 
+/* The backend of the loop this thread runs, or NULL (lib/loop.c): a wake
+ * may go from that backend to another of its kind. */
+struct eddy_backend *eddy__thread_backend(void);
+
 /* Completes op from within poll: sets state and calls op->complete. Every
  * backend finishes pending ops through this one helper. */
 static inline void eddy__op_finish(struct eddy_backend *b, struct eddy_op *op, int64_t result)

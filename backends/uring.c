@@ -101,8 +101,10 @@
 /* user_data of the CQEs that complete no op (ops are aligned pointers). */
 #define WAKE_TAG     ((uint64_t)1)
 #define CANCEL_TAG   ((uint64_t)2)
-#define LISTENER_TAG 4 /* or'ed into a struct listener pointer */
-#define STREAM_TAG   6 /* or'ed into a struct stream pointer */
+#define MSG_WAKE_TAG ((uint64_t)3) /* a wake another ring sent (IORING_OP_MSG_RING) */
+#define MSG_SENT_TAG ((uint64_t)5) /* the sender's CQE of a MSG_RING that failed */
+#define LISTENER_TAG 4             /* or'ed into a struct listener pointer */
+#define STREAM_TAG   6             /* or'ed into a struct stream pointer */
 
 /* Accepted connections a listener keeps for the next accepts; beyond that its
  * multishot accept is withdrawn until they are taken. */
@@ -280,6 +282,8 @@ struct uring_state {
     uint64_t wake_value;      /* the armed READ's buffer */
     bool wake_armed;          /* that READ is queued or in the kernel */
     atomic_bool wake_pending; /* a wake was written and its CQE not yet reaped */
+    bool msg_ring;            /* wakes io_uring loops with IORING_OP_MSG_RING (msg_ring_setup) */
+    atomic_bool msg_target;   /* msg_ring, once enabled: other rings may post to this one */
     /* eddy_loop_fd: an eventfd registered with the ring, signalled as work
      * for the ring arrives (a deferred-taskrun ring does not poll readable
      * for it); poll() drains it. -1 until asked for. */
@@ -328,6 +332,7 @@ static int bind_thread(struct uring_state *s)
     (void)io_uring_register_ring_fd(&s->ring); /* an optimisation: older kernels lack it */
     s->owner = pthread_self();
     s->bound = true;
+    atomic_store(&s->msg_target, s->msg_ring); /* a disabled ring refuses MSG_RING */
     return 0;
 }
 
@@ -1232,7 +1237,11 @@ static int handle_cqe(struct eddy_backend *b, const struct io_uring_cqe *cqe)
         atomic_store(&s->wake_pending, false);
         return 0;
     }
-    if (tag == CANCEL_TAG || tag == LIBURING_UDATA_TIMEOUT) return 0;
+    if (tag == MSG_WAKE_TAG) {
+        atomic_store(&s->wake_pending, false);
+        return 0;
+    }
+    if (tag == CANCEL_TAG || tag == MSG_SENT_TAG || tag == LIBURING_UDATA_TIMEOUT) return 0;
     if ((tag & 7) == LISTENER_TAG)
         return listener_cqe(b, (struct listener *)(uintptr_t)(tag & ~(uint64_t)7), cqe);
     if ((tag & 7) == STREAM_TAG)
@@ -1499,12 +1508,70 @@ static int uring_poll(struct eddy_backend *b, int64_t timeout_ns)
     return completed;
 }
 
+/* ---- waking one ring from another (IORING_OP_MSG_RING) ------------------- */
+
+/* Kernels from 6.3 (which IORING_FEAT_REG_REG_RING marks) post a MSG_RING
+ * into a ring set up for deferred task work through that ring's own task
+ * work; older ones have MSG_RING without that. */
+#ifndef IORING_FEAT_REG_REG_RING
+#define IORING_FEAT_REG_REG_RING (1U << 13)
+#endif
+
+static bool cap_disabled(const char *name);
+
+static void msg_ring_setup(struct uring_state *s)
+{
+    s->msg_ring = false;
+    if (!(s->ring.features & IORING_FEAT_REG_REG_RING) || cap_disabled("msg_ring")) return;
+    struct io_uring_probe *p = io_uring_get_probe_ring(&s->ring);
+    if (!p) return;
+    s->msg_ring = io_uring_opcode_supported(p, IORING_OP_MSG_RING);
+    io_uring_free_probe(p);
+}
+
+/* Wakes target from the ring of the io_uring loop this thread runs, if any:
+ * the CQE lands in the target's ring, so it has no eventfd to read and no
+ * READ to re-arm. The MSG_RING is submitted at once (the target's fd is
+ * valid while the caller holds its loop's remote lock) and runs inline: a
+ * failure's CQE is in this ring when the submit returns. false when this
+ * path cannot wake: the caller writes the eventfd. */
+static bool wake_by_msg_ring(struct uring_state *target)
+{
+    struct eddy_backend *here = eddy__thread_backend();
+    if (!here || here->ops != &eddy__uring_backend || !atomic_load(&target->msg_target))
+        return false;
+    struct uring_state *s = here->impl;
+    if (s == target || !s->msg_ring || !s->bound || !pthread_equal(s->owner, pthread_self()))
+        return false;
+    struct io_uring_sqe *sqe = get_sqe(s);
+    if (!sqe) return false;
+    io_uring_prep_msg_ring(sqe, target->ring.ring_fd, 0, MSG_WAKE_TAG, 0);
+    io_uring_sqe_set_data64(sqe, MSG_SENT_TAG);
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    if (io_uring_submit(&s->ring) < 0) {
+        /* Still in the SQ, for this thread's next submit: sent late, it
+         * could reach another ring that took the fd number meanwhile. */
+        io_uring_prep_nop(sqe);
+        io_uring_sqe_set_data64(sqe, MSG_SENT_TAG);
+        sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+        return false;
+    }
+    unsigned head;
+    struct io_uring_cqe *cqe;
+    io_uring_for_each_cqe(&s->ring, head, cqe)
+    {
+        if (io_uring_cqe_get_data64(cqe) == MSG_SENT_TAG) return false; /* reaped as a no-op */
+    }
+    return true;
+}
+
 /* Thread-safe. Only the first wake since the last reaped one writes: a burst
  * of wakes from other threads costs one syscall. */
 static int uring_wake(struct eddy_backend *b)
 {
     struct uring_state *s = b->impl;
     if (atomic_exchange(&s->wake_pending, true)) return 0;
+    if (wake_by_msg_ring(s)) return 0;
     if (eventfd_write(s->wakefd, 1) < 0) {
         int err = -errno;
         atomic_store(&s->wake_pending, false);
@@ -1648,6 +1715,7 @@ static int uring_init(struct eddy_backend *b, const eddy_loop_options *opts)
     eddy__list_init(&s->stream_list);
     eddy__list_init(&s->stream_retry);
     atomic_init(&s->wake_pending, false);
+    atomic_init(&s->msg_target, false);
     s->embed_efd = -1;
     int err = ring_setup(s, opts);
     if (err == 0 && (err = probe_enter(s)) < 0) io_uring_queue_exit(&s->ring);
@@ -1665,6 +1733,7 @@ static int uring_init(struct eddy_backend *b, const eddy_loop_options *opts)
         return err;
     }
     arm_wake(s);
+    msg_ring_setup(s);
     s->under_valgrind = UNDER_VALGRIND();
     /* Multishot accept came in 5.19, with COOP_TASKRUN; a kernel that still
      * refuses it says so with -EINVAL, and accepts go single-shot. */
@@ -1725,6 +1794,8 @@ static eddy_support uring_supports(const struct eddy_backend *b, eddy_cap cap)
         return s->send_zc ? EDDY_NATIVE : EDDY_NONE;
     case EDDY_CAP_MULTISHOT_RECV: /* probed at init (Linux 6.0+) */
         return s->multishot_recv ? EDDY_NATIVE : EDDY_NONE;
+    case EDDY_CAP_MSG_RING: /* probed at init (msg_ring_setup) */
+        return s->msg_ring ? EDDY_NATIVE : EDDY_NONE;
     case EDDY_CAP_BUFFER_RING: /* registered at init (Linux 5.19+), for multishot receives */
         return s->br ? EDDY_NATIVE : EDDY_NONE;
     case EDDY_CAP_WATCH_FD: /* IORING_OP_POLL_ADD, there since 5.1 */

@@ -10,7 +10,7 @@
 # bounded in time ($EDDY_BENCH_SECONDS per round, default 2, after 0.5 s of
 # warm-up) and in connections.
 #
-#   EDDY_BENCH_ONLY="tasks timers echo lines syscalls http files subprocess sendzc proxy sendfile tls"   the sections to run (default: all)
+#   EDDY_BENCH_ONLY="tasks timers echo lines syscalls http http-threads loops files subprocess sendzc proxy sendfile tls"   the sections to run (default: all)
 #   EDDY_BENCH_ECHO="eddy/io_uring eddy/epoll liburing" the echo servers to run (default: all)
 #   EDDY_BENCH_FILES_DIR=DIR   where the files section puts its 1 GiB file (default: a
 #                              temporary dir under /tmp, or /var/tmp where /tmp is a tmpfs,
@@ -19,7 +19,7 @@ set -u
 srcdir=${srcdir:-.}
 ROUNDS=${EDDY_BENCH_ROUNDS:-3}
 SECS=${EDDY_BENCH_SECONDS:-2}
-ONLY=${EDDY_BENCH_ONLY:-tasks timers echo lines syscalls http files subprocess sendzc proxy sendfile tls}
+ONLY=${EDDY_BENCH_ONLY:-tasks timers echo lines syscalls http http-threads loops files subprocess sendzc proxy sendfile tls}
 SERVER_CPU=1
 CLIENT_CPU=0
 if [ "$(nproc)" -lt 2 ]; then
@@ -56,6 +56,18 @@ if want tasks; then
     taskset -c "$SERVER_CPU" ./bench/switch | tee "$out/switch"
     taskset -c "$SERVER_CPU" ./bench/spawn | tee "$out/spawn"
     taskset -c "$SERVER_CPU" ./bench/sync "$srcdir" | tee "$out/sync"
+fi
+
+# ---- loops --------------------------------------------------------------------
+# bench/loops: round trips and channel throughput between two loops on two
+# threads pinned to the first two CPUs, beside pipe and eventfd ping-pongs
+# between two plain threads, in alternating rounds inside the program.
+# Then again with both threads on CPU $SERVER_CPU: no wake crosses CPUs, so
+# what is left is the software path of each kind of wake.
+if want loops; then
+    echo "== loops (bench/loops, $((ROUNDS * 2 + 1)) rounds; then both threads on CPU $SERVER_CPU)"
+    ./bench/loops "$((ROUNDS * 2 + 1))" 5000 200000 | tee "$out/loops"
+    taskset -c "$SERVER_CPU" ./bench/loops "$((ROUNDS * 2 + 1))" 20000 500000 | tee "$out/loops-one-cpu"
 fi
 
 # ---- timers -------------------------------------------------------------------
@@ -291,8 +303,13 @@ for p in /usr/sbin/nginx nginx; do
     if command -v "$p" >/dev/null 2>&1; then NGINX=$p; break; fi
 done
 
+cpu_split() { # pids -> "utime stime" summed over them (all their threads), in clock ticks
+    for p in "$@"; do cat "/proc/$p/stat" 2>/dev/null; done |
+        awk '{ sub(/^.*\) /, ""); u += $12; s += $13 } END { print u + 0, s + 0 }'
+}
+
 cpu_ticks() { # utime + stime of a process (all its threads), in clock ticks
-    awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0
+    cpu_split "$1" | awk '{ print $1 + $2 }'
 }
 
 listening() { # port: true once something listens on 127.0.0.1:port
@@ -300,10 +317,15 @@ listening() { # port: true once something listens on 127.0.0.1:port
         /proc/net/tcp
 }
 
-nginx_conf() { # port -> $out/nginx/nginx.conf
+nginx_conf() { # port [workers] -> $out/nginx/nginx.conf
     mkdir -p "$out/nginx"
+    # Several workers as eddy's several loops: each pinned to a CPU, each
+    # with a SO_REUSEPORT listener of its own.
+    affinity="" reuseport=""
+    if [ "${2:-1}" -gt 1 ]; then affinity="worker_cpu_affinity auto;" reuseport=" reuseport"; fi
     cat >"$out/nginx/nginx.conf" <<EOF
-worker_processes 1;
+worker_processes ${2:-1};
+$affinity
 daemon off;
 pid $out/nginx/nginx.pid;
 error_log $out/nginx/error.log;
@@ -319,74 +341,117 @@ http {
     uwsgi_temp_path $out/nginx/uwsgi;
     scgi_temp_path $out/nginx/scgi;
     server {
-        listen 127.0.0.1:$1;
+        listen 127.0.0.1:$1$reuseport;
         location / { return 200 "Hello, World!"; }
     }
 }
 EOF
 }
 
-run_http() { # name conns port -> "requests/s CPU-ns-per-request"
+# With workers > 1 (http-hello --threads N, nginx's worker_processes N) the
+# server and wrk -tN share every CPU of ALL_CPUS, as on a machine with no
+# spare core for the load; the CPU time is summed over the server's processes.
+ALL_CPUS=$CLIENT_CPU
+[ "$SERVER_CPU" != "$CLIENT_CPU" ] && ALL_CPUS="$CLIENT_CPU,$SERVER_CPU"
+run_http() { # name conns port [workers] -> "requests/s CPU-ns-per-request user-ns sys-ns"
+    workers=${4:-1}
+    scpus=$SERVER_CPU wcpus=$CLIENT_CPU targ=""
+    if [ "$workers" -gt 1 ]; then scpus=$ALL_CPUS wcpus=$ALL_CPUS targ="--threads $workers"; fi
     if [ "$1" = nginx ]; then
-        nginx_conf "$3"
-        taskset -c "$SERVER_CPU" "$NGINX" -p "$out/nginx" -c "$out/nginx/nginx.conf" \
+        nginx_conf "$3" "$workers"
+        taskset -c "$scpus" "$NGINX" -p "$out/nginx" -c "$out/nginx/nginx.conf" \
             </dev/null >"$out/server.log" 2>&1 &
     else
-        taskset -c "$SERVER_CPU" env EDDY_BACKEND="${1#eddy/}" ./examples/http-hello "$3" \
+        taskset -c "$scpus" env EDDY_BACKEND="${1#eddy/}" ./examples/http-hello $targ "$3" \
             </dev/null >"$out/server.log" 2>&1 &
     fi
     spid=$!
-    # the process that serves: nginx's one worker, the child of its master
-    wpid=$spid
+    # the processes that serve: nginx's master and its workers
+    pids=$spid
     i=0
     while [ $i -lt 50 ]; do
         if [ "$1" = nginx ]; then
-            w=$(awk '{ print $1 }' "/proc/$spid/task/$spid/children" 2>/dev/null)
-            [ -n "$w" ] && wpid=$w
+            w=$(cat /proc/$spid/task/*/children 2>/dev/null)
+            [ "$(echo $w | wc -w)" -ge "$workers" ] && pids="$spid $w"
         fi
-        if { [ "$1" != nginx ] || [ "$wpid" != "$spid" ]; } && listening "$3"; then break; fi
+        if { [ "$1" != nginx ] || [ "$pids" != "$spid" ]; } && listening "$3"; then break; fi
         sleep 0.1
         i=$((i + 1))
     done
-    t0=$(cpu_ticks "$wpid")
-    res=$(taskset -c "$CLIENT_CPU" wrk -t1 -c"$2" -d"${SECS}s" "http://127.0.0.1:$3/" 2>&1)
-    t1=$(cpu_ticks "$wpid")
+    t0=$(cpu_split $pids)
+    res=$(taskset -c "$wcpus" wrk -t"$workers" -c"$2" -d"${SECS}s" "http://127.0.0.1:$3/" 2>&1)
+    t1=$(cpu_split $pids)
     kill "$spid" 2>/dev/null
     wait "$spid" 2>/dev/null
     line=$(echo "$res" | awk -v t0="$t0" -v t1="$t1" -v hz="$HZ" '
+        BEGIN { split(t0, a, " "); split(t1, b, " "); u = b[1] - a[1]; s = b[2] - a[2] }
         / requests in / { n = $1 }
         /^Requests\/sec:/ { r = $2 }
         /Non-2xx|Socket errors/ { bad = 1 }
-        END { if (n > 0 && !bad) printf "%.0f %.0f\n", r, (t1 - t0) * 1e9 / hz / n; else print "- -" }')
+        END { k = n > 0 ? 1e9 / hz / n : 0
+              if (n > 0 && !bad) printf "%.0f %.0f %.0f %.0f\n", r, (u + s) * k, u * k, s * k
+              else print "- -" }')
     if [ "$line" = "- -" ]; then
         echo "  $1 failed: $(echo "$res" | tail -3 | tr '\n' ' ') $(head -2 "$out/server.log" | tr '\n' ' ')" >&2
     fi
     echo "$line"
 }
 
-http_servers=""
-if want http; then
-    if ! command -v wrk >/dev/null 2>&1 || ! [ -x ./examples/http-hello ]; then
-        missing="$missing wrk"
-    else
-        http_servers="eddy/io_uring eddy/epoll"
-        if [ -n "$NGINX" ]; then http_servers="$http_servers nginx"; else missing="$missing nginx"; fi
-        echo "== http: wrk -t1 against examples/http-hello and nginx (1 worker) on 127.0.0.1 (server CPU $SERVER_CPU, wrk CPU $CLIENT_CPU, ${SECS} s rounds)"
-        port=21000
-        r=1
-        while [ "$r" -le "$ROUNDS" ]; do
-            for conns in $HTTP_CONNS; do
-                for name in $http_servers; do
-                    port=$((port + 1))
-                    line=$(run_http "$name" "$conns" "$port")
-                    echo "  round $r $conns conns  $(printf '%-14s' "$name") $line"
-                    k=$(key "$name")
-                    echo "$line" | awk '{ print $1 }' >>"$out/http-$conns-$k-rps"
-                    echo "$line" | awk '{ print $2 }' >>"$out/http-$conns-$k-cpu"
+http_rounds() { # prefix first-port workers servers: $ROUNDS rounds of each server at each $HTTP_CONNS
+    port=$2
+    r=1
+    while [ "$r" -le "$ROUNDS" ]; do
+        for conns in $HTTP_CONNS; do
+            for name in $4; do
+                port=$((port + 1))
+                line=$(run_http "$name" "$conns" "$port" "$3")
+                echo "  round $r $conns conns  $(printf '%-14s' "$name") $line"
+                k=$(key "$name")
+                i=1
+                for f in rps cpu usr sys; do
+                    echo "$line" | awk -v i=$i '{ print $i }' >>"$out/$1-$conns-$k-$f"
+                    i=$((i + 1))
                 done
             done
-            r=$((r + 1))
         done
+        r=$((r + 1))
+    done
+}
+
+# Sets $servers_here to the HTTP servers there are to run ("" without wrk);
+# what is missing goes to $missing.
+http_servers_here() {
+    servers_here=""
+    if ! command -v wrk >/dev/null 2>&1 || ! [ -x ./examples/http-hello ]; then
+        missing="$missing wrk"
+        return
+    fi
+    servers_here="eddy/io_uring eddy/epoll"
+    if [ -n "$NGINX" ]; then servers_here="$servers_here nginx"; else missing="$missing nginx"; fi
+}
+
+http_servers=""
+if want http; then
+    http_servers_here
+    http_servers=$servers_here
+    if [ -n "$http_servers" ]; then
+        echo "== http: wrk -t1 against examples/http-hello and nginx (1 worker) on 127.0.0.1 (server CPU $SERVER_CPU, wrk CPU $CLIENT_CPU, ${SECS} s rounds)"
+        http_rounds http 21000 1 "$http_servers"
+    fi
+fi
+
+# ---- http-threads -------------------------------------------------------------
+# The same with two loops against two nginx workers: http-hello --threads 2
+# (two loops, a SO_REUSEPORT listener each) and worker_processes 2, server
+# and wrk -t2 sharing CPUs $ALL_CPUS; CPU per request split into user and
+# system time.
+http2_servers=""
+if want http-threads; then
+    http_servers_here
+    http2_servers=$servers_here
+    if [ -n "$http2_servers" ]; then
+        echo "== http-threads: wrk -t2 against http-hello --threads 2 and nginx (2 workers), all on CPUs $ALL_CPUS (${SECS} s rounds)"
+        http_rounds http2 22000 2 "$http2_servers"
     fi
 fi
 
@@ -628,6 +693,26 @@ if { want proxy || want sendfile; } && [ -x ./bench/pump ]; then
 fi
 
 # ---- the table ----------------------------------------------------------------
+# The medians of http_rounds' figures, per connection count: requests/s, CPU
+# ns per request (and its user and system parts), and the CPU as a ratio of
+# nginx's.
+http_table() { # prefix servers
+    for conns in $HTTP_CONNS; do
+        ngcpu=$( { median <"$out/$1-$conns-nginx-cpu"; } 2>/dev/null)
+        echo "  $conns connections"
+        printf '    %-14s %12s %14s %10s %10s %10s\n' server "requests/s" "CPU ns/req" "user" "sys" "vs nginx"
+        for name in $2; do
+            k=$(key "$name")
+            for f in rps cpu usr sys; do
+                eval "$f=\$( { median <\"\$out/\$1-\$conns-\$k-$f\"; } 2>/dev/null)"
+            done
+            ratio=$(awk -v a="$cpu" -v b="${ngcpu:--}" \
+                'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2fx", a / b; else print "-" }')
+            printf '    %-14s %12s %14s %10s %10s %10s\n' "$name" "${rps:--}" "${cpu:--}" "${usr:--}" "${sys:--}" "$ratio"
+        done
+    done
+}
+
 # A row per server of a "name|command" list: the medians of $out/PREFIX-KEY-rps
 # and -cpu, and the CPU time as a ratio of BASE's.
 rows() { # servers prefix base
@@ -779,20 +864,7 @@ fi
 if want http && [ -n "$http_servers" ]; then
     echo
     echo "HTTP: requests/s (wrk -t1) and the server's CPU time per request (utime+stime, ns)"
-    for conns in $HTTP_CONNS; do
-        ngcpu=$( { median <"$out/http-$conns-nginx-cpu"; } 2>/dev/null)
-        ngrps=$( { median <"$out/http-$conns-nginx-rps"; } 2>/dev/null)
-        echo "  $conns connections"
-        printf '    %-14s %12s %14s %10s\n' server "requests/s" "CPU ns/req" "vs nginx"
-        for name in $http_servers; do
-            k=$(key "$name")
-            rps=$( { median <"$out/http-$conns-$k-rps"; } 2>/dev/null)
-            cpu=$( { median <"$out/http-$conns-$k-cpu"; } 2>/dev/null)
-            ratio=$(awk -v a="$cpu" -v b="${ngcpu:--}" \
-                'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2fx", a / b; else print "-" }')
-            printf '    %-14s %12s %14s %10s\n' "$name" "${rps:--}" "${cpu:--}" "$ratio"
-        done
-    done
+    http_table http "$http_servers"
     case " $http_servers " in *" nginx "*)
         echo "  target: eddy's requests/s >= nginx's at <= nginx's CPU per request:"
         for conns in $HTTP_CONNS; do
@@ -812,6 +884,18 @@ if want http && [ -n "$http_servers" ]; then
         done
         ;;
     esac
+fi
+if want loops && [ -s "$out/loops" ]; then
+    echo
+    echo "Several loops: two loops on two threads (bench/loops; latency and CPU per operation, both threads)"
+    sed 's/^/  /' "$out/loops"
+    echo "  the same, both threads on CPU $SERVER_CPU (no wake crosses CPUs)"
+    sed 's/^/  /' "$out/loops-one-cpu"
+fi
+if want http-threads && [ -n "$http2_servers" ]; then
+    echo
+    echo "HTTP, two threads: http-hello --threads 2 and nginx with 2 workers, wrk -t2, all on CPUs $ALL_CPUS"
+    http_table http2 "$http2_servers"
 fi
 if want files && [ -n "$files_libs" ]; then
     echo

@@ -103,6 +103,7 @@ EDDY_API const char *eddy_strerror(int err);
 
 typedef struct eddy_loop eddy_loop;
 typedef struct eddy_timer eddy_timer;
+typedef struct eddy_task eddy_task; /* tasks, below */
 
 enum {
     EDDY_LOOP_DEBUG = 1 << 0,          /* report slow tasks and unretrieved errors */
@@ -203,9 +204,9 @@ EDDY_NODISCARD EDDY_API intptr_t eddy_loop_fd(const eddy_loop *loop);
  * (cancelling it cancels the remote task; its join gives the remote task's
  * result once that has ended). From a plain thread, waits until the task
  * exists on loop (which must be running) and returns it: only loop's thread
- * may join or detach it. NULL, errno EINVAL or ENOMEM. */
-EDDY_MUST_USE EDDY_API struct eddy_task *eddy_spawn_threadsafe(eddy_loop *loop, eddy_task_fn fn,
-                                                         void *arg);
+ * may join or detach it. NULL, errno EINVAL, ENOMEM, or ECANCELED (from a
+ * plain thread: loop was freed before it made the task). */
+EDDY_MUST_USE EDDY_API eddy_task *eddy_spawn_threadsafe(eddy_loop *loop, eddy_task_fn fn, void *arg);
 /* Runs n loops on n new threads (each pinned to a CPU where the platform
  * allows), eddy_run(main, arg) on each, and returns once all have ended: 0,
  * or the first (by thread index) error: a loop's, or main's negative result.
@@ -256,7 +257,6 @@ EDDY_API int eddy_await_timeout(eddy_future *f, int64_t timeout_ns, intptr_t *va
 
 /* ---- tasks --------------------------------------------------------------- */
 
-typedef struct eddy_task eddy_task;
 /* create_task: fn(arg) runs as a task from the next iteration on. loop NULL =
  * the current loop. Returns a reference to join or detach; NULL on -ENOMEM, a
  * NULL fn, no loop, or (errno EPERM) another thread than the loop's. */
@@ -1000,6 +1000,7 @@ typedef enum eddy_cap {
     EDDY_CAP_ZEROCOPY_SEND,
     EDDY_CAP_SENDFILE,
     EDDY_CAP_TLS,
+    EDDY_CAP_MSG_RING, /* io_uring loops wake each other with IORING_OP_MSG_RING */
     EDDY_CAP_COUNT
 } eddy_cap;
 /* The capability's name, the enum's lowercase tail ("tcp", "file_io", ...);

@@ -400,6 +400,10 @@ static inline void eddy__loop_schedule(struct eddy_loop *loop, struct eddy__work
 {
     eddy__list_push_back(&loop->ready, &w->link);
 }
+/* eddy_call_soon_threadsafe whose post, if the loop is freed before running
+ * it, runs dropped(arg) instead (on the freeing thread; NULL: nothing). */
+int eddy__call_soon_threadsafe_or(struct eddy_loop *loop, eddy_callback cb, eddy_callback dropped,
+                                  void *arg);
 /* Thread-safe: queues a completed pool op for the loop and wakes it. */
 void eddy__loop_post_completion(struct eddy_loop *loop, struct eddy_op *op);
 /* Stops every watch of a loop being freed (lib/watch.c). */

@@ -529,6 +529,7 @@ struct eddy__callback {
     struct eddy__work work;
     struct eddy_loop *loop;
     eddy_callback cb;
+    eddy_callback dropped; /* threadsafe posts: run instead of cb by a loop being freed */
     void *arg;
 };
 
@@ -575,14 +576,18 @@ EDDY_API int eddy_call_soon(eddy_loop *loop, eddy_callback cb, void *arg)
 static void remote_callback_run(struct eddy__work *w)
 {
     struct eddy__callback *c = eddy__container_of(w, struct eddy__callback, work);
-    eddy_callback cb = c->cb;
+    eddy_callback cb = c->cb, dropped = c->dropped;
     void *arg = c->arg;
     bool closing = c->loop->closing;
     free(c);
-    if (!closing) cb(arg);
+    if (!closing)
+        cb(arg);
+    else if (dropped)
+        dropped(arg);
 }
 
-EDDY_API int eddy_call_soon_threadsafe(eddy_loop *loop, eddy_callback cb, void *arg)
+int eddy__call_soon_threadsafe_or(struct eddy_loop *loop, eddy_callback cb, eddy_callback dropped,
+                                  void *arg)
 {
     if (!loop || !cb) return -EINVAL;
     struct eddy__callback *c = malloc(sizeof(*c));
@@ -590,6 +595,7 @@ EDDY_API int eddy_call_soon_threadsafe(eddy_loop *loop, eddy_callback cb, void *
     c->work.run = remote_callback_run;
     c->loop = loop;
     c->cb = cb;
+    c->dropped = dropped;
     c->arg = arg;
     eddy__mutex_lock(&loop->remote_lock);
     eddy__list_push_back(&loop->remote, &c->work.link);
@@ -599,6 +605,16 @@ EDDY_API int eddy_call_soon_threadsafe(eddy_loop *loop, eddy_callback cb, void *
     int err = was_pending ? 0 : loop->backend.ops->wake(&loop->backend);
     eddy__mutex_unlock(&loop->remote_lock);
     return err;
+}
+
+EDDY_API int eddy_call_soon_threadsafe(eddy_loop *loop, eddy_callback cb, void *arg)
+{
+    return eddy__call_soon_threadsafe_or(loop, cb, NULL, arg);
+}
+
+struct eddy_backend *eddy__thread_backend(void)
+{
+    return eddy__thread_loop ? &eddy__thread_loop->backend : NULL;
 }
 
 /* Drops queued work without running user code (the loop is being freed). */

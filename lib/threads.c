@@ -33,8 +33,8 @@ struct remote {
     bool finished; /* home_complete ran (both on the home thread) */
     intptr_t result;
     /* the target's side, touched on its thread only */
-    eddy_task *task;
-    bool started; /* remote_main began */
+    eddy_task *task;            /* detached; NULL once it ended */
+    struct eddy__waiter ending; /* on the task's future: its end goes home */
     bool ended;
     bool proxy_ran; /* the home side's: proxy_main began */
     /* a plain thread waiting for the task to be made */
@@ -59,20 +59,37 @@ static void home_complete(void *arg)
     remote_unref(r);
 }
 
-/* The remote task: fn, then its result goes home. */
+/* The home loop is being freed: its proxy has ended, only references go. */
+static void home_dropped(void *arg)
+{
+    struct remote *r = arg;
+    eddy_future_unref(r->done);
+    remote_unref(r);
+}
+
+/* On the target loop: the remote side is over, with result; it goes home. */
+static void remote_end(struct remote *r, intptr_t result)
+{
+    r->ended = true;
+    r->task = NULL;
+    r->result = result;
+    if (eddy__call_soon_threadsafe_or(r->home, home_complete, home_dropped, r) < 0) {
+        /* Out of memory: the proxy stays waiting; nothing else to do. */
+    }
+}
+
+/* The remote task's future completed: whether fn returned, or the task was
+ * cancelled before it began (a loop shutting down cancels every task). */
+static void remote_task_ended(struct eddy__waiter *w, struct eddy_future *f)
+{
+    struct remote *r = eddy__container_of(w, struct remote, ending);
+    remote_end(r, f->value);
+}
+
 static intptr_t remote_main(void *arg)
 {
     struct remote *r = arg;
-    r->started = true;
-    intptr_t v = r->fn(r->arg);
-    r->ended = true;
-    eddy_task_detach(r->task);
-    r->task = NULL;
-    r->result = v;
-    if (eddy_call_soon_threadsafe(r->home, home_complete, r) < 0) {
-        /* Out of memory: the proxy stays waiting; nothing else to do. */
-    }
-    return v;
+    return r->fn(r->arg);
 }
 
 /* On the target loop: makes the remote task. */
@@ -81,35 +98,39 @@ static void remote_spawn(void *arg)
     struct remote *r = arg;
     r->task = eddy_spawn(r->target, remote_main, r);
     if (!r->task) {
-        r->ended = true;
-        r->result = -ENOMEM;
-        (void)eddy_call_soon_threadsafe(r->home, home_complete, r);
+        remote_end(r, -ENOMEM);
+        return;
     }
+    r->ending.notify = remote_task_ended;
+    eddy__future_add_waiter(eddy_task_future(r->task), &r->ending);
+    eddy_task_detach(r->task); /* the loop keeps it until it ends */
 }
 
-/* On the target loop: the proxy was cancelled. */
+/* The target loop was freed before it made the task. */
+static void remote_spawn_dropped(void *arg)
+{
+    remote_end(arg, -ECANCELED);
+}
+
+/* On the target loop: the proxy was cancelled. A task that has not begun
+ * ends at its first run, and its waiter says so. */
 static void remote_cancel(void *arg)
 {
     struct remote *r = arg;
-    if (!r->ended && r->task) {
-        (void)eddy_task_cancel(r->task);
-        if (!r->started) {
-            /* Cancelled before it began: remote_main will not run to say so. */
-            r->ended = true;
-            eddy_task_detach(r->task);
-            r->task = NULL;
-            r->result = -ECANCELED;
-            (void)eddy_call_soon_threadsafe(r->home, home_complete, r);
-        }
-    }
+    if (!r->ended && r->task) (void)eddy_task_cancel(r->task);
     remote_unref(r);
+}
+
+static void remote_cancel_dropped(void *arg)
+{
+    remote_unref(arg);
 }
 
 static intptr_t proxy_main(void *arg)
 {
     struct remote *r = arg;
     r->proxy_ran = true;
-    int err = eddy_call_soon_threadsafe(r->target, remote_spawn, r);
+    int err = eddy__call_soon_threadsafe_or(r->target, remote_spawn, remote_spawn_dropped, r);
     if (err < 0) {
         remote_unref(r); /* the remote side's reference */
         eddy_future_unref(r->done);
@@ -125,7 +146,8 @@ static intptr_t proxy_main(void *arg)
          * the first). home_complete runs on this thread: the swap is safe. */
         eddy_future *next = eddy_future_new(NULL);
         __atomic_add_fetch(&r->refs, 1, __ATOMIC_ACQ_REL);
-        if (eddy_call_soon_threadsafe(r->target, remote_cancel, r) < 0) remote_unref(r);
+        if (eddy__call_soon_threadsafe_or(r->target, remote_cancel, remote_cancel_dropped, r) < 0)
+            remote_unref(r);
         if (next) {
             eddy_future_ref(next); /* home_complete's, in place of the first's */
             eddy_future_unref(r->done);
@@ -172,7 +194,18 @@ static void remote_spawn_for_thread(void *arg)
     eddy__mutex_unlock(&r->lock);
 }
 
-EDDY_API struct eddy_task *eddy_spawn_threadsafe(eddy_loop *loop, eddy_task_fn fn, void *arg)
+/* The target loop was freed first: the waiting thread gets NULL. */
+static void remote_spawn_for_thread_dropped(void *arg)
+{
+    struct remote *r = arg;
+    eddy__mutex_lock(&r->lock);
+    r->created = true;
+    r->ended = true;
+    eddy__cond_signal(&r->made);
+    eddy__mutex_unlock(&r->lock);
+}
+
+EDDY_API eddy_task *eddy_spawn_threadsafe(eddy_loop *loop, eddy_task_fn fn, void *arg)
 {
     if (!loop || !fn) {
         errno = EINVAL;
@@ -195,14 +228,16 @@ EDDY_API struct eddy_task *eddy_spawn_threadsafe(eddy_loop *loop, eddy_task_fn f
     if (!r->home) {
         /* No loop here to hold a proxy: wait until the task exists. */
         r->refs = 1;
-        int err = eddy_call_soon_threadsafe(loop, remote_spawn_for_thread, r);
+        int err = eddy__call_soon_threadsafe_or(loop, remote_spawn_for_thread,
+                                                remote_spawn_for_thread_dropped, r);
         eddy__mutex_lock(&r->lock);
         while (err == 0 && !r->created)
             eddy__cond_wait(&r->made, &r->lock);
         eddy_task *t = r->task;
+        bool freed = r->ended;
         eddy__mutex_unlock(&r->lock);
         remote_unref(r);
-        if (err < 0 || !t) errno = err < 0 ? -err : ENOMEM;
+        if (err < 0 || !t) errno = err < 0 ? -err : freed ? ECANCELED : ENOMEM;
         return t;
     }
     r->done = eddy_future_new(r->home);
@@ -211,7 +246,7 @@ EDDY_API struct eddy_task *eddy_spawn_threadsafe(eddy_loop *loop, eddy_task_fn f
         return NULL;
     }
     eddy_future_ref(r->done); /* for home_complete */
-    r->refs = 3; /* the proxy's, the remote side's, proxy_done's */
+    r->refs = 3;              /* the proxy's, the remote side's, proxy_done's */
     eddy_task *proxy = eddy_spawn(r->home, proxy_main, r);
     if (proxy && eddy_future_on_done(eddy_task_future(proxy), proxy_done, r) < 0) {
         eddy_task_detach(proxy); /* out of memory: it would leak if cancelled unstarted */

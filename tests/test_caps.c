@@ -83,6 +83,7 @@ Test(caps_table, every_capability_is_named)
         "zerocopy_send",
         "sendfile",
         "tls",
+        "msg_ring",
     };
     for (unsigned cap = 0; cap < EDDY_CAP_COUNT; cap++) {
         const char *name = eddy_cap_name((eddy_cap)cap);
@@ -596,6 +597,49 @@ static intptr_t exercise_wakeup(void *arg)
     return 0;
 }
 
+/* Another loop of this backend, on its own thread, sends items one at a
+ * time through a channel to this one: each wakes this loop from that one. */
+struct ring_peer {
+    const char *backend;
+    eddy_channel *ch;
+};
+
+static intptr_t send_hundred(void *arg)
+{
+    eddy_channel *ch = arg;
+    for (intptr_t i = 0; i < 100; i++)
+        if (eddy_channel_send(ch, i) < 0) return -EIO;
+    return eddy_channel_close(ch);
+}
+
+static void *run_peer_loop(void *arg)
+{
+    struct ring_peer *p = arg;
+    eddy_loop_options o = EDDY_LOOP_OPTIONS_INIT(.backend = p->backend);
+    eddy_loop *loop;
+    cr_assert(eq(int, eddy_loop_new(&loop, &o), 0));
+    intptr_t result = -1;
+    cr_assert(eq(int, run_task(loop, send_hundred, p->ch, &result), 0));
+    cr_assert(eq(i64, (int64_t)result, 0));
+    eddy_loop_free(loop);
+    return NULL;
+}
+
+static intptr_t exercise_msg_ring(void *arg)
+{
+    struct ring_peer p = {.backend = eddy_loop_backend(eddy_loop_current())};
+    cr_assert(eq(int, eddy_channel_new(&p.ch, 1), 0));
+    pthread_t thread;
+    cr_assert(eq(int, pthread_create(&thread, NULL, run_peer_loop, &p), 0));
+    intptr_t v, expect = 0;
+    while (eddy_channel_recv(p.ch, &v) == 0)
+        cr_assert(eq(i64, (int64_t)v, (int64_t)expect++), "%s", exercising);
+    cr_assert(eq(i64, (int64_t)expect, 100), "%s", exercising);
+    cr_assert(eq(int, pthread_join(thread, NULL), 0));
+    eddy_channel_free(p.ch);
+    return 0;
+}
+
 static intptr_t exercise_dns(void *arg)
 {
     eddy_sock *listener, *client, *server;
@@ -773,6 +817,8 @@ static const struct {
     [EDDY_CAP_SENDFILE] = {exercise_sendfile, "test_sendfile.c",
                            "Test(sendfile, ten_mib_whole_in_ranges_and_past_the_end"},
     [EDDY_CAP_TLS] = {exercise_tls, "test_tls.c", "Test(tls, echo_1mib_in_random_pieces_with_sni"},
+    [EDDY_CAP_MSG_RING] = {exercise_msg_ring, "test_channel.c",
+                           "Test(channel, loops_wake_each_other_with_and_without_msg_ring"},
 };
 
 /* Whether tests/<file> declares test. */

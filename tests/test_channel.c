@@ -125,6 +125,86 @@ Test(channel, hundred_thousand_items_between_two_loops_in_order, .timeout = TEST
     eddy_channel_free(ch);
 }
 
+/* Round trips between two loops, each waking the other for every item: on
+ * io_uring through IORING_OP_MSG_RING where the kernel has it, and through
+ * the eventfd with EDDY_CAPS_DISABLE=msg_ring; elsewhere the backend's wake. */
+struct volley {
+    eddy_channel *there, *back;
+    eddy_support msg_ring[2]; /* what each loop reports */
+    int err[2];
+    pthread_t thread[2];
+};
+
+#define VOLLEYS 10000
+
+static intptr_t serve_volleys(void *arg)
+{
+    struct volley *v = arg;
+    v->msg_ring[1] = eddy_loop_supports(eddy_loop_current(), EDDY_CAP_MSG_RING);
+    intptr_t item;
+    while (eddy_channel_recv(v->there, &item) == 0)
+        if (eddy_channel_send(v->back, item + 1) < 0) return -EIO;
+    return 0;
+}
+
+static intptr_t send_volleys(void *arg)
+{
+    struct volley *v = arg;
+    v->msg_ring[0] = eddy_loop_supports(eddy_loop_current(), EDDY_CAP_MSG_RING);
+    int err = 0;
+    for (intptr_t i = 0; i < VOLLEYS && !err; i++) {
+        intptr_t item;
+        if (eddy_channel_send(v->there, i) < 0 || eddy_channel_recv(v->back, &item) < 0 ||
+            item != i + 1)
+            err = -EPROTO;
+    }
+    (void)eddy_channel_close(v->there);
+    return err;
+}
+
+struct volley_side {
+    struct volley *v;
+    int index;
+};
+
+static void *run_volley_side(void *arg)
+{
+    struct volley_side *vs = arg;
+    intptr_t result = -1;
+    int err = eddy_run(vs->index ? serve_volleys : send_volleys, vs->v, &result);
+    vs->v->err[vs->index] = err < 0 ? err : (int)result;
+    return NULL;
+}
+
+static void volley(bool msg_ring)
+{
+    if (msg_ring)
+        unsetenv("EDDY_CAPS_DISABLE");
+    else
+        setenv("EDDY_CAPS_DISABLE", "msg_ring", 1);
+    struct volley v = {0};
+    cr_assert(eq(int, eddy_channel_new(&v.there, 1), 0));
+    cr_assert(eq(int, eddy_channel_new(&v.back, 1), 0));
+    struct volley_side sides[2] = {{&v, 0}, {&v, 1}};
+    for (int i = 0; i < 2; i++)
+        cr_assert(eq(int, pthread_create(&v.thread[i], NULL, run_volley_side, &sides[i]), 0));
+    for (int i = 0; i < 2; i++) {
+        pthread_join(v.thread[i], NULL);
+        cr_expect(eq(int, v.err[i], 0), "loop %d: %s", i, eddy_strerror(v.err[i]));
+    }
+    cr_expect(eq(int, (int)v.msg_ring[0], (int)v.msg_ring[1]));
+    if (!msg_ring) cr_expect(eq(int, (int)v.msg_ring[0], (int)EDDY_NONE), "disabled, yet reported");
+    unsetenv("EDDY_CAPS_DISABLE");
+    eddy_channel_free(v.there);
+    eddy_channel_free(v.back);
+}
+
+Test(channel, loops_wake_each_other_with_and_without_msg_ring, .timeout = TEST_TIMEOUT)
+{
+    volley(true);
+    volley(false);
+}
+
 Test(channel, two_producers_two_consumers, .timeout = TEST_TIMEOUT)
 {
     eddy_channel *ch;

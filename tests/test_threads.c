@@ -207,6 +207,70 @@ Test(threads, a_loop_ending_cancels_the_task_another_loop_joins, .timeout = TEST
     cr_expect(eq(int, err, 0), "%s", eddy_strerror(err));
 }
 
+/* A loop freed by a plain thread while a proxy on another loop waits for
+ * the spawn it posted: freed idle, the loop drops the post; freed with a task
+ * still running, its shutdown makes the remote task and cancels it before it
+ * begins. Either way the join says -ECANCELED. */
+struct freed {
+    eddy_loop *loop; /* atomic: bound to the thread, set once it ran */
+    int posted;      /* atomic: the proxy has posted its spawn */
+    bool busy;       /* a task sleeps on the loop while it is freed */
+    int joined;      /* what the join gave */
+    pthread_t thread;
+};
+
+static intptr_t sleep_forever(void *arg)
+{
+    (void)arg;
+    return eddy_sleep(60 * NS_PER_SEC);
+}
+
+static void *free_when_posted(void *arg)
+{
+    struct freed *fr = arg;
+    eddy_loop *loop = new_loop();
+    if (fr->busy) eddy_task_detach(eddy_spawn(loop, sleep_forever, NULL));
+    cr_expect(ge(int, eddy_loop_run_once(loop, 0), 0)); /* the thread's loop now */
+    __atomic_store_n(&fr->loop, loop, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&fr->posted, __ATOMIC_ACQUIRE))
+        sched_yield();
+    eddy_loop_free(loop);
+    return NULL;
+}
+
+static intptr_t join_on_freed_loop(void *arg)
+{
+    struct freed *fr = arg;
+    eddy_loop *loop;
+    while (!(loop = __atomic_load_n(&fr->loop, __ATOMIC_ACQUIRE)))
+        (void)eddy_sleep(NS_PER_MS);
+    eddy_task *t = eddy_spawn_threadsafe(loop, where_am_i, NULL);
+    if (!t) return -ENOMEM;
+    (void)eddy_yield(); /* the proxy runs first and posts the spawn */
+    __atomic_store_n(&fr->posted, 1, __ATOMIC_RELEASE);
+    fr->joined = eddy_task_join(t, NULL);
+    return 0;
+}
+
+static void check_join_on_freed_loop(bool busy)
+{
+    struct freed fr = {.busy = busy};
+    cr_assert(eq(int, pthread_create(&fr.thread, NULL, free_when_posted, &fr), 0));
+    cr_expect(eq(int, run_main(join_on_freed_loop, &fr), 0));
+    cr_expect(eq(int, fr.joined, -ECANCELED), "the join gave %s", eddy_strerror(fr.joined));
+    pthread_join(fr.thread, NULL);
+}
+
+Test(threads, a_spawn_dropped_by_a_freed_loop_wakes_the_join, .timeout = TEST_TIMEOUT)
+{
+    check_join_on_freed_loop(false);
+}
+
+Test(threads, a_task_cancelled_unstarted_by_a_freed_loop_wakes_the_join, .timeout = TEST_TIMEOUT)
+{
+    check_join_on_freed_loop(true);
+}
+
 /* A task of another loop, spawned with eddy_spawn, stays that loop's. */
 static intptr_t foreign_join_main(void *arg)
 {

@@ -2,8 +2,10 @@
 /* eddy_call_soon_threadsafe: delivery from many threads, exactly once and in
  * each thread's order, and prompt wake-ups of a loop blocked in its backend. */
 #include <pthread.h>
+#include <string.h>
 #include <unistd.h>
 #ifndef _WIN32
+#include <poll.h>
 #include <sys/socket.h>
 #endif
 
@@ -430,6 +432,53 @@ Test(threadsafe, loop_belongs_to_the_thread_that_runs_it, .timeout = TEST_TIMEOU
     cr_assert(eq(i64, eddy_now(h.loop), -EPERM));
     eddy_loop_free(h.loop); /* the other thread is done with it: freeing takes it over */
 }
+
+/* A post from a task of another loop wakes a loop embedded in poll(): on
+ * io_uring that post is a MSG_RING, whose CQE must make eddy_loop_fd
+ * readable as the eventfd's does. */
+#ifndef _WIN32
+static intptr_t post_from_task(void *arg)
+{
+    struct handed_over *p = arg;
+    (void)eddy_sleep(30 * NS_PER_MS);
+    return eddy_call_soon_threadsafe(p->loop, handed_cb, p);
+}
+
+static void *post_from_loop(void *arg)
+{
+    struct handed_over *p = arg;
+    intptr_t result = -1;
+    int err = eddy_run(post_from_task, p, &result);
+    p->run_result = err < 0 ? err : (int)result;
+    return NULL;
+}
+
+Test(threadsafe, a_post_from_another_loop_wakes_an_embedded_loop, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+#ifdef __linux__
+    if (strcmp(eddy_loop_backend(loop), "kqueue") == 0) {
+        eddy_loop_free(loop);
+        cr_skip_test("libkqueue's descriptor does not wake for a post from another thread "
+                     "(embed::threadsafe_post_wakes_the_descriptor fails the same way)");
+    }
+#endif
+    intptr_t fd = eddy_loop_fd(loop);
+    cr_assert(ge(i64, (int64_t)fd, 0));
+    cr_expect(eq(int, eddy_loop_run_once(loop, 0), 0)); /* this thread's loop now */
+    struct handed_over post = {.loop = loop};
+    pthread_t th;
+    cr_assert(eq(int, pthread_create(&th, NULL, post_from_loop, &post), 0));
+    struct pollfd pfd = {.fd = (int)fd, .events = POLLIN};
+    cr_expect(eq(int, poll(&pfd, 1, 10000), 1), "the post did not wake the descriptor");
+    pthread_join(th, NULL);
+    cr_expect(eq(int, post.run_result, 0), "%s", eddy_strerror(post.run_result));
+    for (int i = 0; i < 3 && post.ran == 0; i++)
+        cr_expect(ge(int, eddy_loop_run_once(loop, 0), 0));
+    cr_expect(eq(int, post.ran, 1));
+    eddy_loop_free(loop);
+}
+#endif
 
 /* A socket belongs to the loop it was opened on: a task of another thread's
  * loop is refused (it used to queue its call on the socket from both). */
