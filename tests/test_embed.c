@@ -194,6 +194,13 @@ static void *post_later(void *arg)
 Test(embed, threadsafe_post_wakes_the_descriptor, .timeout = TEST_TIMEOUT)
 {
     eddy_loop *loop = new_loop();
+#ifdef __linux__
+    if (strcmp(eddy_loop_backend(loop), "kqueue") == 0) {
+        eddy_loop_free(loop);
+        cr_skip_test("libkqueue's descriptor never becomes readable for an EVFILT_USER "
+                     "trigger (a plain libkqueue program shows it too; BSD kqueue is not tried here)");
+    }
+#endif
     intptr_t fd = eddy_loop_fd(loop);
     cr_assert(ge(i64, (int64_t)fd, 0));
     cr_expect(eq(int, eddy_loop_run_once(loop, 0), 0));
