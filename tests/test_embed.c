@@ -197,8 +197,9 @@ Test(embed, threadsafe_post_wakes_the_descriptor, .timeout = TEST_TIMEOUT)
 #ifdef __linux__
     if (strcmp(eddy_loop_backend(loop), "kqueue") == 0) {
         eddy_loop_free(loop);
-        cr_skip_test("libkqueue's descriptor never becomes readable for an EVFILT_USER "
-                     "trigger (a plain libkqueue program shows it too; BSD kqueue is not tried here)");
+        cr_skip_test(
+            "libkqueue's descriptor never becomes readable for an EVFILT_USER "
+            "trigger (a plain libkqueue program shows it too; BSD kqueue is not tried here)");
     }
 #endif
     intptr_t fd = eddy_loop_fd(loop);
