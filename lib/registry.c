@@ -109,6 +109,9 @@ _Static_assert(SAME(EDDY__SYNC_UNKNOWN, EDDY__DEBUG_SYNC_UNKNOWN) &&
                    SAME(EDDY__SYNC_QUEUE_PUT, EDDY__DEBUG_SYNC_QUEUE_PUT) &&
                    SAME(EDDY__SYNC_QUEUE_JOIN, EDDY__DEBUG_SYNC_QUEUE_JOIN),
                "sync kinds: registry.h's (bump EDDY__REGISTRY_VERSION)");
+_Static_assert(SAME(EDDY_OP_RECV, EDDY__DEBUG_OP_RECV) && SAME(EDDY_OP_POLL, EDDY__DEBUG_OP_POLL) &&
+                   SAME(EDDY_OP_KIND_COUNT, EDDY__DEBUG_OP_COUNT),
+               "op kinds: registry.h's names (bump EDDY__REGISTRY_VERSION)");
 _Static_assert(SAME(EDDY_OP_STATE_CANCELLING, EDDY__DEBUG_OP_CANCELLING),
                "op states: registry.h's (bump EDDY__REGISTRY_VERSION)");
 

@@ -60,6 +60,16 @@ enum {
     EDDY__DEBUG_SYNC_QUEUE_PUT = 7,
     EDDY__DEBUG_SYNC_QUEUE_JOIN = 8,
 };
+/* The op kinds (op.kind), in backends/backend.h's order. */
+#define EDDY__DEBUG_OP_NAMES                                                                       \
+    {                                                                                              \
+        "none", "accept", "connect", "recv", "send", "recvmsg", "sendmsg", "shutdown", "close",    \
+            "read", "write", "fsync", "open", "stat", "unlink", "rename", "mkdir", "work", "poll", \
+            "splice"                                                                               \
+    }
+#define EDDY__DEBUG_OP_RECV  3
+#define EDDY__DEBUG_OP_POLL  18
+#define EDDY__DEBUG_OP_COUNT 20
 /* An op being cancelled (op.state). */
 #define EDDY__DEBUG_OP_CANCELLING 2
 /* No frame walk: the context switch keeps no frame pointer where this

@@ -472,21 +472,18 @@ static int link_tasks(struct snapshot *s)
 
 /* ---- the text ------------------------------------------------------------------- */
 
-static const char *const op_names[] = {
-    "accept", "connect", "recv",  "send",  "recvmsg", "sendmsg", "shutdown",
-    "close",  "read",    "write", "fsync", "open",    "stat",    "unlink",
-    "rename", "mkdir",   "work",  "poll",  "splice",
-};
+static const char *const op_names[EDDY__DEBUG_OP_COUNT] = EDDY__DEBUG_OP_NAMES;
 
-static const char *const sync_names[] = {
-    [EDDY__DEBUG_SYNC_LOCK] = "lock",
-    [EDDY__DEBUG_SYNC_EVENT] = "event",
-    [EDDY__DEBUG_SYNC_COND] = "condition",
-    [EDDY__DEBUG_SYNC_SEM] = "semaphore",
-    [EDDY__DEBUG_SYNC_BARRIER] = "barrier",
-    [EDDY__DEBUG_SYNC_QUEUE_GET] = "queue (get)",
-    [EDDY__DEBUG_SYNC_QUEUE_PUT] = "queue (put)",
-    [EDDY__DEBUG_SYNC_QUEUE_JOIN] = "queue (join)",
+/* How a task waiting on a sync object says so: before and after its address. */
+static const char *const sync_texts[][2] = {
+    [EDDY__DEBUG_SYNC_LOCK] = {"waiting on lock ", ""},
+    [EDDY__DEBUG_SYNC_EVENT] = {"waiting on event ", ""},
+    [EDDY__DEBUG_SYNC_COND] = {"waiting on condition ", ""},
+    [EDDY__DEBUG_SYNC_SEM] = {"waiting on semaphore ", ""},
+    [EDDY__DEBUG_SYNC_BARRIER] = {"waiting on barrier ", ""},
+    [EDDY__DEBUG_SYNC_QUEUE_GET] = {"waiting to get from queue ", ""},
+    [EDDY__DEBUG_SYNC_QUEUE_PUT] = {"waiting to put into queue ", ""},
+    [EDDY__DEBUG_SYNC_QUEUE_JOIN] = {"waiting on queue ", " until all is done (join)"},
 };
 
 static void print_task_ref(FILE *out, const struct snapshot *s, uint64_t addr)
@@ -527,8 +524,9 @@ static void print_wait(FILE *out, const struct snapshot *s, const struct dump_ta
         fprintf(out, "gathering %llu futures", (unsigned long long)t->detail);
         break;
     case EDDY__DEBUG_WAIT_SYNC:
-        if (t->sub && t->sub < sizeof sync_names / sizeof sync_names[0] && sync_names[t->sub]) {
-            fprintf(out, "waiting on %s 0x%llx", sync_names[t->sub], (unsigned long long)t->detail);
+        if (t->sub && t->sub < sizeof sync_texts / sizeof sync_texts[0]) {
+            fprintf(out, "%s0x%llx%s", sync_texts[t->sub][0], (unsigned long long)t->detail,
+                    sync_texts[t->sub][1]);
             if (t->sub == EDDY__DEBUG_SYNC_LOCK && t->holder) {
                 fputs(", held by ", out);
                 print_task_ref(out, s, t->holder);
