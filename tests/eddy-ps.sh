@@ -1,0 +1,131 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# tools/eddy-ps against tests/eddy-ps-target (1 000 tasks in known states on
+# one loop, one more on a second loop), linked with the shared library and
+# with the static one: the count of tasks, their names, states, the lock
+# they share and who holds it, awaited-by edges, the tree, and function
+# names from the backtraces. Then against a process without eddy, a pid
+# that does not exist, and no pid. Prints TAP for make check; runs from the
+# build directory.
+tmp=$(mktemp -d) || exit 99
+target_pid=
+cleanup() {
+    [ -n "$target_pid" ] && kill "$target_pid" 2>/dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+[ -x tools/eddy-ps ] || { echo "1..0 # SKIP no tools/eddy-ps (not Linux)"; exit 0; }
+
+n=0
+ok() { # status, description (details in $tmp/log)
+    n=$((n + 1))
+    if [ "$1" = 0 ]; then
+        echo "ok $n - $2"
+    else
+        echo "not ok $n - $2"
+        sed 's/^/# /' "$tmp/log"
+    fi
+}
+
+# Starts a target, waits for its "ready"; its pid in target_pid.
+start() {
+    rm -f "$tmp/ready"
+    "$1" >"$tmp/ready" 2>"$tmp/target.err" &
+    target_pid=$!
+    for i in $(seq 100); do
+        grep -q ready "$tmp/ready" 2>/dev/null && return 0
+        kill -0 "$target_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "Bail out! $1 did not get ready: $(cat "$tmp/target.err")"
+    exit 99
+}
+
+stop() {
+    kill "$target_pid" 2>/dev/null
+    wait "$target_pid" 2>/dev/null
+    target_pid=
+}
+
+count() { # pattern: lines of the output matching it
+    grep -c -- "$1" "$tmp/out"
+}
+
+# expect N PATTERN DESCRIPTION: exactly N lines match
+expect() {
+    got=$(count "$2")
+    echo "want $1 lines matching '$2', got $got" >"$tmp/log"
+    [ "$got" = "$1" ]
+    ok $? "[$backend] $3"
+}
+
+# every backend here (EDDY_TEST_BACKENDS overrides the list, as for the suites)
+backends=${EDDY_TEST_BACKENDS:-$(tests/backends 2>/dev/null)}
+[ -n "$backends" ] || backends=epoll
+# is reading another process permitted here at all?
+start tests/eddy-ps-target
+tools/eddy-ps "$target_pid" >/dev/null 2>"$tmp/err"
+if [ $? = 4 ]; then
+    echo "1..0 # SKIP process_vm_readv is not permitted here: $(head -1 "$tmp/err")"
+    exit 0
+fi
+stop
+echo "1..$(($(echo $backends | wc -w) * 19 + 2))"
+
+for backend in $backends; do
+    EDDY_BACKEND=$backend start tests/eddy-ps-target
+    tools/eddy-ps "$target_pid" >"$tmp/out" 2>"$tmp/err"
+    status=$?
+    { echo "exit $status"; cat "$tmp/err"; head -20 "$tmp/out"; } >"$tmp/log"
+    [ $status = 0 ]
+    ok $? "[$backend] eddy-ps reads a running process (exit 0)"
+
+    expect 1 '^process [0-9]* (eddy-ps-target): 2 loops$' "both loops are found"
+    expect 1 "^loop 0x[0-9a-f]* ($backend): 1000 tasks" "the first loop's header: 1 000 tasks"
+    expect 1001 '^task [0-9]* "' "a line for each task of both loops"
+    expect 1 '^task [0-9]* "other-loop": sleeping until' "the second loop's task"
+    expect 1 '^task [0-9]* "main": sleeping until' "main sleeps"
+    expect 427 '^task [0-9]* "sleeper-[0-9]*": sleeping until .* (in [0-9]* ms)$' "427 sleepers"
+    expect 200 '^task [0-9]* "locker-[0-9]*": waiting on lock 0x[0-9a-f]*, held by task [0-9]* (holder)$' \
+        "200 tasks wait on the lock, which the holder holds"
+    grep -o 'waiting on lock 0x[0-9a-f]*' "$tmp/out" | sort -u >"$tmp/log"
+    [ "$(wc -l <"$tmp/log")" = 1 ]
+    ok $? "[$backend] the lock the 200 wait on is one object, at one address"
+    expect 150 '^task [0-9]* "getter-[0-9]*": waiting to get from queue 0x' "150 wait on the queue"
+    expect 100 '^task [0-9]* "awaiter-[0-9]*": awaiting future 0x' "100 await a plain future"
+    expect 20 '^task [0-9]* "reader-[0-9]*": waiting on recv, fd [0-9]*$' "20 wait in recv"
+    expect 1 '^task [0-9]* "parent": waiting for group 0x' "the parent waits for its group"
+    expect 99 '^  awaited by task [0-9]* "parent" (group)$' "each of the 99 children is awaited by the parent"
+    expect 1 '^task [0-9]* "joiner": awaiting task [0-9]* (holder)$' "the joiner awaits the holder"
+    expect 1 '^  awaited by task [0-9]* "joiner" (join)$' "the holder is awaited by the joiner"
+    expect 200 ' locker_fn+0x' "backtraces name the test's own (static) function, from .symtab"
+    expect 0 '^    #[0-9]* 0x[0-9a-f]* ?$' "every frame is named or placed in a file"
+    # the tree: the parent at the root, its children one level below
+    sed -n '/^awaited by:/,/^loop /p' "$tmp/out" >"$tmp/tree"
+    grep -q '^├── task [0-9]* "parent"$' "$tmp/tree" && grep -q '^│   [├└]── task [0-9]* "child-1"$' "$tmp/tree"
+    { echo "no parent with child-1 below it in:"; head -30 "$tmp/tree"; } >"$tmp/log"
+    ok $? "[$backend] the awaited-by tree puts the children under the parent"
+    stop
+done
+
+# the static build: the registry is in the executable's .symtab
+start tests/eddy-ps-target-static
+tools/eddy-ps "$target_pid" >"$tmp/out" 2>"$tmp/err"
+status=$?
+{ echo "exit $status"; cat "$tmp/err"; head -20 "$tmp/out"; } >"$tmp/log"
+[ $status = 0 ] && [ "$(count '^task [0-9]* "')" = 1001 ] && [ "$(count ' holder_fn+0x')" = 1 ]
+ok $? "a statically linked program: 1 001 tasks, the holder's function named"
+stop
+
+# a process without eddy; no such process
+sleep 30 &
+sleep_pid=$!
+tools/eddy-ps "$sleep_pid" >"$tmp/out" 2>"$tmp/err"
+status=$?
+kill "$sleep_pid"
+tools/eddy-ps 99999999 >>"$tmp/out" 2>>"$tmp/err" # above any pid_max (2^22): no such process
+status2=$?
+{ echo "exits $status, $status2"; cat "$tmp/err"; } >"$tmp/log"
+[ $status = 3 ] && grep -q "^eddy-ps: process $sleep_pid (sleep) does not use eddy" "$tmp/err" &&
+    [ $status2 = 1 ] && grep -q "^eddy-ps: no process 99999999$" "$tmp/err"
+ok $? "a process without eddy (exit 3), and no such process (exit 1), each said"
