@@ -10,10 +10,17 @@
  *   awaiter-N  100, awaiting a future nobody completes
  *   reader-N   20, in recv on a connection where nothing comes
  *   parent     waits for its group of 99 child-N, each awaiting the future
- *   sleeper-N  the rest, sleeping */
+ *   sleeper-N  the rest, sleeping
+ *
+ * With --churn, once ready, main spawns and joins short tasks without end,
+ * and the second thread frees its loop and makes a new one every 20 ms:
+ * what eddy-ps reads keeps changing under it. */
 #include <pthread.h>
 #include <stdio.h>
+#include <stdbool.h>
+#include <string.h>
 #include <sys/prctl.h>
+#include <time.h>
 
 #include "eddy.h"
 
@@ -30,6 +37,7 @@
 static eddy_lock *lock;
 static eddy_queue *queue;
 static eddy_future *never;
+static bool churn;
 
 static intptr_t sleeper_fn(void *arg)
 {
@@ -86,6 +94,14 @@ static intptr_t reader_fn(void *arg)
     intptr_t r = eddy_recv(arg, buf, sizeof buf);
     NO_TAIL();
     return r;
+}
+
+static intptr_t yielder_fn(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 3; i++)
+        if (eddy_yield() < 0) return -1;
+    return 0;
 }
 
 static intptr_t parent_fn(void *arg)
@@ -157,6 +173,10 @@ static intptr_t main_task(void *arg)
         if (eddy_yield() < 0) return -1;
     printf("ready\n");
     fflush(stdout);
+    while (churn) {
+        eddy_task *t = eddy_spawn(NULL, yielder_fn, NULL);
+        if (!t || eddy_task_join(t, NULL) < 0) return -1;
+    }
     for (;;)
         if (eddy_sleep(HOUR) < 0) return -1;
 }
@@ -165,7 +185,7 @@ static intptr_t other_main(void *arg)
 {
     (void)arg;
     if (eddy_task_set_name(eddy_task_current(), "other-loop") < 0) return -1;
-    intptr_t r = eddy_sleep(HOUR);
+    intptr_t r = eddy_sleep(churn ? 20 * 1000000 : HOUR);
     NO_TAIL();
     return r;
 }
@@ -174,12 +194,15 @@ static void *other_thread(void *arg)
 {
     (void)arg;
     intptr_t result;
-    (void)eddy_run(other_main, NULL, &result);
+    do
+        (void)eddy_run(other_main, NULL, &result);
+    while (churn);
     return NULL;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    churn = argc > 1 && strcmp(argv[1], "--churn") == 0;
 #ifdef PR_SET_PTRACER
     /* under Yama's ptrace_scope 1, eddy-ps (not our parent) may read us */
     (void)prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);

@@ -30,7 +30,7 @@ ok() { # status, description (details in $tmp/log)
 # Starts a target, waits for its "ready"; its pid in target_pid.
 start() {
     rm -f "$tmp/ready"
-    "$1" >"$tmp/ready" 2>"$tmp/target.err" &
+    "$@" >"$tmp/ready" 2>"$tmp/target.err" &
     target_pid=$!
     for i in $(seq 100); do
         grep -q ready "$tmp/ready" 2>/dev/null && return 0
@@ -70,7 +70,7 @@ if [ $? = 4 ]; then
     exit 0
 fi
 stop
-echo "1..$(($(echo $backends | wc -w) * 19 + 2))"
+echo "1..$(($(echo $backends | wc -w) * 19 + 3))"
 
 for backend in $backends; do
     EDDY_BACKEND=$backend start tests/eddy-ps-target
@@ -115,6 +115,21 @@ status=$?
 { echo "exit $status"; cat "$tmp/err"; head -20 "$tmp/out"; } >"$tmp/log"
 [ $status = 0 ] && [ "$(count '^task [0-9]* "')" = 1001 ] && [ "$(count ' holder_fn+0x')" = 1 ]
 ok $? "a statically linked program: 1 001 tasks, the holder's function named"
+stop
+
+# a process whose loops and tasks change while eddy-ps reads it: it still
+# ends, and says what it saw (all of it, or with the warning)
+start tests/eddy-ps-target --churn
+fine=0
+for i in 1 2 3 4 5; do
+    timeout 60 tools/eddy-ps "$target_pid" >"$tmp/out" 2>"$tmp/err"
+    status=$?
+    { echo "run $i: exit $status"; cat "$tmp/err"; head -5 "$tmp/out"; } >"$tmp/log"
+    [ $status = 0 ] && grep -q '^loop 0x[0-9a-f]* ([a-z_]*): 10[0-9][0-9] tasks' "$tmp/out" || break
+    fine=$((fine + 1))
+done
+[ $fine = 5 ]
+ok $? "a process that keeps changing: 5 reads, each ends and shows the 1 000 tasks"
 stop
 
 # a process without eddy; no such process

@@ -31,8 +31,7 @@
 
 enum { EXIT_GONE = 1, EXIT_USAGE = 2, EXIT_NOT_EDDY = 3, EXIT_DENIED = 4, EXIT_UNREADABLE = 5 };
 
-#define MAX_LOOPS    4096
-#define MAX_ATTEMPTS 8
+#define MAX_LOOPS 4096
 
 #if defined(__x86_64__)
 #define HOST_MACHINE EM_X86_64
@@ -376,6 +375,36 @@ static int read_loops(struct target *t, uint64_t addr, const struct eddy__debug_
     return n;
 }
 
+/* The loop list as it is at one moment (the registry's seqlock): its
+ * count, and the generation it was read at; -1 when loops kept joining or
+ * leaving through every attempt. */
+static int read_loops_still(struct target *t, uint64_t addr, const struct eddy__debug_registry *reg,
+                            uint64_t *loops, uint64_t *generation)
+{
+    uint64_t gen_at = addr + offsetof(struct eddy__debug_registry, generation);
+    for (int attempt = 0; attempt < 100; attempt++) {
+        uint64_t before, after;
+        if (target_read(t, gen_at, &before, 8) < 0) return -1;
+        int n = before % 2 ? -1 : read_loops(t, addr, reg, loops);
+        if (n >= 0 && target_read(t, gen_at, &after, 8) == 0 && after == before) {
+            *generation = before;
+            return n;
+        }
+        nanosleep(&(struct timespec){0, 1000000}, NULL); /* a loop is joining or leaving */
+    }
+    return -1;
+}
+
+static bool listed(const uint64_t *loops, int n, uint64_t loop)
+{
+    for (int i = 0; i < n; i++)
+        if (loops[i] == loop) return true;
+    return false;
+}
+
+/* Reads the loop list, then dumps each loop (lib/taskdump.c retries a loop
+ * whose tasks change under it); a loop that left the list meanwhile was
+ * freed while it was read, and is said so instead. */
 static int dump(struct target *t, uint64_t addr)
 {
     struct eddy__debug_registry reg;
@@ -393,7 +422,15 @@ static int dump(struct target *t, uint64_t addr)
                 prog, (int)t->pid, t->comm, reg.version, EDDY__REGISTRY_VERSION);
         return EXIT_UNREADABLE;
     }
-    static uint64_t loops[MAX_LOOPS];
+    static uint64_t loops[MAX_LOOPS], still[MAX_LOOPS];
+    uint64_t generation, later;
+    int n = read_loops_still(t, addr, &reg, loops, &generation);
+    if (n < 0) {
+        if (!process_exists(t->pid)) return gone(t);
+        fprintf(stderr, "%s: process %d (%s) kept creating or freeing loops\n", prog, (int)t->pid,
+                t->comm);
+        return EXIT_UNREADABLE;
+    }
     struct eddy__dump_source src = {
         .layout = &reg.layout,
         .read = target_read,
@@ -402,44 +439,47 @@ static int dump(struct target *t, uint64_t addr)
         .ctx = t,
         .live = true,
     };
-    for (int attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-        uint64_t before, after;
-        uint64_t gen_at = addr + offsetof(struct eddy__debug_registry, generation);
-        if (target_read(t, gen_at, &before, 8) < 0) return read_failed(t, "eddy's registry");
-        if (before % 2) { /* a loop is joining or leaving: in a moment */
-            nanosleep(&(struct timespec){0, 1000000}, NULL);
-            continue;
+    char **texts = calloc((size_t)n + 1, sizeof *texts);
+    size_t *lens = calloc((size_t)n + 1, sizeof *lens);
+    int status = texts && lens ? 0 : EXIT_UNREADABLE;
+    for (int i = 0; i < n && status == 0; i++) {
+        FILE *out = open_memstream(&texts[i], &lens[i]);
+        if (!out) {
+            status = EXIT_UNREADABLE;
+            break;
         }
-        int n = read_loops(t, addr, &reg, loops);
-        char *text = NULL;
-        size_t len = 0;
-        FILE *out = open_memstream(&text, &len);
-        if (!out) return EXIT_UNREADABLE;
-        fprintf(out, "process %d (%s): %d loop%s\n", (int)t->pid, t->comm, n, n == 1 ? "" : "s");
-        for (int i = 0; i < n; i++) {
-            int err = eddy__dump_loop(&src, loops[i], out);
-            if (err == -ENOMEM || err == -EIO) {
-                fclose(out);
-                free(text);
-                fprintf(stderr, "%s: %s\n", prog, strerror(-err));
-                return EXIT_UNREADABLE;
-            }
-            if (err < 0)
-                fprintf(out, "loop 0x%llx: unreadable (%s)\n", (unsigned long long)loops[i],
-                        strerror(-err));
-        }
-        fclose(out);
-        if (n >= 0 && target_read(t, gen_at, &after, 8) == 0 && after == before) {
-            fwrite(text, 1, len, stdout);
-            free(text);
-            return fflush(stdout) == 0 ? 0 : EXIT_UNREADABLE;
-        }
-        free(text);
-        if (!process_exists(t->pid)) return gone(t);
+        int err = eddy__dump_loop(&src, loops[i], out);
+        if (err < 0 && err != -ENOMEM && err != -EIO)
+            fprintf(out, "loop 0x%llx: unreadable (%s)\n", (unsigned long long)loops[i],
+                    strerror(-err));
+        if (fclose(out) != 0 || err == -ENOMEM || err == -EIO) status = EXIT_UNREADABLE;
     }
-    fprintf(stderr, "%s: process %d (%s) kept creating or freeing loops: tried %d times\n", prog,
-            (int)t->pid, t->comm, MAX_ATTEMPTS);
-    return EXIT_UNREADABLE;
+    if (status == 0 && !process_exists(t->pid)) status = gone(t);
+    int n_still = n;
+    if (status == 0 &&
+        (target_read(t, addr + offsetof(struct eddy__debug_registry, generation), &later, 8) < 0 ||
+         later != generation)) {
+        n_still = read_loops_still(t, addr, &reg, still, &later);
+        if (n_still < 0) n_still = 0;
+    } else {
+        memcpy(still, loops, (size_t)n * sizeof *loops);
+    }
+    if (status == 0) {
+        printf("process %d (%s): %d loop%s\n", (int)t->pid, t->comm, n, n == 1 ? "" : "s");
+        for (int i = 0; i < n; i++)
+            if (listed(still, n_still, loops[i]))
+                fwrite(texts[i], 1, lens[i], stdout);
+            else
+                printf("loop 0x%llx: freed while it was read\n", (unsigned long long)loops[i]);
+        if (fflush(stdout) != 0) status = EXIT_UNREADABLE;
+    } else if (status == EXIT_UNREADABLE) {
+        fprintf(stderr, "%s: %s\n", prog, strerror(ENOMEM));
+    }
+    for (int i = 0; texts && i < n; i++)
+        free(texts[i]);
+    free(texts);
+    free(lens);
+    return status;
 }
 
 static void usage(FILE *out)
