@@ -528,8 +528,13 @@ static void print_wait(FILE *out, const struct snapshot *s, const struct dump_ta
             fprintf(out, "%s0x%llx%s", sync_texts[t->sub][0], (unsigned long long)t->detail,
                     sync_texts[t->sub][1]);
             if (t->sub == EDDY__DEBUG_SYNC_LOCK && t->holder) {
-                fputs(", held by ", out);
-                print_task_ref(out, s, t->holder);
+                if (find_task(s, t->holder) >= 0) {
+                    fputs(", held by ", out);
+                    print_task_ref(out, s, t->holder);
+                } else { /* freed: it ended without releasing the lock */
+                    fprintf(out, ", held by a task that has ended (0x%llx)",
+                            (unsigned long long)t->holder);
+                }
             }
         } else {
             fputs("waiting on a lock, event, condition, semaphore, barrier or queue", out);
