@@ -337,8 +337,9 @@ static int collect(const struct eddy__dump_source *src, uint64_t loop, struct sn
     err = read_field(src, head, L->list_next, &node);
     while (err == 0 && node != head) {
         uint64_t back, addr = node - L->task_link.offset;
-        if (s->n >= MAX_TASKS || read_field(src, node, L->list_prev, &back) < 0 || back != prev ||
-            src->read(src->ctx, addr, buf, L->task_size) < 0) {
+        /* node == prev: a node taken out of the list points at itself */
+        if (s->n >= MAX_TASKS || node == prev || read_field(src, node, L->list_prev, &back) < 0 ||
+            back != prev || src->read(src->ctx, addr, buf, L->task_size) < 0) {
             err = -EAGAIN;
             break;
         }
@@ -455,7 +456,7 @@ static int link_tasks(struct snapshot *s)
     }
     free(gw);
     if (err < 0) return err;
-    qsort(s->edges, s->n_edges, sizeof *s->edges, by_child_then_parent);
+    if (s->n_edges) qsort(s->edges, s->n_edges, sizeof *s->edges, by_child_then_parent);
     /* one edge per pair (a gather may list a task twice) */
     size_t kept = 0;
     for (size_t i = 0; i < s->n_edges; i++) {

@@ -16,16 +16,8 @@ cleanup() {
 trap cleanup EXIT
 [ -x tools/eddy-ps ] || { echo "1..0 # SKIP no tools/eddy-ps (not Linux)"; exit 0; }
 
-n=0
-ok() { # status, description (details in $tmp/log)
-    n=$((n + 1))
-    if [ "$1" = 0 ]; then
-        echo "ok $n - $2"
-    else
-        echo "not ok $n - $2"
-        sed 's/^/# /' "$tmp/log"
-    fi
-}
+srcdir=${srcdir:-.}
+. "$srcdir/tests/tap-check.sh"
 
 # Starts a target, waits for its "ready"; its pid in target_pid.
 start() {
@@ -56,7 +48,7 @@ expect() {
     got=$(count "$2")
     echo "want $1 lines matching '$2', got $got" >"$tmp/log"
     [ "$got" = "$1" ]
-    ok $? "[$backend] $3"
+    check $? "[$backend] $3"
 }
 
 # every backend here (EDDY_TEST_BACKENDS overrides the list, as for the suites)
@@ -78,7 +70,7 @@ for backend in $backends; do
     status=$?
     { echo "exit $status"; cat "$tmp/err"; head -20 "$tmp/out"; } >"$tmp/log"
     [ $status = 0 ]
-    ok $? "[$backend] eddy-ps reads a running process (exit 0)"
+    check $? "[$backend] eddy-ps reads a running process (exit 0)"
 
     expect 1 '^process [0-9]* (eddy-ps-target): 2 loops$' "both loops are found"
     expect 1 "^loop 0x[0-9a-f]* ($backend): 1000 tasks" "the first loop's header: 1 000 tasks"
@@ -90,7 +82,7 @@ for backend in $backends; do
         "200 tasks wait on the lock, which the holder holds"
     grep -o 'waiting on lock 0x[0-9a-f]*' "$tmp/out" | sort -u >"$tmp/log"
     [ "$(wc -l <"$tmp/log")" = 1 ]
-    ok $? "[$backend] the lock the 200 wait on is one object, at one address"
+    check $? "[$backend] the lock the 200 wait on is one object, at one address"
     expect 150 '^task [0-9]* "getter-[0-9]*": waiting to get from queue 0x' "150 wait on the queue"
     expect 100 '^task [0-9]* "awaiter-[0-9]*": awaiting future 0x' "100 await a plain future"
     expect 20 '^task [0-9]* "reader-[0-9]*": waiting on recv, fd [0-9]*$' "20 wait in recv"
@@ -104,7 +96,7 @@ for backend in $backends; do
     sed -n '/^awaited by:/,/^loop /p' "$tmp/out" >"$tmp/tree"
     grep -q '^├── task [0-9]* "parent"$' "$tmp/tree" && grep -q '^│   [├└]── task [0-9]* "child-1"$' "$tmp/tree"
     { echo "no parent with child-1 below it in:"; head -30 "$tmp/tree"; } >"$tmp/log"
-    ok $? "[$backend] the awaited-by tree puts the children under the parent"
+    check $? "[$backend] the awaited-by tree puts the children under the parent"
     stop
 done
 
@@ -114,7 +106,7 @@ tools/eddy-ps "$target_pid" >"$tmp/out" 2>"$tmp/err"
 status=$?
 { echo "exit $status"; cat "$tmp/err"; head -20 "$tmp/out"; } >"$tmp/log"
 [ $status = 0 ] && [ "$(count '^task [0-9]* "')" = 1001 ] && [ "$(count ' holder_fn+0x')" = 1 ]
-ok $? "a statically linked program: 1 001 tasks, the holder's function named"
+check $? "a statically linked program: 1 001 tasks, the holder's function named"
 stop
 
 # a process whose loops and tasks change while eddy-ps reads it: it still
@@ -129,7 +121,7 @@ for i in 1 2 3 4 5; do
     fine=$((fine + 1))
 done
 [ $fine = 5 ]
-ok $? "a process that keeps changing: 5 reads, each ends and shows the 1 000 tasks"
+check $? "a process that keeps changing: 5 reads, each ends and shows the 1 000 tasks"
 stop
 
 # a process without eddy; no such process
@@ -143,4 +135,4 @@ status2=$?
 { echo "exits $status, $status2"; cat "$tmp/err"; } >"$tmp/log"
 [ $status = 3 ] && grep -q "^eddy-ps: process $sleep_pid (sleep) does not use eddy" "$tmp/err" &&
     [ $status2 = 1 ] && grep -q "^eddy-ps: no process 99999999$" "$tmp/err"
-ok $? "a process without eddy (exit 3), and no such process (exit 1), each said"
+check $? "a process without eddy (exit 3), and no such process (exit 1), each said"

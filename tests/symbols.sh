@@ -52,16 +52,7 @@ awk '$1 ~ /^[0-9]+:$/ && $7 != "UND" && $7 != "ABS" && $4 == "OBJECT" { sub(/@.*
     "$tmp/dynsyms" | sort >"$tmp/objects"
 
 echo 1..7
-n=0
-check() { # status, description (the failure's details in $tmp/log)
-    n=$((n + 1))
-    if [ "$1" = 0 ]; then
-        echo "ok $n - $2"
-    else
-        echo "not ok $n - $2"
-        sed 's/^/# /' "$tmp/log"
-    fi
-}
+. "$srcdir/tests/tap-check.sh"
 
 awk '$1 !~ /^eddy_[a-z0-9]/' "$tmp/exported" >"$tmp/log"
 [ ! -s "$tmp/log" ]

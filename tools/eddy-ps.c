@@ -365,8 +365,8 @@ static int read_loops(struct target *t, uint64_t addr, const struct eddy__debug_
     if (target_read(t, head + L->list_next.offset, &node, 8) < 0) return -1;
     while (node != head) {
         uint64_t back;
-        if (n >= MAX_LOOPS || target_read(t, node + L->list_prev.offset, &back, 8) < 0 ||
-            back != prev)
+        if (n >= MAX_LOOPS || node == prev || /* a node out of the list points at itself */
+            target_read(t, node + L->list_prev.offset, &back, 8) < 0 || back != prev)
             return -1;
         loops[n++] = node - L->loop_link.offset;
         prev = node;
