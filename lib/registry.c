@@ -19,7 +19,7 @@ struct sleep_wait_view {
 };
 
 EDDY_API struct eddy__debug_registry eddy_debug_registry = {
-    .magic = EDDY__REGISTRY_MAGIC,
+    .magic = {'e', 'd', 'd', 'y', 'l', 'o', 'o', 'p'}, /* EDDY__REGISTRY_MAGIC, no NUL */
     .version = EDDY__REGISTRY_VERSION,
     .size = sizeof(struct eddy__debug_registry),
     .pointer_size = sizeof(void *),
@@ -86,6 +86,8 @@ EDDY_API struct eddy__debug_registry eddy_debug_registry = {
 /* The values registry.h promises a reader. */
 #define SAME(a, b) ((int)(a) == (int)(b))
 _Static_assert(offsetof(struct eddy_task, future) == 0, "a task's address is its future's");
+_Static_assert(sizeof EDDY__REGISTRY_MAGIC == sizeof eddy_debug_registry.magic + 1,
+               "the magic fills its 8 bytes");
 _Static_assert(SAME(EDDY__TASK_CREATED, EDDY__DEBUG_TASK_CREATED) &&
                    SAME(EDDY__TASK_RUNNING, EDDY__DEBUG_TASK_RUNNING) &&
                    SAME(EDDY__TASK_SUSPENDED, EDDY__DEBUG_TASK_SUSPENDED) &&
