@@ -609,7 +609,7 @@ static void print_task(FILE *out, const struct eddy__dump_source *src, const str
         fprintf(out, "    #%zu 0x%llx %s\n", k, (unsigned long long)pc, where);
     }
     if (t->state == EDDY__DEBUG_TASK_CREATED) fprintf(out, "    (not started: %s)\n", t->name);
-    if ((t->flags & F_CURRENT) && !src->running_fp)
+    if ((t->flags & F_CURRENT) && src->live)
         fputs("    (on the CPU: no backtrace without stopping the thread)\n", out);
 }
 
