@@ -125,6 +125,14 @@ static uint64_t field_in(const unsigned char *buf, size_t len, struct eddy__debu
     return 0;
 }
 
+/* Control characters (garbage, or a name meant to mislead) shown as '?'. */
+static bool printable(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) *s = '?';
+    return true;
+}
+
 /* A NUL-terminated string of at most max bytes at addr, into buf. */
 static bool read_string(const struct eddy__dump_source *src, uint64_t addr, char *buf, size_t size,
                         size_t max)
@@ -138,10 +146,10 @@ static bool read_string(const struct eddy__dump_source *src, uint64_t addr, char
             ;
         if (i == 0) return false;
         buf[i] = '\0';
-        return true;
+        return printable(buf);
     }
     buf[max] = '\0';
-    return true;
+    return printable(buf);
 }
 
 static int grow(void **items, size_t *cap, size_t need, size_t item_size)

@@ -62,7 +62,7 @@ if [ $? = 4 ]; then
     exit 0
 fi
 stop
-echo "1..$(($(echo $backends | wc -w) * 19 + 3))"
+echo "1..$(($(echo $backends | wc -w) * 19 + 5))"
 
 for backend in $backends; do
     EDDY_BACKEND=$backend start tests/eddy-ps-target
@@ -122,6 +122,23 @@ for i in 1 2 3 4 5; do
 done
 [ $fine = 5 ]
 check $? "a process that keeps changing: 5 reads, each ends and shows the 1 000 tasks"
+stop
+
+# garbage where the loops should be: eddy-ps ends (no hang, no crash) and
+# says what it could read
+start tests/eddy-ps-garbage tasks
+timeout 60 tools/eddy-ps "$target_pid" >"$tmp/out" 2>"$tmp/err"
+status=$?
+{ echo "exit $status"; cat "$tmp/err"; head -20 "$tmp/out"; } >"$tmp/log"
+[ $status = 0 ] && [ "$(count '^loop 0x')" = 2 ] && [ "$(count 'kept changing while it was read')" -ge 1 ]
+check $? "a registry of garbage loops, one with a cycle of tasks: both shown, the cycle as torn"
+stop
+start tests/eddy-ps-garbage loops
+timeout 60 tools/eddy-ps "$target_pid" >"$tmp/out" 2>"$tmp/err"
+status=$?
+{ echo "exit $status"; cat "$tmp/err"; head -20 "$tmp/out"; } >"$tmp/log"
+[ $status = 5 ] && grep -q "kept creating or freeing loops" "$tmp/err"
+check $? "a loop list that ends in a cycle: refused (exit 5), not walked forever"
 stop
 
 # a process without eddy; no such process
