@@ -62,7 +62,7 @@ if [ $? = 4 ]; then
     exit 0
 fi
 stop
-echo "1..$(($(echo $backends | wc -w) * 19 + 5))"
+echo "1..$(($(echo $backends | wc -w) * 19 + 6))"
 
 for backend in $backends; do
     EDDY_BACKEND=$backend start tests/eddy-ps-target
@@ -139,6 +139,22 @@ status=$?
 { echo "exit $status"; cat "$tmp/err"; head -20 "$tmp/out"; } >"$tmp/log"
 [ $status = 5 ] && grep -q "kept creating or freeing loops" "$tmp/err"
 check $? "a loop list that ends in a cycle: refused (exit 5), not walked forever"
+stop
+
+# not permitted: as root, read it as nobody
+start tests/eddy-ps-target
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null 2>&1; then
+    setpriv --reuid=65534 --regid=65534 --clear-groups tools/eddy-ps "$target_pid" \
+        >"$tmp/out" 2>"$tmp/err"
+    status=$?
+    { echo "exit $status"; cat "$tmp/err"; } >"$tmp/log"
+    [ $status = 4 ] && grep -q "^eddy-ps: may not read process $target_pid (eddy-ps-target): " \
+        "$tmp/err" && grep -q "CAP_SYS_PTRACE" "$tmp/err" && [ ! -s "$tmp/out" ]
+    check $? "not permitted: exit 4, the error and what is needed"
+else
+    n=$((n + 1))
+    echo "ok $n - not permitted: exit 4 # SKIP needs root and setpriv to become another user"
+fi
 stop
 
 # a process without eddy; no such process
