@@ -39,6 +39,14 @@ stop() {
     target_pid=
 }
 
+# Reads the target into $tmp/out and $tmp/err; its exit status in status,
+# and the start of what it said in $tmp/log (for a failure's details).
+read_target() {
+    timeout 60 tools/eddy-ps "$target_pid" >"$tmp/out" 2>"$tmp/err"
+    status=$?
+    { echo "exit $status"; cat "$tmp/err"; head -20 "$tmp/out"; } >"$tmp/log"
+}
+
 count() { # pattern: lines of the output matching it
     grep -c -- "$1" "$tmp/out"
 }
@@ -66,9 +74,7 @@ echo "1..$(($(echo $backends | wc -w) * 19 + 6))"
 
 for backend in $backends; do
     EDDY_BACKEND=$backend start tests/eddy-ps-target
-    tools/eddy-ps "$target_pid" >"$tmp/out" 2>"$tmp/err"
-    status=$?
-    { echo "exit $status"; cat "$tmp/err"; head -20 "$tmp/out"; } >"$tmp/log"
+    read_target
     [ $status = 0 ]
     check $? "[$backend] eddy-ps reads a running process (exit 0)"
 
@@ -102,9 +108,7 @@ done
 
 # the static build: the registry is in the executable's .symtab
 start tests/eddy-ps-target-static
-tools/eddy-ps "$target_pid" >"$tmp/out" 2>"$tmp/err"
-status=$?
-{ echo "exit $status"; cat "$tmp/err"; head -20 "$tmp/out"; } >"$tmp/log"
+read_target
 [ $status = 0 ] && [ "$(count '^task [0-9]* "')" = 1001 ] && [ "$(count ' holder_fn+0x')" = 1 ]
 check $? "a statically linked program: 1 001 tasks, the holder's function named"
 stop
@@ -114,9 +118,8 @@ stop
 start tests/eddy-ps-target --churn
 fine=0
 for i in 1 2 3 4 5; do
-    timeout 60 tools/eddy-ps "$target_pid" >"$tmp/out" 2>"$tmp/err"
-    status=$?
-    { echo "run $i: exit $status"; cat "$tmp/err"; head -5 "$tmp/out"; } >"$tmp/log"
+    read_target
+    echo "(run $i)" >>"$tmp/log"
     [ $status = 0 ] && grep -q '^loop 0x[0-9a-f]* ([a-z_]*): 10[0-9][0-9] tasks' "$tmp/out" || break
     fine=$((fine + 1))
 done
@@ -127,16 +130,12 @@ stop
 # garbage where the loops should be: eddy-ps ends (no hang, no crash) and
 # says what it could read
 start tests/eddy-ps-garbage tasks
-timeout 60 tools/eddy-ps "$target_pid" >"$tmp/out" 2>"$tmp/err"
-status=$?
-{ echo "exit $status"; cat "$tmp/err"; head -20 "$tmp/out"; } >"$tmp/log"
+read_target
 [ $status = 0 ] && [ "$(count '^loop 0x')" = 2 ] && [ "$(count 'kept changing while it was read')" -ge 1 ]
 check $? "a registry of garbage loops, one with a cycle of tasks: both shown, the cycle as torn"
 stop
 start tests/eddy-ps-garbage loops
-timeout 60 tools/eddy-ps "$target_pid" >"$tmp/out" 2>"$tmp/err"
-status=$?
-{ echo "exit $status"; cat "$tmp/err"; head -20 "$tmp/out"; } >"$tmp/log"
+read_target
 [ $status = 5 ] && grep -q "kept creating or freeing loops" "$tmp/err"
 check $? "a loop list that ends in a cycle: refused (exit 5), not walked forever"
 stop
