@@ -159,6 +159,10 @@ stop
 # a process without eddy; no such process
 sleep 30 &
 sleep_pid=$!
+for i in $(seq 50); do # until the forked shell has become sleep
+    [ "$(cat /proc/$sleep_pid/comm 2>/dev/null)" = sleep ] && break
+    sleep 0.1
+done
 tools/eddy-ps "$sleep_pid" >"$tmp/out" 2>"$tmp/err"
 status=$?
 kill "$sleep_pid"
