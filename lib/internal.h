@@ -388,7 +388,8 @@ struct eddy_loop {
     } stats;
     int64_t stall_ns;          /* the stall detector's threshold; 0 = off */
     struct eddy__stall *stall; /* its watchdog, once started (lib/introspect.c) */
-    struct eddy__list registry_link; /* eddy_debug_registry's loops (lib/registry.c) */
+    /* in eddy_debug_registry's loops (lib/registry.c) */
+    struct eddy__list registry_link;
 };
 
 /* An op (or a watch, a signal watcher) starts or stops keeping the loop busy. */

@@ -472,7 +472,8 @@ EDDY_API int eddy_barrier_wait(eddy_barrier *b)
         return index;
     }
     b->count++;
-    struct eddy__sync_waiter w = {.count = &b->count, .object = b, .object_kind = EDDY__SYNC_BARRIER};
+    struct eddy__sync_waiter w = {
+        .count = &b->count, .object = b, .object_kind = EDDY__SYNC_BARRIER};
     eddy__sync_wait(t, &b->waiting, &w, true);
     return finished_result(t, &w);
 }

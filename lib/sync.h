@@ -34,8 +34,10 @@ struct eddy__sync_waiter {
     int result;      /* once DONE */
     uint8_t state;   /* EDDY__WAITER_* */
     unsigned *count; /* when not NULL, decremented if the waiter leaves by cancellation */
-    const void *object;  /* the lock, event, ... or queue waited on, for the dump */
-    uint8_t object_kind; /* EDDY__SYNC_* */
+    /* for the dump: the lock, event, ... or queue waited on, and its kind
+     * (EDDY__SYNC_*) */
+    const void *object;
+    uint8_t object_kind;
 };
 
 /* The start of struct eddy_lock (lib/sync.c checks it): where the dump finds
