@@ -89,6 +89,17 @@ static inline void eddy__stack_thread_prepare(void)
     if (!eddy__stack_thread_ready) eddy__stack_thread_setup();
 }
 
+/* Where the saved context of a suspended fiber keeps its frame pointer and
+ * resume address (lib/context/x86_64-sysv.S, aarch64.S), in words from its
+ * saved stack pointer; undefined where no frame walk is known. */
+#if !EDDY_CONTEXT_UCONTEXT && !defined(_WIN32) && defined(__x86_64__)
+#define EDDY__SAVED_FP 5
+#define EDDY__SAVED_PC 6
+#elif !EDDY_CONTEXT_UCONTEXT && !defined(_WIN32) && defined(__aarch64__)
+#define EDDY__SAVED_FP 10
+#define EDDY__SAVED_PC 11
+#endif
+
 struct eddy__fiber {
 #if EDDY_CONTEXT_UCONTEXT
     ucontext_t uc;

@@ -28,6 +28,10 @@ struct multi_wait {
     struct eddy_timer timer;
 };
 
+_Static_assert(offsetof(struct multi_wait, fs) == offsetof(struct eddy__gather_view, fs) &&
+                   offsetof(struct multi_wait, n) == offsetof(struct eddy__gather_view, n),
+               "the dump reads a gather's futures where internal.h's eddy__gather_view has them");
+
 struct eddy_future *const *eddy__gather_futures(const void *wait_data, size_t *n)
 {
     const struct multi_wait *mw = wait_data;

@@ -268,6 +268,12 @@ const char *eddy__module_name(const void *addr, uintptr_t *offset);
 struct eddy_task *eddy__group_waiter(const struct eddy_group *g);
 /* The futures a gather or wait_any waits on, from its task's wait_data. */
 struct eddy_future *const *eddy__gather_futures(const void *wait_data, size_t *n);
+/* The start of that wait_data (lib/group.c checks it), for the dump. */
+struct eddy__gather_view {
+    struct eddy_task *task;
+    struct eddy_future *const *fs;
+    size_t n;
+};
 /* The loop is being freed: groups still to be freed forget it. */
 void eddy__groups_forget_loop(struct eddy_loop *loop);
 
@@ -382,6 +388,8 @@ struct eddy_loop {
     } stats;
     int64_t stall_ns;          /* the stall detector's threshold; 0 = off */
     struct eddy__stall *stall; /* its watchdog, once started (lib/introspect.c) */
+    /* in eddy_debug_registry's loops (lib/registry.c) */
+    struct eddy__list registry_link;
 };
 
 /* An op (or a watch, a signal watcher) starts or stops keeping the loop busy. */
@@ -417,6 +425,10 @@ bool eddy__stall_supported(void);
 void eddy__stall_enter(struct eddy_loop *loop, int64_t started);
 void eddy__stall_leave(struct eddy_loop *loop);
 void eddy__stall_stop(struct eddy_loop *loop);
+/* A new loop joins the debug registry, a loop being freed leaves it
+ * (lib/registry.c): eddy-ps finds the loops there. */
+void eddy__registry_add(struct eddy_loop *loop);
+void eddy__registry_remove(struct eddy_loop *loop);
 /* Reads the clock (virtual or monotonic) into loop->now. */
 int64_t eddy__loop_update_time(struct eddy_loop *loop);
 /* Runs one iteration; block says whether it may wait in the backend. */

@@ -195,6 +195,7 @@ EDDY_API int eddy_loop_new(eddy_loop **out, const eddy_loop_options *user_opts)
     }
     eddy__loop_caps_init(loop);
     eddy__timers_init(&loop->timers, eddy__loop_update_time(loop));
+    eddy__registry_add(loop);
     *out = loop;
     return 0;
 }
@@ -635,6 +636,7 @@ EDDY_API void eddy_loop_free(eddy_loop *loop)
     /* The one call another thread may make: once the owner is done with the
      * loop (it has returned from eddy_loop_run), freeing takes it over. */
     __atomic_store_n(&loop->owner, eddy__thread_id(), __ATOMIC_RELAXED);
+    eddy__registry_remove(loop);
     loop_shutdown(loop);
     drop_ready(loop);
     eddy__task_forget_loop(loop);

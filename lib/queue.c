@@ -218,7 +218,7 @@ EDDY_API int eddy_queue_put(eddy_queue *q, intptr_t item)
     if (eddy__task_cancelled(t)) return -ECANCELED;
     if (q->shutdown) return -EPIPE;
     if (!full(q) && eddy__list_empty(&q->putters)) return put_now(q, item);
-    struct eddy__sync_waiter w = {.value = item};
+    struct eddy__sync_waiter w = {.value = item, .object = q, .object_kind = EDDY__SYNC_QUEUE_PUT};
     eddy__sync_wait(t, &q->putters, &w, true);
     if (w.state == EDDY__WAITER_DONE) return w.result; /* cancelled, shut down, or freed */
     eddy__sync_take(&w);
@@ -252,7 +252,7 @@ EDDY_API int eddy_queue_get(eddy_queue *q, intptr_t *item)
         return 0;
     }
     if (q->shutdown) return -EPIPE;
-    struct eddy__sync_waiter w = {.count = NULL};
+    struct eddy__sync_waiter w = {.object = q, .object_kind = EDDY__SYNC_QUEUE_GET};
     eddy__sync_wait(t, &q->getters, &w, true);
     if (w.state == EDDY__WAITER_DONE) return w.result; /* cancelled, shut down, or freed */
     eddy__sync_take(&w);
@@ -299,7 +299,7 @@ EDDY_API int eddy_queue_join(eddy_queue *q)
     if (!t) return -EPERM;
     if (eddy__task_cancelled(t)) return -ECANCELED;
     if (q->unfinished == 0) return 0;
-    struct eddy__sync_waiter w = {.count = NULL};
+    struct eddy__sync_waiter w = {.object = q, .object_kind = EDDY__SYNC_QUEUE_JOIN};
     eddy__sync_wait(t, &q->joiners, &w, true);
     if (w.result == 0 && eddy__task_cancelled(t)) return -ECANCELED;
     return w.result;

@@ -91,6 +91,9 @@ struct eddy_lock {
     struct eddy__list waiting;
     struct eddy__list granted; /* the next owner, woken but not yet run */
 };
+_Static_assert(offsetof(struct eddy_lock, owner) == offsetof(struct eddy__lock_view, owner) &&
+                   sizeof(((struct eddy_lock *)0)->owner) == sizeof(void *),
+               "the dump reads a lock's owner where sync.h's eddy__lock_view has it");
 
 EDDY_API int eddy_lock_new(eddy_lock **out)
 {
@@ -133,7 +136,7 @@ static int lock_take(struct eddy_lock *l, struct eddy_task *t, bool cancellable)
         l->owner = t;
         return 0;
     }
-    struct eddy__sync_waiter w = {.count = NULL};
+    struct eddy__sync_waiter w = {.object = l, .object_kind = EDDY__SYNC_LOCK};
     eddy__sync_wait(t, &l->waiting, &w, cancellable);
     if (w.state == EDDY__WAITER_DONE) return w.result; /* cancelled, or l freed */
     eddy__sync_take(&w);
@@ -243,7 +246,7 @@ EDDY_API int eddy_event_wait(eddy_event *e)
     struct eddy_task *t = waiting_task(&err);
     if (!t) return err;
     if (e->set) return 0;
-    struct eddy__sync_waiter w = {.count = NULL};
+    struct eddy__sync_waiter w = {.object = e, .object_kind = EDDY__SYNC_EVENT};
     eddy__sync_wait(t, &e->waiting, &w, true);
     return finished_result(t, &w);
 }
@@ -303,7 +306,7 @@ EDDY_API int eddy_cond_wait(eddy_cond *c)
     struct eddy_lock *lock = c->lock;
     if (!holds(lock)) return -EPERM;
     lock_pass(lock);
-    struct eddy__sync_waiter w = {.count = NULL};
+    struct eddy__sync_waiter w = {.object = c, .object_kind = EDDY__SYNC_COND};
     eddy__sync_wait(t, &c->waiting, &w, true);
     /* Notified (GRANTED), the waiter stays on c->granted while it waits for
      * the lock, so that freeing c meanwhile is seen. */
@@ -390,7 +393,7 @@ EDDY_API int eddy_sem_acquire(eddy_sem *s)
         s->value--;
         return 0;
     }
-    struct eddy__sync_waiter w = {.count = NULL};
+    struct eddy__sync_waiter w = {.object = s, .object_kind = EDDY__SYNC_SEM};
     eddy__sync_wait(t, &s->waiting, &w, true);
     if (w.state == EDDY__WAITER_DONE) return w.result;
     eddy__sync_take(&w);
@@ -469,7 +472,8 @@ EDDY_API int eddy_barrier_wait(eddy_barrier *b)
         return index;
     }
     b->count++;
-    struct eddy__sync_waiter w = {.count = &b->count};
+    struct eddy__sync_waiter w = {
+        .count = &b->count, .object = b, .object_kind = EDDY__SYNC_BARRIER};
     eddy__sync_wait(t, &b->waiting, &w, true);
     return finished_result(t, &w);
 }

@@ -14,6 +14,19 @@
 
 enum { EDDY__WAITER_WAITING, EDDY__WAITER_GRANTED, EDDY__WAITER_DONE };
 
+/* What a waiter waits on, for the dump (lib/registry.h's EDDY__DEBUG_SYNC_*). */
+enum {
+    EDDY__SYNC_UNKNOWN = 0,
+    EDDY__SYNC_LOCK,
+    EDDY__SYNC_EVENT,
+    EDDY__SYNC_COND,
+    EDDY__SYNC_SEM,
+    EDDY__SYNC_BARRIER,
+    EDDY__SYNC_QUEUE_GET,
+    EDDY__SYNC_QUEUE_PUT,
+    EDDY__SYNC_QUEUE_JOIN,
+};
+
 struct eddy__sync_waiter {
     struct eddy__list link; /* the object's waiting or granted list; itself once DONE */
     struct eddy_task *task;
@@ -21,11 +34,24 @@ struct eddy__sync_waiter {
     int result;      /* once DONE */
     uint8_t state;   /* EDDY__WAITER_* */
     unsigned *count; /* when not NULL, decremented if the waiter leaves by cancellation */
+    /* for the dump: the lock, event, ... or queue waited on, and its kind
+     * (EDDY__SYNC_*) */
+    const void *object;
+    uint8_t object_kind;
+};
+
+/* The start of struct eddy_lock (lib/sync.c checks it): where the dump finds
+ * the task holding a lock. */
+struct eddy__lock_view {
+    uint64_t thread;
+    bool locked;
+    struct eddy_task *owner;
 };
 
 /* Puts w at the tail of list and suspends t until w is finished or granted.
  * cancellable: whether a cancellation of t (or its timeout scope's expiry)
- * finishes w with -ECANCELED. The caller has checked eddy__task_cancelled. */
+ * finishes w with -ECANCELED. The caller has checked eddy__task_cancelled,
+ * and set w's object and object_kind. */
 void eddy__sync_wait(struct eddy_task *t, struct eddy__list *list, struct eddy__sync_waiter *w,
                      bool cancellable);
 /* The first waiter of list, or NULL. */

@@ -1,8 +1,9 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # libeddy.so exports exactly the functions include/eddy.h declares (EDDY_API),
-# each with a version node of lib/eddy.map, and nothing else: no eddy__
-# internals, no symbol of a library linked in. Skipped where the library is
+# each with a version node of lib/eddy.map, and one data object, the debug
+# registry eddy-ps reads (lib/registry.h; docs/decisions.md), and nothing
+# else: no eddy__ internals, no symbol of a library linked in. Skipped where the library is
 # not an ELF shared object built with the version script (Windows, macOS).
 # Prints TAP for make check; runs from the build directory, srcdir points at
 # the sources.
@@ -10,6 +11,9 @@ srcdir=${srcdir:-.}
 lib=.libs/libeddy.so
 map=$srcdir/lib/eddy.map
 header=$srcdir/include/eddy.h
+# The data objects the library exports (not in include/eddy.h: tools in
+# other processes find them by name).
+data_objects="eddy_debug_registry"
 
 skip_all() {
     echo "1..0 # SKIP $1"
@@ -42,18 +46,13 @@ sed 's/^[[:space:]]*//; s/^global:[[:space:]]*//; s/^local:[[:space:]]*//; s/[[:
     "$tmp/map.flat" | grep '^eddy_' | sort >"$tmp/listed"
 grep -o 'EDDY_API[^(]*(' "$header" | sed 's/($//; s/.*[ *]//' | grep '^eddy_' | sort -u \
     >"$tmp/declared"
+printf '%s\n' $data_objects | sort >"$tmp/data"
+# What readelf calls OBJECT, by name.
+awk '$1 ~ /^[0-9]+:$/ && $7 != "UND" && $7 != "ABS" && $4 == "OBJECT" { sub(/@.*/, "", $8); print $8 }' \
+    "$tmp/dynsyms" | sort >"$tmp/objects"
 
-echo 1..6
-n=0
-check() { # status, description (the failure's details in $tmp/log)
-    n=$((n + 1))
-    if [ "$1" = 0 ]; then
-        echo "ok $n - $2"
-    else
-        echo "not ok $n - $2"
-        sed 's/^/# /' "$tmp/log"
-    fi
-}
+echo 1..7
+. "$srcdir/tests/tap-check.sh"
 
 awk '$1 !~ /^eddy_[a-z0-9]/' "$tmp/exported" >"$tmp/log"
 [ ! -s "$tmp/log" ]
@@ -63,11 +62,16 @@ awk 'NR == FNR { node[$1] = 1; next } !($2 in node)' "$tmp/nodes" "$tmp/exported
 [ ! -s "$tmp/log" ] && [ -s "$tmp/exported" ]
 check $? "every exported symbol carries a version node of lib/eddy.map ($(tr '\n' ' ' <"$tmp/nodes"))"
 
-cut -d' ' -f1 "$tmp/exported" | diff "$tmp/declared" - >"$tmp/log"
+cut -d' ' -f1 "$tmp/exported" | grep -vxF -f "$tmp/data" | diff "$tmp/declared" - >"$tmp/log"
 check $? "the exported functions are those include/eddy.h declares"
 
-diff "$tmp/declared" "$tmp/listed" >"$tmp/log"
+grep -vxF -f "$tmp/data" "$tmp/listed" | diff "$tmp/declared" - >"$tmp/log"
 check $? "lib/eddy.map lists each function include/eddy.h declares, once"
+
+diff "$tmp/data" "$tmp/objects" >"$tmp/log"
+[ $? = 0 ] && grep -qxF -f "$tmp/data" "$tmp/listed" || echo "not in lib/eddy.map" >>"$tmp/log"
+[ ! -s "$tmp/log" ]
+check $? "the exported data objects are exactly: $data_objects"
 
 uniq -d "$tmp/listed" >"$tmp/log"
 [ ! -s "$tmp/log" ]

@@ -438,3 +438,108 @@ Test(introspect, stall_option_is_checked, .timeout = TEST_TIMEOUT)
     cr_assert(eq(int, run_task(loop, named_by_its_function, NULL, NULL), 0));
     eddy_loop_free(loop);
 }
+
+/* ---- what a task waits on: the object, and who holds a lock ----------------- */
+
+static eddy_lock *shared_lock;
+static eddy_queue *shared_queue;
+static eddy_event *shared_event;
+
+static intptr_t lock_holder(void *arg)
+{
+    (void)arg;
+    cr_assert(eq(int, eddy_lock_acquire(shared_lock), 0));
+    intptr_t r = eddy_sleep(3600 * NS_PER_SEC);
+    (void)eddy_lock_release(shared_lock);
+    return r;
+}
+
+static intptr_t lock_waiter(void *arg)
+{
+    (void)arg;
+    intptr_t r = eddy_lock_acquire(shared_lock);
+    if (r == 0) (void)eddy_lock_release(shared_lock);
+    return r;
+}
+
+static intptr_t queue_getter(void *arg)
+{
+    (void)arg;
+    intptr_t item;
+    return eddy_queue_get(shared_queue, &item);
+}
+
+static intptr_t event_waiter(void *arg)
+{
+    (void)arg;
+    return eddy_event_wait(shared_event);
+}
+
+static intptr_t sync_dump_main(void *arg)
+{
+    (void)arg;
+    cr_assert(eq(int, eddy_lock_new(&shared_lock), 0));
+    cr_assert(eq(int, eddy_queue_new(&shared_queue, NULL), 0));
+    cr_assert(eq(int, eddy_event_new(&shared_event), 0));
+    const struct {
+        eddy_task_fn fn;
+        const char *name;
+    } spawned[] = {{lock_holder, "holder"},
+                   {lock_waiter, "waiter-1"},
+                   {lock_waiter, "waiter-2"},
+                   {queue_getter, "getter"},
+                   {event_waiter, "event-waiter"}};
+    eddy_task *tasks[5];
+    for (size_t i = 0; i < 5; i++) {
+        tasks[i] = eddy_spawn(NULL, spawned[i].fn, NULL);
+        cr_assert(ne(ptr, tasks[i], NULL));
+        (void)eddy_task_set_name(tasks[i], spawned[i].name);
+        cr_assert(eq(int, eddy_yield(), 0)); /* the holder first */
+    }
+    size_t len;
+    FILE *out = open_memstream(&dumped, &len);
+    cr_assert(ne(ptr, out, NULL));
+    cr_assert(eq(int, eddy_loop_dump(eddy_loop_current(), out), 0));
+    fclose(out);
+    for (size_t i = 0; i < 5; i++) {
+        eddy_task_cancel(tasks[i]);
+        (void)eddy_task_join(tasks[i], NULL);
+    }
+    eddy_lock_free(shared_lock);
+    eddy_queue_free(shared_queue);
+    eddy_event_free(shared_event);
+    return 0;
+}
+
+Test(introspect, dump_names_the_object_a_task_waits_on, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    cr_assert(eq(int, run_task(loop, sync_dump_main, NULL, NULL), 0));
+    eddy_loop_free(loop);
+    if (getenv("EDDY_TEST_SHOW_DUMP")) fputs(dumped, stderr);
+    char lock_line[128], queue_line[64], event_line[64];
+    /* the holder's id, from its own line */
+    char *holder = strstr(dumped, "\"holder\": ");
+    cr_assert(ne(ptr, holder, NULL), "%s", dumped);
+    while (holder > dumped && holder[-1] != '\n')
+        holder--;
+    unsigned long long holder_id;
+    cr_assert(eq(int, sscanf(holder, "task %llu", &holder_id), 1));
+    snprintf(lock_line, sizeof lock_line, "waiting on lock %p, held by task %llu (holder)\n",
+             (void *)shared_lock, holder_id);
+    snprintf(queue_line, sizeof queue_line, "waiting to get from queue %p\n", (void *)shared_queue);
+    snprintf(event_line, sizeof event_line, "waiting on event %p\n", (void *)shared_event);
+    char *b = task_block("waiter-1");
+    expect(b, lock_line);
+    free(b);
+    b = task_block("waiter-2");
+    expect(b, lock_line);
+    free(b);
+    b = task_block("getter");
+    expect(b, queue_line);
+    free(b);
+    b = task_block("event-waiter");
+    expect(b, event_line);
+    free(b);
+    free(dumped);
+}
