@@ -45,7 +45,15 @@
  *
  * The kernel wakes the ops waiting on one socket newest first: a socket has
  * at most one read and one write in the kernel, the others waiting in
- * arrival order behind them (see struct lanes). */
+ * arrival order behind them (see struct lanes).
+ *
+ * Accepted sockets come as direct descriptors (6.8+: slots of the ring's
+ * registered file table, named with IOSQE_FIXED_FILE; no fget/fput per op
+ * and no entry in the process's table) where lib/ allows it
+ * (EDDY_OP_F_DIRECT); install() gives one a real descriptor on demand
+ * (IORING_OP_FIXED_FD_INSTALL). A full table sends accepts back to plain
+ * descriptors until a slot frees. EDDY_CAPS_DISABLE=direct_descriptors
+ * turns it off (see "direct descriptors" below). */
 #include "config.h"
 
 #include <errno.h>
@@ -60,6 +68,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -88,6 +97,9 @@
 /* The kernel's own cap on one read or write (MAX_RW_COUNT); SQE lengths are 32 bits. */
 #define MAX_IO_LEN 0x7ffff000u
 
+/* IORING_OP_FIXED_FD_INSTALL (Linux 6.8), which liburing headers before 2.6 lack. */
+#define OP_FIXED_FD_INSTALL 54
+
 /* IORING_OP_WAITID (Linux 6.7), which liburing headers before 2.6 lack. */
 #ifdef IORING_OP_WAITID
 #define OP_WAITID IORING_OP_WAITID
@@ -103,6 +115,11 @@
 #define CANCEL_TAG   ((uint64_t)2)
 #define LISTENER_TAG 4 /* or'ed into a struct listener pointer */
 #define STREAM_TAG   6 /* or'ed into a struct stream pointer */
+#define INSTALL_TAG  3 /* or'ed into a sequence number shifted by 3 (install()) */
+
+/* Slots of the registered file table for direct descriptors (at most
+ * RLIMIT_NOFILE; EDDY_URING_DIRECT_FILES=<n> sets it, for tests). */
+#define DIRECT_FILES_DEFAULT 16384
 
 /* Accepted connections a listener keeps for the next accepts; beyond that its
  * multishot accept is withdrawn until they are taken. */
@@ -111,6 +128,7 @@
 /* Sends of this many bytes and more go zero-copy (measured: docs/performance.md). */
 #define ZC_MIN_DEFAULT (ZC_MIN_KIB * 1024)
 #define ZC_MIN_KIB     64
+_Static_assert(ZC_MIN_DEFAULT >= EDDY_ZEROCOPY_MIN, "lib/ flags the sends that may go zero-copy");
 
 /* op->backend_data: flags in the low bits, a STAT op's statx slot above them */
 enum {
@@ -125,6 +143,8 @@ enum {
     OP_RECV_WAIT = 1 << 7,   /* a RECV on its stream's waiters */
     OP_RECV_PLAIN = 1 << 8,  /* a RECV its stream sent to the kernel as a plain one */
     OP_LANE_WAIT = 1 << 9,   /* a socket read or write behind another (struct lanes) */
+    OP_DIRECT = 1 << 10,     /* an ACCEPT into, or a CLOSE of, a direct descriptor */
+    OP_NO_DIRECT = 1 << 11,  /* an ACCEPT retried plain (the file table was full) */
 };
 
 /* Multishot receive: the loop's buffer ring (group BUF_GROUP) has
@@ -184,6 +204,8 @@ struct listener {
     bool disarming;            /* its cancel is queued */
     bool detached;             /* the socket was closed: freed by the multishot's last CQE */
     bool refused;              /* the kernel refused a multishot on it: single-shot accepts */
+    bool direct;               /* its ACCEPTs take direct descriptors (EDDY_OP_F_DIRECT) */
+    bool armed_direct;         /* its multishot accepts into the file table */
     struct eddy__list waiters; /* ACCEPT ops, oldest first */
     int *ready;                /* accepted fds, FIFO */
     unsigned ready_head, ready_count, ready_cap;
@@ -242,23 +264,28 @@ struct lanes {
     struct eddy__list waiting[2]; /* the ops behind it, oldest first */
 };
 
-/* Per-fd state (listeners, streams, lanes), found by fd: a table that grows to fit. */
+/* Per-fd state (listeners, streams, lanes), found by fd: a table that grows to fit.
+ * Real descriptors and direct ones (EDDY_FD_DIRECT) share it, interleaved:
+ * FD_KEY(fd) is the index. */
 struct fd_table {
     void **slots;
     size_t size;
 };
 
+#define FD_KEY(fd)                                                                                 \
+    ((fd) & EDDY_FD_DIRECT ? (((size_t)(fd) & ~(size_t)EDDY_FD_DIRECT) << 1) | 1 : (size_t)(fd) << 1)
+
 static void *fd_table_get(const struct fd_table *t, int fd)
 {
-    return (size_t)fd < t->size ? t->slots[fd] : NULL;
+    return FD_KEY(fd) < t->size ? t->slots[FD_KEY(fd)] : NULL;
 }
 
 /* Makes room for fd (new slots NULL); false without memory. */
 static bool fd_table_fit(struct fd_table *t, int fd)
 {
-    if ((size_t)fd < t->size) return true;
+    if (FD_KEY(fd) < t->size) return true;
     size_t size = t->size ? t->size : 64;
-    while (size <= (size_t)fd)
+    while (size <= FD_KEY(fd))
         size *= 2;
     void **slots = realloc(t->slots, size * sizeof *slots);
     if (!slots) return false;
@@ -311,6 +338,13 @@ struct uring_state {
     struct eddy__list stream_retry; /* streams to arm once there is room in the SQ */
 
     struct fd_table lanes; /* struct lanes *, by fd */
+
+    bool fd_install;       /* IORING_OP_FIXED_FD_INSTALL (6.8+) */
+    bool direct;           /* accepts go into the file table (direct descriptors) */
+    bool direct_full;      /* the table was full: plain accepts until a slot frees */
+    unsigned direct_slots; /* the table's size; 0: none registered (or gone) */
+    uint64_t install_seq;  /* install()'s tags */
+    uint64_t install_lost; /* the tag of an install whose CQE did not come in time */
 };
 
 /* ---- SQEs ----------------------------------------------------------------- */
@@ -397,6 +431,58 @@ static void prep_waitid(struct io_uring_sqe *sqe, struct eddy_op *op)
     sqe->file_index = WEXITED | WNOWAIT; /* the options */
 }
 
+/* ---- direct descriptors --------------------------------------------------- */
+
+static bool uses_fd(const struct eddy_op *op);
+
+/* A direct descriptor's slot in the file table. */
+static unsigned direct_slot(intptr_t fd)
+{
+    return (unsigned)(fd & ~EDDY_FD_DIRECT);
+}
+
+/* Points sqe at fd: a direct descriptor by its slot (IOSQE_FIXED_FILE). */
+static void sqe_fd(struct io_uring_sqe *sqe, intptr_t fd)
+{
+    if (!eddy__fd_direct(fd)) return;
+    sqe->fd = (int)direct_slot(fd);
+    sqe->flags |= IOSQE_FIXED_FILE;
+}
+
+/* Whether op, an ACCEPT, goes into the file table. */
+static bool accept_direct(const struct uring_state *s, const struct eddy_op *op)
+{
+    return s->direct && !s->direct_full && (op->flags & EDDY_OP_F_DIRECT) &&
+           !(op->backend_data & OP_NO_DIRECT);
+}
+
+/* An ACCEPT into a free slot of the file table, or a CLOSE of a direct
+ * descriptor (a direct accept takes no SOCK_CLOEXEC: the slot is no
+ * descriptor of the process). */
+static void prep_direct(struct io_uring_sqe *sqe, struct eddy_op *op)
+{
+    if (op->kind == EDDY_OP_ACCEPT) {
+        io_uring_prep_accept(sqe, (int)op->fd, op->u.addr.addr, op->u.addr.addrlen, SOCK_NONBLOCK);
+        sqe->file_index = IORING_FILE_INDEX_ALLOC;
+    } else {
+        io_uring_prep_close_direct(sqe, direct_slot(op->fd));
+    }
+    op->backend_data |= OP_DIRECT;
+}
+
+/* Closes fd, a real or a direct descriptor, at once (what a listener kept
+ * and nobody took). */
+static void fd_close_any(struct uring_state *s, int fd)
+{
+    if (!eddy__fd_direct(fd)) {
+        close(fd);
+        return;
+    }
+    int none = -1;
+    if (s->direct_slots) (void)io_uring_register_files_update(&s->ring, direct_slot(fd), &none, 1);
+    s->direct_full = false;
+}
+
 /* Fills sqe for op. Socket writes never raise SIGPIPE, as on every backend. */
 static void prep_op(struct uring_state *s, struct io_uring_sqe *sqe, struct eddy_op *op)
 {
@@ -472,6 +558,11 @@ static void prep_op(struct uring_state *s, struct io_uring_sqe *sqe, struct eddy
         break;
     }
     if (op->flags & EDDY_OP_F_PIPE) prep_pipe(sqe, op);
+    if ((op->kind == EDDY_OP_ACCEPT && accept_direct(s, op)) ||
+        (op->kind == EDDY_OP_CLOSE && eddy__fd_direct(op->fd)))
+        prep_direct(sqe, op);
+    else if (uses_fd(op))
+        sqe_fd(sqe, op->fd);
     io_uring_sqe_set_data(sqe, op);
 }
 
@@ -662,7 +753,7 @@ static struct listener *listener_get(struct uring_state *s, int fd)
     l->fd = fd;
     eddy__list_init(&l->waiters);
     eddy__list_push_back(&s->listener_list, &l->link);
-    s->listeners.slots[fd] = l;
+    s->listeners.slots[FD_KEY(fd)] = l;
     return l;
 }
 
@@ -694,7 +785,7 @@ static int listener_pop(struct listener *l)
 static void listener_free(struct uring_state *s, struct listener *l)
 {
     while (l->ready_count)
-        close(listener_pop(l));
+        fd_close_any(s, listener_pop(l));
     eddy__list_remove(&l->link);
     free(l->ready);
     free(l);
@@ -704,7 +795,11 @@ static void listener_arm(struct uring_state *s, struct listener *l)
 {
     struct io_uring_sqe *sqe = get_sqe(s);
     if (!sqe) return; /* the next poll tries again */
-    io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    l->armed_direct = l->direct && s->direct && !s->direct_full;
+    if (l->armed_direct)
+        io_uring_prep_multishot_accept_direct(sqe, l->fd, NULL, NULL, SOCK_NONBLOCK);
+    else
+        io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     io_uring_sqe_set_data64(sqe, listener_tag(l));
     l->armed = true;
 }
@@ -747,7 +842,7 @@ static void listener_detach(struct uring_state *s, int fd)
 {
     struct listener *l = listener_find(s, fd);
     if (!l) return;
-    s->listeners.slots[fd] = NULL;
+    s->listeners.slots[FD_KEY(fd)] = NULL;
     struct eddy__list *node;
     while ((node = eddy__list_pop_front(&l->waiters)))
         defer_op(s, eddy__container_of(node, struct eddy_op, link));
@@ -757,7 +852,7 @@ static void listener_detach(struct uring_state *s, int fd)
         return;
     }
     while (l->ready_count)
-        close(listener_pop(l));
+        fd_close_any(s, listener_pop(l));
     if (!l->disarming) listener_disarm(s, l);
 }
 
@@ -768,6 +863,10 @@ static int accept_submit(struct eddy_backend *b, struct eddy_op *op)
     struct uring_state *s = b->impl;
     struct listener *l = listener_get(s, (int)op->fd);
     if (!l || l->refused) return -ENOMEM;
+    if (eddy__list_empty(&l->waiters) && !l->ready_count && !l->armed)
+        l->direct = op->flags & EDDY_OP_F_DIRECT; /* what the ACCEPTs allow */
+    else if (l->direct && !(op->flags & EDDY_OP_F_DIRECT))
+        return -ENOMEM; /* a real descriptor wanted: single-shot */
     if (l->ready_count) return finish_now(op, listener_pop(l));
     op->backend_data = OP_ACCEPT_WAIT;
     eddy__list_push_back(&l->waiters, &op->link);
@@ -791,6 +890,17 @@ static void multishot_refused(struct uring_state *s, struct listener *l)
 
 static void fd_forget(struct uring_state *s, int fd);
 
+/* The file table is full: the connection stays in the listen queue for a
+ * multishot of plain descriptors, armed in its place (listeners_reconcile)
+ * until a direct descriptor is closed. */
+static int listener_full(struct uring_state *s, struct listener *l)
+{
+    s->direct_full = true;
+    if (l->armed && !l->disarming) listener_disarm(s, l);
+    if (l->detached && !l->armed) listener_free(s, l);
+    return 0;
+}
+
 /* A CQE of a listener's multishot: a connection (or an error) for the
  * oldest waiting ACCEPT, else one kept for the next. */
 static int listener_cqe(struct eddy_backend *b, struct listener *l, const struct io_uring_cqe *cqe)
@@ -798,8 +908,10 @@ static int listener_cqe(struct eddy_backend *b, struct listener *l, const struct
     struct uring_state *s = b->impl;
     int res = cqe->res;
     if (!(cqe->flags & IORING_CQE_F_MORE)) l->armed = l->disarming = false;
+    if (l->armed_direct && res >= 0) res |= (int)EDDY_FD_DIRECT;
+    if (l->armed_direct && res == -ENFILE) return listener_full(s, l);
     if (l->detached) {
-        if (res >= 0) close(res);
+        if (res >= 0) fd_close_any(s, res);
         if (!l->armed) listener_free(s, l);
         return 0;
     }
@@ -815,7 +927,7 @@ static int listener_cqe(struct eddy_backend *b, struct listener *l, const struct
         finish(b, op, res);
         return 1;
     }
-    if (res >= 0 && !listener_push(l, res)) close(res); /* no memory: that client is reset */
+    if (res >= 0 && !listener_push(l, res)) fd_close_any(s, res); /* no memory: client reset */
     if (l->ready_count >= LISTENER_READY_MAX && l->armed && !l->disarming) listener_disarm(s, l);
     return 0;
 }
@@ -857,7 +969,7 @@ static struct stream *stream_get(struct uring_state *s, int fd, uint64_t serial)
     eddy__list_init(&st->waiters);
     eddy__list_init(&st->retry_link);
     eddy__list_push_back(&s->stream_list, &st->link);
-    s->streams.slots[fd] = st;
+    s->streams.slots[FD_KEY(fd)] = st;
     return st;
 }
 
@@ -972,6 +1084,7 @@ static void stream_kick(struct uring_state *s, struct stream *st)
         return;
     }
     io_uring_prep_recv_multishot(sqe, st->fd, NULL, 0, 0);
+    sqe_fd(sqe, st->fd);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = BUF_GROUP;
     io_uring_sqe_set_data64(sqe, stream_tag(st));
@@ -1009,7 +1122,7 @@ static void stream_detach(struct uring_state *s, int fd)
 {
     struct stream *st = stream_find(s, fd);
     if (!st) return;
-    s->streams.slots[fd] = NULL;
+    s->streams.slots[FD_KEY(fd)] = NULL;
     struct eddy__list *node;
     while ((node = eddy__list_pop_front(&st->waiters)))
         defer_op(s, eddy__container_of(node, struct eddy_op, link));
@@ -1221,6 +1334,33 @@ static int zc_cqe(struct eddy_backend *b, struct eddy_op *op, const struct io_ur
     return 1;
 }
 
+/* The CQE of a direct ACCEPT or CLOSE, its result in *result: a slot
+ * becomes EDDY_FD_DIRECT | slot, a closed one makes room; a full table sends
+ * the ACCEPT again for a plain descriptor (true: not completed). */
+static bool direct_cqe(struct uring_state *s, struct eddy_op *op, int64_t *result)
+{
+    if (op->kind == EDDY_OP_CLOSE) {
+        s->direct_full = false;
+        return false;
+    }
+    if (*result == -ENFILE && op->state != EDDY_OP_STATE_CANCELLING) {
+        s->direct_full = true;
+        op->backend_data = OP_NO_DIRECT;
+        send_op(s, op);
+        return true;
+    }
+    if (*result >= 0) *result |= EDDY_FD_DIRECT;
+    return false;
+}
+
+/* install()'s CQE, reaped after install() has read it; one that came too
+ * late for it is closed. */
+static int install_cqe(struct uring_state *s, uint64_t tag, const struct io_uring_cqe *cqe)
+{
+    if (tag == s->install_lost && cqe->res >= 0) close(cqe->res);
+    return 0;
+}
+
 /* One CQE: an op's completion (1), or the wake READ's, or a cancel's (0). */
 static int handle_cqe(struct eddy_backend *b, const struct io_uring_cqe *cqe)
 {
@@ -1233,6 +1373,7 @@ static int handle_cqe(struct eddy_backend *b, const struct io_uring_cqe *cqe)
         return 0;
     }
     if (tag == CANCEL_TAG || tag == LIBURING_UDATA_TIMEOUT) return 0;
+    if ((tag & 7) == INSTALL_TAG) return install_cqe(s, tag, cqe);
     if ((tag & 7) == LISTENER_TAG)
         return listener_cqe(b, (struct listener *)(uintptr_t)(tag & ~(uint64_t)7), cqe);
     if ((tag & 7) == STREAM_TAG)
@@ -1241,6 +1382,7 @@ static int handle_cqe(struct eddy_backend *b, const struct io_uring_cqe *cqe)
     if (op->backend_data & OP_ZC) return zc_cqe(b, op, cqe);
     if (op->backend_data & OP_CANCEL_WAIT) eddy__list_remove(&op->link); /* too late to ask */
     int64_t result = cqe->res;
+    if ((op->backend_data & OP_DIRECT) && direct_cqe(s, op, &result)) return 0;
     if (result >= 0 && (op->kind == EDDY_OP_ACCEPT || op->kind == EDDY_OP_OPEN))
         fd_forget(s, (int)result); /* that number was free: what was kept under it is stale */
     /* Work the kernel had started is interrupted rather than cancelled. */
@@ -1297,7 +1439,7 @@ static bool lane_enter(struct uring_state *s, struct eddy_op *op, int dir)
         if (!fd_table_fit(&s->lanes, fd) || !(l = calloc(1, sizeof *l))) return true;
         eddy__list_init(&l->waiting[LANE_READ]);
         eddy__list_init(&l->waiting[LANE_WRITE]);
-        s->lanes.slots[fd] = l;
+        s->lanes.slots[FD_KEY(fd)] = l;
     }
     if (!l->head[dir]) {
         l->head[dir] = op;
@@ -1329,7 +1471,7 @@ static void lanes_detach(struct uring_state *s, int fd)
 {
     struct lanes *l = fd_table_get(&s->lanes, fd);
     if (!l) return;
-    s->lanes.slots[fd] = NULL;
+    s->lanes.slots[FD_KEY(fd)] = NULL;
     for (int dir = LANE_READ; dir <= LANE_WRITE; dir++) {
         struct eddy__list *node;
         while ((node = eddy__list_pop_front(&l->waiting[dir])))
@@ -1540,7 +1682,8 @@ static void state_free(struct uring_state *s)
         s->ring.enter_ring_fd = s->ring.ring_fd;
     }
     io_uring_queue_exit(&s->ring);
-    listeners_free(s); /* after the ring: nothing more is accepted for them */
+    s->direct_slots = 0; /* the file table went with the ring */
+    listeners_free(s);   /* after the ring: nothing more is accepted for them */
     streams_free(s);   /* nor received */
     lanes_free(s);
     close(s->wakefd);
@@ -1616,10 +1759,62 @@ static int probe(struct uring_state *s)
     if (!(s->ring.features & IORING_FEAT_RW_CUR_POS))
         s->native[EDDY_OP_READ] = s->native[EDDY_OP_WRITE] = false;
     s->send_zc = io_uring_opcode_supported(p, IORING_OP_SEND_ZC);
+    s->fd_install = io_uring_opcode_supported(p, OP_FIXED_FD_INSTALL);
     /* Multishot receive has no opcode of its own; it came in 6.0 with SEND_ZC. */
     s->multishot_recv = s->send_zc;
     io_uring_free_probe(p);
     return err;
+}
+
+/* The sparse file table that accepts put direct descriptors in: 0, or why
+ * not. Its size cannot change while ops use it: when it is full, accepts
+ * take plain descriptors. */
+static int direct_setup(struct uring_state *s)
+{
+    unsigned long n = DIRECT_FILES_DEFAULT;
+    const char *knob = getenv("EDDY_URING_DIRECT_FILES");
+    if (knob && *knob) {
+        char *end;
+        unsigned long v = strtoul(knob, &end, 10);
+        if (*end == '\0' && v > 0 && v <= (1u << 20)) n = v;
+    }
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && n > rl.rlim_cur)
+        n = (unsigned long)rl.rlim_cur; /* the kernel's own cap */
+    int err = n ? io_uring_register_files_sparse(&s->ring, (unsigned)n) : -EMFILE;
+    if (err == 0) s->direct_slots = (unsigned)n;
+    return err;
+}
+
+/* A real descriptor on the socket in direct descriptor fd, installed in the
+ * process's table by IORING_OP_FIXED_FD_INSTALL (close-on-exec). The op is
+ * done inline, so its CQE is in the ring once it is submitted: read there,
+ * and skipped when reaped. Submits what is queued too. */
+static intptr_t uring_install(struct eddy_backend *b, intptr_t fd)
+{
+    struct uring_state *s = b->impl;
+    if (!eddy__fd_direct(fd) || !s->direct_slots) return -EBADF;
+    int err = bind_thread(s);
+    if (err < 0) return err == -EEXIST ? -EPERM : err;
+    struct io_uring_sqe *sqe = get_sqe(s);
+    if (!sqe) return -EBUSY;
+    uint64_t tag = (++s->install_seq << 3) | INSTALL_TAG;
+    io_uring_prep_rw(OP_FIXED_FD_INSTALL, sqe, (int)direct_slot(fd), NULL, 0, 0);
+    sqe->flags |= IOSQE_FIXED_FILE;
+    io_uring_sqe_set_data64(sqe, tag);
+    err = io_uring_submit(&s->ring);
+    if (err < 0) return err;
+    for (int pass = 0; pass < 2; pass++) {
+        unsigned head;
+        struct io_uring_cqe *cqe;
+        io_uring_for_each_cqe(&s->ring, head, cqe)
+        {
+            if (cqe->user_data == tag) return cqe->res;
+        }
+        (void)io_uring_get_events(&s->ring); /* the CQ was full: what overflowed */
+    }
+    s->install_lost = tag;
+    return -EBUSY;
 }
 
 /* Whether EDDY_CAPS_DISABLE (names separated by commas or spaces) lists name:
@@ -1672,6 +1867,8 @@ static int uring_init(struct eddy_backend *b, const eddy_loop_options *opts)
         (s->setup_flags & (IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER)) &&
         !cap_disabled("multishot_accept");
     s->send_zc = s->send_zc && !cap_disabled("zerocopy_send");
+    /* Direct descriptors only where a real one can be had on demand. */
+    s->direct = s->fd_install && !cap_disabled("direct_descriptors") && direct_setup(s) == 0;
     /* The buffer ring (5.19+) serves multishot receives only: it is set up
      * when they are used, and both go when either is disabled. */
     s->multishot_recv = s->multishot_recv && !cap_disabled("multishot_recv") &&
@@ -1727,6 +1924,8 @@ static eddy_support uring_supports(const struct eddy_backend *b, eddy_cap cap)
         return s->multishot_recv ? EDDY_NATIVE : EDDY_NONE;
     case EDDY_CAP_BUFFER_RING: /* registered at init (Linux 5.19+), for multishot receives */
         return s->br ? EDDY_NATIVE : EDDY_NONE;
+    case EDDY_CAP_DIRECT_DESCRIPTORS: /* a file table registered at init (Linux 6.8+) */
+        return s->direct ? EDDY_NATIVE : EDDY_NONE;
     case EDDY_CAP_WATCH_FD: /* IORING_OP_POLL_ADD, there since 5.1 */
     case EDDY_CAP_SIGNALS:  /* lib/signal.c's pipe, polled as a watched fd */
         return s->native[EDDY_OP_POLL] ? EDDY_NATIVE : EDDY_NONE;
@@ -1766,4 +1965,5 @@ const struct eddy_backend_ops eddy__uring_backend = {
     .handles = uring_handles,
     .supports = uring_supports,
     .fd = uring_fd,
+    .install = uring_install,
 };

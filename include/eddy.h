@@ -1000,6 +1000,7 @@ typedef enum eddy_cap {
     EDDY_CAP_ZEROCOPY_SEND,
     EDDY_CAP_SENDFILE,
     EDDY_CAP_TLS,
+    EDDY_CAP_DIRECT_DESCRIPTORS,
     EDDY_CAP_COUNT
 } eddy_cap;
 /* The capability's name, the enum's lowercase tail ("tcp", "file_io", ...);
