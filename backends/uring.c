@@ -51,9 +51,9 @@
  * registered file table, named with IOSQE_FIXED_FILE; no fget/fput per op
  * and no entry in the process's table) where lib/ allows it
  * (EDDY_OP_F_DIRECT); install() gives one a real descriptor on demand
- * (IORING_OP_FIXED_FD_INSTALL). A full table sends accepts back to plain
- * descriptors until a slot frees. EDDY_CAPS_DISABLE=direct_descriptors
- * turns it off (see "direct descriptors" below). */
+ * (IORING_OP_FIXED_FD_INSTALL). Near a full table, accepts take plain
+ * descriptors until slots free. EDDY_CAPS_DISABLE=direct_descriptors turns
+ * it off (see "direct descriptors" below). */
 #include "config.h"
 
 #include <errno.h>
@@ -64,6 +64,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -266,26 +267,29 @@ struct lanes {
 
 /* Per-fd state (listeners, streams, lanes), found by fd: a table that grows to fit.
  * Real descriptors and direct ones (EDDY_FD_DIRECT) share it, interleaved:
- * FD_KEY(fd) is the index. */
+ * fd_key(fd) is the index. */
 struct fd_table {
     void **slots;
     size_t size;
 };
 
-#define FD_KEY(fd)                                                                                 \
-    ((fd) & EDDY_FD_DIRECT ? (((size_t)(fd) & ~(size_t)EDDY_FD_DIRECT) << 1) | 1 : (size_t)(fd) << 1)
+static size_t fd_key(int fd)
+{
+    size_t n = (size_t)fd & ~(size_t)EDDY_FD_DIRECT;
+    return fd & EDDY_FD_DIRECT ? n << 1 | 1 : n << 1;
+}
 
 static void *fd_table_get(const struct fd_table *t, int fd)
 {
-    return FD_KEY(fd) < t->size ? t->slots[FD_KEY(fd)] : NULL;
+    return fd_key(fd) < t->size ? t->slots[fd_key(fd)] : NULL;
 }
 
 /* Makes room for fd (new slots NULL); false without memory. */
 static bool fd_table_fit(struct fd_table *t, int fd)
 {
-    if (FD_KEY(fd) < t->size) return true;
+    if (fd_key(fd) < t->size) return true;
     size_t size = t->size ? t->size : 64;
-    while (size <= FD_KEY(fd))
+    while (size <= fd_key(fd))
         size *= 2;
     void **slots = realloc(t->slots, size * sizeof *slots);
     if (!slots) return false;
@@ -339,12 +343,13 @@ struct uring_state {
 
     struct fd_table lanes; /* struct lanes *, by fd */
 
-    bool fd_install;       /* IORING_OP_FIXED_FD_INSTALL (6.8+) */
-    bool direct;           /* accepts go into the file table (direct descriptors) */
-    bool direct_full;      /* the table was full: plain accepts until a slot frees */
-    unsigned direct_slots; /* the table's size; 0: none registered (or gone) */
-    uint64_t install_seq;  /* install()'s tags */
-    uint64_t install_lost; /* the tag of an install whose CQE did not come in time */
+    bool fd_install;         /* IORING_OP_FIXED_FD_INSTALL (6.8+) */
+    bool direct;             /* accepts go into the file table (direct descriptors) */
+    unsigned direct_slots;   /* the table's size; 0: none registered (or gone) */
+    unsigned direct_used;    /* slots taken, or promised to an ACCEPT in flight */
+    unsigned direct_reserve; /* a multishot accepts direct only while more are free */
+    uint64_t install_seq;    /* install()'s tags */
+    uint64_t install_lost;   /* the tag of an install whose CQE did not come in time */
 };
 
 /* ---- SQEs ----------------------------------------------------------------- */
@@ -449,21 +454,39 @@ static void sqe_fd(struct io_uring_sqe *sqe, intptr_t fd)
     sqe->flags |= IOSQE_FIXED_FILE;
 }
 
+/* The kernel drops a connection it accepted into a full table (the accept
+ * fails with -ENFILE), so slots are counted here and accepts go plain
+ * before it is full: a single-shot ACCEPT takes a slot when a free one is
+ * left (promised to it until its CQE); a multishot, which may accept a
+ * whole listen queue at once, only while more than direct_reserve are free
+ * (the listen queue's cap, net.core.somaxconn, at most half the table). */
+static unsigned direct_free(const struct uring_state *s)
+{
+    return s->direct_slots - s->direct_used;
+}
+
 /* Whether op, an ACCEPT, goes into the file table. */
 static bool accept_direct(const struct uring_state *s, const struct eddy_op *op)
 {
-    return s->direct && !s->direct_full && (op->flags & EDDY_OP_F_DIRECT) &&
+    return s->direct && direct_free(s) > 0 && (op->flags & EDDY_OP_F_DIRECT) &&
            !(op->backend_data & OP_NO_DIRECT);
+}
+
+/* A direct descriptor is closed: its slot is free. */
+static void direct_release(struct uring_state *s)
+{
+    if (s->direct_used) s->direct_used--;
 }
 
 /* An ACCEPT into a free slot of the file table, or a CLOSE of a direct
  * descriptor (a direct accept takes no SOCK_CLOEXEC: the slot is no
  * descriptor of the process). */
-static void prep_direct(struct io_uring_sqe *sqe, struct eddy_op *op)
+static void prep_direct(struct uring_state *s, struct io_uring_sqe *sqe, struct eddy_op *op)
 {
     if (op->kind == EDDY_OP_ACCEPT) {
         io_uring_prep_accept(sqe, (int)op->fd, op->u.addr.addr, op->u.addr.addrlen, SOCK_NONBLOCK);
         sqe->file_index = IORING_FILE_INDEX_ALLOC;
+        s->direct_used++; /* promised to it */
     } else {
         io_uring_prep_close_direct(sqe, direct_slot(op->fd));
     }
@@ -480,7 +503,7 @@ static void fd_close_any(struct uring_state *s, int fd)
     }
     int none = -1;
     if (s->direct_slots) (void)io_uring_register_files_update(&s->ring, direct_slot(fd), &none, 1);
-    s->direct_full = false;
+    direct_release(s);
 }
 
 /* Fills sqe for op. Socket writes never raise SIGPIPE, as on every backend. */
@@ -560,7 +583,7 @@ static void prep_op(struct uring_state *s, struct io_uring_sqe *sqe, struct eddy
     if (op->flags & EDDY_OP_F_PIPE) prep_pipe(sqe, op);
     if ((op->kind == EDDY_OP_ACCEPT && accept_direct(s, op)) ||
         (op->kind == EDDY_OP_CLOSE && eddy__fd_direct(op->fd)))
-        prep_direct(sqe, op);
+        prep_direct(s, sqe, op);
     else if (uses_fd(op))
         sqe_fd(sqe, op->fd);
     io_uring_sqe_set_data(sqe, op);
@@ -753,7 +776,7 @@ static struct listener *listener_get(struct uring_state *s, int fd)
     l->fd = fd;
     eddy__list_init(&l->waiters);
     eddy__list_push_back(&s->listener_list, &l->link);
-    s->listeners.slots[FD_KEY(fd)] = l;
+    s->listeners.slots[fd_key(fd)] = l;
     return l;
 }
 
@@ -795,7 +818,7 @@ static void listener_arm(struct uring_state *s, struct listener *l)
 {
     struct io_uring_sqe *sqe = get_sqe(s);
     if (!sqe) return; /* the next poll tries again */
-    l->armed_direct = l->direct && s->direct && !s->direct_full;
+    l->armed_direct = l->direct && s->direct && direct_free(s) > s->direct_reserve;
     if (l->armed_direct)
         io_uring_prep_multishot_accept_direct(sqe, l->fd, NULL, NULL, SOCK_NONBLOCK);
     else
@@ -842,7 +865,7 @@ static void listener_detach(struct uring_state *s, int fd)
 {
     struct listener *l = listener_find(s, fd);
     if (!l) return;
-    s->listeners.slots[FD_KEY(fd)] = NULL;
+    s->listeners.slots[fd_key(fd)] = NULL;
     struct eddy__list *node;
     while ((node = eddy__list_pop_front(&l->waiters)))
         defer_op(s, eddy__container_of(node, struct eddy_op, link));
@@ -890,12 +913,12 @@ static void multishot_refused(struct uring_state *s, struct listener *l)
 
 static void fd_forget(struct uring_state *s, int fd);
 
-/* The file table is full: the connection stays in the listen queue for a
- * multishot of plain descriptors, armed in its place (listeners_reconcile)
- * until a direct descriptor is closed. */
+/* The file table is nearly full (or full, which the counting should keep
+ * from happening: that connection is lost): the direct multishot is
+ * withdrawn, and one of plain descriptors armed in its place
+ * (listeners_reconcile) until slots free. */
 static int listener_full(struct uring_state *s, struct listener *l)
 {
-    s->direct_full = true;
     if (l->armed && !l->disarming) listener_disarm(s, l);
     if (l->detached && !l->armed) listener_free(s, l);
     return 0;
@@ -908,7 +931,12 @@ static int listener_cqe(struct eddy_backend *b, struct listener *l, const struct
     struct uring_state *s = b->impl;
     int res = cqe->res;
     if (!(cqe->flags & IORING_CQE_F_MORE)) l->armed = l->disarming = false;
-    if (l->armed_direct && res >= 0) res |= (int)EDDY_FD_DIRECT;
+    if (l->armed_direct && res >= 0) {
+        res |= (int)EDDY_FD_DIRECT;
+        s->direct_used++;
+        if (direct_free(s) <= s->direct_reserve && l->armed && !l->disarming)
+            listener_disarm(s, l); /* re-armed plain */
+    }
     if (l->armed_direct && res == -ENFILE) return listener_full(s, l);
     if (l->detached) {
         if (res >= 0) fd_close_any(s, res);
@@ -969,7 +997,7 @@ static struct stream *stream_get(struct uring_state *s, int fd, uint64_t serial)
     eddy__list_init(&st->waiters);
     eddy__list_init(&st->retry_link);
     eddy__list_push_back(&s->stream_list, &st->link);
-    s->streams.slots[FD_KEY(fd)] = st;
+    s->streams.slots[fd_key(fd)] = st;
     return st;
 }
 
@@ -1122,7 +1150,7 @@ static void stream_detach(struct uring_state *s, int fd)
 {
     struct stream *st = stream_find(s, fd);
     if (!st) return;
-    s->streams.slots[FD_KEY(fd)] = NULL;
+    s->streams.slots[fd_key(fd)] = NULL;
     struct eddy__list *node;
     while ((node = eddy__list_pop_front(&st->waiters)))
         defer_op(s, eddy__container_of(node, struct eddy_op, link));
@@ -1335,16 +1363,14 @@ static int zc_cqe(struct eddy_backend *b, struct eddy_op *op, const struct io_ur
 }
 
 /* The CQE of a direct ACCEPT or CLOSE, its result in *result: a slot
- * becomes EDDY_FD_DIRECT | slot, a closed one makes room; a full table sends
- * the ACCEPT again for a plain descriptor (true: not completed). */
+ * becomes EDDY_FD_DIRECT | slot, a closed one makes room; a full table (slots
+ * taken behind eddy's back) sends the ACCEPT again for a plain descriptor
+ * (true: not completed). */
 static bool direct_cqe(struct uring_state *s, struct eddy_op *op, int64_t *result)
 {
-    if (op->kind == EDDY_OP_CLOSE) {
-        s->direct_full = false;
-        return false;
-    }
+    if (op->kind == EDDY_OP_CLOSE || *result < 0) direct_release(s); /* freed, or not taken */
+    if (op->kind == EDDY_OP_CLOSE) return false;
     if (*result == -ENFILE && op->state != EDDY_OP_STATE_CANCELLING) {
-        s->direct_full = true;
         op->backend_data = OP_NO_DIRECT;
         send_op(s, op);
         return true;
@@ -1382,7 +1408,9 @@ static int handle_cqe(struct eddy_backend *b, const struct io_uring_cqe *cqe)
     if (op->backend_data & OP_ZC) return zc_cqe(b, op, cqe);
     if (op->backend_data & OP_CANCEL_WAIT) eddy__list_remove(&op->link); /* too late to ask */
     int64_t result = cqe->res;
-    if ((op->backend_data & OP_DIRECT) && direct_cqe(s, op, &result)) return 0;
+    if ((op->kind == EDDY_OP_ACCEPT || op->kind == EDDY_OP_CLOSE) &&
+        (op->backend_data & OP_DIRECT) && direct_cqe(s, op, &result))
+        return 0;
     if (result >= 0 && (op->kind == EDDY_OP_ACCEPT || op->kind == EDDY_OP_OPEN))
         fd_forget(s, (int)result); /* that number was free: what was kept under it is stale */
     /* Work the kernel had started is interrupted rather than cancelled. */
@@ -1439,7 +1467,7 @@ static bool lane_enter(struct uring_state *s, struct eddy_op *op, int dir)
         if (!fd_table_fit(&s->lanes, fd) || !(l = calloc(1, sizeof *l))) return true;
         eddy__list_init(&l->waiting[LANE_READ]);
         eddy__list_init(&l->waiting[LANE_WRITE]);
-        s->lanes.slots[FD_KEY(fd)] = l;
+        s->lanes.slots[fd_key(fd)] = l;
     }
     if (!l->head[dir]) {
         l->head[dir] = op;
@@ -1471,7 +1499,7 @@ static void lanes_detach(struct uring_state *s, int fd)
 {
     struct lanes *l = fd_table_get(&s->lanes, fd);
     if (!l) return;
-    s->lanes.slots[FD_KEY(fd)] = NULL;
+    s->lanes.slots[fd_key(fd)] = NULL;
     for (int dir = LANE_READ; dir <= LANE_WRITE; dir++) {
         struct eddy__list *node;
         while ((node = eddy__list_pop_front(&l->waiting[dir])))
@@ -1684,7 +1712,7 @@ static void state_free(struct uring_state *s)
     io_uring_queue_exit(&s->ring);
     s->direct_slots = 0; /* the file table went with the ring */
     listeners_free(s);   /* after the ring: nothing more is accepted for them */
-    streams_free(s);   /* nor received */
+    streams_free(s);     /* nor received */
     lanes_free(s);
     close(s->wakefd);
     if (s->embed_efd >= 0) close(s->embed_efd);
@@ -1782,8 +1810,16 @@ static int direct_setup(struct uring_state *s)
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && n > rl.rlim_cur)
         n = (unsigned long)rl.rlim_cur; /* the kernel's own cap */
     int err = n ? io_uring_register_files_sparse(&s->ring, (unsigned)n) : -EMFILE;
-    if (err == 0) s->direct_slots = (unsigned)n;
-    return err;
+    if (err < 0) return err;
+    s->direct_slots = (unsigned)n;
+    unsigned long backlog = 4096; /* Linux's default net.core.somaxconn */
+    FILE *f = fopen("/proc/sys/net/core/somaxconn", "re");
+    if (f) {
+        if (fscanf(f, "%lu", &backlog) != 1) backlog = 4096;
+        fclose(f);
+    }
+    s->direct_reserve = (unsigned)(backlog < n / 2 ? backlog : n / 2);
+    return 0;
 }
 
 /* A real descriptor on the socket in direct descriptor fd, installed in the

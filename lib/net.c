@@ -66,8 +66,8 @@ static int close_native(intptr_t fd)
 struct eddy_sock {
     intptr_t fd;     /* what ops name: a descriptor, or a direct one (EDDY_FD_DIRECT) */
     intptr_t native; /* a direct socket's real descriptor, installed on first need; else -1 */
-    int family; /* AF_INET, AF_INET6, AF_UNIX */
-    int type;   /* SOCK_STREAM, SOCK_DGRAM */
+    int family;      /* AF_INET, AF_INET6, AF_UNIX */
+    int type;        /* SOCK_STREAM, SOCK_DGRAM */
     bool listening;
     bool accept_direct;       /* a listener whose connections may come direct (docs/sockets.md) */
     uint64_t serial;          /* unique in the process (EDDY_OP_F_STREAM) */
@@ -217,8 +217,9 @@ EDDY_API int eddy_sock_open(eddy_sock **out, intptr_t fd)
     /* Connections come direct when they inherit what eddy would set on them. */
     int nodelay = 0;
     len = sizeof nodelay;
-    bool direct_ok = family == AF_UNIX ||
-                     (getsockopt((int)fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, &len) == 0 && nodelay);
+    bool direct_ok =
+        family == AF_UNIX ||
+        (getsockopt((int)fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, &len) == 0 && nodelay);
     int err = sock_wrap(out, fd, family, type);
     if (err == 0) (*out)->listening = type == SOCK_STREAM && listening;
     if (err == 0) (*out)->accept_direct = (*out)->listening && direct_ok;

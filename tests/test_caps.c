@@ -8,6 +8,7 @@
  * reason, by the API and by eddy-caps.
  *
  * This suite chooses its backends itself, so tests/run-tap.sh runs it once. */
+#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -83,6 +84,7 @@ Test(caps_table, every_capability_is_named)
         "zerocopy_send",
         "sendfile",
         "tls",
+        "direct_descriptors",
     };
     for (unsigned cap = 0; cap < EDDY_CAP_COUNT; cap++) {
         const char *name = eddy_cap_name((eddy_cap)cap);
@@ -622,6 +624,43 @@ static intptr_t exercise_multishot_accept(void *arg)
     return 0;
 }
 
+/* The descriptors this process has open. */
+static int open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    cr_assert(ne(ptr, (void *)d, NULL));
+    int n = -1; /* the directory's own */
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* An accepted connection takes no descriptor of the process, works, and
+ * gets a real one when asked (io_uring: installed from the ring's table). */
+static intptr_t exercise_direct_descriptors(void *arg)
+{
+    eddy_sock *listener, *client, *server;
+    cr_assert(eq(int, eddy_tcp_listen(&listener, "127.0.0.1", 0, 0), 0));
+    cr_assert(
+        eq(int, eddy_tcp_connect(&client, "127.0.0.1", (uint16_t)eddy_sock_port(listener)), 0));
+    int before = open_fds();
+    cr_assert(eq(int, eddy_accept(listener, &server), 0), "%s", exercising);
+    cr_assert(eq(int, open_fds(), before), "%s: a direct descriptor", exercising);
+    stream_round_trip(client, server);
+    intptr_t fd = eddy_sock_fd(server);
+    cr_assert(ge(i64, (int64_t)fd, 0), "%s: %s", exercising, eddy_strerror((int)fd));
+    int type = 0;
+    socklen_t len = sizeof type;
+    cr_assert(eq(int, getsockopt((int)fd, SOL_SOCKET, SO_TYPE, &type, &len), 0));
+    cr_assert(eq(int, type, SOCK_STREAM), "%s", exercising);
+    cr_assert(eq(int, eddy_sock_close(server), 0));
+    cr_assert(eq(int, eddy_sock_close(client), 0));
+    cr_assert(eq(int, eddy_sock_close(listener), 0));
+    return 0;
+}
+
 /* A stream read in a loop, on TCP and on a Unix socket: on io_uring its
  * reads go through a multishot receive into the loop's buffer ring, and
  * bytes that come while no read waits are queued for the next one. */
@@ -762,6 +801,9 @@ static const struct {
     [EDDY_CAP_SENDFILE] = {exercise_sendfile, "test_sendfile.c",
                            "Test(sendfile, ten_mib_whole_in_ranges_and_past_the_end"},
     [EDDY_CAP_TLS] = {exercise_tls, "test_tls.c", "Test(tls, echo_1mib_in_random_pieces_with_sni"},
+    [EDDY_CAP_DIRECT_DESCRIPTORS] =
+        {exercise_direct_descriptors, "test_uring.c",
+         "Test(uring_direct, real_descriptor_uses_work_on_accepted_sockets"},
 };
 
 /* Whether tests/<file> declares test. */
