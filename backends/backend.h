@@ -197,6 +197,13 @@ struct eddy_backend_ops {
      * (EDDY_FD_DIRECT): new, close-on-exec, the caller's to close; the slot
      * stays. Loop thread only, outside poll. NULL: no direct descriptors. */
     intptr_t (*install)(struct eddy_backend *b, intptr_t fd);
+    /* A direct descriptor naming the file behind fd (which stays open) for
+     * the ops on it that take one (READ, WRITE, FSYNC), or a negative code
+     * (-ENOSPC: the table is full). Loop thread only. NULL: none. */
+    intptr_t (*register_fd)(struct eddy_backend *b, intptr_t fd);
+    /* Gives back the direct descriptor register_fd(b, fd) made (nothing if
+     * it is not that: a loop freed since, another at its address). */
+    void (*release)(struct eddy_backend *b, intptr_t direct, intptr_t fd);
 };
 
 struct eddy_backend {

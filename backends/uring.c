@@ -121,6 +121,7 @@
 /* Slots of the registered file table for direct descriptors (at most
  * RLIMIT_NOFILE; EDDY_URING_DIRECT_FILES=<n> sets it, for tests). */
 #define DIRECT_FILES_DEFAULT 16384
+#define FILE_SLOTS_MAX       256
 
 /* Accepted connections a listener keeps for the next accepts; beyond that its
  * multishot accept is withdrawn until they are taken. */
@@ -345,11 +346,17 @@ struct uring_state {
 
     bool fd_install;         /* IORING_OP_FIXED_FD_INSTALL (6.8+) */
     bool direct;             /* accepts go into the file table (direct descriptors) */
-    unsigned direct_slots;   /* the table's size; 0: none registered (or gone) */
+    unsigned table_slots;    /* the file table's size; 0: none registered (or gone) */
+    unsigned direct_slots;   /* its part for accepts (0: none) */
     unsigned direct_used;    /* slots taken, or promised to an ACCEPT in flight */
     unsigned direct_reserve; /* a multishot accepts direct only while more are free */
     uint64_t install_seq;    /* install()'s tags */
     uint64_t install_lost;   /* the tag of an install whose CQE did not come in time */
+    bool reg_files;          /* files get a second name in the table (registered files) */
+    unsigned file_base;      /* the first slot of their part */
+    unsigned *file_free;     /* its free slots, a stack */
+    int *file_fd;            /* by slot - file_base: the fd registered there, or -1 */
+    unsigned file_free_count;
 };
 
 /* ---- SQEs ----------------------------------------------------------------- */
@@ -502,7 +509,7 @@ static void fd_close_any(struct uring_state *s, int fd)
         return;
     }
     int none = -1;
-    if (s->direct_slots) (void)io_uring_register_files_update(&s->ring, direct_slot(fd), &none, 1);
+    if (s->table_slots) (void)io_uring_register_files_update(&s->ring, direct_slot(fd), &none, 1);
     direct_release(s);
 }
 
@@ -1710,9 +1717,11 @@ static void state_free(struct uring_state *s)
         s->ring.enter_ring_fd = s->ring.ring_fd;
     }
     io_uring_queue_exit(&s->ring);
-    s->direct_slots = 0; /* the file table went with the ring */
-    listeners_free(s);   /* after the ring: nothing more is accepted for them */
-    streams_free(s);     /* nor received */
+    s->table_slots = 0; /* the file table went with the ring */
+    listeners_free(s);  /* after the ring: nothing more is accepted for them */
+    free(s->file_free);
+    free(s->file_fd);
+    streams_free(s); /* nor received */
     lanes_free(s);
     close(s->wakefd);
     if (s->embed_efd >= 0) close(s->embed_efd);
@@ -1794,10 +1803,11 @@ static int probe(struct uring_state *s)
     return err;
 }
 
-/* The sparse file table that accepts put direct descriptors in: 0, or why
- * not. Its size cannot change while ops use it: when it is full, accepts
- * take plain descriptors. */
-static int direct_setup(struct uring_state *s)
+/* The sparse file table: 0, or why not. Its size cannot change while ops
+ * use it. Accepts put direct descriptors in its lower part (the kernel's
+ * allocation range); with registered files, its top FILE_SLOTS_MAX slots (a
+ * quarter of a smaller table) hold files' second names, given out here. */
+static int direct_setup(struct uring_state *s, bool accepts, bool files)
 {
     unsigned long n = DIRECT_FILES_DEFAULT;
     const char *knob = getenv("EDDY_URING_DIRECT_FILES");
@@ -1809,9 +1819,24 @@ static int direct_setup(struct uring_state *s)
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && n > rl.rlim_cur)
         n = (unsigned long)rl.rlim_cur; /* the kernel's own cap */
+    if (!accepts && n > FILE_SLOTS_MAX) n = FILE_SLOTS_MAX;
     int err = n ? io_uring_register_files_sparse(&s->ring, (unsigned)n) : -EMFILE;
     if (err < 0) return err;
-    s->direct_slots = (unsigned)n;
+    s->table_slots = (unsigned)n;
+    unsigned long part = accepts ? n / 4 : n;
+    unsigned file_slots = files ? (unsigned)(part < FILE_SLOTS_MAX ? part : FILE_SLOTS_MAX) : 0;
+    s->file_free = file_slots ? malloc(file_slots * sizeof *s->file_free) : NULL;
+    s->file_fd = file_slots ? malloc(file_slots * sizeof *s->file_fd) : NULL;
+    if (s->file_free && s->file_fd)
+        for (unsigned i = 0; i < file_slots; i++) {
+            s->file_free[s->file_free_count++] = (unsigned)n - 1 - i;
+            s->file_fd[i] = -1;
+        }
+    s->file_base = (unsigned)n - s->file_free_count;
+    n -= s->file_free_count;
+    if (s->file_free_count && accepts)
+        (void)io_uring_register_file_alloc_range(&s->ring, 0, (unsigned)n);
+    s->direct_slots = accepts ? (unsigned)n : 0;
     unsigned long backlog = 4096; /* Linux's default net.core.somaxconn */
     FILE *f = fopen("/proc/sys/net/core/somaxconn", "re");
     if (f) {
@@ -1829,7 +1854,7 @@ static int direct_setup(struct uring_state *s)
 static intptr_t uring_install(struct eddy_backend *b, intptr_t fd)
 {
     struct uring_state *s = b->impl;
-    if (!eddy__fd_direct(fd) || !s->direct_slots) return -EBADF;
+    if (!eddy__fd_direct(fd) || !s->table_slots) return -EBADF;
     int err = bind_thread(s);
     if (err < 0) return err == -EEXIST ? -EPERM : err;
     struct io_uring_sqe *sqe = get_sqe(s);
@@ -1851,6 +1876,40 @@ static intptr_t uring_install(struct eddy_backend *b, intptr_t fd)
     }
     s->install_lost = tag;
     return -EBUSY;
+}
+
+/* A second name for the file behind fd, a direct descriptor in the table's
+ * part for files (registered files: its reads and writes skip the lookup
+ * of fd), or -ENOSPC when that part is full, -ENOTSUP without one. The
+ * caller gives it back with release(). */
+static intptr_t uring_register_fd(struct eddy_backend *b, intptr_t fd)
+{
+    struct uring_state *s = b->impl;
+    if (!s->reg_files || !s->table_slots) return -ENOTSUP;
+    if (fd < 0 || eddy__fd_direct(fd)) return -EBADF;
+    if (!s->file_free_count) return -ENOSPC;
+    unsigned slot = s->file_free[s->file_free_count - 1];
+    int nfd = (int)fd;
+    int err = io_uring_register_files_update(&s->ring, slot, &nfd, 1);
+    if (err < 0) return err;
+    s->file_free_count--;
+    s->file_fd[slot - s->file_base] = nfd;
+    return EDDY_FD_DIRECT | (intptr_t)slot;
+}
+
+/* Frees the slot register_fd(fd) gave (the file stays open under fd); a
+ * slot that does not hold fd (another loop's) stays as it is. */
+static void uring_release(struct eddy_backend *b, intptr_t direct, intptr_t fd)
+{
+    struct uring_state *s = b->impl;
+    unsigned slot = direct_slot(direct);
+    if (!eddy__fd_direct(direct) || !s->table_slots || slot < s->file_base ||
+        s->file_fd[slot - s->file_base] != fd)
+        return;
+    int none = -1;
+    (void)io_uring_register_files_update(&s->ring, slot, &none, 1);
+    s->file_fd[slot - s->file_base] = -1;
+    s->file_free[s->file_free_count++] = slot;
 }
 
 /* Whether EDDY_CAPS_DISABLE (names separated by commas or spaces) lists name:
@@ -1904,7 +1963,12 @@ static int uring_init(struct eddy_backend *b, const eddy_loop_options *opts)
         !cap_disabled("multishot_accept");
     s->send_zc = s->send_zc && !cap_disabled("zerocopy_send");
     /* Direct descriptors only where a real one can be had on demand. */
-    s->direct = s->fd_install && !cap_disabled("direct_descriptors") && direct_setup(s) == 0;
+    bool accepts = s->fd_install && !cap_disabled("direct_descriptors");
+    bool files = !cap_disabled("registered_files");
+    if ((accepts || files) && direct_setup(s, accepts, files) == 0) {
+        s->direct = accepts;
+        s->reg_files = s->file_free_count > 0;
+    }
     /* The buffer ring (5.19+) serves multishot receives only: it is set up
      * when they are used, and both go when either is disabled. */
     s->multishot_recv = s->multishot_recv && !cap_disabled("multishot_recv") &&
@@ -1962,6 +2026,8 @@ static eddy_support uring_supports(const struct eddy_backend *b, eddy_cap cap)
         return s->br ? EDDY_NATIVE : EDDY_NONE;
     case EDDY_CAP_DIRECT_DESCRIPTORS: /* a file table registered at init (Linux 6.8+) */
         return s->direct ? EDDY_NATIVE : EDDY_NONE;
+    case EDDY_CAP_REGISTERED_FILES: /* the same table (Linux 5.13+ for a sparse one) */
+        return s->reg_files ? EDDY_NATIVE : EDDY_NONE;
     case EDDY_CAP_WATCH_FD: /* IORING_OP_POLL_ADD, there since 5.1 */
     case EDDY_CAP_SIGNALS:  /* lib/signal.c's pipe, polled as a watched fd */
         return s->native[EDDY_OP_POLL] ? EDDY_NATIVE : EDDY_NONE;
@@ -2002,4 +2068,6 @@ const struct eddy_backend_ops eddy__uring_backend = {
     .supports = uring_supports,
     .fd = uring_fd,
     .install = uring_install,
+    .register_fd = uring_register_fd,
+    .release = uring_release,
 };

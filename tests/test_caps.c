@@ -85,6 +85,7 @@ Test(caps_table, every_capability_is_named)
         "sendfile",
         "tls",
         "direct_descriptors",
+        "registered_files",
     };
     for (unsigned cap = 0; cap < EDDY_CAP_COUNT; cap++) {
         const char *name = eddy_cap_name((eddy_cap)cap);
@@ -661,6 +662,27 @@ static intptr_t exercise_direct_descriptors(void *arg)
     return 0;
 }
 
+/* A file read more than a few times: on io_uring, through a slot of the
+ * loop's file table that names it (its reads say so in nothing but speed). */
+static intptr_t exercise_registered_files(void *arg)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/eddy-caps-reg-%d", (int)getpid());
+    eddy_file *f;
+    cr_assert(eq(int, eddy_file_open(&f, path, O_RDWR | O_CREAT | O_TRUNC, 0600), 0));
+    for (int i = 0; i < 32; i++)
+        cr_assert(eq(sz, (size_t)eddy_file_write(f, "ab", 2, 2 * i), 2), "%s", exercising);
+    char buf[2];
+    for (int i = 0; i < 32; i++) {
+        cr_assert(eq(sz, (size_t)eddy_file_read(f, buf, 2, 2 * i), 2), "%s", exercising);
+        cr_assert(eq(int, memcmp(buf, "ab", 2), 0), "%s", exercising);
+    }
+    cr_assert(eq(int, eddy_file_sync(f), 0), "%s", exercising);
+    cr_assert(eq(int, eddy_file_close(f), 0));
+    cr_assert(eq(int, eddy_fs_unlink(path), 0));
+    return 0;
+}
+
 /* A stream read in a loop, on TCP and on a Unix socket: on io_uring its
  * reads go through a multishot receive into the loop's buffer ring, and
  * bytes that come while no read waits are queued for the next one. */
@@ -804,6 +826,9 @@ static const struct {
     [EDDY_CAP_DIRECT_DESCRIPTORS] =
         {exercise_direct_descriptors, "test_uring.c",
          "Test(uring_direct, real_descriptor_uses_work_on_accepted_sockets"},
+    [EDDY_CAP_REGISTERED_FILES] =
+        {exercise_registered_files, "test_uring.c",
+         "Test(uring_files, file_read_often_goes_through_its_registered_slot"},
 };
 
 /* Whether tests/<file> declares test. */

@@ -2095,7 +2095,9 @@ static void check_full_table(bool multishot)
 {
     require_uring();
     require_direct(true);
-    direct_mode(true, multishot);
+    /* the whole table for accepts: no part of it for files */
+    setenv("EDDY_CAPS_DISABLE",
+           multishot ? "registered_files" : "registered_files,multishot_accept", 1);
     char slots[16];
     snprintf(slots, sizeof slots, "%d", TABLE);
     setenv("EDDY_URING_DIRECT_FILES", slots, 1);
@@ -2149,4 +2151,75 @@ Test(uring_direct, adopted_listener_without_nodelay_accepts_plain, .timeout = TE
     eddy_loop *loop = uring_loop(0);
     cr_assert(eq(int, (int)run_on(loop, adopted_listener_main, NULL), 0));
     eddy_loop_free(loop);
+}
+
+/* ---- registered files ---------------------------------------------------------- */
+
+/* A file read often is read through its registered second name: with its
+ * descriptor closed behind eddy's back, reads still reach the file; the
+ * first reads, and every read with registered files off, go by the
+ * descriptor. Closing the file gives the slot back. */
+static intptr_t registered_file_main(void *arg)
+{
+    bool on = *(bool *)arg;
+    cr_assert(eq(int, eddy_loop_supports(eddy_loop_current(), EDDY_CAP_REGISTERED_FILES),
+                 on ? EDDY_NATIVE : EDDY_NONE));
+    char path[] = "/tmp/eddy-regfile-XXXXXX";
+    int tmp = mkstemp(path);
+    cr_assert(ge(int, tmp, 0));
+    cr_assert(eq(sz, (size_t)write(tmp, "0123456789", 10), 10));
+    close(tmp);
+    for (int round = 0; round < 3; round++) { /* the slot is given back and taken again */
+        eddy_file *f;
+        cr_assert(eq(int, eddy_file_open(&f, path, O_RDONLY, 0), 0));
+        int fd = (int)eddy_file_fd(f);
+        char c;
+        for (int i = 0; i < 16; i++) {
+            cr_assert(eq(sz, (size_t)eddy_file_read(f, &c, 1, i % 10), 1));
+            cr_assert(eq(chr, c, (char)('0' + i % 10)));
+        }
+        int keep = dup(fd);
+        cr_assert(ge(int, keep, 0));
+        cr_assert(eq(int, close(fd), 0));
+        ssize_t n = eddy_file_read(f, &c, 1, 3);
+        cr_assert(eq(int, dup3(keep, fd, O_CLOEXEC), fd));
+        close(keep);
+        if (on) {
+            cr_assert(eq(sz, (size_t)n, 1), "read through the registered file: %s",
+                      eddy_strerror((int)n));
+            cr_assert(eq(chr, c, '3'));
+        } else {
+            cr_assert(eq(i64, (int64_t)n, (int64_t)-EBADF), "read through the descriptor");
+        }
+        cr_assert(eq(int, eddy_file_close(f), 0));
+    }
+    cr_assert(eq(int, unlink(path), 0));
+    return 0;
+}
+
+static void check_registered_file(bool on)
+{
+    require_uring();
+    if (on)
+        unsetenv("EDDY_CAPS_DISABLE");
+    else
+        setenv("EDDY_CAPS_DISABLE", "registered_files", 1);
+    eddy_loop *loop = uring_loop(0);
+    if (on && eddy_loop_supports(loop, EDDY_CAP_REGISTERED_FILES) != EDDY_NATIVE) {
+        eddy_loop_free(loop);
+        cr_skip_test("no registered files here (Linux 5.13+)");
+    }
+    cr_assert(eq(int, (int)run_on(loop, registered_file_main, &on), 0));
+    eddy_loop_free(loop);
+    unsetenv("EDDY_CAPS_DISABLE");
+}
+
+Test(uring_files, file_read_often_goes_through_its_registered_slot, .timeout = TEST_TIMEOUT)
+{
+    check_registered_file(true);
+}
+
+Test(uring_files, registered_files_off_reads_by_descriptor, .timeout = TEST_TIMEOUT)
+{
+    check_registered_file(false);
 }
