@@ -93,6 +93,11 @@
 #endif
 #define VALGRIND_SLICE_NS (1000 * 1000)
 
+/* How long a loop with only file I/O pending waits for all of it at most. */
+#ifndef FILE_BATCH_WAIT_NS
+#define FILE_BATCH_WAIT_NS (1000 * 1000)
+#endif
+
 #define DEFAULT_SQ_ENTRIES 256
 #define CQ_PER_SQ          4
 /* The kernel's own cap on one read or write (MAX_RW_COUNT); SQE lengths are 32 bits. */
@@ -343,6 +348,7 @@ struct uring_state {
     struct eddy__list stream_retry; /* streams to arm once there is room in the SQ */
 
     struct fd_table lanes; /* struct lanes *, by fd */
+    unsigned file_ops;     /* READs and WRITEs on files (not pipes) pending */
 
     bool fd_install;         /* IORING_OP_FIXED_FD_INSTALL (6.8+) */
     bool direct;             /* accepts go into the file table (direct descriptors) */
@@ -731,6 +737,12 @@ static void mark_written(struct eddy_op *op, int64_t result)
 static void stream_plain_done(struct uring_state *s, struct eddy_op *op, int64_t result);
 static void lane_done(struct uring_state *s, struct eddy_op *op);
 
+/* A read or write of a file (not a FIFO or a terminal): it ends on its own. */
+static bool is_file_io(const struct eddy_op *op)
+{
+    return (op->kind == EDDY_OP_READ || op->kind == EDDY_OP_WRITE) && !(op->flags & EDDY_OP_F_PIPE);
+}
+
 static void finish(struct eddy_backend *b, struct eddy_op *op, int64_t result)
 {
     struct uring_state *s = b->impl;
@@ -740,6 +752,7 @@ static void finish(struct eddy_backend *b, struct eddy_op *op, int64_t result)
     else if (op->kind == EDDY_OP_POLL && result == 0 && (op->flags & EDDY_OP_F_PROC))
         result = op->u.io.flags; /* WAITID: the child has exited */
     if (op->backend_data & OP_RECV_PLAIN) stream_plain_done(s, op, result);
+    if (is_file_io(op)) s->file_ops--;
     lane_done(s, op);
     if (op->kind == EDDY_OP_STAT) {
         struct stat_slot *slot = op_slot(op);
@@ -1585,6 +1598,7 @@ static int uring_submit(struct eddy_backend *b, struct eddy_op *op)
         op->backend_data = (uintptr_t)slot;
     }
     b->pending++;
+    if (is_file_io(op)) s->file_ops++;
     int dir = lane_dir(op);
     if (dir < 0 || lane_enter(s, op, dir)) send_op(s, op);
     return EDDY_OP_PENDING;
@@ -1639,6 +1653,22 @@ static int wait_in_slices(struct uring_state *s, int64_t timeout_ns)
     }
 }
 
+/* A loop whose pending ops are all file reads and writes sleeps until all
+ * of them are done (or FILE_BATCH_WAIT_NS, or its own timeout, has passed),
+ * not until the first: one wake-up per batch, and the next batch goes to
+ * the kernel in one submission, which the block layer plugs into one kick of
+ * the device (on a virtual machine, one exit to the hypervisor instead of
+ * one per few reads: docs/performance.md). A wake from another thread waits
+ * that long at most. */
+static int file_batch_wait(struct uring_state *s, int64_t timeout_ns)
+{
+    if (timeout_ns < 0 || timeout_ns > FILE_BATCH_WAIT_NS) timeout_ns = FILE_BATCH_WAIT_NS;
+    struct __kernel_timespec ts = {.tv_sec = timeout_ns / 1000000000,
+                                   .tv_nsec = timeout_ns % 1000000000};
+    struct io_uring_cqe *cqe;
+    return io_uring_submit_and_wait_timeout(&s->ring, &cqe, s->file_ops, &ts, NULL);
+}
+
 /* Submits, waits, and tells the kernel to run its deferred completion work
  * (DEFER_TASKRUN posts CQEs only when we ask for events). */
 static int submit_and_wait(struct eddy_backend *b, int64_t timeout_ns)
@@ -1649,6 +1679,7 @@ static int submit_and_wait(struct eddy_backend *b, int64_t timeout_ns)
         return io_uring_submit_and_get_events(&s->ring);
     }
     if (s->under_valgrind) return wait_in_slices(s, timeout_ns);
+    if (s->file_ops > 1 && b->pending == s->file_ops) return file_batch_wait(s, timeout_ns);
     if (timeout_ns < 0) return io_uring_submit_and_wait(&s->ring, 1);
     return wait_for(s, timeout_ns);
 }

@@ -828,14 +828,14 @@ if want files && [ -n "$files_libs" ]; then
     echo "  fio: --ioengine=io_uring --rw=randread --bs=4k --iodepth=32 --invalidate=0; fio-batched:"
     echo "  + --iodepth_batch_submit=32 --iodepth_batch_complete_min=1 --iodepth_batch_complete_max=32;"
     echo "  fio-fixed: batched + --registerfiles --fixedbufs. eddy/io_uring-unreg: registered files off"
-    printf '  %-14s %12s %10s %12s %10s\n' "" "page cache" "CPU ns" "O_DIRECT" "CPU ns"
+    printf '  %-20s %12s %10s %12s %10s\n' "" "page cache" "CPU ns" "O_DIRECT" "CPU ns"
     for name in $files_libs; do
         k=$(key "$name")
         c=$( { median <"$out/files-cache-$k"; } 2>/dev/null)
         cc=$( { median <"$out/files-cpu-cache-$k"; } 2>/dev/null)
         d=$( { median <"$out/files-direct-$k"; } 2>/dev/null)
         dc=$( { median <"$out/files-cpu-direct-$k"; } 2>/dev/null)
-        printf '  %-14s %12s %10s %12s %10s\n' "$name" "${c:--}" "${cc:--}" "${d:--}" "${dc:--}"
+        printf '  %-20s %12s %10s %12s %10s\n' "$name" "${c:--}" "${cc:--}" "${d:--}" "${dc:--}"
     done
     case " $files_libs " in *" fio-batched "*)
         echo "  target: eddy/io_uring's IOPS >= 1.00x batched fio's (and its CPU per read, for the record):"
