@@ -2223,3 +2223,115 @@ Test(uring_files, registered_files_off_reads_by_descriptor, .timeout = TEST_TIME
 {
     check_registered_file(false);
 }
+
+/* ---- file batches ------------------------------------------------------------- */
+
+#define BATCH_READERS 8
+#define BATCH_POSTS   20
+
+struct batch_run {
+    eddy_loop *loop;
+    eddy_file *f;
+    atomic_int served;
+    atomic_bool stop;
+    int64_t reads;
+};
+
+static void batch_served(void *arg)
+{
+    atomic_fetch_add(&((struct batch_run *)arg)->served, 1);
+}
+
+static void *batch_poster(void *arg)
+{
+    struct batch_run *r = arg;
+    for (int i = 0; i < BATCH_POSTS; i++) {
+        if (eddy_call_soon_threadsafe(r->loop, batch_served, r) < 0) break;
+        usleep(2000);
+    }
+    return NULL;
+}
+
+static intptr_t batch_reader(void *arg)
+{
+    struct batch_run *r = arg;
+    void *buf;
+    cr_assert(eq(int, posix_memalign(&buf, 4096, 4096), 0));
+    for (int64_t i = 0; !atomic_load(&r->stop); i++) {
+        ssize_t n = eddy_file_read(r->f, buf, 4096, (i * 7919 % 256) * 4096);
+        if (n != 4096) {
+            free(buf);
+            return n < 0 ? n : -EIO;
+        }
+        r->reads++;
+    }
+    free(buf);
+    return 0;
+}
+
+/* A loop whose pending ops are all file reads sleeps until the whole batch
+ * is done (1 ms at most): wakes from another thread and the loop's timers
+ * still come through while readers keep it busy, and every read completes. */
+static intptr_t batch_main(void *arg)
+{
+    struct batch_run *r = arg;
+    r->loop = eddy_loop_current();
+    eddy_task *readers[BATCH_READERS];
+    for (int i = 0; i < BATCH_READERS; i++)
+        readers[i] = eddy_spawn(NULL, batch_reader, r);
+    pthread_t thread;
+    cr_assert(eq(int, pthread_create(&thread, NULL, batch_poster, r), 0));
+    for (int i = 0; i < 200 && atomic_load(&r->served) < BATCH_POSTS; i++)
+        cr_assert(eq(int, eddy_sleep(5 * 1000 * 1000), 0));
+    cr_assert(eq(int, pthread_join(thread, NULL), 0));
+    atomic_store(&r->stop, true);
+    for (int i = 0; i < BATCH_READERS; i++) {
+        intptr_t res = -1;
+        cr_assert(eq(int, eddy_task_join(readers[i], &res), 0));
+        cr_assert(eq(int, (int)res, 0), "reader %d: %s", i, eddy_strerror((int)res));
+    }
+    cr_assert(eq(int, atomic_load(&r->served), BATCH_POSTS), "every wake served");
+    cr_assert(gt(i64, r->reads, (int64_t)0));
+    return 0;
+}
+
+struct batch_open {
+    struct batch_run *r;
+    const char *path;
+    int flags;
+};
+
+static intptr_t batch_open_and_run(void *arg)
+{
+    struct batch_open *o = arg;
+    cr_assert(eq(int, eddy_file_open(&o->r->f, o->path, o->flags, 0), 0));
+    intptr_t res = batch_main(o->r);
+    cr_assert(eq(int, eddy_file_close(o->r->f), 0));
+    return res;
+}
+
+Test(uring_files, wakes_and_timers_pass_while_only_file_reads_are_pending, .timeout = TEST_TIMEOUT)
+{
+    require_uring();
+    /* O_DIRECT where the file system has it, so that reads wait on the disk */
+    char path[64];
+    snprintf(path, sizeof path, "/var/tmp/eddy-uring-batch-%d", (int)getpid());
+    int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
+    cr_assert(ge(int, fd, 0));
+    static char block[4096];
+    memset(block, 'b', sizeof block);
+    for (int i = 0; i < 256; i++)
+        cr_assert(eq(sz, (size_t)write(fd, block, sizeof block), sizeof block));
+    fsync(fd);
+    close(fd);
+    eddy_loop *loop = uring_loop(0);
+    struct batch_run r = {0};
+    int flags = O_RDONLY | O_DIRECT;
+    fd = open(path, flags | O_CLOEXEC);
+    if (fd < 0) flags = O_RDONLY; /* no O_DIRECT here: cached reads */
+    if (fd >= 0) close(fd);
+    cr_assert(
+        eq(int, (int)run_on(loop, batch_open_and_run, &(struct batch_open){&r, path, flags}), 0));
+    eddy_loop_free(loop);
+    unlink(path);
+}
