@@ -74,7 +74,7 @@ enum {
     /* SEND: the peer is on another host, so the payload may go zero-copy.
      * (A peer on this host holds a zero-copy send's buffer until it reads the
      * bytes: two peers each sending before reading would wait on each other.) */
-    EDDY_OP_F_ZEROCOPY = 1 << 0,
+    EDDY_OP_F_ZEROCOPY = 1 << 0, /* set only on SENDs of EDDY_ZEROCOPY_MIN bytes and more */
     /* RECV: the socket is a byte stream (TCP, Unix stream), so the backend
      * may read ahead into buffers of its own and hand the bytes to the next
      * RECVs in order (io_uring's multishot receive). u.io.offset then holds
@@ -94,7 +94,33 @@ enum {
      * waits with IORING_OP_WAITID (WEXITED | WNOWAIT) on the pidfd where the
      * kernel has it (6.7+); elsewhere it is a poll of the pidfd. */
     EDDY_OP_F_PROC = 1 << 3,
+    /* ACCEPT: the new socket may come as a direct descriptor (EDDY_FD_DIRECT):
+     * lib/ can serve it, and it needs no setsockopt of its own (the listener's
+     * options are inherited). */
+    EDDY_OP_F_DIRECT = 1 << 4,
 };
+
+/* The smallest SEND a backend sends zero-copy by default: lib/ asks where a
+ * socket's peer is (EDDY_OP_F_ZEROCOPY) only for sends this large. */
+#define EDDY_ZEROCOPY_MIN (64 * 1024)
+
+/* A direct descriptor: a slot of the backend's own descriptor table
+ * (io_uring's registered files), no descriptor of the process. An ACCEPT
+ * with EDDY_OP_F_DIRECT may complete with EDDY_FD_DIRECT | slot; ops on that
+ * socket then name it so in op->fd, and a CLOSE frees the slot. Only the
+ * backend that made one understands it; a system call that needs a real
+ * descriptor gets one from ops->install. Real descriptors stay below it. */
+#define EDDY_FD_DIRECT ((intptr_t)1 << 30)
+
+static inline bool eddy__fd_direct(intptr_t fd)
+{
+#ifdef _WIN32
+    (void)fd;
+    return false; /* a SOCKET or HANDLE may have any bits */
+#else
+    return fd >= 0 && (fd & EDDY_FD_DIRECT);
+#endif
+}
 
 struct eddy_op {
     uint8_t kind;  /* enum eddy_op_kind */
@@ -167,6 +193,17 @@ struct eddy_backend_ops {
     /* A descriptor that polls readable while completions or a wake wait to be
      * reaped (eddy_loop_fd), or -ENOTSUP; NULL = -ENOTSUP. */
     intptr_t (*fd)(const struct eddy_backend *b);
+    /* A real descriptor on the file behind fd, a direct descriptor
+     * (EDDY_FD_DIRECT): new, close-on-exec, the caller's to close; the slot
+     * stays. Loop thread only, outside poll. NULL: no direct descriptors. */
+    intptr_t (*install)(struct eddy_backend *b, intptr_t fd);
+    /* A direct descriptor naming the file behind fd (which stays open) for
+     * the ops on it that take one (READ, WRITE, FSYNC), or a negative code
+     * (-ENOSPC: the table is full). Loop thread only. NULL: none. */
+    intptr_t (*register_fd)(struct eddy_backend *b, intptr_t fd);
+    /* Gives back the direct descriptor register_fd(b, fd) made (nothing if
+     * it is not that: a loop freed since, another at its address). */
+    void (*release)(struct eddy_backend *b, intptr_t direct, intptr_t fd);
 };
 
 struct eddy_backend {

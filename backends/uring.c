@@ -45,7 +45,15 @@
  *
  * The kernel wakes the ops waiting on one socket newest first: a socket has
  * at most one read and one write in the kernel, the others waiting in
- * arrival order behind them (see struct lanes). */
+ * arrival order behind them (see struct lanes).
+ *
+ * Accepted sockets come as direct descriptors (6.8+: slots of the ring's
+ * registered file table, named with IOSQE_FIXED_FILE; no fget/fput per op
+ * and no entry in the process's table) where lib/ allows it
+ * (EDDY_OP_F_DIRECT); install() gives one a real descriptor on demand
+ * (IORING_OP_FIXED_FD_INSTALL). Near a full table, accepts take plain
+ * descriptors until slots free. EDDY_CAPS_DISABLE=direct_descriptors turns
+ * it off (see "direct descriptors" below). */
 #include "config.h"
 
 #include <errno.h>
@@ -56,10 +64,12 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -83,10 +93,18 @@
 #endif
 #define VALGRIND_SLICE_NS (1000 * 1000)
 
+/* How long a loop with only file I/O pending waits for all of it at most. */
+#ifndef FILE_BATCH_WAIT_NS
+#define FILE_BATCH_WAIT_NS (1000 * 1000)
+#endif
+
 #define DEFAULT_SQ_ENTRIES 256
 #define CQ_PER_SQ          4
 /* The kernel's own cap on one read or write (MAX_RW_COUNT); SQE lengths are 32 bits. */
 #define MAX_IO_LEN 0x7ffff000u
+
+/* IORING_OP_FIXED_FD_INSTALL (Linux 6.8), which liburing headers before 2.6 lack. */
+#define OP_FIXED_FD_INSTALL 54
 
 /* IORING_OP_WAITID (Linux 6.7), which liburing headers before 2.6 lack. */
 #ifdef IORING_OP_WAITID
@@ -105,6 +123,12 @@
 #define MSG_SENT_TAG ((uint64_t)5) /* the sender's CQE of a MSG_RING that failed */
 #define LISTENER_TAG 4             /* or'ed into a struct listener pointer */
 #define STREAM_TAG   6             /* or'ed into a struct stream pointer */
+#define INSTALL_TAG  7             /* or'ed into a sequence number shifted by 3 (install()) */
+
+/* Slots of the registered file table for direct descriptors (at most
+ * RLIMIT_NOFILE; EDDY_URING_DIRECT_FILES=<n> sets it, for tests). */
+#define DIRECT_FILES_DEFAULT 16384
+#define FILE_SLOTS_MAX       256
 
 /* Accepted connections a listener keeps for the next accepts; beyond that its
  * multishot accept is withdrawn until they are taken. */
@@ -113,6 +137,7 @@
 /* Sends of this many bytes and more go zero-copy (measured: docs/performance.md). */
 #define ZC_MIN_DEFAULT (ZC_MIN_KIB * 1024)
 #define ZC_MIN_KIB     64
+_Static_assert(ZC_MIN_DEFAULT >= EDDY_ZEROCOPY_MIN, "lib/ flags the sends that may go zero-copy");
 
 /* op->backend_data: flags in the low bits, a STAT op's statx slot above them */
 enum {
@@ -127,6 +152,8 @@ enum {
     OP_RECV_WAIT = 1 << 7,   /* a RECV on its stream's waiters */
     OP_RECV_PLAIN = 1 << 8,  /* a RECV its stream sent to the kernel as a plain one */
     OP_LANE_WAIT = 1 << 9,   /* a socket read or write behind another (struct lanes) */
+    OP_DIRECT = 1 << 10,     /* an ACCEPT into, or a CLOSE of, a direct descriptor */
+    OP_NO_DIRECT = 1 << 11,  /* an ACCEPT retried plain (the file table was full) */
 };
 
 /* Multishot receive: the loop's buffer ring (group BUF_GROUP) has
@@ -186,6 +213,8 @@ struct listener {
     bool disarming;            /* its cancel is queued */
     bool detached;             /* the socket was closed: freed by the multishot's last CQE */
     bool refused;              /* the kernel refused a multishot on it: single-shot accepts */
+    bool direct;               /* its ACCEPTs take direct descriptors (EDDY_OP_F_DIRECT) */
+    bool armed_direct;         /* its multishot accepts into the file table */
     struct eddy__list waiters; /* ACCEPT ops, oldest first */
     int *ready;                /* accepted fds, FIFO */
     unsigned ready_head, ready_count, ready_cap;
@@ -244,23 +273,31 @@ struct lanes {
     struct eddy__list waiting[2]; /* the ops behind it, oldest first */
 };
 
-/* Per-fd state (listeners, streams, lanes), found by fd: a table that grows to fit. */
+/* Per-fd state (listeners, streams, lanes), found by fd: a table that grows to fit.
+ * Real descriptors and direct ones (EDDY_FD_DIRECT) share it, interleaved:
+ * fd_key(fd) is the index. */
 struct fd_table {
     void **slots;
     size_t size;
 };
 
+static size_t fd_key(int fd)
+{
+    size_t n = (size_t)fd & ~(size_t)EDDY_FD_DIRECT;
+    return fd & EDDY_FD_DIRECT ? n << 1 | 1 : n << 1;
+}
+
 static void *fd_table_get(const struct fd_table *t, int fd)
 {
-    return (size_t)fd < t->size ? t->slots[fd] : NULL;
+    return fd_key(fd) < t->size ? t->slots[fd_key(fd)] : NULL;
 }
 
 /* Makes room for fd (new slots NULL); false without memory. */
 static bool fd_table_fit(struct fd_table *t, int fd)
 {
-    if ((size_t)fd < t->size) return true;
+    if (fd_key(fd) < t->size) return true;
     size_t size = t->size ? t->size : 64;
-    while (size <= (size_t)fd)
+    while (size <= fd_key(fd))
         size *= 2;
     void **slots = realloc(t->slots, size * sizeof *slots);
     if (!slots) return false;
@@ -315,6 +352,21 @@ struct uring_state {
     struct eddy__list stream_retry; /* streams to arm once there is room in the SQ */
 
     struct fd_table lanes; /* struct lanes *, by fd */
+    unsigned file_ops;     /* READs and WRITEs on files (not pipes) pending */
+
+    bool fd_install;         /* IORING_OP_FIXED_FD_INSTALL (6.8+) */
+    bool direct;             /* accepts go into the file table (direct descriptors) */
+    unsigned table_slots;    /* the file table's size; 0: none registered (or gone) */
+    unsigned direct_slots;   /* its part for accepts (0: none) */
+    unsigned direct_used;    /* slots taken, or promised to an ACCEPT in flight */
+    unsigned direct_reserve; /* a multishot accepts direct only while more are free */
+    uint64_t install_seq;    /* install()'s tags */
+    uint64_t install_lost;   /* the tag of an install whose CQE did not come in time */
+    bool reg_files;          /* files get a second name in the table (registered files) */
+    unsigned file_base;      /* the first slot of their part */
+    unsigned *file_free;     /* its free slots, a stack */
+    int *file_fd;            /* by slot - file_base: the fd registered there, or -1 */
+    unsigned file_free_count;
 };
 
 /* ---- SQEs ----------------------------------------------------------------- */
@@ -402,6 +454,76 @@ static void prep_waitid(struct io_uring_sqe *sqe, struct eddy_op *op)
     sqe->file_index = WEXITED | WNOWAIT; /* the options */
 }
 
+/* ---- direct descriptors --------------------------------------------------- */
+
+static bool uses_fd(const struct eddy_op *op);
+
+/* A direct descriptor's slot in the file table. */
+static unsigned direct_slot(intptr_t fd)
+{
+    return (unsigned)(fd & ~EDDY_FD_DIRECT);
+}
+
+/* Points sqe at fd: a direct descriptor by its slot (IOSQE_FIXED_FILE). */
+static void sqe_fd(struct io_uring_sqe *sqe, intptr_t fd)
+{
+    if (!eddy__fd_direct(fd)) return;
+    sqe->fd = (int)direct_slot(fd);
+    sqe->flags |= IOSQE_FIXED_FILE;
+}
+
+/* The kernel drops a connection it accepted into a full table (the accept
+ * fails with -ENFILE), so slots are counted here and accepts go plain
+ * before it is full: a single-shot ACCEPT takes a slot when a free one is
+ * left (promised to it until its CQE); a multishot, which may accept a
+ * whole listen queue at once, only while more than direct_reserve are free
+ * (the listen queue's cap, net.core.somaxconn, at most half the table). */
+static unsigned direct_free(const struct uring_state *s)
+{
+    return s->direct_slots - s->direct_used;
+}
+
+/* Whether op, an ACCEPT, goes into the file table. */
+static bool accept_direct(const struct uring_state *s, const struct eddy_op *op)
+{
+    return s->direct && direct_free(s) > 0 && (op->flags & EDDY_OP_F_DIRECT) &&
+           !(op->backend_data & OP_NO_DIRECT);
+}
+
+/* A direct descriptor is closed: its slot is free. */
+static void direct_release(struct uring_state *s)
+{
+    if (s->direct_used) s->direct_used--;
+}
+
+/* An ACCEPT into a free slot of the file table, or a CLOSE of a direct
+ * descriptor (a direct accept takes no SOCK_CLOEXEC: the slot is no
+ * descriptor of the process). */
+static void prep_direct(struct uring_state *s, struct io_uring_sqe *sqe, struct eddy_op *op)
+{
+    if (op->kind == EDDY_OP_ACCEPT) {
+        io_uring_prep_accept(sqe, (int)op->fd, op->u.addr.addr, op->u.addr.addrlen, SOCK_NONBLOCK);
+        sqe->file_index = IORING_FILE_INDEX_ALLOC;
+        s->direct_used++; /* promised to it */
+    } else {
+        io_uring_prep_close_direct(sqe, direct_slot(op->fd));
+    }
+    op->backend_data |= OP_DIRECT;
+}
+
+/* Closes fd, a real or a direct descriptor, at once (what a listener kept
+ * and nobody took). */
+static void fd_close_any(struct uring_state *s, int fd)
+{
+    if (!eddy__fd_direct(fd)) {
+        close(fd);
+        return;
+    }
+    int none = -1;
+    if (s->table_slots) (void)io_uring_register_files_update(&s->ring, direct_slot(fd), &none, 1);
+    direct_release(s);
+}
+
 /* Fills sqe for op. Socket writes never raise SIGPIPE, as on every backend. */
 static void prep_op(struct uring_state *s, struct io_uring_sqe *sqe, struct eddy_op *op)
 {
@@ -477,6 +599,11 @@ static void prep_op(struct uring_state *s, struct io_uring_sqe *sqe, struct eddy
         break;
     }
     if (op->flags & EDDY_OP_F_PIPE) prep_pipe(sqe, op);
+    if ((op->kind == EDDY_OP_ACCEPT && accept_direct(s, op)) ||
+        (op->kind == EDDY_OP_CLOSE && eddy__fd_direct(op->fd)))
+        prep_direct(s, sqe, op);
+    else if (uses_fd(op))
+        sqe_fd(sqe, op->fd);
     io_uring_sqe_set_data(sqe, op);
 }
 
@@ -615,6 +742,12 @@ static void mark_written(struct eddy_op *op, int64_t result)
 static void stream_plain_done(struct uring_state *s, struct eddy_op *op, int64_t result);
 static void lane_done(struct uring_state *s, struct eddy_op *op);
 
+/* A read or write of a file (not a FIFO or a terminal): it ends on its own. */
+static bool is_file_io(const struct eddy_op *op)
+{
+    return (op->kind == EDDY_OP_READ || op->kind == EDDY_OP_WRITE) && !(op->flags & EDDY_OP_F_PIPE);
+}
+
 static void finish(struct eddy_backend *b, struct eddy_op *op, int64_t result)
 {
     struct uring_state *s = b->impl;
@@ -624,6 +757,7 @@ static void finish(struct eddy_backend *b, struct eddy_op *op, int64_t result)
     else if (op->kind == EDDY_OP_POLL && result == 0 && (op->flags & EDDY_OP_F_PROC))
         result = op->u.io.flags; /* WAITID: the child has exited */
     if (op->backend_data & OP_RECV_PLAIN) stream_plain_done(s, op, result);
+    if (is_file_io(op)) s->file_ops--;
     lane_done(s, op);
     if (op->kind == EDDY_OP_STAT) {
         struct stat_slot *slot = op_slot(op);
@@ -667,7 +801,7 @@ static struct listener *listener_get(struct uring_state *s, int fd)
     l->fd = fd;
     eddy__list_init(&l->waiters);
     eddy__list_push_back(&s->listener_list, &l->link);
-    s->listeners.slots[fd] = l;
+    s->listeners.slots[fd_key(fd)] = l;
     return l;
 }
 
@@ -699,7 +833,7 @@ static int listener_pop(struct listener *l)
 static void listener_free(struct uring_state *s, struct listener *l)
 {
     while (l->ready_count)
-        close(listener_pop(l));
+        fd_close_any(s, listener_pop(l));
     eddy__list_remove(&l->link);
     free(l->ready);
     free(l);
@@ -709,7 +843,11 @@ static void listener_arm(struct uring_state *s, struct listener *l)
 {
     struct io_uring_sqe *sqe = get_sqe(s);
     if (!sqe) return; /* the next poll tries again */
-    io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    l->armed_direct = l->direct && s->direct && direct_free(s) > s->direct_reserve;
+    if (l->armed_direct)
+        io_uring_prep_multishot_accept_direct(sqe, l->fd, NULL, NULL, SOCK_NONBLOCK);
+    else
+        io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     io_uring_sqe_set_data64(sqe, listener_tag(l));
     l->armed = true;
 }
@@ -752,7 +890,7 @@ static void listener_detach(struct uring_state *s, int fd)
 {
     struct listener *l = listener_find(s, fd);
     if (!l) return;
-    s->listeners.slots[fd] = NULL;
+    s->listeners.slots[fd_key(fd)] = NULL;
     struct eddy__list *node;
     while ((node = eddy__list_pop_front(&l->waiters)))
         defer_op(s, eddy__container_of(node, struct eddy_op, link));
@@ -762,7 +900,7 @@ static void listener_detach(struct uring_state *s, int fd)
         return;
     }
     while (l->ready_count)
-        close(listener_pop(l));
+        fd_close_any(s, listener_pop(l));
     if (!l->disarming) listener_disarm(s, l);
 }
 
@@ -773,6 +911,10 @@ static int accept_submit(struct eddy_backend *b, struct eddy_op *op)
     struct uring_state *s = b->impl;
     struct listener *l = listener_get(s, (int)op->fd);
     if (!l || l->refused) return -ENOMEM;
+    if (eddy__list_empty(&l->waiters) && !l->ready_count && !l->armed)
+        l->direct = op->flags & EDDY_OP_F_DIRECT; /* what the ACCEPTs allow */
+    else if (l->direct && !(op->flags & EDDY_OP_F_DIRECT))
+        return -ENOMEM; /* a real descriptor wanted: single-shot */
     if (l->ready_count) return finish_now(op, listener_pop(l));
     op->backend_data = OP_ACCEPT_WAIT;
     eddy__list_push_back(&l->waiters, &op->link);
@@ -796,6 +938,17 @@ static void multishot_refused(struct uring_state *s, struct listener *l)
 
 static void fd_forget(struct uring_state *s, int fd);
 
+/* The file table is nearly full (or full, which the counting should keep
+ * from happening: that connection is lost): the direct multishot is
+ * withdrawn, and one of plain descriptors armed in its place
+ * (listeners_reconcile) until slots free. */
+static int listener_full(struct uring_state *s, struct listener *l)
+{
+    if (l->armed && !l->disarming) listener_disarm(s, l);
+    if (l->detached && !l->armed) listener_free(s, l);
+    return 0;
+}
+
 /* A CQE of a listener's multishot: a connection (or an error) for the
  * oldest waiting ACCEPT, else one kept for the next. */
 static int listener_cqe(struct eddy_backend *b, struct listener *l, const struct io_uring_cqe *cqe)
@@ -803,8 +956,15 @@ static int listener_cqe(struct eddy_backend *b, struct listener *l, const struct
     struct uring_state *s = b->impl;
     int res = cqe->res;
     if (!(cqe->flags & IORING_CQE_F_MORE)) l->armed = l->disarming = false;
+    if (l->armed_direct && res >= 0) {
+        res |= (int)EDDY_FD_DIRECT;
+        s->direct_used++;
+        if (direct_free(s) <= s->direct_reserve && l->armed && !l->disarming)
+            listener_disarm(s, l); /* re-armed plain */
+    }
+    if (l->armed_direct && res == -ENFILE) return listener_full(s, l);
     if (l->detached) {
-        if (res >= 0) close(res);
+        if (res >= 0) fd_close_any(s, res);
         if (!l->armed) listener_free(s, l);
         return 0;
     }
@@ -820,7 +980,7 @@ static int listener_cqe(struct eddy_backend *b, struct listener *l, const struct
         finish(b, op, res);
         return 1;
     }
-    if (res >= 0 && !listener_push(l, res)) close(res); /* no memory: that client is reset */
+    if (res >= 0 && !listener_push(l, res)) fd_close_any(s, res); /* no memory: client reset */
     if (l->ready_count >= LISTENER_READY_MAX && l->armed && !l->disarming) listener_disarm(s, l);
     return 0;
 }
@@ -862,7 +1022,7 @@ static struct stream *stream_get(struct uring_state *s, int fd, uint64_t serial)
     eddy__list_init(&st->waiters);
     eddy__list_init(&st->retry_link);
     eddy__list_push_back(&s->stream_list, &st->link);
-    s->streams.slots[fd] = st;
+    s->streams.slots[fd_key(fd)] = st;
     return st;
 }
 
@@ -977,6 +1137,7 @@ static void stream_kick(struct uring_state *s, struct stream *st)
         return;
     }
     io_uring_prep_recv_multishot(sqe, st->fd, NULL, 0, 0);
+    sqe_fd(sqe, st->fd);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = BUF_GROUP;
     io_uring_sqe_set_data64(sqe, stream_tag(st));
@@ -1014,7 +1175,7 @@ static void stream_detach(struct uring_state *s, int fd)
 {
     struct stream *st = stream_find(s, fd);
     if (!st) return;
-    s->streams.slots[fd] = NULL;
+    s->streams.slots[fd_key(fd)] = NULL;
     struct eddy__list *node;
     while ((node = eddy__list_pop_front(&st->waiters)))
         defer_op(s, eddy__container_of(node, struct eddy_op, link));
@@ -1226,6 +1387,31 @@ static int zc_cqe(struct eddy_backend *b, struct eddy_op *op, const struct io_ur
     return 1;
 }
 
+/* The CQE of a direct ACCEPT or CLOSE, its result in *result: a slot
+ * becomes EDDY_FD_DIRECT | slot, a closed one makes room; a full table (slots
+ * taken behind eddy's back) sends the ACCEPT again for a plain descriptor
+ * (true: not completed). */
+static bool direct_cqe(struct uring_state *s, struct eddy_op *op, int64_t *result)
+{
+    if (op->kind == EDDY_OP_CLOSE || *result < 0) direct_release(s); /* freed, or not taken */
+    if (op->kind == EDDY_OP_CLOSE) return false;
+    if (*result == -ENFILE && op->state != EDDY_OP_STATE_CANCELLING) {
+        op->backend_data = OP_NO_DIRECT;
+        send_op(s, op);
+        return true;
+    }
+    if (*result >= 0) *result |= EDDY_FD_DIRECT;
+    return false;
+}
+
+/* install()'s CQE, reaped after install() has read it; one that came too
+ * late for it is closed. */
+static int install_cqe(struct uring_state *s, uint64_t tag, const struct io_uring_cqe *cqe)
+{
+    if (tag == s->install_lost && cqe->res >= 0) close(cqe->res);
+    return 0;
+}
+
 /* One CQE: an op's completion (1), or the wake READ's, or a cancel's (0). */
 static int handle_cqe(struct eddy_backend *b, const struct io_uring_cqe *cqe)
 {
@@ -1242,6 +1428,7 @@ static int handle_cqe(struct eddy_backend *b, const struct io_uring_cqe *cqe)
         return 0;
     }
     if (tag == CANCEL_TAG || tag == MSG_SENT_TAG || tag == LIBURING_UDATA_TIMEOUT) return 0;
+    if ((tag & 7) == INSTALL_TAG) return install_cqe(s, tag, cqe);
     if ((tag & 7) == LISTENER_TAG)
         return listener_cqe(b, (struct listener *)(uintptr_t)(tag & ~(uint64_t)7), cqe);
     if ((tag & 7) == STREAM_TAG)
@@ -1250,6 +1437,9 @@ static int handle_cqe(struct eddy_backend *b, const struct io_uring_cqe *cqe)
     if (op->backend_data & OP_ZC) return zc_cqe(b, op, cqe);
     if (op->backend_data & OP_CANCEL_WAIT) eddy__list_remove(&op->link); /* too late to ask */
     int64_t result = cqe->res;
+    if ((op->kind == EDDY_OP_ACCEPT || op->kind == EDDY_OP_CLOSE) &&
+        (op->backend_data & OP_DIRECT) && direct_cqe(s, op, &result))
+        return 0;
     if (result >= 0 && (op->kind == EDDY_OP_ACCEPT || op->kind == EDDY_OP_OPEN))
         fd_forget(s, (int)result); /* that number was free: what was kept under it is stale */
     /* Work the kernel had started is interrupted rather than cancelled. */
@@ -1306,7 +1496,7 @@ static bool lane_enter(struct uring_state *s, struct eddy_op *op, int dir)
         if (!fd_table_fit(&s->lanes, fd) || !(l = calloc(1, sizeof *l))) return true;
         eddy__list_init(&l->waiting[LANE_READ]);
         eddy__list_init(&l->waiting[LANE_WRITE]);
-        s->lanes.slots[fd] = l;
+        s->lanes.slots[fd_key(fd)] = l;
     }
     if (!l->head[dir]) {
         l->head[dir] = op;
@@ -1338,7 +1528,7 @@ static void lanes_detach(struct uring_state *s, int fd)
 {
     struct lanes *l = fd_table_get(&s->lanes, fd);
     if (!l) return;
-    s->lanes.slots[fd] = NULL;
+    s->lanes.slots[fd_key(fd)] = NULL;
     for (int dir = LANE_READ; dir <= LANE_WRITE; dir++) {
         struct eddy__list *node;
         while ((node = eddy__list_pop_front(&l->waiting[dir])))
@@ -1417,6 +1607,7 @@ static int uring_submit(struct eddy_backend *b, struct eddy_op *op)
         op->backend_data = (uintptr_t)slot;
     }
     b->pending++;
+    if (is_file_io(op)) s->file_ops++;
     int dir = lane_dir(op);
     if (dir < 0 || lane_enter(s, op, dir)) send_op(s, op);
     return EDDY_OP_PENDING;
@@ -1471,6 +1662,22 @@ static int wait_in_slices(struct uring_state *s, int64_t timeout_ns)
     }
 }
 
+/* A loop whose pending ops are all file reads and writes sleeps until all
+ * of them are done (or FILE_BATCH_WAIT_NS, or its own timeout, has passed),
+ * not until the first: one wake-up per batch, and the next batch goes to
+ * the kernel in one submission, which the block layer plugs into one kick of
+ * the device (on a virtual machine, one exit to the hypervisor instead of
+ * one per few reads: docs/performance.md). A wake from another thread waits
+ * that long at most. */
+static int file_batch_wait(struct uring_state *s, int64_t timeout_ns)
+{
+    if (timeout_ns < 0 || timeout_ns > FILE_BATCH_WAIT_NS) timeout_ns = FILE_BATCH_WAIT_NS;
+    struct __kernel_timespec ts = {.tv_sec = timeout_ns / 1000000000,
+                                   .tv_nsec = timeout_ns % 1000000000};
+    struct io_uring_cqe *cqe;
+    return io_uring_submit_and_wait_timeout(&s->ring, &cqe, s->file_ops, &ts, NULL);
+}
+
 /* Submits, waits, and tells the kernel to run its deferred completion work
  * (DEFER_TASKRUN posts CQEs only when we ask for events). */
 static int submit_and_wait(struct eddy_backend *b, int64_t timeout_ns)
@@ -1481,6 +1688,7 @@ static int submit_and_wait(struct eddy_backend *b, int64_t timeout_ns)
         return io_uring_submit_and_get_events(&s->ring);
     }
     if (s->under_valgrind) return wait_in_slices(s, timeout_ns);
+    if (s->file_ops > 1 && b->pending == s->file_ops) return file_batch_wait(s, timeout_ns);
     if (timeout_ns < 0) return io_uring_submit_and_wait(&s->ring, 1);
     return wait_for(s, timeout_ns);
 }
@@ -1607,8 +1815,11 @@ static void state_free(struct uring_state *s)
         s->ring.enter_ring_fd = s->ring.ring_fd;
     }
     io_uring_queue_exit(&s->ring);
-    listeners_free(s); /* after the ring: nothing more is accepted for them */
-    streams_free(s);   /* nor received */
+    s->table_slots = 0; /* the file table went with the ring */
+    listeners_free(s);  /* after the ring: nothing more is accepted for them */
+    free(s->file_free);
+    free(s->file_fd);
+    streams_free(s); /* nor received */
     lanes_free(s);
     close(s->wakefd);
     if (s->embed_efd >= 0) close(s->embed_efd);
@@ -1683,10 +1894,120 @@ static int probe(struct uring_state *s)
     if (!(s->ring.features & IORING_FEAT_RW_CUR_POS))
         s->native[EDDY_OP_READ] = s->native[EDDY_OP_WRITE] = false;
     s->send_zc = io_uring_opcode_supported(p, IORING_OP_SEND_ZC);
+    s->fd_install = io_uring_opcode_supported(p, OP_FIXED_FD_INSTALL);
     /* Multishot receive has no opcode of its own; it came in 6.0 with SEND_ZC. */
     s->multishot_recv = s->send_zc;
     io_uring_free_probe(p);
     return err;
+}
+
+/* The sparse file table: 0, or why not. Its size cannot change while ops
+ * use it. Accepts put direct descriptors in its lower part (the kernel's
+ * allocation range); with registered files, its top FILE_SLOTS_MAX slots (a
+ * quarter of a smaller table) hold files' second names, given out here. */
+static int direct_setup(struct uring_state *s, bool accepts, bool files)
+{
+    unsigned long n = DIRECT_FILES_DEFAULT;
+    const char *knob = getenv("EDDY_URING_DIRECT_FILES");
+    if (knob && *knob) {
+        char *end;
+        unsigned long v = strtoul(knob, &end, 10);
+        if (*end == '\0' && v > 0 && v <= (1u << 20)) n = v;
+    }
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && n > rl.rlim_cur)
+        n = (unsigned long)rl.rlim_cur; /* the kernel's own cap */
+    if (!accepts && n > FILE_SLOTS_MAX) n = FILE_SLOTS_MAX;
+    int err = n ? io_uring_register_files_sparse(&s->ring, (unsigned)n) : -EMFILE;
+    if (err < 0) return err;
+    s->table_slots = (unsigned)n;
+    unsigned long part = accepts ? n / 4 : n;
+    unsigned file_slots = files ? (unsigned)(part < FILE_SLOTS_MAX ? part : FILE_SLOTS_MAX) : 0;
+    s->file_free = file_slots ? malloc(file_slots * sizeof *s->file_free) : NULL;
+    s->file_fd = file_slots ? malloc(file_slots * sizeof *s->file_fd) : NULL;
+    if (s->file_free && s->file_fd)
+        for (unsigned i = 0; i < file_slots; i++) {
+            s->file_free[s->file_free_count++] = (unsigned)n - 1 - i;
+            s->file_fd[i] = -1;
+        }
+    s->file_base = (unsigned)n - s->file_free_count;
+    n -= s->file_free_count;
+    if (s->file_free_count && accepts)
+        (void)io_uring_register_file_alloc_range(&s->ring, 0, (unsigned)n);
+    s->direct_slots = accepts ? (unsigned)n : 0;
+    unsigned long backlog = 4096; /* Linux's default net.core.somaxconn */
+    FILE *f = fopen("/proc/sys/net/core/somaxconn", "re");
+    if (f) {
+        if (fscanf(f, "%lu", &backlog) != 1) backlog = 4096;
+        fclose(f);
+    }
+    s->direct_reserve = (unsigned)(backlog < n / 2 ? backlog : n / 2);
+    return 0;
+}
+
+/* A real descriptor on the socket in direct descriptor fd, installed in the
+ * process's table by IORING_OP_FIXED_FD_INSTALL (close-on-exec). The op is
+ * done inline, so its CQE is in the ring once it is submitted: read there,
+ * and skipped when reaped. Submits what is queued too. */
+static intptr_t uring_install(struct eddy_backend *b, intptr_t fd)
+{
+    struct uring_state *s = b->impl;
+    if (!eddy__fd_direct(fd) || !s->table_slots) return -EBADF;
+    int err = bind_thread(s);
+    if (err < 0) return err == -EEXIST ? -EPERM : err;
+    struct io_uring_sqe *sqe = get_sqe(s);
+    if (!sqe) return -EBUSY;
+    uint64_t tag = (++s->install_seq << 3) | INSTALL_TAG;
+    io_uring_prep_rw(OP_FIXED_FD_INSTALL, sqe, (int)direct_slot(fd), NULL, 0, 0);
+    sqe->flags |= IOSQE_FIXED_FILE;
+    io_uring_sqe_set_data64(sqe, tag);
+    err = io_uring_submit(&s->ring);
+    if (err < 0) return err;
+    for (int pass = 0; pass < 2; pass++) {
+        unsigned head;
+        struct io_uring_cqe *cqe;
+        io_uring_for_each_cqe(&s->ring, head, cqe)
+        {
+            if (cqe->user_data == tag) return cqe->res;
+        }
+        (void)io_uring_get_events(&s->ring); /* the CQ was full: what overflowed */
+    }
+    s->install_lost = tag;
+    return -EBUSY;
+}
+
+/* A second name for the file behind fd, a direct descriptor in the table's
+ * part for files (registered files: its reads and writes skip the lookup
+ * of fd), or -ENOSPC when that part is full, -ENOTSUP without one. The
+ * caller gives it back with release(). */
+static intptr_t uring_register_fd(struct eddy_backend *b, intptr_t fd)
+{
+    struct uring_state *s = b->impl;
+    if (!s->reg_files || !s->table_slots) return -ENOTSUP;
+    if (fd < 0 || eddy__fd_direct(fd)) return -EBADF;
+    if (!s->file_free_count) return -ENOSPC;
+    unsigned slot = s->file_free[s->file_free_count - 1];
+    int nfd = (int)fd;
+    int err = io_uring_register_files_update(&s->ring, slot, &nfd, 1);
+    if (err < 0) return err;
+    s->file_free_count--;
+    s->file_fd[slot - s->file_base] = nfd;
+    return EDDY_FD_DIRECT | (intptr_t)slot;
+}
+
+/* Frees the slot register_fd(fd) gave (the file stays open under fd); a
+ * slot that does not hold fd (another loop's) stays as it is. */
+static void uring_release(struct eddy_backend *b, intptr_t direct, intptr_t fd)
+{
+    struct uring_state *s = b->impl;
+    unsigned slot = direct_slot(direct);
+    if (!eddy__fd_direct(direct) || !s->table_slots || slot < s->file_base ||
+        s->file_fd[slot - s->file_base] != fd)
+        return;
+    int none = -1;
+    (void)io_uring_register_files_update(&s->ring, slot, &none, 1);
+    s->file_fd[slot - s->file_base] = -1;
+    s->file_free[s->file_free_count++] = slot;
 }
 
 /* Whether EDDY_CAPS_DISABLE (names separated by commas or spaces) lists name:
@@ -1741,6 +2062,13 @@ static int uring_init(struct eddy_backend *b, const eddy_loop_options *opts)
         (s->setup_flags & (IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER)) &&
         !cap_disabled("multishot_accept");
     s->send_zc = s->send_zc && !cap_disabled("zerocopy_send");
+    /* Direct descriptors only where a real one can be had on demand. */
+    bool accepts = s->fd_install && !cap_disabled("direct_descriptors");
+    bool files = !cap_disabled("registered_files");
+    if ((accepts || files) && direct_setup(s, accepts, files) == 0) {
+        s->direct = accepts;
+        s->reg_files = s->file_free_count > 0;
+    }
     /* The buffer ring (5.19+) serves multishot receives only: it is set up
      * when they are used, and both go when either is disabled. */
     s->multishot_recv = s->multishot_recv && !cap_disabled("multishot_recv") &&
@@ -1798,6 +2126,10 @@ static eddy_support uring_supports(const struct eddy_backend *b, eddy_cap cap)
         return s->msg_ring ? EDDY_NATIVE : EDDY_NONE;
     case EDDY_CAP_BUFFER_RING: /* registered at init (Linux 5.19+), for multishot receives */
         return s->br ? EDDY_NATIVE : EDDY_NONE;
+    case EDDY_CAP_DIRECT_DESCRIPTORS: /* a file table registered at init (Linux 6.8+) */
+        return s->direct ? EDDY_NATIVE : EDDY_NONE;
+    case EDDY_CAP_REGISTERED_FILES: /* the same table (Linux 5.13+ for a sparse one) */
+        return s->reg_files ? EDDY_NATIVE : EDDY_NONE;
     case EDDY_CAP_WATCH_FD: /* IORING_OP_POLL_ADD, there since 5.1 */
     case EDDY_CAP_SIGNALS:  /* lib/signal.c's pipe, polled as a watched fd */
         return s->native[EDDY_OP_POLL] ? EDDY_NATIVE : EDDY_NONE;
@@ -1837,4 +2169,7 @@ const struct eddy_backend_ops eddy__uring_backend = {
     .handles = uring_handles,
     .supports = uring_supports,
     .fd = uring_fd,
+    .install = uring_install,
+    .register_fd = uring_register_fd,
+    .release = uring_release,
 };

@@ -541,16 +541,19 @@ if want files; then
         fallocate -l 1G "$fdat" 2>/dev/null || true
         dd if=/dev/zero of="$fdat" bs=1M count=1024 conv=notrunc status=none
         sync
-        files_libs="eddy/io_uring eddy/epoll"
+        # eddy/io_uring-unreg: the same with registered files off (the file's
+        # reads name its descriptor), for the difference they make
+        files_libs="eddy/io_uring eddy/io_uring-unreg eddy/epoll"
         if ./bench/files uv "$fdat" 0 0 >/dev/null 2>&1; then
             files_libs="$files_libs libuv"
         else
             missing="$missing libuv"
         fi
-        # fio: its default (one io_uring_enter per read) and batched (up to 32
-        # submissions per enter, and as many completions as are there)
+        # fio: its default (one io_uring_enter per read), batched (up to 32
+        # submissions per enter, and as many completions as are there), and
+        # batched at its best: registered file and buffers as well
         if command -v fio >/dev/null 2>&1; then
-            files_libs="$files_libs fio fio-batched"
+            files_libs="$files_libs fio fio-batched fio-fixed"
         else
             missing="$missing fio"
         fi
@@ -566,14 +569,19 @@ if want files; then
                     # page cache runs start from a fully cached file
                     [ $d = 0 ] && cat "$fdat" >/dev/null
                     case "$name" in
+                    eddy/io_uring-unreg)
+                        line=$(taskset -c "$SERVER_CPU" env EDDY_BACKEND=io_uring \
+                            EDDY_CAPS_DISABLE=registered_files \
+                            ./bench/files eddy "$fdat" $d "$SECS" 2>"$out/files.log") ;;
                     eddy/*)
                         line=$(taskset -c "$SERVER_CPU" env EDDY_BACKEND="${name#eddy/}" \
                             ./bench/files eddy "$fdat" $d "$SECS" 2>"$out/files.log") ;;
                     libuv) line=$(taskset -c "$SERVER_CPU" ./bench/files uv "$fdat" $d "$SECS" 2>"$out/files.log") ;;
                     fio*)
                         batch=""
-                        [ "$name" = fio-batched ] && batch="--iodepth_batch_submit=32 \
+                        [ "$name" != fio ] && batch="--iodepth_batch_submit=32 \
                             --iodepth_batch_complete_min=1 --iodepth_batch_complete_max=32"
+                        [ "$name" = fio-fixed ] && batch="$batch --registerfiles --fixedbufs"
                         # invalidate=0: fio would drop the page cache first.
                         # Terse v3: field 8 is read IOPS, 88 and 89 user and
                         # system CPU in % of the run.
@@ -901,21 +909,24 @@ if want files && [ -n "$files_libs" ]; then
     echo
     echo "Files: 4 KiB random reads, queue depth 32, 1 GiB file in $fsinfo"
     echo "  (IOPS, and the process's CPU ns per read: user + system, all threads)"
-    printf '  %-14s %12s %10s %12s %10s\n' "" "page cache" "CPU ns" "O_DIRECT" "CPU ns"
+    echo "  fio: --ioengine=io_uring --rw=randread --bs=4k --iodepth=32 --invalidate=0; fio-batched:"
+    echo "  + --iodepth_batch_submit=32 --iodepth_batch_complete_min=1 --iodepth_batch_complete_max=32;"
+    echo "  fio-fixed: batched + --registerfiles --fixedbufs. eddy/io_uring-unreg: registered files off"
+    printf '  %-20s %12s %10s %12s %10s\n' "" "page cache" "CPU ns" "O_DIRECT" "CPU ns"
     for name in $files_libs; do
         k=$(key "$name")
         c=$( { median <"$out/files-cache-$k"; } 2>/dev/null)
         cc=$( { median <"$out/files-cpu-cache-$k"; } 2>/dev/null)
         d=$( { median <"$out/files-direct-$k"; } 2>/dev/null)
         dc=$( { median <"$out/files-cpu-direct-$k"; } 2>/dev/null)
-        printf '  %-14s %12s %10s %12s %10s\n' "$name" "${c:--}" "${cc:--}" "${d:--}" "${dc:--}"
+        printf '  %-20s %12s %10s %12s %10s\n' "$name" "${c:--}" "${cc:--}" "${d:--}" "${dc:--}"
     done
     case " $files_libs " in *" fio-batched "*)
         echo "  target: eddy/io_uring's IOPS >= 1.00x batched fio's (and its CPU per read, for the record):"
         for mode in cache direct; do
             e=$( { median <"$out/files-$mode-eddy_io_uring"; } 2>/dev/null)
             ec=$( { median <"$out/files-cpu-$mode-eddy_io_uring"; } 2>/dev/null)
-            for f in fio-batched fio; do
+            for f in fio-batched fio-fixed fio; do
                 v=$( { median <"$out/files-$mode-$f"; } 2>/dev/null)
                 vc=$( { median <"$out/files-cpu-$mode-$f"; } 2>/dev/null)
                 awk -v e="$e" -v f="$v" -v ec="$ec" -v fc="$vc" -v n="    $mode vs $f" 'BEGIN {

@@ -34,6 +34,8 @@ static const char *const cap_names[EDDY_CAP_COUNT] = {
     [EDDY_CAP_SENDFILE] = "sendfile",
     [EDDY_CAP_TLS] = "tls",
     [EDDY_CAP_MSG_RING] = "msg_ring",
+    [EDDY_CAP_DIRECT_DESCRIPTORS] = "direct_descriptors",
+    [EDDY_CAP_REGISTERED_FILES] = "registered_files",
 };
 
 /* What a backend offers, with the capabilities no backend decides: TLS is

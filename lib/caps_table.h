@@ -100,6 +100,12 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_MSG_RING] = {EDDY_NATIVE,
                                        "Linux 6.3+; a wake from another io_uring loop's thread; "
                                        "from elsewhere the eventfd"},
+                [EDDY_CAP_DIRECT_DESCRIPTORS] = {EDDY_NATIVE,
+                                                 "Linux 6.8+; accepted sockets, a real "
+                                                 "descriptor installed on demand"},
+                [EDDY_CAP_REGISTERED_FILES] = {EDDY_NATIVE,
+                                               "Linux 5.13+; a file read or written often, "
+                                               "up to 256 per loop"},
             },
     },
     {
@@ -126,6 +132,8 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_SENDFILE] = {EDDY_NATIVE, "sendfile(2) when the socket has room"},
                 [EDDY_CAP_TLS] = {EDDY_NATIVE, CAPS_TLS},
                 [EDDY_CAP_MSG_RING] = {EDDY_NONE, CAPS_URING},
+                [EDDY_CAP_DIRECT_DESCRIPTORS] = {EDDY_NONE, CAPS_URING},
+                [EDDY_CAP_REGISTERED_FILES] = {EDDY_NONE, CAPS_URING},
             },
     },
     {
@@ -157,6 +165,8 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                                        "Linux); a read/write loop on NetBSD and OpenBSD"},
                 [EDDY_CAP_TLS] = {EDDY_NATIVE, CAPS_TLS},
                 [EDDY_CAP_MSG_RING] = {EDDY_NONE, CAPS_URING},
+                [EDDY_CAP_DIRECT_DESCRIPTORS] = {EDDY_NONE, CAPS_URING},
+                [EDDY_CAP_REGISTERED_FILES] = {EDDY_NONE, CAPS_URING},
             },
     },
     {
@@ -194,6 +204,8 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_TLS] = {EDDY_NONE, "no OpenSSL in the mingw-w64 build; lib/tls.c would "
                                              "need one built for Windows"},
                 [EDDY_CAP_MSG_RING] = {EDDY_NONE, CAPS_URING},
+                [EDDY_CAP_DIRECT_DESCRIPTORS] = {EDDY_NONE, CAPS_URING},
+                [EDDY_CAP_REGISTERED_FILES] = {EDDY_NONE, CAPS_URING},
             },
     },
 };
@@ -224,6 +236,10 @@ static const char *const eddy__caps_descriptions[EDDY_CAP_COUNT] = {
     [EDDY_CAP_TLS] = "TLS on streams: `eddy_stream_start_tls`, `eddy_stream_alpn`",
     [EDDY_CAP_MSG_RING] = "one loop waking another without a system call on the woken side "
                           "(channels, `eddy_spawn_threadsafe`, `eddy_call_soon_threadsafe`)",
+    [EDDY_CAP_DIRECT_DESCRIPTORS] = "accepted sockets in the backend's own descriptor table "
+                                    "(no descriptor of the process until one is asked for)",
+    [EDDY_CAP_REGISTERED_FILES] = "files known to the kernel by a slot of the loop's own table, "
+                                  "which their reads and writes name instead of the descriptor",
 };
 
 /* The platforms, with their backends in the order a default loop tries them. */

@@ -22,6 +22,12 @@
 
 struct eddy_file {
     intptr_t fd;
+    /* A second name for fd in the loop's own table (io_uring's registered
+     * files), which reads, writes and syncs on that loop name once the file
+     * has had REGISTER_AFTER of them; -1: none. */
+    intptr_t direct;
+    struct eddy_loop *direct_loop;
+    unsigned uses;
     unsigned calls;           /* calls in progress in some task */
     bool closing;             /* eddy_file_close has begun: new calls get -EBADF */
     struct eddy_task *closer; /* waits for calls to reach 0 */
@@ -95,6 +101,41 @@ static int pipe_route(struct eddy_file *f, struct eddy_op *op)
 }
 #endif
 
+#ifndef _WIN32
+/* Reads, writes and syncs on a file before it is registered: a file opened
+ * for one read pays no registration. */
+#define REGISTER_AFTER 8
+
+/* What op, a READ, WRITE or FSYNC on f, names: f's direct descriptor on
+ * the loop that registered it (made at the REGISTER_AFTER-th such op, where
+ * the backend registers files and runs the op itself), else f->fd. */
+static intptr_t file_op_fd(struct eddy_file *f, const struct eddy_op *op)
+{
+    struct eddy_loop *loop = eddy__current_task()->loop;
+    struct eddy_backend *b = &loop->backend;
+    if (f->direct < 0 && ++f->uses == REGISTER_AFTER && b->ops->register_fd) {
+        intptr_t direct = b->ops->register_fd(b, f->fd);
+        if (direct >= 0) {
+            f->direct = direct;
+            f->direct_loop = loop;
+        }
+    }
+    if (f->direct < 0 || loop != f->direct_loop || !b->ops->handles(b, (enum eddy_op_kind)op->kind))
+        return f->fd;
+    return f->direct;
+}
+#endif
+
+/* Gives f's direct descriptor back, from its loop's thread (elsewhere it
+ * stays in that loop's table until the loop ends). */
+static void file_unregister(struct eddy_file *f)
+{
+    struct eddy_loop *loop = eddy_loop_current();
+    if (f->direct >= 0 && loop && loop == f->direct_loop)
+        loop->backend.ops->release(&loop->backend, f->direct, f->fd);
+    f->direct = -1;
+}
+
 /* Runs op on f, counted so that eddy_file_close can wait for it. */
 static int64_t file_run(struct eddy_file *f, struct eddy_op *op)
 {
@@ -108,6 +149,11 @@ static int64_t file_run(struct eddy_file *f, struct eddy_op *op)
     }
 #endif
     op->fd = f->fd;
+#ifndef _WIN32
+    if (!f->pipe &&
+        (op->kind == EDDY_OP_READ || op->kind == EDDY_OP_WRITE || op->kind == EDDY_OP_FSYNC))
+        op->fd = file_op_fd(f, op);
+#endif
     f->calls++;
     int64_t r = eddy__op_run(op);
     if (--f->calls == 0 && f->closer) eddy__task_wake(f->closer, 0);
@@ -142,6 +188,7 @@ EDDY_API int eddy_file_open(eddy_file **out, const char *path, int flags, int mo
         return (int)fd;
     }
     f->fd = fd;
+    f->direct = -1;
 #ifdef _WIN32
     f->append = flags & O_APPEND;
 #else
@@ -215,6 +262,7 @@ EDDY_API int eddy_file_close(eddy_file *f)
     int64_t err;
     if (!t) {
         /* POSIX: no backend keeps state on a file's fd; Windows: the loop's port does. */
+        file_unregister(f);
         err = close_untasked(f);
     } else {
         eddy_shield_begin(); /* a cancelled task still closes */
@@ -225,6 +273,7 @@ EDDY_API int eddy_file_close(eddy_file *f)
             eddy__task_suspend(t);
             f->closer = NULL;
         }
+        file_unregister(f);
         struct eddy_op op = {.kind = EDDY_OP_CLOSE, .fd = f->fd};
         err = eddy__op_run(&op);
         eddy_shield_end();

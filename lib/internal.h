@@ -304,6 +304,8 @@ struct addrinfo;
 int eddy__tcp_resolve(const char *host, uint16_t port, struct addrinfo **out);
 /* Task-only: a new TCP socket connected to addr (closed again on failure). */
 int eddy__tcp_connect_addr(eddy_sock **out, const struct sockaddr *addr, socklen_t len);
+/* What ops on s name (lib/net.c): its descriptor, or a direct one (EDDY_FD_DIRECT). */
+intptr_t eddy__sock_op_fd(const eddy_sock *s);
 /* Task-only: Happy Eyeballs over n addresses in the order given (lib/stream.c). */
 int eddy__connect_race(eddy_sock **out, const struct sockaddr *const *addrs, const socklen_t *lens,
                        size_t n, int64_t delay_ns);

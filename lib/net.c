@@ -64,10 +64,12 @@ static int close_native(intptr_t fd)
 #define ACCEPT_BACKOFF_MAX_NS (100 * 1000 * 1000)
 
 struct eddy_sock {
-    intptr_t fd;
-    int family; /* AF_INET, AF_INET6, AF_UNIX */
-    int type;   /* SOCK_STREAM, SOCK_DGRAM */
+    intptr_t fd;     /* what ops name: a descriptor, or a direct one (EDDY_FD_DIRECT) */
+    intptr_t native; /* a direct socket's real descriptor, installed on first need; else -1 */
+    int family;      /* AF_INET, AF_INET6, AF_UNIX */
+    int type;        /* SOCK_STREAM, SOCK_DGRAM */
     bool listening;
+    bool accept_direct;       /* a listener whose connections may come direct (docs/sockets.md) */
     uint64_t serial;          /* unique in the process (EDDY_OP_F_STREAM) */
     int8_t remote_peer;       /* TCP to another host: 1; else -1; 0: not asked yet */
     bool closing;             /* eddy_sock_close has begun: new calls get -EBADF */
@@ -105,6 +107,7 @@ static int sock_wrap(struct eddy_sock **out, intptr_t fd, int family, int type)
     if (!s) return -ENOMEM;
     static _Atomic uint64_t next_serial = 1;
     s->fd = fd;
+    s->native = -1;
     s->serial = atomic_fetch_add_explicit(&next_serial, 1, memory_order_relaxed);
     s->family = family;
     s->type = type;
@@ -120,6 +123,34 @@ static int sock_new(struct eddy_sock **out, intptr_t fd, int family, int type)
     int err = sock_wrap(out, fd, family, type);
     if (err < 0) (void)close_native(fd);
     return err;
+}
+
+/* A real descriptor for s, for the system calls that need one: its own, or
+ * for a direct socket one the backend installs on first need (kept until
+ * close). -EPERM off the socket's loop thread. */
+static intptr_t sock_native(const struct eddy_sock *cs)
+{
+    struct eddy_sock *s = (struct eddy_sock *)cs; /* the installed one is a cache */
+    if (!eddy__fd_direct(s->fd)) return s->fd;
+    if (s->native >= 0) return s->native;
+    struct eddy_loop *loop = eddy_loop_current();
+    if (!loop || loop != s->loop) return -EPERM;
+    if (!loop->backend.ops->install) return -EBADF;
+    intptr_t fd = loop->backend.ops->install(&loop->backend, s->fd);
+    if (fd >= 0) s->native = fd;
+    return fd;
+}
+
+/* Closes what a direct socket had installed (the slot goes with its CLOSE op). */
+static void close_installed(struct eddy_sock *s)
+{
+    if (eddy__fd_direct(s->fd) && s->native >= 0) (void)close_native(s->native);
+    s->native = -1;
+}
+
+intptr_t eddy__sock_op_fd(const eddy_sock *s)
+{
+    return s->fd;
 }
 
 static int set_int_option(intptr_t fd, int level, int name, int value)
@@ -183,8 +214,15 @@ EDDY_API int eddy_sock_open(eddy_sock **out, intptr_t fd)
     len = sizeof listening;
     if (getsockopt((int)fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0) listening = 0;
 #endif
+    /* Connections come direct when they inherit what eddy would set on them. */
+    int nodelay = 0;
+    len = sizeof nodelay;
+    bool direct_ok =
+        family == AF_UNIX ||
+        (getsockopt((int)fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, &len) == 0 && nodelay);
     int err = sock_wrap(out, fd, family, type);
     if (err == 0) (*out)->listening = type == SOCK_STREAM && listening;
+    if (err == 0) (*out)->accept_direct = (*out)->listening && direct_ok;
     return err;
 }
 #else
@@ -425,6 +463,7 @@ static void close_op_complete(struct eddy_op *op)
 static void close_from_loop(struct eddy_sock *s)
 {
     struct eddy_loop *loop = eddy_loop_current();
+    close_installed(s);
     if (loop && loop == s->loop) {
         s->close_op = (struct eddy_op){.kind = EDDY_OP_CLOSE, .fd = s->fd};
         s->close_op.complete = close_op_complete;
@@ -437,7 +476,8 @@ static void close_from_loop(struct eddy_sock *s)
             return;
         }
     }
-    (void)close_native(s->fd);
+    /* A direct socket's slot, off its loop, stays until the loop ends. */
+    if (!eddy__fd_direct(s->fd)) (void)close_native(s->fd);
     free(s);
 }
 
@@ -446,6 +486,7 @@ static void close_from_loop(struct eddy_sock *s)
 static int close_in_task(struct eddy_sock *s)
 {
     eddy_shield_begin();
+    close_installed(s);
     struct eddy_op op = {.kind = EDDY_OP_CLOSE, .fd = s->fd};
     int64_t err = eddy__op_run(&op);
     eddy_shield_end();
@@ -527,7 +568,7 @@ static int listen_on(struct eddy_sock **out, int family, int type, const struct 
         return err;
     }
     err = sock_new(out, fd, family, type);
-    if (err == 0) (*out)->listening = type == SOCK_STREAM;
+    if (err == 0) (*out)->listening = (*out)->accept_direct = type == SOCK_STREAM;
     return err;
 }
 
@@ -702,6 +743,7 @@ EDDY_API int eddy_accept(eddy_sock *listener, eddy_sock **out)
     }
     for (;;) {
         c.op = (struct eddy_op){.kind = EDDY_OP_ACCEPT};
+        if (listener->accept_direct) c.op.flags = EDDY_OP_F_DIRECT;
         fd = call_op(listener, &c);
         if (fd >= 0 || (fd != -ECONNABORTED && !out_of_descriptors(fd))) break;
         if (fd == -ECONNABORTED) continue; /* that client gave up; take the next */
@@ -716,7 +758,9 @@ EDDY_API int eddy_accept(eddy_sock *listener, eddy_sock **out)
         }
     }
     if (fd >= 0) {
-        if (listener->family != AF_UNIX) (void)set_int_option(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+        /* A direct one inherited it from the listener (accept_direct). */
+        if (listener->family != AF_UNIX && !eddy__fd_direct(fd))
+            (void)set_int_option(fd, IPPROTO_TCP, TCP_NODELAY, 1);
         err = sock_new(out, fd, listener->family, SOCK_STREAM);
         if (err < 0) fd = err;
     }
@@ -769,9 +813,10 @@ static bool peer_is_remote(eddy_sock *s)
     if (s->remote_peer == 0) {
         struct sockaddr_storage peer, self;
         socklen_t peer_len = sizeof peer, self_len = sizeof self;
-        bool remote = s->type == SOCK_STREAM && s->family != AF_UNIX &&
-                      getpeername(NATIVE(s->fd), (struct sockaddr *)&peer, &peer_len) == 0 &&
-                      getsockname(NATIVE(s->fd), (struct sockaddr *)&self, &self_len) == 0 &&
+        intptr_t fd = s->type == SOCK_STREAM && s->family != AF_UNIX ? sock_native(s) : -1;
+        bool remote = fd >= 0 &&
+                      getpeername(NATIVE(fd), (struct sockaddr *)&peer, &peer_len) == 0 &&
+                      getsockname(NATIVE(fd), (struct sockaddr *)&self, &self_len) == 0 &&
                       !is_loopback(&peer) && peer.ss_family == self.ss_family;
         if (remote && peer.ss_family == AF_INET)
             remote = ((struct sockaddr_in *)&peer)->sin_addr.s_addr !=
@@ -794,7 +839,8 @@ EDDY_API ssize_t eddy_send(eddy_sock *s, const void *buf, size_t len)
         call_end(s, &c);
         return -EINVAL;
     }
-    bool zerocopy = !s->pipe && peer_is_remote(s);
+    /* Smaller sends never go zero-copy: no need to ask where the peer is. */
+    bool zerocopy = !s->pipe && len >= EDDY_ZEROCOPY_MIN && peer_is_remote(s);
     size_t sent = 0;
     while (sent < len) {
         int64_t n;
@@ -844,7 +890,9 @@ EDDY_API int eddy_sock_port(const eddy_sock *s)
     if (!s) return -EINVAL;
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
-    if (getsockname(NATIVE(s->fd), (struct sockaddr *)&ss, &len) < 0) return sock_errno();
+    intptr_t fd = sock_native(s);
+    if (fd < 0) return (int)fd;
+    if (getsockname(NATIVE(fd), (struct sockaddr *)&ss, &len) < 0) return sock_errno();
     if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
     if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     return -EINVAL;
@@ -852,14 +900,15 @@ EDDY_API int eddy_sock_port(const eddy_sock *s)
 
 EDDY_API intptr_t eddy_sock_fd(const eddy_sock *s)
 {
-    return s ? s->fd : -EINVAL;
+    return s ? sock_native(s) : -EINVAL;
 }
 
 EDDY_API int eddy_sock_nodelay(eddy_sock *s, bool on)
 {
     if (!s) return -EINVAL;
     if (s->type != SOCK_STREAM || s->family == AF_UNIX) return -EINVAL;
-    return set_int_option(s->fd, IPPROTO_TCP, TCP_NODELAY, on);
+    intptr_t fd = sock_native(s);
+    return fd < 0 ? (int)fd : set_int_option(fd, IPPROTO_TCP, TCP_NODELAY, on);
 }
 
 /* ---- UDP ------------------------------------------------------------------------ */

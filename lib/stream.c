@@ -115,7 +115,7 @@ static int64_t sock_send_start(eddy_stream *st, const void *buf, size_t len)
 {
     struct eddy_loop *loop = st->loop;
     struct eddy_op *op = &st->send_op;
-    *op = (struct eddy_op){.kind = EDDY_OP_SEND, .fd = eddy_sock_fd(st->sock)};
+    *op = (struct eddy_op){.kind = EDDY_OP_SEND, .fd = eddy__sock_op_fd(st->sock)};
     op->u.io.buf = (void *)buf;
     op->u.io.len = len > SSIZE_MAX ? SSIZE_MAX : len;
     op->u.io.flags = MSG_NOSIGNAL;
@@ -278,6 +278,7 @@ static void stream_send_done(eddy_stream *st, int64_t result)
 /* Whether s is a connected byte stream: not a datagram socket, not a listener. */
 static bool is_stream_socket(eddy_sock *s)
 {
+    if (eddy__fd_direct(eddy__sock_op_fd(s))) return true; /* accepted: a connected stream */
 #ifdef _WIN32
     SOCKET fd = (SOCKET)eddy_sock_fd(s);
 #else

@@ -8,6 +8,7 @@
  * reason, by the API and by eddy-caps.
  *
  * This suite chooses its backends itself, so tests/run-tap.sh runs it once. */
+#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -84,6 +85,8 @@ Test(caps_table, every_capability_is_named)
         "sendfile",
         "tls",
         "msg_ring",
+        "direct_descriptors",
+        "registered_files",
     };
     for (unsigned cap = 0; cap < EDDY_CAP_COUNT; cap++) {
         const char *name = eddy_cap_name((eddy_cap)cap);
@@ -677,6 +680,64 @@ static intptr_t exercise_multishot_accept(void *arg)
     return 0;
 }
 
+/* The descriptors this process has open. */
+static int open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    cr_assert(ne(ptr, (void *)d, NULL));
+    int n = -1; /* the directory's own */
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* An accepted connection takes no descriptor of the process, works, and
+ * gets a real one when asked (io_uring: installed from the ring's table). */
+static intptr_t exercise_direct_descriptors(void *arg)
+{
+    eddy_sock *listener, *client, *server;
+    cr_assert(eq(int, eddy_tcp_listen(&listener, "127.0.0.1", 0, 0), 0));
+    cr_assert(
+        eq(int, eddy_tcp_connect(&client, "127.0.0.1", (uint16_t)eddy_sock_port(listener)), 0));
+    int before = open_fds();
+    cr_assert(eq(int, eddy_accept(listener, &server), 0), "%s", exercising);
+    cr_assert(eq(int, open_fds(), before), "%s: a direct descriptor", exercising);
+    stream_round_trip(client, server);
+    intptr_t fd = eddy_sock_fd(server);
+    cr_assert(ge(i64, (int64_t)fd, 0), "%s: %s", exercising, eddy_strerror((int)fd));
+    int type = 0;
+    socklen_t len = sizeof type;
+    cr_assert(eq(int, getsockopt((int)fd, SOL_SOCKET, SO_TYPE, &type, &len), 0));
+    cr_assert(eq(int, type, SOCK_STREAM), "%s", exercising);
+    cr_assert(eq(int, eddy_sock_close(server), 0));
+    cr_assert(eq(int, eddy_sock_close(client), 0));
+    cr_assert(eq(int, eddy_sock_close(listener), 0));
+    return 0;
+}
+
+/* A file read more than a few times: on io_uring, through a slot of the
+ * loop's file table that names it (its reads say so in nothing but speed). */
+static intptr_t exercise_registered_files(void *arg)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/eddy-caps-reg-%d", (int)getpid());
+    eddy_file *f;
+    cr_assert(eq(int, eddy_file_open(&f, path, O_RDWR | O_CREAT | O_TRUNC, 0600), 0));
+    for (int i = 0; i < 32; i++)
+        cr_assert(eq(sz, (size_t)eddy_file_write(f, "ab", 2, 2 * i), 2), "%s", exercising);
+    char buf[2];
+    for (int i = 0; i < 32; i++) {
+        cr_assert(eq(sz, (size_t)eddy_file_read(f, buf, 2, 2 * i), 2), "%s", exercising);
+        cr_assert(eq(int, memcmp(buf, "ab", 2), 0), "%s", exercising);
+    }
+    cr_assert(eq(int, eddy_file_sync(f), 0), "%s", exercising);
+    cr_assert(eq(int, eddy_file_close(f), 0));
+    cr_assert(eq(int, eddy_fs_unlink(path), 0));
+    return 0;
+}
+
 /* A stream read in a loop, on TCP and on a Unix socket: on io_uring its
  * reads go through a multishot receive into the loop's buffer ring, and
  * bytes that come while no read waits are queued for the next one. */
@@ -819,6 +880,12 @@ static const struct {
     [EDDY_CAP_TLS] = {exercise_tls, "test_tls.c", "Test(tls, echo_1mib_in_random_pieces_with_sni"},
     [EDDY_CAP_MSG_RING] = {exercise_msg_ring, "test_channel.c",
                            "Test(channel, loops_wake_each_other_with_and_without_msg_ring"},
+    [EDDY_CAP_DIRECT_DESCRIPTORS] =
+        {exercise_direct_descriptors, "test_uring.c",
+         "Test(uring_direct, real_descriptor_uses_work_on_accepted_sockets"},
+    [EDDY_CAP_REGISTERED_FILES] =
+        {exercise_registered_files, "test_uring.c",
+         "Test(uring_files, file_read_often_goes_through_its_registered_slot"},
 };
 
 /* Whether tests/<file> declares test. */

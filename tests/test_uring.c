@@ -18,6 +18,8 @@
  * Each test skips, saying why, when io_uring cannot run here. */
 #include <dirent.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -1827,4 +1829,509 @@ Test(uring_threads, loop_created_here_runs_there, .timeout = TEST_TIMEOUT)
 Test(uring_fallback, enter_refused_falls_back_to_epoll, .timeout = TEST_TIMEOUT)
 {
     check_fallback(EPERM, true);
+}
+
+/* ---- direct descriptors ------------------------------------------------------- */
+
+/* The descriptors this process has open. */
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    cr_assert(ne(ptr, (void *)d, NULL));
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') n++;
+    closedir(d);
+    return n - 1; /* the directory's own */
+}
+
+/* Loops made from now on: direct descriptors on or off, multishot or
+ * single-shot accepts. */
+static void direct_mode(bool on, bool multishot)
+{
+    const char *off =
+        on ? (multishot ? NULL : "multishot_accept")
+           : (multishot ? "direct_descriptors" : "direct_descriptors,multishot_accept");
+    if (off)
+        setenv("EDDY_CAPS_DISABLE", off, 1);
+    else
+        unsetenv("EDDY_CAPS_DISABLE");
+}
+
+/* Skips unless loop has direct descriptors (Linux 6.8+) when they are on. */
+static void require_direct(bool on)
+{
+    direct_mode(true, true);
+    eddy_loop *loop = uring_loop(0);
+    eddy_support s = eddy_loop_supports(loop, EDDY_CAP_DIRECT_DESCRIPTORS);
+    eddy_loop_free(loop);
+    if (on && s != EDDY_NATIVE) cr_skip_test("no direct descriptors here (Linux 6.8+)");
+}
+
+static void recv_exactly(eddy_sock *s, const char *want)
+{
+    char buf[64] = {0};
+    size_t len = strlen(want), got = 0;
+    while (got < len) {
+        ssize_t n = eddy_recv(s, buf + got, len - got);
+        cr_assert(gt(long, (long)n, 0L), "recv: %s", eddy_strerror((int)n));
+        got += (size_t)n;
+    }
+    cr_assert(eq(str, buf, (char *)want));
+}
+
+static int sockopt(intptr_t fd, int level, int name)
+{
+    int v = -1;
+    socklen_t len = sizeof v;
+    cr_assert(eq(int, getsockopt((int)fd, level, name, &v, &len), 0), "getsockopt: %s",
+              strerror(errno));
+    return v;
+}
+
+static void note_readable(eddy_watch *w, unsigned revents, void *arg)
+{
+    *(unsigned *)arg |= revents;
+    (void)eddy_watch_stop(w);
+}
+
+struct other_thread_fd {
+    eddy_sock *s;
+    intptr_t fd;
+};
+
+static void *fd_from_other_thread(void *arg)
+{
+    struct other_thread_fd *o = arg;
+    o->fd = eddy_sock_fd(o->s);
+    return NULL;
+}
+
+/* A TLS server's stand-in: reads the first record's header (a handshake,
+ * TLS 1.x) and hangs up. */
+static intptr_t client_hello_then_close(void *arg)
+{
+    eddy_sock *peer = arg;
+    unsigned char head[5];
+    for (size_t got = 0; got < sizeof head;) {
+        ssize_t n = eddy_recv(peer, head + got, sizeof head - got);
+        cr_assert(gt(long, (long)n, 0L));
+        got += (size_t)n;
+    }
+    cr_assert(eq(u8, head[0], 22));
+    cr_assert(eq(u8, head[1], 3));
+    return eddy_sock_close(peer);
+}
+
+/* Everything that needs a real descriptor works on an accepted socket:
+ * eddy_sock_fd (installed on first need, once; -EPERM from another thread
+ * before that), getsockopt and setsockopt through it, eddy_sock_nodelay,
+ * eddy_sock_port, a watch, a stream, sendfile, and TLS. The accepted
+ * socket takes a descriptor of the process only when it is not direct. */
+static intptr_t direct_uses_main(void *arg)
+{
+    bool on = *(bool *)arg;
+    cr_assert(eq(int, eddy_loop_supports(eddy_loop_current(), EDDY_CAP_DIRECT_DESCRIPTORS),
+                 on ? EDDY_NATIVE : EDDY_NONE));
+    eddy_sock *listener, *a, *b;
+    cr_assert(eq(int, eddy_tcp_listen(&listener, "127.0.0.1", 0, 0), 0));
+    int port = eddy_sock_port(listener);
+    cr_assert(eq(int, eddy_tcp_connect(&a, "127.0.0.1", (uint16_t)port), 0));
+    int before = count_fds();
+    cr_assert(eq(int, eddy_accept(listener, &b), 0));
+    cr_assert(eq(int, count_fds(), before + (on ? 0 : 1)), "direct: no descriptor of the process");
+    cr_assert(eq(sz, (size_t)eddy_send(a, "ping", 4), 4));
+    recv_exactly(b, "ping");
+    cr_assert(eq(sz, (size_t)eddy_send(b, "pong", 4), 4));
+    recv_exactly(a, "pong");
+
+    if (on) { /* nothing installed yet: another thread cannot have one made */
+        struct other_thread_fd o = {.s = b};
+        pthread_t thread;
+        cr_assert(eq(int, pthread_create(&thread, NULL, fd_from_other_thread, &o), 0));
+        cr_assert(eq(int, pthread_join(thread, NULL), 0));
+        cr_assert(eq(i64, (int64_t)o.fd, (int64_t)-EPERM));
+    }
+    intptr_t fd = eddy_sock_fd(b);
+    cr_assert(ge(i64, (int64_t)fd, 0), "eddy_sock_fd: %s", eddy_strerror((int)fd));
+    cr_assert(eq(i64, (int64_t)eddy_sock_fd(b), (int64_t)fd), "installed once");
+    cr_assert(eq(int, count_fds(), before + 1));
+    cr_assert(eq(int, fcntl((int)fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC));
+    cr_assert(eq(int, sockopt(fd, SOL_SOCKET, SO_TYPE), SOCK_STREAM));
+    cr_assert(eq(int, sockopt(fd, IPPROTO_TCP, TCP_NODELAY), 1), "TCP_NODELAY, as every socket");
+    cr_assert(eq(int, eddy_sock_nodelay(b, false), 0));
+    cr_assert(eq(int, sockopt(fd, IPPROTO_TCP, TCP_NODELAY), 0));
+    cr_assert(eq(int, eddy_sock_nodelay(b, true), 0));
+    cr_assert(eq(int, eddy_sock_port(b), port));
+    int one = 1;
+    cr_assert(eq(int, setsockopt((int)fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one), 0));
+    cr_assert(eq(int, sockopt(fd, SOL_SOCKET, SO_KEEPALIVE), 1));
+
+    unsigned revents = 0;
+    eddy_watch *w;
+    cr_assert(eq(int, eddy_watch_start(&w, NULL, fd, EDDY_READABLE, note_readable, &revents), 0));
+    cr_assert(eq(sz, (size_t)eddy_send(a, "x", 1), 1));
+    for (int i = 0; i < 1000 && !revents; i++)
+        eddy_yield();
+    cr_assert(eq(u32, revents, EDDY_READABLE), "a watch on the installed descriptor");
+    recv_exactly(b, "x");
+
+    char path[] = "/tmp/eddy-direct-XXXXXX";
+    int tmp = mkstemp(path);
+    cr_assert(ge(int, tmp, 0));
+    close(tmp);
+    eddy_file *f;
+    cr_assert(eq(int, eddy_file_open(&f, path, O_RDWR, 0), 0));
+    cr_assert(eq(sz, (size_t)eddy_file_write(f, "xxfilexx", 8, 0), 8));
+    eddy_stream *st;
+    cr_assert(eq(int, eddy_stream_open(&st, b, NULL), 0));
+    cr_assert(eq(int, eddy_stream_write(st, "line\n", 5), 0));
+    cr_assert(eq(int, eddy_stream_drain(st), 0));
+    recv_exactly(a, "line\n");
+    cr_assert(eq(sz, (size_t)eddy_stream_sendfile(st, f, 2, 4), 4));
+    recv_exactly(a, "file");
+    cr_assert(eq(sz, (size_t)eddy_send(a, "back\n", 5), 5));
+    char line[16] = {0};
+    cr_assert(eq(sz, (size_t)eddy_stream_readline(st, line, sizeof line), 5));
+    cr_assert(eq(str, line, "back\n"));
+    cr_assert(eq(int, eddy_file_close(f), 0));
+    cr_assert(eq(int, unlink(path), 0));
+    cr_assert(eq(int, eddy_stream_close(st), 0));
+    cr_assert(eq(int, count_fds(), before), "closing closed the installed descriptor too");
+    char c;
+    cr_assert(eq(sz, (size_t)eddy_recv(a, &c, 1), 0), "the peer sees the end");
+    cr_assert(eq(int, eddy_sock_close(a), 0));
+
+    if (eddy_loop_supports(eddy_loop_current(), EDDY_CAP_TLS) != EDDY_NONE) {
+        /* TLS over an accepted socket: its ClientHello reaches the peer */
+        cr_assert(eq(int, eddy_tcp_connect(&a, "127.0.0.1", (uint16_t)port), 0));
+        cr_assert(eq(int, eddy_accept(listener, &b), 0));
+        cr_assert(eq(int, eddy_stream_open(&st, b, NULL), 0));
+        eddy_tls_options o = EDDY_TLS_OPTIONS_INIT(.server_name = "localhost");
+        eddy_task *peer = eddy_spawn(NULL, client_hello_then_close, a);
+        cr_assert(eq(int, eddy_stream_start_tls(st, &o), -ECONNRESET));
+        cr_assert(eq(int, eddy_task_join(peer, NULL), 0));
+        (void)eddy_stream_close(st);
+    }
+    cr_assert(eq(int, eddy_sock_close(listener), 0));
+    return 0;
+}
+
+static void check_direct_uses(bool on, bool multishot)
+{
+    require_uring();
+    require_direct(on);
+    direct_mode(on, multishot);
+    eddy_loop *loop = uring_loop(0);
+    cr_assert(eq(int, (int)run_on(loop, direct_uses_main, &on), 0));
+    eddy_loop_free(loop);
+    unsetenv("EDDY_CAPS_DISABLE");
+}
+
+Test(uring_direct, real_descriptor_uses_work_on_accepted_sockets, .timeout = TEST_TIMEOUT)
+{
+    check_direct_uses(true, true);
+}
+
+Test(uring_direct, real_descriptor_uses_work_single_shot, .timeout = TEST_TIMEOUT)
+{
+    check_direct_uses(true, false);
+}
+
+Test(uring_direct, real_descriptor_uses_work_when_disabled, .timeout = TEST_TIMEOUT)
+{
+    check_direct_uses(false, true);
+}
+
+#define TABLE       8
+#define TABLE_CONNS 10
+
+/* A file table of TABLE slots: accepts take slots while the table has
+ * room (a multishot only while more than half of it is free: it could
+ * accept a whole listen queue at once), then plain descriptors; every
+ * connection works, and a slot freed by a close serves the next one. */
+static intptr_t full_table_main(void *arg)
+{
+    int want_direct = *(int *)arg;
+    eddy_sock *listener, *clients[TABLE_CONNS + 1], *conns[TABLE_CONNS];
+    cr_assert(eq(int, eddy_tcp_listen(&listener, "127.0.0.1", 0, 0), 0));
+    int port = eddy_sock_port(listener);
+    int direct = 0, first_direct = -1;
+    for (int i = 0; i < TABLE_CONNS; i++) {
+        cr_assert(eq(int, eddy_tcp_connect(&clients[i], "127.0.0.1", (uint16_t)port), 0));
+        int before = count_fds();
+        cr_assert(eq(int, eddy_accept(listener, &conns[i]), 0));
+        if (count_fds() == before) {
+            direct++;
+            if (first_direct < 0) first_direct = i;
+        }
+    }
+    cr_assert(eq(int, direct, want_direct), "direct while the table has room, then plain");
+    for (int i = 0; i < TABLE_CONNS; i++) {
+        char msg[8];
+        snprintf(msg, sizeof msg, "c%d", i);
+        cr_assert(eq(sz, (size_t)eddy_send(clients[i], msg, strlen(msg)), strlen(msg)));
+        recv_exactly(conns[i], msg);
+        cr_assert(eq(sz, (size_t)eddy_send(conns[i], msg, strlen(msg)), strlen(msg)));
+        recv_exactly(clients[i], msg);
+    }
+    cr_assert(eq(int, eddy_sock_close(conns[first_direct]), 0)); /* its slot frees */
+    cr_assert(eq(int, eddy_tcp_connect(&clients[TABLE_CONNS], "127.0.0.1", (uint16_t)port), 0));
+    int before = count_fds();
+    cr_assert(eq(int, eddy_accept(listener, &conns[first_direct]), 0));
+    cr_assert(eq(int, count_fds(), before), "direct again once a slot is free");
+    cr_assert(eq(sz, (size_t)eddy_send(conns[first_direct], "new", 3), 3));
+    recv_exactly(clients[TABLE_CONNS], "new");
+    for (int i = 0; i < TABLE_CONNS; i++)
+        cr_assert(eq(int, eddy_sock_close(conns[i]), 0));
+    for (int i = 0; i <= TABLE_CONNS; i++)
+        cr_assert(eq(int, eddy_sock_close(clients[i]), 0));
+    cr_assert(eq(int, eddy_sock_close(listener), 0));
+    return 0;
+}
+
+static void check_full_table(bool multishot)
+{
+    require_uring();
+    require_direct(true);
+    /* the whole table for accepts: no part of it for files */
+    setenv("EDDY_CAPS_DISABLE",
+           multishot ? "registered_files" : "registered_files,multishot_accept", 1);
+    char slots[16];
+    snprintf(slots, sizeof slots, "%d", TABLE);
+    setenv("EDDY_URING_DIRECT_FILES", slots, 1);
+    eddy_loop *loop = uring_loop(0);
+    unsetenv("EDDY_URING_DIRECT_FILES");
+    int want_direct = multishot ? TABLE / 2 : TABLE;
+    cr_assert(eq(int, (int)run_on(loop, full_table_main, &want_direct), 0));
+    eddy_loop_free(loop);
+    unsetenv("EDDY_CAPS_DISABLE");
+}
+
+Test(uring_direct, full_table_falls_back_to_plain_descriptors, .timeout = TEST_TIMEOUT)
+{
+    check_full_table(true);
+}
+
+Test(uring_direct, full_table_falls_back_single_shot, .timeout = TEST_TIMEOUT)
+{
+    check_full_table(false);
+}
+
+/* A listener eddy did not make, without TCP_NODELAY: its connections would
+ * not inherit it, so they come as plain descriptors that eddy sets it on. */
+static intptr_t adopted_listener_main(void *unused)
+{
+    (void)unused;
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert(ge(int, lfd, 0));
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert(eq(int, bind(lfd, (struct sockaddr *)&sin, sizeof sin), 0));
+    cr_assert(eq(int, listen(lfd, 8), 0));
+    eddy_sock *listener, *client, *conn;
+    cr_assert(eq(int, eddy_sock_open(&listener, lfd), 0));
+    cr_assert(
+        eq(int, eddy_tcp_connect(&client, "127.0.0.1", (uint16_t)eddy_sock_port(listener)), 0));
+    int before = count_fds();
+    cr_assert(eq(int, eddy_accept(listener, &conn), 0));
+    cr_assert(eq(int, count_fds(), before + 1), "a plain descriptor");
+    cr_assert(eq(int, sockopt(eddy_sock_fd(conn), IPPROTO_TCP, TCP_NODELAY), 1));
+    cr_assert(eq(int, eddy_sock_close(conn), 0));
+    cr_assert(eq(int, eddy_sock_close(client), 0));
+    cr_assert(eq(int, eddy_sock_close(listener), 0));
+    return 0;
+}
+
+Test(uring_direct, adopted_listener_without_nodelay_accepts_plain, .timeout = TEST_TIMEOUT)
+{
+    require_uring();
+    require_direct(true);
+    unsetenv("EDDY_CAPS_DISABLE");
+    eddy_loop *loop = uring_loop(0);
+    cr_assert(eq(int, (int)run_on(loop, adopted_listener_main, NULL), 0));
+    eddy_loop_free(loop);
+}
+
+/* ---- registered files ---------------------------------------------------------- */
+
+/* A file read often is read through its registered second name: with its
+ * descriptor closed behind eddy's back, reads still reach the file; the
+ * first reads, and every read with registered files off, go by the
+ * descriptor. Closing the file gives the slot back. */
+static intptr_t registered_file_main(void *arg)
+{
+    bool on = *(bool *)arg;
+    cr_assert(eq(int, eddy_loop_supports(eddy_loop_current(), EDDY_CAP_REGISTERED_FILES),
+                 on ? EDDY_NATIVE : EDDY_NONE));
+    char path[] = "/tmp/eddy-regfile-XXXXXX";
+    int tmp = mkstemp(path);
+    cr_assert(ge(int, tmp, 0));
+    cr_assert(eq(sz, (size_t)write(tmp, "0123456789", 10), 10));
+    close(tmp);
+    for (int round = 0; round < 3; round++) { /* the slot is given back and taken again */
+        eddy_file *f;
+        cr_assert(eq(int, eddy_file_open(&f, path, O_RDONLY, 0), 0));
+        int fd = (int)eddy_file_fd(f);
+        char c;
+        for (int i = 0; i < 16; i++) {
+            cr_assert(eq(sz, (size_t)eddy_file_read(f, &c, 1, i % 10), 1));
+            cr_assert(eq(chr, c, (char)('0' + i % 10)));
+        }
+        int keep = dup(fd);
+        cr_assert(ge(int, keep, 0));
+        cr_assert(eq(int, close(fd), 0));
+        ssize_t n = eddy_file_read(f, &c, 1, 3);
+        cr_assert(eq(int, dup3(keep, fd, O_CLOEXEC), fd));
+        close(keep);
+        if (on) {
+            cr_assert(eq(sz, (size_t)n, 1), "read through the registered file: %s",
+                      eddy_strerror((int)n));
+            cr_assert(eq(chr, c, '3'));
+        } else {
+            cr_assert(eq(i64, (int64_t)n, (int64_t)-EBADF), "read through the descriptor");
+        }
+        cr_assert(eq(int, eddy_file_close(f), 0));
+    }
+    cr_assert(eq(int, unlink(path), 0));
+    return 0;
+}
+
+static void check_registered_file(bool on)
+{
+    require_uring();
+    if (on)
+        unsetenv("EDDY_CAPS_DISABLE");
+    else
+        setenv("EDDY_CAPS_DISABLE", "registered_files", 1);
+    eddy_loop *loop = uring_loop(0);
+    if (on && eddy_loop_supports(loop, EDDY_CAP_REGISTERED_FILES) != EDDY_NATIVE) {
+        eddy_loop_free(loop);
+        cr_skip_test("no registered files here (Linux 5.13+)");
+    }
+    cr_assert(eq(int, (int)run_on(loop, registered_file_main, &on), 0));
+    eddy_loop_free(loop);
+    unsetenv("EDDY_CAPS_DISABLE");
+}
+
+Test(uring_files, file_read_often_goes_through_its_registered_slot, .timeout = TEST_TIMEOUT)
+{
+    check_registered_file(true);
+}
+
+Test(uring_files, registered_files_off_reads_by_descriptor, .timeout = TEST_TIMEOUT)
+{
+    check_registered_file(false);
+}
+
+/* ---- file batches ------------------------------------------------------------- */
+
+#define BATCH_READERS 8
+#define BATCH_POSTS   20
+
+struct batch_run {
+    eddy_loop *loop;
+    eddy_file *f;
+    atomic_int served;
+    atomic_bool stop;
+    int64_t reads;
+};
+
+static void batch_served(void *arg)
+{
+    atomic_fetch_add(&((struct batch_run *)arg)->served, 1);
+}
+
+static void *batch_poster(void *arg)
+{
+    struct batch_run *r = arg;
+    for (int i = 0; i < BATCH_POSTS; i++) {
+        if (eddy_call_soon_threadsafe(r->loop, batch_served, r) < 0) break;
+        usleep(2000);
+    }
+    return NULL;
+}
+
+static intptr_t batch_reader(void *arg)
+{
+    struct batch_run *r = arg;
+    void *buf;
+    cr_assert(eq(int, posix_memalign(&buf, 4096, 4096), 0));
+    for (int64_t i = 0; !atomic_load(&r->stop); i++) {
+        ssize_t n = eddy_file_read(r->f, buf, 4096, (i * 7919 % 256) * 4096);
+        if (n != 4096) {
+            free(buf);
+            return n < 0 ? n : -EIO;
+        }
+        r->reads++;
+    }
+    free(buf);
+    return 0;
+}
+
+/* A loop whose pending ops are all file reads sleeps until the whole batch
+ * is done (1 ms at most): wakes from another thread and the loop's timers
+ * still come through while readers keep it busy, and every read completes. */
+static intptr_t batch_main(void *arg)
+{
+    struct batch_run *r = arg;
+    r->loop = eddy_loop_current();
+    eddy_task *readers[BATCH_READERS];
+    for (int i = 0; i < BATCH_READERS; i++)
+        readers[i] = eddy_spawn(NULL, batch_reader, r);
+    pthread_t thread;
+    cr_assert(eq(int, pthread_create(&thread, NULL, batch_poster, r), 0));
+    for (int i = 0; i < 200 && atomic_load(&r->served) < BATCH_POSTS; i++)
+        cr_assert(eq(int, eddy_sleep(5 * 1000 * 1000), 0));
+    cr_assert(eq(int, pthread_join(thread, NULL), 0));
+    atomic_store(&r->stop, true);
+    for (int i = 0; i < BATCH_READERS; i++) {
+        intptr_t res = -1;
+        cr_assert(eq(int, eddy_task_join(readers[i], &res), 0));
+        cr_assert(eq(int, (int)res, 0), "reader %d: %s", i, eddy_strerror((int)res));
+    }
+    cr_assert(eq(int, atomic_load(&r->served), BATCH_POSTS), "every wake served");
+    cr_assert(gt(i64, r->reads, (int64_t)0));
+    return 0;
+}
+
+struct batch_open {
+    struct batch_run *r;
+    const char *path;
+    int flags;
+};
+
+static intptr_t batch_open_and_run(void *arg)
+{
+    struct batch_open *o = arg;
+    cr_assert(eq(int, eddy_file_open(&o->r->f, o->path, o->flags, 0), 0));
+    intptr_t res = batch_main(o->r);
+    cr_assert(eq(int, eddy_file_close(o->r->f), 0));
+    return res;
+}
+
+Test(uring_files, wakes_and_timers_pass_while_only_file_reads_are_pending, .timeout = TEST_TIMEOUT)
+{
+    require_uring();
+    /* O_DIRECT where the file system has it, so that reads wait on the disk */
+    char path[64];
+    snprintf(path, sizeof path, "/var/tmp/eddy-uring-batch-%d", (int)getpid());
+    int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
+    cr_assert(ge(int, fd, 0));
+    static char block[4096];
+    memset(block, 'b', sizeof block);
+    for (int i = 0; i < 256; i++)
+        cr_assert(eq(sz, (size_t)write(fd, block, sizeof block), sizeof block));
+    fsync(fd);
+    close(fd);
+    eddy_loop *loop = uring_loop(0);
+    struct batch_run r = {0};
+    int flags = O_RDONLY | O_DIRECT;
+    fd = open(path, flags | O_CLOEXEC);
+    if (fd < 0) flags = O_RDONLY; /* no O_DIRECT here: cached reads */
+    if (fd >= 0) close(fd);
+    cr_assert(
+        eq(int, (int)run_on(loop, batch_open_and_run, &(struct batch_open){&r, path, flags}), 0));
+    eddy_loop_free(loop);
+    unlink(path);
 }
