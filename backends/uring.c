@@ -408,6 +408,13 @@ static struct stat_slot *op_slot(const struct eddy_op *op)
     return (struct stat_slot *)(op->backend_data & ~(uintptr_t)OP_FLAGS);
 }
 
+/* The flags of any op: a STAT op's bits above OP_FLAGS are its slot's
+ * address, not flags. */
+static uintptr_t op_flags(const struct eddy_op *op)
+{
+    return op->kind == EDDY_OP_STAT ? op->backend_data & OP_FLAGS : op->backend_data;
+}
+
 static void prep_stat(struct io_uring_sqe *sqe, struct eddy_op *op)
 {
     struct statx *stx = &op_slot(op)->stx;
@@ -756,7 +763,7 @@ static void finish(struct eddy_backend *b, struct eddy_op *op, int64_t result)
         result = (result & POLLNVAL) ? -EBADF : op->u.io.flags;
     else if (op->kind == EDDY_OP_POLL && result == 0 && (op->flags & EDDY_OP_F_PROC))
         result = op->u.io.flags; /* WAITID: the child has exited */
-    if (op->backend_data & OP_RECV_PLAIN) stream_plain_done(s, op, result);
+    if (op_flags(op) & OP_RECV_PLAIN) stream_plain_done(s, op, result);
     if (is_file_io(op)) s->file_ops--;
     lane_done(s, op);
     if (op->kind == EDDY_OP_STAT) {
@@ -1434,7 +1441,7 @@ static int handle_cqe(struct eddy_backend *b, const struct io_uring_cqe *cqe)
     if ((tag & 7) == STREAM_TAG)
         return stream_cqe(b, (struct stream *)(uintptr_t)(tag & ~(uint64_t)7), cqe);
     struct eddy_op *op = (struct eddy_op *)(uintptr_t)tag;
-    if (op->backend_data & OP_ZC) return zc_cqe(b, op, cqe);
+    if (op_flags(op) & OP_ZC) return zc_cqe(b, op, cqe);
     if (op->backend_data & OP_CANCEL_WAIT) eddy__list_remove(&op->link); /* too late to ask */
     int64_t result = cqe->res;
     if ((op->kind == EDDY_OP_ACCEPT || op->kind == EDDY_OP_CLOSE) &&
@@ -1618,7 +1625,7 @@ static void uring_cancel(struct eddy_backend *b, struct eddy_op *op)
 {
     struct uring_state *s = b->impl;
     /* The listener, the stream or the lane keeps what comes for it. */
-    if (op->backend_data & (OP_ACCEPT_WAIT | OP_RECV_WAIT | OP_LANE_WAIT)) {
+    if (op_flags(op) & (OP_ACCEPT_WAIT | OP_RECV_WAIT | OP_LANE_WAIT)) {
         eddy__list_remove(&op->link);
         defer_op(s, op);
         return;
@@ -1630,7 +1637,7 @@ static void uring_cancel(struct eddy_backend *b, struct eddy_op *op)
         return;
     }
     /* A zero-copy send with its result in waits only for its notification. */
-    if (op->backend_data & (OP_DEFERRED | OP_CANCEL_WAIT | OP_ZC_NOTIF)) return;
+    if (op_flags(op) & (OP_DEFERRED | OP_CANCEL_WAIT | OP_ZC_NOTIF)) return;
     struct io_uring_sqe *sqe = get_sqe(s);
     if (!sqe) {
         op->backend_data |= OP_CANCEL_WAIT;

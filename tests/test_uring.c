@@ -1705,6 +1705,51 @@ Test(uring_files, file_ops_go_through_the_ring_not_the_pool, .timeout = TEST_TIM
     cr_assert(eq(int, rmdir(dir), 0));
 }
 
+/* A STAT op keeps its statx buffer's address where other ops keep flags:
+ * completions and cancels of stats whose buffers sit at any address must not
+ * be taken for a zero-copy send, a stream's receive or a waiting accept. */
+static intptr_t stat_once(void *arg)
+{
+    struct stat st;
+    return eddy_fs_stat(arg, &st);
+}
+
+static intptr_t stats_cancelled_main(void *path)
+{
+    enum { ROUNDS = 16, TASKS = 32 };
+    int done = 0, cancelled = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        eddy_task *t[TASKS];
+        for (int i = 0; i < TASKS; i++)
+            cr_assert(ne(ptr, t[i] = eddy_spawn(NULL, stat_once, path), NULL));
+        cr_assert(eq(int, eddy_yield(), 0)); /* each submits its stat and waits */
+        for (int i = 1; i < TASKS; i += 2)
+            (void)eddy_task_cancel(t[i]);
+        for (int i = 0; i < TASKS; i++) {
+            intptr_t r = -1;
+            int err = eddy_task_join(t[i], &r);
+            if (err == -ECANCELED) {
+                cancelled++;
+                continue;
+            }
+            cr_assert(eq(int, err, 0));
+            cr_assert(eq(int, (int)r, 0));
+            done++;
+        }
+    }
+    cr_assert(ge(int, done, ROUNDS *TASKS / 2));
+    cr_assert(eq(int, done + cancelled, ROUNDS * TASKS));
+    return 0;
+}
+
+Test(uring_files, stats_completed_and_cancelled_at_any_buffer_address, .timeout = TEST_TIMEOUT)
+{
+    require_uring();
+    eddy_loop *loop = uring_loop(0);
+    cr_assert(eq(int, (int)run_on(loop, stats_cancelled_main, "/"), 0));
+    eddy_loop_free(loop);
+}
+
 /* A FIFO read is withdrawn from the kernel, not waited for. */
 struct fifo_read {
     eddy_file *f;
