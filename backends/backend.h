@@ -94,6 +94,12 @@ enum {
      * waits with IORING_OP_WAITID (WEXITED | WNOWAIT) on the pidfd where the
      * kernel has it (6.7+); elsewhere it is a poll of the pidfd. */
     EDDY_OP_F_PROC = 1 << 3,
+    /* RECV with EDDY_OP_F_STREAM (lib/stream.c): instead of copying bytes it
+     * holds into u.io.buf, the backend may lend them: the op then completes
+     * with u.io.buf pointing at them (result bytes, at most u.io.len) and
+     * u.io.offset a token that release() takes once they are read. A
+     * u.io.buf left as it was means the bytes were copied there. */
+    EDDY_OP_F_LEND = 1 << 4,
 };
 
 struct eddy_op {
@@ -167,6 +173,9 @@ struct eddy_backend_ops {
     /* A descriptor that polls readable while completions or a wake wait to be
      * reaped (eddy_loop_fd), or -ENOTSUP; NULL = -ENOTSUP. */
     intptr_t (*fd)(const struct eddy_backend *b);
+    /* Gives back bytes a RECV lent (EDDY_OP_F_LEND), by its token. NULL on a
+     * backend that never lends. */
+    void (*release)(struct eddy_backend *b, int64_t token);
 };
 
 struct eddy_backend {

@@ -1000,6 +1000,8 @@ typedef enum eddy_cap {
     EDDY_CAP_ZEROCOPY_SEND,
     EDDY_CAP_SENDFILE,
     EDDY_CAP_TLS,
+    EDDY_CAP_RECV_BUNDLE,
+    EDDY_CAP_BUFFER_RING_INCREMENTAL,
     EDDY_CAP_COUNT
 } eddy_cap;
 /* The capability's name, the enum's lowercase tail ("tcp", "file_io", ...);

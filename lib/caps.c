@@ -33,6 +33,8 @@ static const char *const cap_names[EDDY_CAP_COUNT] = {
     [EDDY_CAP_ZEROCOPY_SEND] = "zerocopy_send",
     [EDDY_CAP_SENDFILE] = "sendfile",
     [EDDY_CAP_TLS] = "tls",
+    [EDDY_CAP_RECV_BUNDLE] = "recv_bundle",
+    [EDDY_CAP_BUFFER_RING_INCREMENTAL] = "buffer_ring_incremental",
 };
 
 /* What a backend offers, with the capabilities no backend decides: TLS is

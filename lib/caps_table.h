@@ -97,6 +97,12 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                                        "IORING_OP_SPLICE file -> pipe -> socket (5.7+); "
                                        "else sendfile(2) when the socket has room"},
                 [EDDY_CAP_TLS] = {EDDY_NATIVE, CAPS_TLS},
+                [EDDY_CAP_RECV_BUNDLE] = {EDDY_NATIVE,
+                                          "Linux 6.10+; one completion for the bytes of several "
+                                          "ring buffers"},
+                [EDDY_CAP_BUFFER_RING_INCREMENTAL] = {EDDY_NATIVE,
+                                                      "Linux 6.12+; a buffer partly filled goes "
+                                                      "on filling, so small reads share one"},
             },
     },
     {
@@ -122,6 +128,8 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_ZEROCOPY_SEND] = {EDDY_NONE, CAPS_NOT_YET},
                 [EDDY_CAP_SENDFILE] = {EDDY_NATIVE, "sendfile(2) when the socket has room"},
                 [EDDY_CAP_TLS] = {EDDY_NATIVE, CAPS_TLS},
+                [EDDY_CAP_RECV_BUNDLE] = {EDDY_NONE, CAPS_URING},
+                [EDDY_CAP_BUFFER_RING_INCREMENTAL] = {EDDY_NONE, CAPS_URING},
             },
     },
     {
@@ -152,6 +160,8 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                                        "sendfile(2) when the socket has room (FreeBSD, macOS, "
                                        "Linux); a read/write loop on NetBSD and OpenBSD"},
                 [EDDY_CAP_TLS] = {EDDY_NATIVE, CAPS_TLS},
+                [EDDY_CAP_RECV_BUNDLE] = {EDDY_NONE, CAPS_URING},
+                [EDDY_CAP_BUFFER_RING_INCREMENTAL] = {EDDY_NONE, CAPS_URING},
             },
     },
     {
@@ -185,6 +195,8 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                                        "TransmitFile not used yet"},
                 [EDDY_CAP_TLS] = {EDDY_NONE, "no OpenSSL in the mingw-w64 build; lib/tls.c would "
                                              "need one built for Windows"},
+                [EDDY_CAP_RECV_BUNDLE] = {EDDY_NONE, CAPS_URING},
+                [EDDY_CAP_BUFFER_RING_INCREMENTAL] = {EDDY_NONE, CAPS_URING},
             },
     },
 };
@@ -213,6 +225,9 @@ static const char *const eddy__caps_descriptions[EDDY_CAP_COUNT] = {
     [EDDY_CAP_ZEROCOPY_SEND] = "sends that do not copy the payload",
     [EDDY_CAP_SENDFILE] = "file-to-socket transfer without a copy through user space",
     [EDDY_CAP_TLS] = "TLS on streams: `eddy_stream_start_tls`, `eddy_stream_alpn`",
+    [EDDY_CAP_RECV_BUNDLE] = "multishot receives that fill several ring buffers per completion",
+    [EDDY_CAP_BUFFER_RING_INCREMENTAL] =
+        "ring buffers consumed incrementally: small reads share a buffer",
 };
 
 /* The platforms, with their backends in the order a default loop tries them. */

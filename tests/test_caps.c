@@ -83,6 +83,8 @@ Test(caps_table, every_capability_is_named)
         "zerocopy_send",
         "sendfile",
         "tls",
+        "recv_bundle",
+        "buffer_ring_incremental",
     };
     for (unsigned cap = 0; cap < EDDY_CAP_COUNT; cap++) {
         const char *name = eddy_cap_name((eddy_cap)cap);
@@ -762,6 +764,11 @@ static const struct {
     [EDDY_CAP_SENDFILE] = {exercise_sendfile, "test_sendfile.c",
                            "Test(sendfile, ten_mib_whole_in_ranges_and_past_the_end"},
     [EDDY_CAP_TLS] = {exercise_tls, "test_tls.c", "Test(tls, echo_1mib_in_random_pieces_with_sni"},
+    [EDDY_CAP_RECV_BUNDLE] = {exercise_multishot_recv, "test_streams.c",
+                              "Test(streams, lines_and_records_straddling_ring_buffers"},
+    [EDDY_CAP_BUFFER_RING_INCREMENTAL] =
+        {exercise_multishot_recv, "test_streams.c",
+         "Test(streams, lines_and_records_straddling_ring_buffers"},
 };
 
 /* Whether tests/<file> declares test. */
