@@ -40,8 +40,12 @@
  *
  * A stream socket read in a loop gets a multishot receive into the loop's
  * provided-buffer ring (6.0+; see struct stream): its bytes are copied out
- * by the next eddy_recv, without a system call when they came before it.
- * EDDY_CAPS_DISABLE=multishot_recv (or buffer_ring) turns it off.
+ * by the next eddy_recv, without a system call when they came before it, or
+ * lent to a stream (EDDY_OP_F_LEND) until it gives them back (release()).
+ * Bundles (6.10+) bring several buffers per CQE, and the ring is consumed
+ * incrementally (6.12+): see struct buf_meta. EDDY_CAPS_DISABLE=
+ * multishot_recv (or buffer_ring) turns it off; recv_bundle and
+ * buffer_ring_incremental turn those off.
  *
  * The kernel wakes the ops waiting on one socket newest first: a socket has
  * at most one read and one write in the kernel, the others waiting in
