@@ -441,9 +441,8 @@ static int rbuf_reserve(eddy_stream *st, size_t want)
     return 0;
 }
 
-/* Copies the lent pieces into the buffer after its bytes, where the next
- * bytes go after them (the room is there: *at bytes from rend), and gives
- * them back. */
+/* Copies the lent pieces into the buffer after its bytes (the caller made
+ * room for them there) and gives them back. */
 static void lent_linearize_at(eddy_stream *st)
 {
     while (st->lent_count) {
