@@ -245,6 +245,7 @@ struct stream {
     bool plain_only;           /* refused, or the stream ended: plain RECVs from now on */
     bool plain_next;           /* the ring ran dry (-ENOBUFS): the next RECV goes plain */
     bool has_end;              /* end_result follows the queued bytes */
+    bool broken;               /* bytes were dropped (no memory): end_result for good */
     bool retry;                /* on s->stream_retry: arming found no SQE */
     int end_result;            /* 0 (peer closed) or an error */
     unsigned recvs;            /* RECVs seen, up to 2 */
@@ -1051,7 +1052,7 @@ static int64_t stream_take(struct uring_state *s, struct stream *st, struct eddy
         if (g->len == 0) stream_pop(s, st);
     }
     if (got > 0) return (int64_t)got;
-    st->has_end = false; /* told once; the RECVs after it ask the kernel */
+    if (!st->broken) st->has_end = false; /* told once; the RECVs after it ask the kernel */
     return st->end_result;
 }
 
@@ -1238,12 +1239,17 @@ static int stream_cqe(struct eddy_backend *b, struct stream *st, const struct io
         if (!st->armed && !st->lent) stream_free(s, st);
         return 0;
     }
-    if (has_buf && !bufs_take(s, st, bid, res > 0 ? (uint32_t)res : 0)) {
-        res = -ENOMEM; /* bytes were dropped: the stream cannot go on */
+    if (has_buf && !bufs_take(s, st->broken ? NULL : st, bid, res > 0 ? (uint32_t)res : 0)) {
+        /* bytes were dropped: every read from now on fails, after the queued bytes */
+        st->broken = st->has_end = st->plain_only = true;
+        st->end_result = -ENOMEM;
+        if (st->armed && !st->disarming) stream_disarm(s, st);
     } else if (has_buf && res > 0) {
         stream_count(st, res);
     }
-    if (res == -ENOBUFS) {
+    if (st->broken) {
+        /* nothing more is taken in */
+    } else if (res == -ENOBUFS) {
         st->plain_next = true;
     } else if (res == -EINVAL && !st->armed && !has_buf && s->recv_bundle) {
         s->recv_bundle = false; /* refused with bundles: re-armed without */
