@@ -1234,6 +1234,10 @@ static int stream_cqe(struct eddy_backend *b, struct stream *st, const struct io
     bool has_buf = cqe->flags & IORING_CQE_F_BUFFER;
     unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
     if (!(cqe->flags & IORING_CQE_F_MORE)) st->armed = st->disarming = false;
+    /* No bytes: a bundle commits no buffer for them (it counts the buffers
+     * the bytes took), nor does incremental consumption; a plain multishot
+     * gave its one buffer up. */
+    if (has_buf && res <= 0 && (s->recv_bundle || s->buf_inc)) has_buf = false;
     if (st->detached) {
         if (has_buf) (void)bufs_take(s, NULL, bid, res > 0 ? (uint32_t)res : 0);
         if (!st->armed && !st->lent) stream_free(s, st);
