@@ -1485,7 +1485,7 @@ Test(streams, eof_and_reset_mid_lent_buffer_lose_nothing, .timeout = TEST_TIMEOU
  * turn; with bundles one completion spans several), and each reader still
  * gets exactly its own bytes, in order. */
 #define SHARED_CONNS 20
-#define SHARED_BYTES (200 * 1000)
+#define SHARED_BYTES (100 * 1000)
 
 struct shared_conn {
     struct pair p;
@@ -1525,7 +1525,7 @@ static intptr_t shared_ring_main(void *arg)
         sc[i].c = (struct chopper){.s = sc[i].p.peer,
                                    .data = sc[i].msg,
                                    .len = SHARED_BYTES,
-                                   .max_piece = 1 + (size_t)i * 500,
+                                   .max_piece = 64 + (size_t)i * 500,
                                    .seed = (uint32_t)i + 1};
     }
     for (int i = 0; i < SHARED_CONNS; i++) {
