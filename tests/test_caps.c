@@ -766,9 +766,8 @@ static const struct {
     [EDDY_CAP_TLS] = {exercise_tls, "test_tls.c", "Test(tls, echo_1mib_in_random_pieces_with_sni"},
     [EDDY_CAP_RECV_BUNDLE] = {exercise_multishot_recv, "test_streams.c",
                               "Test(streams, lines_and_records_straddling_ring_buffers"},
-    [EDDY_CAP_BUFFER_RING_INCREMENTAL] =
-        {exercise_multishot_recv, "test_streams.c",
-         "Test(streams, lines_and_records_straddling_ring_buffers"},
+    [EDDY_CAP_BUFFER_RING_INCREMENTAL] = {exercise_multishot_recv, "test_streams.c",
+                                          "Test(streams, many_connections_share_the_ring_intact"},
 };
 
 /* Whether tests/<file> declares test. */
