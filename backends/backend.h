@@ -98,6 +98,12 @@ enum {
      * lib/ can serve it, and it needs no setsockopt of its own (the listener's
      * options are inherited). */
     EDDY_OP_F_DIRECT = 1 << 4,
+    /* RECV with EDDY_OP_F_STREAM (lib/stream.c): instead of copying bytes it
+     * holds into u.io.buf, the backend may lend them: the op then completes
+     * with u.io.buf pointing at them (result bytes, at most u.io.len) and
+     * u.io.offset a token that lend_release() takes once they are read. A
+     * u.io.buf left as it was means the bytes were copied there. */
+    EDDY_OP_F_LEND = 1 << 5,
 };
 
 /* The smallest SEND a backend sends zero-copy by default: lib/ asks where a
@@ -204,6 +210,9 @@ struct eddy_backend_ops {
     /* Gives back the direct descriptor register_fd(b, fd) made (nothing if
      * it is not that: a loop freed since, another at its address). */
     void (*release)(struct eddy_backend *b, intptr_t direct, intptr_t fd);
+    /* Gives back bytes a RECV lent (EDDY_OP_F_LEND), by its token. NULL on a
+     * backend that never lends. */
+    void (*lend_release)(struct eddy_backend *b, int64_t token);
 };
 
 struct eddy_backend {

@@ -40,8 +40,12 @@
  *
  * A stream socket read in a loop gets a multishot receive into the loop's
  * provided-buffer ring (6.0+; see struct stream): its bytes are copied out
- * by the next eddy_recv, without a system call when they came before it.
- * EDDY_CAPS_DISABLE=multishot_recv (or buffer_ring) turns it off.
+ * by the next eddy_recv, without a system call when they came before it, or
+ * lent to a stream (EDDY_OP_F_LEND) until it gives them back (release()).
+ * Bundles (6.10+) bring several buffers per CQE, and the ring is consumed
+ * incrementally (6.12+): see struct buf_meta. EDDY_CAPS_DISABLE=
+ * multishot_recv (or buffer_ring) turns it off; recv_bundle and
+ * buffer_ring_incremental turn those off.
  *
  * The kernel wakes the ops waiting on one socket newest first: a socket has
  * at most one read and one write in the kernel, the others waiting in
@@ -171,6 +175,17 @@ enum {
 #define RECV_BUF_SIZE_DEFAULT (16 * 1024)
 #define STREAM_QUEUE_MAX      8
 #define RECV_MULTISHOT_MAX    (8 * 1024)
+/* Segments a socket may have lent to its stream at once (EDDY_OP_F_LEND):
+ * past that its reads copy, so that a slow reader cannot hold the ring. */
+#define STREAM_LEND_MAX 8
+/* With incremental consumption a segment can be a few bytes: a socket may
+ * queue this many times more of them (its bytes still bounded as above). */
+#define STREAM_QUEUE_SEGS_INC 8
+
+/* Linux 6.10 and 6.12 uapi, which liburing before 2.7 lacks. */
+#define RECV_BUNDLE          (1U << 4)  /* IORING_RECVSEND_BUNDLE, in sqe->ioprio */
+#define FEAT_RECVSEND_BUNDLE (1U << 14) /* IORING_FEAT_RECVSEND_BUNDLE */
+#define PBUF_RING_INC        2          /* IOU_PBUF_RING_INC, in io_uring_buf_reg.flags */
 
 /* Setup flags, best first; a kernel that rejects a set (-EINVAL) gets the next. */
 static const unsigned setup_tiers[] = {
@@ -221,11 +236,25 @@ struct listener {
     struct eddy__list link; /* s->listener_list */
 };
 
-/* What one buffer of the ring holds while a socket keeps it: bytes [off, len)
- * are still to be read; next is the socket's next buffer (-1: none). */
+/* One buffer of the ring. Its bytes go out as segments (struct buf_seg),
+ * queued for a socket's next reads or lent to a stream; it goes back to the
+ * ring once the kernel is done filling it (out) and no segment is left in
+ * it. With incremental consumption (IOU_PBUF_RING_INC, 6.12+) the kernel
+ * keeps filling a buffer from where it stopped, for any socket, until it is
+ * full. */
 struct buf_meta {
-    uint32_t len, off;
-    int32_t next;
+    uint32_t filled; /* bytes the kernel has put in it since it went in the ring */
+    uint32_t refs;   /* segments in it */
+    int32_t succ;    /* the buffer put in the ring after it, where a bundle goes on; -1: none yet */
+    bool out;        /* the kernel is done with it */
+};
+
+/* Bytes [off, off + len) of buffer bid: queued for a socket's next reads,
+ * or lent to a stream through its socket (owner). */
+struct buf_seg {
+    uint32_t bid, off, len;
+    int32_t next;         /* the socket's next queued segment, or the next free one; -1: none */
+    struct stream *owner; /* lent: the socket whose count it is in */
 };
 
 /* A stream socket read through the ring (EDDY_OP_F_STREAM). Its RECVs wait
@@ -247,14 +276,18 @@ struct stream {
     bool plain_only;           /* refused, or the stream ended: plain RECVs from now on */
     bool plain_next;           /* the ring ran dry (-ENOBUFS): the next RECV goes plain */
     bool has_end;              /* end_result follows the queued bytes */
+    bool broken;               /* bytes were dropped (no memory): end_result for good */
     bool retry;                /* on s->stream_retry: arming found no SQE */
     int end_result;            /* 0 (peer closed) or an error */
     unsigned recvs;            /* RECVs seen, up to 2 */
     uint32_t avg;              /* bytes a read brings: a moving average */
     struct eddy_op *plain;     /* the plain RECV in the kernel, if any */
     struct eddy__list waiters; /* RECV ops, oldest first */
-    int32_t q_head, q_tail;    /* queued buffers (struct buf_meta.next), -1: none */
+    int32_t q_head, q_tail;    /* queued segments (struct buf_seg), -1: none */
     unsigned q_count;
+    uint32_t q_bytes;
+    unsigned lent;                /* segments lent to the stream reading it (EDDY_OP_F_LEND) */
+    bool lending;                 /* its reads take lent segments: the multishot saves a copy */
     struct eddy__list link;       /* s->stream_list */
     struct eddy__list retry_link; /* s->stream_retry */
 };
@@ -350,6 +383,12 @@ struct uring_state {
     struct fd_table streams;        /* struct stream *, by fd */
     struct eddy__list stream_list;  /* every stream, detached ones included */
     struct eddy__list stream_retry; /* streams to arm once there is room in the SQ */
+    int32_t last_added;             /* the buffer put in the ring last (struct buf_meta.succ) */
+    struct buf_seg *segs;           /* queued and lent segments, by index; the rest free */
+    unsigned seg_cap;
+    int32_t seg_free; /* the free list (struct buf_seg.next), -1: empty */
+    bool recv_bundle; /* multishot receives take several buffers per CQE (6.10+) */
+    bool buf_inc;     /* the ring is consumed incrementally (6.12+) */
 
     struct fd_table lanes; /* struct lanes *, by fd */
     unsigned file_ops;     /* READs and WRITEs on files (not pipes) pending */
@@ -1033,55 +1072,159 @@ static struct stream *stream_get(struct uring_state *s, int fd, uint64_t serial)
     return st;
 }
 
-/* Gives buffer bid back to the kernel. */
-static void buf_give_back(struct uring_state *s, unsigned bid)
+/* Puts buffer bid (back) in the ring, empty. */
+static void buf_put(struct uring_state *s, unsigned bid)
 {
+    struct buf_meta *m = &s->buf_meta[bid];
+    m->filled = 0;
+    m->out = false;
+    m->succ = -1;
+    if (s->last_added >= 0) s->buf_meta[s->last_added].succ = (int32_t)bid;
+    s->last_added = (int32_t)bid;
     io_uring_buf_ring_add(s->br, s->bufs + (size_t)bid * s->buf_size, s->buf_size,
                           (unsigned short)bid, io_uring_buf_ring_mask(s->buf_count), 0);
     io_uring_buf_ring_advance(s->br, 1);
+}
+
+/* Gives buffer bid back to the kernel. */
+static void buf_give_back(struct uring_state *s, unsigned bid)
+{
+    buf_put(s, bid);
     s->bufs_held--;
 }
 
-static void stream_queue(struct uring_state *s, struct stream *st, unsigned bid, uint32_t len)
+/* A segment of bid is gone: the buffer goes back once it has none and the
+ * kernel is done with it. */
+static void buf_unref(struct uring_state *s, unsigned bid)
 {
     struct buf_meta *m = &s->buf_meta[bid];
-    m->len = len;
-    m->off = 0;
-    m->next = -1;
+    if (--m->refs == 0 && m->out) buf_give_back(s, bid);
+}
+
+/* A free segment (the pool grows by doubling), or -1 without memory. */
+static int32_t seg_get(struct uring_state *s)
+{
+    if (s->seg_free < 0) {
+        unsigned cap = s->seg_cap ? s->seg_cap * 2 : 2 * s->buf_count;
+        struct buf_seg *segs = cap > INT32_MAX ? NULL : realloc(s->segs, cap * sizeof *segs);
+        if (!segs) return -1;
+        for (unsigned i = s->seg_cap; i < cap; i++)
+            segs[i].next = i + 1 < cap ? (int32_t)(i + 1) : -1;
+        s->seg_free = (int32_t)s->seg_cap;
+        s->segs = segs;
+        s->seg_cap = cap;
+    }
+    int32_t i = s->seg_free;
+    s->seg_free = s->segs[i].next;
+    return i;
+}
+
+static void seg_put(struct uring_state *s, int32_t i)
+{
+    unsigned bid = s->segs[i].bid;
+    s->segs[i].next = s->seg_free;
+    s->seg_free = i;
+    buf_unref(s, bid);
+}
+
+/* Queues bytes [off, off + len) of buffer bid for st's next reads; false
+ * without memory. */
+static bool stream_queue(struct uring_state *s, struct stream *st, unsigned bid, uint32_t off,
+                         uint32_t len)
+{
+    int32_t i = seg_get(s);
+    if (i < 0) return false;
+    s->segs[i] = (struct buf_seg){.bid = bid, .off = off, .len = len, .next = -1};
+    s->buf_meta[bid].refs++;
     if (st->q_tail >= 0)
-        s->buf_meta[st->q_tail].next = (int32_t)bid;
+        s->segs[st->q_tail].next = i;
     else
-        st->q_head = (int32_t)bid;
-    st->q_tail = (int32_t)bid;
+        st->q_head = i;
+    st->q_tail = i;
     st->q_count++;
+    st->q_bytes += len;
+    return true;
+}
+
+/* Takes the first queued segment off st's queue (it stays allocated). */
+static int32_t stream_unqueue(struct uring_state *s, struct stream *st)
+{
+    int32_t i = st->q_head;
+    st->q_head = s->segs[i].next;
+    if (st->q_head < 0) st->q_tail = -1;
+    st->q_count--;
+    st->q_bytes -= s->segs[i].len;
+    return i;
 }
 
 static void stream_pop(struct uring_state *s, struct stream *st)
 {
-    unsigned bid = (unsigned)st->q_head;
-    st->q_head = s->buf_meta[bid].next;
-    if (st->q_head < 0) st->q_tail = -1;
-    st->q_count--;
-    buf_give_back(s, bid);
+    seg_put(s, stream_unqueue(s, st));
 }
 
-/* What a RECV gets from the queue: as many queued bytes as fit in its
- * buffer, else the end of the stream. The queue must hold something. */
+/* The res bytes of a CQE from buffer bid on (a bundle goes on into the
+ * buffers put in the ring after it), queued for st (NULL: dropped). The
+ * buffers the kernel is done with are marked out: all it touched, or with
+ * incremental consumption the full ones. False when memory ran out (the
+ * bytes are dropped). */
+static bool bufs_take(struct uring_state *s, struct stream *st, unsigned bid, uint32_t res)
+{
+    bool ok = true;
+    for (uint32_t left = res;;) {
+        struct buf_meta *m = &s->buf_meta[bid];
+        int32_t succ = m->succ; /* before the buffer can go back to the ring */
+        uint32_t take = s->buf_size - m->filled < left ? s->buf_size - m->filled : left;
+        MARK_DEFINED(s->bufs + (size_t)bid * s->buf_size + m->filled, take);
+        if (take && st && ok) ok = stream_queue(s, st, bid, m->filled, take);
+        m->filled += take;
+        left -= take;
+        if (!s->buf_inc || m->filled == s->buf_size) {
+            m->out = true;
+            s->bufs_held++;
+            if (m->refs == 0) buf_give_back(s, bid);
+        }
+        if (left == 0 || succ < 0) return ok;
+        bid = (unsigned)succ;
+    }
+}
+
+/* Whether a RECV that may take a lent segment (EDDY_OP_F_LEND) gets st's
+ * first one: it fits, and st has fewer than STREAM_LEND_MAX lent. */
+static bool stream_may_lend(const struct uring_state *s, const struct stream *st,
+                            const struct eddy_op *op)
+{
+    return (op->flags & EDDY_OP_F_LEND) && st->q_head >= 0 && st->lent < STREAM_LEND_MAX &&
+           s->segs[st->q_head].len <= op->u.io.len;
+}
+
+/* What a RECV gets from the queue: st's first segment lent (see
+ * EDDY_OP_F_LEND), or as many queued bytes as fit in its buffer, else the
+ * end of the stream. The queue must hold something. */
 static int64_t stream_take(struct uring_state *s, struct stream *st, struct eddy_op *op)
 {
+    if (stream_may_lend(s, st, op)) {
+        int32_t i = stream_unqueue(s, st);
+        struct buf_seg *g = &s->segs[i];
+        g->owner = st;
+        st->lent++;
+        op->u.io.buf = s->bufs + (size_t)g->bid * s->buf_size + g->off;
+        op->u.io.offset = i;
+        return g->len;
+    }
     char *dst = op->u.io.buf;
     size_t want = op->u.io.len, got = 0;
     while (got < want && st->q_head >= 0) {
-        struct buf_meta *m = &s->buf_meta[st->q_head];
-        size_t n = m->len - m->off;
-        if (n > want - got) n = want - got;
-        memcpy(dst + got, s->bufs + (size_t)st->q_head * s->buf_size + m->off, n);
-        m->off += (uint32_t)n;
+        struct buf_seg *g = &s->segs[st->q_head];
+        size_t n = g->len < want - got ? g->len : want - got;
+        memcpy(dst + got, s->bufs + (size_t)g->bid * s->buf_size + g->off, n);
+        g->off += (uint32_t)n;
+        g->len -= (uint32_t)n;
+        st->q_bytes -= (uint32_t)n;
         got += n;
-        if (m->off == m->len) stream_pop(s, st);
+        if (g->len == 0) stream_pop(s, st);
     }
     if (got > 0) return (int64_t)got;
-    st->has_end = false; /* told once; the RECVs after it ask the kernel */
+    if (!st->broken) st->has_end = false; /* told once; the RECVs after it ask the kernel */
     return st->end_result;
 }
 
@@ -1109,12 +1252,21 @@ static void stream_disarm(struct uring_state *s, struct stream *st)
     st->disarming = true;
 }
 
+/* Whether st's multishot should rest: enough is queued for its reader, or
+ * its reads are big enough that plain RECVs, copying once, beat it (unless
+ * its stream takes lent segments, which copy once too). */
+static bool stream_should_rest(const struct uring_state *s, const struct stream *st)
+{
+    unsigned segs = s->buf_inc ? STREAM_QUEUE_MAX * STREAM_QUEUE_SEGS_INC : STREAM_QUEUE_MAX;
+    return st->q_count >= segs || st->q_bytes >= STREAM_QUEUE_MAX * s->buf_size ||
+           (!st->lending && st->avg >= s->recv_multishot_max);
+}
+
 /* Whether st's next reads may go through its multishot. */
 static bool stream_wants_multishot(const struct uring_state *s, const struct stream *st)
 {
     return s->multishot_recv && !st->plain_only && !st->plain_next && st->recvs >= 2 &&
-           st->avg < s->recv_multishot_max && s->bufs_held < s->buf_count &&
-           st->q_count < STREAM_QUEUE_MAX;
+           s->bufs_held < s->buf_count && !stream_should_rest(s, st);
 }
 
 /* Sends st's oldest waiting RECV to the kernel as a plain one. */
@@ -1145,6 +1297,7 @@ static void stream_kick(struct uring_state *s, struct stream *st)
     }
     io_uring_prep_recv_multishot(sqe, st->fd, NULL, 0, 0);
     sqe_fd(sqe, st->fd);
+    if (s->recv_bundle) sqe->ioprio |= RECV_BUNDLE;
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = BUF_GROUP;
     io_uring_sqe_set_data64(sqe, stream_tag(st));
@@ -1188,7 +1341,8 @@ static void stream_detach(struct uring_state *s, int fd)
         defer_op(s, eddy__container_of(node, struct eddy_op, link));
     st->detached = true;
     st->plain = NULL; /* it completes on its own; nothing of st is left to it */
-    if (!st->armed) {
+    /* armed or lent: its last CQE, or the last release, frees it */
+    if (!st->armed && !st->lent) {
         stream_free(s, st);
         return;
     }
@@ -1214,6 +1368,7 @@ static int stream_submit(struct eddy_backend *b, struct eddy_op *op)
     struct stream *st = stream_get(s, (int)op->fd, (uint64_t)op->u.io.offset);
     if (!st) return -ENOMEM;
     if (st->recvs < 2) st->recvs++;
+    if (op->flags & EDDY_OP_F_LEND) st->lending = true;
     if (eddy__list_empty(&st->waiters) && !st->plain && stream_has_data(st))
         return finish_now(op, stream_take(s, st, op));
     op->backend_data = OP_RECV_WAIT;
@@ -1252,21 +1407,29 @@ static int stream_cqe(struct eddy_backend *b, struct stream *st, const struct io
     bool has_buf = cqe->flags & IORING_CQE_F_BUFFER;
     unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
     if (!(cqe->flags & IORING_CQE_F_MORE)) st->armed = st->disarming = false;
-    if (has_buf) s->bufs_held++;
+    /* No bytes: a bundle commits no buffer for them (it counts the buffers
+     * the bytes took), nor does incremental consumption; a plain multishot
+     * gave its one buffer up. */
+    if (has_buf && res <= 0 && (s->recv_bundle || s->buf_inc)) has_buf = false;
     if (st->detached) {
-        if (has_buf) buf_give_back(s, bid);
-        if (!st->armed) stream_free(s, st);
+        if (has_buf) (void)bufs_take(s, NULL, bid, res > 0 ? (uint32_t)res : 0);
+        if (!st->armed && !st->lent) stream_free(s, st);
         return 0;
     }
-    if (has_buf && res > 0) {
-        MARK_DEFINED(s->bufs + (size_t)bid * s->buf_size, (size_t)res);
-        stream_queue(s, st, bid, (uint32_t)res);
+    if (has_buf && !bufs_take(s, st->broken ? NULL : st, bid, res > 0 ? (uint32_t)res : 0)) {
+        /* bytes were dropped: every read from now on fails, after the queued bytes */
+        st->broken = st->has_end = st->plain_only = true;
+        st->end_result = -ENOMEM;
+        if (st->armed && !st->disarming) stream_disarm(s, st);
+    } else if (has_buf && res > 0) {
         stream_count(st, res);
-    } else if (has_buf) {
-        buf_give_back(s, bid);
     }
-    if (res == -ENOBUFS) {
+    if (st->broken) {
+        /* nothing more is taken in */
+    } else if (res == -ENOBUFS) {
         st->plain_next = true;
+    } else if (res == -EINVAL && !st->armed && !has_buf && s->recv_bundle) {
+        s->recv_bundle = false; /* refused with bundles: re-armed without */
     } else if (res == -EINVAL && !st->armed && !has_buf) {
         st->plain_only = true; /* refused */
     } else if (res <= 0 && res != -ECANCELED && res != -EINTR && !st->has_end) {
@@ -1275,9 +1438,7 @@ static int stream_cqe(struct eddy_backend *b, struct stream *st, const struct io
         st->plain_only = true;
     }
     int completed = stream_serve(b, st);
-    if ((st->q_count >= STREAM_QUEUE_MAX || st->avg >= s->recv_multishot_max) && st->armed &&
-        !st->disarming)
-        stream_disarm(s, st);
+    if (stream_should_rest(s, st) && st->armed && !st->disarming) stream_disarm(s, st);
     stream_kick(s, st);
     return completed;
 }
@@ -1290,8 +1451,7 @@ static void streams_retry(struct uring_state *s)
         struct stream *st = eddy__container_of(node, struct stream, retry_link);
         eddy__list_init(&st->retry_link);
         st->retry = false;
-        if (st->armed && !st->disarming &&
-            (st->detached || st->q_count >= STREAM_QUEUE_MAX || st->avg >= s->recv_multishot_max))
+        if (st->armed && !st->disarming && (st->detached || stream_should_rest(s, st)))
             stream_disarm(s, st);
         else
             stream_kick(s, st);
@@ -1305,11 +1465,15 @@ static void streams_free(struct uring_state *s)
         stream_free(s, eddy__container_of(s->stream_list.next, struct stream, link));
     free(s->streams.slots);
     free(s->buf_meta);
+    free(s->segs);
     if (s->br) munmap(s->br, s->br_map_len);
 }
 
-/* The buffer ring, registered as group BUF_GROUP: 0, or why not (the
- * kernel has none before 5.19). */
+static bool cap_disabled(const char *name);
+
+/* The buffer ring, registered as group BUF_GROUP, consumed incrementally
+ * where the kernel can (6.12+) and EDDY_CAPS_DISABLE does not say no: 0, or
+ * why not (the kernel has none before 5.19). */
 static int buf_ring_setup(struct uring_state *s)
 {
     unsigned count = RECV_BUFS_DEFAULT, size = RECV_BUF_SIZE_DEFAULT;
@@ -1338,7 +1502,16 @@ static int buf_ring_setup(struct uring_state *s)
     reg.ring_addr = (uint64_t)(uintptr_t)map;
     reg.ring_entries = count;
     reg.bgid = BUF_GROUP;
-    int err = io_uring_register_buf_ring(&s->ring, &reg, 0);
+    int err = -EINVAL;
+    if (!cap_disabled("buffer_ring_incremental")) {
+        reg.pad = PBUF_RING_INC; /* the flags field, in newer headers */
+        err = io_uring_register_buf_ring(&s->ring, &reg, 0);
+        s->buf_inc = err == 0;
+    }
+    if (err == -EINVAL) { /* before 6.12, or not wanted */
+        reg.pad = 0;
+        err = io_uring_register_buf_ring(&s->ring, &reg, 0);
+    }
     if (err < 0) {
         free(s->buf_meta);
         s->buf_meta = NULL;
@@ -1350,12 +1523,22 @@ static int buf_ring_setup(struct uring_state *s)
     s->bufs = (char *)map + ring_len;
     s->buf_count = count;
     s->buf_size = size;
+    s->last_added = -1;
+    s->seg_free = -1;
     io_uring_buf_ring_init(s->br);
     for (unsigned bid = 0; bid < count; bid++)
-        io_uring_buf_ring_add(s->br, s->bufs + (size_t)bid * size, size, (unsigned short)bid,
-                              io_uring_buf_ring_mask(count), (int)bid);
-    io_uring_buf_ring_advance(s->br, (int)count);
+        buf_put(s, bid);
     return 0;
+}
+
+/* A stream is done with a segment its socket's RECV lent (EDDY_OP_F_LEND). */
+static void uring_lend_release(struct eddy_backend *b, int64_t token)
+{
+    struct uring_state *s = b->impl;
+    struct stream *st = s->segs[token].owner;
+    st->lent--;
+    seg_put(s, (int32_t)token);
+    if (st->detached && !st->armed && !st->lent) stream_free(s, st);
 }
 
 /* Sends op again as a plain SEND (its socket refused zero-copy), behind
@@ -2080,6 +2263,9 @@ static int uring_init(struct eddy_backend *b, const eddy_loop_options *opts)
      * when they are used, and both go when either is disabled. */
     s->multishot_recv = s->multishot_recv && !cap_disabled("multishot_recv") &&
                         !cap_disabled("buffer_ring") && buf_ring_setup(s) == 0;
+    /* Bundles (6.10+): one CQE for the bytes of several buffers. */
+    s->recv_bundle = s->multishot_recv && (s->ring.features & FEAT_RECVSEND_BUNDLE) &&
+                     !cap_disabled("recv_bundle");
     s->recv_multishot_max = RECV_MULTISHOT_MAX;
     const char *ms_max = getenv("EDDY_URING_RECV_MULTISHOT_MAX");
     if (ms_max && *ms_max) {
@@ -2137,6 +2323,10 @@ static eddy_support uring_supports(const struct eddy_backend *b, eddy_cap cap)
         return s->direct ? EDDY_NATIVE : EDDY_NONE;
     case EDDY_CAP_REGISTERED_FILES: /* the same table (Linux 5.13+ for a sparse one) */
         return s->reg_files ? EDDY_NATIVE : EDDY_NONE;
+    case EDDY_CAP_RECV_BUNDLE: /* probed at init (Linux 6.10+) */
+        return s->recv_bundle ? EDDY_NATIVE : EDDY_NONE;
+    case EDDY_CAP_BUFFER_RING_INCREMENTAL: /* registered so at init (Linux 6.12+) */
+        return s->br && s->buf_inc ? EDDY_NATIVE : EDDY_NONE;
     case EDDY_CAP_WATCH_FD: /* IORING_OP_POLL_ADD, there since 5.1 */
     case EDDY_CAP_SIGNALS:  /* lib/signal.c's pipe, polled as a watched fd */
         return s->native[EDDY_OP_POLL] ? EDDY_NATIVE : EDDY_NONE;
@@ -2178,5 +2368,6 @@ const struct eddy_backend_ops eddy__uring_backend = {
     .fd = uring_fd,
     .install = uring_install,
     .register_fd = uring_register_fd,
+    .lend_release = uring_lend_release,
     .release = uring_release,
 };

@@ -178,9 +178,12 @@ fi
 # ---- lines ----------------------------------------------------------------------
 # Line echo over streams: bench/lines-eddy (readline, write, drain on eddy
 # streams) against the same server on asyncio streams (and uvloop), driven by
-# echo-load, whose messages are lines.
+# echo-load, whose messages are lines. eddy/io_uring reads lines from the
+# loop's buffer ring without copying them into the stream; uring-noring
+# is the same binary with the ring off (plain receives into the stream).
 LINE_CONFIGS="64:50 64:1000 1024:50"
 line_servers="eddy/io_uring|env EDDY_BACKEND=io_uring ./bench/lines-eddy PORT
+uring-noring|env EDDY_BACKEND=io_uring EDDY_CAPS_DISABLE=buffer_ring ./bench/lines-eddy PORT
 eddy/epoll|env EDDY_BACKEND=epoll ./bench/lines-eddy PORT"
 if [ -n "$PY" ]; then line_servers="$line_servers
 asyncio|$PY $srcdir/bench/lines_asyncio.py PORT"; fi

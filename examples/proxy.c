@@ -36,7 +36,7 @@
 
 #define NS_PER_SEC 1000000000LL
 #define COPY_BUF   (64 * 1024)
-#define PIPE_SIZE  (256 * 1024)
+#define PIPE_SIZE  (1024 * 1024)
 
 struct proxy {
     unsigned port;
@@ -95,7 +95,9 @@ static int copy_by_splice(struct direction *d)
 {
     int p[2];
     if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0) return -errno;
-    (void)fcntl(p[1], F_SETPIPE_SZ, PIPE_SIZE); /* fewer, larger splices; a smaller pipe works */
+    /* fewer, larger splices (1 MiB: pipe-max-size by default); past the
+     * per-user pipe memory limit the kernel refuses, and a smaller pipe works */
+    (void)fcntl(p[1], F_SETPIPE_SZ, PIPE_SIZE);
     int from = (int)eddy_sock_fd(d->from), to = (int)eddy_sock_fd(d->to);
     int err = 0;
     for (;;) {

@@ -1003,6 +1003,8 @@ typedef enum eddy_cap {
     EDDY_CAP_MSG_RING, /* io_uring loops wake each other with IORING_OP_MSG_RING */
     EDDY_CAP_DIRECT_DESCRIPTORS,
     EDDY_CAP_REGISTERED_FILES,
+    EDDY_CAP_RECV_BUNDLE,
+    EDDY_CAP_BUFFER_RING_INCREMENTAL,
     EDDY_CAP_COUNT
 } eddy_cap;
 /* The capability's name, the enum's lowercase tail ("tcp", "file_io", ...);

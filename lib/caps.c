@@ -36,6 +36,8 @@ static const char *const cap_names[EDDY_CAP_COUNT] = {
     [EDDY_CAP_MSG_RING] = "msg_ring",
     [EDDY_CAP_DIRECT_DESCRIPTORS] = "direct_descriptors",
     [EDDY_CAP_REGISTERED_FILES] = "registered_files",
+    [EDDY_CAP_RECV_BUNDLE] = "recv_bundle",
+    [EDDY_CAP_BUFFER_RING_INCREMENTAL] = "buffer_ring_incremental",
 };
 
 /* What a backend offers, with the capabilities no backend decides: TLS is

@@ -106,6 +106,12 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_REGISTERED_FILES] = {EDDY_NATIVE,
                                                "Linux 5.13+; a file read or written often, "
                                                "up to 256 per loop"},
+                [EDDY_CAP_RECV_BUNDLE] = {EDDY_NATIVE,
+                                          "Linux 6.10+; one completion for the bytes of several "
+                                          "ring buffers"},
+                [EDDY_CAP_BUFFER_RING_INCREMENTAL] = {EDDY_NATIVE,
+                                                      "Linux 6.12+; a buffer partly filled goes "
+                                                      "on filling, so small reads share one"},
             },
     },
     {
@@ -134,6 +140,8 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_MSG_RING] = {EDDY_NONE, CAPS_URING},
                 [EDDY_CAP_DIRECT_DESCRIPTORS] = {EDDY_NONE, CAPS_URING},
                 [EDDY_CAP_REGISTERED_FILES] = {EDDY_NONE, CAPS_URING},
+                [EDDY_CAP_RECV_BUNDLE] = {EDDY_NONE, CAPS_URING},
+                [EDDY_CAP_BUFFER_RING_INCREMENTAL] = {EDDY_NONE, CAPS_URING},
             },
     },
     {
@@ -167,6 +175,8 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_MSG_RING] = {EDDY_NONE, CAPS_URING},
                 [EDDY_CAP_DIRECT_DESCRIPTORS] = {EDDY_NONE, CAPS_URING},
                 [EDDY_CAP_REGISTERED_FILES] = {EDDY_NONE, CAPS_URING},
+                [EDDY_CAP_RECV_BUNDLE] = {EDDY_NONE, CAPS_URING},
+                [EDDY_CAP_BUFFER_RING_INCREMENTAL] = {EDDY_NONE, CAPS_URING},
             },
     },
     {
@@ -206,6 +216,8 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_MSG_RING] = {EDDY_NONE, CAPS_URING},
                 [EDDY_CAP_DIRECT_DESCRIPTORS] = {EDDY_NONE, CAPS_URING},
                 [EDDY_CAP_REGISTERED_FILES] = {EDDY_NONE, CAPS_URING},
+                [EDDY_CAP_RECV_BUNDLE] = {EDDY_NONE, CAPS_URING},
+                [EDDY_CAP_BUFFER_RING_INCREMENTAL] = {EDDY_NONE, CAPS_URING},
             },
     },
 };
@@ -240,6 +252,9 @@ static const char *const eddy__caps_descriptions[EDDY_CAP_COUNT] = {
                                     "(no descriptor of the process until one is asked for)",
     [EDDY_CAP_REGISTERED_FILES] = "files known to the kernel by a slot of the loop's own table, "
                                   "which their reads and writes name instead of the descriptor",
+    [EDDY_CAP_RECV_BUNDLE] = "multishot receives that fill several ring buffers per completion",
+    [EDDY_CAP_BUFFER_RING_INCREMENTAL] =
+        "ring buffers consumed incrementally: small reads share a buffer",
 };
 
 /* The platforms, with their backends in the order a default loop tries them. */

@@ -309,6 +309,11 @@ intptr_t eddy__sock_op_fd(const eddy_sock *s);
 /* Task-only: Happy Eyeballs over n addresses in the order given (lib/stream.c). */
 int eddy__connect_race(eddy_sock **out, const struct sockaddr *const *addrs, const socklen_t *lens,
                        size_t n, int64_t delay_ns);
+/* Task-only: eddy_recv on a stream socket that lets the backend lend bytes
+ * it holds (EDDY_OP_F_LEND) instead of copying them into buf: then *lent
+ * points at them and *token is what the backend's release() takes; else
+ * *lent is NULL and any bytes are in buf. */
+ssize_t eddy__recv_lend(eddy_sock *s, void *buf, size_t len, const void **lent, int64_t *token);
 
 /* ---- streams (lib/stream.c) for sendfile (lib/sendfile.c) --------------- */
 

@@ -795,6 +795,29 @@ EDDY_API ssize_t eddy_recv(eddy_sock *s, void *buf, size_t len)
     return (ssize_t)n;
 }
 
+ssize_t eddy__recv_lend(eddy_sock *s, void *buf, size_t len, const void **lent, int64_t *token)
+{
+    *lent = NULL;
+    if (!s || s->pipe || s->type != SOCK_STREAM) return eddy_recv(s, buf, len);
+    struct sock_call c;
+    int err = call_begin(s, &c);
+    if (err < 0) return err;
+    int64_t n = -EINVAL;
+    if (buf && len > 0 && len <= SSIZE_MAX) {
+        c.op = (struct eddy_op){.kind = EDDY_OP_RECV, .flags = EDDY_OP_F_STREAM | EDDY_OP_F_LEND};
+        c.op.u.io.offset = (int64_t)s->serial;
+        c.op.u.io.buf = buf;
+        c.op.u.io.len = len;
+        n = call_op(s, &c);
+        if (n > 0 && c.op.u.io.buf != buf) {
+            *lent = c.op.u.io.buf;
+            *token = c.op.u.io.offset;
+        }
+    }
+    call_end(s, &c);
+    return (ssize_t)n;
+}
+
 /* Whether an address is this host's loopback (127/8, ::1, or 127/8 mapped in IPv6). */
 static bool is_loopback(const struct sockaddr_storage *a)
 {

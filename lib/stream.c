@@ -5,7 +5,13 @@
  * Reading: one growable buffer, [rstart, rend) holding what was received and
  * not yet taken; it grows (doubling) up to the read limit and is reused, so a
  * steady reader allocates nothing. Only the reading task waits, in the
- * transport's recv.
+ * transport's recv. Where the backend can lend the bytes it received into
+ * buffers of its own (io_uring's buffer ring: EDDY_OP_F_LEND), they are not
+ * copied into ours: the pieces lent follow the buffer's bytes, in order, and
+ * go back to the backend as they are taken. A read copies out across them;
+ * peek, start_tls and a fill the backend answers by copying (it lends a
+ * stream only so many pieces at once) first copy them into the buffer
+ * (linearize), so the bytes stay in order and contiguous where they must.
  *
  * Writing: two buffers. Writes append to `pending` and never wait; `sending`
  * is the one a send op owns while it is in flight. A flush swaps them and
@@ -37,6 +43,7 @@
 #define READ_CHUNK           (16 * 1024) /* the least room a fill asks the socket to fill */
 #define WRITE_BUFFER_MIN     4096
 #define HAPPY_EYEBALLS_DELAY (250 * 1000 * 1000) /* asyncio's happy_eyeballs_delay, RFC 8305 */
+#define LENT_MAX             16 /* pieces a stream holds lent; the backend caps it lower */
 
 /* Waiters link records in their own frames into st->waiters and are always
  * unlinked before they return; GCC cannot follow that. */
@@ -59,6 +66,13 @@ struct stream_waiter {
     size_t target;
 };
 
+/* Bytes a backend lent (EDDY_OP_F_LEND), given back by token once taken. */
+struct lent_piece {
+    const char *data;
+    size_t len;
+    int64_t token;
+};
+
 struct eddy_stream {
     eddy_sock *sock;
     struct eddy_loop *loop;
@@ -69,6 +83,10 @@ struct eddy_stream {
     /* reading */
     char *rbuf;
     size_t rstart, rend, rcap;
+    bool lend;           /* the backend may lend received bytes */
+    unsigned lent_count; /* pieces in lent[], after the buffer's bytes */
+    size_t lent_bytes;   /* bytes in them */
+    struct lent_piece lent[LENT_MAX];
     size_t peeked;            /* buffered bytes an earlier peek has shown */
     bool eof;                 /* the transport said EOF */
     int read_error;           /* sticky: the connection's read side failed */
@@ -335,6 +353,7 @@ EDDY_API int eddy_stream_open(eddy_stream **out, eddy_sock *s, const eddy_stream
     st->limit = opts.limit;
     st->high_mark = opts.high_mark;
     st->low_mark = opts.low_mark;
+    st->lend = loop->backend.ops->lend_release != NULL;
     st->flush_work.run = flush_work_run;
     eddy__list_init(&st->flush_work.link);
     eddy__list_init(&st->waiters);
@@ -346,15 +365,55 @@ EDDY_API int eddy_stream_open(eddy_stream **out, eddy_sock *s, const eddy_stream
 
 static size_t buffered(const eddy_stream *st)
 {
-    return st->rend - st->rstart;
+    return st->rend - st->rstart + st->lent_bytes;
 }
 
-/* Drops n bytes from the front of the read buffer. */
+/* Gives the first lent piece back to the backend. */
+static void lent_drop_first(eddy_stream *st)
+{
+    struct eddy_backend *b = &st->loop->backend;
+    b->ops->lend_release(b, st->lent[0].token);
+    st->lent_bytes -= st->lent[0].len;
+    st->lent_count--;
+    memmove(st->lent, st->lent + 1, st->lent_count * sizeof st->lent[0]);
+}
+
+static void lent_drop_all(eddy_stream *st)
+{
+    while (st->lent_count)
+        lent_drop_first(st);
+}
+
+/* Buffered piece i: 0 is the buffer's bytes, the lent pieces follow. */
+static const char *piece(const eddy_stream *st, unsigned i, size_t *len)
+{
+    if (i == 0) {
+        *len = st->rend - st->rstart;
+        return st->rbuf ? st->rbuf + st->rstart : NULL;
+    }
+    *len = st->lent[i - 1].len;
+    return st->lent[i - 1].data;
+}
+
+/* Drops n bytes from the front of what is buffered. */
 static void rbuf_take(eddy_stream *st, size_t n)
 {
-    st->rstart += n;
     st->peeked = st->peeked > n ? st->peeked - n : 0;
+    size_t own = st->rend - st->rstart < n ? st->rend - st->rstart : n;
+    st->rstart += own;
+    n -= own;
     if (st->rstart == st->rend) st->rstart = st->rend = 0;
+    while (n > 0) {
+        struct lent_piece *p = &st->lent[0];
+        if (n < p->len) {
+            p->data += n;
+            p->len -= n;
+            st->lent_bytes -= n;
+            return;
+        }
+        n -= p->len;
+        lent_drop_first(st);
+    }
 }
 
 /* Room for at least want more bytes after rend: moves the bytes to the
@@ -362,7 +421,7 @@ static void rbuf_take(eddy_stream *st, size_t n)
 static int rbuf_reserve(eddy_stream *st, size_t want)
 {
     if (st->rcap - st->rend >= want) return 0;
-    size_t have = buffered(st);
+    size_t have = st->rend - st->rstart;
     if (st->rstart > 0 && st->rcap - have >= want) {
         memmove(st->rbuf, st->rbuf + st->rstart, have);
         st->rstart = 0;
@@ -383,6 +442,27 @@ static int rbuf_reserve(eddy_stream *st, size_t want)
     return 0;
 }
 
+/* Copies the lent pieces into the buffer after its bytes (the caller made
+ * room for them there) and gives them back. */
+static void lent_linearize_at(eddy_stream *st)
+{
+    while (st->lent_count) {
+        memcpy(st->rbuf + st->rend, st->lent[0].data, st->lent[0].len);
+        st->rend += st->lent[0].len;
+        lent_drop_first(st);
+    }
+}
+
+/* Everything buffered in one piece, the buffer. 0 or -ENOMEM. */
+static int linearize(eddy_stream *st)
+{
+    if (st->lent_count == 0) return 0;
+    int err = rbuf_reserve(st, st->lent_bytes);
+    if (err < 0) return err;
+    lent_linearize_at(st);
+    return 0;
+}
+
 /* A read error that says the connection's read side is over, kept for the
  * calls that follow; cancellation and a lack of memory are not. */
 static bool error_is_sticky(ssize_t err)
@@ -399,6 +479,32 @@ static ssize_t received(eddy_stream *st, ssize_t n)
     return n;
 }
 
+/* fill on the plain socket of a backend that lends: the bytes come lent,
+ * a piece after the others, or copied into the buffer past the room the
+ * lent pieces would take there, which they then move into. */
+static ssize_t fill_lent(eddy_stream *st, size_t room)
+{
+    int err = rbuf_reserve(st, st->lent_bytes + (room < READ_CHUNK ? room : READ_CHUNK));
+    if (err < 0) return err;
+    size_t len = st->rcap - st->rend - st->lent_bytes;
+    if (len > room) len = room;
+    const void *lent;
+    int64_t token = 0;
+    ssize_t n = received(
+        st, eddy__recv_lend(st->sock, st->rbuf + st->rend + st->lent_bytes, len, &lent, &token));
+    if (lent && n > 0) {
+        st->lent[st->lent_count++] = (struct lent_piece){lent, (size_t)n, token};
+        st->lent_bytes += (size_t)n;
+    } else if (lent) { /* closed meanwhile */
+        struct eddy_backend *b = &st->loop->backend;
+        b->ops->lend_release(b, token);
+    } else if (n > 0) {
+        lent_linearize_at(st);
+        st->rend += (size_t)n;
+    }
+    return n;
+}
+
 /* Task-only: receives more bytes into the buffer, which holds fewer than
  * limit. The count, 0 at EOF, or an error; the bytes buffered stay. */
 static ssize_t fill(eddy_stream *st)
@@ -406,8 +512,11 @@ static ssize_t fill(eddy_stream *st)
     if (st->read_error) return st->read_error;
     if (st->eof) return 0;
     size_t room = st->limit - buffered(st);
-    int err = rbuf_reserve(st, room < READ_CHUNK ? room : READ_CHUNK);
+    if (st->lend && st->transport == &eddy__stream_plain && st->lent_count < LENT_MAX)
+        return fill_lent(st, room);
+    int err = linearize(st);
     if (err < 0) return err;
+    if ((err = rbuf_reserve(st, room < READ_CHUNK ? room : READ_CHUNK)) < 0) return err;
     size_t len = st->rcap - st->rend;
     if (len > room) len = room;
     ssize_t n = received(st, st->transport->recv(st, st->rbuf + st->rend, len));
@@ -444,8 +553,14 @@ static ssize_t read_end(eddy_stream *st, ssize_t result)
 
 static size_t copy_out(eddy_stream *st, void *buf, size_t len)
 {
-    size_t n = buffered(st) < len ? buffered(st) : len;
-    if (n) memcpy(buf, st->rbuf + st->rstart, n);
+    size_t n = buffered(st) < len ? buffered(st) : len, done = 0;
+    for (unsigned i = 0; done < n; i++) {
+        size_t plen;
+        const char *p = piece(st, i, &plen);
+        if (plen > n - done) plen = n - done;
+        if (plen) memcpy((char *)buf + done, p, plen);
+        done += plen;
+    }
     rbuf_take(st, n);
     return n;
 }
@@ -481,7 +596,7 @@ static int rbuf_restore(eddy_stream *st, const void *bytes, size_t n)
     if (n == 0) return 0; /* the buffer may not even exist yet */
     int err = rbuf_reserve(st, n);
     if (err < 0) return err;
-    memmove(st->rbuf + st->rstart + n, st->rbuf + st->rstart, buffered(st));
+    memmove(st->rbuf + st->rstart + n, st->rbuf + st->rstart, st->rend - st->rstart);
     memcpy(st->rbuf + st->rstart, bytes, n);
     st->rend += n;
     return 0;
@@ -525,17 +640,40 @@ EDDY_API ssize_t eddy_stream_readexactly(eddy_stream *st, void *buf, size_t n)
     return read_end(st, r);
 }
 
-/* The offset of sep in the buffered bytes from offset from on, or -1. */
+/* Whether sep is buffered at offset off of piece i (it may go on into the
+ * pieces after it). */
+static bool matches_at(const eddy_stream *st, unsigned i, size_t off, const char *sep,
+                       size_t seplen)
+{
+    for (size_t k = 0; k < seplen; i++, off = 0) {
+        if (i > st->lent_count) return false;
+        size_t len;
+        const char *p = piece(st, i, &len);
+        size_t n = len - off < seplen - k ? len - off : seplen - k;
+        if (n && memcmp(p + off, sep + k, n) != 0) return false;
+        k += n;
+    }
+    return true;
+}
+
+/* The offset of sep in the buffered bytes from offset from on, or -1; a
+ * separator may straddle the pieces. */
 static ptrdiff_t find(const eddy_stream *st, size_t from, const char *sep, size_t seplen)
 {
-    if (!st->rbuf) return -1; /* nothing ever buffered (no arithmetic on NULL) */
-    const char *base = st->rbuf + st->rstart, *end = st->rbuf + st->rend;
-    const char *p = base + from;
-    while ((size_t)(end - p) >= seplen) {
-        p = memchr(p, sep[0], (size_t)(end - p) - seplen + 1);
-        if (!p) return -1;
-        if (memcmp(p, sep, seplen) == 0) return p - base;
-        p++;
+    size_t total = buffered(st), base = 0;
+    for (unsigned i = 0; i <= st->lent_count; i++) {
+        size_t len;
+        const char *p = piece(st, i, &len);
+        if (len && from < base + len) {
+            const char *q = p + (from > base ? from - base : 0), *end = p + len;
+            while (q < end && (q = memchr(q, sep[0], (size_t)(end - q)))) {
+                size_t at = base + (size_t)(q - p);
+                if (at + seplen > total) return -1;
+                if (matches_at(st, i, (size_t)(q - p), sep, seplen)) return (ptrdiff_t)at;
+                q++;
+            }
+        }
+        base += len;
     }
     return -1;
 }
@@ -599,8 +737,14 @@ EDDY_API int eddy_stream_peek(eddy_stream *st, const void **data, size_t *len)
             r = -EPIPE;
     }
     if (data && len) {
-        *data = st->rbuf ? st->rbuf + st->rstart : NULL;
-        *len = buffered(st);
+        /* one piece: lent, or the buffer's (several are copied together) */
+        bool one = st->lent_count == 0 || (st->lent_count == 1 && st->rend == st->rstart);
+        int lerr = one ? 0 : linearize(st);
+        if (lerr < 0 && r >= 0) r = lerr;
+        size_t first;
+        unsigned i = st->rend == st->rstart && st->lent_count ? 1 : 0;
+        *data = lerr < 0 ? NULL : piece(st, i, &first);
+        *len = lerr < 0 ? 0 : buffered(st);
         if (r >= 0) st->peeked = buffered(st);
     }
     return (int)read_end(st, r < 0 ? r : 0);
@@ -756,6 +900,7 @@ void eddy__stream_release(eddy_stream *st, int64_t result)
 static void finish_close(eddy_stream *st)
 {
     flush_cancel_queued(st);
+    lent_drop_all(st);
     int err = st->transport->close(st);
     free(st->rbuf);
     free(st->pending.data);
@@ -806,6 +951,7 @@ EDDY_API int eddy_stream_close(eddy_stream *st)
         eddy__task_suspend(t);
         st->closer = NULL;
     }
+    lent_drop_all(st); /* before the socket goes: the backend frees what it lent with it */
     eddy_shield_begin();
     int cerr = st->transport->close(st);
     eddy_shield_end();
@@ -838,7 +984,7 @@ int eddy__stream_layer_begin(eddy_stream *st, const void **data, size_t *len)
         err = st->read_error ? st->read_error : st->write_error;
     else if (st->eof || st->write_closed)
         err = -EPIPE;
-    else {
+    else if ((err = linearize(st)) == 0) { /* the layer takes the bytes in one piece */
         flush_cancel_queued(st);
         flush(st);
         err = wait_unsent(st, st->reader, 0);
@@ -854,6 +1000,7 @@ int eddy__stream_layer_end(eddy_stream *st, const struct stream_transport *t, vo
 {
     st->layering = false;
     if (!st->closing) {
+        lent_drop_all(st);
         st->rstart = st->rend = st->peeked = 0;
         if (err == 0) {
             st->transport = t;

@@ -87,6 +87,8 @@ Test(caps_table, every_capability_is_named)
         "msg_ring",
         "direct_descriptors",
         "registered_files",
+        "recv_bundle",
+        "buffer_ring_incremental",
     };
     for (unsigned cap = 0; cap < EDDY_CAP_COUNT; cap++) {
         const char *name = eddy_cap_name((eddy_cap)cap);
@@ -886,6 +888,10 @@ static const struct {
     [EDDY_CAP_REGISTERED_FILES] =
         {exercise_registered_files, "test_uring.c",
          "Test(uring_files, file_read_often_goes_through_its_registered_slot"},
+    [EDDY_CAP_RECV_BUNDLE] = {exercise_multishot_recv, "test_streams.c",
+                              "Test(streams, lines_and_records_straddling_ring_buffers"},
+    [EDDY_CAP_BUFFER_RING_INCREMENTAL] = {exercise_multishot_recv, "test_streams.c",
+                                          "Test(streams, many_connections_share_the_ring_intact"},
 };
 
 /* Whether tests/<file> declares test. */

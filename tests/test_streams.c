@@ -1139,3 +1139,413 @@ Test(streams, eof_before_any_byte, .timeout = TEST_TIMEOUT)
     cr_assert(eq(int, run_task(loop, eof_before_any_byte_task, NULL, &v), 0));
     eddy_loop_free(loop);
 }
+
+/* ---- io_uring: bytes lent from the loop's buffer ring ------------------------------ */
+
+/* A small ring (16 buffers of 4 KiB), so that lines, separators and records
+ * straddle its buffers and a reader can hold a good part of it. */
+#define SMALL_RING      "16x4096"
+#define SMALL_RING_SIZE (4096 + 16 * 4096) /* its mapping: one page of ring, then the buffers */
+
+/* The ways io_uring's reads may go, each forced by EDDY_CAPS_DISABLE: all
+ * on; without incremental consumption; without bundles; without either;
+ * without the buffer ring at all (plain RECVs, copied into the stream). */
+static const char *const ring_modes[] = {
+    "",
+    "buffer_ring_incremental",
+    "recv_bundle",
+    "recv_bundle,buffer_ring_incremental",
+    "buffer_ring",
+};
+#define RING_MODES (sizeof ring_modes / sizeof ring_modes[0])
+
+static bool default_backend_is_uring(void)
+{
+    eddy_loop *loop = new_loop();
+    bool uring = strcmp(eddy_loop_backend(loop), "io_uring") == 0;
+    eddy_loop_free(loop);
+    return uring;
+}
+
+/* run_main with the small ring in each mode on io_uring (once elsewhere:
+ * the modes change nothing there); mode_out tells fn which one runs. */
+static const char *current_mode;
+
+static void run_ring_modes(eddy_task_fn fn, void *arg)
+{
+    bool uring = default_backend_is_uring();
+    setenv("EDDY_URING_BUF_RING", SMALL_RING, 1);
+    for (size_t m = 0; m < (uring ? RING_MODES : 1); m++) {
+        current_mode = ring_modes[m];
+        setenv("EDDY_CAPS_DISABLE", current_mode, 1);
+        int err = run_main(fn, arg);
+        cr_assert(eq(int, err, 0), "mode \"%s\": %s", current_mode, eddy_strerror(err));
+    }
+    unsetenv("EDDY_CAPS_DISABLE");
+    unsetenv("EDDY_URING_BUF_RING");
+}
+
+/* Whether p lies in an anonymous mapping of exactly len bytes (the loop's
+ * buffer ring has one of its own; the stream's buffer is on the heap). */
+static bool in_mapping_of(const void *p, size_t len)
+{
+#ifdef __linux__
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f) return false;
+    char line[512];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx", &lo, &hi) != 2) continue;
+        found = (uintptr_t)p >= lo && (uintptr_t)p < hi && hi - lo == len;
+    }
+    fclose(f);
+    return found;
+#else
+    (void)p;
+    (void)len;
+    return false;
+#endif
+}
+
+/* peek shows bytes where the kernel put them: in the ring, not copied
+ * into the stream's buffer, when the ring is there; consume gives them
+ * back, and the next bytes come lent again. */
+static intptr_t zero_copy_peek_main(void *arg)
+{
+    struct pair p = {0};
+    pair_open(&p, NULL);
+    eddy_loop *loop = eddy_loop_current();
+    bool ring = strcmp(eddy_loop_backend(loop), "io_uring") == 0 &&
+                eddy_loop_supports(loop, EDDY_CAP_BUFFER_RING) == EDDY_NATIVE;
+    char line[64];
+    for (int round = 0; round < 50; round++) {
+        char msg[32];
+        int n = snprintf(msg, sizeof msg, "round %d\n", round);
+        cr_assert(eq(long, (long)eddy_send(p.peer, msg, (size_t)n), (long)n));
+        const void *data;
+        size_t len;
+        cr_assert(eq(int, eddy_stream_peek(p.st, &data, &len), 0));
+        cr_assert(eq(sz, len, (size_t)n));
+        cr_assert(eq(int, memcmp(data, msg, len), 0));
+        /* the first read of a socket is a plain one; the multishot follows */
+        if (round > 0)
+            cr_assert(eq(int, in_mapping_of(data, SMALL_RING_SIZE), ring),
+                      "round %d, mode \"%s\": the bytes are %s the ring", round, current_mode,
+                      ring ? "not in" : "in");
+        cr_assert(eq(long, (long)eddy_stream_readline(p.st, line, sizeof line), (long)n));
+        cr_assert(eq(int, memcmp(line, msg, len), 0));
+    }
+    pair_close(&p);
+    return 0;
+}
+
+Test(streams, zero_copy_peek_points_into_the_buffer_ring, .timeout = TEST_TIMEOUT)
+{
+    run_ring_modes(zero_copy_peek_main, NULL);
+}
+
+/* Lines of 1 to 9000 bytes and a 7-byte separator, sent in pieces of up to
+ * max_piece bytes: both straddle the ring's 4 KiB buffers; readline,
+ * readuntil and readexactly (records longer than several buffers) give
+ * every byte in order. */
+static intptr_t straddle_main(void *arg)
+{
+    size_t max_piece = (size_t)(intptr_t)arg;
+    size_t cap = 2 * 1024 * 1024, len = 0;
+    char *msg = malloc(cap);
+    cr_assert(ne(ptr, msg, NULL));
+    uint32_t seed = 11;
+    for (int i = 0; len < cap - 40000; i++) {
+        size_t n = 1 + next_random(&seed) % 9000;
+        for (size_t k = 0; k + 1 < n; k++)
+            msg[len++] = (char)('a' + (i + k) % 26);
+        msg[len++] = '\n';
+        if (i % 3 == 0) { /* a record of 5000..45000 bytes, then a separator */
+            uint32_t rec = 5000 + next_random(&seed) % 40000;
+            if (len + rec + 11 > cap) break;
+            memcpy(msg + len, &rec, 4);
+            len += 4;
+            for (uint32_t k = 0; k < rec; k++)
+                msg[len++] = (char)(k * 13 + (uint32_t)i);
+            memcpy(msg + len, "<<SEP>>", 7);
+            len += 7;
+        }
+    }
+    struct pair p = {0};
+    pair_open(&p, NULL);
+    struct chopper c = {.s = p.peer, .data = msg, .len = len, .max_piece = max_piece, .seed = 5};
+    eddy_task *peer = eddy_spawn(NULL, chopper_run, &c);
+    char *buf = malloc(65536);
+    const char *expect = msg;
+    for (int i = 0; expect < msg + len; i++) {
+        const char *nl = memchr(expect, '\n', (size_t)(msg + len - expect));
+        size_t want = (size_t)(nl - expect) + 1;
+        ssize_t n = eddy_stream_readline(p.st, buf, 65536);
+        cr_assert(eq(long, (long)n, (long)want), "line %d: %s", i, eddy_strerror((int)n));
+        cr_assert(eq(int, memcmp(buf, expect, want), 0), "line %d differs", i);
+        expect += want;
+        if (i % 3 == 0 && expect < msg + len) {
+            uint32_t rec;
+            cr_assert(eq(long, (long)eddy_stream_readexactly(p.st, &rec, 4), 4L));
+            cr_assert(eq(int, memcmp(&rec, expect, 4), 0));
+            expect += 4;
+            cr_assert(eq(long, (long)eddy_stream_readexactly(p.st, buf, rec), (long)rec));
+            cr_assert(eq(int, memcmp(buf, expect, rec), 0), "record %d differs", i);
+            expect += rec;
+            n = eddy_stream_readuntil(p.st, "<<SEP>>", 7, buf, 65536);
+            cr_assert(eq(long, (long)n, 7L), "separator %d: %s", i, eddy_strerror((int)n));
+            expect += 7;
+        }
+    }
+    cr_assert(eq(long, (long)eddy_stream_read(p.st, buf, 16), 0L)); /* EOF */
+    cr_assert(eq(int, eddy_task_join(peer, NULL), 0));
+    free(buf);
+    free(msg);
+    pair_close(&p);
+    return 0;
+}
+
+Test(streams, lines_and_records_straddling_ring_buffers, .timeout = TEST_TIMEOUT)
+{
+    run_ring_modes(straddle_main, (void *)(intptr_t)3000);
+    run_ring_modes(straddle_main, (void *)(intptr_t)70000);
+}
+
+/* The read limit's rules hold however the bytes came (lent or copied). */
+Test(streams, limit_overrun_over_the_ring, .timeout = TEST_TIMEOUT)
+{
+    run_ring_modes(overrun_main, NULL);
+}
+
+/* A reader that peeks and holds what it was lent, while its peer sends
+ * far more than the small ring holds, leaves the ring to the others: a
+ * second connection's echo goes on meanwhile, and then the slow reader
+ * gets every byte. */
+#define SLOW_BYTES (60 * 1000)
+#define FAST_BYTES (1024 * 1024)
+
+static intptr_t fast_echo_run(void *arg)
+{
+    struct pair *p = arg;
+    char *buf = malloc(1000);
+    for (size_t done = 0; done < FAST_BYTES; done += 1000) {
+        for (size_t k = 0; k < 1000; k++)
+            buf[k] = (char)(done / 1000 + k);
+        ssize_t n = eddy_send(p->peer, buf, 1000);
+        if (n != 1000) return n < 0 ? n : -EIO;
+        char got[1000];
+        n = eddy_stream_readexactly(p->st, got, sizeof got);
+        if (n != 1000) return n < 0 ? n : -EIO;
+        if (memcmp(got, buf, 1000) != 0) return -EBADMSG;
+    }
+    free(buf);
+    return 0;
+}
+
+static intptr_t slow_reader_main(void *arg)
+{
+    struct pair slow = {0}, fast = {0};
+    pair_open(&slow, NULL);
+    pair_open(&fast, NULL);
+    char *msg = malloc(SLOW_BYTES);
+    for (size_t i = 0; i < SLOW_BYTES; i++)
+        msg[i] = (char)(i * 3 + i / 1000);
+    /* warm the slow one up: its reads go through the multishot from now on */
+    cr_assert(eq(long, (long)eddy_send(slow.peer, "x", 1), 1L));
+    char one;
+    cr_assert(eq(long, (long)eddy_stream_readexactly(slow.st, &one, 1), 1L));
+    struct chopper c = {.s = slow.peer, .data = msg, .len = SLOW_BYTES, .max_piece = 3000};
+    c.seed = 9;
+    eddy_task *sender = eddy_spawn(NULL, chopper_run, &c);
+    /* hold: peek until everything is buffered, consuming nothing */
+    const void *data;
+    size_t len = 0;
+    while (len < SLOW_BYTES) {
+        int err = eddy_stream_peek(slow.st, &data, &len);
+        cr_assert(eq(int, err, 0), "peek: %s (%zu buffered)", eddy_strerror(err), len);
+    }
+    cr_assert(eq(int, memcmp(data, msg, SLOW_BYTES), 0));
+    eddy_task *echo = eddy_spawn(NULL, fast_echo_run, &fast);
+    intptr_t r = -1;
+    cr_assert(eq(int, eddy_task_join(echo, &r), 0));
+    cr_assert(eq(long, (long)r, 0L), "the other connection: %s", eddy_strerror((int)r));
+    /* still held: the slow reader's bytes are all there */
+    cr_assert(eq(int, eddy_stream_consume(slow.st, SLOW_BYTES), 0));
+    cr_assert(eq(long, (long)eddy_stream_read(slow.st, &one, 1), 0L));
+    cr_assert(eq(int, eddy_task_join(sender, NULL), 0));
+    free(msg);
+    pair_close(&slow);
+    pair_close(&fast);
+    return 0;
+}
+
+/* The same with the reader holding lent pieces unconsumed while the other
+ * connection runs: a readexactly waiting for more than is there. */
+static intptr_t held_reader_run(void *arg)
+{
+    struct pair *p = arg;
+    char *buf = malloc(SLOW_BYTES);
+    ssize_t n = eddy_stream_readexactly(p->st, buf, SLOW_BYTES);
+    free(buf);
+    return n;
+}
+
+static intptr_t holding_reader_main(void *arg)
+{
+    struct pair slow = {0}, fast = {0};
+    pair_open(&slow, NULL);
+    pair_open(&fast, NULL);
+    char *msg = calloc(1, SLOW_BYTES);
+    char one;
+    cr_assert(eq(long, (long)eddy_send(slow.peer, "x", 1), 1L));
+    cr_assert(eq(long, (long)eddy_stream_readexactly(slow.st, &one, 1), 1L));
+    eddy_task *reader = eddy_spawn(NULL, held_reader_run, &slow);
+    /* all but the last byte: the reader holds what it has and waits */
+    for (size_t off = 0; off < SLOW_BYTES - 1; off += 2000) {
+        size_t n = SLOW_BYTES - 1 - off < 2000 ? SLOW_BYTES - 1 - off : 2000;
+        cr_assert(eq(long, (long)eddy_send(slow.peer, msg + off, n), (long)n));
+        cr_assert(eq(int, eddy_sleep(NS_PER_MS / 10), 0));
+    }
+    eddy_task *echo = eddy_spawn(NULL, fast_echo_run, &fast);
+    intptr_t r = -1;
+    cr_assert(eq(int, eddy_task_join(echo, &r), 0));
+    cr_assert(eq(long, (long)r, 0L), "the other connection: %s", eddy_strerror((int)r));
+    cr_assert(eq(long, (long)eddy_send(slow.peer, msg, 1), 1L));
+    cr_assert(eq(int, eddy_task_join(reader, &r), 0));
+    cr_assert(eq(long, (long)r, (long)SLOW_BYTES));
+    free(msg);
+    pair_close(&slow);
+    pair_close(&fast);
+    return 0;
+}
+
+Test(streams, slow_reader_holding_lent_buffers_does_not_starve_others, .timeout = TEST_TIMEOUT)
+{
+    run_ring_modes(slow_reader_main, NULL);
+    run_ring_modes(holding_reader_main, NULL);
+}
+
+/* EOF and a reset that come while lent pieces are buffered: every byte the
+ * peer sent before them is read first. */
+static intptr_t end_mid_buffer_main(void *arg)
+{
+    bool reset = arg != NULL;
+    struct pair p = {0};
+    pair_open(&p, NULL);
+    char line[64];
+    cr_assert(eq(long, (long)eddy_send(p.peer, "warm\n", 5), 5L));
+    cr_assert(eq(long, (long)eddy_stream_readline(p.st, line, sizeof line), 5L));
+    cr_assert(eq(long, (long)eddy_send(p.peer, "one\ntwo\nthr", 11), 11L));
+    cr_assert(eq(long, (long)eddy_stream_readline(p.st, line, sizeof line), 4L)); /* "one\n" */
+    cr_assert(eq(long, (long)eddy_send(p.peer, "ee\nfour", 7), 7L));
+    cr_assert(eq(int, eddy_sleep(5 * NS_PER_MS), 0)); /* in the stream's socket, or its ring */
+    if (reset) {
+        struct linger lin = {.l_onoff = 1, .l_linger = 0};
+        cr_assert(eq(int,
+                     setsockopt((SOCKET_TYPE)eddy_sock_fd(p.peer), SOL_SOCKET, SO_LINGER,
+                                (const void *)&lin, sizeof(lin)),
+                     0));
+        /* the bytes are in this host's receive queue or in the ring: read
+         * some before the reset, so that they are at least buffered */
+        cr_assert(eq(long, (long)eddy_stream_readline(p.st, line, sizeof line), 4L)); /* two */
+        cr_assert(eq(int, memcmp(line, "two\n", 4), 0));
+    }
+    cr_assert(eq(int, eddy_sock_close(p.peer), 0));
+    p.peer = NULL;
+    if (!reset) {
+        cr_assert(eq(long, (long)eddy_stream_readline(p.st, line, sizeof line), 4L));
+        cr_assert(eq(int, memcmp(line, "two\n", 4), 0));
+    }
+    cr_assert(eq(long, (long)eddy_stream_readline(p.st, line, sizeof line), 6L));
+    cr_assert(eq(int, memcmp(line, "three\n", 6), 0));
+    ssize_t n = eddy_stream_readline(p.st, line, sizeof line);
+    if (!reset) {
+        cr_assert(eq(long, (long)n, 4L)); /* partial at EOF */
+        cr_assert(eq(int, memcmp(line, "four", 4), 0));
+        cr_assert(eq(long, (long)eddy_stream_readline(p.st, line, sizeof line), 0L));
+    } else {
+        /* "four" and then the reset, or the reset at once where the kernel
+         * dropped what the peer sent after the bytes read */
+        cr_assert(n == 4 || n == -ECONNRESET, "%s", eddy_strerror((int)n));
+        if (n == 4) cr_assert(eq(int, memcmp(line, "four", 4), 0));
+    }
+    pair_close(&p);
+    return 0;
+}
+
+Test(streams, eof_and_reset_mid_lent_buffer_lose_nothing, .timeout = TEST_TIMEOUT)
+{
+    run_ring_modes(end_mid_buffer_main, NULL);
+    run_ring_modes(end_mid_buffer_main, (void *)1);
+}
+
+/* Twenty connections at once through the small ring: their bytes share its
+ * buffers (with incremental consumption several sockets fill one buffer in
+ * turn; with bundles one completion spans several), and each reader still
+ * gets exactly its own bytes, in order. */
+#define SHARED_CONNS 20
+#define SHARED_BYTES (100 * 1000)
+
+struct shared_conn {
+    struct pair p;
+    char *msg;
+    struct chopper c;
+    eddy_task *sender, *reader;
+};
+
+static intptr_t shared_reader_run(void *arg)
+{
+    struct shared_conn *sc = arg;
+    char line[2048];
+    size_t off = 0;
+    while (off < SHARED_BYTES) {
+        ssize_t n = eddy_stream_readline(sc->p.st, line, sizeof line);
+        if (n <= 0) return n < 0 ? n : -EPIPE;
+        if (memcmp(line, sc->msg + off, (size_t)n) != 0) return -EBADMSG;
+        off += (size_t)n;
+    }
+    return eddy_stream_read(sc->p.st, line, 1) == 0 ? 0 : -EIO;
+}
+
+static intptr_t shared_ring_main(void *arg)
+{
+    (void)arg;
+    struct shared_conn *sc = calloc(SHARED_CONNS, sizeof *sc);
+    cr_assert(ne(ptr, sc, NULL));
+    uint32_t seed = 99;
+    for (int i = 0; i < SHARED_CONNS; i++) {
+        pair_open(&sc[i].p, NULL);
+        sc[i].msg = malloc(SHARED_BYTES);
+        for (size_t k = 0, line_end = 0; k < SHARED_BYTES; k++) { /* lines of 1..1500 bytes */
+            if (k == line_end) line_end = k + 1 + next_random(&seed) % 1500;
+            sc[i].msg[k] = k + 1 == line_end ? '\n' : (char)('A' + (k + (size_t)i) % 26);
+        }
+        sc[i].msg[SHARED_BYTES - 1] = '\n';
+        sc[i].c = (struct chopper){.s = sc[i].p.peer,
+                                   .data = sc[i].msg,
+                                   .len = SHARED_BYTES,
+                                   .max_piece = 64 + (size_t)i * 500,
+                                   .seed = (uint32_t)i + 1};
+    }
+    for (int i = 0; i < SHARED_CONNS; i++) {
+        sc[i].reader = eddy_spawn(NULL, shared_reader_run, &sc[i]);
+        sc[i].sender = eddy_spawn(NULL, chopper_run, &sc[i].c);
+    }
+    for (int i = 0; i < SHARED_CONNS; i++) {
+        intptr_t r = -1;
+        cr_assert(eq(int, eddy_task_join(sc[i].reader, &r), 0));
+        cr_assert(eq(long, (long)r, 0L), "connection %d, mode \"%s\": %s", i, current_mode,
+                  eddy_strerror((int)r));
+        cr_assert(eq(int, eddy_task_join(sc[i].sender, NULL), 0));
+        pair_close(&sc[i].p);
+        free(sc[i].msg);
+    }
+    free(sc);
+    return 0;
+}
+
+Test(streams, many_connections_share_the_ring_intact, .timeout = TEST_TIMEOUT)
+{
+    run_ring_modes(shared_ring_main, NULL);
+}

@@ -216,6 +216,108 @@ Test(tls, echo_1mib_in_random_pieces_with_sni, .timeout = TEST_TIMEOUT)
     certs_remove();
 }
 
+/* ---- STARTTLS over bytes lent from io_uring's buffer ring ------------------------------ */
+
+/* The client's stream reaches the server's through a relay, which puts the
+ * STARTTLS line and the client's hello into one send: the server's
+ * readline then leaves the hello buffered behind the line, in the same
+ * piece of the ring on io_uring (lent: the server's socket was read twice
+ * before, so its multishot serves it), and its start_tls takes it from
+ * there. */
+struct relay {
+    eddy_sock *from, *to;
+    bool starttls; /* the first bytes go behind a STARTTLS line */
+};
+
+static intptr_t relay_run(void *arg)
+{
+    struct relay *r = arg;
+    char buf[16384 + 9];
+    ssize_t n;
+    size_t head = 0;
+    if (r->starttls) {
+        memcpy(buf, "STARTTLS\n", 9);
+        head = 9;
+    }
+    while ((n = eddy_recv(r->from, buf + head, sizeof buf - head)) > 0) {
+        cr_assert(eq(long, (long)eddy_send(r->to, buf, head + (size_t)n), (long)(head + n)));
+        head = 0;
+    }
+    cr_assert(eq(long, (long)n, 0L), "relay: %s", eddy_strerror((int)n));
+    cr_assert(eq(int, eddy_sock_shutdown(r->to, EDDY_SHUT_WR), 0));
+    return 0;
+}
+
+static intptr_t starttls_server(void *arg)
+{
+    struct tls_pair *p = arg;
+    char line[64];
+    for (int i = 0; i < 2; i++)
+        cr_assert(eq(long, (long)eddy_stream_readline(p->s, line, sizeof line), 6L));
+    cr_assert(eq(long, (long)eddy_stream_readline(p->s, line, sizeof line), 9L));
+    cr_assert(eq(int, memcmp(line, "STARTTLS\n", 9), 0));
+    p->server_err = eddy_stream_start_tls(p->s, &p->server);
+    return 0;
+}
+
+static void tcp_pair(eddy_sock *listener, eddy_sock **a, eddy_sock **b)
+{
+    cr_assert(eq(int, eddy_tcp_connect(a, "127.0.0.1", (uint16_t)eddy_sock_port(listener)), 0));
+    cr_assert(eq(int, eddy_accept(listener, b), 0));
+}
+
+static intptr_t starttls_main(void *arg)
+{
+    (void)arg;
+    eddy_sock *listener, *c, *relay_c, *relay_s, *s;
+    cr_assert(eq(int, eddy_tcp_listen(&listener, "127.0.0.1", 0, 0), 0));
+    tcp_pair(listener, &c, &relay_c);
+    tcp_pair(listener, &relay_s, &s);
+    struct tls_pair p = {.server = server_options(), .client = client_options()};
+    cr_assert(eq(int, eddy_stream_open(&p.s, s, NULL), 0));
+    cr_assert(eq(int, eddy_stream_open(&p.c, c, NULL), 0));
+    p.server_task = eddy_spawn(NULL, starttls_server, &p);
+    for (int i = 0; i < 2; i++) {
+        cr_assert(eq(long, (long)eddy_send(relay_s, "clear\n", 6), 6L));
+        cr_assert(eq(int, eddy_sleep(NS_PER_MS), 0)); /* one read each */
+    }
+    struct relay up = {relay_c, relay_s, true}, down = {relay_s, relay_c, false};
+    eddy_task *relays[2] = {eddy_spawn(NULL, relay_run, &up), eddy_spawn(NULL, relay_run, &down)};
+    p.client_err = eddy_stream_start_tls(p.c, &p.client);
+    cr_assert(eq(int, eddy_task_join(p.server_task, NULL), 0));
+    cr_assert(eq(int, p.server_err, 0), "server: %s", eddy_strerror(p.server_err));
+    cr_assert(eq(int, p.client_err, 0), "client: %s", eddy_strerror(p.client_err));
+    eddy_task *st = eddy_spawn(NULL, echo_server, p.s);
+    echo_check(p.c);
+    cr_assert(eq(int, eddy_task_join(st, NULL), 0));
+    tls_pair_close(&p);
+    for (int i = 0; i < 2; i++)
+        cr_assert(eq(int, eddy_task_join(relays[i], NULL), 0));
+    cr_assert(eq(int, eddy_sock_close(relay_c), 0));
+    cr_assert(eq(int, eddy_sock_close(relay_s), 0));
+    cr_assert(eq(int, eddy_sock_close(listener), 0));
+    return 0;
+}
+
+Test(tls, starttls_over_bytes_lent_from_the_ring, .timeout = TEST_TIMEOUT)
+{
+    certs();
+    /* a small ring; on io_uring also with bundles, incremental consumption
+     * and the ring itself forced off */
+    static const char *const modes[] = {"", "recv_bundle,buffer_ring_incremental", "buffer_ring"};
+    eddy_loop *loop = new_loop();
+    size_t n = strcmp(eddy_loop_backend(loop), "io_uring") == 0 ? 3 : 1;
+    eddy_loop_free(loop);
+    setenv("EDDY_URING_BUF_RING", "16x4096", 1);
+    for (size_t m = 0; m < n; m++) {
+        setenv("EDDY_CAPS_DISABLE", modes[m], 1);
+        cr_assert(eq(int, run_main(starttls_main, NULL), 0), "mode \"%s\"", modes[m]);
+    }
+    unsetenv("EDDY_CAPS_DISABLE");
+    unsetenv("EDDY_URING_BUF_RING");
+    certs_remove();
+}
+
 /* ---- handshake outcomes -------------------------------------------------------------- */
 
 struct outcome {
