@@ -79,6 +79,7 @@ EDDY_API struct eddy__debug_registry eddy_debug_registry = {
             .sync_object = FIELD(struct eddy__sync_waiter, object),
             .sync_kind = FIELD(struct eddy__sync_waiter, object_kind),
             .lock_owner = FIELD(struct eddy__lock_view, owner),
+            .lock_owner_id = FIELD(struct eddy__lock_view, owner_id),
             .name_max = EDDY_TASK_NAME_MAX,
         },
 };

@@ -127,8 +127,9 @@ struct eddy__debug_layout {
     struct eddy__debug_field gather_count;
     struct eddy__debug_field sync_object;
     struct eddy__debug_field sync_kind;
-    struct eddy__debug_field lock_owner; /* the task holding it, or 0 */
-    uint32_t name_max;                   /* a task name's longest length */
+    struct eddy__debug_field lock_owner;    /* the task holding it, or 0 */
+    struct eddy__debug_field lock_owner_id; /* that task's id (an ended one's successor differs) */
+    uint32_t name_max;                      /* a task name's longest length */
 };
 
 struct eddy__debug_registry {

@@ -89,10 +89,13 @@ struct eddy_lock {
     bool locked;
     struct eddy_task *owner; /* NULL when taken outside a task (try_acquire) */
     struct eddy__list waiting;
+    uint64_t owner_id;         /* owner's id: another task may have the address of one that ended */
     struct eddy__list granted; /* the next owner, woken but not yet run */
 };
 _Static_assert(offsetof(struct eddy_lock, owner) == offsetof(struct eddy__lock_view, owner) &&
-                   sizeof(((struct eddy_lock *)0)->owner) == sizeof(void *),
+                   sizeof(((struct eddy_lock *)0)->owner) == sizeof(void *) &&
+                   offsetof(struct eddy_lock, owner_id) ==
+                       offsetof(struct eddy__lock_view, owner_id),
                "the dump reads a lock's owner where sync.h's eddy__lock_view has it");
 
 EDDY_API int eddy_lock_new(eddy_lock **out)
@@ -114,16 +117,29 @@ EDDY_API void eddy_lock_free(eddy_lock *l)
     free(l);
 }
 
+static void set_owner(struct eddy_lock *l, struct eddy_task *t)
+{
+    l->owner = t;
+    l->owner_id = t ? eddy_task_id(t) : 0;
+}
+
+/* Whether t (NULL: outside a task) holds l: the same task, not a later one
+ * at the address of an owner that ended without releasing it. */
+static bool owned_by(const struct eddy_lock *l, struct eddy_task *t)
+{
+    return l->locked && l->owner == t && (!t || l->owner_id == eddy_task_id(t));
+}
+
 /* Gives l to its first waiter, or unlocks it. */
 static void lock_pass(struct eddy_lock *l)
 {
     struct eddy__sync_waiter *w = eddy__sync_first(&l->waiting);
     if (w) {
-        l->owner = w->task;
+        set_owner(l, w->task);
         eddy__sync_grant(w, &l->granted);
     } else {
         l->locked = false;
-        l->owner = NULL;
+        set_owner(l, NULL);
     }
 }
 
@@ -133,7 +149,7 @@ static int lock_take(struct eddy_lock *l, struct eddy_task *t, bool cancellable)
 {
     if (!l->locked) {
         l->locked = true;
-        l->owner = t;
+        set_owner(l, t);
         return 0;
     }
     struct eddy__sync_waiter w = {.object = l, .object_kind = EDDY__SYNC_LOCK};
@@ -154,7 +170,7 @@ EDDY_API int eddy_lock_acquire(eddy_lock *l)
     int err;
     struct eddy_task *t = waiting_task(&err);
     if (!t) return err;
-    if (l->locked && l->owner == t) return -EDEADLK;
+    if (owned_by(l, t)) return -EDEADLK;
     return lock_take(l, t, true);
 }
 
@@ -164,7 +180,7 @@ EDDY_API int eddy_lock_try_acquire(eddy_lock *l)
     if (eddy__sync_foreign(&l->thread)) return -EPERM;
     if (l->locked) return -EBUSY;
     l->locked = true;
-    l->owner = eddy__current_task();
+    set_owner(l, eddy__current_task());
     return 0;
 }
 
@@ -172,7 +188,7 @@ EDDY_API int eddy_lock_release(eddy_lock *l)
 {
     if (!l) return -EINVAL;
     if (eddy__sync_foreign(&l->thread)) return -EPERM;
-    if (!l->locked || l->owner != eddy__current_task()) return -EPERM;
+    if (!owned_by(l, eddy__current_task())) return -EPERM;
     lock_pass(l);
     return 0;
 }
@@ -293,7 +309,7 @@ static int cond_notify(struct eddy_cond *c, int n)
 
 static bool holds(const struct eddy_lock *l)
 {
-    return l->locked && l->owner == eddy__current_task();
+    return owned_by(l, eddy__current_task());
 }
 
 EDDY_API int eddy_cond_wait(eddy_cond *c)

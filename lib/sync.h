@@ -46,6 +46,8 @@ struct eddy__lock_view {
     uint64_t thread;
     bool locked;
     struct eddy_task *owner;
+    struct eddy__list waiting;
+    uint64_t owner_id;
 };
 
 /* Puts w at the tail of list and suspends t until w is finished or granted.

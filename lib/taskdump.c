@@ -34,7 +34,7 @@ struct dump_task {
     /* by wait kind: sleep, its deadline; op, its fd; future, the future;
      * group, the group; sync, the object; gather, how many */
     uint64_t detail;
-    uint64_t holder; /* a lock waited on: the task holding it */
+    uint64_t holder, holder_id; /* a lock waited on: the task holding it, its id */
     int64_t scope_deadline;
     size_t frames, n_frames;       /* in snapshot.pcs */
     size_t gathered, n_gathered;   /* in snapshot.futures */
@@ -262,7 +262,8 @@ static int read_wait(const struct eddy__dump_source *src, struct snapshot *s, st
             return -EFAULT;
         t->sub = (uint8_t)v;
         if (t->sub == EDDY__DEBUG_SYNC_LOCK && t->detail &&
-            read_field(src, t->detail, L->lock_owner, &t->holder) < 0)
+            (read_field(src, t->detail, L->lock_owner, &t->holder) < 0 ||
+             read_field(src, t->detail, L->lock_owner_id, &t->holder_id) < 0))
             return -EFAULT;
         return 0;
     }
@@ -537,10 +538,12 @@ static void print_wait(FILE *out, const struct snapshot *s, const struct dump_ta
             fprintf(out, "%s0x%llx%s", sync_texts[t->sub][0], (unsigned long long)t->detail,
                     sync_texts[t->sub][1]);
             if (t->sub == EDDY__DEBUG_SYNC_LOCK && t->holder) {
-                if (find_task(s, t->holder) >= 0) {
+                ptrdiff_t h = find_task(s, t->holder);
+                if (h >= 0 && s->tasks[h].id == t->holder_id) {
                     fputs(", held by ", out);
                     print_task_ref(out, s, t->holder);
-                } else { /* freed: it ended without releasing the lock */
+                } else { /* it ended without releasing the lock (another task
+                            may have its address since) */
                     fprintf(out, ", held by a task that has ended (0x%llx)",
                             (unsigned long long)t->holder);
                 }

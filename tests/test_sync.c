@@ -244,6 +244,64 @@ Test(sync, lock_misuse_is_refused, .timeout = TEST_TIMEOUT)
     ctx_free(&c);
 }
 
+/* A task that ends holding a lock leaves it locked (as asyncio's does), and
+ * a later task at the same address is not its owner: its acquire waits (not
+ * -EDEADLK), its release is -EPERM. */
+static intptr_t take_and_end(void *arg)
+{
+    return eddy_lock_acquire(arg);
+}
+
+struct later_task {
+    eddy_lock *lock;
+    int acquire, scope, release;
+};
+
+static intptr_t acquire_in_scope(void *arg)
+{
+    struct later_task *l = arg;
+    l->release = eddy_lock_release(l->lock);
+    eddy_timeout scope;
+    cr_assert(eq(int, eddy_timeout_begin(&scope, 20 * NS_PER_MS), 0));
+    l->acquire = eddy_lock_acquire(l->lock);
+    l->scope = eddy_timeout_end(&scope);
+    return 0;
+}
+
+static intptr_t owner_ended_main(void *arg)
+{
+    struct ctx *c = arg;
+    eddy_task *a = eddy_spawn(NULL, take_and_end, c->lock);
+    cr_assert(ne(ptr, a, NULL));
+    intptr_t r = -1;
+    cr_assert(eq(int, eddy_task_join(a, &r), 0));
+    cr_assert(eq(int, (int)r, 0));
+    cr_assert(eddy_lock_locked(c->lock));
+    struct later_task l = {.lock = c->lock};
+    eddy_task *b = NULL;
+    for (int i = 0; i < 64 && b != a; i++) {
+        if (b) cr_assert(eq(int, eddy_task_join(b, NULL), 0));
+        l = (struct later_task){.lock = c->lock};
+        b = eddy_spawn(NULL, acquire_in_scope, &l);
+        cr_assert(ne(ptr, b, NULL));
+    }
+    cr_assert(eq(int, eddy_task_join(b, NULL), 0));
+    if (b != a) cr_skip_test("no task reused the ended owner's address");
+    cr_expect(eq(int, l.release, -EPERM), "a task at the owner's address released the lock");
+    cr_expect(eq(int, l.acquire, -ECANCELED), "acquire did not wait for the lock");
+    cr_expect(eq(int, l.scope, -ETIMEDOUT));
+    cr_expect(eddy_lock_locked(c->lock));
+    return 0;
+}
+
+Test(sync, lock_owner_that_ended_is_not_a_later_task_at_its_address, .timeout = TEST_TIMEOUT)
+{
+    struct ctx c;
+    ctx_init(&c);
+    run_in_loop(owner_ended_main, &c);
+    ctx_free(&c);
+}
+
 /* ---- freeing with waiters ------------------------------------------------------------ */
 
 static intptr_t sem_actor(void *arg)
