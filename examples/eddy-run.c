@@ -32,29 +32,33 @@ struct run {
     bool failed; /* said so on stderr */
 };
 
-/* Copies everything readable from `from` to `to` (eddy sockets both). */
-static intptr_t pump(eddy_sock *from, eddy_sock *to)
+/* Copies everything readable from the pipe or tty `from` into the child's
+ * stdin stream `to`: each chunk written, then drained (the brake: at most
+ * the stream's high mark is ever buffered). */
+static intptr_t pump_in(eddy_sock *from, eddy_stream *to)
 {
     char buf[64 * 1024];
     for (;;) {
         ssize_t n = eddy_recv(from, buf, sizeof buf);
         if (n <= 0) return n;
-        ssize_t w = eddy_send(to, buf, (size_t)n);
-        if (w < 0) return w;
+        int err = eddy_stream_write(to, buf, (size_t)n);
+        if (err == 0) err = eddy_stream_drain(to);
+        if (err < 0) return err;
     }
 }
 
-/* stdin: our input to the child, then EOF (closing the pipe). */
+/* stdin: our input to the child, then EOF (closing its stdin stream). */
 static intptr_t feed(void *arg)
 {
     struct run *r = arg;
+    eddy_stream *to = eddy_process_stdin(r->p);
     int fd = r->input ? open(r->input, O_RDONLY | O_CLOEXEC) : dup(STDIN_FILENO);
     if (fd < 0) return -errno;
     eddy_sock *in;
     int err = eddy_pipe_open(&in, fd);
     intptr_t rc;
     if (err == 0) {
-        rc = pump(in, eddy_process_stdin(r->p));
+        rc = pump_in(in, to);
         (void)eddy_sock_close(in);
     } else {
         /* A regular file (or /dev/null) is no pipe: read it as a file. */
@@ -64,36 +68,49 @@ static intptr_t feed(void *arg)
         if (rc == 0) {
             char buf[64 * 1024];
             ssize_t n;
-            while ((n = eddy_file_read(f, buf, sizeof buf, -1)) > 0)
-                if ((rc = eddy_send(eddy_process_stdin(r->p), buf, (size_t)n)) < 0) break;
+            while ((n = eddy_file_read(f, buf, sizeof buf, -1)) > 0) {
+                rc = eddy_stream_write(to, buf, (size_t)n);
+                if (rc == 0) rc = eddy_stream_drain(to);
+                if (rc < 0) break;
+            }
             if (n < 0) rc = n;
             (void)eddy_file_close(f);
         }
     }
-    (void)eddy_sock_close(eddy_process_stdin(r->p)); /* the child reads EOF */
+    int cerr = eddy_stream_close(to); /* sends what is buffered; the child reads EOF */
+    if (rc == 0) rc = cerr;
     return rc == -EPIPE ? 0 : rc; /* a child that stops reading early is its business */
 }
 
 struct drain {
-    eddy_sock *from;
+    eddy_stream *from;
     int to_fd;
 };
 
+/* stdout and stderr: the child's output, as it comes, to ours. */
 static intptr_t drain(void *arg)
 {
     struct drain *d = arg;
+    char buf[64 * 1024];
+    ssize_t n;
     eddy_sock *out;
-    int err = eddy_pipe_open(&out, dup(d->to_fd));
+    int fd = dup(d->to_fd);
+    int err = eddy_pipe_open(&out, fd);
     if (err < 0) { /* a terminal on macOS, a file: plain writes */
-        char buf[64 * 1024];
-        ssize_t n;
-        while ((n = eddy_recv(d->from, buf, sizeof buf)) > 0)
+        if (fd >= 0) close(fd);
+        while ((n = eddy_stream_read(d->from, buf, sizeof buf)) > 0)
             if (write(d->to_fd, buf, (size_t)n) < 0) return -errno;
         return n;
     }
-    intptr_t rc = pump(d->from, out);
+    while ((n = eddy_stream_read(d->from, buf, sizeof buf)) > 0) {
+        ssize_t w = eddy_send(out, buf, (size_t)n);
+        if (w < 0) {
+            n = w;
+            break;
+        }
+    }
     (void)eddy_sock_close(out);
-    return rc;
+    return n;
 }
 
 static intptr_t run_main(void *arg)

@@ -938,17 +938,20 @@ typedef struct eddy_process_options {
  * memory). It gets an empty signal mask, default signal dispositions, and no
  * descriptor of the parent's but its stdio. 0, -EINVAL (NULL options or argv,
  * argv[0] NULL, an unknown mode or flag), -EBADF (an EDDY_STDIO_FD fd that is
- * not open), -ENOENT or -EACCES (the executable: reported by spawn, not as a
- * child exiting 127), -ENOTSUP where the loop's backend cannot watch children
- * (capability subprocess), -ENOMEM, -EMFILE. */
+ * not open), -EPERM (a piped stdio and no loop running on this thread: its
+ * stream needs one), -ENOENT or -EACCES (the executable: reported by spawn,
+ * not as a child exiting 127), -ENOTSUP where the loop's backend cannot
+ * watch children (capability subprocess), -ENOMEM, -EMFILE. */
 EDDY_MUST_USE EDDY_API int eddy_process_spawn(eddy_process **out, const eddy_process_options *o);
-/* The parent's end of a piped stdin (or stdout, stderr); NULL unless piped,
- * or once closed. Borrowed: the process owns it and eddy_process_free closes
- * it; the caller may close it first with eddy_sock_close (stdin: the child
- * then reads end of file). */
-EDDY_API eddy_sock *eddy_process_stdin(eddy_process *p);
-EDDY_API eddy_sock *eddy_process_stdout(eddy_process *p);
-EDDY_API eddy_sock *eddy_process_stderr(eddy_process *p);
+/* The parent's end of a piped stdin (or stdout, stderr) as a stream on the
+ * spawning loop; NULL unless piped, or once closed. Borrowed: the process
+ * owns it and eddy_process_free closes it (eddy_stream_close: what is
+ * buffered is sent when it can be); the caller may close it first with
+ * eddy_stream_close (stdin: the child then reads end of file; a pipe has no
+ * eddy_stream_write_eof). Raw bytes: eddy_stream_read, or peek and consume. */
+EDDY_API eddy_stream *eddy_process_stdin(eddy_process *p);
+EDDY_API eddy_stream *eddy_process_stdout(eddy_process *p);
+EDDY_API eddy_stream *eddy_process_stderr(eddy_process *p);
 /* Task-only: waits until the child exits and reaps it; *status (may be NULL)
  * as waitpid gives it (WIFEXITED, WEXITSTATUS, WTERMSIG). Returns at once
  * once reaped. Cancel-safe: cancellation or a timeout scope ends the wait

@@ -129,7 +129,6 @@ static int set_int_option(intptr_t fd, int level, int name, int value)
                : 0;
 }
 
-#ifndef _WIN32
 int eddy__sock_adopt(struct eddy_sock **out, intptr_t fd, int family, int type, bool pipe)
 {
     int err = sock_wrap(out, fd, family, type);
@@ -142,6 +141,12 @@ void eddy__sock_set_owner(struct eddy_sock *s, struct eddy_sock **slot)
     s->owner = slot;
 }
 
+bool eddy__sock_is_pipe(const struct eddy_sock *s)
+{
+    return s->pipe;
+}
+
+#ifndef _WIN32
 /* The family of a socket: SO_DOMAIN where the system has it, else its address. */
 static int sock_family(int fd)
 {
@@ -301,8 +306,27 @@ static int64_t pipe_call(struct eddy_sock *s, struct sock_call *c)
     return call_op(s, c);
 }
 #else
-#define pipe_call(s, c) ((int64_t)-ENOTSUP)
+/* Windows: the iocp backend reads and writes a pipe end with overlapped
+ * ReadFile and WriteFile (its offset is ignored). */
+static int64_t pipe_call(struct eddy_sock *s, struct sock_call *c)
+{
+    return call_op(s, c);
+}
 #endif
+
+int eddy__sock_route_send(struct eddy_sock *s, struct eddy_loop *loop, struct eddy_op *op)
+{
+    if (!s->pipe) return 0;
+    op->kind = EDDY_OP_WRITE;
+    op->u.io.offset = -1;
+    op->u.io.flags = 0;
+#ifdef _WIN32
+    (void)loop;
+    return 0;
+#else
+    return eddy__pipe_route(loop, op, &s->nonblocking);
+#endif
+}
 
 /* ---- addresses ---------------------------------------------------------------- */
 
@@ -830,6 +854,8 @@ EDDY_API int eddy_sock_shutdown(eddy_sock *s, int how)
     if (err < 0) return err;
     if (how != EDDY_SHUT_RD && how != EDDY_SHUT_WR && how != EDDY_SHUT_RDWR) {
         err = -EINVAL;
+    } else if (s->pipe) {
+        err = -ENOTSOCK; /* as shutdown(2) says; a pipe has no half-close */
     } else {
         c.op = (struct eddy_op){.kind = EDDY_OP_SHUTDOWN};
         c.op.u.io.flags = how == EDDY_SHUT_RD ? SHUT_RD : how == EDDY_SHUT_WR ? SHUT_WR : SHUT_RDWR;

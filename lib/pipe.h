@@ -14,15 +14,32 @@
  * a negative code. */
 #ifndef _WIN32
 int eddy__pipe_route(struct eddy_loop *loop, struct eddy_op *op, bool *nonblocking);
-/* An eddy_sock over fd, which it owns from now on (-ENOMEM leaves it to the caller). pipe:
- * a pipe end or terminal, read and written with read(2) and write(2)
- * through eddy__pipe_route; else a socket of the given family and type.
+#endif
+/* An eddy_sock over fd (a HANDLE on Windows), which it owns from now on
+ * (-ENOMEM leaves it to the caller). pipe: a pipe end or terminal, read and
+ * written as a file (read(2) and write(2) through eddy__pipe_route; ReadFile
+ * and WriteFile on Windows); else a socket of the given family and type.
  * 0, -ENOMEM. */
 int eddy__sock_adopt(struct eddy_sock **out, intptr_t fd, int family, int type, bool pipe);
-/* Where s is kept by an owner (a process's stdio): eddy_sock_close sets
- * *slot to NULL, so the owner never closes it twice. */
+/* Where s is kept by an owner: eddy_sock_close sets *slot to NULL, so the
+ * owner never closes it twice. */
 void eddy__sock_set_owner(struct eddy_sock *s, struct eddy_sock **slot);
-#endif
+bool eddy__sock_is_pipe(const struct eddy_sock *s);
+/* Turns op, a SEND on s prepared outside a socket call (a stream's), into
+ * what a pipe end needs when s is one (a WRITE, routed as eddy_send's
+ * are); leaves a socket's alone. 0 or a negative code. */
+int eddy__sock_route_send(struct eddy_sock *s, struct eddy_loop *loop, struct eddy_op *op);
+/* Where st is kept by an owner (a process's stdio): eddy_stream_close sets
+ * *slot to NULL, so the owner never closes it twice (lib/stream.c). */
+void eddy__stream_set_owner(eddy_stream *st, eddy_stream **slot);
+
+/* What the spawners on every platform share (lib/process.c): whether o pipes
+ * any of the child's stdio; a stream over s, the parent's end of stdio slot
+ * i, in stdio[i], which NULLs itself when closed (a failure closes s); and
+ * closing those left. */
+bool eddy__process_wants_pipes(const eddy_process_options *o);
+int eddy__process_stdio_stream(eddy_stream **stdio, int i, struct eddy_sock *s);
+void eddy__process_stdio_close(eddy_stream **stdio);
 
 /* Whether this system can spawn children and see them exit (pidfds on
  * Linux 5.3+): what each POSIX backend answers for EDDY_CAP_SUBPROCESS. */

@@ -19,9 +19,10 @@
  *   a reaper thread (started when needed, gone when it has none left) that
  *   polls their pidfds and reaps each as it exits: no zombie is left
  *   behind, and no loop is kept alive by a child nobody waits for.
- * - Piped stdio are eddy sockets over the parent's pipe ends (lib/pipe.c):
- *   the process owns them; eddy_sock_close on one (stdin, to send EOF) is
- *   allowed, and eddy_process_free closes those left. */
+ * - Piped stdio are eddy streams over eddy sockets over the parent's pipe
+ *   ends (lib/pipe.c), made on the spawning thread's loop: the process owns
+ *   them; eddy_stream_close on one (stdin, to send EOF) is allowed, and
+ *   eddy_process_free closes those left. */
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -59,6 +60,26 @@ static int spawn_begin(eddy_process **out, const eddy_process_options *user,
                               sizeof options_layouts / sizeof options_layouts[0]);
 }
 
+bool eddy__process_wants_pipes(const eddy_process_options *o)
+{
+    for (int i = 0; i < 3; i++)
+        if (o->stdio[i].mode == EDDY_STDIO_PIPE) return true;
+    return false;
+}
+
+int eddy__process_stdio_stream(eddy_stream **stdio, int i, struct eddy_sock *s)
+{
+    int err = eddy_stream_open(&stdio[i], s, NULL);
+    if (err == 0) eddy__stream_set_owner(stdio[i], &stdio[i]);
+    return err;
+}
+
+void eddy__process_stdio_close(eddy_stream **stdio)
+{
+    for (int i = 0; i < 3; i++)
+        if (stdio[i]) (void)eddy_stream_close(stdio[i]);
+}
+
 #if defined(_WIN32)
 /* Windows (overlapped named pipes and process handles) is not written yet:
  * -ENOTSUP after the checks every platform makes, and the capability says
@@ -76,19 +97,19 @@ EDDY_API int eddy_process_spawn(eddy_process **out, const eddy_process_options *
     return !o.argv || !o.argv[0] ? -EINVAL : -ENOTSUP;
 }
 
-EDDY_API eddy_sock *eddy_process_stdin(eddy_process *p)
+EDDY_API eddy_stream *eddy_process_stdin(eddy_process *p)
 {
     (void)p;
     return NULL;
 }
 
-EDDY_API eddy_sock *eddy_process_stdout(eddy_process *p)
+EDDY_API eddy_stream *eddy_process_stdout(eddy_process *p)
 {
     (void)p;
     return NULL;
 }
 
-EDDY_API eddy_sock *eddy_process_stderr(eddy_process *p)
+EDDY_API eddy_stream *eddy_process_stderr(eddy_process *p)
 {
     (void)p;
     return NULL;
@@ -129,11 +150,11 @@ struct eddy_process {
     pid_t pid;
     int pidfd;
     bool reaped;
-    int status;                 /* as waitpid gave it, once reaped */
-    unsigned waiters;           /* eddy_process_wait calls in progress */
-    struct eddy_loop *polled;   /* the loop whose backend has seen pidfd, or NULL */
-    struct eddy_sock *stdio[3]; /* the parent's ends of piped stdio; NULL once closed */
-    struct eddy_op close_op;    /* closing pidfd through polled's backend */
+    int status;               /* as waitpid gave it, once reaped */
+    unsigned waiters;         /* eddy_process_wait calls in progress */
+    struct eddy_loop *polled; /* the loop whose backend has seen pidfd, or NULL */
+    eddy_stream *stdio[3];    /* the parent's ends of piped stdio; NULL once closed */
+    struct eddy_op close_op;  /* closing pidfd through polled's backend */
 };
 
 #if defined(__linux__)
@@ -361,7 +382,7 @@ static void close_child_fds(struct child_fd *c)
         if (c[i].owned) close(c[i].fd);
 }
 
-/* Makes the pipe of slot i: the parent's end as an eddy socket in p, the
+/* Makes the pipe of slot i: the parent's end as an eddy stream in p, the
  * child's in c. */
 static int make_pipe(struct eddy_process *p, struct child_fd *c, int i)
 {
@@ -369,13 +390,18 @@ static int make_pipe(struct eddy_process *p, struct child_fd *c, int i)
     int err = cloexec_pipe(fds);
     if (err < 0) return err;
     int parent = i == 0 ? fds[1] : fds[0], child = i == 0 ? fds[0] : fds[1];
-    err = eddy__sock_adopt(&p->stdio[i], parent, AF_UNIX, SOCK_STREAM, true);
+    struct eddy_sock *s;
+    err = eddy__sock_adopt(&s, parent, AF_UNIX, SOCK_STREAM, true);
     if (err < 0) {
         close(fds[0]);
         close(fds[1]);
         return err;
     }
-    eddy__sock_set_owner(p->stdio[i], &p->stdio[i]);
+    err = eddy__process_stdio_stream(p->stdio, i, s); /* closes s when it fails */
+    if (err < 0) {
+        close(child);
+        return err;
+    }
     c[i] = (struct child_fd){child, true};
     return 0;
 }
@@ -437,8 +463,7 @@ static int check_options(const eddy_process_options *o)
 
 static void process_release(struct eddy_process *p)
 {
-    for (int i = 0; i < 3; i++)
-        if (p->stdio[i]) (void)eddy_sock_close(p->stdio[i]);
+    eddy__process_stdio_close(p->stdio);
     free(p);
 }
 
@@ -450,6 +475,7 @@ EDDY_API int eddy_process_spawn(eddy_process **out, const eddy_process_options *
     if ((err = check_options(&o)) < 0) return err;
     struct eddy_loop *loop = eddy_loop_current();
     if (loop && loop->caps[EDDY_CAP_SUBPROCESS] == EDDY_NONE) return -ENOTSUP;
+    if (!loop && eddy__process_wants_pipes(&o)) return -EPERM; /* streams need a loop */
     struct eddy_process *p = calloc(1, sizeof *p);
     if (!p) return -ENOMEM;
     p->pidfd = -1;
@@ -564,17 +590,17 @@ EDDY_API intptr_t eddy_process_pid(const eddy_process *p)
     return p ? p->pid : -EINVAL;
 }
 
-EDDY_API eddy_sock *eddy_process_stdin(eddy_process *p)
+EDDY_API eddy_stream *eddy_process_stdin(eddy_process *p)
 {
     return p ? p->stdio[0] : NULL;
 }
 
-EDDY_API eddy_sock *eddy_process_stdout(eddy_process *p)
+EDDY_API eddy_stream *eddy_process_stdout(eddy_process *p)
 {
     return p ? p->stdio[1] : NULL;
 }
 
-EDDY_API eddy_sock *eddy_process_stderr(eddy_process *p)
+EDDY_API eddy_stream *eddy_process_stderr(eddy_process *p)
 {
     return p ? p->stdio[2] : NULL;
 }
@@ -609,8 +635,7 @@ static void close_pidfd_and_free(struct eddy_process *p)
 EDDY_API void eddy_process_free(eddy_process *p)
 {
     if (!p) return;
-    for (int i = 0; i < 3; i++)
-        if (p->stdio[i]) (void)eddy_sock_close(p->stdio[i]);
+    eddy__process_stdio_close(p->stdio);
     if (!p->reaped && try_reap(p) == 0 && !p->reaped) {
         /* Still running: the reaper thread takes a descriptor of its own, which
          * no loop has seen. */

@@ -526,7 +526,7 @@ static intptr_t exercise_subprocess(void *arg)
     eddy_process *p;
     cr_assert(eq(int, eddy_process_spawn(&p, &o), 0), "%s", exercising);
     char buf[8] = {0};
-    cr_assert(eq(sz, (size_t)eddy_recv(eddy_process_stdout(p), buf, sizeof buf - 1), (size_t)3),
+    cr_assert(eq(sz, (size_t)eddy_stream_readexactly(eddy_process_stdout(p), buf, 3), (size_t)3),
               "%s", exercising);
     cr_assert(eq(str, buf, "hi\n"), "%s", exercising);
     int status = 0;

@@ -73,7 +73,20 @@ static eddy_process *spawn_with(char *const *argv, int in, int out, int err)
 }
 
 /* Reads s to its end into buf (up to cap); the count, or an error. */
-static ssize_t read_all(eddy_sock *s, char *buf, size_t cap)
+static ssize_t read_all(eddy_stream *s, char *buf, size_t cap)
+{
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = eddy_stream_read(s, buf + got, cap - got > 65536 ? 65536 : cap - got);
+        if (n < 0) return n;
+        if (n == 0) return (ssize_t)got;
+        got += (size_t)n;
+        if (got == cap) return (ssize_t)got;
+    }
+}
+
+/* The same for a socket (a pipe end of eddy_pipe's). */
+static ssize_t read_sock_all(eddy_sock *s, char *buf, size_t cap)
 {
     size_t got = 0;
     for (;;) {
@@ -103,16 +116,16 @@ static intptr_t cat_writer(void *arg)
     static char block[65536];
     for (size_t i = 0; i < sizeof block; i++)
         block[i] = (char)(i * 7 + 3);
-    size_t sent = 0;
-    while (sent < CAT_BYTES) {
-        ssize_t n = eddy_send(eddy_process_stdin(c->p), block, sizeof block);
-        if (n < 0) {
-            c->write_err = (int)n;
+    eddy_stream *in = eddy_process_stdin(c->p);
+    for (size_t sent = 0; sent < CAT_BYTES; sent += sizeof block) {
+        int err = eddy_stream_write(in, block, sizeof block);
+        if (err == 0) err = eddy_stream_drain(in); /* the brake: the high mark */
+        if (err < 0) {
+            c->write_err = err;
             return 0;
         }
-        sent += (size_t)n;
     }
-    c->write_err = eddy_sock_close(eddy_process_stdin(c->p)); /* EOF for cat */
+    c->write_err = eddy_stream_close(in); /* EOF for cat */
     return 0;
 }
 
@@ -184,7 +197,7 @@ static intptr_t read_with_deadline(void *arg)
     eddy_timeout scope;
     int64_t start = wall_ns();
     cr_assert(eq(int, eddy_timeout_begin(&scope, 200 * NS_PER_MS), 0));
-    t->recv_err = (int)eddy_recv(eddy_process_stdout(p), buf, sizeof buf);
+    t->recv_err = (int)eddy_stream_read(eddy_process_stdout(p), buf, sizeof buf);
     t->scope_err = eddy_timeout_end(&scope);
     t->took = wall_ns() - start;
     cr_assert(eq(int, eddy_process_kill(p, SIGKILL), 0));
@@ -268,7 +281,9 @@ static intptr_t write_to_gone_readers(void *arg)
     eddy_process *p = spawn_with(argv, EDDY_STDIO_PIPE, EDDY_STDIO_NULL, EDDY_STDIO_NULL);
     cr_assert(eq(int, eddy_process_wait(p, NULL), 0));
     static char big[1 << 20];
-    cr_assert(eq(sz, (size_t)eddy_send(eddy_process_stdin(p), big, sizeof big), (size_t)-EPIPE));
+    cr_assert(eq(int, eddy_stream_write(eddy_process_stdin(p), big, sizeof big), 0), "buffered");
+    cr_assert(eq(int, eddy_stream_drain(eddy_process_stdin(p)), -EPIPE));
+    cr_assert(eq(int, eddy_stream_write(eddy_process_stdin(p), "x", 1), -EPIPE), "sticky");
     eddy_process_free(p);
     return 0;
 }
@@ -582,6 +597,11 @@ Test(process, bad_input_is_refused, .timeout = TEST_TIMEOUT)
     cr_assert(eq(int, eddy_process_spawn(&p, &o), 0));
     cr_assert(eq(int, eddy_process_wait(p, NULL), -EPERM));
     eddy_process_free(p);
+    /* A piped stdio is a stream on the spawning thread's loop: none here. */
+    o.stdio[1].mode = EDDY_STDIO_PIPE;
+    p = (eddy_process *)1;
+    cr_assert(eq(int, eddy_process_spawn(&p, &o), -EPERM));
+    cr_assert(eq(ptr, p, NULL));
     eddy_loop_free(loop);
 }
 
@@ -591,8 +611,11 @@ static intptr_t close_stdin_early(void *arg)
     (void)arg;
     char *argv[] = {"cat", NULL};
     eddy_process *p = spawn_with(argv, EDDY_STDIO_PIPE, EDDY_STDIO_PIPE, EDDY_STDIO_INHERIT);
-    cr_assert(eq(sz, (size_t)eddy_send(eddy_process_stdin(p), "abc", 3), (size_t)3));
-    cr_assert(eq(int, eddy_sock_close(eddy_process_stdin(p)), 0));
+    cr_assert(eq(int, eddy_stream_write(eddy_process_stdin(p), "abc", 3), 0));
+    /* A pipe has no half-close: write_eof sends what is buffered, and says so. */
+    cr_assert(eq(int, eddy_stream_write_eof(eddy_process_stdin(p)), -ENOTSOCK));
+    cr_assert(eq(sz, eddy_stream_write_buffer_size(eddy_process_stdin(p)), (size_t)0));
+    cr_assert(eq(int, eddy_stream_close(eddy_process_stdin(p)), 0));
     cr_assert(eq(ptr, eddy_process_stdin(p), NULL));
     char buf[8];
     cr_assert(eq(sz, (size_t)read_all(eddy_process_stdout(p), buf, sizeof buf), (size_t)3));
@@ -608,6 +631,41 @@ Test(process, closing_stdin_gives_the_child_eof, .timeout = TEST_TIMEOUT)
     eddy_loop *loop = process_loop();
     intptr_t v;
     cr_assert(eq(int, run_task(loop, close_stdin_early, NULL, &v), 0));
+    eddy_loop_free(loop);
+}
+
+/* The child's stdout as a stream: lines, then peek and consume. */
+static intptr_t stdout_lines(void *arg)
+{
+    (void)arg;
+    char *argv[] = {"sh", "-c", "printf 'one\\ntwo\\nrest'", NULL};
+    eddy_process *p = spawn_with(argv, EDDY_STDIO_NULL, EDDY_STDIO_PIPE, EDDY_STDIO_INHERIT);
+    eddy_stream *out = eddy_process_stdout(p);
+    char line[16] = {0};
+    cr_assert(eq(sz, (size_t)eddy_stream_readline(out, line, sizeof line), (size_t)4));
+    cr_assert(eq(str, line, "one\n"));
+    memset(line, 0, sizeof line);
+    cr_assert(eq(sz, (size_t)eddy_stream_readuntil(out, "\n", 1, line, sizeof line), (size_t)4));
+    cr_assert(eq(str, line, "two\n"));
+    char rest[8] = {0};
+    cr_assert(eq(sz, (size_t)eddy_stream_readexactly(out, rest, 4), (size_t)4));
+    cr_assert(eq(str, rest, "rest"));
+    const void *data;
+    size_t len = 1;
+    cr_assert(eq(int, eddy_stream_peek(out, &data, &len), 0));
+    cr_assert(eq(sz, len, (size_t)0), "end of file");
+    int status;
+    cr_assert(eq(int, eddy_process_wait(p, &status), 0));
+    cr_assert(exited_with(status, 0));
+    eddy_process_free(p); /* closes the stream */
+    return 0;
+}
+
+Test(process, child_stdout_is_a_stream, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = process_loop();
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, stdout_lines, NULL, &v), 0));
     eddy_loop_free(loop);
 }
 
@@ -749,7 +807,7 @@ static intptr_t pipe_round_trip(void *arg)
     cr_assert(eq(int, fcntl((int)eddy_sock_fd(ends[0]), F_GETFD) & FD_CLOEXEC, FD_CLOEXEC));
     eddy_task *t = eddy_spawn(NULL, pipe_writer, ends[1]);
     char *got = malloc(PIPE_BYTES + 1);
-    ssize_t n = read_all(ends[0], got, PIPE_BYTES + 1);
+    ssize_t n = read_sock_all(ends[0], got, PIPE_BYTES + 1);
     cr_assert(eq(sz, (size_t)n, (size_t)PIPE_BYTES));
     size_t differ = PIPE_BYTES;
     for (size_t i = 0; i < PIPE_BYTES && differ == PIPE_BYTES; i++)
