@@ -664,13 +664,14 @@ static eddy_support iocp_supports(const struct eddy_backend *b, eddy_cap cap)
     case EDDY_CAP_CANCEL:  /* CancelIoEx */
     case EDDY_CAP_WAKEUP:  /* PostQueuedCompletionStatus */
     case EDDY_CAP_SIGNALS: /* console control events as SIGINT, SIGBREAK (lib/signal.c) */
+    case EDDY_CAP_SUBPROCESS: /* CreateProcessW, overlapped named pipes (lib/process_win.c) */
         return EDDY_NATIVE;
     case EDDY_CAP_DNS:      /* getaddrinfo in the thread pool */
     case EDDY_CAP_SENDFILE: /* lib/sendfile.c: overlapped reads and sends in a loop */
         return EDDY_EMULATED;
-    default: /* Unix sockets, fd watching: not on Windows; subprocess,
-                zero-copy send: not implemented yet; multishot ops and
-                buffer rings: io_uring only */
+    default: /* Unix sockets, fd watching: not on Windows; zero-copy
+                send: not implemented yet; multishot ops and buffer rings:
+                io_uring only */
         return EDDY_NONE;
     }
 }

@@ -909,6 +909,19 @@ EDDY_MUST_USE EDDY_API int eddy_pipe(eddy_sock *ends[2]);
 EDDY_MUST_USE EDDY_API int eddy_pipe_open(eddy_sock **out, intptr_t fd);
 
 typedef struct eddy_process eddy_process;
+#ifdef _WIN32
+/* Windows has no <sys/wait.h> and no SIGKILL: eddy_process_wait's status and
+ * eddy_process_kill use POSIX's encoding and number there too. */
+#ifndef SIGKILL
+#define SIGKILL 9
+#endif
+#ifndef WIFEXITED
+#define WIFEXITED(status)   (((status)&0x7f) == 0)
+#define WEXITSTATUS(status) (((status) >> 8) & 0xff)
+#define WIFSIGNALED(status) (((status)&0x7f) != 0)
+#define WTERMSIG(status)    ((status)&0x7f)
+#endif
+#endif
 enum { EDDY_STDIO_INHERIT = 0, EDDY_STDIO_PIPE, EDDY_STDIO_NULL, EDDY_STDIO_FD };
 enum {
     EDDY_PROCESS_NEW_GROUP = 1 << 0, /* the child leads a new process group (setpgid(0, 0)) */

@@ -33,13 +33,24 @@ int eddy__sock_route_send(struct eddy_sock *s, struct eddy_loop *loop, struct ed
  * *slot to NULL, so the owner never closes it twice (lib/stream.c). */
 void eddy__stream_set_owner(eddy_stream *st, eddy_stream **slot);
 
-/* What the spawners on every platform share (lib/process.c): whether o pipes
+/* What the spawners on every platform share (lib/process.c): the checks of
+ * out and the options every platform makes first (user read into o); whether o pipes
  * any of the child's stdio; a stream over s, the parent's end of stdio slot
  * i, in stdio[i], which NULLs itself when closed (a failure closes s); and
  * closing those left. */
+int eddy__process_begin(eddy_process **out, const eddy_process_options *user,
+                        eddy_process_options *o);
 bool eddy__process_wants_pipes(const eddy_process_options *o);
 int eddy__process_stdio_stream(eddy_stream **stdio, int i, struct eddy_sock *s);
 void eddy__process_stdio_close(eddy_stream **stdio);
+
+#ifdef _WIN32
+/* A named pipe with a unique name (lib/pipe_win.c): *server, overlapped and
+ * not inheritable, reads when server_reads (else writes); *client the other
+ * way, overlapped and inheritable as asked. 0 or a negative code. */
+int eddy__win_pipe_pair(intptr_t *server, intptr_t *client, bool server_reads,
+                        bool client_overlapped, bool client_inherited);
+#endif
 
 /* Whether this system can spawn children and see them exit (pidfds on
  * Linux 5.3+): what each POSIX backend answers for EDDY_CAP_SUBPROCESS. */

@@ -49,9 +49,8 @@ _Static_assert(sizeof(eddy_process_options) ==
                        3 * sizeof(((eddy_process_options *)0)->stdio[0]),
                "eddy_process_options: the last layout is the header's, with no tail padding");
 
-/* What every platform checks first: out and the options, read into o. */
-static int spawn_begin(eddy_process **out, const eddy_process_options *user,
-                       eddy_process_options *o)
+int eddy__process_begin(eddy_process **out, const eddy_process_options *user,
+                        eddy_process_options *o)
 {
     if (!out) return -EINVAL;
     *out = NULL;
@@ -80,66 +79,8 @@ void eddy__process_stdio_close(eddy_stream **stdio)
         if (stdio[i]) (void)eddy_stream_close(stdio[i]);
 }
 
-#if defined(_WIN32)
-/* Windows (overlapped named pipes and process handles) is not written yet:
- * -ENOTSUP after the checks every platform makes, and the capability says
- * none. */
-eddy_support eddy__subprocess_support(void)
-{
-    return EDDY_NONE;
-}
-
-EDDY_API int eddy_process_spawn(eddy_process **out, const eddy_process_options *user)
-{
-    eddy_process_options o;
-    int err = spawn_begin(out, user, &o);
-    if (err < 0) return err;
-    return !o.argv || !o.argv[0] ? -EINVAL : -ENOTSUP;
-}
-
-EDDY_API eddy_stream *eddy_process_stdin(eddy_process *p)
-{
-    (void)p;
-    return NULL;
-}
-
-EDDY_API eddy_stream *eddy_process_stdout(eddy_process *p)
-{
-    (void)p;
-    return NULL;
-}
-
-EDDY_API eddy_stream *eddy_process_stderr(eddy_process *p)
-{
-    (void)p;
-    return NULL;
-}
-
-EDDY_API int eddy_process_wait(eddy_process *p, int *status)
-{
-    (void)p;
-    (void)status;
-    return -EINVAL;
-}
-
-EDDY_API int eddy_process_kill(eddy_process *p, int signum)
-{
-    (void)p;
-    (void)signum;
-    return -EINVAL;
-}
-
-EDDY_API intptr_t eddy_process_pid(const eddy_process *p)
-{
-    (void)p;
-    return -EINVAL;
-}
-
-EDDY_API void eddy_process_free(eddy_process *p)
-{
-    (void)p;
-}
-#else
+#ifndef _WIN32
+/* Windows: lib/process_win.c. */
 
 extern char **environ;
 
@@ -470,7 +411,7 @@ static void process_release(struct eddy_process *p)
 EDDY_API int eddy_process_spawn(eddy_process **out, const eddy_process_options *user)
 {
     eddy_process_options o;
-    int err = spawn_begin(out, user, &o);
+    int err = eddy__process_begin(out, user, &o);
     if (err < 0) return err;
     if ((err = check_options(&o)) < 0) return err;
     struct eddy_loop *loop = eddy_loop_current();

@@ -887,4 +887,739 @@ Test(process, spawn_without_the_capability_is_enotsup, .timeout = TEST_TIMEOUT)
     cr_assert(eq(int, run_task(loop, spawn_refused, NULL, &v), 0));
     eddy_loop_free(loop);
 }
+#else /* Windows: the test binary is the child (tests/child.c) */
+#include <signal.h>
+
+#include "child.h"
+
+static bool exited_with(int status, int code)
+{
+    return WIFEXITED(status) && WEXITSTATUS(status) == code;
+}
+
+/* argv for the child: CHILD_FLAG, then mode and its arguments. */
+#define CHILD(...)                                                                                 \
+    {                                                                                              \
+        "eddy-test-child", CHILD_FLAG, __VA_ARGS__, NULL                                           \
+    }
+
+static eddy_process *spawn_child(char **argv, int in, int out, int err)
+{
+    eddy_process_options o = EDDY_PROCESS_OPTIONS_INIT(.file = child_program(), .argv = argv);
+    o.stdio[0].mode = in;
+    o.stdio[1].mode = out;
+    o.stdio[2].mode = err;
+    eddy_process *p = NULL;
+    int rc = eddy_process_spawn(&p, &o);
+    cr_assert(eq(int, rc, 0), "spawn %s: %s", argv[2], eddy_strerror(rc));
+    return p;
+}
+
+static ssize_t read_all(eddy_stream *s, char *buf, size_t cap)
+{
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = eddy_stream_read(s, buf + got, cap - got > 65536 ? 65536 : cap - got);
+        if (n < 0) return n;
+        if (n == 0) return (ssize_t)got;
+        got += (size_t)n;
+        if (got == cap) return (ssize_t)got;
+    }
+}
+
+/* The handles this process holds: GetProcessHandleCount, or where that
+ * says 0 (Wine does not count), the entries of the system's handle table
+ * (NtQuerySystemInformation's SystemHandleInformation) that are ours. 0:
+ * neither can tell. */
+static DWORD handle_count(void)
+{
+    DWORD n = 0;
+    if (GetProcessHandleCount(GetCurrentProcess(), &n) && n > 0) return n;
+    typedef LONG(NTAPI * query_fn)(int, void *, ULONG, ULONG *);
+    HMODULE ntdll = GetModuleHandleW(L"ntdll.dll");
+    query_fn query =
+        ntdll ? (query_fn)(void (*)(void))GetProcAddress(ntdll, "NtQuerySystemInformation") : NULL;
+    if (!query) return 0;
+    struct entry {
+        ULONG pid;
+        UCHAR type, flags;
+        USHORT handle;
+        void *object;
+        ACCESS_MASK access;
+    };
+    struct table {
+        ULONG count;
+        struct entry e[1];
+    };
+    ULONG size = 1 << 16;
+    for (;;) {
+        struct table *t = malloc(size);
+        cr_assert(ne(ptr, t, NULL));
+        ULONG need = 0;
+        LONG status = query(16 /* SystemHandleInformation */, t, size, &need);
+        if (status == (LONG)0xC0000004) { /* STATUS_INFO_LENGTH_MISMATCH */
+            free(t);
+            size = need > size ? need + 4096 : size * 2;
+            continue;
+        }
+        n = 0;
+        for (ULONG i = 0; status >= 0 && i < t->count; i++)
+            if (t->e[i].pid == GetCurrentProcessId()) n++;
+        free(t);
+        return n;
+    }
+}
+
+/* ---- streaming through a cat-like child ------------------------------------------- */
+
+#define CAT_CHILDREN 8
+#define CAT_BYTES    (4 << 20)
+
+struct cat_child {
+    eddy_process *p;
+    char *out;
+    size_t got;
+    int write_err, read_err, status;
+};
+
+static intptr_t cat_writer(void *arg)
+{
+    struct cat_child *c = arg;
+    static char block[65536];
+    for (size_t i = 0; i < sizeof block; i++)
+        block[i] = (char)(i * 7 + 3);
+    eddy_stream *in = eddy_process_stdin(c->p);
+    for (size_t sent = 0; sent < CAT_BYTES; sent += sizeof block) {
+        int err = eddy_stream_write(in, block, sizeof block);
+        if (err == 0) err = eddy_stream_drain(in);
+        if (err < 0) {
+            c->write_err = err;
+            return 0;
+        }
+    }
+    c->write_err = eddy_stream_close(in); /* end of file for the child */
+    return 0;
+}
+
+static intptr_t cat_reader(void *arg)
+{
+    struct cat_child *c = arg;
+    ssize_t n = read_all(eddy_process_stdout(c->p), c->out, CAT_BYTES + 1);
+    if (n < 0)
+        c->read_err = (int)n;
+    else
+        c->got = (size_t)n;
+    return 0;
+}
+
+static intptr_t cat_many(void *arg)
+{
+    struct cat_child *kids = arg;
+    char *argv[] = CHILD("cat");
+    eddy_task *tasks[2 * CAT_CHILDREN];
+    for (int i = 0; i < CAT_CHILDREN; i++) {
+        kids[i].p = spawn_child(argv, EDDY_STDIO_PIPE, EDDY_STDIO_PIPE, EDDY_STDIO_INHERIT);
+        kids[i].out = malloc(CAT_BYTES + 1);
+        cr_assert(ne(ptr, kids[i].out, NULL));
+        tasks[2 * i] = eddy_spawn(NULL, cat_writer, &kids[i]);
+        tasks[2 * i + 1] = eddy_spawn(NULL, cat_reader, &kids[i]);
+    }
+    for (int i = 0; i < 2 * CAT_CHILDREN; i++)
+        cr_assert(eq(int, eddy_task_join(tasks[i], NULL), 0));
+    for (int i = 0; i < CAT_CHILDREN; i++) {
+        cr_assert(eq(int, eddy_process_wait(kids[i].p, &kids[i].status), 0));
+        eddy_process_free(kids[i].p);
+    }
+    return 0;
+}
+
+Test(process, eight_cats_stream_4mib_each_without_deadlock, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    cr_assert(eq(int, (int)eddy_loop_supports(loop, EDDY_CAP_SUBPROCESS), (int)EDDY_NATIVE));
+    struct cat_child kids[CAT_CHILDREN] = {{0}};
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, cat_many, kids, &v), 0));
+    for (int i = 0; i < CAT_CHILDREN; i++) {
+        cr_assert(eq(int, kids[i].write_err, 0), "child %d: %s", i,
+                  eddy_strerror(kids[i].write_err));
+        cr_assert(eq(int, kids[i].read_err, 0), "child %d: %s", i, eddy_strerror(kids[i].read_err));
+        cr_assert(eq(sz, kids[i].got, (size_t)CAT_BYTES), "child %d", i);
+        for (size_t j = 0; j < CAT_BYTES; j += 4099)
+            cr_assert(eq(chr, kids[i].out[j], (char)((j % 65536) * 7 + 3)), "child %d byte %zu", i,
+                      j);
+        cr_assert(exited_with(kids[i].status, 0));
+        free(kids[i].out);
+    }
+    eddy_loop_free(loop);
+}
+
+/* ---- timeouts, cancellation, kill ----------------------------------------------------- */
+
+struct timed {
+    int read_err, scope_err, wait_err, status;
+    int64_t took;
+};
+
+static intptr_t read_with_deadline(void *arg)
+{
+    struct timed *t = arg;
+    char *argv[] = CHILD("sleep", "5000");
+    eddy_process *p = spawn_child(argv, EDDY_STDIO_NULL, EDDY_STDIO_PIPE, EDDY_STDIO_INHERIT);
+    char buf[16];
+    eddy_timeout scope;
+    int64_t start = wall_ns();
+    cr_assert(eq(int, eddy_timeout_begin(&scope, 200 * NS_PER_MS), 0));
+    t->read_err = (int)eddy_stream_read(eddy_process_stdout(p), buf, sizeof buf);
+    t->scope_err = eddy_timeout_end(&scope);
+    t->took = wall_ns() - start;
+    cr_assert(eq(int, eddy_process_kill(p, SIGKILL), 0));
+    cr_assert(eq(int, eddy_process_wait(p, &t->status), 0));
+    eddy_process_free(p);
+    return 0;
+}
+
+Test(process, timeout_on_child_stdout_fires_on_time, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    struct timed t = {0};
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, read_with_deadline, &t, &v), 0));
+    cr_assert(eq(int, t.read_err, -ECANCELED));
+    cr_assert(eq(int, t.scope_err, -ETIMEDOUT));
+    cr_assert(ge(i64, t.took, 190 * NS_PER_MS));
+    cr_assert(lt(i64, t.took, 1000 * NS_PER_MS), "took %lld ms", (long long)(t.took / NS_PER_MS));
+    cr_assert(WIFSIGNALED(t.status) && WTERMSIG(t.status) == SIGKILL, "status %#x", t.status);
+    eddy_loop_free(loop);
+}
+
+static intptr_t wait_cancelled_then_again(void *arg)
+{
+    struct timed *t = arg;
+    char *argv[] = CHILD("sleep", "300");
+    eddy_process *p = spawn_child(argv, EDDY_STDIO_NULL, EDDY_STDIO_NULL, EDDY_STDIO_NULL);
+    eddy_timeout scope;
+    cr_assert(eq(int, eddy_timeout_begin(&scope, 50 * NS_PER_MS), 0));
+    t->wait_err = eddy_process_wait(p, &t->status);
+    t->scope_err = eddy_timeout_end(&scope);
+    cr_assert(eq(int, eddy_process_kill(p, 0), 0), "the child is still there");
+    int64_t start = wall_ns();
+    cr_assert(eq(int, eddy_process_wait(p, &t->status), 0));
+    t->took = wall_ns() - start;
+    cr_assert(eq(int, eddy_process_wait(p, NULL), 0), "a reaped child answers at once");
+    cr_assert(eq(int, eddy_process_kill(p, SIGTERM), -ESRCH));
+    eddy_process_free(p);
+    return 0;
+}
+
+Test(process, cancelled_wait_leaves_child_and_object, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    struct timed t = {0};
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, wait_cancelled_then_again, &t, &v), 0));
+    cr_assert(eq(int, t.wait_err, -ECANCELED));
+    cr_assert(eq(int, t.scope_err, -ETIMEDOUT));
+    cr_assert(exited_with(t.status, 0));
+    cr_assert(gt(i64, t.took, 100 * NS_PER_MS));
+    eddy_loop_free(loop);
+}
+
+static intptr_t exit_codes_and_kill(void *arg)
+{
+    (void)arg;
+    char *seven[] = CHILD("exit", "7");
+    eddy_process *p = spawn_child(seven, EDDY_STDIO_NULL, EDDY_STDIO_NULL, EDDY_STDIO_NULL);
+    int status = -1;
+    cr_assert(eq(int, eddy_process_wait(p, &status), 0));
+    cr_assert(exited_with(status, 7), "status %#x", status);
+    cr_assert(gt(i64, (int64_t)eddy_process_pid(p), 0));
+    eddy_process_free(p);
+    char *sleeper[] = CHILD("sleep", "10000");
+    p = spawn_child(sleeper, EDDY_STDIO_NULL, EDDY_STDIO_NULL, EDDY_STDIO_NULL);
+    cr_assert(eq(int, eddy_process_kill(p, SIGINT), -ENOTSUP), "no way to deliver it");
+    cr_assert(eq(int, eddy_process_kill(p, NSIG), -EINVAL));
+    cr_assert(eq(int, eddy_process_kill(p, SIGTERM), 0));
+    cr_assert(eq(int, eddy_process_wait(p, &status), 0));
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM, "status %#x", status);
+    eddy_process_free(p);
+    return 0;
+}
+
+Test(process, exit_status_and_kill, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, exit_codes_and_kill, NULL, &v), 0));
+    eddy_loop_free(loop);
+}
+
+/* ---- EPIPE ------------------------------------------------------------------------------ */
+
+static intptr_t write_to_gone_readers(void *arg)
+{
+    (void)arg;
+    eddy_sock *ends[2];
+    cr_assert(eq(int, eddy_pipe(ends), 0));
+    cr_assert(eq(int, eddy_sock_close(ends[0]), 0));
+    cr_assert(eq(sz, (size_t)eddy_send(ends[1], "x", 1), (size_t)-EPIPE));
+    cr_assert(eq(int, eddy_sock_close(ends[1]), 0));
+    /* A child's stdin whose reader exited. */
+    char *argv[] = CHILD("exit", "0");
+    eddy_process *p = spawn_child(argv, EDDY_STDIO_PIPE, EDDY_STDIO_NULL, EDDY_STDIO_NULL);
+    cr_assert(eq(int, eddy_process_wait(p, NULL), 0));
+    static char big[1 << 20];
+    cr_assert(eq(int, eddy_stream_write(eddy_process_stdin(p), big, sizeof big), 0), "buffered");
+    cr_assert(eq(int, eddy_stream_drain(eddy_process_stdin(p)), -EPIPE));
+    eddy_process_free(p);
+    return 0;
+}
+
+Test(process, reader_gone_gives_writer_epipe_and_the_process_lives, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, write_to_gone_readers, NULL, &v), 0));
+    eddy_loop_free(loop);
+}
+
+/* ---- no handle left behind ------------------------------------------------------------ */
+
+#define SPAWN_CYCLES 100
+
+static intptr_t spawn_wait_cycles(void *arg)
+{
+    int *failures = arg;
+    char *argv[] = CHILD("exit", "0");
+    for (int i = 0; i < SPAWN_CYCLES; i++) {
+        /* every other one with piped stdio, every third freed unwaited */
+        int mode = i % 2 ? EDDY_STDIO_PIPE : EDDY_STDIO_INHERIT;
+        eddy_process *p = spawn_child(argv, mode, mode, EDDY_STDIO_NULL);
+        int status = -1;
+        if (i % 3 != 2) {
+            cr_assert(eq(int, eddy_process_wait(p, &status), 0));
+            if (!exited_with(status, 0)) ++*failures;
+        }
+        eddy_process_free(p);
+    }
+    return 0;
+}
+
+Test(process, spawn_wait_cycles_leave_no_handle_behind, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    intptr_t v;
+    int failures = 0;
+    cr_assert(eq(int, run_task(loop, spawn_wait_cycles, &failures, &v), 0)); /* warm up */
+    DWORD before = handle_count();
+    if (before == 0) cr_skip_test("this system cannot count a process's handles");
+    cr_assert(eq(int, run_task(loop, spawn_wait_cycles, &failures, &v), 0));
+    DWORD after = handle_count();
+    cr_log_info("handles: %lu before, %lu after", (unsigned long)before, (unsigned long)after);
+    cr_assert(eq(int, failures, 0));
+    cr_assert(le(u32, after, before + 2), "%lu handles before, %lu after", (unsigned long)before,
+              (unsigned long)after);
+    eddy_loop_free(loop);
+}
+
+/* ---- spawning: errors, argv, env, cwd ------------------------------------------------------ */
+
+static intptr_t spawn_missing(void *arg)
+{
+    (void)arg;
+    eddy_process *p = (eddy_process *)1;
+    char *argv[] = {"eddy-no-such-program-in-path", NULL};
+    eddy_process_options o = {.argv = argv};
+    cr_assert(eq(int, eddy_process_spawn(&p, &o), -ENOENT));
+    cr_assert(eq(ptr, p, NULL));
+    char *path_argv[] = {"C:\\nonexistent\\eddy-no-such-program.exe", NULL};
+    o.argv = path_argv;
+    o.stdio[1].mode = EDDY_STDIO_PIPE;
+    DWORD before = handle_count();
+    cr_assert(eq(int, eddy_process_spawn(&p, &o), -ENOENT));
+    cr_assert(eq(u32, handle_count(), before), "a failed spawn leaves no handle");
+    return 0;
+}
+
+Test(process, missing_executable_is_enoent, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, spawn_missing, NULL, &v), 0));
+    eddy_loop_free(loop);
+}
+
+/* Arguments the C runtime's parser must get back as they were. */
+static char *const tricky[] = {
+    "plain",
+    "two words",
+    "",
+    "tab\there",
+    "a\"quote",
+    "\"",
+    "trailing\\",
+    "two\\\\",
+    "back\\\"slash",
+    "\\\\server\\share",
+    "c:\\dir with space\\",
+    "mixed \\\" \\\\\"",
+    "{}[]()*?",
+    "ends with space ",
+    NULL,
+};
+
+static intptr_t argv_round_trip(void *arg)
+{
+    char *out = arg;
+    char *argv[32] = {"eddy-test-child", CHILD_FLAG, "echo"};
+    size_t n = 3;
+    for (size_t i = 0; tricky[i]; i++)
+        argv[n++] = tricky[i];
+    argv[n] = NULL;
+    eddy_process *p = spawn_child(argv, EDDY_STDIO_NULL, EDDY_STDIO_PIPE, EDDY_STDIO_INHERIT);
+    ssize_t got = read_all(eddy_process_stdout(p), out, 4095);
+    cr_assert(gt(sz, (size_t)got, (size_t)0));
+    out[got] = '\0';
+    int status;
+    cr_assert(eq(int, eddy_process_wait(p, &status), 0));
+    cr_assert(exited_with(status, 0));
+    eddy_process_free(p);
+    return 0;
+}
+
+Test(process, argv_round_trip, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    char out[4096];
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, argv_round_trip, out, &v), 0));
+    char expect[4096] = "";
+    for (size_t i = 0; tricky[i]; i++) {
+        strcat(expect, tricky[i]);
+        strcat(expect, "\n");
+    }
+    cr_assert(eq(str, out, expect));
+    eddy_loop_free(loop);
+}
+
+struct seen {
+    char cwd[512], env[512];
+};
+
+static intptr_t spawn_cwd_env(void *arg)
+{
+    struct seen *s = arg;
+    char dir[MAX_PATH];
+    DWORD n = GetTempPathA(sizeof dir, dir);
+    cr_assert(gt(u32, n, 0u));
+    if (n > 3 && dir[n - 1] == '\\') dir[n - 1] = '\0'; /* as GetCurrentDirectory says it */
+    char *pwd[] = CHILD("pwd");
+    eddy_process_options o = EDDY_PROCESS_OPTIONS_INIT(.file = child_program(), .argv = pwd,
+                                                       .cwd = dir, .flags = EDDY_PROCESS_NEW_GROUP);
+    o.stdio[1].mode = EDDY_STDIO_PIPE;
+    eddy_process *p;
+    cr_assert(eq(int, eddy_process_spawn(&p, &o), 0));
+    ssize_t got = read_all(eddy_process_stdout(p), s->cwd, sizeof s->cwd - 1);
+    cr_assert(gt(sz, (size_t)got, (size_t)0));
+    s->cwd[got] = '\0';
+    cr_assert(eq(int, eddy_process_wait(p, NULL), 0));
+    eddy_process_free(p);
+    char expect[MAX_PATH + 2];
+    snprintf(expect, sizeof expect, "%s\n", dir);
+    cr_assert(eq(str, s->cwd, expect));
+
+    char *env_argv[] = CHILD("env", "EDDY_TEST_X");
+    /* PATH: where the child finds libeddy's DLL */
+    static char path[32768];
+    snprintf(path, sizeof path, "PATH=%s", getenv("PATH") ? getenv("PATH") : "");
+    char *env[] = {"EDDY_TEST_X=hello from eddy", path, NULL};
+    eddy_process_options e =
+        EDDY_PROCESS_OPTIONS_INIT(.file = child_program(), .argv = env_argv, .env = env);
+    e.stdio[1].mode = EDDY_STDIO_PIPE;
+    cr_assert(eq(int, eddy_process_spawn(&p, &e), 0));
+    got = read_all(eddy_process_stdout(p), s->env, sizeof s->env - 1);
+    cr_assert(gt(sz, (size_t)got, (size_t)0));
+    s->env[got] = '\0';
+    cr_assert(eq(int, eddy_process_wait(p, NULL), 0));
+    eddy_process_free(p);
+    return 0;
+}
+
+Test(process, child_sees_cwd_and_env, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    struct seen s = {{0}, {0}};
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, spawn_cwd_env, &s, &v), 0));
+    cr_assert(eq(str, s.env, "hello from eddy\n"));
+    eddy_loop_free(loop);
+}
+
+static intptr_t bad_options(void *arg)
+{
+    (void)arg;
+    eddy_process *p;
+    char *argv[] = CHILD("exit", "0");
+    char *empty[] = {NULL};
+    cr_assert(eq(int, eddy_process_spawn(NULL, NULL), -EINVAL));
+    cr_assert(eq(int, eddy_process_spawn(&p, NULL), -EINVAL));
+    eddy_process_options o = {.file = child_program()};
+    cr_assert(eq(int, eddy_process_spawn(&p, &o), -EINVAL), "argv NULL");
+    o.argv = empty;
+    cr_assert(eq(int, eddy_process_spawn(&p, &o), -EINVAL), "argv[0] NULL");
+    o.argv = argv;
+    o.stdio[1].mode = 42;
+    cr_assert(eq(int, eddy_process_spawn(&p, &o), -EINVAL), "a bad stdio mode");
+    o.stdio[1].mode = EDDY_STDIO_FD;
+    o.stdio[1].fd = (intptr_t)0x7654;
+    cr_assert(eq(int, eddy_process_spawn(&p, &o), -EBADF), "a handle that is not open");
+    o.stdio[1].mode = EDDY_STDIO_INHERIT;
+    o.flags = 1u << 30;
+    cr_assert(eq(int, eddy_process_spawn(&p, &o), -EINVAL), "an unknown flag");
+    o.flags = 0;
+    cr_assert(eq(int, eddy_process_wait(NULL, NULL), -EINVAL));
+    cr_assert(eq(int, eddy_process_kill(NULL, 0), -EINVAL));
+    cr_assert(eq(i64, (int64_t)eddy_process_pid(NULL), -EINVAL));
+    cr_assert(eq(ptr, eddy_process_stdin(NULL), NULL));
+    eddy_process_free(NULL);
+    cr_assert(eq(int, eddy_process_spawn(&p, &o), 0));
+    cr_assert(eq(ptr, eddy_process_stdout(p), NULL), "not piped");
+    cr_assert(eq(int, eddy_process_kill(p, -1), -EINVAL));
+    cr_assert(eq(int, eddy_process_wait(p, NULL), 0));
+    eddy_process_free(p);
+    return 0;
+}
+
+Test(process, bad_input_is_refused, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, bad_options, NULL, &v), 0));
+    char *argv[] = CHILD("exit", "0");
+    eddy_process_options o = {.file = child_program(), .argv = argv};
+    eddy_process *p;
+    cr_assert(eq(int, eddy_process_spawn(&p, &o), 0), "outside a task: spawning works");
+    cr_assert(eq(int, eddy_process_wait(p, NULL), -EPERM));
+    eddy_process_free(p);
+    o.stdio[1].mode = EDDY_STDIO_PIPE;
+    cr_assert(eq(int, eddy_process_spawn(&p, &o), -EPERM), "a stream needs a loop");
+    eddy_loop_free(loop);
+}
+
+/* Closing stdin early: the child reads end of file, and the process forgets it. */
+static intptr_t close_stdin_early(void *arg)
+{
+    (void)arg;
+    char *argv[] = CHILD("cat");
+    eddy_process *p = spawn_child(argv, EDDY_STDIO_PIPE, EDDY_STDIO_PIPE, EDDY_STDIO_INHERIT);
+    cr_assert(eq(int, eddy_stream_write(eddy_process_stdin(p), "abc", 3), 0));
+    cr_assert(eq(int, eddy_stream_write_eof(eddy_process_stdin(p)), -ENOTSOCK));
+    cr_assert(eq(int, eddy_stream_close(eddy_process_stdin(p)), 0));
+    cr_assert(eq(ptr, eddy_process_stdin(p), NULL));
+    char buf[8];
+    cr_assert(eq(sz, (size_t)read_all(eddy_process_stdout(p), buf, sizeof buf), (size_t)3));
+    int status;
+    cr_assert(eq(int, eddy_process_wait(p, &status), 0));
+    cr_assert(exited_with(status, 0));
+    eddy_process_free(p);
+    return 0;
+}
+
+Test(process, closing_stdin_gives_the_child_eof, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, close_stdin_early, NULL, &v), 0));
+    eddy_loop_free(loop);
+}
+
+/* Stdio to a handle of the parent's: the write end of an eddy pipe. */
+static intptr_t stdio_to_handle(void *arg)
+{
+    (void)arg;
+    eddy_sock *ends[2];
+    cr_assert(eq(int, eddy_pipe(ends), 0));
+    char *argv[] = CHILD("echo", "to a handle");
+    eddy_process_options o = EDDY_PROCESS_OPTIONS_INIT(.file = child_program(), .argv = argv);
+    o.stdio[1].mode = EDDY_STDIO_FD;
+    o.stdio[1].fd = eddy_sock_fd(ends[1]);
+    eddy_process *p;
+    cr_assert(eq(int, eddy_process_spawn(&p, &o), 0));
+    cr_assert(eq(int, eddy_sock_close(ends[1]), 0), "the parent's stays the parent's");
+    char buf[64] = {0};
+    size_t got = 0;
+    ssize_t n;
+    while ((n = eddy_recv(ends[0], buf + got, sizeof buf - 1 - got)) > 0)
+        got += (size_t)n;
+    cr_assert(eq(sz, (size_t)n, (size_t)0), "end of file once the child exits");
+    cr_assert(eq(str, buf, "to a handle\n"));
+    cr_assert(eq(int, eddy_process_wait(p, NULL), 0));
+    eddy_process_free(p);
+    cr_assert(eq(int, eddy_sock_close(ends[0]), 0));
+    return 0;
+}
+
+Test(process, stdio_to_a_parent_handle, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, stdio_to_handle, NULL, &v), 0));
+    eddy_loop_free(loop);
+}
+
+/* An inheritable handle of the parent's (another thread's spawn in flight,
+ * a library's careless pipe) does not reach the child: it inherits its
+ * stdio alone (PROC_THREAD_ATTRIBUTE_HANDLE_LIST). Were the write end in the
+ * sleeping child, the read would not see end of file before it exits. */
+static intptr_t stray_handle_not_inherited(void *arg)
+{
+    int64_t *took = arg;
+    eddy_sock *ends[2];
+    cr_assert(eq(int, eddy_pipe(ends), 0));
+    cr_assert(SetHandleInformation((HANDLE)eddy_sock_fd(ends[1]), HANDLE_FLAG_INHERIT,
+                                   HANDLE_FLAG_INHERIT));
+    char *argv[] = CHILD("sleep", "3000");
+    eddy_process *p = spawn_child(argv, EDDY_STDIO_NULL, EDDY_STDIO_PIPE, EDDY_STDIO_NULL);
+    cr_assert(eq(int, eddy_sock_close(ends[1]), 0));
+    int64_t start = wall_ns();
+    char c;
+    eddy_timeout scope;
+    cr_assert(eq(int, eddy_timeout_begin(&scope, 2 * NS_PER_SEC), 0));
+    cr_assert(eq(sz, (size_t)eddy_recv(ends[0], &c, 1), (size_t)0), "end of file at once");
+    (void)eddy_timeout_end(&scope);
+    *took = wall_ns() - start;
+    cr_assert(eq(int, eddy_sock_close(ends[0]), 0));
+    cr_assert(eq(int, eddy_process_kill(p, SIGKILL), 0));
+    cr_assert(eq(int, eddy_process_wait(p, NULL), 0));
+    eddy_process_free(p);
+    return 0;
+}
+
+Test(process, stray_inheritable_handles_do_not_reach_the_child, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    int64_t took = 0;
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, stray_handle_not_inherited, &took, &v), 0));
+    cr_assert(lt(i64, took, NS_PER_SEC));
+    eddy_loop_free(loop);
+}
+
+/* ---- pipes ------------------------------------------------------------------------------ */
+
+#define PIPE_BYTES (1 << 20)
+
+static intptr_t pipe_writer(void *arg)
+{
+    eddy_sock *w = arg;
+    char *data = malloc(PIPE_BYTES);
+    for (size_t i = 0; i < PIPE_BYTES; i++)
+        data[i] = (char)(i % 251);
+    intptr_t r = eddy_send(w, data, PIPE_BYTES);
+    free(data);
+    (void)eddy_sock_close(w);
+    return r;
+}
+
+static intptr_t pipe_round_trip(void *arg)
+{
+    (void)arg;
+    eddy_sock *ends[2];
+    cr_assert(eq(int, eddy_pipe(ends), 0));
+    eddy_task *t = eddy_spawn(NULL, pipe_writer, ends[1]);
+    char *got = malloc(PIPE_BYTES + 1);
+    size_t total = 0;
+    ssize_t n;
+    while ((n = eddy_recv(ends[0], got + total, PIPE_BYTES + 1 - total)) > 0)
+        total += (size_t)n;
+    cr_assert(eq(sz, (size_t)n, (size_t)0));
+    cr_assert(eq(sz, total, (size_t)PIPE_BYTES));
+    size_t differ = PIPE_BYTES;
+    for (size_t i = 0; i < PIPE_BYTES && differ == PIPE_BYTES; i++)
+        if (got[i] != (char)(i % 251)) differ = i;
+    cr_assert(eq(sz, differ, (size_t)PIPE_BYTES), "byte %zu differs", differ);
+    free(got);
+    intptr_t sent;
+    cr_assert(eq(int, eddy_task_join(t, &sent), 0));
+    cr_assert(eq(i64, (int64_t)sent, PIPE_BYTES));
+    /* A read with nothing coming is cut short by a deadline. */
+    eddy_sock *again[2];
+    cr_assert(eq(int, eddy_pipe(again), 0));
+    eddy_timeout scope;
+    char c;
+    cr_assert(eq(int, eddy_timeout_begin(&scope, 50 * NS_PER_MS), 0));
+    cr_assert(eq(sz, (size_t)eddy_recv(again[0], &c, 1), (size_t)-ECANCELED));
+    cr_assert(eq(int, eddy_timeout_end(&scope), -ETIMEDOUT));
+    cr_assert(eq(int, eddy_sock_close(again[0]), 0));
+    cr_assert(eq(int, eddy_sock_close(again[1]), 0));
+    cr_assert(eq(int, eddy_sock_close(ends[0]), 0));
+    return 0;
+}
+
+Test(process, pipe_round_trip, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, pipe_round_trip, NULL, &v), 0));
+    eddy_loop_free(loop);
+}
+
+/* eddy_pipe_open adopts a pipe end made elsewhere: an overlapped one as it is,
+ * another reopened overlapped where the system allows. */
+static intptr_t adopt_pipe_end(void *arg)
+{
+    HANDLE *h = arg; /* [0] the end to adopt, [1] the other */
+    eddy_sock *s;
+    int err = eddy_pipe_open(&s, (intptr_t)h[0]);
+    if (err == -ENOTSUP) return 1; /* ReOpenFile refused: said so */
+    cr_assert(eq(int, err, 0));
+    DWORD n;
+    OVERLAPPED ov = {0};
+    ov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL);
+    BOOL ok = WriteFile(h[1], "hello", 5, &n, &ov);
+    cr_assert(ok || GetLastError() == ERROR_IO_PENDING);
+    char buf[8] = {0};
+    cr_assert(eq(sz, (size_t)eddy_recv(s, buf, sizeof buf), (size_t)5));
+    cr_assert(eq(str, buf, "hello"));
+    cr_assert(GetOverlappedResult(h[1], &ov, &n, TRUE));
+    CloseHandle(ov.hEvent);
+    cr_assert(eq(int, eddy_sock_close(s), 0));
+    return 0;
+}
+
+Test(process, pipe_open_adopts_a_pipe_end, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    eddy_sock *s;
+    cr_assert(eq(int, eddy_pipe_open(NULL, 1), -EINVAL));
+    cr_assert(eq(int, eddy_pipe_open(&s, -1), -EBADF));
+    cr_assert(eq(int, eddy_pipe_open(&s, 0x7654), -EBADF));
+    cr_assert(eq(int, eddy_pipe(NULL), -EINVAL));
+    HANDLE file = CreateFileA("NUL", GENERIC_READ, 0, NULL, OPEN_EXISTING, 0, NULL);
+    cr_assert(file != INVALID_HANDLE_VALUE);
+    int err = eddy_pipe_open(&s, (intptr_t)file);
+    cr_assert(err == -EINVAL || err == -ENOTSUP, "the null device is no pipe: %d", err);
+    CloseHandle(file);
+    /* An overlapped named pipe's client end: adopted as it is. */
+    const wchar_t *name = L"\\\\.\\pipe\\eddy-test-pipe-open";
+    HANDLE h[2];
+    h[1] = CreateNamedPipeW(name, PIPE_ACCESS_OUTBOUND | FILE_FLAG_OVERLAPPED, PIPE_TYPE_BYTE, 1,
+                            4096, 4096, 0, NULL);
+    cr_assert(h[1] != INVALID_HANDLE_VALUE);
+    h[0] = CreateFileW(name, GENERIC_READ, 0, NULL, OPEN_EXISTING, FILE_FLAG_OVERLAPPED, NULL);
+    cr_assert(h[0] != INVALID_HANDLE_VALUE);
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, adopt_pipe_end, h, &v), 0));
+    cr_assert(eq(i64, (int64_t)v, 0), "an overlapped end is taken as it is");
+    CloseHandle(h[1]);
+    /* An anonymous pipe's read end: reopened, or -ENOTSUP. */
+    cr_assert(CreatePipe(&h[0], &h[1], NULL, 0));
+    cr_assert(eq(int, run_task(loop, adopt_pipe_end, h, &v), 0));
+    if (v == 1) {
+        CloseHandle(h[0]);
+        cr_log_info("eddy_pipe_open: this system cannot reopen an anonymous pipe overlapped");
+    }
+    CloseHandle(h[1]);
+    eddy_loop_free(loop);
+}
 #endif
