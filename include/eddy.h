@@ -890,7 +890,9 @@ EDDY_API int eddy_signal_stop(eddy_signal *s);
  * loop's backend does it natively (io_uring reads it as a file; epoll and
  * kqueue wait for readiness on it made O_NONBLOCK), never a blocking call in
  * the thread pool; a write to a pipe whose reader is gone returns -EPIPE and
- * raises no SIGPIPE. These need no loop or task. -ENOTSUP on Windows. */
+ * raises no SIGPIPE. These need no loop or task. Windows: fd is a HANDLE; a
+ * pipe is a named pipe read and written with overlapped ReadFile and
+ * WriteFile; eddy_sock_open is -ENOTSUP (docs/processes.md, "Windows"). */
 
 /* Adopts fd, an existing TCP, UDP or Unix stream socket (inherited
  * listeners, socketpair ends, systemd socket activation; uv_tcp_open): made
@@ -948,8 +950,9 @@ typedef struct eddy_process_options {
     }
 
 /* Starts a child (posix_spawn: the cost does not grow with the parent's
- * memory). It gets an empty signal mask, default signal dispositions, and no
- * descriptor of the parent's but its stdio. 0, -EINVAL (NULL options or argv,
+ * memory; CreateProcessW on Windows). It gets an empty signal mask, default
+ * signal dispositions, and no descriptor (or handle) of the parent's but its
+ * stdio. 0, -EINVAL (NULL options or argv,
  * argv[0] NULL, an unknown mode or flag), -EBADF (an EDDY_STDIO_FD fd that is
  * not open), -EPERM (a piped stdio and no loop running on this thread: its
  * stream needs one), -ENOENT or -EACCES (the executable: reported by spawn,
@@ -972,7 +975,8 @@ EDDY_API eddy_stream *eddy_process_stderr(eddy_process *p);
  * something else reaped the child (waitpid(-1), SIGCHLD ignored). */
 EDDY_NODISCARD EDDY_API int eddy_process_wait(eddy_process *p, int *status);
 /* Sends signum to the child (0: only checks it is there). -ESRCH once the
- * child is reaped: never signals a recycled pid. -EINVAL for a bad signal. */
+ * child is reaped: never signals a recycled pid. -EINVAL for a bad signal.
+ * Windows: SIGKILL and SIGTERM are TerminateProcess, others -ENOTSUP. */
 EDDY_NODISCARD EDDY_API int eddy_process_kill(eddy_process *p, int signum);
 /* The child's process id; -EINVAL for NULL. */
 EDDY_API intptr_t eddy_process_pid(const eddy_process *p);
