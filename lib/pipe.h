@@ -34,13 +34,21 @@ int eddy__sock_route_send(struct eddy_sock *s, struct eddy_loop *loop, struct ed
 void eddy__stream_set_owner(eddy_stream *st, eddy_stream **slot);
 
 /* What the spawners on every platform share (lib/process.c): the checks of
- * out and the options every platform makes first (user read into o); whether o pipes
+ * out, the options (user read into o; eddy__process_fd_open, the
+ * platform's, says whether an EDDY_STDIO_FD fd is open) and the loop every
+ * platform makes first;
+ * whether o pipes
  * any of the child's stdio; a stream over s, the parent's end of stdio slot
  * i, in stdio[i], which NULLs itself when closed (a failure closes s); and
  * closing those left. */
 int eddy__process_begin(eddy_process **out, const eddy_process_options *user,
                         eddy_process_options *o);
+bool eddy__process_fd_open(intptr_t fd);
 bool eddy__process_wants_pipes(const eddy_process_options *o);
+/* What every platform's struct eddy_process starts with. */
+struct eddy__process_head {
+    eddy_stream *stdio[3]; /* the parent's ends of piped stdio; NULL once closed */
+};
 int eddy__process_stdio_stream(eddy_stream **stdio, int i, struct eddy_sock *s);
 void eddy__process_stdio_close(eddy_stream **stdio);
 

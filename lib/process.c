@@ -49,14 +49,32 @@ _Static_assert(sizeof(eddy_process_options) ==
                        3 * sizeof(((eddy_process_options *)0)->stdio[0]),
                "eddy_process_options: the last layout is the header's, with no tail padding");
 
+static int check_options(const eddy_process_options *o)
+{
+    if (!o->argv || !o->argv[0]) return -EINVAL;
+    if (o->flags & ~(unsigned)EDDY_PROCESS_NEW_GROUP) return -EINVAL;
+    for (int i = 0; i < 3; i++) {
+        int mode = o->stdio[i].mode;
+        if (mode < EDDY_STDIO_INHERIT || mode > EDDY_STDIO_FD) return -EINVAL;
+        if (mode == EDDY_STDIO_FD && !eddy__process_fd_open(o->stdio[i].fd)) return -EBADF;
+    }
+    return 0;
+}
+
 int eddy__process_begin(eddy_process **out, const eddy_process_options *user,
                         eddy_process_options *o)
 {
     if (!out) return -EINVAL;
     *out = NULL;
     if (!user) return -EINVAL;
-    return eddy__options_read(o, sizeof *o, user, options_layouts,
-                              sizeof options_layouts / sizeof options_layouts[0]);
+    int err = eddy__options_read(o, sizeof *o, user, options_layouts,
+                                 sizeof options_layouts / sizeof options_layouts[0]);
+    if (err == 0) err = check_options(o);
+    if (err < 0) return err;
+    struct eddy_loop *loop = eddy_loop_current();
+    if (loop && loop->caps[EDDY_CAP_SUBPROCESS] == EDDY_NONE) return -ENOTSUP;
+    if (!loop && eddy__process_wants_pipes(o)) return -EPERM; /* streams need a loop */
+    return 0;
 }
 
 bool eddy__process_wants_pipes(const eddy_process_options *o)
@@ -79,6 +97,22 @@ void eddy__process_stdio_close(eddy_stream **stdio)
         if (stdio[i]) (void)eddy_stream_close(stdio[i]);
 }
 
+/* Every platform's process object starts with its head. */
+EDDY_API eddy_stream *eddy_process_stdin(eddy_process *p)
+{
+    return p ? ((struct eddy__process_head *)p)->stdio[0] : NULL;
+}
+
+EDDY_API eddy_stream *eddy_process_stdout(eddy_process *p)
+{
+    return p ? ((struct eddy__process_head *)p)->stdio[1] : NULL;
+}
+
+EDDY_API eddy_stream *eddy_process_stderr(eddy_process *p)
+{
+    return p ? ((struct eddy__process_head *)p)->stdio[2] : NULL;
+}
+
 #ifndef _WIN32
 /* Windows: lib/process_win.c. */
 
@@ -88,13 +122,13 @@ extern char **environ;
 #define POLL_MAX_NS (50 * 1000 * 1000) /* and the longest */
 
 struct eddy_process {
+    struct eddy__process_head head; /* first: the piped stdio */
     pid_t pid;
     int pidfd;
     bool reaped;
     int status;               /* as waitpid gave it, once reaped */
     unsigned waiters;         /* eddy_process_wait calls in progress */
     struct eddy_loop *polled; /* the loop whose backend has seen pidfd, or NULL */
-    eddy_stream *stdio[3];    /* the parent's ends of piped stdio; NULL once closed */
     struct eddy_op close_op;  /* closing pidfd through polled's backend */
 };
 
@@ -338,7 +372,7 @@ static int make_pipe(struct eddy_process *p, struct child_fd *c, int i)
         close(fds[1]);
         return err;
     }
-    err = eddy__process_stdio_stream(p->stdio, i, s); /* closes s when it fails */
+    err = eddy__process_stdio_stream(p->head.stdio, i, s); /* closes s when it fails */
     if (err < 0) {
         close(child);
         return err;
@@ -388,23 +422,14 @@ static int child_setup(const eddy_process_options *o, struct child_fd *c,
     return -err;
 }
 
-static int check_options(const eddy_process_options *o)
+bool eddy__process_fd_open(intptr_t fd)
 {
-    if (!o->argv || !o->argv[0]) return -EINVAL;
-    if (o->flags & ~(unsigned)EDDY_PROCESS_NEW_GROUP) return -EINVAL;
-    for (int i = 0; i < 3; i++) {
-        int mode = o->stdio[i].mode;
-        if (mode < EDDY_STDIO_INHERIT || mode > EDDY_STDIO_FD) return -EINVAL;
-        if (mode == EDDY_STDIO_FD && (o->stdio[i].fd < 0 || o->stdio[i].fd > INT_MAX))
-            return -EBADF;
-        if (mode == EDDY_STDIO_FD && fcntl((int)o->stdio[i].fd, F_GETFD) < 0) return -EBADF;
-    }
-    return 0;
+    return fd >= 0 && fd <= INT_MAX && fcntl((int)fd, F_GETFD) >= 0;
 }
 
 static void process_release(struct eddy_process *p)
 {
-    eddy__process_stdio_close(p->stdio);
+    eddy__process_stdio_close(p->head.stdio);
     free(p);
 }
 
@@ -413,10 +438,6 @@ EDDY_API int eddy_process_spawn(eddy_process **out, const eddy_process_options *
     eddy_process_options o;
     int err = eddy__process_begin(out, user, &o);
     if (err < 0) return err;
-    if ((err = check_options(&o)) < 0) return err;
-    struct eddy_loop *loop = eddy_loop_current();
-    if (loop && loop->caps[EDDY_CAP_SUBPROCESS] == EDDY_NONE) return -ENOTSUP;
-    if (!loop && eddy__process_wants_pipes(&o)) return -EPERM; /* streams need a loop */
     struct eddy_process *p = calloc(1, sizeof *p);
     if (!p) return -ENOMEM;
     p->pidfd = -1;
@@ -531,21 +552,6 @@ EDDY_API intptr_t eddy_process_pid(const eddy_process *p)
     return p ? p->pid : -EINVAL;
 }
 
-EDDY_API eddy_stream *eddy_process_stdin(eddy_process *p)
-{
-    return p ? p->stdio[0] : NULL;
-}
-
-EDDY_API eddy_stream *eddy_process_stdout(eddy_process *p)
-{
-    return p ? p->stdio[1] : NULL;
-}
-
-EDDY_API eddy_stream *eddy_process_stderr(eddy_process *p)
-{
-    return p ? p->stdio[2] : NULL;
-}
-
 static void close_op_complete(struct eddy_op *op)
 {
     free(eddy__container_of(op, struct eddy_process, close_op));
@@ -576,7 +582,7 @@ static void close_pidfd_and_free(struct eddy_process *p)
 EDDY_API void eddy_process_free(eddy_process *p)
 {
     if (!p) return;
-    eddy__process_stdio_close(p->stdio);
+    eddy__process_stdio_close(p->head.stdio);
     if (!p->reaped && try_reap(p) == 0 && !p->reaped) {
         /* Still running: the reaper thread takes a descriptor of its own, which
          * no loop has seen. */

@@ -31,12 +31,12 @@
 #include "pipe.h"
 
 struct eddy_process {
+    struct eddy__process_head head; /* first: the piped stdio */
     HANDLE process;
     DWORD pid;
     bool reaped;
-    int status;            /* as waitpid would give it, once reaped */
-    int killed_by;         /* the signal eddy_process_kill ended it with, or 0 */
-    eddy_stream *stdio[3]; /* the parent's ends of piped stdio; NULL once closed */
+    int status;    /* as waitpid would give it, once reaped */
+    int killed_by; /* the signal eddy_process_kill ended it with, or 0 */
 };
 
 eddy_support eddy__subprocess_support(void)
@@ -106,47 +106,27 @@ static void quote_arg(struct wbuf *b, const wchar_t *arg)
     wbuf_put(b, L'"', 1);
 }
 
-/* argv as one command line; NULL (-EINVAL: not UTF-8, or -ENOMEM) in *err. */
-static wchar_t *command_line(char *const *argv, int *err)
+/* argv as one command line (command), or env as an environment block (each
+ * string and its NUL, then one more NUL). NULL on failure, with -EINVAL
+ * (not UTF-8) or -ENOMEM in *err. */
+static wchar_t *wide_block(char *const *v, bool command, int *err)
 {
     struct wbuf b = {0};
-    for (size_t i = 0; argv[i]; i++) {
-        wchar_t *w = eddy__win_wide(argv[i]);
+    for (size_t i = 0; v[i]; i++) {
+        wchar_t *w = eddy__win_wide(v[i]);
         if (!w) {
             free(b.s);
             *err = -EINVAL;
             return NULL;
         }
-        if (i) wbuf_put(&b, L' ', 1);
-        quote_arg(&b, w);
-        free(w);
-    }
-    if (b.failed) {
-        free(b.s);
-        *err = -ENOMEM;
-        return NULL;
-    }
-    return b.s;
-}
-
-/* env ("NAME=value" strings) as an environment block: each string and its
- * NUL, then one more NUL. */
-static wchar_t *environment_block(char *const *env, int *err)
-{
-    struct wbuf b = {0};
-    for (size_t i = 0; env[i]; i++) {
-        wchar_t *w = eddy__win_wide(env[i]);
-        if (!w) {
-            free(b.s);
-            *err = -EINVAL;
-            return NULL;
-        }
-        for (wchar_t *c = w; *c; c++)
+        if (command && i) wbuf_put(&b, L' ', 1);
+        if (command) quote_arg(&b, w);
+        for (wchar_t *c = w; !command && *c; c++)
             wbuf_put(&b, *c, 1);
-        wbuf_put(&b, 0, 1);
+        if (!command) wbuf_put(&b, 0, 1);
         free(w);
     }
-    wbuf_put(&b, 0, 1);
+    wbuf_put(&b, 0, 1); /* a command line's end is the NUL wbuf keeps */
     if (b.failed) {
         free(b.s);
         *err = -ENOMEM;
@@ -203,7 +183,7 @@ static int child_handle(struct eddy_process *p, const eddy_process_options *o, i
         struct eddy_sock *s;
         err = eddy__sock_adopt(&s, server, AF_UNIX, SOCK_STREAM, true);
         if (err < 0) CloseHandle((HANDLE)server);
-        if (err == 0) err = eddy__process_stdio_stream(p->stdio, i, s);
+        if (err == 0) err = eddy__process_stdio_stream(p->head.stdio, i, s);
         if (err < 0) {
             CloseHandle((HANDLE)client);
             return err;
@@ -234,19 +214,10 @@ static int child_handle(struct eddy_process *p, const eddy_process_options *o, i
     return 0; /* a stdio the parent cannot pass on: the child has none */
 }
 
-static int check_options(const eddy_process_options *o)
+bool eddy__process_fd_open(intptr_t fd)
 {
-    if (!o->argv || !o->argv[0]) return -EINVAL;
-    if (o->flags & ~(unsigned)EDDY_PROCESS_NEW_GROUP) return -EINVAL;
-    for (int i = 0; i < 3; i++) {
-        int mode = o->stdio[i].mode;
-        if (mode < EDDY_STDIO_INHERIT || mode > EDDY_STDIO_FD) return -EINVAL;
-        DWORD flags;
-        if (mode == EDDY_STDIO_FD && (o->stdio[i].fd == 0 || o->stdio[i].fd == -1 ||
-                                      !GetHandleInformation((HANDLE)o->stdio[i].fd, &flags)))
-            return -EBADF;
-    }
-    return 0;
+    DWORD flags;
+    return fd != 0 && fd != -1 && GetHandleInformation((HANDLE)fd, &flags);
 }
 
 /* CreateProcessW with the child's stdio in handles (NULLs skipped), which
@@ -300,15 +271,11 @@ EDDY_API int eddy_process_spawn(eddy_process **out, const eddy_process_options *
     eddy_process_options o;
     int err = eddy__process_begin(out, user, &o);
     if (err < 0) return err;
-    if ((err = check_options(&o)) < 0) return err;
-    struct eddy_loop *loop = eddy_loop_current();
-    if (loop && loop->caps[EDDY_CAP_SUBPROCESS] == EDDY_NONE) return -ENOTSUP;
-    if (!loop && eddy__process_wants_pipes(&o)) return -EPERM; /* streams need a loop */
     struct eddy_process *p = calloc(1, sizeof *p);
     if (!p) return -ENOMEM;
     wchar_t *program = find_program(o.file ? o.file : o.argv[0], &err);
-    wchar_t *cmdline = program ? command_line(o.argv, &err) : NULL;
-    wchar_t *env = cmdline && o.env ? environment_block(o.env, &err) : NULL;
+    wchar_t *cmdline = program ? wide_block(o.argv, true, &err) : NULL;
+    wchar_t *env = cmdline && o.env ? wide_block(o.env, false, &err) : NULL;
     wchar_t *cwd = cmdline && o.cwd ? eddy__win_wide(o.cwd) : NULL;
     if (cmdline && o.cwd && !cwd) err = -EINVAL;
     if (cmdline && o.env && !env) cmdline = (free(cmdline), NULL);
@@ -326,7 +293,7 @@ EDDY_API int eddy_process_spawn(eddy_process **out, const eddy_process_options *
     free(env);
     free(cwd);
     if (err < 0) {
-        eddy__process_stdio_close(p->stdio);
+        eddy__process_stdio_close(p->head.stdio);
         free(p);
         return err;
     }
@@ -448,25 +415,10 @@ EDDY_API intptr_t eddy_process_pid(const eddy_process *p)
     return p ? (intptr_t)p->pid : -EINVAL;
 }
 
-EDDY_API eddy_stream *eddy_process_stdin(eddy_process *p)
-{
-    return p ? p->stdio[0] : NULL;
-}
-
-EDDY_API eddy_stream *eddy_process_stdout(eddy_process *p)
-{
-    return p ? p->stdio[1] : NULL;
-}
-
-EDDY_API eddy_stream *eddy_process_stderr(eddy_process *p)
-{
-    return p ? p->stdio[2] : NULL;
-}
-
 EDDY_API void eddy_process_free(eddy_process *p)
 {
     if (!p) return;
-    eddy__process_stdio_close(p->stdio);
+    eddy__process_stdio_close(p->head.stdio);
     CloseHandle(p->process); /* the child goes on; nothing is left to reap */
     free(p);
 }

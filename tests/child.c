@@ -6,7 +6,7 @@
  *   cat          copies stdin to stdout until end of file
  *   echo A B ..  writes each argument and a newline
  *   exit N       exits with status N
- *   sleep MS     sleeps MS milliseconds, then exits 0
+ *   sleep MS [N] sleeps MS milliseconds, then exits N (0)
  *   pwd          writes the working directory and a newline
  *   env NAME     writes NAME's value (or "unset") and a newline
  * Output goes through WriteFile on the standard handle: no C runtime text
@@ -59,7 +59,7 @@ static int child_main(int argc, char **argv)
     if (strcmp(mode, "exit") == 0 && argc > 1) return atoi(argv[1]);
     if (strcmp(mode, "sleep") == 0 && argc > 1) {
         Sleep((DWORD)atoi(argv[1]));
-        return 0;
+        return argc > 2 ? atoi(argv[2]) : 0;
     }
     if (strcmp(mode, "pwd") == 0) {
         char dir[MAX_PATH];
