@@ -446,6 +446,17 @@ static void close_op_complete(struct eddy_op *op)
 /* Closes s without a task: through the backend when its loop runs on this
  * thread (the backend forgets the fd), else with close(2). Frees s, now or
  * when the backend completes the close. */
+/* Closes s's fd without the backend. On Windows a pipe end (lib/pipe_win.c)
+ * is a HANDLE, which closesocket refuses (or, Winsock not started where no
+ * loop ever ran, does not even look at). */
+static int close_sock_fd(struct eddy_sock *s)
+{
+#ifdef _WIN32
+    if (s->pipe) return CloseHandle((HANDLE)s->fd) ? 0 : eddy__win_error(GetLastError());
+#endif
+    return close_native(s->fd);
+}
+
 static void close_from_loop(struct eddy_sock *s)
 {
     struct eddy_loop *loop = eddy_loop_current();
@@ -461,7 +472,7 @@ static void close_from_loop(struct eddy_sock *s)
             return;
         }
     }
-    (void)close_native(s->fd);
+    (void)close_sock_fd(s);
     free(s);
 }
 
@@ -473,7 +484,7 @@ static int close_in_task(struct eddy_sock *s)
     struct eddy_op op = {.kind = EDDY_OP_CLOSE, .fd = s->fd};
     int64_t err = eddy__op_run(&op);
     eddy_shield_end();
-    if (err == -ENOTSUP) err = close_native(s->fd);
+    if (err == -ENOTSUP) err = close_sock_fd(s);
     if (err == -EINTR) err = 0; /* the fd is gone either way on Linux */
     free(s);
     return (int)err;

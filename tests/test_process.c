@@ -1243,6 +1243,21 @@ Test(process, stray_inheritable_handles_do_not_reach_the_child, .timeout = TEST_
     eddy_loop_free(loop);
 }
 
+/* A pipe made and closed where no loop runs: its handles are closed too. */
+Test(process, pipe_closed_outside_a_loop_leaves_no_handle, .timeout = TEST_TIMEOUT)
+{
+    DWORD before = handle_count();
+    if (before == 0) cr_skip_test("this system cannot count a process's handles");
+    for (int i = 0; i < 10; i++) {
+        eddy_sock *ends[2];
+        cr_assert(eq(int, eddy_pipe(ends), 0));
+        cr_assert(eq(int, eddy_sock_close(ends[0]), 0));
+        cr_assert(eq(int, eddy_sock_close(ends[1]), 0));
+    }
+    cr_assert(le(u32, handle_count(), before + 2), "%lu handles before, %lu after",
+              (unsigned long)before, (unsigned long)handle_count());
+}
+
 /* eddy_pipe_open adopts a pipe end made elsewhere: an overlapped one as it is,
  * another reopened overlapped where the system allows. */
 static intptr_t adopt_pipe_end(void *arg)
