@@ -3,7 +3,8 @@
  *
  *   eddy-run [-t SECONDS] [-i FILE] COMMAND [ARG...]
  *
- * The child's stdin is fed from FILE (or from this program's stdin), while
+ * The child's stdin is fed from FILE (or from this program's stdin; on
+ * Windows, without -i, the child reads this program's stdin itself), while
  * its stdout and stderr are read concurrently, each by its own task, and
  * copied to this program's stdout and stderr as they are: three tasks and
  * the waiting one, none blocking another, so a child
@@ -11,16 +12,36 @@
  * limit passes (a timeout scope around the whole run), the child gets
  * SIGTERM, then SIGKILL a second later. Prints how the child ended and exits
  * with its status (124 on the time limit, as timeout(1)). */
+#ifdef _WIN32
+#include <winsock2.h> /* before windows.h */
+#include <windows.h>
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
+#ifndef _WIN32
+#include <sys/wait.h>
+#endif
 
 #include "eddy.h"
+
+#ifdef _WIN32
+/* Windows: the child reads this program's stdin itself unless -i is given
+ * (a console or an anonymous pipe has no overlapped I/O to pump it with),
+ * output goes out with WriteFile, and eddy.h gives the signal numbers. */
+#define INHERITS_STDIN(r) ((r)->input == NULL)
+static const char *signal_name(int sig)
+{
+    return sig == SIGKILL ? "SIGKILL" : sig == SIGTERM ? "SIGTERM" : "a signal";
+}
+#else
+#define INHERITS_STDIN(r) false
+#define signal_name       strsignal
+#endif
 
 struct run {
     char **argv;
@@ -32,6 +53,7 @@ struct run {
     bool failed; /* said so on stderr */
 };
 
+#ifndef _WIN32
 /* Copies everything readable from the pipe or tty `from` into the child's
  * stdin stream `to`: each chunk written, then drained (the brake: at most
  * the stream's high mark is ever buffered). */
@@ -46,37 +68,45 @@ static intptr_t pump_in(eddy_sock *from, eddy_stream *to)
         if (err < 0) return err;
     }
 }
+#endif
+
+/* The file at path (a FIFO too) into the child's stdin stream. */
+static intptr_t pump_file(const char *path, eddy_stream *to)
+{
+    eddy_file *f;
+    intptr_t rc = eddy_file_open(&f, path, O_RDONLY, 0);
+    if (rc < 0) return rc;
+    char buf[64 * 1024];
+    ssize_t n;
+    while ((n = eddy_file_read(f, buf, sizeof buf, -1)) > 0) {
+        rc = eddy_stream_write(to, buf, (size_t)n);
+        if (rc == 0) rc = eddy_stream_drain(to);
+        if (rc < 0) break;
+    }
+    if (n < 0) rc = n;
+    (void)eddy_file_close(f);
+    return rc;
+}
 
 /* stdin: our input to the child, then EOF (closing its stdin stream). */
 static intptr_t feed(void *arg)
 {
     struct run *r = arg;
     eddy_stream *to = eddy_process_stdin(r->p);
-    int fd = r->input ? open(r->input, O_RDONLY | O_CLOEXEC) : dup(STDIN_FILENO);
-    if (fd < 0) return -errno;
-    eddy_sock *in;
-    int err = eddy_pipe_open(&in, fd);
     intptr_t rc;
-    if (err == 0) {
+#ifdef _WIN32
+    rc = pump_file(r->input, to); /* without -i the child has our stdin */
+#else
+    eddy_sock *in;
+    int fd = r->input ? -1 : dup(STDIN_FILENO);
+    if (fd >= 0 && eddy_pipe_open(&in, fd) == 0) { /* a pipe or a terminal */
         rc = pump_in(in, to);
         (void)eddy_sock_close(in);
-    } else {
-        /* A regular file (or /dev/null) is no pipe: read it as a file. */
-        eddy_file *f;
-        close(fd);
-        rc = eddy_file_open(&f, r->input ? r->input : "/dev/stdin", O_RDONLY, 0);
-        if (rc == 0) {
-            char buf[64 * 1024];
-            ssize_t n;
-            while ((n = eddy_file_read(f, buf, sizeof buf, -1)) > 0) {
-                rc = eddy_stream_write(to, buf, (size_t)n);
-                if (rc == 0) rc = eddy_stream_drain(to);
-                if (rc < 0) break;
-            }
-            if (n < 0) rc = n;
-            (void)eddy_file_close(f);
-        }
+    } else { /* a file (or /dev/null) is no pipe: read it as a file */
+        if (fd >= 0) close(fd);
+        rc = pump_file(r->input ? r->input : "/dev/stdin", to);
     }
+#endif
     int cerr = eddy_stream_close(to); /* sends what is buffered; the child reads EOF */
     if (rc == 0) rc = cerr;
     return rc == -EPIPE ? 0 : rc; /* a child that stops reading early is its business */
@@ -93,6 +123,13 @@ static intptr_t drain(void *arg)
     struct drain *d = arg;
     char buf[64 * 1024];
     ssize_t n;
+#ifdef _WIN32
+    HANDLE to = GetStdHandle(d->to_fd == STDOUT_FILENO ? STD_OUTPUT_HANDLE : STD_ERROR_HANDLE);
+    DWORD w;
+    while ((n = eddy_stream_read(d->from, buf, sizeof buf)) > 0)
+        if (!WriteFile(to, buf, (DWORD)n, &w, NULL)) return -EIO;
+    return n;
+#else
     eddy_sock *out;
     int fd = dup(d->to_fd);
     int err = eddy_pipe_open(&out, fd);
@@ -111,6 +148,7 @@ static intptr_t drain(void *arg)
     }
     (void)eddy_sock_close(out);
     return n;
+#endif
 }
 
 static intptr_t run_main(void *arg)
@@ -119,6 +157,7 @@ static intptr_t run_main(void *arg)
     eddy_process_options o = EDDY_PROCESS_OPTIONS_INIT(.argv = r->argv);
     for (int i = 0; i < 3; i++)
         o.stdio[i].mode = EDDY_STDIO_PIPE;
+    if (INHERITS_STDIN(r)) o.stdio[0].mode = EDDY_STDIO_INHERIT;
     int err = eddy_process_spawn(&r->p, &o);
     if (err < 0) {
         fprintf(stderr, "eddy-run: %s: %s\n", r->argv[0], eddy_strerror(err));
@@ -132,7 +171,7 @@ static intptr_t run_main(void *arg)
         eddy_process_free(r->p);
         return -ENOMEM;
     }
-    (void)eddy_group_spawn(g, feed, r);
+    if (!INHERITS_STDIN(r)) (void)eddy_group_spawn(g, feed, r);
     (void)eddy_group_spawn(g, drain, &out);
     (void)eddy_group_spawn(g, drain, &errs);
 
@@ -191,11 +230,11 @@ int main(int argc, char **argv)
     if (err < 0 || r.failed) return 125;
     if (r.timed_out) {
         fprintf(stderr, "eddy-run: %s: time limit (%g s) reached, %s\n", r.argv[0], r.limit,
-                WIFSIGNALED(r.status) ? strsignal(WTERMSIG(r.status)) : "ended");
+                WIFSIGNALED(r.status) ? signal_name(WTERMSIG(r.status)) : "ended");
         return 124;
     }
     if (WIFSIGNALED(r.status)) {
-        fprintf(stderr, "eddy-run: %s: killed by %s\n", r.argv[0], strsignal(WTERMSIG(r.status)));
+        fprintf(stderr, "eddy-run: %s: killed by %s\n", r.argv[0], signal_name(WTERMSIG(r.status)));
         return 128 + WTERMSIG(r.status);
     }
     fprintf(stderr, "eddy-run: %s: exit status %d\n", r.argv[0], WEXITSTATUS(r.status));
