@@ -273,19 +273,16 @@ EDDY_API int eddy_process_spawn(eddy_process **out, const eddy_process_options *
     if (err < 0) return err;
     struct eddy_process *p = calloc(1, sizeof *p);
     if (!p) return -ENOMEM;
+    /* Each step sets err when it fails, and the later ones do not run. */
+    wchar_t *cmdline = NULL, *env = NULL, *cwd = NULL;
     wchar_t *program = find_program(o.file ? o.file : o.argv[0], &err);
-    wchar_t *cmdline = program ? wide_block(o.argv, true, &err) : NULL;
-    wchar_t *env = cmdline && o.env ? wide_block(o.env, false, &err) : NULL;
-    wchar_t *cwd = cmdline && o.cwd ? eddy__win_wide(o.cwd) : NULL;
-    if (cmdline && o.cwd && !cwd) err = -EINVAL;
-    if (cmdline && o.env && !env) cmdline = (free(cmdline), NULL);
+    if (program) cmdline = wide_block(o.argv, true, &err);
+    if (cmdline && o.env) env = wide_block(o.env, false, &err);
+    if (cmdline && o.cwd && !(cwd = eddy__win_wide(o.cwd))) err = -EINVAL;
     HANDLE handles[3] = {NULL, NULL, NULL};
-    if (cmdline && (!o.cwd || cwd)) {
-        err = 0;
-        for (int i = 0; i < 3 && err == 0; i++)
-            err = child_handle(p, &o, i, &handles[i]);
-        if (err == 0) err = create_process(p, &o, program, cmdline, env, cwd, handles);
-    }
+    for (int i = 0; i < 3 && cmdline && err == 0; i++)
+        err = child_handle(p, &o, i, &handles[i]);
+    if (cmdline && err == 0) err = create_process(p, &o, program, cmdline, env, cwd, handles);
     for (int i = 0; i < 3; i++)
         if (handles[i]) CloseHandle(handles[i]);
     free(program);
