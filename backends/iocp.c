@@ -881,6 +881,7 @@ static eddy_support iocp_supports(const struct eddy_backend *b, eddy_cap cap)
     case EDDY_CAP_CANCEL:  /* CancelIoEx */
     case EDDY_CAP_WAKEUP:  /* PostQueuedCompletionStatus */
     case EDDY_CAP_SIGNALS: /* console control events as SIGINT, SIGBREAK (lib/signal.c) */
+    case EDDY_CAP_SUBPROCESS: /* CreateProcessW, overlapped named pipes (lib/process_win.c) */
         return EDDY_NATIVE;
     case EDDY_CAP_WATCH_FD: /* sockets: IOCTL_AFD_POLL through ntdll */
         return ((const struct iocp_state *)b->impl)->nt_ioctl ? EDDY_NATIVE : EDDY_NONE;
@@ -888,9 +889,8 @@ static eddy_support iocp_supports(const struct eddy_backend *b, eddy_cap cap)
         return ((const struct iocp_state *)b->impl)->transmit_file ? EDDY_NATIVE : EDDY_EMULATED;
     case EDDY_CAP_DNS: /* getaddrinfo in the thread pool */
         return EDDY_EMULATED;
-    default: /* Unix sockets: not on Windows; subprocess,
-                zero-copy send: not implemented yet; multishot ops and
-                buffer rings: io_uring only */
+    default: /* Unix sockets: not on Windows; zero-copy send: not
+                implemented yet; multishot ops and buffer rings: io_uring only */
         return EDDY_NONE;
     }
 }

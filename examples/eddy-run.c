@@ -3,7 +3,8 @@
  *
  *   eddy-run [-t SECONDS] [-i FILE] COMMAND [ARG...]
  *
- * The child's stdin is fed from FILE (or from this program's stdin), while
+ * The child's stdin is fed from FILE (or from this program's stdin; on
+ * Windows, without -i, the child reads this program's stdin itself), while
  * its stdout and stderr are read concurrently, each by its own task, and
  * copied to this program's stdout and stderr as they are: three tasks and
  * the waiting one, none blocking another, so a child
@@ -11,16 +12,36 @@
  * limit passes (a timeout scope around the whole run), the child gets
  * SIGTERM, then SIGKILL a second later. Prints how the child ended and exits
  * with its status (124 on the time limit, as timeout(1)). */
+#ifdef _WIN32
+#include <winsock2.h> /* before windows.h */
+#include <windows.h>
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
+#ifndef _WIN32
+#include <sys/wait.h>
+#endif
 
 #include "eddy.h"
+
+#ifdef _WIN32
+/* Windows: the child reads this program's stdin itself unless -i is given
+ * (a console or an anonymous pipe has no overlapped I/O to pump it with),
+ * output goes out with WriteFile, and eddy.h gives the signal numbers. */
+#define INHERITS_STDIN(r) ((r)->input == NULL)
+static const char *signal_name(int sig)
+{
+    return sig == SIGKILL ? "SIGKILL" : sig == SIGTERM ? "SIGTERM" : "a signal";
+}
+#else
+#define INHERITS_STDIN(r) false
+#define signal_name       strsignal
+#endif
 
 struct run {
     char **argv;
@@ -32,68 +53,102 @@ struct run {
     bool failed; /* said so on stderr */
 };
 
-/* Copies everything readable from `from` to `to` (eddy sockets both). */
-static intptr_t pump(eddy_sock *from, eddy_sock *to)
+#ifndef _WIN32
+/* Copies everything readable from the pipe or tty `from` into the child's
+ * stdin stream `to`: each chunk written, then drained (the brake: at most
+ * the stream's high mark is ever buffered). */
+static intptr_t pump_in(eddy_sock *from, eddy_stream *to)
 {
     char buf[64 * 1024];
     for (;;) {
         ssize_t n = eddy_recv(from, buf, sizeof buf);
         if (n <= 0) return n;
-        ssize_t w = eddy_send(to, buf, (size_t)n);
-        if (w < 0) return w;
+        int err = eddy_stream_write(to, buf, (size_t)n);
+        if (err == 0) err = eddy_stream_drain(to);
+        if (err < 0) return err;
     }
 }
+#endif
 
-/* stdin: our input to the child, then EOF (closing the pipe). */
+/* The file at path (a FIFO too) into the child's stdin stream. */
+static intptr_t pump_file(const char *path, eddy_stream *to)
+{
+    eddy_file *f;
+    intptr_t rc = eddy_file_open(&f, path, O_RDONLY, 0);
+    if (rc < 0) return rc;
+    char buf[64 * 1024];
+    ssize_t n;
+    while ((n = eddy_file_read(f, buf, sizeof buf, -1)) > 0) {
+        rc = eddy_stream_write(to, buf, (size_t)n);
+        if (rc == 0) rc = eddy_stream_drain(to);
+        if (rc < 0) break;
+    }
+    if (n < 0) rc = n;
+    (void)eddy_file_close(f);
+    return rc;
+}
+
+/* stdin: our input to the child, then EOF (closing its stdin stream). */
 static intptr_t feed(void *arg)
 {
     struct run *r = arg;
-    int fd = r->input ? open(r->input, O_RDONLY | O_CLOEXEC) : dup(STDIN_FILENO);
-    if (fd < 0) return -errno;
-    eddy_sock *in;
-    int err = eddy_pipe_open(&in, fd);
+    eddy_stream *to = eddy_process_stdin(r->p);
     intptr_t rc;
-    if (err == 0) {
-        rc = pump(in, eddy_process_stdin(r->p));
+#ifdef _WIN32
+    rc = pump_file(r->input, to); /* without -i the child has our stdin */
+#else
+    eddy_sock *in;
+    int fd = r->input ? -1 : dup(STDIN_FILENO);
+    if (fd >= 0 && eddy_pipe_open(&in, fd) == 0) { /* a pipe or a terminal */
+        rc = pump_in(in, to);
         (void)eddy_sock_close(in);
-    } else {
-        /* A regular file (or /dev/null) is no pipe: read it as a file. */
-        eddy_file *f;
-        close(fd);
-        rc = eddy_file_open(&f, r->input ? r->input : "/dev/stdin", O_RDONLY, 0);
-        if (rc == 0) {
-            char buf[64 * 1024];
-            ssize_t n;
-            while ((n = eddy_file_read(f, buf, sizeof buf, -1)) > 0)
-                if ((rc = eddy_send(eddy_process_stdin(r->p), buf, (size_t)n)) < 0) break;
-            if (n < 0) rc = n;
-            (void)eddy_file_close(f);
-        }
+    } else { /* a file (or /dev/null) is no pipe: read it as a file */
+        if (fd >= 0) close(fd);
+        rc = pump_file(r->input ? r->input : "/dev/stdin", to);
     }
-    (void)eddy_sock_close(eddy_process_stdin(r->p)); /* the child reads EOF */
+#endif
+    int cerr = eddy_stream_close(to); /* sends what is buffered; the child reads EOF */
+    if (rc == 0) rc = cerr;
     return rc == -EPIPE ? 0 : rc; /* a child that stops reading early is its business */
 }
 
 struct drain {
-    eddy_sock *from;
+    eddy_stream *from;
     int to_fd;
 };
 
+/* stdout and stderr: the child's output, as it comes, to ours. */
 static intptr_t drain(void *arg)
 {
     struct drain *d = arg;
+    char buf[64 * 1024];
+    ssize_t n;
+#ifdef _WIN32
+    HANDLE to = GetStdHandle(d->to_fd == STDOUT_FILENO ? STD_OUTPUT_HANDLE : STD_ERROR_HANDLE);
+    DWORD w;
+    while ((n = eddy_stream_read(d->from, buf, sizeof buf)) > 0)
+        if (!WriteFile(to, buf, (DWORD)n, &w, NULL)) return -EIO;
+    return n;
+#else
     eddy_sock *out;
-    int err = eddy_pipe_open(&out, dup(d->to_fd));
+    int fd = dup(d->to_fd);
+    int err = eddy_pipe_open(&out, fd);
     if (err < 0) { /* a terminal on macOS, a file: plain writes */
-        char buf[64 * 1024];
-        ssize_t n;
-        while ((n = eddy_recv(d->from, buf, sizeof buf)) > 0)
+        if (fd >= 0) close(fd);
+        while ((n = eddy_stream_read(d->from, buf, sizeof buf)) > 0)
             if (write(d->to_fd, buf, (size_t)n) < 0) return -errno;
         return n;
     }
-    intptr_t rc = pump(d->from, out);
+    while ((n = eddy_stream_read(d->from, buf, sizeof buf)) > 0) {
+        ssize_t w = eddy_send(out, buf, (size_t)n);
+        if (w < 0) {
+            n = w;
+            break;
+        }
+    }
     (void)eddy_sock_close(out);
-    return rc;
+    return n;
+#endif
 }
 
 static intptr_t run_main(void *arg)
@@ -102,6 +157,7 @@ static intptr_t run_main(void *arg)
     eddy_process_options o = EDDY_PROCESS_OPTIONS_INIT(.argv = r->argv);
     for (int i = 0; i < 3; i++)
         o.stdio[i].mode = EDDY_STDIO_PIPE;
+    if (INHERITS_STDIN(r)) o.stdio[0].mode = EDDY_STDIO_INHERIT;
     int err = eddy_process_spawn(&r->p, &o);
     if (err < 0) {
         fprintf(stderr, "eddy-run: %s: %s\n", r->argv[0], eddy_strerror(err));
@@ -115,7 +171,7 @@ static intptr_t run_main(void *arg)
         eddy_process_free(r->p);
         return -ENOMEM;
     }
-    (void)eddy_group_spawn(g, feed, r);
+    if (!INHERITS_STDIN(r)) (void)eddy_group_spawn(g, feed, r);
     (void)eddy_group_spawn(g, drain, &out);
     (void)eddy_group_spawn(g, drain, &errs);
 
@@ -174,11 +230,11 @@ int main(int argc, char **argv)
     if (err < 0 || r.failed) return 125;
     if (r.timed_out) {
         fprintf(stderr, "eddy-run: %s: time limit (%g s) reached, %s\n", r.argv[0], r.limit,
-                WIFSIGNALED(r.status) ? strsignal(WTERMSIG(r.status)) : "ended");
+                WIFSIGNALED(r.status) ? signal_name(WTERMSIG(r.status)) : "ended");
         return 124;
     }
     if (WIFSIGNALED(r.status)) {
-        fprintf(stderr, "eddy-run: %s: killed by %s\n", r.argv[0], strsignal(WTERMSIG(r.status)));
+        fprintf(stderr, "eddy-run: %s: killed by %s\n", r.argv[0], signal_name(WTERMSIG(r.status)));
         return 128 + WTERMSIG(r.status);
     }
     fprintf(stderr, "eddy-run: %s: exit status %d\n", r.argv[0], WEXITSTATUS(r.status));

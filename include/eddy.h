@@ -890,7 +890,9 @@ EDDY_API int eddy_signal_stop(eddy_signal *s);
  * loop's backend does it natively (io_uring reads it as a file; epoll and
  * kqueue wait for readiness on it made O_NONBLOCK), never a blocking call in
  * the thread pool; a write to a pipe whose reader is gone returns -EPIPE and
- * raises no SIGPIPE. These need no loop or task. -ENOTSUP on Windows. */
+ * raises no SIGPIPE. These need no loop or task. Windows: fd is a HANDLE; a
+ * pipe is a named pipe read and written with overlapped ReadFile and
+ * WriteFile; eddy_sock_open is -ENOTSUP (docs/processes.md, "Windows"). */
 
 /* Adopts fd, an existing TCP, UDP or Unix stream socket (inherited
  * listeners, socketpair ends, systemd socket activation; uv_tcp_open): made
@@ -909,6 +911,19 @@ EDDY_MUST_USE EDDY_API int eddy_pipe(eddy_sock *ends[2]);
 EDDY_MUST_USE EDDY_API int eddy_pipe_open(eddy_sock **out, intptr_t fd);
 
 typedef struct eddy_process eddy_process;
+#ifdef _WIN32
+/* Windows has no <sys/wait.h> and no SIGKILL: eddy_process_wait's status and
+ * eddy_process_kill use POSIX's encoding and number there too. */
+#ifndef SIGKILL
+#define SIGKILL 9
+#endif
+#ifndef WIFEXITED
+#define WIFEXITED(status)   (((status)&0x7f) == 0)
+#define WEXITSTATUS(status) (((status) >> 8) & 0xff)
+#define WIFSIGNALED(status) (((status)&0x7f) != 0)
+#define WTERMSIG(status)    ((status)&0x7f)
+#endif
+#endif
 enum { EDDY_STDIO_INHERIT = 0, EDDY_STDIO_PIPE, EDDY_STDIO_NULL, EDDY_STDIO_FD };
 enum {
     EDDY_PROCESS_NEW_GROUP = 1 << 0, /* the child leads a new process group (setpgid(0, 0)) */
@@ -935,20 +950,24 @@ typedef struct eddy_process_options {
     }
 
 /* Starts a child (posix_spawn: the cost does not grow with the parent's
- * memory). It gets an empty signal mask, default signal dispositions, and no
- * descriptor of the parent's but its stdio. 0, -EINVAL (NULL options or argv,
+ * memory; CreateProcessW on Windows). It gets an empty signal mask, default
+ * signal dispositions, and no descriptor (or handle) of the parent's but its
+ * stdio. 0, -EINVAL (NULL options or argv,
  * argv[0] NULL, an unknown mode or flag), -EBADF (an EDDY_STDIO_FD fd that is
- * not open), -ENOENT or -EACCES (the executable: reported by spawn, not as a
- * child exiting 127), -ENOTSUP where the loop's backend cannot watch children
- * (capability subprocess), -ENOMEM, -EMFILE. */
+ * not open), -EPERM (a piped stdio and no loop running on this thread: its
+ * stream needs one), -ENOENT or -EACCES (the executable: reported by spawn,
+ * not as a child exiting 127), -ENOTSUP where the loop's backend cannot
+ * watch children (capability subprocess), -ENOMEM, -EMFILE. */
 EDDY_MUST_USE EDDY_API int eddy_process_spawn(eddy_process **out, const eddy_process_options *o);
-/* The parent's end of a piped stdin (or stdout, stderr); NULL unless piped,
- * or once closed. Borrowed: the process owns it and eddy_process_free closes
- * it; the caller may close it first with eddy_sock_close (stdin: the child
- * then reads end of file). */
-EDDY_API eddy_sock *eddy_process_stdin(eddy_process *p);
-EDDY_API eddy_sock *eddy_process_stdout(eddy_process *p);
-EDDY_API eddy_sock *eddy_process_stderr(eddy_process *p);
+/* The parent's end of a piped stdin (or stdout, stderr) as a stream on the
+ * spawning loop; NULL unless piped, or once closed. Borrowed: the process
+ * owns it and eddy_process_free closes it (eddy_stream_close: what is
+ * buffered is sent when it can be); the caller may close it first with
+ * eddy_stream_close (stdin: the child then reads end of file; a pipe has no
+ * eddy_stream_write_eof). Raw bytes: eddy_stream_read, or peek and consume. */
+EDDY_API eddy_stream *eddy_process_stdin(eddy_process *p);
+EDDY_API eddy_stream *eddy_process_stdout(eddy_process *p);
+EDDY_API eddy_stream *eddy_process_stderr(eddy_process *p);
 /* Task-only: waits until the child exits and reaps it; *status (may be NULL)
  * as waitpid gives it (WIFEXITED, WEXITSTATUS, WTERMSIG). Returns at once
  * once reaped. Cancel-safe: cancellation or a timeout scope ends the wait
@@ -956,7 +975,8 @@ EDDY_API eddy_sock *eddy_process_stderr(eddy_process *p);
  * something else reaped the child (waitpid(-1), SIGCHLD ignored). */
 EDDY_NODISCARD EDDY_API int eddy_process_wait(eddy_process *p, int *status);
 /* Sends signum to the child (0: only checks it is there). -ESRCH once the
- * child is reaped: never signals a recycled pid. -EINVAL for a bad signal. */
+ * child is reaped: never signals a recycled pid. -EINVAL for a bad signal.
+ * Windows: SIGKILL and SIGTERM are TerminateProcess, others -ENOTSUP. */
 EDDY_NODISCARD EDDY_API int eddy_process_kill(eddy_process *p, int signum);
 /* The child's process id; -EINVAL for NULL. */
 EDDY_API intptr_t eddy_process_pid(const eddy_process *p);

@@ -199,9 +199,11 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                                        "pipe, file or console handle gives -ENOTSUP"},
                 [EDDY_CAP_SIGNALS] = {EDDY_NATIVE, "SIGINT and SIGBREAK only, from console control "
                                                    "events (Ctrl+C, Ctrl+Break); others -ENOTSUP"},
-                [EDDY_CAP_SUBPROCESS] = {EDDY_NONE,
-                                         "not implemented yet (overlapped named pipes and process "
-                                         "handles): -ENOTSUP"},
+                [EDDY_CAP_SUBPROCESS] = {EDDY_NATIVE,
+                                         "CreateProcessW; stdio over overlapped named pipes; "
+                                         "exits through the process handle "
+                                         "(RegisterWaitForSingleObject); kill: SIGKILL and "
+                                         "SIGTERM only (TerminateProcess)"},
                 [EDDY_CAP_DNS] = {EDDY_EMULATED, CAPS_DNS},
                 [EDDY_CAP_MULTISHOT_ACCEPT] = {EDDY_NONE, CAPS_URING},
                 [EDDY_CAP_MULTISHOT_RECV] = {EDDY_NONE, CAPS_URING},

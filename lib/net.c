@@ -160,7 +160,6 @@ static int set_int_option(intptr_t fd, int level, int name, int value)
                : 0;
 }
 
-#ifndef _WIN32
 int eddy__sock_adopt(struct eddy_sock **out, intptr_t fd, int family, int type, bool pipe)
 {
     int err = sock_wrap(out, fd, family, type);
@@ -173,6 +172,12 @@ void eddy__sock_set_owner(struct eddy_sock *s, struct eddy_sock **slot)
     s->owner = slot;
 }
 
+bool eddy__sock_is_pipe(const struct eddy_sock *s)
+{
+    return s->pipe;
+}
+
+#ifndef _WIN32
 /* The family of a socket: SO_DOMAIN where the system has it, else its address. */
 static int sock_family(int fd)
 {
@@ -339,8 +344,27 @@ static int64_t pipe_call(struct eddy_sock *s, struct sock_call *c)
     return call_op(s, c);
 }
 #else
-#define pipe_call(s, c) ((int64_t)-ENOTSUP)
+/* Windows: the iocp backend reads and writes a pipe end with overlapped
+ * ReadFile and WriteFile (its offset is ignored). */
+static int64_t pipe_call(struct eddy_sock *s, struct sock_call *c)
+{
+    return call_op(s, c);
+}
 #endif
+
+int eddy__sock_route_send(struct eddy_sock *s, struct eddy_loop *loop, struct eddy_op *op)
+{
+    if (!s->pipe) return 0;
+    op->kind = EDDY_OP_WRITE;
+    op->u.io.offset = -1;
+    op->u.io.flags = 0;
+#ifdef _WIN32
+    (void)loop;
+    return 0;
+#else
+    return eddy__pipe_route(loop, op, &s->nonblocking);
+#endif
+}
 
 /* ---- addresses ---------------------------------------------------------------- */
 
@@ -460,6 +484,17 @@ static void close_op_complete(struct eddy_op *op)
 /* Closes s without a task: through the backend when its loop runs on this
  * thread (the backend forgets the fd), else with close(2). Frees s, now or
  * when the backend completes the close. */
+/* Closes s's fd without the backend. On Windows a pipe end (lib/pipe_win.c)
+ * is a HANDLE, which closesocket refuses (or, Winsock not started where no
+ * loop ever ran, does not even look at). */
+static int close_sock_fd(struct eddy_sock *s)
+{
+#ifdef _WIN32
+    if (s->pipe) return CloseHandle((HANDLE)s->fd) ? 0 : eddy__win_error(GetLastError());
+#endif
+    return close_native(s->fd);
+}
+
 static void close_from_loop(struct eddy_sock *s)
 {
     struct eddy_loop *loop = eddy_loop_current();
@@ -477,7 +512,7 @@ static void close_from_loop(struct eddy_sock *s)
         }
     }
     /* A direct socket's slot, off its loop, stays until the loop ends. */
-    if (!eddy__fd_direct(s->fd)) (void)close_native(s->fd);
+    if (!eddy__fd_direct(s->fd)) (void)close_sock_fd(s);
     free(s);
 }
 
@@ -490,7 +525,7 @@ static int close_in_task(struct eddy_sock *s)
     struct eddy_op op = {.kind = EDDY_OP_CLOSE, .fd = s->fd};
     int64_t err = eddy__op_run(&op);
     eddy_shield_end();
-    if (err == -ENOTSUP) err = close_native(s->fd);
+    if (err == -ENOTSUP) err = close_sock_fd(s);
     if (err == -EINTR) err = 0; /* the fd is gone either way on Linux */
     free(s);
     return (int)err;
@@ -899,6 +934,8 @@ EDDY_API int eddy_sock_shutdown(eddy_sock *s, int how)
     if (err < 0) return err;
     if (how != EDDY_SHUT_RD && how != EDDY_SHUT_WR && how != EDDY_SHUT_RDWR) {
         err = -EINVAL;
+    } else if (s->pipe) {
+        err = -ENOTSOCK; /* as shutdown(2) says; a pipe has no half-close */
     } else {
         c.op = (struct eddy_op){.kind = EDDY_OP_SHUTDOWN};
         c.op.u.io.flags = how == EDDY_SHUT_RD ? SHUT_RD : how == EDDY_SHUT_WR ? SHUT_WR : SHUT_RDWR;

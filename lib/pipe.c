@@ -37,23 +37,7 @@ int eddy__pipe_route(struct eddy_loop *loop, struct eddy_op *op, bool *nonblocki
 }
 #endif
 
-#ifdef _WIN32
-/* Anonymous pipes on Windows cannot be overlapped, and eddy has no named-pipe
- * code yet: -ENOTSUP after the checks every platform makes. */
-EDDY_API int eddy_pipe(eddy_sock *ends[2])
-{
-    if (!ends) return -EINVAL;
-    ends[0] = ends[1] = NULL;
-    return -ENOTSUP;
-}
-
-EDDY_API int eddy_pipe_open(eddy_sock **out, intptr_t fd)
-{
-    if (!out) return -EINVAL;
-    *out = NULL;
-    return fd < 0 ? -EBADF : -ENOTSUP;
-}
-#else
+#ifndef _WIN32 /* Windows: lib/pipe_win.c */
 EDDY_API int eddy_pipe(eddy_sock *ends[2])
 {
     if (!ends) return -EINVAL;

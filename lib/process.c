@@ -19,9 +19,10 @@
  *   a reaper thread (started when needed, gone when it has none left) that
  *   polls their pidfds and reaps each as it exits: no zombie is left
  *   behind, and no loop is kept alive by a child nobody waits for.
- * - Piped stdio are eddy sockets over the parent's pipe ends (lib/pipe.c):
- *   the process owns them; eddy_sock_close on one (stdin, to send EOF) is
- *   allowed, and eddy_process_free closes those left. */
+ * - Piped stdio are eddy streams over eddy sockets over the parent's pipe
+ *   ends (lib/pipe.c), made on the spawning thread's loop: the process owns
+ *   them; eddy_stream_close on one (stdin, to send EOF) is allowed, and
+ *   eddy_process_free closes those left. */
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -48,77 +49,72 @@ _Static_assert(sizeof(eddy_process_options) ==
                        3 * sizeof(((eddy_process_options *)0)->stdio[0]),
                "eddy_process_options: the last layout is the header's, with no tail padding");
 
-/* What every platform checks first: out and the options, read into o. */
-static int spawn_begin(eddy_process **out, const eddy_process_options *user,
-                       eddy_process_options *o)
+static int check_options(const eddy_process_options *o)
+{
+    if (!o->argv || !o->argv[0]) return -EINVAL;
+    if (o->flags & ~(unsigned)EDDY_PROCESS_NEW_GROUP) return -EINVAL;
+    for (int i = 0; i < 3; i++) {
+        int mode = o->stdio[i].mode;
+        if (mode < EDDY_STDIO_INHERIT || mode > EDDY_STDIO_FD) return -EINVAL;
+        if (mode == EDDY_STDIO_FD && !eddy__process_fd_open(o->stdio[i].fd)) return -EBADF;
+    }
+    return 0;
+}
+
+int eddy__process_begin(eddy_process **out, const eddy_process_options *user,
+                        eddy_process_options *o)
 {
     if (!out) return -EINVAL;
     *out = NULL;
     if (!user) return -EINVAL;
-    return eddy__options_read(o, sizeof *o, user, options_layouts,
-                              sizeof options_layouts / sizeof options_layouts[0]);
-}
-
-#if defined(_WIN32)
-/* Windows (overlapped named pipes and process handles) is not written yet:
- * -ENOTSUP after the checks every platform makes, and the capability says
- * none. */
-eddy_support eddy__subprocess_support(void)
-{
-    return EDDY_NONE;
-}
-
-EDDY_API int eddy_process_spawn(eddy_process **out, const eddy_process_options *user)
-{
-    eddy_process_options o;
-    int err = spawn_begin(out, user, &o);
+    int err = eddy__options_read(o, sizeof *o, user, options_layouts,
+                                 sizeof options_layouts / sizeof options_layouts[0]);
+    if (err == 0) err = check_options(o);
     if (err < 0) return err;
-    return !o.argv || !o.argv[0] ? -EINVAL : -ENOTSUP;
+    struct eddy_loop *loop = eddy_loop_current();
+    if (loop && loop->caps[EDDY_CAP_SUBPROCESS] == EDDY_NONE) return -ENOTSUP;
+    if (!loop && eddy__process_wants_pipes(o)) return -EPERM; /* streams need a loop */
+    return 0;
 }
 
-EDDY_API eddy_sock *eddy_process_stdin(eddy_process *p)
+bool eddy__process_wants_pipes(const eddy_process_options *o)
 {
-    (void)p;
-    return NULL;
+    for (int i = 0; i < 3; i++)
+        if (o->stdio[i].mode == EDDY_STDIO_PIPE) return true;
+    return false;
 }
 
-EDDY_API eddy_sock *eddy_process_stdout(eddy_process *p)
+int eddy__process_stdio_stream(eddy_stream **stdio, int i, struct eddy_sock *s)
 {
-    (void)p;
-    return NULL;
+    int err = eddy_stream_open(&stdio[i], s, NULL);
+    if (err == 0) eddy__stream_set_owner(stdio[i], &stdio[i]);
+    return err;
 }
 
-EDDY_API eddy_sock *eddy_process_stderr(eddy_process *p)
+void eddy__process_stdio_close(eddy_stream **stdio)
 {
-    (void)p;
-    return NULL;
+    for (int i = 0; i < 3; i++)
+        if (stdio[i]) (void)eddy_stream_close(stdio[i]);
 }
 
-EDDY_API int eddy_process_wait(eddy_process *p, int *status)
+/* Every platform's process object starts with its head. */
+EDDY_API eddy_stream *eddy_process_stdin(eddy_process *p)
 {
-    (void)p;
-    (void)status;
-    return -EINVAL;
+    return p ? ((struct eddy__process_head *)p)->stdio[0] : NULL;
 }
 
-EDDY_API int eddy_process_kill(eddy_process *p, int signum)
+EDDY_API eddy_stream *eddy_process_stdout(eddy_process *p)
 {
-    (void)p;
-    (void)signum;
-    return -EINVAL;
+    return p ? ((struct eddy__process_head *)p)->stdio[1] : NULL;
 }
 
-EDDY_API intptr_t eddy_process_pid(const eddy_process *p)
+EDDY_API eddy_stream *eddy_process_stderr(eddy_process *p)
 {
-    (void)p;
-    return -EINVAL;
+    return p ? ((struct eddy__process_head *)p)->stdio[2] : NULL;
 }
 
-EDDY_API void eddy_process_free(eddy_process *p)
-{
-    (void)p;
-}
-#else
+#ifndef _WIN32
+/* Windows: lib/process_win.c. */
 
 extern char **environ;
 
@@ -126,14 +122,14 @@ extern char **environ;
 #define POLL_MAX_NS (50 * 1000 * 1000) /* and the longest */
 
 struct eddy_process {
+    struct eddy__process_head head; /* first: the piped stdio */
     pid_t pid;
     int pidfd;
     bool reaped;
-    int status;                 /* as waitpid gave it, once reaped */
-    unsigned waiters;           /* eddy_process_wait calls in progress */
-    struct eddy_loop *polled;   /* the loop whose backend has seen pidfd, or NULL */
-    struct eddy_sock *stdio[3]; /* the parent's ends of piped stdio; NULL once closed */
-    struct eddy_op close_op;    /* closing pidfd through polled's backend */
+    int status;               /* as waitpid gave it, once reaped */
+    unsigned waiters;         /* eddy_process_wait calls in progress */
+    struct eddy_loop *polled; /* the loop whose backend has seen pidfd, or NULL */
+    struct eddy_op close_op;  /* closing pidfd through polled's backend */
 };
 
 #if defined(__linux__)
@@ -361,7 +357,7 @@ static void close_child_fds(struct child_fd *c)
         if (c[i].owned) close(c[i].fd);
 }
 
-/* Makes the pipe of slot i: the parent's end as an eddy socket in p, the
+/* Makes the pipe of slot i: the parent's end as an eddy stream in p, the
  * child's in c. */
 static int make_pipe(struct eddy_process *p, struct child_fd *c, int i)
 {
@@ -369,13 +365,18 @@ static int make_pipe(struct eddy_process *p, struct child_fd *c, int i)
     int err = cloexec_pipe(fds);
     if (err < 0) return err;
     int parent = i == 0 ? fds[1] : fds[0], child = i == 0 ? fds[0] : fds[1];
-    err = eddy__sock_adopt(&p->stdio[i], parent, AF_UNIX, SOCK_STREAM, true);
+    struct eddy_sock *s;
+    err = eddy__sock_adopt(&s, parent, AF_UNIX, SOCK_STREAM, true);
     if (err < 0) {
         close(fds[0]);
         close(fds[1]);
         return err;
     }
-    eddy__sock_set_owner(p->stdio[i], &p->stdio[i]);
+    err = eddy__process_stdio_stream(p->head.stdio, i, s); /* closes s when it fails */
+    if (err < 0) {
+        close(child);
+        return err;
+    }
     c[i] = (struct child_fd){child, true};
     return 0;
 }
@@ -421,35 +422,22 @@ static int child_setup(const eddy_process_options *o, struct child_fd *c,
     return -err;
 }
 
-static int check_options(const eddy_process_options *o)
+bool eddy__process_fd_open(intptr_t fd)
 {
-    if (!o->argv || !o->argv[0]) return -EINVAL;
-    if (o->flags & ~(unsigned)EDDY_PROCESS_NEW_GROUP) return -EINVAL;
-    for (int i = 0; i < 3; i++) {
-        int mode = o->stdio[i].mode;
-        if (mode < EDDY_STDIO_INHERIT || mode > EDDY_STDIO_FD) return -EINVAL;
-        if (mode == EDDY_STDIO_FD && (o->stdio[i].fd < 0 || o->stdio[i].fd > INT_MAX))
-            return -EBADF;
-        if (mode == EDDY_STDIO_FD && fcntl((int)o->stdio[i].fd, F_GETFD) < 0) return -EBADF;
-    }
-    return 0;
+    return fd >= 0 && fd <= INT_MAX && fcntl((int)fd, F_GETFD) >= 0;
 }
 
 static void process_release(struct eddy_process *p)
 {
-    for (int i = 0; i < 3; i++)
-        if (p->stdio[i]) (void)eddy_sock_close(p->stdio[i]);
+    eddy__process_stdio_close(p->head.stdio);
     free(p);
 }
 
 EDDY_API int eddy_process_spawn(eddy_process **out, const eddy_process_options *user)
 {
     eddy_process_options o;
-    int err = spawn_begin(out, user, &o);
+    int err = eddy__process_begin(out, user, &o);
     if (err < 0) return err;
-    if ((err = check_options(&o)) < 0) return err;
-    struct eddy_loop *loop = eddy_loop_current();
-    if (loop && loop->caps[EDDY_CAP_SUBPROCESS] == EDDY_NONE) return -ENOTSUP;
     struct eddy_process *p = calloc(1, sizeof *p);
     if (!p) return -ENOMEM;
     p->pidfd = -1;
@@ -564,21 +552,6 @@ EDDY_API intptr_t eddy_process_pid(const eddy_process *p)
     return p ? p->pid : -EINVAL;
 }
 
-EDDY_API eddy_sock *eddy_process_stdin(eddy_process *p)
-{
-    return p ? p->stdio[0] : NULL;
-}
-
-EDDY_API eddy_sock *eddy_process_stdout(eddy_process *p)
-{
-    return p ? p->stdio[1] : NULL;
-}
-
-EDDY_API eddy_sock *eddy_process_stderr(eddy_process *p)
-{
-    return p ? p->stdio[2] : NULL;
-}
-
 static void close_op_complete(struct eddy_op *op)
 {
     free(eddy__container_of(op, struct eddy_process, close_op));
@@ -609,8 +582,7 @@ static void close_pidfd_and_free(struct eddy_process *p)
 EDDY_API void eddy_process_free(eddy_process *p)
 {
     if (!p) return;
-    for (int i = 0; i < 3; i++)
-        if (p->stdio[i]) (void)eddy_sock_close(p->stdio[i]);
+    eddy__process_stdio_close(p->head.stdio);
     if (!p->reaped && try_reap(p) == 0 && !p->reaped) {
         /* Still running: the reaper thread takes a descriptor of its own, which
          * no loop has seen. */

@@ -32,6 +32,7 @@
 #endif
 
 #include "internal.h"
+#include "pipe.h"
 #include "stream_layer.h"
 
 #ifndef MSG_NOSIGNAL
@@ -108,6 +109,7 @@ struct eddy_stream {
     bool closing;
     bool close_deferred;      /* closed outside a task: the last to leave finishes */
     struct eddy_task *closer; /* waiting for the reader and the send to leave */
+    eddy_stream **owner;      /* where an owner keeps st (a process's stdio): NULLed on close */
 };
 
 static void stream_send_done(eddy_stream *st, int64_t result);
@@ -141,7 +143,9 @@ static int64_t sock_send_start(eddy_stream *st, const void *buf, size_t len)
     op->complete = send_op_complete;
     op->data = st;
     eddy__list_init(&op->link);
-    int rc = loop->backend.ops->submit(&loop->backend, op);
+    int rc = eddy__sock_route_send(st->sock, loop, op); /* a pipe end: a WRITE */
+    if (rc < 0) return rc;
+    rc = loop->backend.ops->submit(&loop->backend, op);
     if (rc < 0) return rc;
     if (rc == EDDY_OP_DONE) return op->result;
     st->send_in_flight = true;
@@ -293,10 +297,12 @@ static void stream_send_done(eddy_stream *st, int64_t result)
 
 /* ---- opening ----------------------------------------------------------------------- */
 
-/* Whether s is a connected byte stream: not a datagram socket, not a listener. */
+/* Whether s is a connected byte stream: a pipe end, or a socket that is
+ * neither a datagram socket nor a listener. */
 static bool is_stream_socket(eddy_sock *s)
 {
     if (eddy__fd_direct(eddy__sock_op_fd(s))) return true; /* accepted: a connected stream */
+    if (eddy__sock_is_pipe(s)) return true;
 #ifdef _WIN32
     SOCKET fd = (SOCKET)eddy_sock_fd(s);
 #else
@@ -923,6 +929,7 @@ EDDY_API int eddy_stream_close(eddy_stream *st)
 {
     if (!st) return -EINVAL;
     if (st->closing) return -EBADF;
+    if (st->owner) *st->owner = NULL;
     struct eddy_task *t = eddy__current_task();
     int err = 0;
     if (t) { /* send what can be sent, within the task's cancellation and scopes */
@@ -960,6 +967,11 @@ EDDY_API int eddy_stream_close(eddy_stream *st)
     free(st->sending.data);
     free(st);
     return err < 0 ? err : cerr;
+}
+
+void eddy__stream_set_owner(eddy_stream *st, eddy_stream **slot)
+{
+    st->owner = slot;
 }
 
 /* ---- layers: the hooks lib/tls.c starts TLS with (lib/stream_layer.h) ---------------- */
