@@ -892,7 +892,8 @@ EDDY_API int eddy_signal_stop(eddy_signal *s);
  * the thread pool; a write to a pipe whose reader is gone returns -EPIPE and
  * raises no SIGPIPE. These need no loop or task. Windows: fd is a HANDLE; a
  * pipe is a named pipe read and written with overlapped ReadFile and
- * WriteFile; eddy_sock_open is -ENOTSUP (docs/processes.md, "Windows"). */
+ * WriteFile; eddy_sock_open takes a SOCKET (TCP or UDP), made non-inheritable
+ * (docs/processes.md, "Windows"). */
 
 /* Adopts fd, an existing TCP, UDP or Unix stream socket (inherited
  * listeners, socketpair ends, systemd socket activation; uv_tcp_open): made

@@ -231,11 +231,36 @@ EDDY_API int eddy_sock_open(eddy_sock **out, intptr_t fd)
     return err;
 }
 #else
+/* Windows: a SOCKET handed over (inherited, duplicated with
+ * WSADuplicateSocket, made by another library). The backend ties it to the
+ * completion port at its first op, as it does eddy's own. */
 EDDY_API int eddy_sock_open(eddy_sock **out, intptr_t fd)
 {
     if (!out) return -EINVAL;
     *out = NULL;
-    return fd < 0 ? -EBADF : -ENOTSUP;
+    if (fd < 0 || (SOCKET)fd == INVALID_SOCKET) return -EBADF;
+    int err = eddy__win_startup();
+    if (err < 0) return err;
+    SOCKET h = (SOCKET)fd;
+    int type, len = sizeof type;
+    if (getsockopt(h, SOL_SOCKET, SO_TYPE, (char *)&type, &len) != 0) {
+        int code = WSAGetLastError();
+        return code == WSAENOTSOCK ? -ENOTSOCK : eddy__win_error((unsigned long)code);
+    }
+    struct sockaddr_storage ss;
+    len = sizeof ss;
+    if (getsockname(h, (struct sockaddr *)&ss, &len) != 0) return sock_errno();
+    if ((type != SOCK_STREAM && type != SOCK_DGRAM) ||
+        (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
+        return -EPROTONOSUPPORT; /* what eddy's calls know here: TCP, UDP */
+    /* eddy's now: not inherited by the children it spawns. */
+    (void)SetHandleInformation((HANDLE)h, HANDLE_FLAG_INHERIT, 0);
+    BOOL listening = FALSE;
+    len = sizeof listening;
+    if (getsockopt(h, SOL_SOCKET, SO_ACCEPTCONN, (char *)&listening, &len) != 0) listening = FALSE;
+    err = sock_wrap(out, fd, ss.ss_family, type);
+    if (err == 0) (*out)->listening = type == SOCK_STREAM && listening;
+    return err;
 }
 #endif
 

@@ -1316,4 +1316,53 @@ Test(process, pipe_open_adopts_a_pipe_end, .timeout = TEST_TIMEOUT)
     CloseHandle(h[1]);
     eddy_loop_free(loop);
 }
+
+/* A listener made by someone else (plain Winsock, inheritable), adopted: it
+ * accepts, and its connections carry bytes; what is no socket is refused. */
+static intptr_t adopted_winsock_listener(void *arg)
+{
+    SOCKET fd = *(SOCKET *)arg;
+    eddy_sock *listener, *client, *server;
+    cr_assert(eq(int, eddy_sock_open(&listener, (intptr_t)fd), 0));
+    DWORD flags = 0;
+    cr_assert(GetHandleInformation((HANDLE)fd, &flags));
+    cr_assert(eq(int, (int)(flags & HANDLE_FLAG_INHERIT), 0), "eddy's now: not inherited");
+    int port = eddy_sock_port(listener);
+    cr_assert(gt(int, port, 0));
+    cr_assert(eq(int, eddy_tcp_connect(&client, "127.0.0.1", (uint16_t)port), 0));
+    cr_assert(eq(int, eddy_accept(listener, &server), 0));
+    cr_assert(eq(sz, (size_t)eddy_send(client, "hi", 2), (size_t)2));
+    char buf[4] = {0};
+    cr_assert(eq(sz, (size_t)eddy_recv(server, buf, sizeof buf), (size_t)2));
+    cr_assert(eq(str, buf, "hi"));
+    cr_assert(eq(int, eddy_sock_close(server), 0));
+    cr_assert(eq(int, eddy_sock_close(client), 0));
+    cr_assert(eq(int, eddy_sock_close(listener), 0));
+    return 0;
+}
+
+Test(process, sock_open_adopts_a_winsock_listener, .timeout = TEST_TIMEOUT)
+{
+    eddy_loop *loop = new_loop();
+    WSADATA wsa;
+    cr_assert(eq(int, WSAStartup(MAKEWORD(2, 2), &wsa), 0));
+    SOCKET fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert(fd != INVALID_SOCKET);
+    cr_assert(SetHandleInformation((HANDLE)fd, HANDLE_FLAG_INHERIT, HANDLE_FLAG_INHERIT));
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert(eq(int, bind(fd, (struct sockaddr *)&sin, sizeof sin), 0));
+    cr_assert(eq(int, listen(fd, 8), 0));
+    intptr_t v;
+    cr_assert(eq(int, run_task(loop, adopted_winsock_listener, &fd, &v), 0));
+    eddy_sock *s;
+    HANDLE h[2];
+    cr_assert(CreatePipe(&h[0], &h[1], NULL, 0));
+    cr_assert(eq(int, eddy_sock_open(&s, (intptr_t)h[0]), -ENOTSOCK));
+    CloseHandle(h[0]);
+    CloseHandle(h[1]);
+    cr_assert(eq(int, eddy_sock_open(&s, -1), -EBADF));
+    cr_assert(eq(int, eddy_sock_open(NULL, 0), -EINVAL));
+    WSACleanup();
+    eddy_loop_free(loop);
+}
 #endif
