@@ -557,7 +557,6 @@ int eddy__stack_pool_init(struct eddy__stack_pool *p, size_t stack_size, bool gu
         long ms = strtol(decay_ms, &end, 10);
         if (!*end && ms > 0 && ms <= 3600000) p->decay_ns = (int64_t)ms * 1000000;
     }
-    p->started = 0;
     return 0;
 }
 
@@ -594,8 +593,6 @@ int eddy__stack_get(struct eddy__stack_pool *p, struct eddy__stack **out)
     }
     if (err == 0) {
         if (++p->live > p->peak) p->peak = p->live;
-        (*out)->number = ++p->started;
-        (*out)->owner = NULL;
     }
     return err;
 }

@@ -31,7 +31,7 @@ static void task_finish(struct eddy_task *t, intptr_t value)
     eddy__future_complete(&t->future, state, value);
 }
 
-static void task_leave(struct eddy_loop *loop, struct eddy_task *t);
+static inline void task_leave(struct eddy_loop *loop, struct eddy_task *t);
 
 static void task_entry(void *arg)
 {
@@ -49,28 +49,45 @@ static void check_canary(struct eddy_task *t)
         eddy__stack_overflowed(t->stack);
 }
 
+/* Loop flags that make a task's steps timed: debug reports, metrics, the
+ * stall detector. */
+#define TIMED_STEPS (EDDY_LOOP_DEBUG | EDDY_LOOP_METRICS | EDDY__LOOP_STALL)
+#if defined(__GNUC__)
+#define STEP_TIMING __attribute__((noinline, cold))
+#else
+#define STEP_TIMING
+#endif
+
+/* The timed part of task_enter and task_leave, out of the way of the switch,
+ * which only tests the flags. */
+static STEP_TIMING void task_step_begins(struct eddy_loop *loop)
+{
+    loop->task_started = eddy__monotonic_ns();
+    if (loop->flags & EDDY__LOOP_STALL) eddy__stall_enter(loop, loop->task_started);
+}
+
+static STEP_TIMING void task_step_ends(struct eddy_loop *loop, struct eddy_task *t)
+{
+    if (loop->flags & EDDY__LOOP_STALL) eddy__stall_leave(loop);
+    int64_t ran = eddy__monotonic_ns() - loop->task_started;
+    if ((uint64_t)ran > loop->stats.longest_step_ns) loop->stats.longest_step_ns = ran;
+    if ((loop->flags & EDDY_LOOP_DEBUG) && ran > EDDY__SLOW_TASK_NS)
+        eddy__debug_report(loop, "task %llu (%s) ran %lld ms without awaiting",
+                           (unsigned long long)t->id, eddy_task_name(t),
+                           (long long)(ran / 1000000));
+}
+
 /* Bookkeeping as a task starts and stops running (either side of a switch). */
-static void task_enter(struct eddy_loop *loop, struct eddy_task *t)
+static inline void task_enter(struct eddy_loop *loop, struct eddy_task *t)
 {
     t->state = EDDY__TASK_RUNNING;
     loop->current = t;
-    if (loop->flags & (EDDY_LOOP_DEBUG | EDDY_LOOP_METRICS | EDDY__LOOP_STALL)) {
-        loop->task_started = eddy__monotonic_ns();
-        if (loop->flags & EDDY__LOOP_STALL) eddy__stall_enter(loop, loop->task_started);
-    }
+    if (EDDY__UNLIKELY(loop->flags & TIMED_STEPS)) task_step_begins(loop);
 }
 
-static void task_leave(struct eddy_loop *loop, struct eddy_task *t)
+static inline void task_leave(struct eddy_loop *loop, struct eddy_task *t)
 {
-    if (loop->flags & (EDDY_LOOP_DEBUG | EDDY_LOOP_METRICS | EDDY__LOOP_STALL)) {
-        if (loop->flags & EDDY__LOOP_STALL) eddy__stall_leave(loop);
-        int64_t ran = eddy__monotonic_ns() - loop->task_started;
-        if ((uint64_t)ran > loop->stats.longest_step_ns) loop->stats.longest_step_ns = ran;
-        if ((loop->flags & EDDY_LOOP_DEBUG) && ran > EDDY__SLOW_TASK_NS)
-            eddy__debug_report(loop, "task %llu (%s) ran %lld ms without awaiting",
-                               (unsigned long long)t->id, eddy_task_name(t),
-                               (long long)(ran / 1000000));
-    }
+    if (EDDY__UNLIKELY(loop->flags & TIMED_STEPS)) task_step_ends(loop, t);
     /* With guard pages an overflow faults as it happens; without, the canary
      * tells at the next switch. */
     if (loop->flags & EDDY_LOOP_NO_GUARD_PAGES) check_canary(t);
@@ -238,7 +255,7 @@ void eddy__task_free(struct eddy_task *t)
         !t->future.retrieved)
         eddy__debug_report(loop, "task %p failed with %s (%d) and its error was never retrieved",
                            (void *)t, eddy_strerror((int)t->future.value), (int)t->future.value);
-    free(t->name);
+    if (EDDY__UNLIKELY(t->name != NULL)) free(t->name); /* most tasks have none: no call */
     free(t);
 }
 
