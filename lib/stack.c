@@ -237,14 +237,45 @@ static size_t page_size(void)
     return size;
 }
 
+/* Whether transparent huge pages may back a mapping that did not ask for
+ * them ("[always]" in /sys/kernel/mm/transparent_hugepage/enabled, or no such
+ * file to tell): only then is refusing them worth a syscall per mapping. Read
+ * once; a race reads it twice. */
+static bool huge_pages_unasked(void)
+{
+    static int cached = -1;
+    int always = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (always < 0) {
+        char buf[128];
+        ssize_t n = -1;
+        int fd = open("/sys/kernel/mm/transparent_hugepage/enabled", O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            n = read(fd, buf, sizeof buf - 1);
+            close(fd);
+        }
+        if (n > 0) buf[n] = '\0';
+        always = n <= 0 || strstr(buf, "[always]") != NULL;
+        __atomic_store_n(&cached, always, __ATOMIC_RELAXED);
+    }
+    return always;
+}
+
+static void refuse_huge_pages(void *p, size_t size)
+{
+#ifdef MADV_NOHUGEPAGE
+    if (huge_pages_unasked())
+        madvise(p, size, MADV_NOHUGEPAGE); /* advice: failure changes nothing */
+#else
+    (void)p, (void)size;
+#endif
+}
+
 static void *map_anonymous(size_t size)
 {
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
     if (p == MAP_FAILED) return NULL;
-#ifdef MADV_NOHUGEPAGE
-    madvise(p, size, MADV_NOHUGEPAGE); /* advice: failure changes nothing */
-#endif
+    refuse_huge_pages(p, size);
     return p;
 }
 
@@ -295,9 +326,7 @@ static void *map_guarded(size_t guard, size_t size)
         unmap(p, guard + size);
         return NULL;
     }
-#ifdef MADV_NOHUGEPAGE
-    madvise(p + guard, size, MADV_NOHUGEPAGE);
-#endif
+    refuse_huge_pages(p + guard, size);
     return p;
 }
 #endif
@@ -314,6 +343,24 @@ static uint64_t canary_value(const struct eddy__stack *s)
 
 /* ---- guard mode ------------------------------------------------------------ */
 
+/* Commits the top page of a new stack (its descriptor and first frames)
+ * with one madvise instead of a page fault at the first write (Linux 5.14's
+ * MADV_POPULATE_WRITE; remembered when the kernel lacks it). */
+static void populate_top(char *page)
+{
+#if defined(__linux__)
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+    static bool unsupported;
+    if (__atomic_load_n(&unsupported, __ATOMIC_RELAXED)) return;
+    if (madvise(page, page_size(), MADV_POPULATE_WRITE) < 0 && errno == EINVAL)
+        __atomic_store_n(&unsupported, true, __ATOMIC_RELAXED);
+#else
+    (void)page;
+#endif
+}
+
 static int guard_stack_new(struct eddy__stack_pool *p, struct eddy__stack **out)
 {
     size_t guard = GUARD_BYTES;
@@ -321,6 +368,7 @@ static int guard_stack_new(struct eddy__stack_pool *p, struct eddy__stack **out)
     char *map = map_guarded(guard, p->stack_size);
     if (!map) return -ENOMEM;
     size_t map_size = guard + p->stack_size;
+    populate_top(map + map_size - page_size());
     struct eddy__stack *s = (struct eddy__stack *)(map + map_size - DESC_SIZE);
     s->lo = map + guard;
     s->size = p->stack_size - DESC_SIZE;
@@ -754,25 +802,24 @@ const char *eddy__module_name(const void *addr, uintptr_t *offset)
 }
 
 /* The task's name, or its entry function's, or "?". */
-static const char *owner_name(const struct eddy__stack *s)
+static const char *task_name(const struct eddy_task *t)
 {
-    if (!s->owner) return "?";
-    if (s->owner->name) return s->owner->name;
-    const char *fn = eddy__symbol_name((const void *)(uintptr_t)s->owner->fn, NULL);
+    if (t->name) return t->name;
+    const char *fn = eddy__symbol_name((const void *)(uintptr_t)t->fn, NULL);
     return fn ? fn : "?";
 }
 
 /* "eddy: task N (name) overflowed its stack of S bytes", with write(2)
  * alone: this runs in a signal handler, or with memory already trampled. */
-static void report_overflow(const struct eddy__stack *s)
+static void report_overflow(const struct eddy_task *t)
 {
     char buf[REPORT_BUF];
     size_t len = append(buf, 0, "eddy: task ");
-    len = append_number(buf, len, s->number);
+    len = append_number(buf, len, t->id);
     len = append(buf, len, " (");
-    len = append(buf, len, owner_name(s));
+    len = append(buf, len, task_name(t));
     len = append(buf, len, ") overflowed its stack of ");
-    len = append_number(buf, len, s->size);
+    len = append_number(buf, len, t->stack->size);
     len = append(buf, len, " bytes\n");
 #ifdef _WIN32
     DWORD written;
@@ -783,9 +830,9 @@ static void report_overflow(const struct eddy__stack *s)
 #endif
 }
 
-_Noreturn void eddy__stack_overflowed(const struct eddy__stack *s)
+_Noreturn void eddy__stack_overflowed(const struct eddy_task *t)
 {
-    report_overflow(s);
+    report_overflow(t);
     abort();
 }
 
@@ -798,12 +845,11 @@ static struct sigaction previous_segv, previous_bus;
 static pthread_key_t altstack_key;
 static bool altstack_key_made;
 
-/* The stack of the task running on this thread, if one is. */
-static const struct eddy__stack *running_stack(void)
+/* The task running on this thread, if one is. */
+static const struct eddy_task *running_task(void)
 {
     struct eddy_loop *loop = eddy__thread_loop;
-    struct eddy_task *t = loop ? loop->current : NULL;
-    return t ? t->stack : NULL;
+    return loop ? loop->current : NULL;
 }
 
 /* A fault that is not an overflow: what would have happened without us.
@@ -833,11 +879,12 @@ static void chain(int sig, siginfo_t *info, void *ctx)
 static void fault_handler(int sig, siginfo_t *info, void *ctx)
 {
     int saved_errno = errno;
-    const struct eddy__stack *s = running_stack();
+    const struct eddy_task *t = running_task();
+    const struct eddy__stack *s = t ? t->stack : NULL;
     const char *addr = info->si_addr;
     if (s && s->map_size && info->si_code > 0 && addr >= (const char *)s->map &&
         addr < (const char *)s->lo) {
-        report_overflow(s);
+        report_overflow(t);
         /* Dies of the same fault once the instruction runs again, with a
          * core dump where the system makes them. */
         struct sigaction dfl;
