@@ -196,8 +196,7 @@ void eddy__fiber_init(struct eddy__fiber *f, struct eddy__stack *s, void (*entry
                       void *arg)
 {
     fiber_prepare(f, s, entry, arg);
-    /* s is the top (lib/fiber.h): its lo and size stay unread */
-    f->sp = eddy__context_make(s, START_FN(f, entry), START_ARG(f, arg));
+    f->sp = eddy__context_make((char *)s->lo + s->size, START_FN(f, entry), START_ARG(f, arg));
 }
 #endif
 

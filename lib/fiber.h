@@ -18,11 +18,7 @@
 #endif
 
 /* One task stack. [lo, lo + size) is usable; the stack grows down from
- * lo + size, where this descriptor lies (lib/stack.c): the top is the
- * descriptor's own address, which starting a task on the stack reads instead
- * of lo and size, so that the descriptor's cache line stays cold (a burst of
- * tasks misses on every line it touches). Pages are committed lazily by the
- * kernel as the task touches them. */
+ * lo + size. Pages are committed lazily by the kernel as the task touches them. */
 struct eddy__stack {
     void *lo;
     size_t size;
@@ -30,6 +26,11 @@ struct eddy__stack {
     size_t map_size; /* 0 for a slab's stack */
     unsigned valgrind_id;
     struct eddy__stack *next_free; /* pool link */
+    /* For overflow reports: the task running on it (its id, and its name,
+     * or its entry function's through dladdr), set by whoever takes the
+     * stack (eddy__stack_get leaves them). */
+    uint64_t number;
+    const struct eddy_task *owner;
 };
 
 /* Reuses stacks: a released stack goes back on a free list so spawning does
@@ -71,9 +72,8 @@ void eddy__stack_put(struct eddy__stack_pool *p, struct eddy__stack *s);
 void eddy__stack_pool_trim(struct eddy__stack_pool *p, int64_t now);
 /* False when the canary below a no-guard stack was overwritten (an overflow). */
 bool eddy__stack_canary_ok(const struct eddy__stack_pool *p, const struct eddy__stack *s);
-/* Says on stderr that task t overflowed its stack, and aborts. */
-struct eddy_task;
-_Noreturn void eddy__stack_overflowed(const struct eddy_task *t);
+/* Says on stderr that the task on s overflowed it, and aborts. */
+_Noreturn void eddy__stack_overflowed(const struct eddy__stack *s);
 
 /* Makes this thread ready to report a task's stack overflow: the process's
  * SIGSEGV/SIGBUS handler installed, and an alternate signal stack for the

@@ -802,24 +802,25 @@ const char *eddy__module_name(const void *addr, uintptr_t *offset)
 }
 
 /* The task's name, or its entry function's, or "?". */
-static const char *task_name(const struct eddy_task *t)
+static const char *owner_name(const struct eddy__stack *s)
 {
-    if (t->name) return t->name;
-    const char *fn = eddy__symbol_name((const void *)(uintptr_t)t->fn, NULL);
+    if (!s->owner) return "?";
+    if (s->owner->name) return s->owner->name;
+    const char *fn = eddy__symbol_name((const void *)(uintptr_t)s->owner->fn, NULL);
     return fn ? fn : "?";
 }
 
 /* "eddy: task N (name) overflowed its stack of S bytes", with write(2)
  * alone: this runs in a signal handler, or with memory already trampled. */
-static void report_overflow(const struct eddy_task *t)
+static void report_overflow(const struct eddy__stack *s)
 {
     char buf[REPORT_BUF];
     size_t len = append(buf, 0, "eddy: task ");
-    len = append_number(buf, len, t->id);
+    len = append_number(buf, len, s->number);
     len = append(buf, len, " (");
-    len = append(buf, len, task_name(t));
+    len = append(buf, len, owner_name(s));
     len = append(buf, len, ") overflowed its stack of ");
-    len = append_number(buf, len, t->stack->size);
+    len = append_number(buf, len, s->size);
     len = append(buf, len, " bytes\n");
 #ifdef _WIN32
     DWORD written;
@@ -830,9 +831,9 @@ static void report_overflow(const struct eddy_task *t)
 #endif
 }
 
-_Noreturn void eddy__stack_overflowed(const struct eddy_task *t)
+_Noreturn void eddy__stack_overflowed(const struct eddy__stack *s)
 {
-    report_overflow(t);
+    report_overflow(s);
     abort();
 }
 
@@ -845,11 +846,12 @@ static struct sigaction previous_segv, previous_bus;
 static pthread_key_t altstack_key;
 static bool altstack_key_made;
 
-/* The task running on this thread, if one is. */
-static const struct eddy_task *running_task(void)
+/* The stack of the task running on this thread, if one is. */
+static const struct eddy__stack *running_stack(void)
 {
     struct eddy_loop *loop = eddy__thread_loop;
-    return loop ? loop->current : NULL;
+    struct eddy_task *t = loop ? loop->current : NULL;
+    return t ? t->stack : NULL;
 }
 
 /* A fault that is not an overflow: what would have happened without us.
@@ -879,12 +881,11 @@ static void chain(int sig, siginfo_t *info, void *ctx)
 static void fault_handler(int sig, siginfo_t *info, void *ctx)
 {
     int saved_errno = errno;
-    const struct eddy_task *t = running_task();
-    const struct eddy__stack *s = t ? t->stack : NULL;
+    const struct eddy__stack *s = running_stack();
     const char *addr = info->si_addr;
     if (s && s->map_size && info->si_code > 0 && addr >= (const char *)s->map &&
         addr < (const char *)s->lo) {
-        report_overflow(t);
+        report_overflow(s);
         /* Dies of the same fault once the instruction runs again, with a
          * core dump where the system makes them. */
         struct sigaction dfl;

@@ -73,7 +73,7 @@ static void check_canary(struct eddy_task *t)
 {
     /* Memory below the stack is already corrupt: nothing safe is left to do. */
     if (EDDY__UNLIKELY(!eddy__stack_canary_ok(&t->loop->stacks, t->stack)))
-        eddy__stack_overflowed(t);
+        eddy__stack_overflowed(t->stack);
 }
 
 /* Loop flags that make a task's steps timed: debug reports, metrics, the
@@ -139,6 +139,9 @@ static void task_resume(struct eddy_task *t)
             eddy_future_unref(&t->future);
             return;
         }
+        /* names it in overflow reports */
+        t->stack->owner = t;
+        t->stack->number = t->id;
         eddy__fiber_init(&t->fiber, t->stack, task_entry, t);
     }
     eddy__stack_thread_prepare();
