@@ -17,6 +17,28 @@
 #include <ucontext.h>
 #endif
 
+/* Whether AddressSanitizer watches the switches (lib/fiber.c). */
+#if (defined(EDDY_ASAN) && EDDY_ASAN) || defined(__SANITIZE_ADDRESS__)
+#define EDDY__FIBER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define EDDY__FIBER_ASAN 1
+#endif
+#endif
+#ifndef EDDY__FIBER_ASAN
+#define EDDY__FIBER_ASAN 0
+#endif
+
+/* Whether a new fiber starts in lib/fiber.c's fiber_start, which runs the
+ * sanitizers' hooks before calling entry(arg) (makecontext, which passes only
+ * ints, needs it too). Otherwise the context's first frame calls entry(arg)
+ * itself, and the fiber keeps neither. */
+#if EDDY__FIBER_ASAN || EDDY_TSAN || EDDY_CONTEXT_UCONTEXT
+#define EDDY__FIBER_START 1
+#else
+#define EDDY__FIBER_START 0
+#endif
+
 /* One task stack. [lo, lo + size) is usable; the stack grows down from
  * lo + size. Pages are committed lazily by the kernel as the task touches them. */
 struct eddy__stack {
@@ -89,37 +111,15 @@ static inline void eddy__stack_thread_prepare(void)
     if (!eddy__stack_thread_ready) eddy__stack_thread_setup();
 }
 
-/* Whether AddressSanitizer watches the switches (lib/fiber.c). */
-#if (defined(EDDY_ASAN) && EDDY_ASAN) || defined(__SANITIZE_ADDRESS__)
-#define EDDY__FIBER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define EDDY__FIBER_ASAN 1
-#endif
-#endif
-#ifndef EDDY__FIBER_ASAN
-#define EDDY__FIBER_ASAN 0
-#endif
-
-/* Whether a new fiber starts in lib/fiber.c's fiber_start, which runs the
- * sanitizers' hooks before calling entry(arg) (makecontext, which passes only
- * ints, needs it too). Otherwise the context's first frame calls entry(arg)
- * itself, and the fiber keeps neither. */
-#if EDDY__FIBER_ASAN || EDDY_TSAN || EDDY_CONTEXT_UCONTEXT
-#define EDDY__FIBER_START 1
-#else
-#define EDDY__FIBER_START 0
-#endif
-
-/* A saved execution context. A task embeds one: in a plain build it is the
- * stack pointer alone, so that the task stays small (a burst of 100 000
- * tasks is bound by the memory their structs take; bench/spawn). */
 struct eddy__fiber {
 #if EDDY_CONTEXT_UCONTEXT
     ucontext_t uc;
 #else
     void *sp; /* saved stack pointer; callee-saved registers are on the stack */
 #endif
+    /* The rest only in sanitizer and ucontext builds: elsewhere a fiber is
+     * its stack pointer, so that a task stays small (a burst of 100 000
+     * tasks is bound by the memory their structs take; bench/spawn). */
 #if EDDY__FIBER_ASAN
     const void *stack_lo; /* NULL for a thread's own stack, until its first switch */
     size_t stack_size;
