@@ -15,7 +15,10 @@
  *                   (page tables, which statm leaves out, shown apart)
  *
  * `spawn bursts` runs 41 bursts on one loop and prints nothing, for
- * profiling the warm ones.
+ * profiling the warm ones. `spawn join` runs one loop of the spawn+join part
+ * (its cold burst, then 2 rounds of one-at-a-time and warm burst) and prints
+ * one line, "ONE WARM COLD" in ns per task (the means of its rounds), for
+ * comparing two builds in alternating runs.
  *
  * Targets: <= 5 KiB of resident memory per sleeping task; a warm burst
  * <= 1.5x one at a time per task. This is a benchmark,
@@ -204,6 +207,18 @@ int main(int argc, char **argv)
         struct spawn_run run = {0};
         int err = run_task(NULL, bursts_main, &run);
         return err < 0 || run.err < 0;
+    }
+    if (argc == 2 && strcmp(argv[1], "join") == 0) {
+        struct spawn_run run = {0};
+        int err = run_task(NULL, spawn_join_main, &run);
+        if (err < 0 || run.err < 0) return 1;
+        double one = 0, warm = 0;
+        for (int i = 0; i < BURSTS; i++) {
+            one += run.one[i] / BURSTS;
+            warm += run.warm[i] / BURSTS;
+        }
+        printf("%.1f %.1f %.1f\n", one, warm, run.cold);
+        return 0;
     }
     double cold[RUNS], one[RUNS * BURSTS], warm[RUNS * BURSTS];
     for (int r = 0; r < RUNS; r++) {

@@ -14,18 +14,7 @@
 
 #include "fiber.h"
 
-#if (defined(EDDY_ASAN) && EDDY_ASAN) || defined(__SANITIZE_ADDRESS__)
-#define FIBER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define FIBER_ASAN 1
-#endif
-#endif
-#ifndef FIBER_ASAN
-#define FIBER_ASAN 0
-#endif
-
-#if FIBER_ASAN
+#if EDDY__FIBER_ASAN
 #include <sanitizer/common_interface_defs.h>
 
 /* The fiber that switched last on this thread, so that the fiber it switched
@@ -89,6 +78,7 @@ static void tsan_after_switch(void)
 #define tsan_after_switch()                   ((void)0)
 #endif
 
+#if EDDY__FIBER_START
 /* The first function a fiber runs, on its own stack. */
 static void fiber_start(void *p)
 {
@@ -99,17 +89,32 @@ static void fiber_start(void *p)
     abort(); /* entry must leave with eddy__fiber_exit; there is nowhere to return to */
 }
 
+/* What the context's first frame calls, with what. */
+#define START_FN(f, entry) fiber_start
+#define START_ARG(f, arg)  (f)
+#else
+/* No hook to run first: the context's first frame calls entry(arg) (and
+ * traps if it returns). */
+#define START_FN(f, entry) (entry)
+#define START_ARG(f, arg)  (arg)
+#endif
+
 static void fiber_prepare(struct eddy__fiber *f, struct eddy__stack *s, void (*entry)(void *),
                           void *arg)
 {
+#if EDDY__FIBER_ASAN
     f->stack_lo = s->lo;
     f->stack_size = s->size;
     f->asan_fake_stack = NULL;
+#endif
 #if EDDY_TSAN
     f->tsan_fiber = NULL;
 #endif
+#if EDDY__FIBER_START
     f->entry = entry;
     f->arg = arg;
+#endif
+    (void)f, (void)s, (void)entry, (void)arg;
 }
 
 #if EDDY_CONTEXT_UCONTEXT
@@ -177,10 +182,10 @@ void eddy__fiber_init(struct eddy__fiber *f, struct eddy__stack *s, void (*entry
     uint64_t *frame = (uint64_t *)(top - 64 - 256);
     memset(frame, 0, 256 + 64); /* above the frame: a null return address ends stack walks */
     frame[20] = (uint64_t)top;  /* StackBase */
-    frame[21] = (uint64_t)(uintptr_t)s->lo;       /* StackLimit: the lowest usable byte */
-    frame[22] = (uint64_t)(uintptr_t)s->map;      /* DeallocationStack */
-    frame[26] = (uint64_t)(uintptr_t)fiber_start; /* r12 */
-    frame[25] = (uint64_t)(uintptr_t)f;           /* r13 */
+    frame[21] = (uint64_t)(uintptr_t)s->lo;              /* StackLimit: the lowest usable byte */
+    frame[22] = (uint64_t)(uintptr_t)s->map;             /* DeallocationStack */
+    frame[26] = (uint64_t)(uintptr_t)START_FN(f, entry); /* r12 */
+    frame[25] = (uint64_t)(uintptr_t)START_ARG(f, arg);  /* r13 */
     frame[31] = (uint64_t)(uintptr_t)eddy__context_entry;
     f->sp = frame;
 }
@@ -191,7 +196,7 @@ void eddy__fiber_init(struct eddy__fiber *f, struct eddy__stack *s, void (*entry
                       void *arg)
 {
     fiber_prepare(f, s, entry, arg);
-    f->sp = eddy__context_make((char *)s->lo + s->size, fiber_start, f);
+    f->sp = eddy__context_make((char *)s->lo + s->size, START_FN(f, entry), START_ARG(f, arg));
 }
 #endif
 

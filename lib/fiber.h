@@ -17,6 +17,28 @@
 #include <ucontext.h>
 #endif
 
+/* Whether AddressSanitizer watches the switches (lib/fiber.c). */
+#if (defined(EDDY_ASAN) && EDDY_ASAN) || defined(__SANITIZE_ADDRESS__)
+#define EDDY__FIBER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define EDDY__FIBER_ASAN 1
+#endif
+#endif
+#ifndef EDDY__FIBER_ASAN
+#define EDDY__FIBER_ASAN 0
+#endif
+
+/* Whether a new fiber starts in lib/fiber.c's fiber_start, which runs the
+ * sanitizers' hooks before calling entry(arg) (makecontext, which passes only
+ * ints, needs it too). Otherwise the context's first frame calls entry(arg)
+ * itself, and the fiber keeps neither. */
+#if EDDY__FIBER_ASAN || EDDY_TSAN || EDDY_CONTEXT_UCONTEXT
+#define EDDY__FIBER_START 1
+#else
+#define EDDY__FIBER_START 0
+#endif
+
 /* One task stack. [lo, lo + size) is usable; the stack grows down from
  * lo + size. Pages are committed lazily by the kernel as the task touches them. */
 struct eddy__stack {
@@ -27,7 +49,8 @@ struct eddy__stack {
     unsigned valgrind_id;
     struct eddy__stack *next_free; /* pool link */
     /* For overflow reports: the task running on it (its id, and its name,
-     * or its entry function's through dladdr). */
+     * or its entry function's through dladdr), set by whoever takes the
+     * stack (eddy__stack_get leaves them). */
     uint64_t number;
     const struct eddy_task *owner;
 };
@@ -56,7 +79,6 @@ struct eddy__stack_pool {
     int64_t trim_at;     /* monotonic ns of the next decay step; 0: not armed */
     int64_t decay_ns;    /* period of the decay steps */
     unsigned trim_ticks; /* busy loop iterations, for a decay step now and then */
-    uint64_t started;    /* stacks handed out ever: numbers tasks in reports */
 };
 
 int eddy__stack_pool_init(struct eddy__stack_pool *p, size_t stack_size, bool guard_pages);
@@ -106,14 +128,21 @@ struct eddy__fiber {
 #else
     void *sp; /* saved stack pointer; callee-saved registers are on the stack */
 #endif
-    const void *stack_lo; /* for AddressSanitizer; NULL for a thread's own stack */
+    /* The rest only in sanitizer and ucontext builds: elsewhere a fiber is
+     * its stack pointer, so that a task stays small (a burst of 100 000
+     * tasks is bound by the memory their structs take; bench/spawn). */
+#if EDDY__FIBER_ASAN
+    const void *stack_lo; /* NULL for a thread's own stack, until its first switch */
     size_t stack_size;
     void *asan_fake_stack;
+#endif
 #if EDDY_TSAN
     void *tsan_fiber; /* ThreadSanitizer's context for it; NULL: made at the first switch */
 #endif
+#if EDDY__FIBER_START
     void (*entry)(void *arg);
     void *arg;
+#endif
 };
 
 /* Prepares f to run entry(arg) on s at its first switch. entry must never

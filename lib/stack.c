@@ -237,14 +237,45 @@ static size_t page_size(void)
     return size;
 }
 
+/* Whether transparent huge pages may back a mapping that did not ask for
+ * them ("[always]" in /sys/kernel/mm/transparent_hugepage/enabled, or no such
+ * file to tell): only then is refusing them worth a syscall per mapping. Read
+ * once; a race reads it twice. */
+static bool huge_pages_unasked(void)
+{
+    static int cached = -1;
+    int always = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (always < 0) {
+        char buf[128];
+        ssize_t n = -1;
+        int fd = open("/sys/kernel/mm/transparent_hugepage/enabled", O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            n = read(fd, buf, sizeof buf - 1);
+            close(fd);
+        }
+        if (n > 0) buf[n] = '\0';
+        always = n <= 0 || strstr(buf, "[always]") != NULL;
+        __atomic_store_n(&cached, always, __ATOMIC_RELAXED);
+    }
+    return always;
+}
+
+static void refuse_huge_pages(void *p, size_t size)
+{
+#ifdef MADV_NOHUGEPAGE
+    if (huge_pages_unasked())
+        madvise(p, size, MADV_NOHUGEPAGE); /* advice: failure changes nothing */
+#else
+    (void)p, (void)size;
+#endif
+}
+
 static void *map_anonymous(size_t size)
 {
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
     if (p == MAP_FAILED) return NULL;
-#ifdef MADV_NOHUGEPAGE
-    madvise(p, size, MADV_NOHUGEPAGE); /* advice: failure changes nothing */
-#endif
+    refuse_huge_pages(p, size);
     return p;
 }
 
@@ -295,9 +326,7 @@ static void *map_guarded(size_t guard, size_t size)
         unmap(p, guard + size);
         return NULL;
     }
-#ifdef MADV_NOHUGEPAGE
-    madvise(p + guard, size, MADV_NOHUGEPAGE);
-#endif
+    refuse_huge_pages(p + guard, size);
     return p;
 }
 #endif
@@ -314,6 +343,24 @@ static uint64_t canary_value(const struct eddy__stack *s)
 
 /* ---- guard mode ------------------------------------------------------------ */
 
+/* Commits the top page of a new stack (its descriptor and first frames)
+ * with one madvise instead of a page fault at the first write (Linux 5.14's
+ * MADV_POPULATE_WRITE; remembered when the kernel lacks it). */
+static void populate_top(char *page)
+{
+#if defined(__linux__)
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+    static bool unsupported;
+    if (__atomic_load_n(&unsupported, __ATOMIC_RELAXED)) return;
+    if (madvise(page, page_size(), MADV_POPULATE_WRITE) < 0 && errno == EINVAL)
+        __atomic_store_n(&unsupported, true, __ATOMIC_RELAXED);
+#else
+    (void)page;
+#endif
+}
+
 static int guard_stack_new(struct eddy__stack_pool *p, struct eddy__stack **out)
 {
     size_t guard = GUARD_BYTES;
@@ -321,6 +368,7 @@ static int guard_stack_new(struct eddy__stack_pool *p, struct eddy__stack **out)
     char *map = map_guarded(guard, p->stack_size);
     if (!map) return -ENOMEM;
     size_t map_size = guard + p->stack_size;
+    populate_top(map + map_size - page_size());
     struct eddy__stack *s = (struct eddy__stack *)(map + map_size - DESC_SIZE);
     s->lo = map + guard;
     s->size = p->stack_size - DESC_SIZE;
@@ -557,7 +605,6 @@ int eddy__stack_pool_init(struct eddy__stack_pool *p, size_t stack_size, bool gu
         long ms = strtol(decay_ms, &end, 10);
         if (!*end && ms > 0 && ms <= 3600000) p->decay_ns = (int64_t)ms * 1000000;
     }
-    p->started = 0;
     return 0;
 }
 
@@ -594,8 +641,6 @@ int eddy__stack_get(struct eddy__stack_pool *p, struct eddy__stack **out)
     }
     if (err == 0) {
         if (++p->live > p->peak) p->peak = p->live;
-        (*out)->number = ++p->started;
-        (*out)->owner = NULL;
     }
     return err;
 }

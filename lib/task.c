@@ -31,15 +31,42 @@ static void task_finish(struct eddy_task *t, intptr_t value)
     eddy__future_complete(&t->future, state, value);
 }
 
-static void task_leave(struct eddy_loop *loop, struct eddy_task *t);
+static inline void task_enter(struct eddy_loop *loop, struct eddy_task *t);
+static inline void task_leave(struct eddy_loop *loop, struct eddy_task *t);
+static struct eddy_task *next_to_run(struct eddy_loop *loop);
+
+/* A task that ended by switching straight into another (task_entry): its
+ * stack goes back to the pool, and the loop's reference is dropped, by the
+ * task it switched to (task_switch_out) once nothing runs on that stack. */
+static __thread struct eddy_task *exited_task EDDY__TLS_MODEL;
+
+static void task_release(struct eddy_loop *loop, struct eddy_task *t)
+{
+    eddy__stack_put(&loop->stacks, t->stack);
+    t->stack = NULL;
+    eddy_future_unref(&t->future); /* the loop's reference */
+}
 
 static void task_entry(void *arg)
 {
     struct eddy_task *t = arg;
     intptr_t value = t->fn(t->arg);
     task_finish(t, value);
-    task_leave(t->loop, t);
-    eddy__fiber_exit(&t->fiber, &t->loop->main_fiber);
+    struct eddy_loop *loop = t->loop;
+    task_leave(loop, t);
+    /* Straight into the next task when the loop's batch is done and the
+     * next iteration would be trivial (task_switch_out): the task that joins
+     * this one, often. In the middle of a batch the loop's stack is taken: a
+     * burst of 100 000 tasks each ending straight into the next measured
+     * 5-13 % slower per task (bench/spawn), where one task at a time gains
+     * 18 %. */
+    struct eddy_task *next = eddy__list_empty(&loop->batch) ? next_to_run(loop) : NULL;
+    if (next) {
+        task_enter(loop, next);
+        exited_task = t;
+        eddy__fiber_exit(&t->fiber, &next->fiber);
+    }
+    eddy__fiber_exit(&t->fiber, &loop->main_fiber);
 }
 
 static void check_canary(struct eddy_task *t)
@@ -49,32 +76,51 @@ static void check_canary(struct eddy_task *t)
         eddy__stack_overflowed(t->stack);
 }
 
+/* Loop flags that make a task's steps timed: debug reports, metrics, the
+ * stall detector. */
+#define TIMED_STEPS (EDDY_LOOP_DEBUG | EDDY_LOOP_METRICS | EDDY__LOOP_STALL)
+#if defined(__GNUC__)
+#define STEP_TIMING __attribute__((noinline, cold))
+#else
+#define STEP_TIMING
+#endif
+
+/* The timed part of task_enter and task_leave, out of the way of the switch,
+ * which only tests the flags. */
+static STEP_TIMING void task_step_begins(struct eddy_loop *loop)
+{
+    loop->task_started = eddy__monotonic_ns();
+    if (loop->flags & EDDY__LOOP_STALL) eddy__stall_enter(loop, loop->task_started);
+}
+
+static STEP_TIMING void task_step_ends(struct eddy_loop *loop, struct eddy_task *t)
+{
+    if (loop->flags & EDDY__LOOP_STALL) eddy__stall_leave(loop);
+    int64_t ran = eddy__monotonic_ns() - loop->task_started;
+    if ((uint64_t)ran > loop->stats.longest_step_ns) loop->stats.longest_step_ns = ran;
+    if ((loop->flags & EDDY_LOOP_DEBUG) && ran > EDDY__SLOW_TASK_NS)
+        eddy__debug_report(loop, "task %llu (%s) ran %lld ms without awaiting",
+                           (unsigned long long)t->id, eddy_task_name(t),
+                           (long long)(ran / 1000000));
+}
+
 /* Bookkeeping as a task starts and stops running (either side of a switch). */
-static void task_enter(struct eddy_loop *loop, struct eddy_task *t)
+static inline void task_enter(struct eddy_loop *loop, struct eddy_task *t)
 {
     t->state = EDDY__TASK_RUNNING;
     loop->current = t;
-    if (loop->flags & (EDDY_LOOP_DEBUG | EDDY_LOOP_METRICS | EDDY__LOOP_STALL)) {
-        loop->task_started = eddy__monotonic_ns();
-        if (loop->flags & EDDY__LOOP_STALL) eddy__stall_enter(loop, loop->task_started);
-    }
+    if (EDDY__UNLIKELY(loop->flags & TIMED_STEPS)) task_step_begins(loop);
 }
 
-static void task_leave(struct eddy_loop *loop, struct eddy_task *t)
+static inline void task_leave(struct eddy_loop *loop, struct eddy_task *t)
 {
-    if (loop->flags & (EDDY_LOOP_DEBUG | EDDY_LOOP_METRICS | EDDY__LOOP_STALL)) {
-        if (loop->flags & EDDY__LOOP_STALL) eddy__stall_leave(loop);
-        int64_t ran = eddy__monotonic_ns() - loop->task_started;
-        if ((uint64_t)ran > loop->stats.longest_step_ns) loop->stats.longest_step_ns = ran;
-        if ((loop->flags & EDDY_LOOP_DEBUG) && ran > EDDY__SLOW_TASK_NS)
-            eddy__debug_report(loop, "task %llu (%s) ran %lld ms without awaiting",
-                               (unsigned long long)t->id, eddy_task_name(t),
-                               (long long)(ran / 1000000));
-    }
+    if (EDDY__UNLIKELY(loop->flags & TIMED_STEPS)) task_step_ends(loop, t);
     /* With guard pages an overflow faults as it happens; without, the canary
      * tells at the next switch. */
     if (loop->flags & EDDY_LOOP_NO_GUARD_PAGES) check_canary(t);
 }
+
+static void task_ready_run(struct eddy__work *w);
 
 /* Runs t until it (or a task it switched to directly) goes back to the loop's
  * stack; called by the loop from the ready queue. */
@@ -104,11 +150,7 @@ static void task_resume(struct eddy_task *t)
     /* Back from whichever task ran last: t may have handed over to others. */
     struct eddy_task *last = loop->current;
     loop->current = NULL;
-    if (last->state == EDDY__TASK_DONE) {
-        eddy__stack_put(&loop->stacks, last->stack);
-        last->stack = NULL;
-        eddy_future_unref(&last->future); /* the loop's reference */
-    }
+    if (last->state == EDDY__TASK_DONE) task_release(loop, last);
 }
 
 static void task_ready_run(struct eddy__work *w)
@@ -142,25 +184,48 @@ static bool iteration_is_trivial(const struct eddy_loop *loop)
            !__atomic_load_n(&loop->remote_pending, __ATOMIC_RELAXED);
 }
 
-/* Leaves the running task; returns when something resumes it. */
-static int64_t task_switch_out(struct eddy_task *t)
+/* The task the running one may switch straight into, or NULL to go back to
+ * the loop: the next of the batch, or of the next iteration when it would be
+ * trivial. */
+static struct eddy_task *next_to_run(struct eddy_loop *loop)
 {
-    struct eddy_loop *loop = t->loop;
-    task_leave(loop, t);
     struct eddy_task *next = batch_next_task(loop);
     if (!next && eddy__list_empty(&loop->batch) && iteration_is_trivial(loop)) {
         eddy__list_splice(&loop->batch, &loop->ready);
         loop->stats.iterations++;
         next = batch_next_task(loop);
     }
+    return next;
+}
+
+/* Leaves the running task; returns when something resumes it. Inlined into
+ * its two callers: one frame less on every suspended stack, which in a burst
+ * of tasks is one cache line less to miss per switch (bench/spawn, warm
+ * burst: 21.9 last-level misses per task instead of 24.9 under callgrind's
+ * cache simulation, 6 % less time). */
+#if defined(__GNUC__)
+#define SWITCH_OUT_INLINE inline __attribute__((always_inline))
+#else
+#define SWITCH_OUT_INLINE inline
+#endif
+static SWITCH_OUT_INLINE int64_t task_switch_out(struct eddy_task *t)
+{
+    struct eddy_loop *loop = t->loop;
+    task_leave(loop, t);
+    struct eddy_task *next = next_to_run(loop);
     if (next == t) {
         /* A yield with nothing else ready: the task simply goes on. */
         task_enter(loop, t);
-    } else if (next) {
-        task_enter(loop, next);
-        eddy__fiber_switch(&t->fiber, &next->fiber);
-    } else {
-        eddy__fiber_switch(&t->fiber, &loop->main_fiber);
+        return t->wake_result;
+    }
+    if (next) task_enter(loop, next);
+    eddy__fiber_switch(&t->fiber, next ? &next->fiber : &loop->main_fiber);
+    /* Resumed: by the loop, by a task that switched out, or by one that
+     * ended, whose stack is free now. */
+    struct eddy_task *exited = exited_task;
+    if (exited) {
+        exited_task = NULL;
+        task_release(loop, exited);
     }
     return t->wake_result;
 }
@@ -238,7 +303,7 @@ void eddy__task_free(struct eddy_task *t)
         !t->future.retrieved)
         eddy__debug_report(loop, "task %p failed with %s (%d) and its error was never retrieved",
                            (void *)t, eddy_strerror((int)t->future.value), (int)t->future.value);
-    free(t->name);
+    if (EDDY__UNLIKELY(t->name != NULL)) free(t->name); /* most tasks have none: no call */
     free(t);
 }
 

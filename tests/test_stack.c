@@ -447,3 +447,48 @@ Test(stack_pool, idle_loop_gives_stacks_back_no_guard, .timeout = TEST_TIMEOUT)
 {
     check_idle_gives_back(EDDY_LOOP_NO_GUARD_PAGES);
 }
+
+/* ---- a task ending straight into its joiner ---------------------------------- */
+
+/* Where on its stack a task runs. */
+static intptr_t stack_address(void *arg)
+{
+    volatile char here = 0;
+    return (intptr_t)&here;
+}
+
+/* A task that ends while the task joining it is all that is ready switches
+ * straight into it (lib/task.c); its stack must still go back to the pool at
+ * once, for the next task to run on. */
+static intptr_t join_one_by_one(void *arg)
+{
+    intptr_t first = 0;
+    for (int i = 0; i < 1000; i++) {
+        eddy_task *t = eddy_spawn(NULL, stack_address, NULL);
+        cr_assert(ne(ptr, t, NULL));
+        intptr_t where = 0;
+        cr_assert(eq(int, eddy_task_join(t, &where), 0));
+        if (i == 0) first = where;
+        cr_assert(eq(iptr, where, first), "task %d ran on another stack: the previous one leaked",
+                  i);
+    }
+    return 0;
+}
+
+static void check_exit_into_joiner(unsigned flags)
+{
+    eddy_loop *loop = loop_with(flags, 0);
+    intptr_t result;
+    cr_assert(eq(int, run_task(loop, join_one_by_one, NULL, &result), 0));
+    eddy_loop_free(loop);
+}
+
+Test(stack_pool, task_ending_into_its_joiner_gives_its_stack_back, .timeout = TEST_TIMEOUT)
+{
+    check_exit_into_joiner(0);
+}
+
+Test(stack_pool, task_ending_into_its_joiner_gives_its_stack_back_no_guard, .timeout = TEST_TIMEOUT)
+{
+    check_exit_into_joiner(EDDY_LOOP_NO_GUARD_PAGES);
+}
