@@ -413,13 +413,23 @@ int eddy__remote_wait(struct eddy_task *t, struct eddy_future *f, bool join, int
     rw->future = f;
     rw->join = join;
     /* Cancelled already: the registration only drops a join's reference. */
-    rw->abandoned = eddy__task_cancelled(t);
-    bool cancelled = rw->abandoned;
+    bool cancelled = eddy__task_cancelled(t);
+    if (cancelled && !join) {
+        eddy__mutex_destroy(&rw->lock);
+        free(rw);
+        return -ECANCELED;
+    }
+    rw->abandoned = cancelled;
     int err =
         eddy__call_soon_threadsafe_or(f->loop, remote_wait_register, remote_wait_register, rw);
     if (err < 0) {
-        eddy__mutex_destroy(&rw->lock);
-        free(rw);
+        /* Out of memory, or the wake failed with the registration queued:
+         * which one is not known, so the record stays for B's side (leaked
+         * in the first case) and the task gives up. */
+        eddy__mutex_lock(&rw->lock);
+        rw->abandoned = true;
+        eddy__mutex_unlock(&rw->lock);
+        remote_wait_unref(rw);
         return err;
     }
     if (cancelled) {

@@ -380,17 +380,32 @@ static intptr_t tasks_owner(void *arg)
     eddy_task *ended = eddy_spawn(NULL, where_am_i, NULL);
     eddy_task *failing = eddy_spawn(NULL, task_return_arg, (void *)(intptr_t)-EIO);
     eddy_task *awaited = eddy_spawn(NULL, slow_square, (void *)3);
-    if (!running || !ended || !failing || !awaited) return -ENOMEM;
+    eddy_task *left[2] = {eddy_spawn(NULL, slow_square, (void *)4),
+                          eddy_spawn(NULL, slow_square, (void *)5)};
+    if (!running || !ended || !failing || !awaited || !left[0] || !left[1]) return -ENOMEM;
     while (!eddy_future_done(eddy_task_future(ended)))
         (void)eddy_yield();
     int err = (int)send_ptr(c, running);
     if (err == 0) err = (int)send_ptr(c, ended);
     if (err == 0) err = (int)send_ptr(c, failing);
     if (err == 0) err = (int)send_ptr(c, awaited);
+    for (int i = 0; i < 2 && err == 0; i++)
+        err = (int)send_ptr(c, left[i]);
     until_stopped(c);
     intptr_t v = 0;
     if (err == 0 && (eddy_task_join(awaited, &v) != 0 || v != 9)) err = -EPROTO;
     return err;
+}
+
+static intptr_t join_cancelled(void *arg)
+{
+    return eddy_task_join(arg, NULL);
+}
+
+static intptr_t cancel_self_then_join(void *arg)
+{
+    (void)eddy_task_cancel(eddy_task_current());
+    return eddy_task_join(arg, NULL);
 }
 
 static intptr_t tasks_client(void *arg)
@@ -404,6 +419,16 @@ static intptr_t tasks_client(void *arg)
     if (!(t = recv_ptr(c)) || eddy_task_join(t, &v) != -EIO) return -EPROTO;
     /* Awaiting a task's future leaves the reference where it was. */
     if (!(t = recv_ptr(c)) || eddy_await(eddy_task_future(t), &v) != 0 || v != 9) return -EPROTO;
+    /* A joiner cancelled before it joins, or while it waits: -ECANCELED, and
+     * the reference is still dropped on the task's loop (else ASan says). */
+    for (int i = 0; i < 2; i++) {
+        eddy_task *joiner =
+            eddy_spawn(NULL, i ? join_cancelled : cancel_self_then_join, recv_ptr(c));
+        if (!joiner) return -ENOMEM;
+        (void)eddy_yield(); /* it is waiting, or has returned */
+        (void)eddy_task_cancel(joiner);
+        if (eddy_task_join(joiner, NULL) != -ECANCELED) return -EPROTO;
+    }
     return 0;
 }
 
