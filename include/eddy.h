@@ -246,13 +246,15 @@ EDDY_NODISCARD EDDY_API int eddy_future_on_done(eddy_future *f,
 /* Task-only: suspends until f is done; returns its outcome as
  * eddy_future_result. If the task is cancelled meanwhile, f is cancelled too
  * (as asyncio's await does) and -ECANCELED is returned. -EDEADLK for the
- * task's own future, -EPERM for a future of another thread's loop. */
+ * task's own future. A future of another thread's loop is awaited by posts
+ * (docs/threads.md); it must stay referenced there until the await returns. */
 EDDY_API int eddy_await(eddy_future *f, intptr_t *value);
 /* Task-only: eddy_await with a limit (asyncio.wait_for), inside a timeout
  * scope. When timeout_ns passes, f is cancelled (a task's future: the task is
  * cancelled and awaited to its end) and -ETIMEDOUT is returned; an enclosing
  * scope's expiry or the caller's cancellation gives -ECANCELED instead.
- * timeout_ns < 0 waits forever. -EDEADLK and -EPERM as eddy_await. */
+ * timeout_ns < 0 waits forever. -EDEADLK and -EPERM as eddy_await; across
+ * loops the wait stops at the limit and f is left as it is. */
 EDDY_API int eddy_await_timeout(eddy_future *f, int64_t timeout_ns, intptr_t *value);
 
 /* ---- tasks --------------------------------------------------------------- */
@@ -266,7 +268,8 @@ EDDY_API eddy_future *eddy_task_future(eddy_task *t);
 /* Task-only: awaits t, then drops the reference. 0 and fn's result, or the
  * task's error (-ECANCELED for a task cancelled before it started). Outside a
  * task, a task already done is joined without waiting; else -EPERM. A task
- * joining itself gets -EDEADLK; another thread than the loop's, -EPERM. */
+ * joining itself gets -EDEADLK. A task joins another thread's loop's task
+ * by posts (docs/threads.md); a plain thread gets -EPERM. */
 EDDY_API int eddy_task_join(eddy_task *t, intptr_t *result);
 /* Drops the reference; the loop frees the task when it ends. (Nothing from
  * another thread than the loop's.) */

@@ -159,10 +159,14 @@ void eddy__futures_forget_loop(struct eddy_loop *loop)
         f->loop = NULL; /* off the list: unref must not remove it again */
         struct eddy__list *w;
         while ((w = eddy__list_pop_front(&f->waiters))) {
-            /* Every task has ended, so only done callbacks can be left. */
-            struct done_callback *dc = eddy__container_of(w, struct done_callback, waiter.link);
-            free(dc);
-            /* Each callback holds a reference: the last one goes with the last callback. */
+            /* Every task has ended, so only done callbacks and waits of
+             * other loops' tasks can be left. */
+            struct eddy__waiter *waiter = eddy__container_of(w, struct eddy__waiter, link);
+            if (eddy__is_remote_wait(waiter))
+                eddy__remote_wait_dropped(waiter);
+            else
+                free(eddy__container_of(waiter, struct done_callback, waiter));
+            /* Each holds a reference: the last one goes with the last of them. */
             bool last = f->refs == 1;
             eddy_future_unref(f);
             if (last) break;
@@ -226,7 +230,8 @@ EDDY_API int eddy_await(eddy_future *f, intptr_t *value)
 {
     struct eddy_task *t = eddy__current_task();
     if (!f) return -EINVAL;
-    if (!t || eddy__future_foreign(f)) return -EPERM;
+    if (!t) return -EPERM;
+    if (eddy__future_foreign(f)) return eddy__remote_wait(t, f, false, value);
     if (&t->future == f) return -EDEADLK; /* a task awaiting itself would never wake */
     int err = eddy__future_wait(t, f);
     if (err < 0) return err;

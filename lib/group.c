@@ -196,6 +196,15 @@ EDDY_API int eddy_await_timeout(eddy_future *f, int64_t timeout_ns, intptr_t *va
 {
     struct eddy_task *t = eddy__current_task();
     int err = check_futures(t, &f, 1);
+    if (err == -EPERM && t && eddy__future_foreign(f)) {
+        /* Across loops: the wait stops at the deadline, f is left as it is. */
+        if (timeout_ns < 0) return eddy_await(f, value);
+        eddy_timeout scope;
+        if ((err = eddy_timeout_begin(&scope, timeout_ns)) < 0) return err;
+        err = eddy_await(f, value);
+        int ended = eddy_timeout_end(&scope);
+        return ended < 0 ? ended : err;
+    }
     if (err < 0) return err;
     if (timeout_ns < 0) return eddy_await(f, value);
     eddy_timeout scope;

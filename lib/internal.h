@@ -168,6 +168,14 @@ int eddy__future_outcome(const struct eddy_future *f, intptr_t *value);
 /* Waits for f without reading its outcome: 0 once done, -ECANCELED if the
  * task was cancelled first (f is then cancelled too, as asyncio's await does). */
 int eddy__future_wait(struct eddy_task *t, struct eddy_future *f);
+/* Waits, in task t, for f of another thread's loop (lib/threads.c); the
+ * outcome as eddy__future_outcome. join: the caller's reference to the task f
+ * is dropped on f's loop's thread. */
+int eddy__remote_wait(struct eddy_task *t, struct eddy_future *f, bool join, intptr_t *value);
+/* Whether w is such a wait's waiter on f; its loop being freed drops it
+ * (the task gets -ECANCELED) before dropping f's reference it held. */
+bool eddy__is_remote_wait(const struct eddy__waiter *w);
+void eddy__remote_wait_dropped(struct eddy__waiter *w);
 /* A task's wait for a future (its wait_data meanwhile). */
 struct eddy__future_wait {
     struct eddy__waiter waiter;

@@ -327,8 +327,9 @@ EDDY_API eddy_future *eddy_task_future(eddy_task *t)
 EDDY_API int eddy_task_join(eddy_task *t, intptr_t *result)
 {
     if (!t) return -EINVAL;
-    if (eddy__future_foreign(&t->future)) return -EPERM;
     struct eddy_task *self = eddy__current_task();
+    if (eddy__future_foreign(&t->future))
+        return self ? eddy__remote_wait(self, &t->future, true, result) : -EPERM;
     if (self == t) return -EDEADLK;
     int err = 0;
     if (self)

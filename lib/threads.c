@@ -264,6 +264,193 @@ EDDY_API eddy_task *eddy_spawn_threadsafe(eddy_loop *loop, eddy_task_fn fn, void
     return proxy;
 }
 
+/* ---- awaiting a future of another loop --------------------------------- */
+
+/* A task of loop A (home) waits for a future of loop B (its owner). The
+ * task posts a registration to B; on B's thread it adds a waiter to the
+ * future (or finds it done), and the outcome comes home by a post to A,
+ * which wakes the task. B's objects are touched on B's thread only, A's on
+ * A's. The record is shared: refs is atomic, and `abandoned` (under lock)
+ * says the task stopped waiting (cancelled, a scope expired, A shutting
+ * down); B posts home only under the lock and only while it is false, so A
+ * is alive for every post, and A's free drops a post still queued. */
+struct remote_wait {
+    unsigned refs; /* atomic: the waiting task's, B's side's, a post home's */
+    eddy__mutex lock;
+    bool abandoned; /* written by A under lock */
+    /* A's side */
+    eddy_loop *home;
+    struct eddy_task *task;
+    /* B's side */
+    struct eddy_future *future;
+    bool join; /* the caller's reference to the task is B's side's to drop */
+    struct eddy__waiter waiter;
+    struct eddy__work finish; /* drops B's references after a notify */
+    /* the outcome, written on B before the post home, read on A after it */
+    uint8_t state;
+    intptr_t value;
+};
+
+static void remote_wait_unref(struct remote_wait *rw)
+{
+    if (__atomic_sub_fetch(&rw->refs, 1, __ATOMIC_ACQ_REL)) return;
+    eddy__mutex_destroy(&rw->lock);
+    free(rw);
+}
+
+/* On A: the outcome is in; wake the task unless it stopped waiting. */
+static void remote_wait_home(void *arg)
+{
+    struct remote_wait *rw = arg;
+    if (!rw->abandoned) eddy__task_wake(rw->task, 0);
+    remote_wait_unref(rw);
+}
+
+/* A is being freed with the post still queued: its task has stopped waiting. */
+static void remote_wait_home_dropped(void *arg)
+{
+    remote_wait_unref(arg);
+}
+
+/* On B: sends the outcome (state, value) home unless the task stopped waiting. */
+static void remote_wait_send(struct remote_wait *rw, uint8_t state, intptr_t value)
+{
+    eddy__mutex_lock(&rw->lock);
+    if (!rw->abandoned) {
+        rw->state = state;
+        rw->value = value;
+        __atomic_add_fetch(&rw->refs, 1, __ATOMIC_ACQ_REL);
+        if (eddy__call_soon_threadsafe_or(rw->home, remote_wait_home, remote_wait_home_dropped,
+                                          rw) < 0)
+            __atomic_sub_fetch(&rw->refs, 1, __ATOMIC_ACQ_REL); /* out of memory: it waits on */
+    }
+    eddy__mutex_unlock(&rw->lock);
+}
+
+/* On B: B's side is over; its reference to the future goes, then its own. */
+static void remote_wait_finish(struct eddy__work *w)
+{
+    struct remote_wait *rw = eddy__container_of(w, struct remote_wait, finish);
+    eddy_future_unref(rw->future);
+    remote_wait_unref(rw);
+}
+
+static void remote_wait_notify(struct eddy__waiter *w, struct eddy_future *f)
+{
+    struct remote_wait *rw = eddy__container_of(w, struct remote_wait, waiter);
+    f->retrieved = true;
+    remote_wait_send(rw, f->state, f->value);
+    /* Not here: the future completing is still walking its waiters. */
+    rw->finish.run = remote_wait_finish;
+    eddy__loop_schedule(f->loop, &rw->finish);
+}
+
+/* On B's thread, freeing B: a plain future still pending will never be done;
+ * the task gets -ECANCELED. The caller drops the future's reference. */
+void eddy__remote_wait_dropped(struct eddy__waiter *w)
+{
+    struct remote_wait *rw = eddy__container_of(w, struct remote_wait, waiter);
+    remote_wait_send(rw, EDDY__FUT_CANCELLED, -ECANCELED);
+    remote_wait_unref(rw);
+}
+
+bool eddy__is_remote_wait(const struct eddy__waiter *w)
+{
+    return w->notify == remote_wait_notify;
+}
+
+/* On B: the registration. Also run instead by B's free when B is freed with
+ * it queued: every task has ended then, and a plain future still pending is
+ * dropped with the loop (eddy__remote_wait_dropped). */
+static void remote_wait_register(void *arg)
+{
+    struct remote_wait *rw = arg;
+    struct eddy_future *f = rw->future;
+    eddy__mutex_lock(&rw->lock);
+    bool abandoned = rw->abandoned;
+    eddy__mutex_unlock(&rw->lock);
+    if (abandoned) {
+        /* The task stopped waiting before this ran: the future may be gone
+         * (unless a join handed its reference over), so it is not touched. */
+        if (rw->join) eddy_future_unref(f);
+        remote_wait_unref(rw);
+        return;
+    }
+    if (!rw->join) eddy_future_ref(f); /* B's side's, until its end */
+    if (f->state != EDDY__FUT_PENDING) {
+        f->retrieved = true;
+        remote_wait_send(rw, f->state, f->value);
+        eddy_future_unref(f);
+        remote_wait_unref(rw);
+        return;
+    }
+    rw->waiter.notify = remote_wait_notify;
+    eddy__future_add_waiter(f, &rw->waiter);
+}
+
+/* The waiting task was cancelled (or a timeout scope expired): it stops at
+ * once; a late outcome is dropped, and the future is left as it is. */
+static void remote_wait_abort(struct eddy_task *t)
+{
+    struct remote_wait *rw = t->wait_data;
+    eddy__mutex_lock(&rw->lock);
+    rw->abandoned = true;
+    eddy__mutex_unlock(&rw->lock);
+    eddy__task_wake(t, -ECANCELED);
+}
+
+int eddy__remote_wait(struct eddy_task *t, struct eddy_future *f, bool join, intptr_t *value)
+{
+    struct remote_wait *rw = calloc(1, sizeof *rw);
+    if (!rw) return -ENOMEM;
+    if (eddy__mutex_init(&rw->lock)) {
+        free(rw);
+        return -ENOMEM;
+    }
+    rw->refs = 2; /* the task's, B's side's */
+    rw->home = t->loop;
+    rw->task = t;
+    rw->future = f;
+    rw->join = join;
+    /* Cancelled already: the registration only drops a join's reference. */
+    bool cancelled = eddy__task_cancelled(t);
+    if (cancelled && !join) {
+        eddy__mutex_destroy(&rw->lock);
+        free(rw);
+        return -ECANCELED;
+    }
+    rw->abandoned = cancelled;
+    int err =
+        eddy__call_soon_threadsafe_or(f->loop, remote_wait_register, remote_wait_register, rw);
+    if (err < 0) {
+        /* Out of memory, or the wake failed with the registration queued:
+         * which one is not known, so the record stays for B's side (leaked
+         * in the first case) and the task gives up. */
+        eddy__mutex_lock(&rw->lock);
+        rw->abandoned = true;
+        eddy__mutex_unlock(&rw->lock);
+        remote_wait_unref(rw);
+        return err;
+    }
+    if (cancelled) {
+        err = -ECANCELED;
+    } else {
+        t->abort_wait = remote_wait_abort;
+        eddy__task_waits(t, EDDY__WAIT_OTHER);
+        t->wait_data = rw;
+        err = (int)eddy__task_suspend(t);
+    }
+    if (err == 0) {
+        if (rw->state == EDDY__FUT_RESULT) {
+            if (value) *value = rw->value;
+        } else {
+            err = rw->state == EDDY__FUT_CANCELLED ? -ECANCELED : (int)rw->value;
+        }
+    }
+    remote_wait_unref(rw);
+    return err;
+}
+
 /* ---- eddy_run_threads -------------------------------------------------------- */
 
 struct runner {

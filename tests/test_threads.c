@@ -271,34 +271,372 @@ Test(threads, a_task_cancelled_unstarted_by_a_freed_loop_wakes_the_join, .timeou
     check_join_on_freed_loop(true);
 }
 
-/* A task of another loop, spawned with eddy_spawn, stays that loop's. */
-static intptr_t foreign_join_main(void *arg)
+/* ---- awaiting and joining across loops ------------------------------------ */
+
+/* Two loops: loop 0 runs s->owner(s), loop 1 runs s->client(s); s->handoff
+ * carries futures and tasks from loop 0 to loop 1, s->back answers, and loop
+ * 1 closes s->stop when done (loop 0 keeps its futures alive until then). */
+struct cross {
+    eddy_channel *handoff, *back, *stop;
+    eddy_task_fn owner, client;
+    int started; /* atomic */
+};
+
+static intptr_t cross_main(void *arg)
 {
-    struct shared *s = arg;
-    int i = take_index(s);
-    if (i == 0) {
-        eddy_task *t = eddy_spawn(NULL, where_am_i, NULL);
-        intptr_t v = (intptr_t)t;
-        if (eddy_channel_send(s->handoff, v) < 0) return -EIO;
-        (void)eddy_channel_recv(s->stop, &v); /* until closed */
-        eddy_task_detach(t);
-        return 0;
-    }
-    intptr_t v;
-    if (eddy_channel_recv(s->handoff, &v) < 0) return -EIO;
-    int err = eddy_task_join((eddy_task *)v, NULL);
-    (void)eddy_channel_close(s->stop);
-    return err == -EPERM ? 0 : -EPROTO;
+    struct cross *c = arg;
+    int i = __atomic_fetch_add(&c->started, 1, __ATOMIC_ACQ_REL);
+    if (i == 0) return c->owner(c);
+    int err = (int)c->client(c);
+    (void)eddy_channel_close(c->stop);
+    (void)eddy_channel_close(c->handoff);
+    (void)eddy_channel_close(c->back);
+    return err;
 }
 
-Test(threads, joining_a_plain_task_of_another_loop_is_eperm, .timeout = TEST_TIMEOUT)
+/* Runs owner on loop 0 and client on loop 1; both must succeed. */
+static void check_cross(eddy_task_fn owner, eddy_task_fn client)
 {
-    struct shared s = {0};
-    cr_assert(eq(int, eddy_channel_new(&s.stop, 1), 0));
-    cr_assert(eq(int, eddy_channel_new(&s.handoff, 1), 0));
-    cr_expect(eq(int, eddy_run_threads(2, foreign_join_main, &s), 0));
-    eddy_channel_free(s.stop);
-    eddy_channel_free(s.handoff);
+    struct cross c = {.owner = owner, .client = client};
+    cr_assert(eq(int, eddy_channel_new(&c.handoff, 1), 0));
+    cr_assert(eq(int, eddy_channel_new(&c.back, 1), 0));
+    cr_assert(eq(int, eddy_channel_new(&c.stop, 1), 0));
+    int err = eddy_run_threads(2, cross_main, &c);
+    cr_expect(eq(int, err, 0), "%s", eddy_strerror(err));
+    eddy_channel_free(c.handoff);
+    eddy_channel_free(c.back);
+    eddy_channel_free(c.stop);
+}
+
+static void until_stopped(struct cross *c)
+{
+    intptr_t v;
+    while (eddy_channel_recv(c->stop, &v) == 0) {
+    }
+}
+
+static intptr_t send_ptr(struct cross *c, void *p)
+{
+    return eddy_channel_send(c->handoff, (intptr_t)p);
+}
+
+static void *recv_ptr(struct cross *c)
+{
+    intptr_t v = 0;
+    return eddy_channel_recv(c->handoff, &v) == 0 ? (void *)v : NULL;
+}
+
+/* Loop 0: one future set before it is handed over, one set with a value and
+ * one with an error while loop 1 waits. */
+static intptr_t futures_owner(void *arg)
+{
+    struct cross *c = arg;
+    eddy_future *f[3] = {eddy_future_new(NULL), eddy_future_new(NULL), eddy_future_new(NULL)};
+    if (!f[0] || !f[1] || !f[2]) return -ENOMEM;
+    int err = eddy_future_set_result(f[0], 7);
+    if (err == 0) err = (int)send_ptr(c, f[0]);
+    if (err == 0) err = (int)send_ptr(c, f[1]);
+    if (err == 0) err = eddy_sleep(5 * NS_PER_MS);
+    if (err == 0) err = eddy_future_set_result(f[1], 42);
+    if (err == 0) err = (int)send_ptr(c, f[2]);
+    if (err == 0) err = eddy_sleep(5 * NS_PER_MS);
+    if (err == 0) err = eddy_future_set_error(f[2], -EIO);
+    until_stopped(c);
+    for (int i = 0; i < 3; i++)
+        eddy_future_unref(f[i]);
+    return err;
+}
+
+static intptr_t futures_client(void *arg)
+{
+    struct cross *c = arg;
+    intptr_t v = 0;
+    eddy_future *f = recv_ptr(c);
+    if (!f || eddy_await(f, &v) != 0 || v != 7) return -EPROTO;
+    if (!(f = recv_ptr(c)) || eddy_await(f, &v) != 0 || v != 42) return -EPROTO;
+    if (!(f = recv_ptr(c))) return -EPROTO;
+    int err = eddy_await(f, &v);
+    return err == -EIO ? 0 : -EPROTO;
+}
+
+Test(threads, a_task_awaits_a_future_of_another_loop, .timeout = TEST_TIMEOUT)
+{
+    check_cross(futures_owner, futures_client);
+}
+
+static intptr_t slow_square(void *arg)
+{
+    intptr_t n = (intptr_t)arg;
+    int err = eddy_sleep(5 * NS_PER_MS);
+    return err < 0 ? err : n * n;
+}
+
+/* Loop 0 hands over tasks made with eddy_spawn: one still running, one that
+ * has ended, one failing; loop 1 joins them (the references are its). */
+static intptr_t tasks_owner(void *arg)
+{
+    struct cross *c = arg;
+    eddy_task *running = eddy_spawn(NULL, slow_square, (void *)7);
+    eddy_task *ended = eddy_spawn(NULL, where_am_i, NULL);
+    eddy_task *failing = eddy_spawn(NULL, task_return_arg, (void *)(intptr_t)-EIO);
+    eddy_task *awaited = eddy_spawn(NULL, slow_square, (void *)3);
+    eddy_task *left[2] = {eddy_spawn(NULL, slow_square, (void *)4),
+                          eddy_spawn(NULL, slow_square, (void *)5)};
+    if (!running || !ended || !failing || !awaited || !left[0] || !left[1]) return -ENOMEM;
+    while (!eddy_future_done(eddy_task_future(ended)))
+        (void)eddy_yield();
+    int err = (int)send_ptr(c, running);
+    if (err == 0) err = (int)send_ptr(c, ended);
+    if (err == 0) err = (int)send_ptr(c, failing);
+    if (err == 0) err = (int)send_ptr(c, awaited);
+    for (int i = 0; i < 2 && err == 0; i++)
+        err = (int)send_ptr(c, left[i]);
+    until_stopped(c);
+    intptr_t v = 0;
+    if (err == 0 && (eddy_task_join(awaited, &v) != 0 || v != 9)) err = -EPROTO;
+    return err;
+}
+
+static intptr_t join_cancelled(void *arg)
+{
+    return eddy_task_join(arg, NULL);
+}
+
+static intptr_t cancel_self_then_join(void *arg)
+{
+    (void)eddy_task_cancel(eddy_task_current());
+    return eddy_task_join(arg, NULL);
+}
+
+static intptr_t tasks_client(void *arg)
+{
+    struct cross *c = arg;
+    eddy_loop *here = eddy_loop_current();
+    intptr_t v = 0;
+    eddy_task *t = recv_ptr(c);
+    if (!t || eddy_task_join(t, &v) != 0 || v != 49) return -EPROTO;
+    if (!(t = recv_ptr(c)) || eddy_task_join(t, &v) != 0 || (eddy_loop *)v == here) return -EPROTO;
+    if (!(t = recv_ptr(c)) || eddy_task_join(t, &v) != -EIO) return -EPROTO;
+    /* Awaiting a task's future leaves the reference where it was. */
+    if (!(t = recv_ptr(c)) || eddy_await(eddy_task_future(t), &v) != 0 || v != 9) return -EPROTO;
+    /* A joiner cancelled before it joins, or while it waits: -ECANCELED, and
+     * the reference is still dropped on the task's loop (else ASan says). */
+    for (int i = 0; i < 2; i++) {
+        eddy_task *joiner =
+            eddy_spawn(NULL, i ? join_cancelled : cancel_self_then_join, recv_ptr(c));
+        if (!joiner) return -ENOMEM;
+        (void)eddy_yield(); /* it is waiting, or has returned */
+        (void)eddy_task_cancel(joiner);
+        if (eddy_task_join(joiner, NULL) != -ECANCELED) return -EPROTO;
+    }
+    return 0;
+}
+
+Test(threads, a_task_joins_a_task_spawned_on_another_loop, .timeout = TEST_TIMEOUT)
+{
+    check_cross(tasks_owner, tasks_client);
+}
+
+/* A waiter cancelled before or after its registration reached the future's
+ * loop, or stopped by a timeout scope; the future is set afterwards, its late
+ * outcome dropped. */
+static intptr_t late_owner(void *arg)
+{
+    struct cross *c = arg;
+    int err = 0;
+    for (;;) {
+        eddy_future *f = eddy_future_new(NULL);
+        if (!f) return -ENOMEM;
+        intptr_t v;
+        if (send_ptr(c, f) < 0 || eddy_channel_recv(c->back, &v) < 0) {
+            eddy_future_unref(f);
+            break;
+        }
+        /* The waiter has stopped waiting: set the future now, and keep it
+         * until the round is over. */
+        if (eddy_future_set_result(f, v) < 0) err = -EPROTO;
+        if (eddy_channel_recv(c->back, &v) < 0) err = -EPROTO;
+        eddy_future_unref(f);
+    }
+    until_stopped(c);
+    return err;
+}
+
+static intptr_t await_arg(void *arg)
+{
+    return eddy_await(arg, NULL);
+}
+
+static intptr_t cancelled_client(void *arg)
+{
+    struct cross *c = arg;
+    for (int round = 0; round < 60; round++) {
+        eddy_future *f = recv_ptr(c);
+        if (!f) return -EPROTO;
+        eddy_task *t = eddy_spawn(NULL, await_arg, f);
+        if (!t) return -ENOMEM;
+        for (int y = 0; y < round % 3; y++)
+            (void)eddy_yield();
+        if (round % 3 == 2) (void)eddy_sleep(NS_PER_MS); /* registered by now, most likely */
+        (void)eddy_task_cancel(t);
+        if (eddy_task_join(t, NULL) != -ECANCELED) return -EPROTO;
+        if (eddy_channel_send(c->back, round) < 0 || eddy_yield() < 0) return -EIO;
+        if (eddy_channel_send(c->back, round) < 0) return -EIO;
+    }
+    /* Timeout scopes: eddy_await_timeout, and eddy_await inside a scope. */
+    for (int round = 0; round < 2; round++) {
+        eddy_future *f = recv_ptr(c);
+        if (!f) return -EPROTO;
+        int64_t start = loop_now();
+        int err;
+        if (round == 0) {
+            err = eddy_await_timeout(f, 20 * NS_PER_MS, NULL);
+        } else {
+            eddy_timeout scope;
+            if (eddy_timeout_begin(&scope, 20 * NS_PER_MS) < 0) return -EIO;
+            err = eddy_await(f, NULL);
+            int ended = eddy_timeout_end(&scope);
+            if (err != -ECANCELED) return -EPROTO;
+            err = ended;
+        }
+        if (err != -ETIMEDOUT) return -EPROTO;
+        if (loop_now() - start < 20 * NS_PER_MS) return -EPROTO;
+        if (eddy_channel_send(c->back, round) < 0 || eddy_channel_send(c->back, round) < 0)
+            return -EIO;
+    }
+    return 0;
+}
+
+Test(threads, a_cross_loop_wait_stops_when_cancelled_or_timed_out, .timeout = TEST_TIMEOUT)
+{
+    check_cross(late_owner, cancelled_client);
+}
+
+/* Many awaits and joins across loops: nothing leaks (the ASan build says). */
+static intptr_t many_owner(void *arg)
+{
+    struct cross *c = arg;
+    int err = 0;
+    for (intptr_t i = 0; i < 10000 && err == 0; i++) {
+        eddy_task *t = eddy_spawn(NULL, task_return_arg, (void *)i);
+        if (!t) return -ENOMEM;
+        err = (int)send_ptr(c, t);
+        if (err < 0) eddy_task_detach(t);
+    }
+    until_stopped(c);
+    return err;
+}
+
+static intptr_t many_client(void *arg)
+{
+    struct cross *c = arg;
+    for (intptr_t i = 0; i < 10000; i++) {
+        eddy_task *t = recv_ptr(c);
+        intptr_t v = -1;
+        if (!t || eddy_task_join(t, &v) != 0 || v != i) return -EPROTO;
+    }
+    return 0;
+}
+
+Test(threads, ten_thousand_joins_across_loops, .timeout = TEST_TIMEOUT)
+{
+    check_cross(many_owner, many_client);
+}
+
+/* A loop freed by a plain thread while a task of another loop awaits one of
+ * its futures (the registration still queued, or done) or joins one of its
+ * tasks: the wait ends with -ECANCELED. */
+struct freed_wait {
+    eddy_loop *loop;   /* atomic: set once bound to the thread */
+    eddy_future *what; /* the future to await, or a task's */
+    bool task, run;    /* join a task; run the loop once before freeing it */
+    int posted;        /* atomic */
+    int got;
+    pthread_t thread;
+};
+
+static void *free_while_awaited(void *arg)
+{
+    struct freed_wait *fw = arg;
+    eddy_loop *loop = new_loop();
+    cr_expect(ge(int, eddy_loop_run_once(loop, 0), 0)); /* the thread's loop now */
+    eddy_future *f = NULL;
+    if (fw->task)
+        fw->what = eddy_task_future(eddy_spawn(loop, sleep_forever, NULL));
+    else
+        fw->what = f = eddy_future_new(loop);
+    cr_expect(ne(ptr, fw->what, NULL));
+    __atomic_store_n(&fw->loop, loop, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&fw->posted, __ATOMIC_ACQUIRE))
+        sched_yield();
+    if (fw->run) cr_expect(ge(int, eddy_loop_run_once(loop, 0), 0));
+    eddy_loop_free(loop);
+    eddy_future_unref(f); /* kept until the loop is gone, as the await needs */
+    return NULL;
+}
+
+static void mark_posted(void *arg)
+{
+    __atomic_store_n(&((struct freed_wait *)arg)->posted, 1, __ATOMIC_RELEASE);
+}
+
+static intptr_t await_on_freed_loop(void *arg)
+{
+    struct freed_wait *fw = arg;
+    while (!__atomic_load_n(&fw->loop, __ATOMIC_ACQUIRE))
+        (void)eddy_sleep(NS_PER_MS);
+    /* The await posts its registration first; then the loop may go. */
+    if (eddy_call_soon(eddy_loop_current(), mark_posted, fw) < 0) return -ENOMEM;
+    if (fw->task)
+        fw->got = eddy_task_join((eddy_task *)fw->what, NULL);
+    else
+        fw->got = eddy_await(fw->what, NULL);
+    return 0;
+}
+
+static void check_await_on_freed_loop(bool task, bool run)
+{
+    struct freed_wait fw = {.task = task, .run = run};
+    cr_assert(eq(int, pthread_create(&fw.thread, NULL, free_while_awaited, &fw), 0));
+    cr_expect(eq(int, run_main(await_on_freed_loop, &fw), 0));
+    cr_expect(eq(int, fw.got, -ECANCELED), "the wait gave %s", eddy_strerror(fw.got));
+    pthread_join(fw.thread, NULL);
+}
+
+Test(threads, a_freed_loop_ends_an_await_of_its_future, .timeout = TEST_TIMEOUT)
+{
+    check_await_on_freed_loop(false, false);
+    check_await_on_freed_loop(false, true);
+}
+
+Test(threads, a_freed_loop_ends_a_join_of_its_task, .timeout = TEST_TIMEOUT)
+{
+    check_await_on_freed_loop(true, false);
+    check_await_on_freed_loop(true, true);
+}
+
+/* Outside a task, a task of another loop cannot be joined. */
+static void *join_from_plain_thread(void *arg)
+{
+    return (void *)(intptr_t)eddy_task_join(arg, NULL);
+}
+
+static intptr_t plain_thread_join(void *arg)
+{
+    (void)arg;
+    eddy_task *t = eddy_spawn(NULL, where_am_i, NULL);
+    if (!t) return -ENOMEM;
+    pthread_t th;
+    void *got;
+    if (pthread_create(&th, NULL, join_from_plain_thread, t)) return -EIO;
+    pthread_join(th, &got);
+    eddy_task_detach(t);
+    return (intptr_t)got == -EPERM ? 0 : -EPROTO;
+}
+
+Test(threads, a_plain_thread_joining_a_task_of_a_loop_is_eperm, .timeout = TEST_TIMEOUT)
+{
+    cr_expect(eq(int, run_main(plain_thread_join, NULL), 0));
 }
 
 /* ---- from a plain thread ----------------------------------------------------- */
