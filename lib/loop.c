@@ -604,7 +604,12 @@ int eddy__call_soon_threadsafe_or(struct eddy_loop *loop, eddy_callback cb, eddy
     /* One wake per batch: the loop drains everything queued when it wakes.
      * Under the lock, as in eddy__loop_post_completion. */
     int err = was_pending ? 0 : loop->backend.ops->wake(&loop->backend);
+    if (err < 0) { /* not posted after all: an error means nothing was queued */
+        eddy__list_remove(&c->work.link);
+        __atomic_store_n(&loop->remote_pending, 0, __ATOMIC_RELEASE);
+    }
     eddy__mutex_unlock(&loop->remote_lock);
+    if (err < 0) free(c);
     return err;
 }
 
