@@ -70,8 +70,10 @@ static int close_untasked(struct eddy_file *f)
     }
     return CloseHandle((HANDLE)f->fd) ? 0 : eddy__win_error(GetLastError());
 }
+#define file_pipe(f) false
 #else
 #define file_offset(f, offset, write) (offset)
+#define file_pipe(f)                  ((f)->pipe)
 #define file_advance(f, offset, done) ((void)0)
 #define close_untasked(f)             (close((int)(f)->fd) < 0 ? -errno : 0)
 
@@ -220,17 +222,13 @@ static int64_t file_run(struct eddy_file *f, struct eddy_op *op)
      * (io_uring's READ_FIXED, WRITE_FIXED); its region stays registered
      * until the op ends. */
     struct eddy__buf_region *region = NULL;
-#ifndef _WIN32
-    if (!f->pipe && (op->kind == EDDY_OP_READ || op->kind == EDDY_OP_WRITE)) {
-        struct eddy_loop *loop = eddy__current_task()->loop;
-        region = buf_region(loop, op->u.io.buf, op->u.io.len);
-        if (region) {
-            op->flags |= EDDY_OP_F_FIXED_BUF;
-            op->u.io.flags = (int)(region - loop->bufs);
-            region->calls++;
-        }
+    struct eddy_loop *loop = eddy__current_task()->loop;
+    if (loop->bufs && (op->kind == EDDY_OP_READ || op->kind == EDDY_OP_WRITE) && !file_pipe(f) &&
+        (region = buf_region(loop, op->u.io.buf, op->u.io.len))) {
+        op->flags |= EDDY_OP_F_FIXED_BUF;
+        op->u.io.flags = (int)(region - loop->bufs);
+        region->calls++;
     }
-#endif
     f->calls++;
     int64_t r = eddy__op_run(op);
     if (region) region->calls--;
