@@ -104,7 +104,15 @@ enum {
      * u.io.offset a token that lend_release() takes once they are read. A
      * u.io.buf left as it was means the bytes were copied there. */
     EDDY_OP_F_LEND = 1 << 5,
+    /* READ, WRITE on a file: u.io.buf lies wholly inside the caller's memory
+     * region that register_buf() put at index u.io.flags (io_uring's
+     * READ_FIXED and WRITE_FIXED). lib/fs.c sets it only on a loop whose
+     * backend has register_buf. */
+    EDDY_OP_F_FIXED_BUF = 1 << 6,
 };
+
+/* How many memory regions one loop can register (eddy_buffer_register). */
+#define EDDY_BUF_REGIONS 64
 
 /* The smallest SEND a backend sends zero-copy by default: lib/ asks where a
  * socket's peer is (EDDY_OP_F_ZEROCOPY) only for sends this large. */
@@ -213,6 +221,12 @@ struct eddy_backend_ops {
     /* Gives back bytes a RECV lent (EDDY_OP_F_LEND), by its token. NULL on a
      * backend that never lends. */
     void (*lend_release)(struct eddy_backend *b, int64_t token);
+    /* Registers the caller's memory [base, base + len) at index (below
+     * EDDY_BUF_REGIONS) of the backend's buffer table, for READ and WRITE
+     * with EDDY_OP_F_FIXED_BUF; 0 or a negative code (-ENOTSUP: none here).
+     * unregister_buf empties the index. Loop thread only. NULL: none. */
+    int (*register_buf)(struct eddy_backend *b, unsigned index, void *base, size_t len);
+    void (*unregister_buf)(struct eddy_backend *b, unsigned index);
 };
 
 struct eddy_backend {

@@ -402,6 +402,7 @@ struct uring_state {
     uint64_t install_seq;    /* install()'s tags */
     uint64_t install_lost;   /* the tag of an install whose CQE did not come in time */
     bool reg_files;          /* files get a second name in the table (registered files) */
+    bool reg_bufs;           /* a sparse buffer table (eddy_buffer_register) */
     unsigned file_base;      /* the first slot of their part */
     unsigned *file_free;     /* its free slots, a stack */
     int *file_fd;            /* by slot - file_base: the fd registered there, or -1 */
@@ -608,10 +609,20 @@ static void prep_op(struct uring_state *s, struct io_uring_sqe *sqe, struct eddy
         io_uring_prep_close(sqe, fd);
         break;
     case EDDY_OP_READ: /* offset -1: the file position (IORING_FEAT_RW_CUR_POS) */
-        io_uring_prep_read(sqe, fd, op->u.io.buf, io_len(op->u.io.len), (uint64_t)op->u.io.offset);
+        if (op->flags & EDDY_OP_F_FIXED_BUF) /* a registered buffer, at index u.io.flags */
+            io_uring_prep_read_fixed(sqe, fd, op->u.io.buf, io_len(op->u.io.len),
+                                     (uint64_t)op->u.io.offset, op->u.io.flags);
+        else
+            io_uring_prep_read(sqe, fd, op->u.io.buf, io_len(op->u.io.len),
+                               (uint64_t)op->u.io.offset);
         break;
     case EDDY_OP_WRITE:
-        io_uring_prep_write(sqe, fd, op->u.io.buf, io_len(op->u.io.len), (uint64_t)op->u.io.offset);
+        if (op->flags & EDDY_OP_F_FIXED_BUF)
+            io_uring_prep_write_fixed(sqe, fd, op->u.io.buf, io_len(op->u.io.len),
+                                      (uint64_t)op->u.io.offset, op->u.io.flags);
+        else
+            io_uring_prep_write(sqe, fd, op->u.io.buf, io_len(op->u.io.len),
+                                (uint64_t)op->u.io.offset);
         break;
     case EDDY_OP_FSYNC:
         io_uring_prep_fsync(sqe, fd, 0);
@@ -2200,6 +2211,30 @@ static void uring_release(struct eddy_backend *b, intptr_t direct, intptr_t fd)
     s->file_free[s->file_free_count++] = slot;
 }
 
+/* ---- registered buffers --------------------------------------------------- */
+
+/* Puts the caller's region [base, base + len) at index of the ring's sparse
+ * buffer table (registered at init): READ_FIXED and WRITE_FIXED into it
+ * skip pinning its pages per op. -ENOMEM past RLIMIT_MEMLOCK. */
+static int uring_register_buf(struct eddy_backend *b, unsigned index, void *base, size_t len)
+{
+    struct uring_state *s = b->impl;
+    if (!s->reg_bufs) return -ENOTSUP;
+    if (index >= EDDY_BUF_REGIONS) return -EINVAL;
+    struct iovec iov = {.iov_base = base, .iov_len = len};
+    int err = io_uring_register_buffers_update_tag(&s->ring, index, &iov, NULL, 1);
+    return err < 0 ? err : 0;
+}
+
+/* Empties index: the kernel unpins the pages once no op uses them. */
+static void uring_unregister_buf(struct eddy_backend *b, unsigned index)
+{
+    struct uring_state *s = b->impl;
+    struct iovec none = {.iov_base = NULL, .iov_len = 0};
+    if (s->reg_bufs && index < EDDY_BUF_REGIONS)
+        (void)io_uring_register_buffers_update_tag(&s->ring, index, &none, NULL, 1);
+}
+
 /* Whether EDDY_CAPS_DISABLE (names separated by commas or spaces) lists name:
  * the backend then does without that feature, as lib/caps.c reports. */
 static bool cap_disabled(const char *name)
@@ -2259,6 +2294,12 @@ static int uring_init(struct eddy_backend *b, const eddy_loop_options *opts)
         s->direct = accepts;
         s->reg_files = s->file_free_count > 0;
     }
+    /* Registered buffers: an empty table of EDDY_BUF_REGIONS (5.19+ for a
+     * sparse one), filled by eddy_buffer_register, for file reads and writes
+     * whose opcodes (and their fixed forms) the ring has. */
+    s->reg_bufs = s->native[EDDY_OP_READ] && s->native[EDDY_OP_WRITE] &&
+                  !cap_disabled("registered_buffers") &&
+                  io_uring_register_buffers_sparse(&s->ring, EDDY_BUF_REGIONS) == 0;
     /* The buffer ring (5.19+) serves multishot receives only: it is set up
      * when they are used, and both go when either is disabled. */
     s->multishot_recv = s->multishot_recv && !cap_disabled("multishot_recv") &&
@@ -2327,6 +2368,8 @@ static eddy_support uring_supports(const struct eddy_backend *b, eddy_cap cap)
         return s->recv_bundle ? EDDY_NATIVE : EDDY_NONE;
     case EDDY_CAP_BUFFER_RING_INCREMENTAL: /* registered so at init (Linux 6.12+) */
         return s->br && s->buf_inc ? EDDY_NATIVE : EDDY_NONE;
+    case EDDY_CAP_REGISTERED_BUFFERS: /* a sparse table registered at init (Linux 5.19+) */
+        return s->reg_bufs ? EDDY_NATIVE : EDDY_NONE;
     case EDDY_CAP_WATCH_FD: /* IORING_OP_POLL_ADD, there since 5.1 */
     case EDDY_CAP_SIGNALS:  /* lib/signal.c's pipe, polled as a watched fd */
         return s->native[EDDY_OP_POLL] ? EDDY_NATIVE : EDDY_NONE;
@@ -2370,4 +2413,6 @@ const struct eddy_backend_ops eddy__uring_backend = {
     .register_fd = uring_register_fd,
     .lend_release = uring_lend_release,
     .release = uring_release,
+    .register_buf = uring_register_buf,
+    .unregister_buf = uring_unregister_buf,
 };

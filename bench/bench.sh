@@ -545,8 +545,9 @@ if want files; then
         dd if=/dev/zero of="$fdat" bs=1M count=1024 conv=notrunc status=none
         sync
         # eddy/io_uring-unreg: the same with registered files off (the file's
-        # reads name its descriptor), for the difference they make
-        files_libs="eddy/io_uring eddy/io_uring-unreg eddy/epoll"
+        # reads name its descriptor), for the difference they make; eddy-fixed:
+        # its buffers registered too (READ_FIXED), beside fio-fixed
+        files_libs="eddy/io_uring eddy/io_uring-unreg eddy-fixed eddy/epoll"
         if ./bench/files uv "$fdat" 0 0 >/dev/null 2>&1; then
             files_libs="$files_libs libuv"
         else
@@ -576,6 +577,9 @@ if want files; then
                         line=$(taskset -c "$SERVER_CPU" env EDDY_BACKEND=io_uring \
                             EDDY_CAPS_DISABLE=registered_files \
                             ./bench/files eddy "$fdat" $d "$SECS" 2>"$out/files.log") ;;
+                    eddy-fixed)
+                        line=$(taskset -c "$SERVER_CPU" env EDDY_BACKEND=io_uring \
+                            ./bench/files eddy "$fdat" $d "$SECS" 1 2>"$out/files.log") ;;
                     eddy/*)
                         line=$(taskset -c "$SERVER_CPU" env EDDY_BACKEND="${name#eddy/}" \
                             ./bench/files eddy "$fdat" $d "$SECS" 2>"$out/files.log") ;;
@@ -914,7 +918,8 @@ if want files && [ -n "$files_libs" ]; then
     echo "  (IOPS, and the process's CPU ns per read: user + system, all threads)"
     echo "  fio: --ioengine=io_uring --rw=randread --bs=4k --iodepth=32 --invalidate=0; fio-batched:"
     echo "  + --iodepth_batch_submit=32 --iodepth_batch_complete_min=1 --iodepth_batch_complete_max=32;"
-    echo "  fio-fixed: batched + --registerfiles --fixedbufs. eddy/io_uring-unreg: registered files off"
+    echo "  fio-fixed: batched + --registerfiles --fixedbufs. eddy/io_uring-unreg: registered files off;"
+    echo "  eddy-fixed: eddy/io_uring with its buffers registered (eddy_buffer_register, READ_FIXED)"
     printf '  %-20s %12s %10s %12s %10s\n' "" "page cache" "CPU ns" "O_DIRECT" "CPU ns"
     for name in $files_libs; do
         k=$(key "$name")
@@ -927,12 +932,17 @@ if want files && [ -n "$files_libs" ]; then
     case " $files_libs " in *" fio-batched "*)
         echo "  target: eddy/io_uring's IOPS >= 1.00x batched fio's (and its CPU per read, for the record):"
         for mode in cache direct; do
-            e=$( { median <"$out/files-$mode-eddy_io_uring"; } 2>/dev/null)
-            ec=$( { median <"$out/files-cpu-$mode-eddy_io_uring"; } 2>/dev/null)
-            for f in fio-batched fio-fixed fio; do
+            # eddy/io_uring against each fio, and eddy-fixed against fio-fixed
+            for pair in eddy_io_uring:fio-batched eddy_io_uring:fio-fixed eddy_io_uring:fio \
+                eddy-fixed:fio-fixed; do
+                ek=${pair%%:*} f=${pair#*:}
+                e=$( { median <"$out/files-$mode-$ek"; } 2>/dev/null)
+                ec=$( { median <"$out/files-cpu-$mode-$ek"; } 2>/dev/null)
                 v=$( { median <"$out/files-$mode-$f"; } 2>/dev/null)
                 vc=$( { median <"$out/files-cpu-$mode-$f"; } 2>/dev/null)
-                awk -v e="$e" -v f="$v" -v ec="$ec" -v fc="$vc" -v n="    $mode vs $f" 'BEGIN {
+                n="    $mode vs $f"
+                [ "$ek" = eddy-fixed ] && n="    $mode, eddy-fixed vs $f"
+                awk -v e="$e" -v f="$v" -v ec="$ec" -v fc="$vc" -v n="$n" 'BEGIN {
                     if (e + 0 > 0 && f + 0 > 0)
                         printf "%s: %s (IOPS %.2fx, CPU per read %s)\n", n,
                             (e >= f ? "met" : "MISSED"), e / f,

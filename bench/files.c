@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /* bench/files: 4 KiB random reads at queue depth 32 over a file, in IOPS.
  *
- *   files eddy|uv path direct seconds
+ *   files eddy|uv path direct seconds [fixed]
  *
  * eddy: 32 tasks, each issuing eddy_file_read at random 4 KiB-aligned offsets
  * (EDDY_BACKEND=io_uring or epoll; on epoll the reads run in the thread
  * pool). uv: libuv's uv_fs_read with 32 requests in flight (its thread pool).
- * direct = 1 opens the file with O_DIRECT. Counts the reads completed in
+ * direct = 1 opens the file with O_DIRECT. fixed = 1 (eddy only) registers
+ * the 32 readers' buffers, one region, with the loop (eddy_buffer_register:
+ * io_uring's READ_FIXED); it fails where the loop cannot. Counts the reads completed in
  * `seconds` of wall time after 0.5 s of warm-up and prints the reads per
  * second, then the process's CPU time (user + system, every thread: the
  * thread pool and io_uring's workers too) per read over the whole run, in ns.
@@ -15,6 +17,7 @@
 #define _GNU_SOURCE /* O_DIRECT */
 #endif
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +68,7 @@ static void *block_buffer(void)
 
 struct slot {
     eddy_file *file;
+    char *buf; /* BLOCK bytes of the region all slots share */
     uint64_t seed;
     int err;
 };
@@ -72,8 +76,7 @@ struct slot {
 static intptr_t reader(void *arg)
 {
     struct slot *s = arg;
-    char *buf = block_buffer();
-    if (!buf) return -ENOMEM;
+    char *buf = s->buf;
     for (;;) {
         int64_t off = (int64_t)(next_rand(&s->seed) % blocks) * BLOCK;
         ssize_t n = eddy_file_read(s->file, buf, BLOCK, off);
@@ -86,13 +89,13 @@ static intptr_t reader(void *arg)
         if (now >= stop_at) break;
         if (now >= warm_end) completed++;
     }
-    free(buf);
     return 0;
 }
 
 struct eddy_args {
     const char *path;
     int flags;
+    bool fixed;
     int err;
 };
 
@@ -102,10 +105,18 @@ static intptr_t eddy_main(void *arg)
     eddy_file *f;
     int err = eddy_file_open(&f, a->path, a->flags, 0);
     if (err < 0) return a->err = err;
+    char *region = NULL;
+    if (posix_memalign((void **)&region, BLOCK, DEPTH * BLOCK) != 0) return a->err = -ENOMEM;
+    if (a->fixed && (err = eddy_buffer_register(NULL, region, DEPTH * BLOCK)) < 0) {
+        free(region);
+        return a->err = err;
+    }
     struct slot slots[DEPTH];
     eddy_task *tasks[DEPTH];
     for (int i = 0; i < DEPTH; i++) {
-        slots[i] = (struct slot){.file = f, .seed = 0x9E3779B97F4A7C15ULL * (uint64_t)(i + 1)};
+        slots[i] = (struct slot){.file = f,
+                                 .buf = region + i * BLOCK,
+                                 .seed = 0x9E3779B97F4A7C15ULL * (uint64_t)(i + 1)};
         tasks[i] = eddy_spawn(NULL, reader, &slots[i]);
         if (!tasks[i]) return a->err = -ENOMEM;
     }
@@ -114,12 +125,14 @@ static intptr_t eddy_main(void *arg)
         if (slots[i].err && !a->err) a->err = slots[i].err;
     }
     eddy_file_close(f);
+    if (a->fixed) (void)eddy_buffer_unregister(NULL, region);
+    free(region);
     return 0;
 }
 
-static int run_eddy(const char *path, int flags)
+static int run_eddy(const char *path, int flags, bool fixed)
 {
-    struct eddy_args a = {.path = path, .flags = flags};
+    struct eddy_args a = {.path = path, .flags = flags, .fixed = fixed};
     int err = eddy_run(eddy_main, &a, NULL);
     if (err < 0) return err;
     return a.err;
@@ -188,8 +201,8 @@ static int run_uv(const char *path, int flags)
 
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: %s eddy|uv path direct(0|1) seconds\n", argv[0]);
+    if (argc != 5 && argc != 6) {
+        fprintf(stderr, "usage: %s eddy|uv path direct(0|1) seconds [fixed(0|1)]\n", argv[0]);
         return 2;
     }
     const char *lib = argv[1], *path = argv[2];
@@ -205,7 +218,7 @@ int main(int argc, char **argv)
     stop_at = warm_end + (int64_t)(secs * 1e9);
     int err;
     if (strcmp(lib, "eddy") == 0) {
-        err = run_eddy(path, flags);
+        err = run_eddy(path, flags, argc == 6 && atoi(argv[5]));
 #ifdef HAVE_LIBUV
     } else if (strcmp(lib, "uv") == 0) {
         err = run_uv(path, flags);

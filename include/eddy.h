@@ -809,6 +809,15 @@ EDDY_API intptr_t eddy_file_fd(const eddy_file *f);
 /* Waits for calls on f in other tasks to finish, closes it and frees f.
  * Outside a task the fd is closed at once. 0 or the close error. */
 EDDY_API int eddy_file_close(eddy_file *f);
+/* Registers the caller's memory [base, base + len) (len <= 1 GiB) with loop
+ * (NULL: the current loop): file reads and writes wholly inside it skip the
+ * kernel's page pinning (io_uring's READ_FIXED). 0, -EINVAL, -EEXIST
+ * (overlaps one), -ENOSPC (64 already), -EPERM, -ENOTSUP (capability
+ * registered_buffers), -ENOMEM (RLIMIT_MEMLOCK). */
+EDDY_NODISCARD EDDY_API int eddy_buffer_register(eddy_loop *loop, void *base, size_t len);
+/* Unregisters the region registered at base: 0, -ENOENT (none there), -EBUSY
+ * (a read or write in it is in progress), -EINVAL, -EPERM. */
+EDDY_NODISCARD EDDY_API int eddy_buffer_unregister(eddy_loop *loop, void *base);
 
 /* stat(2) on path. */
 EDDY_NODISCARD EDDY_API int eddy_fs_stat(const char *path, struct stat *st);
@@ -1029,6 +1038,7 @@ typedef enum eddy_cap {
     EDDY_CAP_REGISTERED_FILES,
     EDDY_CAP_RECV_BUNDLE,
     EDDY_CAP_BUFFER_RING_INCREMENTAL,
+    EDDY_CAP_REGISTERED_BUFFERS, /* file reads and writes in eddy_buffer_register's memory */
     EDDY_CAP_COUNT
 } eddy_cap;
 /* The capability's name, the enum's lowercase tail ("tcp", "file_io", ...);

@@ -38,6 +38,7 @@ static const char *const cap_names[EDDY_CAP_COUNT] = {
     [EDDY_CAP_REGISTERED_FILES] = "registered_files",
     [EDDY_CAP_RECV_BUNDLE] = "recv_bundle",
     [EDDY_CAP_BUFFER_RING_INCREMENTAL] = "buffer_ring_incremental",
+    [EDDY_CAP_REGISTERED_BUFFERS] = "registered_buffers",
 };
 
 /* What a backend offers, with the capabilities no backend decides: TLS is

@@ -112,6 +112,9 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_BUFFER_RING_INCREMENTAL] = {EDDY_NATIVE,
                                                       "Linux 6.12+; a buffer partly filled goes "
                                                       "on filling, so small reads share one"},
+                [EDDY_CAP_REGISTERED_BUFFERS] = {EDDY_NATIVE,
+                                                 "Linux 5.19+; file reads and writes in "
+                                                 "memory registered with the loop"},
             },
     },
     {
@@ -142,6 +145,7 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_REGISTERED_FILES] = {EDDY_NONE, CAPS_URING},
                 [EDDY_CAP_RECV_BUNDLE] = {EDDY_NONE, CAPS_URING},
                 [EDDY_CAP_BUFFER_RING_INCREMENTAL] = {EDDY_NONE, CAPS_URING},
+                [EDDY_CAP_REGISTERED_BUFFERS] = {EDDY_NONE, CAPS_URING},
             },
     },
     {
@@ -177,6 +181,7 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_REGISTERED_FILES] = {EDDY_NONE, CAPS_URING},
                 [EDDY_CAP_RECV_BUNDLE] = {EDDY_NONE, CAPS_URING},
                 [EDDY_CAP_BUFFER_RING_INCREMENTAL] = {EDDY_NONE, CAPS_URING},
+                [EDDY_CAP_REGISTERED_BUFFERS] = {EDDY_NONE, CAPS_URING},
             },
     },
     {
@@ -220,6 +225,7 @@ static const struct eddy__caps_row eddy__caps_rows[] = {
                 [EDDY_CAP_REGISTERED_FILES] = {EDDY_NONE, CAPS_URING},
                 [EDDY_CAP_RECV_BUNDLE] = {EDDY_NONE, CAPS_URING},
                 [EDDY_CAP_BUFFER_RING_INCREMENTAL] = {EDDY_NONE, CAPS_URING},
+                [EDDY_CAP_REGISTERED_BUFFERS] = {EDDY_NONE, CAPS_URING},
             },
     },
 };
@@ -257,6 +263,8 @@ static const char *const eddy__caps_descriptions[EDDY_CAP_COUNT] = {
     [EDDY_CAP_RECV_BUNDLE] = "multishot receives that fill several ring buffers per completion",
     [EDDY_CAP_BUFFER_RING_INCREMENTAL] =
         "ring buffers consumed incrementally: small reads share a buffer",
+    [EDDY_CAP_REGISTERED_BUFFERS] = "file reads and writes into memory registered with the loop "
+                                    "(`eddy_buffer_register`), without pinning its pages per op",
 };
 
 /* The platforms, with their backends in the order a default loop tries them. */

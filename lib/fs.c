@@ -70,8 +70,10 @@ static int close_untasked(struct eddy_file *f)
     }
     return CloseHandle((HANDLE)f->fd) ? 0 : eddy__win_error(GetLastError());
 }
+#define file_pipe(f) false
 #else
 #define file_offset(f, offset, write) (offset)
+#define file_pipe(f)                  ((f)->pipe)
 #define file_advance(f, offset, done) ((void)0)
 #define close_untasked(f)             (close((int)(f)->fd) < 0 ? -errno : 0)
 
@@ -136,6 +138,68 @@ static void file_unregister(struct eddy_file *f)
     f->direct = -1;
 }
 
+/* The most one registered region may span (io_uring's limit). */
+#define BUFFER_MAX ((size_t)1 << 30)
+
+/* The region of loop's registered buffers that holds all of [buf, buf +
+ * len), or NULL. */
+static struct eddy__buf_region *buf_region(struct eddy_loop *loop, const void *buf, size_t len)
+{
+    if (!loop->bufs || len == 0) return NULL;
+    const char *p = buf;
+    for (unsigned i = 0; i < EDDY_BUF_REGIONS; i++) {
+        struct eddy__buf_region *r = &loop->bufs[i];
+        if (r->base && p >= r->base && len <= r->len && (size_t)(p - r->base) <= r->len - len)
+            return r;
+    }
+    return NULL;
+}
+
+EDDY_API int eddy_buffer_register(eddy_loop *loop, void *base, size_t len)
+{
+    if (!loop) loop = eddy_loop_current();
+    if (!loop || !base || len == 0 || len > BUFFER_MAX) return -EINVAL;
+    if (eddy__loop_foreign(loop)) return -EPERM;
+    struct eddy_backend *b = &loop->backend;
+    if (!b->ops->register_buf || loop->caps[EDDY_CAP_REGISTERED_BUFFERS] == EDDY_NONE)
+        return -ENOTSUP;
+    if (!loop->bufs && !(loop->bufs = calloc(EDDY_BUF_REGIONS, sizeof *loop->bufs))) return -ENOMEM;
+    const char *p = base;
+    struct eddy__buf_region *free_slot = NULL;
+    for (unsigned i = 0; i < EDDY_BUF_REGIONS; i++) {
+        struct eddy__buf_region *r = &loop->bufs[i];
+        if (!r->base) {
+            if (!free_slot) free_slot = r;
+        } else if (p < r->base + r->len && r->base < p + len) {
+            return -EEXIST;
+        }
+    }
+    if (!free_slot) return -ENOSPC;
+    int err = b->ops->register_buf(b, (unsigned)(free_slot - loop->bufs), base, len);
+    if (err < 0) return err;
+    free_slot->base = base;
+    free_slot->len = len;
+    free_slot->calls = 0;
+    return 0;
+}
+
+EDDY_API int eddy_buffer_unregister(eddy_loop *loop, void *base)
+{
+    if (!loop) loop = eddy_loop_current();
+    if (!loop || !base) return -EINVAL;
+    if (eddy__loop_foreign(loop)) return -EPERM;
+    for (unsigned i = 0; loop->bufs && i < EDDY_BUF_REGIONS; i++) {
+        struct eddy__buf_region *r = &loop->bufs[i];
+        if (r->base != base) continue;
+        if (r->calls > 0) return -EBUSY;
+        loop->backend.ops->unregister_buf(&loop->backend, i);
+        r->base = NULL;
+        r->len = 0;
+        return 0;
+    }
+    return -ENOENT;
+}
+
 /* Runs op on f, counted so that eddy_file_close can wait for it. */
 static int64_t file_run(struct eddy_file *f, struct eddy_op *op)
 {
@@ -154,8 +218,20 @@ static int64_t file_run(struct eddy_file *f, struct eddy_op *op)
         (op->kind == EDDY_OP_READ || op->kind == EDDY_OP_WRITE || op->kind == EDDY_OP_FSYNC))
         op->fd = file_op_fd(f, op);
 #endif
+    /* A read or write wholly inside a registered region names the region
+     * (io_uring's READ_FIXED, WRITE_FIXED); its region stays registered
+     * until the op ends. */
+    struct eddy__buf_region *region = NULL;
+    struct eddy_loop *loop = eddy__current_task()->loop;
+    if (loop->bufs && (op->kind == EDDY_OP_READ || op->kind == EDDY_OP_WRITE) && !file_pipe(f) &&
+        (region = buf_region(loop, op->u.io.buf, op->u.io.len))) {
+        op->flags |= EDDY_OP_F_FIXED_BUF;
+        op->u.io.flags = (int)(region - loop->bufs);
+        region->calls++;
+    }
     f->calls++;
     int64_t r = eddy__op_run(op);
+    if (region) region->calls--;
     if (--f->calls == 0 && f->closer) eddy__task_wake(f->closer, 0);
     return r;
 }

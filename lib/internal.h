@@ -350,6 +350,13 @@ struct eddy__stall;
 /* loop->flags: internal bits, above the public EDDY_LOOP_* ones. */
 #define EDDY__LOOP_STALL (1u << 31) /* the stall detector watches (lib/introspect.c) */
 
+/* A memory region registered with a loop (eddy_buffer_register). */
+struct eddy__buf_region {
+    char *base; /* NULL: a free index */
+    size_t len;
+    unsigned calls; /* reads and writes in it in progress */
+};
+
 struct eddy_loop {
     struct eddy_backend backend;
     uint8_t caps[EDDY_CAP_COUNT]; /* eddy_support per eddy_cap, from the backend at creation */
@@ -394,6 +401,9 @@ struct eddy_loop {
      * until asked for. */
     int embed_fd;
     int embed_timer;
+    /* eddy_buffer_register's regions (lib/fs.c), by the backend's index;
+     * NULL until the first. */
+    struct eddy__buf_region *bufs;
     /* Kept last, away from the fields the switch and spawn paths use. */
     /* eddy_loop_metrics: plain counters; the times only with
      * EDDY_LOOP_METRICS or EDDY_LOOP_DEBUG (they take clock reads). */

@@ -651,7 +651,8 @@ EDDY_API void eddy_loop_free(eddy_loop *loop)
     /* A thread that posted the last completion may still be inside wake(). */
     eddy__mutex_lock(&loop->remote_lock);
     eddy__mutex_unlock(&loop->remote_lock);
-    loop->backend.ops->free(&loop->backend);
+    loop->backend.ops->free(&loop->backend); /* its buffer table goes with it */
+    free(loop->bufs);
     eddy__stack_pool_destroy(&loop->stacks);
     eddy__stall_stop(loop);
     struct eddy__callback *c;

@@ -49,6 +49,8 @@ void drop(eddy_loop *loop, eddy_sock *s, eddy_file *f, eddy_future *fut, char *b
     (void)eddy_fs_stat(buf, 0);
     (void)eddy_fs_rename(buf, buf);
     (void)eddy_fs_mkdir(buf, 0);
+    (void)eddy_buffer_register(loop, buf, 1);
+    (void)eddy_buffer_unregister(loop, buf);
     (void)eddy_timeout_begin(0, 0);
     (void)eddy_timeout_reschedule(0, 0);
     (void)eddy_lock_acquire(0);

@@ -92,6 +92,7 @@ Test(caps_table, every_capability_is_named)
         "registered_files",
         "recv_bundle",
         "buffer_ring_incremental",
+        "registered_buffers",
     };
     for (unsigned cap = 0; cap < EDDY_CAP_COUNT; cap++) {
         const char *name = eddy_cap_name((eddy_cap)cap);
@@ -753,6 +754,27 @@ static intptr_t exercise_registered_files(void *arg)
     return 0;
 }
 
+/* A region registered with the loop, read into and written from: on
+ * io_uring the reads and writes go out as READ_FIXED and WRITE_FIXED. */
+static intptr_t exercise_registered_buffers(void *arg)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/eddy-caps-regbuf-%d", (int)getpid());
+    static char region[8192];
+    int err = eddy_buffer_register(NULL, region, sizeof region);
+    cr_assert(eq(int, err, 0), "%s: register: %s", exercising, eddy_strerror(err));
+    eddy_file *f;
+    cr_assert(eq(int, eddy_file_open(&f, path, O_RDWR | O_CREAT | O_TRUNC, 0600), 0));
+    memset(region, 'r', 4096);
+    cr_assert(eq(sz, (size_t)eddy_file_write(f, region, 4096, 0), 4096), "%s", exercising);
+    cr_assert(eq(sz, (size_t)eddy_file_read(f, region + 4096, 4096, 0), 4096), "%s", exercising);
+    cr_assert(eq(int, memcmp(region, region + 4096, 4096), 0), "%s", exercising);
+    cr_assert(eq(int, eddy_file_close(f), 0));
+    cr_assert(eq(int, eddy_buffer_unregister(NULL, region), 0));
+    cr_assert(eq(int, eddy_fs_unlink(path), 0));
+    return 0;
+}
+
 /* A stream read in a loop, on TCP and on a Unix socket: on io_uring its
  * reads go through a multishot receive into the loop's buffer ring, and
  * bytes that come while no read waits are queued for the next one. */
@@ -905,6 +927,9 @@ static const struct {
                               "Test(streams, lines_and_records_straddling_ring_buffers"},
     [EDDY_CAP_BUFFER_RING_INCREMENTAL] = {exercise_multishot_recv, "test_streams.c",
                                           "Test(streams, many_connections_share_the_ring_intact"},
+    [EDDY_CAP_REGISTERED_BUFFERS] =
+        {exercise_registered_buffers, "test_uring.c",
+         "Test(uring_files, registered_buffer_reads_go_to_the_pinned_pages"},
 };
 
 /* Whether tests/<file> declares test. */

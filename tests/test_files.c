@@ -690,3 +690,132 @@ Test(files, outside_a_task_is_eperm)
     cr_assert(eq(int, eddy_fs_mkdir("/nonexistent", 0700), -EPERM));
     cr_assert(eq(int, eddy_fs_rename("/a", "/b"), -EPERM));
 }
+
+/* ---- registered buffers -------------------------------------------------------- */
+
+#define REG_LEN (64u << 10)
+
+struct reg_busy {
+    eddy_file *f;
+    char *buf;
+    ssize_t n;
+};
+
+static intptr_t reg_busy_read(void *arg)
+{
+    struct reg_busy *b = arg;
+    b->n = eddy_file_read(b->f, b->buf, 4096, 0);
+    return 0;
+}
+
+struct reg_thread {
+    eddy_loop *loop;
+    char *region;
+    int err;
+};
+
+static void *reg_other_thread(void *arg)
+{
+    struct reg_thread *t = arg;
+    t->err = eddy_buffer_register(t->loop, t->region, 4096);
+    return NULL;
+}
+
+/* Reads and writes inside a registered region, straddling its end, and
+ * after it is unregistered, all correct; where the backend has no
+ * registered buffers (epoll, kqueue, iocp, or EDDY_CAPS_DISABLE) register
+ * says -ENOTSUP and the same calls go plain. */
+static intptr_t registered_main(void *arg)
+{
+    (void)arg;
+    eddy_loop *loop = eddy_loop_current();
+    bool native = eddy_loop_supports(loop, EDDY_CAP_REGISTERED_BUFFERS) == EDDY_NATIVE;
+    char path[256];
+    path_in_dir(path, sizeof(path), "reg");
+    char *region = malloc(2 * REG_LEN), *check = malloc(REG_LEN);
+    cr_assert(ne(ptr, region, NULL));
+    cr_assert(ne(ptr, check, NULL));
+    cr_assert(eq(int, eddy_buffer_register(NULL, NULL, REG_LEN), -EINVAL));
+    cr_assert(eq(int, eddy_buffer_register(NULL, region, 0), -EINVAL));
+    cr_assert(eq(int, eddy_buffer_register(NULL, region, ((size_t)1 << 30) + 1), -EINVAL));
+    cr_assert(eq(int, eddy_buffer_unregister(NULL, NULL), -EINVAL));
+    cr_assert(eq(int, eddy_buffer_unregister(NULL, region), -ENOENT));
+    int err = eddy_buffer_register(NULL, region, REG_LEN);
+    cr_assert(eq(int, err, native ? 0 : -ENOTSUP), "register: %s", eddy_strerror(err));
+    if (native) {
+        cr_assert(eq(int, eddy_buffer_register(loop, region + 100, 10), -EEXIST));
+        cr_assert(eq(int, eddy_buffer_register(loop, region + REG_LEN - 1, 10), -EEXIST));
+    }
+    struct reg_thread other = {loop, region + REG_LEN, 0};
+    pthread_t th;
+    cr_assert(eq(int, pthread_create(&th, NULL, reg_other_thread, &other), 0));
+    cr_assert(eq(int, pthread_join(th, NULL), 0));
+    cr_assert(eq(int, other.err, -EPERM), "from another thread");
+
+    eddy_file *f;
+    cr_assert(eq(int, eddy_file_open(&f, path, O_CREAT | O_TRUNC | O_RDWR, 0600), 0));
+    for (size_t i = 0; i < 2 * REG_LEN; i++)
+        region[i] = (char)(i * 7 + i / 4096);
+    /* Whole region out and back in, a piece inside it, one across its end. */
+    cr_assert(eq(sz, (size_t)eddy_file_write(f, region, REG_LEN, 0), REG_LEN));
+    cr_assert(eq(sz, (size_t)eddy_file_write(f, region + REG_LEN, REG_LEN, REG_LEN), REG_LEN));
+    memcpy(check, region, REG_LEN);
+    memset(region, 0, 2 * REG_LEN);
+    cr_assert(eq(sz, (size_t)eddy_file_read(f, region, REG_LEN, 0), REG_LEN));
+    cr_assert(eq(int, memcmp(region, check, REG_LEN), 0), "read into the region");
+    memset(region, 0, REG_LEN);
+    cr_assert(eq(sz, (size_t)eddy_file_read(f, region + 1000, 3000, 1000), 3000));
+    cr_assert(eq(int, memcmp(region + 1000, check + 1000, 3000), 0), "read inside it");
+    cr_assert(eq(sz, (size_t)eddy_file_read(f, region + REG_LEN - 4096, 8192, 0), 8192));
+    cr_assert(eq(int, memcmp(region + REG_LEN - 4096, check, 8192), 0), "read across its end");
+    cr_assert(eq(sz, (size_t)eddy_file_read(f, region, 8192, -1), 8192), "current position");
+    cr_assert(eq(int, memcmp(region, check, 8192), 0));
+    cr_assert(eq(sz, (size_t)eddy_file_read(f, region + 10, 10, 2 * REG_LEN), 0), "past the end");
+    if (native) {
+        /* A read in progress in another task keeps the region registered. */
+        struct reg_busy busy = {f, region, 0};
+        eddy_task *t = eddy_spawn(NULL, reg_busy_read, &busy);
+        cr_assert(ne(ptr, t, NULL));
+        cr_assert(eq(int, eddy_yield(), 0));
+        cr_assert(eq(int, eddy_buffer_unregister(loop, region), -EBUSY));
+        cr_assert(eq(int, eddy_task_join(t, NULL), 0));
+        cr_assert(eq(sz, (size_t)busy.n, 4096));
+        cr_assert(eq(int, eddy_buffer_unregister(loop, region + 1), -ENOENT));
+        cr_assert(eq(int, eddy_buffer_unregister(loop, region), 0));
+        cr_assert(eq(int, eddy_buffer_unregister(loop, region), -ENOENT));
+    }
+    memset(region, 0, REG_LEN);
+    cr_assert(eq(sz, (size_t)eddy_file_read(f, region, REG_LEN, 0), REG_LEN));
+    cr_assert(eq(int, memcmp(region, check, REG_LEN), 0), "read after unregistering");
+    if (native) {
+        /* 64 regions at most; the loop's end unregisters what is left. */
+        int i = 0;
+        while ((err = eddy_buffer_register(loop, region + i * 64, 64)) == 0)
+            i++;
+        cr_assert(eq(int, err, -ENOSPC));
+        cr_assert(eq(int, i, 64));
+    }
+    cr_assert(eq(int, eddy_file_close(f), 0));
+    free(check);
+    return (intptr_t)region; /* freed once the loop is */
+}
+
+Test(files, registered_buffers_read_and_write_correctly, .init = make_dir, .fini = remove_dir,
+     .timeout = TEST_TIMEOUT)
+{
+    for (int off = 0; off <= 1; off++) {
+        if (off) setenv("EDDY_CAPS_DISABLE", "registered_buffers", 1);
+        eddy_loop *loop = new_loop();
+        intptr_t region = 0;
+        cr_assert(eq(int, run_task(loop, registered_main, NULL, &region), 0));
+        if (off)
+            cr_assert(eq(int, (int)eddy_loop_supports(loop, EDDY_CAP_REGISTERED_BUFFERS),
+                         (int)EDDY_NONE));
+        eddy_loop_free(loop);
+        free((void *)region);
+        unsetenv("EDDY_CAPS_DISABLE");
+    }
+    char buf[8];
+    cr_assert(eq(int, eddy_buffer_register(NULL, buf, sizeof buf), -EINVAL), "no loop");
+    cr_assert(eq(int, eddy_buffer_unregister(NULL, buf), -EINVAL), "no loop");
+}

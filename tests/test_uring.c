@@ -24,6 +24,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -2267,6 +2268,143 @@ Test(uring_files, file_read_often_goes_through_its_registered_slot, .timeout = T
 Test(uring_files, registered_files_off_reads_by_descriptor, .timeout = TEST_TIMEOUT)
 {
     check_registered_file(false);
+}
+
+/* ---- registered buffers ------------------------------------------------------- */
+
+#define FIXED_LEN (16u << 10)
+
+struct fixed_run {
+    const char *path;
+    bool on, direct;
+};
+
+static bool all_zero(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i]) return false;
+    return true;
+}
+
+/* A read into a registered region goes to the pages pinned when it was
+ * registered (READ_FIXED), not to whatever is mapped at its address now: so
+ * once a fresh page is mapped over the region, a fixed read leaves what the
+ * caller sees untouched, and a plain one (a buffer across the region's end,
+ * a region unregistered, or registered buffers off) fills it. */
+static intptr_t fixed_main(void *arg)
+{
+    struct fixed_run *r = arg;
+    char *pattern = NULL;
+    cr_assert(eq(int, posix_memalign((void **)&pattern, 4096, FIXED_LEN), 0));
+    for (size_t i = 0; i < FIXED_LEN; i++)
+        pattern[i] = (char)(1 + i % 251);
+    int fd = open(r->path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
+    cr_assert(ge(int, fd, 0));
+    cr_assert(eq(sz, (size_t)pwrite(fd, pattern, FIXED_LEN, 0), FIXED_LEN));
+    cr_assert(eq(int, fsync(fd), 0));
+    close(fd);
+    /* Twice the region: the part after it takes reads across its end. */
+    char *map =
+        mmap(NULL, 2 * FIXED_LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    cr_assert(ne(ptr, map, MAP_FAILED));
+    memset(map, 0, 2 * FIXED_LEN);
+    eddy_file *f;
+    int flags = O_RDWR | (r->direct ? O_DIRECT : 0);
+    cr_assert(eq(int, eddy_file_open(&f, r->path, flags, 0), 0));
+    int err = eddy_buffer_register(NULL, map, FIXED_LEN);
+    cr_assert(eq(int, err, r->on ? 0 : -ENOTSUP), "register: %s", eddy_strerror(err));
+    /* Correct through the region: in, and out again elsewhere in the file. */
+    cr_assert(eq(sz, (size_t)eddy_file_read(f, map, 8192, 4096), 8192));
+    cr_assert(eq(int, memcmp(map, pattern + 4096, 8192), 0), "read into the region");
+    cr_assert(eq(sz, (size_t)eddy_file_write(f, map, 4096, 12288), 4096));
+    char *back = NULL;
+    cr_assert(eq(int, posix_memalign((void **)&back, 4096, 4096), 0));
+    cr_assert(eq(sz, (size_t)eddy_file_read(f, back, 4096, 12288), 4096));
+    cr_assert(eq(int, memcmp(back, pattern + 4096, 4096), 0), "written from the region");
+    cr_assert(eq(sz, (size_t)eddy_file_write(f, pattern + 12288, 4096, 12288), 4096));
+    /* A fresh page over the region: only a plain read shows here. */
+    cr_assert(eq(ptr,
+                 mmap(map, 2 * FIXED_LEN, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0),
+                 map));
+    cr_assert(eq(sz, (size_t)eddy_file_read(f, map, 4096, 0), 4096));
+    if (r->on)
+        cr_assert(all_zero(map, 4096), "the read went to the registered pages (READ_FIXED)");
+    else
+        cr_assert(eq(int, memcmp(map, pattern, 4096), 0), "registered buffers off: a plain read");
+    cr_assert(eq(sz, (size_t)eddy_file_read(f, map + FIXED_LEN - 4096, 8192, 0), 8192));
+    cr_assert(eq(int, memcmp(map + FIXED_LEN - 4096, pattern, 8192), 0), "across the end: plain");
+    if (r->on) cr_assert(eq(int, eddy_buffer_unregister(NULL, map), 0));
+    memset(map, 0, 4096);
+    cr_assert(eq(sz, (size_t)eddy_file_read(f, map, 4096, 4096), 4096));
+    cr_assert(eq(int, memcmp(map, pattern + 4096, 4096), 0), "unregistered: plain");
+    cr_assert(eq(int, eddy_file_close(f), 0));
+    munmap(map, 2 * FIXED_LEN);
+    free(back);
+    free(pattern);
+    return 0;
+}
+
+static void check_fixed(bool on, bool direct)
+{
+    require_uring();
+    char path[256];
+    /* O_DIRECT: the build directory first (/tmp may be tmpfs, which refuses it). */
+    snprintf(path, sizeof path, "%s/eddy-fixed-%d", direct ? "." : "/tmp", (int)getpid());
+    if (direct) {
+        int fd = open(path, O_CREAT | O_RDWR | O_DIRECT | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            snprintf(path, sizeof path, "/var/tmp/eddy-fixed-%d", (int)getpid());
+            fd = open(path, O_CREAT | O_RDWR | O_DIRECT | O_CLOEXEC, 0600);
+        }
+        if (fd < 0) cr_skip_test("no file system here takes O_DIRECT: %s", strerror(errno));
+        close(fd);
+    }
+    if (on)
+        unsetenv("EDDY_CAPS_DISABLE");
+    else
+        setenv("EDDY_CAPS_DISABLE", "registered_buffers", 1);
+    eddy_loop *loop = uring_loop(0);
+    if (on && eddy_loop_supports(loop, EDDY_CAP_REGISTERED_BUFFERS) != EDDY_NATIVE) {
+        eddy_loop_free(loop);
+        unlink(path);
+        cr_skip_test("no registered buffers here (Linux 5.19+)");
+    }
+    struct fixed_run r = {path, on, direct};
+    intptr_t result = run_on(loop, fixed_main, &r);
+    eddy_loop_free(loop);
+    unsetenv("EDDY_CAPS_DISABLE");
+    unlink(path);
+    cr_assert(eq(int, (int)result, 0));
+}
+
+Test(uring_files, registered_buffer_reads_go_to_the_pinned_pages, .timeout = TEST_TIMEOUT)
+{
+    check_fixed(true, false);
+}
+
+Test(uring_files, registered_buffer_reads_with_o_direct, .timeout = TEST_TIMEOUT)
+{
+    check_fixed(true, true);
+}
+
+Test(uring_files, registered_buffers_off_read_plain, .timeout = TEST_TIMEOUT)
+{
+    check_fixed(false, false);
+    check_fixed(false, true);
+}
+
+/* An epoll loop has no buffer table: register says so, and nothing changes. */
+Test(uring_files, epoll_has_no_registered_buffers)
+{
+    eddy_loop_options opts = {.backend = "epoll"};
+    eddy_loop *loop;
+    if (eddy_loop_new(&loop, &opts) < 0) cr_skip_test("no epoll loop here");
+    char buf[64];
+    cr_assert(eq(int, eddy_buffer_register(loop, buf, sizeof buf), -ENOTSUP));
+    cr_assert(eq(int, eddy_buffer_unregister(loop, buf), -ENOENT));
+    cr_assert(eq(int, (int)eddy_loop_supports(loop, EDDY_CAP_REGISTERED_BUFFERS), (int)EDDY_NONE));
+    eddy_loop_free(loop);
 }
 
 /* ---- file batches ------------------------------------------------------------- */
