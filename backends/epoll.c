@@ -84,7 +84,10 @@ static int handle_event(struct eddy_backend *b, const struct epoll_event *ev)
     }
     struct eddy__rd_fd *st = eddy__rd_fd_lookup(&ep->rd, ev->data.fd);
     if (!st) return 0;
-    /* On an error or hangup both directions retry: the syscall reports it. */
+    /* On an error or hangup both directions retry: the syscall reports it.
+     * A hang-up stays: the end of the stream is read again and again. */
+    if (ev->events & (EPOLLRDHUP | EPOLLHUP)) st->ended |= EDDY__RD_ARMED_IN;
+    if (ev->events & EPOLLHUP) st->ended |= EDDY__RD_ARMED_OUT;
     int completed = 0;
     if (ev->events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))
         completed += eddy__rd_serve(b, st, true, 0);
