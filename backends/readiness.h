@@ -81,10 +81,11 @@ struct eddy__rd_fd *eddy__rd_fd_lookup(struct eddy__readiness *rd, intptr_t fd);
  * for the next op). A backend that reports a hang-up in that direction (the
  * peer's end of stream, EPOLLRDHUP, EV_EOF) marks it in st->ended first:
  * that readiness is final, no later read uses it up (a short read may stop
- * at the end of the stream, whose report came already). error: the socket error (errno value) the
- * backend's report carried, or 0. A backend that had to read SO_ERROR to report it (libkqueue does)
- * cleared it from the socket: the next op that finds nothing to do (would block, or reads the end
- * of the stream) gets it instead. Returns how many completed. */
+ * at the end of the stream, whose report came already). error: the socket
+ * error (errno value) the backend's report carried, or 0. A backend that had
+ * to read SO_ERROR to report it (libkqueue does) cleared it from the socket:
+ * the next op that finds nothing to do (would block, or reads the end of the
+ * stream) gets it instead. Returns how many completed. */
 int eddy__rd_serve(struct eddy_backend *b, struct eddy__rd_fd *st, bool input, int error);
 
 /* Retries the parked ops of every fd, both directions: for a backend that
