@@ -1112,6 +1112,40 @@ Test(sockets, short_read_at_the_end_of_the_stream, .timeout = 20)
     cr_assert(eq(int, run_main(short_read_then_end_main, NULL), 0));
 }
 
+#ifndef _WIN32
+/* A descriptor eddy waited on for someone else, closed behind eddy's back
+ * (a library's socket): its number, reused by eddy's next socket, must not
+ * carry the old readiness over. The connect below parks on the new socket. */
+static intptr_t reused_number_main(void *arg)
+{
+    (void)arg;
+    eddy_sock *listener, *client, *server;
+    cr_assert(eq(int, eddy_tcp_listen(&listener, "127.0.0.1", 0, 0), 0));
+    int fds[2];
+    cr_assert(eq(int, socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0));
+    cr_assert(eq(int, eddy_wait_readable(fds[0], 5 * NS_PER_MS), -ETIMEDOUT));
+    int number = fds[0];
+    close(fds[0]);
+    close(fds[1]);
+    cr_assert(
+        eq(int, eddy_tcp_connect(&client, "127.0.0.1", (uint16_t)eddy_sock_port(listener)), 0));
+    cr_assert(eq(int, eddy_accept(listener, &server), 0));
+    if (eddy_sock_fd(client) != number) cr_log_info("the number was not reused here");
+    cr_assert(eq(long, (long)eddy_send(server, "hi", 2), 2L));
+    char buf[4];
+    cr_assert(eq(long, (long)eddy_recv(client, buf, sizeof buf), 2L));
+    eddy_sock_close(client);
+    eddy_sock_close(server);
+    eddy_sock_close(listener);
+    return 0;
+}
+
+Test(sockets, connect_on_a_number_closed_behind_eddys_back, .timeout = 20)
+{
+    cr_assert(eq(int, run_main(reused_number_main, NULL), 0));
+}
+#endif
+
 /* ---- system calls per message ------------------------------------------------------------ */
 
 #ifdef __linux__
