@@ -1119,6 +1119,12 @@ Test(sockets, short_read_at_the_end_of_the_stream, .timeout = 20)
 static intptr_t reused_number_main(void *arg)
 {
     (void)arg;
+#ifdef __linux__
+    /* libkqueue keeps a closed descriptor's knotes (docs/platforms.md): the
+     * next add under its number fails. */
+    if (strcmp(eddy_loop_backend(eddy_loop_current()), "kqueue") == 0)
+        cr_skip_test("libkqueue keeps the knotes of a descriptor closed behind its back");
+#endif
     eddy_sock *listener, *client, *server;
     cr_assert(eq(int, eddy_tcp_listen(&listener, "127.0.0.1", 0, 0), 0));
     int fds[2];
