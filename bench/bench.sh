@@ -159,6 +159,15 @@ CONFIGS="64:50 64:1000 64:10000 16384:50 16384:1000"
 
 key() { echo "$1" | tr '/' '_'; }
 
+keep() { # line prefix column:suffix...: appends each column of line to $out/prefix-suffix
+    l=$1
+    p=$2
+    shift 2
+    for cs in "$@"; do
+        echo "$l" | awk -v c="${cs%%:*}" '{ print $c }' >>"$out/$p-${cs#*:}"
+    done
+}
+
 run_echo() { # name command size conns port
     cmd=$(echo "$2" | sed "s/PORT/$5/")
     # shellcheck disable=SC2086
@@ -205,11 +214,7 @@ if want echo; then
                     port=$((port + 1))
                     line=$(run_echo "$name" "$cmd" "$size" "$conns" "$port")
                     echo "  round $r ${size} B x $conns conns  $(printf '%-18s' "$name") $line"
-                    k=$(key "$name")
-                    echo "$line" | awk '{ print $1 }' >>"$out/echo-$size-$conns-$k-rps"
-                    echo "$line" | awk '{ print $2 }' >>"$out/echo-$size-$conns-$k-cpu"
-                    echo "$line" | awk '{ print $4 }' >>"$out/echo-$size-$conns-$k-user"
-                    echo "$line" | awk '{ print $5 }' >>"$out/echo-$size-$conns-$k-sys"
+                    keep "$line" "echo-$size-$conns-$(key "$name")" 1:rps 2:cpu 4:user 5:sys
                 done
             }
         done
@@ -442,11 +447,7 @@ if want http; then
                     port=$((port + 1))
                     line=$(run_http "$name" "$conns" "$port")
                     echo "  round $r $conns conns  $(printf '%-14s' "$name") $line"
-                    k=$(key "$name")
-                    echo "$line" | awk '{ print $1 }' >>"$out/http-$conns-$k-rps"
-                    echo "$line" | awk '{ print $2 }' >>"$out/http-$conns-$k-cpu"
-                    echo "$line" | awk '{ print $3 }' >>"$out/http-$conns-$k-user"
-                    echo "$line" | awk '{ print $4 }' >>"$out/http-$conns-$k-sys"
+                    keep "$line" "http-$conns-$(key "$name")" 1:rps 2:cpu 3:user 4:sys
                 done
             done
             r=$((r + 1))
