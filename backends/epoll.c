@@ -84,12 +84,33 @@ static int handle_event(struct eddy_backend *b, const struct epoll_event *ev)
     }
     struct eddy__rd_fd *st = eddy__rd_fd_lookup(&ep->rd, ev->data.fd);
     if (!st) return 0;
-    /* On an error or hangup both directions retry: the syscall reports it. */
+    /* On an error or hangup both directions retry: the syscall reports it.
+     * A hang-up stays: the end of the stream is read again and again. */
+    if (ev->events & (EPOLLRDHUP | EPOLLHUP)) st->ended |= EDDY__RD_ARMED_IN;
+    if (ev->events & EPOLLHUP) st->ended |= EDDY__RD_ARMED_OUT;
     int completed = 0;
     if (ev->events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))
         completed += eddy__rd_serve(b, st, true, 0);
     if (ev->events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) completed += eddy__rd_serve(b, st, false, 0);
     return completed;
+}
+
+/* What the events will touch went cold while the other descriptors were
+ * served (each fd's state, the op parked first on it, in its task's frame):
+ * asked for all at once before the first event is handled, the misses
+ * overlap instead of coming one after the other. */
+static void prefetch_events(struct epoll_state *ep, int n)
+{
+    for (int i = 0; i < n; i++)
+        __builtin_prefetch(eddy__rd_fd_lookup(&ep->rd, ep->events[i].data.fd));
+    for (int i = 0; i < n; i++) {
+        struct eddy__rd_fd *st = eddy__rd_fd_lookup(&ep->rd, ep->events[i].data.fd);
+        if (!st) continue;
+        struct eddy__list *first =
+            (ep->events[i].events & EPOLLIN) ? st->readers.next : st->writers.next;
+        __builtin_prefetch(first);
+        __builtin_prefetch(eddy__container_of(first, struct eddy_op, link));
+    }
 }
 
 static int epoll_poll(struct eddy_backend *b, int64_t timeout_ns)
@@ -102,6 +123,7 @@ static int epoll_poll(struct eddy_backend *b, int64_t timeout_ns)
         n = 0;
     }
     int completed = 0;
+    if (n > 1) prefetch_events(ep, n);
     for (int i = 0; i < n; i++)
         completed += handle_event(b, &ep->events[i]);
     return completed + eddy__rd_complete_deferred(b);

@@ -396,6 +396,7 @@ static int handle_event(struct eddy_backend *b, const struct kevent *ev)
      * libkqueue the error only comes in fflags (it read SO_ERROR to fill it
      * in, which cleared it from the socket). */
     int error = (ev->flags & EV_EOF) ? (int)ev->fflags : 0;
+    if (ev->flags & EV_EOF) st->ended |= input ? EDDY__RD_ARMED_IN : EDDY__RD_ARMED_OUT;
     return eddy__rd_serve(b, st, input, error);
 }
 

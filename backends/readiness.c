@@ -46,6 +46,11 @@ static bool waits_for_input(const struct eddy_op *op)
            (kind == EDDY_OP_POLL && op->u.io.flags == EDDY_READABLE);
 }
 
+static uint8_t direction_bit(bool input)
+{
+    return input ? EDDY__RD_ARMED_IN : EDDY__RD_ARMED_OUT;
+}
+
 static int64_t syscall_result(ssize_t r)
 {
     if (r >= 0) return r;
@@ -201,20 +206,57 @@ static int64_t try_op(struct eddy_op *op)
     return syscall_result(r);
 }
 
+/* Whether op's result shows its fd has nothing more in op's direction for
+ * now: it would block, or a read of a stream socket took less than asked
+ * (the socket is empty: a datagram socket, a terminal or a peek says
+ * nothing about the rest), or a send took less than offered (the buffer is
+ * full). The end of a stream (0) and errors stay: they are reported again
+ * at once, and no new edge would come for them. A poll never uses anything
+ * up: it may watch a descriptor eddy does not read. */
+static bool used_up(const struct eddy_op *op, int64_t result)
+{
+    if (result == WOULD_BLOCK) return op->kind != EDDY_OP_POLL;
+    if (result <= 0) return false;
+    switch (op->kind) {
+    case EDDY_OP_RECV:
+        return (op->flags & EDDY_OP_F_STREAM) && !(op->u.io.flags & (MSG_PEEK | MSG_OOB)) &&
+               (uint64_t)result < op->u.io.len;
+    case EDDY_OP_SEND:
+        return (uint64_t)result < op->u.io.len;
+    default:
+        return false;
+    }
+}
+
 /* try_op, and the socket error a backend reported for fd where the syscall
  * no longer sees it (eddy__rd_serve). An error the syscall returns itself is
- * that one: it is delivered once. */
-static int64_t attempt(struct eddy__rd_fd *st, struct eddy_op *op)
+ * that one: it is delivered once. Clears fd's ready bit in op's direction
+ * when the result says it is used up. */
+static int64_t attempt(struct eddy__rd_fd *st, struct eddy_op *op, bool input)
 {
     int64_t result = try_op(op);
-    if (!st || !st->error) return result;
-    /* A poll only says "look": the error stays for the call that follows. */
-    if (op->kind == EDDY_OP_POLL) return result == WOULD_BLOCK ? op->u.io.flags : result;
-    bool nothing = result == WOULD_BLOCK ||
-                   (result == 0 && (op->kind == EDDY_OP_RECV || op->kind == EDDY_OP_RECVMSG));
-    if (nothing) result = -st->error;
-    if (nothing || result < 0) st->error = 0;
+    if (!st) return result;
+    if (st->error) {
+        /* A poll only says "look": the error stays for the call that follows. */
+        if (op->kind == EDDY_OP_POLL) return result == WOULD_BLOCK ? op->u.io.flags : result;
+        bool nothing = result == WOULD_BLOCK ||
+                       (result == 0 && (op->kind == EDDY_OP_RECV || op->kind == EDDY_OP_RECVMSG));
+        if (nothing) result = -st->error;
+        if (nothing || result < 0) st->error = 0;
+    }
+    uint8_t bit = direction_bit(input);
+    if (used_up(op, result) && !(st->ended & bit)) st->ready &= (uint8_t)~bit;
     return result;
+}
+
+/* Whether fd is known to have nothing for an op in this direction: the
+ * direction is armed (a report will come) and nothing was reported since it
+ * was used up. A connect must make its call, a poll must ask. */
+static bool known_not_ready(const struct eddy__rd_fd *st, const struct eddy_op *op, bool input)
+{
+    uint8_t bit = direction_bit(input);
+    return st && (st->armed & bit) && !(st->ready & bit) && op->kind != EDDY_OP_POLL &&
+           op->kind != EDDY_OP_CONNECT;
 }
 
 /* ---- per-fd state --------------------------------------------------------- */
@@ -241,6 +283,8 @@ static int fd_table_grow(struct eddy__readiness *rd, int fd)
         eddy__list_splice(&fds[i].readers, &rd->fds[i].readers);
         eddy__list_splice(&fds[i].writers, &rd->fds[i].writers);
         fds[i].armed = rd->fds[i].armed;
+        fds[i].ready = rd->fds[i].ready;
+        fds[i].ended = rd->fds[i].ended;
         fds[i].error = rd->fds[i].error;
     }
     free(rd->fds);
@@ -284,6 +328,8 @@ static void forget_stale(struct eddy__readiness *rd, int64_t fd)
     struct eddy__rd_fd *st = eddy__rd_fd_lookup(rd, fd);
     if (st && eddy__list_empty(&st->readers) && eddy__list_empty(&st->writers)) {
         st->armed = 0;
+        st->ready = 0;
+        st->ended = 0;
         st->error = 0;
     }
 }
@@ -298,11 +344,14 @@ static void finish_parked(struct eddy_backend *b, struct eddy_op *op, int64_t re
 int eddy__rd_serve(struct eddy_backend *b, struct eddy__rd_fd *st, bool input, int error)
 {
     struct eddy__list *queue = queue_of(st, input);
+    uint8_t bit = direction_bit(input);
     if (error) st->error = error;
+    st->ready |= bit;
     int completed = 0;
-    while (!eddy__list_empty(queue)) {
+    /* Until an op uses the readiness up: the next ones wait for the next report. */
+    while (!eddy__list_empty(queue) && (st->ready & bit)) {
         struct eddy_op *op = eddy__container_of(queue->next, struct eddy_op, link);
-        int64_t result = attempt(st, op);
+        int64_t result = attempt(st, op, input);
         if (result == WOULD_BLOCK) break;
         if (op->kind == EDDY_OP_ACCEPT) forget_stale(b->impl, result);
         finish_parked(b, op, result);
@@ -368,6 +417,8 @@ static int64_t close_fd(struct eddy_backend *b, int fd)
     if (st) {
         if (st->armed) rd->hooks->disarm(b, fd, st);
         st->armed = 0;
+        st->ready = 0;
+        st->ended = 0;
         st->error = 0;
         defer_queue(rd, &st->readers);
         defer_queue(rd, &st->writers);
@@ -384,13 +435,19 @@ static int park(struct eddy_backend *b, struct eddy_op *op)
     struct eddy__readiness *rd = b->impl;
     int fd = (int)op->fd;
     bool input = waits_for_input(op);
+    uint8_t bit = direction_bit(input);
     if ((size_t)fd >= rd->fd_count && fd_table_grow(rd, fd) < 0) return -ENOMEM;
     struct eddy__rd_fd *st = &rd->fds[fd];
     /* A foreign descriptor may have been closed and its number reused behind
      * eddy's back, which the backend forgets silently: a poll always arms. */
-    if (op->kind == EDDY_OP_POLL || !(st->armed & (input ? EDDY__RD_ARMED_IN : EDDY__RD_ARMED_OUT))) {
+    if (op->kind == EDDY_OP_POLL || !(st->armed & bit)) {
+        uint8_t before = st->armed;
         int err = rd->hooks->arm(b, fd, st, input);
         if (err < 0) return finish_now(op, err);
+        /* What is armed now starts unknown (ready: try), except this
+         * direction, which just said it would block. */
+        uint8_t armed_now = st->armed & (uint8_t)~before;
+        st->ready = (uint8_t)((st->ready | armed_now) & ~(armed_now & bit));
     }
     eddy__list_push_back(queue_of(st, input), &op->link);
     op->backend_data |= OP_PARKED;
@@ -408,10 +465,15 @@ int eddy__rd_submit(struct eddy_backend *b, struct eddy_op *op)
     if (op->kind == EDDY_OP_CLOSE) return finish_now(op, close_fd(b, (int)op->fd));
     if (op->kind == EDDY_OP_SHUTDOWN) return finish_now(op, try_op(op));
 
-    /* Ops already parked in this direction go first: arrival order. */
+    /* A connect makes a new socket's first readiness: what was remembered
+     * under its number belongs to a file closed behind eddy's back. */
+    if (op->kind == EDDY_OP_CONNECT) forget_stale(rd, op->fd);
+    /* Ops already parked in this direction go first (arrival order); an fd
+     * known to have nothing in it parks the op without a syscall. */
+    bool input = waits_for_input(op);
     struct eddy__rd_fd *st = eddy__rd_fd_lookup(rd, op->fd);
-    if (!st || eddy__list_empty(queue_of(st, waits_for_input(op)))) {
-        int64_t result = attempt(st, op);
+    if ((!st || eddy__list_empty(queue_of(st, input))) && !known_not_ready(st, op, input)) {
+        int64_t result = attempt(st, op, input);
         if (result != WOULD_BLOCK) {
             if (op->kind == EDDY_OP_ACCEPT) forget_stale(rd, result);
             return finish_now(op, result);

@@ -29,10 +29,18 @@ enum {
     EDDY__RD_ARMED_OUT = 1 << 1,
 };
 
+/* Readiness is remembered per fd and direction (as mio and Tokio do): in a
+ * direction that is armed (edge-triggered: a report for each new edge), a
+ * ready bit set by the backend's report and cleared when a syscall says the
+ * fd has nothing more (EAGAIN, or a short read of a stream socket or a short
+ * send) tells whether the next op should try its syscall at once or park at
+ * once. A direction not armed is unknown: its ops try. */
 struct eddy__rd_fd {
     struct eddy__list readers; /* ACCEPT, RECV, RECVMSG waiting for input */
     struct eddy__list writers; /* CONNECT, SEND, SENDMSG waiting for output */
     uint8_t armed;             /* EDDY__RD_ARMED_*, kept by the backend's hooks */
+    uint8_t ready;             /* EDDY__RD_ARMED_* bits: reported and not used up since */
+    uint8_t ended;             /* EDDY__RD_ARMED_* bits: a hang-up was reported (final) */
     int error;                 /* a socket error the backend reported, not yet delivered */
 };
 
@@ -68,12 +76,16 @@ void eddy__rd_cancel(struct eddy_backend *b, struct eddy_op *op);
 /* The state of fd, or NULL if nothing was ever parked on it. */
 struct eddy__rd_fd *eddy__rd_fd_lookup(struct eddy__readiness *rd, intptr_t fd);
 
-/* fd is ready for input (or output): retries its parked ops of that
- * direction. error: the socket error (errno value) the backend's report
- * carried, or 0. A backend that had to read SO_ERROR to report it (libkqueue
- * does) cleared it from the socket: the next op that finds nothing to do
- * (would block, or reads the end of the stream) gets it instead. Returns how
- * many completed. */
+/* fd is ready for input (or output): marks it so and retries its parked ops
+ * of that direction (a report for an fd with nothing parked is remembered
+ * for the next op). A backend that reports a hang-up in that direction (the
+ * peer's end of stream, EPOLLRDHUP, EV_EOF) marks it in st->ended first:
+ * that readiness is final, no later read uses it up (a short read may stop
+ * at the end of the stream, whose report came already). error: the socket
+ * error (errno value) the backend's report carried, or 0. A backend that had
+ * to read SO_ERROR to report it (libkqueue does) cleared it from the socket:
+ * the next op that finds nothing to do (would block, or reads the end of the
+ * stream) gets it instead. Returns how many completed. */
 int eddy__rd_serve(struct eddy_backend *b, struct eddy__rd_fd *st, bool input, int error);
 
 /* Retries the parked ops of every fd, both directions: for a backend that

@@ -1649,6 +1649,31 @@ static int handle_cqe(struct eddy_backend *b, const struct io_uring_cqe *cqe)
     return 1;
 }
 
+/* What a batch of CQEs will touch went cold while the other connections were
+ * served (an op in its task's frame, a stream and its first waiter): asked
+ * for all at once before the first CQE is handled, the misses overlap
+ * instead of coming one after the other. */
+static void reap_prefetch(struct uring_state *s)
+{
+    unsigned head;
+    struct io_uring_cqe *cqe;
+    io_uring_for_each_cqe(&s->ring, head, cqe)
+    {
+        uint64_t tag = io_uring_cqe_get_data64(cqe);
+        if (tag == WAKE_TAG || tag == CANCEL_TAG || tag == LIBURING_UDATA_TIMEOUT) continue;
+        struct eddy_op *op = (struct eddy_op *)(uintptr_t)(tag & ~(uint64_t)7);
+        __builtin_prefetch(op); /* or the stream, the listener */
+        if ((tag & 7) == 0) __builtin_prefetch(&op->link);
+    }
+    io_uring_for_each_cqe(&s->ring, head, cqe)
+    {
+        uint64_t tag = io_uring_cqe_get_data64(cqe);
+        if ((tag & 7) != STREAM_TAG) continue;
+        struct stream *st = (struct stream *)(uintptr_t)(tag & ~(uint64_t)7);
+        __builtin_prefetch(st->waiters.next); /* the head itself when none waits */
+    }
+}
+
 /* Completes every CQE in the ring, then what the kernel held back for lack of
  * room in it (IORING_FEAT_NODROP), until none is left. */
 static int reap(struct eddy_backend *b)
@@ -1658,6 +1683,7 @@ static int reap(struct eddy_backend *b)
     for (;;) {
         unsigned head, seen = 0;
         struct io_uring_cqe *cqe;
+        if (io_uring_cq_ready(&s->ring) > 1) reap_prefetch(s);
         io_uring_for_each_cqe(&s->ring, head, cqe)
         {
             completed += handle_cqe(b, cqe);

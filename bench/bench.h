@@ -46,4 +46,27 @@ static inline int echo_server_port(int argc, char **argv)
     return atoi(argv[1]);
 }
 
+#ifdef __linux__
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+/* The bare echo servers' listener: nonblocking, on 127.0.0.1:port. The
+ * descriptor, or -1 after a message naming prog. */
+static inline int echo_listen_nonblocking(int port, const char *prog)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4096) < 0) {
+        fprintf(stderr, "%s: listen: ", prog);
+        perror(NULL);
+        return -1;
+    }
+    return fd;
+}
+#endif
+
 #endif /* EDDY_BENCH_H */

@@ -50,6 +50,44 @@ at_most() { # label value base limit
             printf "%s: no figure\n", n }'
 }
 
+# The user/system split of a server's CPU time. The kernel's own split (utime
+# and stime in /proc, and getrusage, which reads the same) samples at the tick
+# (CONFIG_HZ, 250 here) where tick accounting is configured: a server kept 15 %
+# busy by a client that saturates its own CPU gets about 75 ticks in a 2 s
+# round, and a 1 % share of user time is less than one of them (the bare
+# loops read 0). So the split is taken by perf's software clock instead,
+# sampling the server's own running time at $PERF_HZ (about 6 000 samples a
+# round, the same for every server); the total stays the kernel's.
+PERF_HZ=20000
+PERF=""
+if command -v perf >/dev/null 2>&1 && perf record -q -e cpu-clock -o /dev/null true >/dev/null 2>&1; then
+    PERF=perf
+else
+    missing="$missing perf(user/system split from /proc's ticks instead)"
+fi
+perf_start() { # pid seconds: samples pid's running time for that long, in the background
+    [ -n "$PERF" ] || return 0
+    rm -f "$out/perf.data"
+    perf_pid=""
+    taskset -c "$CLIENT_CPU" perf record -q -e cpu-clock -F "$PERF_HZ" -p "$1" \
+        -o "$out/perf.data" -- sleep "$2" </dev/null >/dev/null 2>&1 &
+    perf_pid=$!
+}
+perf_wait() { # for the sampling perf_start began (in this shell, not in a $(...))
+    [ -n "${perf_pid:-}" ] && wait "$perf_pid" 2>/dev/null
+    perf_pid=""
+}
+perf_user_share() { # after perf_wait: the share of the samples in user space (0..1), or "-"
+    [ -n "$PERF" ] && [ -s "$out/perf.data" ] || { echo -; return; }
+    perf script -i "$out/perf.data" -F ip 2>/dev/null | awk '
+        { if (length($1) >= 16 && substr($1, 1, 4) == "ffff") k++; else u++ }
+        END { if (u + k >= 100) printf "%.5f\n", u / (u + k); else print "-" }'
+}
+# "rps cpu trips user sys" with user and sys from the share (when there is one)
+split_line() { # line share
+    echo "$1" | awk -v f="$2" '{ if (f != "-" && $2 + 0 > 0) { $4 = sprintf("%.1f", $2 * f); $5 = sprintf("%.1f", $2 - $2 * f) } print }'
+}
+
 # ---- tasks --------------------------------------------------------------------
 if want tasks; then
     echo "== tasks (bench/switch, bench/spawn; CPU $SERVER_CPU)"
@@ -102,6 +140,8 @@ servers="eddy/io_uring|env EDDY_BACKEND=io_uring ./bench/echo-eddy PORT
 eddy/epoll|env EDDY_BACKEND=epoll ./bench/echo-eddy PORT"
 add_server() { servers="$servers
 $1|$2"; }
+# The floor for eddy on epoll: a bare level-triggered epoll loop.
+if [ -x ./bench/echo-epoll ]; then add_server epoll "./bench/echo-epoll PORT"; fi
 # The floors for eddy on io_uring: bare liburing loops, no tasks; one with a
 # plain recv per message, one with a multishot recv into a buffer ring and a
 # multishot accept, as eddy's backend does. eddy is compared with the better.
@@ -127,24 +167,47 @@ if [ -n "${EDDY_BENCH_ECHO:-}" ]; then
         case " $EDDY_BENCH_ECHO " in *" $name "*) echo "$name|$cmd" ;; esac
     done)
 fi
-CONFIGS="64:50 64:1000 16384:50 16384:1000"
+CONFIGS="64:50 64:1000 64:10000 16384:50 16384:1000"
 
 key() { echo "$1" | tr '/' '_'; }
+
+keep() { # line prefix column:suffix...: appends each column of line to $out/prefix-suffix
+    l=$1
+    p=$2
+    shift 2
+    for cs in "$@"; do
+        echo "$l" | awk -v c="${cs%%:*}" '{ print $c }' >>"$out/$p-${cs#*:}"
+    done
+}
 
 run_echo() { # name command size conns port
     cmd=$(echo "$2" | sed "s/PORT/$5/")
     # shellcheck disable=SC2086
     taskset -c "$SERVER_CPU" $cmd </dev/null >"$out/server.log" 2>&1 &
     pid=$!
-    line=$(taskset -c "$CLIENT_CPU" ./bench/echo-load "$5" "$4" "$3" "$SECS" "$pid" </dev/null 2>"$out/load.log")
+    taskset -c "$CLIENT_CPU" ./bench/echo-load "$5" "$4" "$3" "$SECS" "$pid" </dev/null \
+        >"$out/load.out" 2>"$out/load.log" &
+    lpid=$!
+    # the split is sampled in the measured window: after the connections and
+    # the warm-up (echo-load says when it starts measuring)
+    i=0
+    while ! grep -q measuring "$out/load.log" 2>/dev/null && [ $i -lt 600 ]; do
+        sleep 0.05
+        i=$((i + 1))
+    done
+    perf_start "$pid" "$SECS"
+    wait "$lpid"
     status=$?
+    perf_wait
+    share=$(perf_user_share)
+    line=$(cat "$out/load.out")
     kill "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
     if [ $status -ne 0 ] || [ -z "$line" ]; then
-        echo "  $1 failed: $(cat "$out/load.log" "$out/server.log" | head -3 | tr '\n' ' ')" >&2
+        echo "  $1 failed: $(grep -v measuring "$out/load.log" "$out/server.log" | head -3 | tr '\n' ' ')" >&2
         line="- - - - -"
     fi
-    echo "$line"
+    split_line "$line" "$share"
 }
 
 if want echo; then
@@ -163,11 +226,7 @@ if want echo; then
                     port=$((port + 1))
                     line=$(run_echo "$name" "$cmd" "$size" "$conns" "$port")
                     echo "  round $r ${size} B x $conns conns  $(printf '%-18s' "$name") $line"
-                    k=$(key "$name")
-                    echo "$line" | awk '{ print $1 }' >>"$out/echo-$size-$conns-$k-rps"
-                    echo "$line" | awk '{ print $2 }' >>"$out/echo-$size-$conns-$k-cpu"
-                    echo "$line" | awk '{ print $4 }' >>"$out/echo-$size-$conns-$k-user"
-                    echo "$line" | awk '{ print $5 }' >>"$out/echo-$size-$conns-$k-sys"
+                    keep "$line" "echo-$size-$conns-$(key "$name")" 1:rps 2:cpu 4:user 5:sys
                 done
             }
         done
@@ -231,7 +290,7 @@ child_pid() { # pid: its first child (the traced server), once there is one; "" 
 }
 
 SYSCALL_CONFIGS="64:50 64:1000"
-SYSCALL_SERVERS="eddy/io_uring eddy/epoll liburing liburing-multishot libuv"
+SYSCALL_SERVERS="eddy/io_uring eddy/epoll epoll liburing liburing-multishot libuv"
 syscall_servers=""
 if want syscalls; then
     if ! command -v strace >/dev/null 2>&1; then
@@ -264,6 +323,7 @@ if want syscalls; then
                     continue
                 fi
                 # calls is the 4th column, the name the last ("errors" may be empty)
+                echo "$trips" >"$out/sys-$size-$conns-$k-trips"
                 awk -v t="$trips" '$NF != "total" && $NF != "syscall" && $4 ~ /^[0-9]+$/ {
                         printf "%s %.3f\n", $NF, $4 / t; all += $4 }
                     END { printf "total %.3f\n", all / t }' "$out/strace" |
@@ -382,19 +442,26 @@ run_http() { # name conns port [workers] -> "requests/s CPU-ns-per-request user-
         i=$((i + 1))
     done
     t0=$(cpu_split $pids)
+    perf_start "$(echo $pids | tr ' ' ',')" "$SECS"
     res=$(taskset -c "$wcpus" wrk -t"$workers" -c"$2" -d"${SECS}s" "http://127.0.0.1:$3/" 2>&1)
     t1=$(cpu_split $pids)
+    perf_wait
+    share=$(perf_user_share)
     kill "$spid" 2>/dev/null
     wait "$spid" 2>/dev/null
-    line=$(echo "$res" | awk -v t0="$t0" -v t1="$t1" -v hz="$HZ" '
+    # requests/s, CPU ns per request, and its user and system parts (perf's
+    # split of the total; without perf, the kernel's tick split)
+    line=$(echo "$res" | awk -v t0="$t0" -v t1="$t1" -v hz="$HZ" -v f="$share" '
         BEGIN { split(t0, a, " "); split(t1, b, " "); u = b[1] - a[1]; s = b[2] - a[2] }
         / requests in / { n = $1 }
         /^Requests\/sec:/ { r = $2 }
         /Non-2xx|Socket errors/ { bad = 1 }
-        END { k = n > 0 ? 1e9 / hz / n : 0
-              if (n > 0 && !bad) printf "%.0f %.0f %.0f %.0f\n", r, (u + s) * k, u * k, s * k
-              else print "- -" }')
-    if [ "$line" = "- -" ]; then
+        END { k = n > 0 ? 1e9 / hz / n : 0; c = (u + s) * k
+              if (n > 0 && !bad) {
+                  if (f == "-") printf "%.0f %.0f %.0f %.0f\n", r, c, u * k, s * k
+                  else printf "%.0f %.0f %.0f %.0f\n", r, c, c * f, c - c * f }
+              else print "- - - -" }')
+    if [ "$line" = "- - - -" ]; then
         echo "  $1 failed: $(echo "$res" | tail -3 | tr '\n' ' ') $(head -2 "$out/server.log" | tr '\n' ' ')" >&2
     fi
     echo "$line"
@@ -815,6 +882,21 @@ if want echo; then
             at_most "    $size B x $conns, user vs ${best:-none}" "$usr" "$busr" 1.5
         done
     fi
+    if [ -x ./bench/echo-epoll ]; then
+        echo "  target: eddy/epoll against the bare epoll loop: total CPU per trip <= 1.00x, user <= 1.5x"
+        for cfg in $CONFIGS; do
+            size=${cfg%%:*}
+            conns=${cfg##*:}
+            for what in cpu user; do
+                a=$( { median <"$out/echo-$size-$conns-eddy_epoll-$what"; } 2>/dev/null)
+                b=$( { median <"$out/echo-$size-$conns-epoll-$what"; } 2>/dev/null)
+                lim=1.00
+                [ "$what" = user ] && lim=1.5
+                at_most "    $size B x $conns, $([ "$what" = cpu ] && echo total || echo user) vs epoll" \
+                    "$a" "$b" "$lim"
+            done
+        done
+    fi
     echo "  target: eddy/io_uring's CPU per round trip at 1000 connections <= 0.75x eddy/epoll's:"
     for size in 64 16384; do
         ep=$( { median <"$out/echo-$size-1000-eddy_epoll-cpu"; } 2>/dev/null)
@@ -867,6 +949,22 @@ if want syscalls && [ -n "$syscall_servers" ]; then
         done
     done
 fi
+if want syscalls && [ -n "$syscall_servers" ]; then
+    echo "  target: eddy/epoll one receive and one send per round trip (besides one receive per"
+    echo "  connection before its first message, when its task starts):"
+    for cfg in $SYSCALL_CONFIGS; do
+        size=${cfg%%:*}
+        conns=${cfg##*:}
+        f="$out/sys-$size-$conns-eddy_epoll"
+        [ -s "$f" ] || continue
+        awk -v c="$conns" -v t="$(cat "$f-trips" 2>/dev/null)" -v n="    $size B x $conns" '
+            $1 == "recvfrom" { r = $2 } $1 == "sendto" { w = $2 }
+            END { if (t + 0 <= 0) { printf "%s: no figure\n", n; exit }
+                  r1 = r - c / t
+                  printf "%s: %s (recvfrom %.3f per trip, %.3f without the first per connection; sendto %.3f)\n",
+                      n, (r1 <= 1.005 && w <= 1.005 ? "met" : "MISSED"), r, r1, w }' "$f"
+    done
+fi
 if want syscalls && [ -s "$out/teardown-epoll" ]; then
     echo "  1000 connections closing at once (echo-eddy, munmap calls in the server's whole run):"
     for b in io_uring epoll; do
@@ -878,9 +976,19 @@ if want syscalls && [ -s "$out/teardown-epoll" ]; then
 fi
 if want http && [ -n "$http_servers" ]; then
     echo
-    echo "HTTP: requests/s (wrk -t1) and the server's CPU time per request (utime+stime, ns)"
+    echo "HTTP: requests/s (wrk -t1) and the server's CPU time per request (ns: utime+stime, and each)"
     http_table http "$http_servers"
     case " $http_servers " in *" nginx "*)
+        echo "  target: eddy's CPU per request against nginx's: io_uring <= 0.7x, epoll <= 0.9x:"
+        for conns in $HTTP_CONNS; do
+            ngcpu=$( { median <"$out/http-$conns-nginx-cpu"; } 2>/dev/null)
+            for b in io_uring epoll; do
+                cpu=$( { median <"$out/http-$conns-eddy_$b-cpu"; } 2>/dev/null)
+                lim=0.7
+                [ "$b" = epoll ] && lim=0.9
+                at_most "    eddy/$b, $conns conns" "$cpu" "$ngcpu" "$lim"
+            done
+        done
         echo "  target: eddy's requests/s >= nginx's at <= nginx's CPU per request:"
         for conns in $HTTP_CONNS; do
             ngcpu=$( { median <"$out/http-$conns-nginx-cpu"; } 2>/dev/null)

@@ -88,16 +88,8 @@ int main(int argc, char **argv)
 {
     int port = echo_server_port(argc, argv);
     if (port < 0) return 2;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4096) < 0) {
-        perror("echo-ev: listen");
-        return 1;
-    }
+    int fd = echo_listen_nonblocking(port, "echo-ev");
+    if (fd < 0) return 1;
     struct ev_loop *loop = ev_default_loop(EVBACKEND_EPOLL);
     ev_io accept_io;
     ev_io_init(&accept_io, on_accept, fd, EV_READ);

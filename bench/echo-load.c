@@ -16,7 +16,9 @@
  * threads, io_uring workers included) read at the start and the end of the
  * measured window; user and system time are also given apart (the kernel
  * splits the two by sampling at its tick: a share of a few percent is coarse,
- * and one under about 1 % can read as 0). One
+ * and one under about 1 % can read as 0; bench.sh replaces this split with
+ * one sampled by perf). When the window starts it says "echo-load:
+ * measuring" on stderr. One
  * thread, level-triggered epoll, plain syscalls: the same client for every
  * server. Plain C, no eddy, so that the client costs the same whichever
  * server it drives.
@@ -219,6 +221,7 @@ int main(int argc, char **argv)
         int64_t now = now_ns();
         if (!measuring && now >= t0) {
             measuring = 1;
+            fputs("echo-load: measuring\n", stderr); /* bench.sh starts its sampling */
             t0 = now;
             t1 = t0 + (int64_t)(seconds * 1e9);
             cpu_ok = proc_cpu_ns(server_pid, &user0, &sys0);
