@@ -1107,7 +1107,7 @@ static intptr_t short_read_then_end_main(void *arg)
     return 0;
 }
 
-Test(sockets, short_read_at_the_end_of_the_stream, .timeout = 20)
+Test(sockets, short_read_at_the_end_of_the_stream, .timeout = TEST_TIMEOUT)
 {
     cr_assert(eq(int, run_main(short_read_then_end_main, NULL), 0));
 }
@@ -1136,7 +1136,7 @@ static intptr_t reused_number_main(void *arg)
     cr_assert(
         eq(int, eddy_tcp_connect(&client, "127.0.0.1", (uint16_t)eddy_sock_port(listener)), 0));
     cr_assert(eq(int, eddy_accept(listener, &server), 0));
-    if (eddy_sock_fd(client) != number) cr_log_info("the number was not reused here");
+    if (eddy_sock_fd(client) != number) fprintf(stderr, "the number was not reused here\n");
     cr_assert(eq(long, (long)eddy_send(server, "hi", 2), 2L));
     char buf[4];
     cr_assert(eq(long, (long)eddy_recv(client, buf, sizeof buf), 2L));
@@ -1146,7 +1146,7 @@ static intptr_t reused_number_main(void *arg)
     return 0;
 }
 
-Test(sockets, connect_on_a_number_closed_behind_eddys_back, .timeout = 20)
+Test(sockets, connect_on_a_number_closed_behind_eddys_back, .timeout = TEST_TIMEOUT)
 {
     cr_assert(eq(int, run_main(reused_number_main, NULL), 0));
 }
@@ -1218,7 +1218,7 @@ static intptr_t syscalls_per_message_main(void *arg)
     pair_close(&p);
     if (strcmp(backend, "io_uring") != 0 && recvs == 0)
         cr_skip_test("recv is not interposed here: nothing to count");
-    cr_log_info("%s: %u recv and %u send for %d messages", backend, recvs, sends, PING_PONGS);
+    fprintf(stderr, "%s: %u recv and %u send for %d messages\n", backend, recvs, sends, PING_PONGS);
     /* The messages, the end of the stream, and at most one try before the
      * first message came. */
     cr_expect(le(u32, recvs, PING_PONGS + 2), "%s: %u recv for %d messages", backend, recvs,

@@ -1185,8 +1185,10 @@ static void run_ring_modes(eddy_task_fn fn, void *arg)
     unsetenv("EDDY_URING_BUF_RING");
 }
 
-/* Whether p lies in an anonymous mapping of exactly len bytes (the loop's
- * buffer ring has one of its own; the stream's buffer is on the heap). */
+/* Whether p lies in an anonymous mapping of at least len bytes that is not
+ * the heap: the loop's buffer ring has one of its own (which the kernel may
+ * merge with a neighbouring anonymous mapping, so not exactly len bytes),
+ * the stream's buffer is on the heap. */
 static bool in_mapping_of(const void *p, size_t len)
 {
 #ifdef __linux__
@@ -1196,8 +1198,11 @@ static bool in_mapping_of(const void *p, size_t len)
     bool found = false;
     while (!found && fgets(line, sizeof line, f)) {
         unsigned long lo, hi;
-        if (sscanf(line, "%lx-%lx", &lo, &hi) != 2) continue;
-        found = (uintptr_t)p >= lo && (uintptr_t)p < hi && hi - lo == len;
+        int name = 0;
+        if (sscanf(line, "%lx-%lx %*s %*s %*s %*s %n", &lo, &hi, &name) != 2) continue;
+        bool anonymous = name == 0 || line[name] == '\0' || line[name] == '\n';
+        found = (uintptr_t)p >= lo && (uintptr_t)p < hi && anonymous && hi - lo >= len &&
+                hi - lo < len + ((size_t)64 << 20);
     }
     fclose(f);
     return found;
@@ -1207,6 +1212,14 @@ static bool in_mapping_of(const void *p, size_t len)
     return false;
 #endif
 }
+
+/* Under AddressSanitizer malloc'd memory is in anonymous mappings too: only
+ * the ring's side of the check tells anything there. */
+#if defined(__SANITIZE_ADDRESS__)
+#define HEAP_IS_ANONYMOUS true
+#else
+#define HEAP_IS_ANONYMOUS false
+#endif
 
 /* peek shows bytes where the kernel put them: in the ring, not copied
  * into the stream's buffer, when the ring is there; consume gives them
@@ -1229,7 +1242,7 @@ static intptr_t zero_copy_peek_main(void *arg)
         cr_assert(eq(sz, len, (size_t)n));
         cr_assert(eq(int, memcmp(data, msg, len), 0));
         /* the first read of a socket is a plain one; the multishot follows */
-        if (round > 0)
+        if (round > 0 && (ring || !HEAP_IS_ANONYMOUS))
             cr_assert(eq(int, in_mapping_of(data, SMALL_RING_SIZE), ring),
                       "round %d, mode \"%s\": the bytes are %s the ring", round, current_mode,
                       ring ? "not in" : "in");

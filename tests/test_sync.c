@@ -268,6 +268,8 @@ static intptr_t acquire_in_scope(void *arg)
     return 0;
 }
 
+static bool owner_address_reused; /* not under ASan, which keeps freed memory aside */
+
 static intptr_t owner_ended_main(void *arg)
 {
     struct ctx *c = arg;
@@ -286,7 +288,8 @@ static intptr_t owner_ended_main(void *arg)
         cr_assert(ne(ptr, b, NULL));
     }
     cr_assert(eq(int, eddy_task_join(b, NULL), 0));
-    if (b != a) cr_skip_test("no task reused the ended owner's address");
+    owner_address_reused = b == a;
+    if (!owner_address_reused) return 0;
     cr_expect(eq(int, l.release, -EPERM), "a task at the owner's address released the lock");
     cr_expect(eq(int, l.acquire, -ECANCELED), "acquire did not wait for the lock");
     cr_expect(eq(int, l.scope, -ETIMEDOUT));
@@ -300,6 +303,7 @@ Test(sync, lock_owner_that_ended_is_not_a_later_task_at_its_address, .timeout = 
     ctx_init(&c);
     run_in_loop(owner_ended_main, &c);
     ctx_free(&c);
+    if (!owner_address_reused) cr_skip_test("no task reused the ended owner's address");
 }
 
 /* ---- freeing with waiters ------------------------------------------------------------ */
