@@ -790,6 +790,21 @@ static bool out_of_descriptors(int64_t err)
     return err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM;
 }
 
+/* Closes a connection eddy_accept could not wrap: a direct descriptor is a
+ * slot only the backend can close (close(2) would leave the connection
+ * open and its peer waiting). */
+static void close_accepted(intptr_t fd)
+{
+    if (!eddy__fd_direct(fd)) {
+        (void)close_native(fd);
+        return;
+    }
+    eddy_shield_begin();
+    struct eddy_op op = {.kind = EDDY_OP_CLOSE, .fd = fd};
+    (void)eddy__op_run(&op);
+    eddy_shield_end();
+}
+
 EDDY_API int eddy_accept(eddy_sock *listener, eddy_sock **out)
 {
     if (out) *out = NULL;
@@ -821,8 +836,11 @@ EDDY_API int eddy_accept(eddy_sock *listener, eddy_sock **out)
         /* A direct one inherited it from the listener (accept_direct). */
         if (listener->family != AF_UNIX && !eddy__fd_direct(fd))
             (void)set_int_option(fd, IPPROTO_TCP, TCP_NODELAY, 1);
-        err = sock_new(out, fd, listener->family, SOCK_STREAM);
-        if (err < 0) fd = err;
+        err = sock_wrap(out, fd, listener->family, SOCK_STREAM);
+        if (err < 0) {
+            close_accepted(fd);
+            fd = err;
+        }
     }
 done:
     call_end(listener, &c);
