@@ -647,6 +647,23 @@ Test(process, bad_input_is_refused, .timeout = TEST_TIMEOUT)
     eddy_loop_free(loop);
 }
 
+/* An adopted listener accepts, its connection carries bytes; all closed. */
+static void accept_round_trip(eddy_sock *listener)
+{
+    eddy_sock *client, *server;
+    int port = eddy_sock_port(listener);
+    cr_assert(gt(int, port, 0));
+    cr_assert(eq(int, eddy_tcp_connect(&client, "127.0.0.1", (uint16_t)port), 0));
+    cr_assert(eq(int, eddy_accept(listener, &server), 0));
+    cr_assert(eq(sz, (size_t)eddy_send(client, "hi", 2), (size_t)2));
+    char buf[4] = {0};
+    cr_assert(eq(sz, (size_t)eddy_recv(server, buf, sizeof buf), (size_t)2));
+    cr_assert(eq(str, buf, "hi"));
+    cr_assert(eq(int, eddy_sock_close(server), 0));
+    cr_assert(eq(int, eddy_sock_close(client), 0));
+    cr_assert(eq(int, eddy_sock_close(listener), 0));
+}
+
 #ifndef _WIN32
 /* ---- no zombie, no descriptor left ------------------------------------------------------ */
 
@@ -959,20 +976,9 @@ Test(process, sock_open_adopts_a_socketpair_end, .timeout = TEST_TIMEOUT)
  * it accepts. */
 static intptr_t adopted_listener_accepts(void *arg)
 {
-    int fd = *(int *)arg;
-    eddy_sock *listener, *client, *server;
-    cr_assert(eq(int, eddy_sock_open(&listener, fd), 0));
-    int port = eddy_sock_port(listener);
-    cr_assert(gt(int, port, 0));
-    cr_assert(eq(int, eddy_tcp_connect(&client, "127.0.0.1", (uint16_t)port), 0));
-    cr_assert(eq(int, eddy_accept(listener, &server), 0));
-    cr_assert(eq(sz, (size_t)eddy_send(client, "hi", 2), (size_t)2));
-    char buf[4] = {0};
-    cr_assert(eq(sz, (size_t)eddy_recv(server, buf, sizeof buf), (size_t)2));
-    cr_assert(eq(str, buf, "hi"));
-    cr_assert(eq(int, eddy_sock_close(server), 0));
-    cr_assert(eq(int, eddy_sock_close(client), 0));
-    cr_assert(eq(int, eddy_sock_close(listener), 0));
+    eddy_sock *listener;
+    cr_assert(eq(int, eddy_sock_open(&listener, *(int *)arg), 0));
+    accept_round_trip(listener);
     return 0;
 }
 
@@ -1322,22 +1328,12 @@ Test(process, pipe_open_adopts_a_pipe_end, .timeout = TEST_TIMEOUT)
 static intptr_t adopted_winsock_listener(void *arg)
 {
     SOCKET fd = *(SOCKET *)arg;
-    eddy_sock *listener, *client, *server;
+    eddy_sock *listener;
     cr_assert(eq(int, eddy_sock_open(&listener, (intptr_t)fd), 0));
     DWORD flags = 0;
     cr_assert(GetHandleInformation((HANDLE)fd, &flags));
     cr_assert(eq(int, (int)(flags & HANDLE_FLAG_INHERIT), 0), "eddy's now: not inherited");
-    int port = eddy_sock_port(listener);
-    cr_assert(gt(int, port, 0));
-    cr_assert(eq(int, eddy_tcp_connect(&client, "127.0.0.1", (uint16_t)port), 0));
-    cr_assert(eq(int, eddy_accept(listener, &server), 0));
-    cr_assert(eq(sz, (size_t)eddy_send(client, "hi", 2), (size_t)2));
-    char buf[4] = {0};
-    cr_assert(eq(sz, (size_t)eddy_recv(server, buf, sizeof buf), (size_t)2));
-    cr_assert(eq(str, buf, "hi"));
-    cr_assert(eq(int, eddy_sock_close(server), 0));
-    cr_assert(eq(int, eddy_sock_close(client), 0));
-    cr_assert(eq(int, eddy_sock_close(listener), 0));
+    accept_round_trip(listener);
     return 0;
 }
 
