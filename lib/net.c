@@ -541,15 +541,22 @@ static void close_from_loop(struct eddy_sock *s)
     free(s);
 }
 
-/* Task-only: closes the fd through an EDDY_OP_CLOSE op and frees s. Shielded:
- * a cancelled task still closes. */
-static int close_in_task(struct eddy_sock *s)
+/* Task-only: an EDDY_OP_CLOSE of fd, shielded (a cancelled task still
+ * closes). */
+static int64_t close_op_run(intptr_t fd)
 {
     eddy_shield_begin();
-    close_installed(s);
-    struct eddy_op op = {.kind = EDDY_OP_CLOSE, .fd = s->fd};
+    struct eddy_op op = {.kind = EDDY_OP_CLOSE, .fd = fd};
     int64_t err = eddy__op_run(&op);
     eddy_shield_end();
+    return err;
+}
+
+/* Task-only: closes the fd through an EDDY_OP_CLOSE op and frees s. */
+static int close_in_task(struct eddy_sock *s)
+{
+    close_installed(s);
+    int64_t err = close_op_run(s->fd);
     if (err == -ENOTSUP) err = close_sock_fd(s);
     if (err == -EINTR) err = 0; /* the fd is gone either way on Linux */
     free(s);
@@ -795,14 +802,10 @@ static bool out_of_descriptors(int64_t err)
  * open and its peer waiting). */
 static void close_accepted(intptr_t fd)
 {
-    if (!eddy__fd_direct(fd)) {
+    if (eddy__fd_direct(fd))
+        (void)close_op_run(fd);
+    else
         (void)close_native(fd);
-        return;
-    }
-    eddy_shield_begin();
-    struct eddy_op op = {.kind = EDDY_OP_CLOSE, .fd = fd};
-    (void)eddy__op_run(&op);
-    eddy_shield_end();
 }
 
 EDDY_API int eddy_accept(eddy_sock *listener, eddy_sock **out)

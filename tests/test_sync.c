@@ -299,10 +299,7 @@ static intptr_t owner_ended_main(void *arg)
 
 Test(sync, lock_owner_that_ended_is_not_a_later_task_at_its_address, .timeout = TEST_TIMEOUT)
 {
-    struct ctx c;
-    ctx_init(&c);
-    run_in_loop(owner_ended_main, &c);
-    ctx_free(&c);
+    run_scenario(owner_ended_main);
     if (!owner_address_reused) cr_skip_test("no task reused the ended owner's address");
 }
 
