@@ -254,9 +254,18 @@ static int create_process(struct eddy_process *p, const eddy_process_options *o,
     DWORD flags = CREATE_UNICODE_ENVIRONMENT | EXTENDED_STARTUPINFO_PRESENT;
     if (o->flags & EDDY_PROCESS_NEW_GROUP) flags |= CREATE_NEW_PROCESS_GROUP;
     PROCESS_INFORMATION pi;
-    if (err == 0 &&
-        !CreateProcessW(program, cmdline, NULL, NULL, n > 0, flags, env, cwd, &si.StartupInfo, &pi))
-        err = eddy__win_error(GetLastError());
+    /* ERROR_INTERNAL_ERROR is transient (Wine gives it now and then on a
+     * loaded machine): tried again, a few times, before it is reported. */
+    for (int attempt = 0; err == 0; attempt++) {
+        if (CreateProcessW(program, cmdline, NULL, NULL, n > 0, flags, env, cwd, &si.StartupInfo,
+                           &pi))
+            break;
+        DWORD code = GetLastError();
+        if (code != ERROR_INTERNAL_ERROR || attempt == 3)
+            err = eddy__win_error(code);
+        else
+            Sleep(10u << attempt);
+    }
     DeleteProcThreadAttributeList(attrs);
     free(attrs);
     if (err < 0) return err;
