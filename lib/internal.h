@@ -261,6 +261,10 @@ struct eddy_task *eddy__current_task(void);
 void eddy__task_free(struct eddy_task *t);
 void eddy__task_cancel_all(struct eddy_loop *loop);
 void eddy__task_forget_loop(struct eddy_loop *loop);
+/* Frees the cached task structs beyond what the stack pool's free stacks
+ * allow (all of them when all is true): after the pool's decay steps and
+ * when the loop is freed. */
+void eddy__task_cache_fit(struct eddy_loop *loop, bool all);
 /* Says what t is about to wait on (before eddy__task_suspend). */
 static inline void eddy__task_waits(struct eddy_task *t, uint8_t kind)
 {
@@ -379,6 +383,8 @@ struct eddy_loop {
     struct eddy__fiber main_fiber; /* the loop's own stack */
     struct eddy_task *current;
     struct eddy__stack_pool stacks;
+    struct eddy_task *task_cache; /* freed task structs kept for spawns (lib/task.c) */
+    size_t task_cache_count;
 
     /* call_soon_threadsafe and thread-pool completions arrive here */
     eddy__mutex remote_lock;

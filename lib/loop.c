@@ -260,6 +260,7 @@ static int64_t poll_timeout(struct eddy_loop *loop, bool block)
      * and a wake-up for the next (lib/stack.c). */
     if (loop->stacks.excess) {
         eddy__stack_pool_trim(&loop->stacks, eddy__monotonic_ns());
+        eddy__task_cache_fit(loop, false);
         if (loop->stacks.trim_at && loop->stacks.trim_at < next) next = loop->stacks.trim_at;
     }
     if (next == INT64_MAX) return -1;
@@ -273,8 +274,10 @@ static int loop_iterate_capped(struct eddy_loop *loop, bool block, int64_t cap, 
 {
     /* A loop that never idles still decays its stacks: a clock read every
      * 1024 iterations, not at each. */
-    if (loop->stacks.excess && (++loop->stacks.trim_ticks & 1023) == 0)
+    if (loop->stacks.excess && (++loop->stacks.trim_ticks & 1023) == 0) {
         eddy__stack_pool_trim(&loop->stacks, eddy__monotonic_ns());
+        eddy__task_cache_fit(loop, false);
+    }
     int64_t timeout = poll_timeout(loop, block);
     if (cap >= 0 && (timeout < 0 || timeout > cap)) timeout = cap;
     /* With work ready and no I/O in flight there is nothing to reap: skip the
@@ -653,6 +656,7 @@ EDDY_API void eddy_loop_free(eddy_loop *loop)
     eddy__mutex_unlock(&loop->remote_lock);
     loop->backend.ops->free(&loop->backend); /* its buffer table goes with it */
     free(loop->bufs);
+    eddy__task_cache_fit(loop, true);
     eddy__stack_pool_destroy(&loop->stacks);
     eddy__stall_stop(loop);
     struct eddy__callback *c;

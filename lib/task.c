@@ -10,6 +10,10 @@
 
 #include "internal.h"
 
+#if EDDY__FIBER_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
 struct eddy_task *eddy__current_task(void)
 {
     struct eddy_loop *loop = eddy__thread_loop;
@@ -263,10 +267,64 @@ static uint64_t next_task_id(void)
     return task_id_next++;
 }
 
+/* Task structs a loop keeps for the next spawns, whatever its stack pool
+ * holds (lib/stack.c keeps as many free stacks as its high-water mark). */
+#define TASK_CACHE_FLOOR 64
+
+/* The cache of freed task structs: a burst of 100 000 tasks ending together
+ * would give their 25 MiB back to malloc, which trims its heap and makes the
+ * next burst fault it in again (about 100 ns a task). The loop keeps as many
+ * structs as its stack pool keeps free stacks (at least TASK_CACHE_FLOOR),
+ * so the cache grows with the bursts and decays with the pool
+ * (eddy__task_cache_fit, after each of the pool's decay steps). A cached
+ * struct's first word links the list; under AddressSanitizer the rest is
+ * poisoned until it is handed out again. */
+static size_t task_cache_allowed(const struct eddy_loop *loop)
+{
+    size_t stacks = loop->stacks.free_count;
+    return stacks > TASK_CACHE_FLOOR ? stacks : TASK_CACHE_FLOOR;
+}
+
+static struct eddy_task *task_alloc(struct eddy_loop *loop)
+{
+    struct eddy_task *t = loop->task_cache;
+    if (!t) return malloc(sizeof(*t));
+#if EDDY__FIBER_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(t, sizeof(*t));
+#endif
+    loop->task_cache = *(struct eddy_task **)t;
+    loop->task_cache_count--;
+    return t;
+}
+
+static void task_cache_put(struct eddy_loop *loop, struct eddy_task *t)
+{
+    *(struct eddy_task **)t = loop->task_cache;
+    loop->task_cache = t;
+    loop->task_cache_count++;
+#if EDDY__FIBER_ASAN
+    ASAN_POISON_MEMORY_REGION((char *)t + sizeof(void *), sizeof(*t) - sizeof(void *));
+#endif
+}
+
+void eddy__task_cache_fit(struct eddy_loop *loop, bool all)
+{
+    size_t keep = all ? 0 : task_cache_allowed(loop);
+    while (loop->task_cache_count > keep) {
+        struct eddy_task *t = loop->task_cache;
+        loop->task_cache = *(struct eddy_task **)t;
+        loop->task_cache_count--;
+#if EDDY__FIBER_ASAN
+        ASAN_UNPOISON_MEMORY_REGION(t, sizeof(*t));
+#endif
+        free(t);
+    }
+}
+
 EDDY_API eddy_task *eddy_spawn(eddy_loop *loop, eddy_task_fn fn, void *arg)
 {
     if (!(loop = eddy__loop_here(loop)) || !fn) return NULL;
-    struct eddy_task *t = malloc(sizeof(*t));
+    struct eddy_task *t = task_alloc(loop);
     if (!t) return NULL;
     loop->stats.allocations++;
     eddy__future_init(&t->future, loop, true);
@@ -304,7 +362,10 @@ void eddy__task_free(struct eddy_task *t)
         eddy__debug_report(loop, "task %p failed with %s (%d) and its error was never retrieved",
                            (void *)t, eddy_strerror((int)t->future.value), (int)t->future.value);
     if (EDDY__UNLIKELY(t->name != NULL)) free(t->name); /* most tasks have none: no call */
-    free(t);
+    if (loop && loop->task_cache_count < task_cache_allowed(loop))
+        task_cache_put(loop, t);
+    else
+        free(t);
 }
 
 /* The loop is being freed: tasks still referenced by their callers (done,

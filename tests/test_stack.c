@@ -448,6 +448,107 @@ Test(stack_pool, idle_loop_gives_stacks_back_no_guard, .timeout = TEST_TIMEOUT)
     check_idle_gives_back(EDDY_LOOP_NO_GUARD_PAGES);
 }
 
+/* ---- task structs kept like the stacks ---------------------------------------- */
+
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
+/* Counts malloc and free calls while `counting`, the process's whole (eddy's
+ * calls reach these through the dynamic linker); glibc's own functions do the
+ * work. Not under ASan, whose malloc this would hide. */
+extern void *__libc_malloc(size_t n);
+extern void __libc_free(void *p);
+static volatile bool counting;
+static volatile long mallocs, frees;
+
+void *malloc(size_t n)
+{
+    if (counting) mallocs++;
+    return __libc_malloc(n);
+}
+
+void free(void *p)
+{
+    if (counting && p) frees++;
+    __libc_free(p);
+}
+
+static intptr_t yield_once(void *arg)
+{
+    eddy_yield();
+    return (intptr_t)arg;
+}
+
+/* BURST_TASKS tasks spawned, then joined; no assertion inside (Criterion
+ * allocates): the number of those that failed. */
+static long quiet_burst(void)
+{
+    static eddy_task *tasks[BURST_TASKS];
+    long failed = 0;
+    for (intptr_t i = 0; i < BURST_TASKS; i++)
+        if (!(tasks[i] = eddy_spawn(NULL, yield_once, (void *)i))) failed++;
+    for (intptr_t i = 0; i < BURST_TASKS; i++) {
+        intptr_t value = -1;
+        if (!tasks[i] || eddy_task_join(tasks[i], &value) != 0 || value != i) failed++;
+    }
+    return failed;
+}
+
+struct cache_figures {
+    long failed;
+    long mallocs_second_burst;
+    long frees_idle;
+};
+
+static intptr_t bursts_then_idle(void *arg)
+{
+    struct cache_figures *f = arg;
+    f->failed = quiet_burst();
+    mallocs = 0;
+    counting = true;
+    f->failed += quiet_burst();
+    counting = false;
+    f->mallocs_second_burst = mallocs;
+    frees = 0;
+    counting = true;
+    if (eddy_sleep(600 * (int64_t)1000000) != 0) f->failed++;
+    counting = false;
+    f->frees_idle = frees;
+    return 0;
+}
+
+/* A burst of tasks ending together keeps their structs for the next burst,
+ * which allocates none (malloc would have trimmed its heap and faulted the
+ * memory in again); once the loop idles, the structs go with the stacks: 20 ms
+ * decay steps over 600 ms bring them down to as many as the pool's free
+ * stacks (at least 64; in slab mode a spare slab's 256 and the free stacks
+ * of slabs partly used), a quarter of the burst at most. */
+static void check_task_cache(unsigned flags)
+{
+    if (RUNNING_ON_VALGRIND) cr_skip_test("Valgrind replaces malloc");
+    cr_assert(eq(int, setenv("EDDY_STACK_DECAY_MS", "20", 1), 0));
+    struct cache_figures f = {0};
+    eddy_loop *loop = loop_with(flags, 0);
+    intptr_t result;
+    cr_assert(eq(int, run_task(loop, bursts_then_idle, &f, &result), 0));
+    eddy_loop_free(loop);
+    cr_assert(eq(long, f.failed, 0L));
+    cr_assert(eq(long, f.mallocs_second_burst, 0L),
+              "the second burst of %d tasks allocated %ld times", BURST_TASKS,
+              f.mallocs_second_burst);
+    cr_assert(ge(long, f.frees_idle, (long)(BURST_TASKS / 4)),
+              "only %ld task structs freed while the loop idled", f.frees_idle);
+}
+
+Test(task_cache, next_burst_allocates_nothing_and_idle_frees, .timeout = TEST_TIMEOUT)
+{
+    check_task_cache(0);
+}
+
+Test(task_cache, next_burst_allocates_nothing_and_idle_frees_no_guard, .timeout = TEST_TIMEOUT)
+{
+    check_task_cache(EDDY_LOOP_NO_GUARD_PAGES);
+}
+#endif
+
 /* ---- a task ending straight into its joiner ---------------------------------- */
 
 /* Where on its stack a task runs. */
