@@ -278,15 +278,37 @@ fi
 # io_uring_enter gathers; the receives and sends per trip it does not):
 # echo-load in its exact mode counts every round trip from the first message,
 # drains, and kills the server before a connection closes.
-child_pid() { # pid: its first child (the traced server), once there is one; "" after 5 s
-    c=""
+child_pid() { # pid: its child (the traced server) once that has exec'd; "" after 5 s
+    # strace forks short-lived children of its own first, to probe what ptrace
+    # offers: a child still named strace may be one of those, and killing it
+    # instead of the server left the run waiting for a server that never ended.
     i=0
-    while [ -z "$c" ] && [ $i -lt 50 ]; do
-        c=$(awk '{ print $1 }' "/proc/$1/task/$1/children" 2>/dev/null)
-        [ -n "$c" ] || sleep 0.1
+    while [ $i -lt 100 ]; do
+        for c in $(cat "/proc/$1/task/$1/children" 2>/dev/null); do
+            comm=$(cat "/proc/$c/comm" 2>/dev/null)
+            if [ -n "$comm" ] && [ "$comm" != strace ]; then
+                echo "$c"
+                return
+            fi
+        done
+        sleep 0.05
         i=$((i + 1))
     done
-    echo "$c"
+}
+end_traced() { # strace-pid server-pid name: ends the server, waits at most 10 s for strace
+    [ -n "$2" ] && kill "$2" 2>/dev/null
+    i=0
+    while kill -0 "$1" 2>/dev/null && [ $i -lt 100 ]; do
+        [ $i = 50 ] && [ -n "$2" ] && kill -9 "$2" 2>/dev/null
+        sleep 0.1
+        i=$((i + 1))
+    done
+    if kill -0 "$1" 2>/dev/null; then
+        echo "  $3: the traced server did not end; strace and its children killed" >&2
+        pkill -9 -P "$1" 2>/dev/null
+        kill -9 "$1" 2>/dev/null
+    fi
+    wait "$1" 2>/dev/null
 }
 
 SYSCALL_CONFIGS="64:50 64:1000"
@@ -315,8 +337,7 @@ if want syscalls; then
                 srv=$(child_pid "$spid")
                 line=$(ECHO_LOAD_EXACT=1 taskset -c "$CLIENT_CPU" ./bench/echo-load "$port" \
                     "$conns" "$size" 1 "${srv:-0}" </dev/null 2>"$out/load.log")
-                [ -n "$srv" ] && kill -9 "$srv" 2>/dev/null
-                wait "$spid" 2>/dev/null
+                end_traced "$spid" "$srv" "$name"
                 trips=$(echo "$line" | awk '{ print $3 }')
                 if [ -z "$trips" ] || [ "$trips" = 0 ] || ! [ -s "$out/strace" ]; then
                     echo "  $name failed: $(head -2 "$out/load.log" | tr '\n' ' ')" >&2
@@ -346,8 +367,7 @@ if want syscalls; then
             taskset -c "$CLIENT_CPU" ./bench/echo-load "$port" 1000 64 1 "${srv:-0}" \
                 </dev/null >/dev/null 2>"$out/load.log"
             sleep 0.5
-            [ -n "$srv" ] && kill "$srv" 2>/dev/null
-            wait "$spid" 2>/dev/null
+            end_traced "$spid" "$srv" "eddy/$b"
             n=$(awk '$NF == "munmap" { print $4 }' "$out/strace")
             echo "${n:-0}" >"$out/teardown-$b"
             echo "  1000 connections closing, eddy/$b: ${n:-0} munmap calls"
