@@ -256,7 +256,6 @@ void eddy__scope_timer_fire(struct eddy_timer *timer);
 /* A task ends with scopes still open: forgets them (lib/timeout.c). */
 void eddy__scopes_abandon(struct eddy_task *t);
 /* The running task, or NULL on the loop's own stack. */
-struct eddy_task *eddy__current_task(void);
 /* Frees a task whose last reference went (reports an unretrieved error). */
 void eddy__task_free(struct eddy_task *t);
 void eddy__task_cancel_all(struct eddy_loop *loop);
@@ -481,6 +480,14 @@ void eddy__debug_report(struct eddy_loop *loop, const char *fmt, ...)
 #define EDDY__TLS_MODEL __attribute__((tls_model("initial-exec")))
 #endif
 extern __thread struct eddy_loop *eddy__thread_loop EDDY__TLS_MODEL;
+
+/* The task running on this thread, or NULL: inline, as every call that may
+ * suspend asks (one TLS load and one field). */
+static inline struct eddy_task *eddy__current_task(void)
+{
+    struct eddy_loop *loop = eddy__thread_loop;
+    return loop ? loop->current : NULL;
+}
 
 /* ---- thread identity ------------------------------------------------------ */
 

@@ -14,12 +14,6 @@
 #include <sanitizer/asan_interface.h>
 #endif
 
-struct eddy_task *eddy__current_task(void)
-{
-    struct eddy_loop *loop = eddy__thread_loop;
-    return loop ? loop->current : NULL;
-}
-
 EDDY_API eddy_task *eddy_task_current(void)
 {
     return eddy__current_task();
