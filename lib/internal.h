@@ -255,7 +255,6 @@ void eddy__task_abort_wait(struct eddy_task *t);
 void eddy__scope_timer_fire(struct eddy_timer *timer);
 /* A task ends with scopes still open: forgets them (lib/timeout.c). */
 void eddy__scopes_abandon(struct eddy_task *t);
-/* The running task, or NULL on the loop's own stack. */
 /* Frees a task whose last reference went (reports an unretrieved error). */
 void eddy__task_free(struct eddy_task *t);
 void eddy__task_cancel_all(struct eddy_loop *loop);
@@ -481,8 +480,8 @@ void eddy__debug_report(struct eddy_loop *loop, const char *fmt, ...)
 #endif
 extern __thread struct eddy_loop *eddy__thread_loop EDDY__TLS_MODEL;
 
-/* The task running on this thread, or NULL: inline, as every call that may
- * suspend asks (one TLS load and one field). */
+/* The task running on this thread, or NULL on the loop's own stack: inline,
+ * as every call that may suspend asks (one TLS load and one field). */
 static inline struct eddy_task *eddy__current_task(void)
 {
     struct eddy_loop *loop = eddy__thread_loop;

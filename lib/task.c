@@ -282,7 +282,10 @@ static size_t task_cache_allowed(const struct eddy_loop *loop)
 static struct eddy_task *task_alloc(struct eddy_loop *loop)
 {
     struct eddy_task *t = loop->task_cache;
-    if (!t) return malloc(sizeof(*t));
+    if (!t) {
+        if ((t = malloc(sizeof(*t)))) loop->stats.allocations++;
+        return t;
+    }
 #if EDDY__FIBER_ASAN
     ASAN_UNPOISON_MEMORY_REGION(t, sizeof(*t));
 #endif
@@ -320,7 +323,6 @@ EDDY_API eddy_task *eddy_spawn(eddy_loop *loop, eddy_task_fn fn, void *arg)
     if (!(loop = eddy__loop_here(loop)) || !fn) return NULL;
     struct eddy_task *t = task_alloc(loop);
     if (!t) return NULL;
-    loop->stats.allocations++;
     eddy__future_init(&t->future, loop, true);
     t->future.refs = 2; /* the caller's, and the loop's until the task ends */
     t->loop = loop;

@@ -495,18 +495,27 @@ static long quiet_burst(void)
 struct cache_figures {
     long failed;
     long mallocs_second_burst;
+    uint64_t counted_second_burst; /* the loop's own count (eddy_loop_metrics) */
     long frees_idle;
 };
+
+static uint64_t loop_allocations(void)
+{
+    eddy_loop_metrics_t m = {.size = sizeof m};
+    return eddy_loop_metrics(eddy_loop_current(), &m) == 0 ? m.allocations : UINT64_MAX;
+}
 
 static intptr_t bursts_then_idle(void *arg)
 {
     struct cache_figures *f = arg;
     f->failed = quiet_burst();
+    uint64_t before = loop_allocations();
     mallocs = 0;
     counting = true;
     f->failed += quiet_burst();
     counting = false;
     f->mallocs_second_burst = mallocs;
+    f->counted_second_burst = loop_allocations() - before;
     frees = 0;
     counting = true;
     if (eddy_sleep(600 * (int64_t)1000000) != 0) f->failed++;
@@ -534,6 +543,8 @@ static void check_task_cache(unsigned flags)
     cr_assert(eq(long, f.mallocs_second_burst, 0L),
               "the second burst of %d tasks allocated %ld times", BURST_TASKS,
               f.mallocs_second_burst);
+    cr_assert(eq(u64, f.counted_second_burst, 0), "the loop counted %llu allocations",
+              (unsigned long long)f.counted_second_burst);
     cr_assert(ge(long, f.frees_idle, (long)(BURST_TASKS / 4)),
               "only %ld task structs freed while the loop idled", f.frees_idle);
 }
