@@ -97,7 +97,7 @@
 #endif
 #define VALGRIND_SLICE_NS (1000 * 1000)
 
-/* How long a loop with only file I/O pending waits for all of it at most. */
+/* How long a loop with only file I/O pending waits for half of it at most. */
 #ifndef FILE_BATCH_WAIT_NS
 #define FILE_BATCH_WAIT_NS (1000 * 1000)
 #endif
@@ -1889,20 +1889,21 @@ static int wait_in_slices(struct uring_state *s, int64_t timeout_ns)
     }
 }
 
-/* A loop whose pending ops are all file reads and writes sleeps until all
+/* A loop whose pending ops are all file reads and writes sleeps until half
  * of them are done (or FILE_BATCH_WAIT_NS, or its own timeout, has passed),
- * not until the first: one wake-up per batch, and the next batch goes to
+ * not until the first: one wake-up per half batch, and the next reads go to
  * the kernel in one submission, which the block layer plugs into one kick of
  * the device (on a virtual machine, one exit to the hypervisor instead of
- * one per few reads: docs/performance.md). A wake from another thread waits
- * that long at most. */
+ * one per few reads). Not all of them either: the device would have nothing
+ * queued while the last reads of a batch finish (docs/performance.md, "Files,
+ * O_DIRECT"). A wake from another thread waits that long at most. */
 static int file_batch_wait(struct uring_state *s, int64_t timeout_ns)
 {
     if (timeout_ns < 0 || timeout_ns > FILE_BATCH_WAIT_NS) timeout_ns = FILE_BATCH_WAIT_NS;
     struct __kernel_timespec ts = {.tv_sec = timeout_ns / 1000000000,
                                    .tv_nsec = timeout_ns % 1000000000};
     struct io_uring_cqe *cqe;
-    return io_uring_submit_and_wait_timeout(&s->ring, &cqe, s->file_ops, &ts, NULL);
+    return io_uring_submit_and_wait_timeout(&s->ring, &cqe, (s->file_ops + 1) / 2, &ts, NULL);
 }
 
 /* Submits, waits, and tells the kernel to run its deferred completion work
