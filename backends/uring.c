@@ -97,7 +97,7 @@
 #endif
 #define VALGRIND_SLICE_NS (1000 * 1000)
 
-/* How long a loop with only file I/O pending waits for half of it at most. */
+/* How long at most a loop with only file I/O pending waits for half of it. */
 #ifndef FILE_BATCH_WAIT_NS
 #define FILE_BATCH_WAIT_NS (1000 * 1000)
 #endif

@@ -242,6 +242,14 @@ void eddy__loop_post_completion(struct eddy_loop *loop, struct eddy_op *op)
 /* How long the backend may block: not at all when work is ready; else until
  * the next deadline. Under virtual time with no I/O in flight, the clock
  * jumps to that deadline instead of waiting for it. */
+/* One decay step of the loop's spare memory when due: free stacks, then the
+ * task structs kept beside them (lib/stack.c, lib/task.c). */
+static void spare_memory_trim(struct eddy_loop *loop)
+{
+    eddy__stack_pool_trim(&loop->stacks, eddy__monotonic_ns());
+    eddy__task_cache_fit(loop, false);
+}
+
 static int64_t poll_timeout(struct eddy_loop *loop, bool block)
 {
     if (!block || loop->stopping || !eddy__list_empty(&loop->ready)) return 0;
@@ -259,8 +267,7 @@ static int64_t poll_timeout(struct eddy_loop *loop, bool block)
     /* About to idle with spare task stacks: a decay step when one is due,
      * and a wake-up for the next (lib/stack.c). */
     if (loop->stacks.excess) {
-        eddy__stack_pool_trim(&loop->stacks, eddy__monotonic_ns());
-        eddy__task_cache_fit(loop, false);
+        spare_memory_trim(loop);
         if (loop->stacks.trim_at && loop->stacks.trim_at < next) next = loop->stacks.trim_at;
     }
     if (next == INT64_MAX) return -1;
@@ -274,10 +281,7 @@ static int loop_iterate_capped(struct eddy_loop *loop, bool block, int64_t cap, 
 {
     /* A loop that never idles still decays its stacks: a clock read every
      * 1024 iterations, not at each. */
-    if (loop->stacks.excess && (++loop->stacks.trim_ticks & 1023) == 0) {
-        eddy__stack_pool_trim(&loop->stacks, eddy__monotonic_ns());
-        eddy__task_cache_fit(loop, false);
-    }
+    if (loop->stacks.excess && (++loop->stacks.trim_ticks & 1023) == 0) spare_memory_trim(loop);
     int64_t timeout = poll_timeout(loop, block);
     if (cap >= 0 && (timeout < 0 || timeout > cap)) timeout = cap;
     /* With work ready and no I/O in flight there is nothing to reap: skip the

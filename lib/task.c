@@ -279,18 +279,24 @@ static size_t task_cache_allowed(const struct eddy_loop *loop)
     return stacks > TASK_CACHE_FLOOR ? stacks : TASK_CACHE_FLOOR;
 }
 
-static struct eddy_task *task_alloc(struct eddy_loop *loop)
+/* The most recently cached struct, taken off the cache; the cache must not
+ * be empty. */
+static struct eddy_task *task_cache_pop(struct eddy_loop *loop)
 {
     struct eddy_task *t = loop->task_cache;
-    if (!t) {
-        if ((t = malloc(sizeof(*t)))) loop->stats.allocations++;
-        return t;
-    }
 #if EDDY__FIBER_ASAN
     ASAN_UNPOISON_MEMORY_REGION(t, sizeof(*t));
 #endif
     loop->task_cache = *(struct eddy_task **)t;
     loop->task_cache_count--;
+    return t;
+}
+
+static struct eddy_task *task_alloc(struct eddy_loop *loop)
+{
+    if (loop->task_cache) return task_cache_pop(loop);
+    struct eddy_task *t = malloc(sizeof(*t));
+    if (t) loop->stats.allocations++;
     return t;
 }
 
@@ -307,15 +313,8 @@ static void task_cache_put(struct eddy_loop *loop, struct eddy_task *t)
 void eddy__task_cache_fit(struct eddy_loop *loop, bool all)
 {
     size_t keep = all ? 0 : task_cache_allowed(loop);
-    while (loop->task_cache_count > keep) {
-        struct eddy_task *t = loop->task_cache;
-        loop->task_cache = *(struct eddy_task **)t;
-        loop->task_cache_count--;
-#if EDDY__FIBER_ASAN
-        ASAN_UNPOISON_MEMORY_REGION(t, sizeof(*t));
-#endif
-        free(t);
-    }
+    while (loop->task_cache_count > keep)
+        free(task_cache_pop(loop));
 }
 
 EDDY_API eddy_task *eddy_spawn(eddy_loop *loop, eddy_task_fn fn, void *arg)
